@@ -1,0 +1,303 @@
+//! The bare mirror kept between runs, and everything that keeps it trustworthy.
+//!
+//! The cache lives on EFS or in CodeBuild's cache, so a run can be killed at any instant and a
+//! second build can start while the first still runs. One exclusive file lock serialises runs on a
+//! cache; under it, anything a killed run left half-done (git's `*.lock` files, libgit2's and git's
+//! temporary packs) is stale by definition and removed. A cache that still fails to open or to
+//! pass its check is rebuilt from scratch, never pushed from.
+
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use git2::Repository;
+use tracing::{info, warn};
+
+use crate::error::{Error, usage};
+
+/// A file in the mirror's git dir that says the directory is ours to repair or delete.
+const MARKER: &str = "backlog-mirror-cache";
+
+/// An open, locked, checked mirror. The lock is released on drop.
+pub struct Cache {
+    pub path: PathBuf,
+    pub repo: Repository,
+    /// True when this run created the mirror (it starts with no objects).
+    pub created: bool,
+    _lock: File,
+}
+
+impl std::fmt::Debug for Cache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Cache({})", self.path.display())
+    }
+}
+
+impl Cache {
+    /// Lock `path` (waiting up to `timeout`), repair or create it.
+    pub fn open(path: &Path, timeout: Duration) -> Result<Cache> {
+        let lock = acquire_lock(path, timeout)?;
+        let (repo, created) = open_or_create(path)?;
+        Ok(Cache {
+            path: path.to_path_buf(),
+            repo,
+            created,
+            _lock: lock,
+        })
+    }
+
+    /// Throw the mirror away and start empty: for a cache that failed its check.
+    pub fn rebuild(&mut self, why: &str) -> Result<()> {
+        warn!(cache = %self.path.display(), "rebuilding the cache from scratch: {why}");
+        remove_entry(&self.path)?;
+        self.repo = create(&self.path)?;
+        self.created = true;
+        Ok(())
+    }
+}
+
+fn lock_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".backlog-mirror-lock");
+    path.with_file_name(name)
+}
+
+fn acquire_lock(path: &Path, timeout: Duration) -> Result<File> {
+    let lock_path = lock_path(path);
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .with_context(|| format!("cannot open the cache lock {}", lock_path.display()))?;
+    let start = Instant::now();
+    let mut announced = false;
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(file),
+            Err(fs::TryLockError::WouldBlock) => {}
+            Err(fs::TryLockError::Error(e)) => {
+                return Err(e).with_context(|| format!("cannot lock {}", lock_path.display()));
+            }
+        }
+        if start.elapsed() >= timeout {
+            return Err(Error::Locked {
+                path: path.display().to_string(),
+                waited_secs: timeout.as_secs(),
+            }
+            .into());
+        }
+        if !announced {
+            info!(
+                "waiting up to {}s for another sync to release {}",
+                timeout.as_secs(),
+                path.display()
+            );
+            announced = true;
+        }
+        std::thread::sleep(Duration::from_millis(100).min(timeout));
+    }
+}
+
+fn open_or_create(path: &Path) -> Result<(Repository, bool)> {
+    if !path.exists() {
+        return Ok((create(path)?, true));
+    }
+    if !path.join(MARKER).is_file() {
+        let empty = fs::read_dir(path)
+            .map(|mut d| d.next().is_none())
+            .unwrap_or(false);
+        if !empty {
+            return Err(usage(format!(
+                "{} exists but was not made by backlog-mirror; remove it or choose another \
+                 --mirror-name or --cache-dir",
+                path.display()
+            )));
+        }
+        fs::remove_dir(path).with_context(|| format!("cannot remove {}", path.display()))?;
+        return Ok((create(path)?, true));
+    }
+    let removed = remove_stale_files(path)?;
+    if removed > 0 {
+        info!(
+            "repaired cache {}: removed {removed} file(s) left by an interrupted run",
+            path.display()
+        );
+    }
+    match Repository::open_bare(path) {
+        Ok(repo) if repo.is_bare() => Ok((repo, false)),
+        Ok(_) => rebuild(path, "it is not a bare repository"),
+        Err(e) => rebuild(path, &format!("it cannot be opened ({})", e.message())),
+    }
+}
+
+fn rebuild(path: &Path, why: &str) -> Result<(Repository, bool)> {
+    warn!(cache = %path.display(), "rebuilding the cache from scratch: {why}");
+    remove_entry(path)?;
+    Ok((create(path)?, true))
+}
+
+fn remove_entry(path: &Path) -> Result<()> {
+    // Move aside first so a crash mid-delete leaves no half-deleted mirror under the real name.
+    let doomed = path.with_extension(format!("doomed-{}", std::process::id()));
+    fs::rename(path, &doomed)
+        .with_context(|| format!("cannot move the damaged cache {} aside", path.display()))?;
+    fs::remove_dir_all(&doomed)
+        .with_context(|| format!("cannot remove the damaged cache {}", doomed.display()))
+}
+
+/// Make a new bare mirror in a temporary directory beside `path` and rename it into place, so a
+/// run killed half-way never leaves a half-made mirror under the real name.
+fn create(path: &Path) -> Result<Repository> {
+    let parent = path.parent().unwrap_or(Path::new("."));
+    let temp = tempfile::Builder::new()
+        .prefix(".new-mirror-")
+        .tempdir_in(parent)
+        .with_context(|| format!("cannot create a directory in {}", parent.display()))?;
+    {
+        let repo = Repository::init_opts(
+            temp.path(),
+            git2::RepositoryInitOptions::new()
+                .bare(true)
+                .mkpath(true)
+                .initial_head("main"),
+        )
+        .context("cannot initialise the bare mirror")?;
+        let mut config = repo.config().context("cannot open the mirror's config")?;
+        config.set_str("remote.origin.fetch", "+refs/*:refs/*")?;
+        config.set_bool("remote.origin.mirror", true)?;
+        config.set_bool("gc.auto", false)?;
+        config.set_bool("core.logAllRefUpdates", false)?;
+        fs::write(temp.path().join(MARKER), "managed by backlog-mirror\n")
+            .context("cannot mark the new mirror")?;
+    }
+    let made = temp.keep();
+    fs::rename(&made, path)
+        .with_context(|| format!("cannot move the new mirror into {}", path.display()))?;
+    Repository::open_bare(path).with_context(|| format!("cannot open {}", path.display()))
+}
+
+/// Remove what a killed git or libgit2 leaves behind. Only safe under our exclusive lock.
+fn remove_stale_files(path: &Path) -> Result<usize> {
+    let mut removed = 0;
+    let mut stack = vec![path.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let entry_path = entry.path();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Ok(kind) = entry.file_type() else {
+                continue;
+            };
+            if kind.is_dir() {
+                if name.starts_with("incoming-") || name.starts_with("tmp_objdir") {
+                    fs::remove_dir_all(&entry_path).ok();
+                    removed += 1;
+                } else {
+                    stack.push(entry_path);
+                }
+                continue;
+            }
+            if is_stale(&entry_path, &name) {
+                fs::remove_file(&entry_path)
+                    .with_context(|| format!("cannot remove {}", entry_path.display()))?;
+                removed += 1;
+            }
+        }
+    }
+    Ok(removed)
+}
+
+fn is_stale(path: &Path, name: &str) -> bool {
+    if name.ends_with(".lock")
+        || name.starts_with("tmp_")
+        || name.starts_with("pack_git2_")
+        || name.starts_with(".tmp-")
+    {
+        return true;
+    }
+    let in_pack_dir = path
+        .parent()
+        .is_some_and(|p| p.ends_with(Path::new("objects/pack")));
+    if !in_pack_dir {
+        return false;
+    }
+    // A pack is usable only with its index and vice versa; `.keep` files are held only while a
+    // fetch runs.
+    match Path::new(name).extension().and_then(|e| e.to_str()) {
+        Some("keep") => true,
+        Some("pack") => !path.with_extension("idx").exists(),
+        Some("idx") => !path.with_extension("pack").exists(),
+        Some("rev") | Some("mtimes") => !path.with_extension("pack").exists(),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn creates_marks_and_reopens() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.git");
+        let cache = Cache::open(&path, Duration::from_secs(1)).unwrap();
+        assert!(cache.created);
+        assert!(cache.repo.is_bare());
+        assert!(path.join(MARKER).is_file());
+        drop(cache);
+        let cache = Cache::open(&path, Duration::from_secs(1)).unwrap();
+        assert!(!cache.created);
+    }
+
+    #[test]
+    fn second_open_times_out_while_locked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.git");
+        let _held = Cache::open(&path, Duration::from_secs(1)).unwrap();
+        let err = Cache::open(&path, Duration::from_millis(200)).unwrap_err();
+        assert!(matches!(
+            err.downcast_ref::<Error>(),
+            Some(Error::Locked { .. })
+        ));
+    }
+
+    #[test]
+    fn removes_stale_locks_and_half_packs() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.git");
+        drop(Cache::open(&path, Duration::from_secs(1)).unwrap());
+        let stale = [
+            "packed-refs.lock",
+            "refs/heads/main.lock",
+            "objects/pack/pack_git2_abc",
+            "objects/pack/tmp_pack_x",
+            "objects/pack/pack-1.pack",
+            "objects/pack/pack-2.keep",
+        ];
+        for file in stale {
+            fs::create_dir_all(path.join(file).parent().unwrap()).unwrap();
+            fs::write(path.join(file), b"x").unwrap();
+        }
+        fs::write(path.join("objects/pack/pack-3.pack"), b"x").unwrap();
+        fs::write(path.join("objects/pack/pack-3.idx"), b"x").unwrap();
+        drop(Cache::open(&path, Duration::from_secs(1)).unwrap());
+        for file in stale {
+            assert!(!path.join(file).exists(), "{file} should be gone");
+        }
+        assert!(path.join("objects/pack/pack-3.pack").exists());
+    }
+
+    #[test]
+    fn refuses_a_directory_it_did_not_make() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.git");
+        fs::create_dir_all(path.join("src")).unwrap();
+        let err = Cache::open(&path, Duration::from_secs(1)).unwrap_err();
+        assert!(matches!(err.downcast_ref::<Error>(), Some(Error::Usage(_))));
+        assert!(path.join("src").exists());
+    }
+}

@@ -1,0 +1,106 @@
+//! Errors a caller branches on.
+//!
+//! The exit code is part of the interface: a buildspec or a CI job decides what to do from it
+//! alone (retry a lock timeout, page someone on a delete-guard refusal). Everything else is an
+//! `anyhow` chain with context added where it happened; this type marks the few outcomes that need
+//! their own code so `main` can map them without parsing messages.
+
+use std::fmt;
+
+/// Exit codes, as documented in `--help` and the README.
+pub mod exit {
+    pub const OK: i32 = 0;
+    pub const FAILED: i32 = 1;
+    pub const USAGE: i32 = 2;
+    pub const DELETE_GUARD: i32 = 3;
+    pub const LOCKED: i32 = 4;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Bad flag, value or environment: one line naming it and what to do.
+    #[error("{0}")]
+    Usage(String),
+    /// The delete guard refused the plan; nothing was changed on the target.
+    #[error("{0}")]
+    DeleteGuard(DeleteGuard),
+    /// Another run holds the cache lock and did not release it in time.
+    #[error(
+        "cache {path} is locked by another sync and was not released within {waited_secs}s; \
+         wait for it or raise --lock-timeout"
+    )]
+    Locked { path: String, waited_secs: u64 },
+    /// The target refused some ref updates; the others landed.
+    #[error("{} ref(s) rejected by the target: {}", .0.len(), format_rejected(.0))]
+    Rejected(Vec<(String, String)>),
+}
+
+#[derive(Debug)]
+pub enum DeleteGuard {
+    SourceEmpty,
+    TooManyDeletes { planned: usize, limit: usize },
+}
+
+impl fmt::Display for DeleteGuard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DeleteGuard::SourceEmpty => write!(
+                f,
+                "delete guard: the source lists no refs at all, so mirroring it would empty the \
+                 target; check the source URL and credentials, or pass --allow-mass-delete if \
+                 emptying the target is intended"
+            ),
+            DeleteGuard::TooManyDeletes { planned, limit } => write!(
+                f,
+                "delete guard: the plan deletes {planned} refs on the target, more than \
+                 --max-delete {limit}; check the source, or raise --max-delete or pass \
+                 --allow-mass-delete if this is intended"
+            ),
+        }
+    }
+}
+
+fn format_rejected(refs: &[(String, String)]) -> String {
+    const SHOWN: usize = 5;
+    let mut parts: Vec<String> = refs
+        .iter()
+        .take(SHOWN)
+        .map(|(name, reason)| format!("{name} ({reason})"))
+        .collect();
+    if refs.len() > SHOWN {
+        parts.push(format!("and {} more", refs.len() - SHOWN));
+    }
+    parts.join(", ")
+}
+
+impl Error {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Usage(_) => exit::USAGE,
+            Error::DeleteGuard(_) => exit::DELETE_GUARD,
+            Error::Locked { .. } => exit::LOCKED,
+            Error::Rejected(_) => exit::FAILED,
+        }
+    }
+}
+
+/// Shorthand for a usage error as an `anyhow::Error`.
+pub fn usage(msg: impl Into<String>) -> anyhow::Error {
+    Error::Usage(msg.into()).into()
+}
+
+/// The exit code for any error: the first typed [`Error`] in the chain decides, else 1.
+pub fn exit_code(err: &anyhow::Error) -> i32 {
+    err.chain()
+        .find_map(|cause| cause.downcast_ref::<Error>())
+        .map_or(exit::FAILED, Error::exit_code)
+}
+
+/// An I/O error's reason without the "(os error 13)" noise.
+pub fn io_reason(err: &std::io::Error) -> String {
+    let text = err.to_string();
+    match text.find(" (os error") {
+        Some(cut) => text[..cut].to_lowercase(),
+        None => text,
+    }
+}

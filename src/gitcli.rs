@@ -1,0 +1,231 @@
+//! Handing large pushes to the git CLI.
+//!
+//! libgit2's pack builder recomputes every delta and keeps the whole object graph in memory: a
+//! first mirror of a big repository pushes an order of magnitude slower, with three times the
+//! memory, than `git push`, whose pack-objects reuses the deltas already stored in the cache's
+//! packs. So when `git` is installed and a push is large, git sends it. The child runs with no
+//! user or system config and never sees a credential on its command line.
+
+use std::collections::HashMap;
+use std::io::{BufReader, Read};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+
+use anyhow::{Context, Result, bail};
+
+use crate::progress::Progress;
+use crate::remote::TransferStats;
+use crate::url::RemoteUrl;
+
+/// `git --version` if a git binary is on PATH.
+pub fn version() -> Option<&'static str> {
+    static VERSION: OnceLock<Option<String>> = OnceLock::new();
+    VERSION
+        .get_or_init(|| {
+            let out = isolated(Path::new("."))
+                .arg("--version")
+                .stdin(Stdio::null())
+                .output()
+                .ok()?;
+            out.status
+                .success()
+                .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+        })
+        .as_deref()
+}
+
+/// A `git` command that ignores the machine's configuration and inherited repository variables.
+fn isolated(git_dir: &Path) -> Command {
+    let mut cmd = Command::new("git");
+    for (key, _) in std::env::vars_os() {
+        let key_str = key.to_string_lossy();
+        let keep = key_str.starts_with("GIT_SSL_")
+            || key_str.starts_with("GIT_TRACE")
+            || key_str == "GIT_CURL_VERBOSE";
+        if key_str.starts_with("GIT_") && !keep {
+            cmd.env_remove(&key);
+        }
+    }
+    cmd.env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .env("GIT_DIR", git_dir)
+        .env("LC_ALL", "C");
+    cmd
+}
+
+/// `git push --porcelain` of `specs` from the bare repository at `git_dir`, with the same
+/// per-ref results as the libgit2 path.
+pub fn push(
+    git_dir: &Path,
+    url: &RemoteUrl,
+    specs: &[String],
+    progress: &mut Progress,
+) -> Result<(HashMap<String, Option<String>>, TransferStats)> {
+    let mut child = isolated(git_dir)
+        .args(["push", "--porcelain", "--progress", "--no-verify"])
+        .arg(url.without_credentials())
+        .args(specs)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("cannot start git for the push; install git or use --push-engine libgit2")?;
+    let stdout = child.stdout.take().context("git push: no stdout")?;
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        BufReader::new(stdout)
+            .read_to_string(&mut text)
+            .map(|_| text)
+    });
+    let mut stats = TransferStats::default();
+    let mut messages = Vec::new();
+    if let Some(stderr) = child.stderr.take() {
+        for line in split_progress(stderr) {
+            if let Some((done, total, bytes)) = parse_writing(&line) {
+                stats = TransferStats {
+                    objects: total,
+                    bytes,
+                };
+                progress.update(done, total, bytes);
+            } else if !line.trim().is_empty() && !is_progress_noise(&line) {
+                messages.push(line);
+            }
+        }
+    }
+    progress.finish();
+    let status = child.wait().context("git push did not finish")?;
+    let porcelain = reader
+        .join()
+        .map_err(|_| anyhow::anyhow!("git push: stdout reader panicked"))?
+        .context("cannot read git push's output")?;
+    let results = parse_porcelain(&porcelain);
+    if results.is_empty() && !status.success() {
+        let reason = messages
+            .iter()
+            .rev()
+            .find(|l| l.starts_with("fatal:") || l.starts_with("error:"))
+            .or(messages.last())
+            .map_or("no message", String::as_str);
+        bail!("git push to {} failed: {}", url.redacted(), reason.trim());
+    }
+    Ok((results, stats))
+}
+
+/// Split git's stderr on both `\r` (progress redraws) and `\n`.
+fn split_progress(stream: impl Read) -> impl Iterator<Item = String> {
+    let mut bytes = BufReader::new(stream).bytes();
+    std::iter::from_fn(move || {
+        let mut line = Vec::new();
+        loop {
+            match bytes.next() {
+                Some(Ok(b'\r' | b'\n')) => return Some(String::from_utf8_lossy(&line).into()),
+                Some(Ok(b)) => line.push(b),
+                _ if line.is_empty() => return None,
+                _ => return Some(String::from_utf8_lossy(&line).into()),
+            }
+        }
+    })
+}
+
+fn is_progress_noise(line: &str) -> bool {
+    [
+        "Enumerating objects",
+        "Counting objects",
+        "Delta compression",
+        "Compressing objects",
+        "Total ",
+        "remote: ",
+        "To ",
+    ]
+    .iter()
+    .any(|p| line.starts_with(p))
+}
+
+/// `Writing objects:  45% (81/179), 20.00 MiB | 10.00 MiB/s` -> (81, 179, bytes).
+fn parse_writing(line: &str) -> Option<(usize, usize, usize)> {
+    let rest = line.strip_prefix("Writing objects:")?;
+    let open = rest.find('(')?;
+    let close = rest[open..].find(')')? + open;
+    let (done, total) = rest[open + 1..close].split_once('/')?;
+    let done = done.trim().parse().ok()?;
+    let total = total.trim().parse().ok()?;
+    let after = rest[close + 1..].trim_start_matches(',').trim();
+    let size = after.split('|').next().unwrap_or("").trim();
+    Some((done, total, parse_size(size).unwrap_or(0)))
+}
+
+fn parse_size(text: &str) -> Option<usize> {
+    let (number, unit) = text.split_once(' ')?;
+    let value: f64 = number.parse().ok()?;
+    let scale = match unit.trim().trim_end_matches(',') {
+        "bytes" | "byte" | "B" => 1.0,
+        "KiB" => 1024.0,
+        "MiB" => 1024.0 * 1024.0,
+        "GiB" => 1024.0 * 1024.0 * 1024.0,
+        _ => return None,
+    };
+    Some((value * scale) as usize)
+}
+
+/// Per-ref results from `git push --porcelain`: `<flag>\t<from>:<to>\t<summary>`.
+fn parse_porcelain(text: &str) -> HashMap<String, Option<String>> {
+    let mut results = HashMap::new();
+    for line in text.lines() {
+        let mut fields = line.splitn(3, '\t');
+        let (Some(flag), Some(spec), Some(summary)) = (fields.next(), fields.next(), fields.next())
+        else {
+            continue;
+        };
+        let Some((_, dst)) = spec.rsplit_once(':') else {
+            continue;
+        };
+        let status = (flag.trim() == "!").then(|| {
+            summary
+                .trim()
+                .trim_start_matches("[remote rejected] ")
+                .trim_start_matches("[rejected] ")
+                .trim_matches(|c| c == '(' || c == ')')
+                .to_string()
+        });
+        results.insert(dst.to_string(), status);
+    }
+    results
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_porcelain_results() {
+        let text = "To git://127.0.0.1/x\n\
+                    *\trefs/heads/a:refs/heads/a\t[new branch]\n\
+                    +\trefs/heads/b:refs/heads/b\tabc...def (forced update)\n\
+                    -\t:refs/heads/c\t[deleted]\n\
+                    !\trefs/heads/d:refs/heads/d\t[remote rejected] (pre-receive hook declined)\n\
+                    Done\n";
+        let results = parse_porcelain(text);
+        assert_eq!(results.len(), 4);
+        assert_eq!(results["refs/heads/a"], None);
+        assert_eq!(results["refs/heads/c"], None);
+        assert_eq!(
+            results["refs/heads/d"].as_deref(),
+            Some("pre-receive hook declined")
+        );
+    }
+
+    #[test]
+    fn parses_writing_progress() {
+        assert_eq!(
+            parse_writing("Writing objects:  45% (81/179), 2.00 MiB | 1.00 MiB/s"),
+            Some((81, 179, 2 * 1024 * 1024))
+        );
+        assert_eq!(
+            parse_writing("Writing objects: 100% (3/3), 250 bytes | 250.00 KiB/s, done."),
+            Some((3, 3, 250))
+        );
+        assert_eq!(parse_writing("Counting objects: 3"), None);
+    }
+}

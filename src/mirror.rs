@@ -1,0 +1,213 @@
+//! The order of a sync, and the only module that knows it.
+//!
+//! lock and repair the cache -> (seed an empty cache from the target) -> fetch from the source
+//! with prune -> plan against the target -> delete guard -> push -> look at the source again and
+//! repeat while it moved. Each step is its own module; this one decides when each runs and what
+//! counts as done: the target equal to the source as of the last look.
+
+use std::time::Instant;
+
+use anyhow::{Result, bail};
+use tracing::{debug, info, warn};
+
+use crate::cache::Cache;
+use crate::config::SyncConfig;
+use crate::error::{self, DeleteGuard, Error};
+use crate::plan::{Plan, default_max_delete};
+use crate::push;
+use crate::remote::{self, RefMap, Session};
+use crate::report::{RefResult, Status, Summary};
+
+/// A finished run: its summary (always filled in as far as the run got) and its error, if any.
+pub struct Outcome {
+    pub summary: Summary,
+    pub error: Option<anyhow::Error>,
+}
+
+impl Outcome {
+    pub fn exit_code(&self) -> i32 {
+        self.error
+            .as_ref()
+            .map_or(error::exit::OK, error::exit_code)
+    }
+}
+
+pub fn sync(cfg: &SyncConfig, session: &Session) -> Outcome {
+    let started = Instant::now();
+    let mut summary = Summary::new(
+        cfg.source.redacted(),
+        cfg.target.redacted(),
+        &cfg.mirror_path().display().to_string(),
+        cfg.dry_run,
+    );
+    let result = run(cfg, session, &mut summary);
+    summary.seconds.total = started.elapsed().as_secs_f64();
+    let error = match result {
+        Ok(status) => {
+            summary.status = status;
+            summary.exit_code = error::exit::OK;
+            None
+        }
+        Err(err) => {
+            summary.exit_code = error::exit_code(&err);
+            summary.status = if summary.exit_code == error::exit::DELETE_GUARD {
+                Status::Refused
+            } else {
+                Status::Failed
+            };
+            summary.error = Some(format!("{err:#}"));
+            Some(err)
+        }
+    };
+    Outcome { summary, error }
+}
+
+/// Time a step into one of the summary's phase counters.
+macro_rules! timed {
+    ($summary:ident . $phase:ident, $body:expr) => {{
+        let start = Instant::now();
+        let value = $body;
+        $summary.seconds.$phase += start.elapsed().as_secs_f64();
+        value
+    }};
+}
+
+fn run(cfg: &SyncConfig, session: &Session, summary: &mut Summary) -> Result<Status> {
+    let mut cache = timed!(
+        summary.lock,
+        Cache::open(&cfg.mirror_path(), cfg.lock_timeout)?
+    );
+    debug!("cache {} (new: {})", cache.path.display(), cache.created);
+    let mut source_refs = timed!(summary.fetch, session.list(&cfg.source)?);
+    let mut repaired = false;
+    for round in 1..=cfg.max_rounds {
+        summary.rounds = round;
+        let mut target_refs: Option<RefMap> = None;
+
+        if source_refs.is_empty() {
+            let target = timed!(summary.plan, session.list(&cfg.target)?);
+            let selected = target.keys().filter(|n| cfg.filter.selects(n)).count();
+            if selected == 0 {
+                info!("the source and the target are both empty");
+                return Ok(if cfg.dry_run {
+                    Status::DryRun
+                } else {
+                    Status::InSync
+                });
+            }
+            if !cfg.allow_mass_delete {
+                return Err(Error::DeleteGuard(DeleteGuard::SourceEmpty).into());
+            }
+            warn!(
+                "the source is empty: deleting every selected ref on the target (--allow-mass-delete)"
+            );
+            target_refs = Some(target);
+        }
+
+        if cfg.seed
+            && cache.created
+            && !summary.seeded
+            && remote::local_refs(&cache.repo)?.is_empty()
+        {
+            let target = timed!(summary.seed, session.list(&cfg.target)?);
+            if !target.is_empty() {
+                info!(
+                    "seeding the new cache from the target's {} refs, so the source sends only what the target lacks",
+                    target.len()
+                );
+                let stats = timed!(
+                    summary.seed,
+                    session.fetch(&cache.repo, &cfg.target, false, "seed")?
+                );
+                summary.transfer.seed.add(stats);
+                summary.seeded = true;
+            }
+            target_refs = Some(target);
+        }
+
+        let fetched = remote::local_refs(&cache.repo)? != source_refs;
+        if fetched {
+            info!("fetching from {}", cfg.source);
+            let stats = timed!(
+                summary.fetch,
+                session.fetch(&cache.repo, &cfg.source, true, "fetch")?
+            );
+            summary.transfer.fetch.add(stats);
+        } else {
+            debug!("the cache already holds every source ref: nothing to fetch");
+        }
+        let wanted = remote::local_refs(&cache.repo)?;
+
+        let target_refs = match target_refs {
+            Some(refs) => refs,
+            None => timed!(summary.plan, session.list(&cfg.target)?),
+        };
+        let plan = timed!(
+            summary.plan,
+            Plan::new(&cache.repo, &wanted, &target_refs, &cfg.filter)
+        );
+        summary.refs.unchanged = plan.unchanged;
+        let selected_on_target = target_refs.keys().filter(|n| cfg.filter.selects(n)).count();
+        let limit = cfg
+            .max_delete
+            .unwrap_or_else(|| default_max_delete(selected_on_target));
+        if !cfg.allow_mass_delete && plan.deletes() > limit {
+            return Err(Error::DeleteGuard(DeleteGuard::TooManyDeletes {
+                planned: plan.deletes(),
+                limit,
+            })
+            .into());
+        }
+
+        if cfg.dry_run {
+            for change in &plan.changes {
+                summary.record(change, RefResult::Planned, None);
+            }
+            return Ok(Status::DryRun);
+        }
+        if plan.is_empty() {
+            debug!("the target already matches: no push");
+            if !fetched {
+                return Ok(Status::InSync);
+            }
+        } else {
+            let commits = match timed!(
+                summary.plan,
+                push::check_connectivity(&cache.repo, &plan, &target_refs)
+            ) {
+                Ok(commits) => commits,
+                Err(why) if !repaired => {
+                    repaired = true;
+                    cache.rebuild(&format!("it failed its check before the push: {why}"))?;
+                    source_refs = timed!(summary.fetch, session.list(&cfg.source)?);
+                    continue;
+                }
+                Err(why) => bail!(
+                    "the cache at {} is still damaged after a rebuild ({why}); refusing to push from it",
+                    cache.path.display()
+                ),
+            };
+            let rejected = timed!(
+                summary.push,
+                push::execute(session, cfg, &cache.repo, &plan, commits, summary)?
+            );
+            if !rejected.is_empty() {
+                return Err(Error::Rejected(rejected).into());
+            }
+        }
+
+        // Catch-up: a push to the source during this run may have had its own webhook build
+        // refused (CodeBuild's concurrency limit is 1); mirror it now rather than wait.
+        let again = timed!(summary.fetch, session.list(&cfg.source)?);
+        if again == wanted {
+            return Ok(Status::InSync);
+        }
+        info!("the source changed during round {round}: catching up");
+        source_refs = again;
+    }
+    bail!(
+        "the source kept changing for {} rounds; the target holds the state of the last round. \
+         Run sync again or raise --max-rounds",
+        cfg.max_rounds
+    )
+}

@@ -1,0 +1,218 @@
+//! Talking to remotes through libgit2, in-process.
+//!
+//! Listing, fetching and small pushes are fast here and need no `git` binary. Each call opens its
+//! own connection: libgit2 speaks protocol v0/v1, so every connect advertises all refs, and a
+//! listing is the cheapest way to learn whether there is anything to do at all.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::Once;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use git2::{AutotagOption, Direction, FetchOptions, FetchPrune, Oid, PushOptions, RemoteCallbacks};
+
+use crate::auth::Auth;
+use crate::cli::ProgressMode;
+use crate::progress::Progress;
+use crate::url::RemoteUrl;
+
+/// Ref name -> object id, as a remote advertises them (peeled `^{}` entries dropped).
+pub type RefMap = BTreeMap<String, Oid>;
+
+/// What every transfer needs besides the URL.
+#[derive(Debug)]
+pub struct Session {
+    pub auth: Auth,
+    pub progress: ProgressMode,
+    pub progress_interval: Duration,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct TransferStats {
+    pub objects: usize,
+    pub bytes: usize,
+}
+
+impl TransferStats {
+    pub fn add(&mut self, other: TransferStats) {
+        self.objects += other.objects;
+        self.bytes += other.bytes;
+    }
+}
+
+/// Configure libgit2 once per process: no user or system git config (their `insteadOf`, proxies
+/// and credential helpers would make a build depend on the machine), and timeouts so a dead host
+/// fails instead of hanging until CodeBuild kills the build.
+pub fn init(timeout: Duration) -> Result<()> {
+    static ONCE: Once = Once::new();
+    let mut result = Ok(());
+    ONCE.call_once(|| {
+        result = (|| -> Result<()> {
+            let empty = std::env::temp_dir().join("backlog-mirror-empty-config-dir");
+            std::fs::create_dir_all(&empty)
+                .with_context(|| format!("cannot create {}", empty.display()))?;
+            let millis = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
+            // SAFETY: called once, before any other libgit2 use in this process.
+            unsafe {
+                for level in [
+                    git2::ConfigLevel::System,
+                    git2::ConfigLevel::XDG,
+                    git2::ConfigLevel::Global,
+                    git2::ConfigLevel::ProgramData,
+                ] {
+                    git2::opts::set_search_path(level, &empty)?;
+                }
+                git2::opts::set_server_connect_timeout_in_milliseconds(millis)?;
+                git2::opts::set_server_timeout_in_milliseconds(millis)?;
+            }
+            Ok(())
+        })();
+    });
+    result.context("cannot configure libgit2")
+}
+
+impl Session {
+    fn callbacks<'a>(&'a self, url: &'a RemoteUrl) -> RemoteCallbacks<'a> {
+        let mut callbacks = RemoteCallbacks::new();
+        self.auth.install(url, &mut callbacks);
+        callbacks
+    }
+
+    fn progress(&self, phase: &'static str) -> Progress {
+        Progress::new(phase, self.progress, self.progress_interval)
+    }
+
+    /// The refs a remote advertises under `refs/`.
+    pub fn list(&self, url: &RemoteUrl) -> Result<RefMap> {
+        let mut remote = git2::Remote::create_detached(url.as_git_url())
+            .with_context(|| format!("cannot use {} as a remote", url.redacted()))?;
+        let connection = remote
+            .connect_auth(Direction::Fetch, Some(self.callbacks(url)), None)
+            .with_context(|| format!("cannot connect to {}", url.redacted()))?;
+        let heads = connection
+            .list()
+            .with_context(|| format!("cannot list the refs of {}", url.redacted()))?;
+        Ok(heads
+            .iter()
+            .filter(|h| h.name().starts_with("refs/") && !h.name().ends_with("^{}"))
+            .map(|h| (h.name().to_string(), h.oid()))
+            .collect())
+    }
+
+    /// Fetch every ref of `url` into the same name in `repo`; with `prune`, delete local refs
+    /// the remote no longer has.
+    pub fn fetch(
+        &self,
+        repo: &git2::Repository,
+        url: &RemoteUrl,
+        prune: bool,
+        phase: &'static str,
+    ) -> Result<TransferStats> {
+        let mut remote = repo
+            .remote_anonymous(url.as_git_url())
+            .with_context(|| format!("cannot use {} as a remote", url.redacted()))?;
+        let progress = RefCell::new(self.progress(phase));
+        let mut callbacks = self.callbacks(url);
+        callbacks.transfer_progress(|stats| {
+            progress.borrow_mut().update(
+                stats.received_objects(),
+                stats.total_objects(),
+                stats.received_bytes(),
+            );
+            true
+        });
+        let mut options = FetchOptions::new();
+        options
+            .remote_callbacks(callbacks)
+            .prune(if prune {
+                FetchPrune::On
+            } else {
+                FetchPrune::Off
+            })
+            .update_fetchhead(false)
+            .download_tags(AutotagOption::None);
+        remote
+            .fetch(&["+refs/*:refs/*"], Some(&mut options), None)
+            .with_context(|| format!("cannot fetch from {}", url.redacted()))?;
+        progress.borrow_mut().finish();
+        let stats = remote.stats();
+        Ok(TransferStats {
+            objects: stats.received_objects(),
+            bytes: stats.received_bytes(),
+        })
+    }
+
+    /// Push `specs` (`+src:dst` or `:dst`) in one connection. Returns each ref's result as the
+    /// target reported it: `None` for accepted, `Some(reason)` for rejected. A ref the target
+    /// said nothing about counts as rejected.
+    pub fn push(
+        &self,
+        repo: &git2::Repository,
+        url: &RemoteUrl,
+        specs: &[String],
+    ) -> Result<(HashMap<String, Option<String>>, TransferStats)> {
+        let mut remote = repo
+            .remote_anonymous(url.as_git_url())
+            .with_context(|| format!("cannot use {} as a remote", url.redacted()))?;
+        let statuses = RefCell::new(HashMap::new());
+        let stats = RefCell::new(TransferStats::default());
+        let progress = RefCell::new(self.progress("push"));
+        let mut callbacks = self.callbacks(url);
+        callbacks.push_update_reference(|name, status| {
+            statuses
+                .borrow_mut()
+                .insert(name.to_string(), status.map(str::to_string));
+            Ok(())
+        });
+        callbacks.push_transfer_progress(|current, total, bytes| {
+            *stats.borrow_mut() = TransferStats {
+                objects: total,
+                bytes,
+            };
+            progress.borrow_mut().update(current, total, bytes);
+        });
+        let mut options = PushOptions::new();
+        options
+            .remote_callbacks(callbacks)
+            .packbuilder_parallelism(0);
+        remote
+            .push(specs, Some(&mut options))
+            .with_context(|| format!("cannot push to {}", url.redacted()))?;
+        progress.borrow_mut().finish();
+        drop(options);
+        Ok((statuses.into_inner(), stats.into_inner()))
+    }
+}
+
+/// The refs of a local repository under `refs/`, symbolic ones resolved.
+pub fn local_refs(repo: &git2::Repository) -> Result<RefMap> {
+    let mut refs = RefMap::new();
+    for reference in repo.references().context("cannot read the cache's refs")? {
+        let reference = reference.context("cannot read a ref in the cache")?;
+        let Ok(name) = reference.name() else {
+            continue;
+        };
+        if !name.starts_with("refs/") {
+            continue;
+        }
+        let oid = match reference.target() {
+            Some(oid) => oid,
+            None => match reference.resolve() {
+                Ok(resolved) => match resolved.target() {
+                    Some(oid) => oid,
+                    None => continue,
+                },
+                Err(_) => continue,
+            },
+        };
+        refs.insert(name.to_string(), oid);
+    }
+    Ok(refs)
+}
+
+/// Whether `path` exists and is readable as a repository, for error messages.
+pub fn is_repository(path: &Path) -> bool {
+    git2::Repository::open_bare(path).is_ok()
+}

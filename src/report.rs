@@ -1,0 +1,245 @@
+//! What a run says about itself: a short human summary on stderr and, with `--json`, the same
+//! facts as one JSON object on stdout for scripts.
+//!
+//! The summary is filled in as the run goes, so a failed run still reports how far it got. Only
+//! redacted URLs ever enter it.
+
+use std::io::Write;
+
+use serde::Serialize;
+
+use crate::plan::{Action, Change};
+use crate::progress::human_bytes;
+use crate::remote::TransferStats;
+
+pub const SCHEMA_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    InSync,
+    DryRun,
+    Failed,
+    Refused,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefResult {
+    Ok,
+    Rejected,
+    Planned,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ChangeReport {
+    #[serde(rename = "ref")]
+    pub name: String,
+    pub action: Action,
+    pub old: Option<String>,
+    pub new: Option<String>,
+    pub result: RefResult,
+    pub reason: Option<String>,
+}
+
+impl ChangeReport {
+    pub fn new(change: &Change, result: RefResult, reason: Option<String>) -> ChangeReport {
+        ChangeReport {
+            name: change.name.clone(),
+            action: change.action,
+            old: change.old.map(|o| o.to_string()),
+            new: change.new.map(|o| o.to_string()),
+            result,
+            reason,
+        }
+    }
+}
+
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct RefCounts {
+    pub created: usize,
+    pub updated: usize,
+    pub forced: usize,
+    pub deleted: usize,
+    pub unchanged: usize,
+    pub rejected: usize,
+}
+
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct PushStats {
+    pub objects: usize,
+    pub bytes: usize,
+    pub engine: Option<&'static str>,
+    pub batches: usize,
+}
+
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Transfer {
+    pub seed: TransferStats,
+    pub fetch: TransferStats,
+    pub push: PushStats,
+}
+
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Seconds {
+    pub lock: f64,
+    pub seed: f64,
+    pub fetch: f64,
+    pub plan: f64,
+    pub push: f64,
+    pub total: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    pub schema: u32,
+    pub status: Status,
+    pub exit_code: i32,
+    pub error: Option<String>,
+    pub source: String,
+    pub target: String,
+    pub cache: String,
+    pub dry_run: bool,
+    pub rounds: u32,
+    pub seeded: bool,
+    pub refs: RefCounts,
+    pub changes: Vec<ChangeReport>,
+    pub transfer: Transfer,
+    pub seconds: Seconds,
+}
+
+impl Summary {
+    pub fn new(source: &str, target: &str, cache: &str, dry_run: bool) -> Summary {
+        Summary {
+            schema: SCHEMA_VERSION,
+            status: Status::Failed,
+            exit_code: 1,
+            error: None,
+            source: source.to_string(),
+            target: target.to_string(),
+            cache: cache.to_string(),
+            dry_run,
+            rounds: 0,
+            seeded: false,
+            refs: RefCounts::default(),
+            changes: Vec::new(),
+            transfer: Transfer::default(),
+            seconds: Seconds::default(),
+        }
+    }
+
+    /// Record one ref's outcome and count it.
+    pub fn record(&mut self, change: &Change, result: RefResult, reason: Option<String>) {
+        if result == RefResult::Rejected {
+            self.refs.rejected += 1;
+        } else if result == RefResult::Ok {
+            let counter = match change.action {
+                Action::Create => &mut self.refs.created,
+                Action::FastForward => &mut self.refs.updated,
+                Action::Force => &mut self.refs.forced,
+                Action::Delete => &mut self.refs.deleted,
+            };
+            *counter += 1;
+        }
+        self.changes.push(ChangeReport::new(change, result, reason));
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|e| {
+            format!("{{\"schema\":{SCHEMA_VERSION},\"error\":\"cannot encode summary: {e}\"}}")
+        })
+    }
+
+    /// The human summary: one line per changed ref, then the totals.
+    pub fn write_human(&self, out: &mut dyn Write) -> std::io::Result<()> {
+        for change in &self.changes {
+            let mark = match (change.result, change.action) {
+                (RefResult::Rejected, _) => '!',
+                (_, Action::Create) => '+',
+                (_, Action::FastForward) => ' ',
+                (_, Action::Force) => '~',
+                (_, Action::Delete) => '-',
+            };
+            let ids = match (&change.old, &change.new) {
+                (Some(old), Some(new)) => format!("{}..{}", short(old), short(new)),
+                (None, Some(new)) => short(new).to_string(),
+                (Some(old), None) => format!("was {}", short(old)),
+                (None, None) => String::new(),
+            };
+            let verb = change.action.verb();
+            let planned = if change.result == RefResult::Planned {
+                " (planned)"
+            } else {
+                ""
+            };
+            write!(out, " {mark} {:<40} {verb}{planned} {ids}", change.name)?;
+            match &change.reason {
+                Some(reason) => writeln!(out, ": rejected: {reason}")?,
+                None => writeln!(out)?,
+            }
+        }
+        let r = &self.refs;
+        let head = match self.status {
+            Status::InSync => "in sync",
+            Status::DryRun => "dry run, target untouched",
+            Status::Refused => "refused, target untouched",
+            Status::Failed => "FAILED",
+        };
+        let planned = self
+            .changes
+            .iter()
+            .filter(|c| c.result == RefResult::Planned)
+            .count();
+        let planned = if planned > 0 {
+            format!(", {planned} planned")
+        } else {
+            String::new()
+        };
+        writeln!(
+            out,
+            "backlog-mirror: {head}: {} created, {} updated, {} forced, {} deleted, {} unchanged, \
+             {} rejected{planned} ({} round{})",
+            r.created,
+            r.updated,
+            r.forced,
+            r.deleted,
+            r.unchanged,
+            r.rejected,
+            self.rounds,
+            if self.rounds == 1 { "" } else { "s" }
+        )?;
+        let t = &self.transfer;
+        let engine = t
+            .push
+            .engine
+            .map(|e| format!(" via {e}"))
+            .unwrap_or_default();
+        writeln!(
+            out,
+            "  received {} objects ({}) from the source{}, sent {} objects ({}) to the target{engine}",
+            t.fetch.objects,
+            human_bytes(t.fetch.bytes as u64),
+            if self.seeded {
+                format!(
+                    " after seeding {} objects ({}) from the target",
+                    t.seed.objects,
+                    human_bytes(t.seed.bytes as u64)
+                )
+            } else {
+                String::new()
+            },
+            t.push.objects,
+            human_bytes(t.push.bytes as u64),
+        )?;
+        let s = &self.seconds;
+        writeln!(
+            out,
+            "  seconds: lock {:.2}, seed {:.2}, fetch {:.2}, plan {:.2}, push {:.2}, total {:.2}",
+            s.lock, s.seed, s.fetch, s.plan, s.push, s.total
+        )
+    }
+}
+
+fn short(id: &str) -> &str {
+    id.get(..10).unwrap_or(id)
+}

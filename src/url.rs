@@ -1,0 +1,393 @@
+//! Remote locations as the user wrote them, classified once.
+//!
+//! Git accepts a zoo of spellings (paths, `file://`, `git://`, smart HTTP, `ssh://` and the
+//! scp-like `user@host:path`). Classifying them up front lets us reject a typo before any network
+//! traffic, print every URL without its userinfo, and derive a stable cache name.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// How a remote is reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    /// A path on this machine, written as a path or as `file://`.
+    Local,
+    Git,
+    Http,
+    Https,
+    Ssh,
+}
+
+impl Scheme {
+    pub fn name(self) -> &'static str {
+        match self {
+            Scheme::Local => "local",
+            Scheme::Git => "git",
+            Scheme::Http => "http",
+            Scheme::Https => "https",
+            Scheme::Ssh => "ssh",
+        }
+    }
+}
+
+#[derive(Clone, PartialEq, Eq)]
+pub struct RemoteUrl {
+    scheme: Scheme,
+    /// What libgit2 and git are handed.
+    url: String,
+    /// The same without password (and without the user for HTTP), safe to print.
+    display: String,
+    host: Option<String>,
+    port: Option<u16>,
+    user: Option<String>,
+    password: Option<String>,
+    path: String,
+}
+
+/// Never print the password, not even in `{:?}` of a config.
+impl fmt::Debug for RemoteUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RemoteUrl({})", self.display)
+    }
+}
+
+impl fmt::Display for RemoteUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.display)
+    }
+}
+
+impl RemoteUrl {
+    /// Parse a remote as git would understand it. The error is a short reason; the caller adds
+    /// which flag it came from.
+    pub fn parse(raw: &str) -> Result<RemoteUrl, String> {
+        let raw = raw.trim();
+        if raw.is_empty() {
+            return Err("is empty".into());
+        }
+        if raw.chars().any(|c| c.is_control()) {
+            return Err("contains control characters".into());
+        }
+        if let Some((scheme, _)) = raw.split_once("://") {
+            return Self::parse_url(raw, scheme);
+        }
+        if let Some(scp) = Self::parse_scp(raw)? {
+            return Ok(scp);
+        }
+        Ok(Self::local(PathBuf::from(raw)))
+    }
+
+    fn local(path: PathBuf) -> RemoteUrl {
+        let shown = path.display().to_string();
+        RemoteUrl {
+            scheme: Scheme::Local,
+            url: shown.clone(),
+            display: shown.clone(),
+            host: None,
+            port: None,
+            user: None,
+            password: None,
+            path: shown,
+        }
+    }
+
+    fn parse_url(raw: &str, scheme: &str) -> Result<RemoteUrl, String> {
+        let scheme_kind = match scheme.to_ascii_lowercase().as_str() {
+            "file" => Scheme::Local,
+            "git" => Scheme::Git,
+            "http" => Scheme::Http,
+            "https" => Scheme::Https,
+            "ssh" | "git+ssh" | "ssh+git" => Scheme::Ssh,
+            other => {
+                return Err(format!(
+                    "has unsupported scheme '{other}://'; use a path, file://, git://, http://, \
+                     https://, ssh:// or user@host:path"
+                ));
+            }
+        };
+        let parsed = ::url::Url::parse(raw).map_err(|e| format!("is not a valid URL ({e})"))?;
+        if scheme_kind == Scheme::Local {
+            let path = parsed
+                .to_file_path()
+                .map_err(|()| "is a file:// URL without an absolute local path".to_string())?;
+            return Ok(Self::local(path));
+        }
+        let host = parsed
+            .host_str()
+            .filter(|h| !h.is_empty())
+            .ok_or_else(|| "has no host name".to_string())?
+            .to_string();
+        let path = parsed.path().to_string();
+        if path.is_empty() || path == "/" {
+            return Err("has no repository path after the host".into());
+        }
+        let user = Some(parsed.username())
+            .filter(|u| !u.is_empty())
+            .map(percent_decode);
+        let password = parsed.password().map(percent_decode);
+        let mut shown = parsed.clone();
+        // A user name in an SSH URL is part of the address (Backlog's is the space key); in HTTP
+        // it is half a credential, so it goes with the password.
+        let _ = shown.set_password(None);
+        if scheme_kind != Scheme::Ssh {
+            let _ = shown.set_username("");
+        }
+        let mut url = parsed.to_string();
+        if scheme_kind == Scheme::Ssh && (url.starts_with("git+ssh") || url.starts_with("ssh+git"))
+        {
+            url = format!("ssh{}", &url[url.find("://").unwrap_or(0)..]);
+        }
+        Ok(RemoteUrl {
+            scheme: scheme_kind,
+            url,
+            display: shown.to_string(),
+            host: Some(host),
+            port: parsed.port(),
+            user,
+            password,
+            path,
+        })
+    }
+
+    /// `[user@]host:path`, which git treats as SSH when the part before the first colon has no
+    /// slash. Returns `Ok(None)` when `raw` is not of that shape.
+    fn parse_scp(raw: &str) -> Result<Option<RemoteUrl>, String> {
+        let Some((before, path)) = raw.split_once(':') else {
+            return Ok(None);
+        };
+        if before.contains('/') || before.is_empty() {
+            return Ok(None);
+        }
+        // A Windows drive letter or an existing local file name with a colon stays a path.
+        if before.len() == 1 || Path::new(raw).exists() {
+            return Ok(None);
+        }
+        let (user, host) = match before.rsplit_once('@') {
+            Some((user, host)) => (Some(user.to_string()), host.to_string()),
+            None => (None, before.to_string()),
+        };
+        if host.is_empty() {
+            return Err("has an empty host name before ':'".into());
+        }
+        if user.as_deref() == Some("") {
+            return Err("has an empty user name before '@'".into());
+        }
+        if path.is_empty() {
+            return Err("has no repository path after ':'".into());
+        }
+        if !host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '[' | ']'))
+        {
+            return Err(format!("has an invalid host name '{host}'"));
+        }
+        Ok(Some(RemoteUrl {
+            scheme: Scheme::Ssh,
+            url: raw.to_string(),
+            display: raw.to_string(),
+            host: Some(host),
+            port: None,
+            user,
+            password: None,
+            path: path.to_string(),
+        }))
+    }
+
+    pub fn scheme(&self) -> Scheme {
+        self.scheme
+    }
+
+    /// The URL for libgit2 or git, credentials included if the user wrote them.
+    pub fn as_git_url(&self) -> &str {
+        &self.url
+    }
+
+    /// The URL with credentials removed: the only form that may be printed.
+    pub fn redacted(&self) -> &str {
+        &self.display
+    }
+
+    pub fn host(&self) -> Option<&str> {
+        self.host.as_deref()
+    }
+
+    pub fn port(&self) -> Option<u16> {
+        self.port
+    }
+
+    pub fn user(&self) -> Option<&str> {
+        self.user.as_deref()
+    }
+
+    pub fn password(&self) -> Option<&str> {
+        self.password.as_deref()
+    }
+
+    /// The repository path: the file system path for local remotes.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    pub fn local_path(&self) -> Option<&Path> {
+        (self.scheme == Scheme::Local).then(|| Path::new(&self.path))
+    }
+
+    /// The URL without any userinfo, for handing to a git process that gets its credentials by
+    /// other means than its command line.
+    pub fn without_credentials(&self) -> String {
+        match ::url::Url::parse(&self.url) {
+            Ok(mut u) if self.scheme != Scheme::Ssh && self.scheme != Scheme::Local => {
+                let _ = u.set_password(None);
+                let _ = u.set_username("");
+                u.to_string()
+            }
+            _ => self.url.clone(),
+        }
+    }
+
+    /// A stable, file-name-safe name for this remote's cache entry: the repository's base name
+    /// (readable in `ls`) plus a hash of the whole location (so two `app.git` from different hosts
+    /// never share a cache).
+    pub fn mirror_name(&self) -> String {
+        let base = self
+            .path
+            .trim_end_matches('/')
+            .rsplit(['/', '\\', ':'])
+            .next()
+            .unwrap_or("")
+            .trim_end_matches(".git");
+        let mut safe: String = base
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .take(64)
+            .collect();
+        safe = safe.trim_start_matches('.').to_string();
+        if safe.is_empty() {
+            safe.push_str("repo");
+        }
+        let identity = match self.scheme {
+            Scheme::Local => std::fs::canonicalize(&self.path)
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|_| self.path.clone()),
+            _ => self.display.clone(),
+        };
+        format!("{safe}-{:08x}", fnv1a(identity.as_bytes()) as u32)
+    }
+}
+
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, b| {
+        (hash ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let Some(v) = std::str::from_utf8(&bytes[i + 1..i + 3])
+                .ok()
+                .and_then(|hex| u8::from_str_radix(hex, 16).ok())
+        {
+            out.push(v);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_every_form() {
+        let cases = [
+            ("/srv/repo.git", Scheme::Local),
+            ("relative/repo", Scheme::Local),
+            ("file:///srv/repo.git", Scheme::Local),
+            ("git://127.0.0.1:9418/repo.git", Scheme::Git),
+            ("http://127.0.0.1:8080/repo.git", Scheme::Http),
+            ("https://example.com/repo.git", Scheme::Https),
+            ("ssh://git@example.com:2222/repo.git", Scheme::Ssh),
+            ("space@space.git.backlog.jp:/PROJ/repo.git", Scheme::Ssh),
+            ("example.com:repo.git", Scheme::Ssh),
+        ];
+        for (raw, scheme) in cases {
+            let url = RemoteUrl::parse(raw).unwrap_or_else(|e| panic!("{raw}: {e}"));
+            assert_eq!(url.scheme(), scheme, "{raw}");
+        }
+    }
+
+    #[test]
+    fn scp_form_keeps_user_and_path() {
+        let url = RemoteUrl::parse("key@key.git.backlog.com:/PROJ/app.git").unwrap();
+        assert_eq!(url.user(), Some("key"));
+        assert_eq!(url.host(), Some("key.git.backlog.com"));
+        assert_eq!(url.path(), "/PROJ/app.git");
+    }
+
+    #[test]
+    fn rejects_malformed() {
+        for raw in [
+            "",
+            "   ",
+            "ftp://example.com/repo",
+            "http:///repo",
+            "https://example.com",
+            "https://example.com/",
+            "git://:9418/x",
+            "@host:path",
+            "host:",
+            "a\nb",
+        ] {
+            assert!(RemoteUrl::parse(raw).is_err(), "{raw:?} should be rejected");
+        }
+    }
+
+    #[test]
+    fn redacts_http_userinfo_everywhere_it_prints() {
+        let url = RemoteUrl::parse("https://bob:s3cr%40t@example.com/r.git").unwrap();
+        assert_eq!(url.password(), Some("s3cr@t"));
+        assert_eq!(url.user(), Some("bob"));
+        for shown in [
+            url.redacted().to_string(),
+            url.to_string(),
+            format!("{url:?}"),
+            url.without_credentials(),
+        ] {
+            assert!(!shown.contains("s3cr"), "{shown}");
+            assert!(!shown.contains("bob"), "{shown}");
+        }
+        assert!(url.as_git_url().contains("bob"));
+    }
+
+    #[test]
+    fn mirror_name_is_stable_safe_and_distinct() {
+        let a = RemoteUrl::parse("git@host-a:/PROJ/app.git").unwrap();
+        let b = RemoteUrl::parse("git@host-b:/PROJ/app.git").unwrap();
+        assert_eq!(a.mirror_name(), a.clone().mirror_name());
+        assert_ne!(a.mirror_name(), b.mirror_name());
+        assert!(a.mirror_name().starts_with("app-"));
+        let odd = RemoteUrl::parse("https://h/x/../we ird%20name.git").unwrap();
+        let name = odd.mirror_name();
+        assert!(
+            name.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)),
+            "{name}"
+        );
+        assert!(!name.starts_with('.'));
+    }
+}
