@@ -6,15 +6,27 @@ use std::io::{IsTerminal, Write};
 
 use tracing_subscriber::EnvFilter;
 
-use crate::auth::Auth;
+use std::collections::HashMap;
+
+use crate::auth::{Auth, SshKey};
 use crate::cli::{CredentialHelperArgs, SyncArgs};
 use crate::config::SyncConfig;
 use crate::error::{self, exit};
 use crate::mirror;
 use crate::remote::{self, Session};
+use crate::secret::{self, Secret};
+use crate::ssh;
 
-/// Log to stderr; `-v`/`-q` pick the level and `RUST_LOG` overrides them.
+/// Log to stderr; `-v`/`-q` pick the level and `RUST_LOG` overrides them. Panics are printed
+/// through the same scrubbing as logs.
 pub fn init_tracing(verbose: u8, quiet: bool) {
+    std::panic::set_hook(Box::new(|info| {
+        let _ = writeln!(
+            std::io::stderr(),
+            "backlog-mirror panicked (a bug; please report it): {}",
+            secret::scrub(&info.to_string())
+        );
+    }));
     let level = match (quiet, verbose) {
         (true, _) => "warn",
         (false, 0) => "info",
@@ -25,7 +37,7 @@ pub fn init_tracing(verbose: u8, quiet: bool) {
         .unwrap_or_else(|_| EnvFilter::new(format!("backlog_mirror={level},warn")));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| secret::ScrubbingWriter(std::io::stderr()))
         .with_target(false)
         .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
         .without_time()
@@ -40,8 +52,12 @@ pub fn sync(args: &SyncArgs, quiet: bool) -> i32 {
     if let Err(err) = remote::init(cfg.network_timeout) {
         return report_error(&err);
     }
+    let auth = match build_auth(&cfg) {
+        Ok(auth) => auth,
+        Err(err) => return report_error(&err),
+    };
     let session = Session {
-        auth: Auth::default(),
+        auth,
         progress: cfg.progress,
         progress_interval: cfg.progress_interval,
     };
@@ -49,13 +65,20 @@ pub fn sync(args: &SyncArgs, quiet: bool) -> i32 {
     let code = outcome.exit_code();
     if cfg.json {
         let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "{}", outcome.summary.to_json());
+        let _ = writeln!(out, "{}", secret::scrub(&outcome.summary.to_json()));
     }
     if !quiet || code != exit::OK {
-        let _ = outcome.summary.write_human(&mut std::io::stderr().lock());
+        let mut text = Vec::new();
+        let _ = outcome.summary.write_human(&mut text);
+        let _ =
+            std::io::stderr().write_all(secret::scrub(&String::from_utf8_lossy(&text)).as_bytes());
     }
     if let Some(err) = &outcome.error {
-        let _ = writeln!(std::io::stderr(), "error: {err:#}");
+        let _ = writeln!(
+            std::io::stderr(),
+            "error: {}",
+            secret::scrub(&format!("{err:#}"))
+        );
     }
     code
 }
@@ -69,7 +92,59 @@ pub fn credential_helper(args: &CredentialHelperArgs) -> i32 {
     exit::FAILED
 }
 
+/// Read every secret the run needs (Parameter Store included) before the first connection, so a
+/// missing key fails fast and the transfer never stalls half-way on it.
+fn build_auth(cfg: &SyncConfig) -> anyhow::Result<Auth> {
+    let a = &cfg.auth;
+    let region = a.region.as_deref();
+    let ssh_key = match &a.ssh_key {
+        Some(source) => {
+            let raw = source.read(region)?;
+            let key = ssh::normalize_private_key(raw.expose())
+                .map_err(|why| error::usage(format!("{}: {why}", source.flag())))?;
+            let passphrase = a
+                .ssh_passphrase
+                .as_ref()
+                .map(|p| p.read(region))
+                .transpose()?;
+            if ssh::key_is_encrypted(&key) && passphrase.is_none() {
+                return Err(error::usage(format!(
+                    "{}: the key is encrypted; give its passphrase with --ssh-passphrase-ssm, -env or -file",
+                    source.flag()
+                )));
+            }
+            Some(SshKey {
+                private: Secret::new(key),
+                passphrase,
+            })
+        }
+        None => None,
+    };
+    let mut passwords = HashMap::new();
+    for (source, url) in [
+        (&a.source_password, &cfg.source),
+        (&a.target_password, &cfg.target),
+    ] {
+        if let Some(source) = source {
+            let value = source.read(region)?;
+            let trimmed = Secret::new(value.expose().trim().to_string());
+            passwords.insert(url.as_git_url().to_string(), trimmed);
+        }
+    }
+    Ok(Auth {
+        ssh_key,
+        ssh_agent: a.ssh_agent,
+        host_keys: a.host_keys.clone(),
+        passwords,
+        signers: HashMap::new(),
+    })
+}
+
 fn report_error(err: &anyhow::Error) -> i32 {
-    let _ = writeln!(std::io::stderr(), "error: {err:#}");
+    let _ = writeln!(
+        std::io::stderr(),
+        "error: {}",
+        secret::scrub(&format!("{err:#}"))
+    );
     error::exit_code(err)
 }

@@ -1,51 +1,178 @@
-//! Credentials handed to libgit2 when a remote asks for them.
+//! Credentials and host-key checks handed to libgit2 when a remote asks for them.
 //!
-//! libgit2 calls the credentials callback again after every refusal, forever; a wrong password
-//! must end in one clear error, not a hung build. Credentials are produced inside the callback,
-//! per connection, so anything time-limited is fresh when the request is finally sent (a large
-//! pack is built before the request starts).
+//! libgit2 calls the credentials callback again after every refusal, forever; a wrong key must end
+//! in one clear error, not a hung build, so attempts are counted. Credentials are produced inside
+//! the callback, per connection, so time-limited ones (CodeCommit signatures) are fresh when the
+//! request is finally sent: a large pack is built before the request starts.
 
 use std::cell::Cell;
+use std::collections::HashMap;
 
-use git2::{Cred, CredentialType, RemoteCallbacks};
+use git2::{CertificateCheckStatus, Cred, CredentialType, RemoteCallbacks};
+use tracing::warn;
 
-use crate::url::RemoteUrl;
+use crate::secret::Secret;
+use crate::ssh::{HostKeyPolicy, PresentedKey, Verdict};
+use crate::url::{RemoteUrl, Scheme};
 
 /// How many times one connection may ask for credentials before we call it refused.
 const MAX_ATTEMPTS: u32 = 3;
 
-/// What we can offer a remote. Built once per run from the config.
-#[derive(Default)]
-pub struct Auth {}
+/// Produces a fresh (username, password) for a remote each time it is called.
+pub type PasswordSource = Box<dyn Fn() -> anyhow::Result<(String, Secret)> + Send + Sync>;
+
+/// An SSH private key held in memory.
+pub struct SshKey {
+    pub private: Secret,
+    pub passphrase: Option<Secret>,
+}
+
+/// Everything we can offer remotes, built once per run from the config.
+pub struct Auth {
+    pub ssh_key: Option<SshKey>,
+    /// Use a running ssh-agent when no key was given (a person's laptop).
+    pub ssh_agent: bool,
+    pub host_keys: HostKeyPolicy,
+    /// Passwords or tokens, by the remote's URL.
+    pub passwords: HashMap<String, Secret>,
+    /// Signed credentials (CodeCommit), by the remote's URL.
+    pub signers: HashMap<String, PasswordSource>,
+}
+
+impl Default for Auth {
+    fn default() -> Auth {
+        Auth {
+            ssh_key: None,
+            ssh_agent: false,
+            host_keys: HostKeyPolicy::Refuse,
+            passwords: HashMap::new(),
+            signers: HashMap::new(),
+        }
+    }
+}
 
 impl std::fmt::Debug for Auth {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Auth { .. }")
+        f.debug_struct("Auth")
+            .field("ssh_key", &self.ssh_key.is_some())
+            .field("ssh_agent", &self.ssh_agent)
+            .field("host_keys", &self.host_keys)
+            .field("passwords", &self.passwords.len())
+            .field("signers", &self.signers.len())
+            .finish()
     }
 }
 
 impl Auth {
-    /// Install the credentials callback for one connection to `url`.
+    /// Install the credentials and host-key callbacks for one connection to `url`.
     pub fn install<'a>(&'a self, url: &'a RemoteUrl, callbacks: &mut RemoteCallbacks<'a>) {
         let attempts = Cell::new(0u32);
-        callbacks.credentials(move |_url, username, allowed| {
+        callbacks.credentials(move |_, username, allowed| {
             attempts.set(attempts.get() + 1);
             if attempts.get() > MAX_ATTEMPTS {
-                return Err(git2::Error::from_str(&format!(
-                    "authentication to {} failed {MAX_ATTEMPTS} times; check the credentials",
-                    url.redacted()
-                )));
+                return Err(git2::Error::from_str(&self.refused(url)));
             }
-            if allowed.contains(CredentialType::USER_PASS_PLAINTEXT)
-                && let Some(password) = url.password()
-            {
-                let user = url.user().or(username).unwrap_or("");
-                return Cred::userpass_plaintext(user, password);
-            }
-            Err(git2::Error::from_str(&format!(
-                "{} asks for credentials and none were given; see the README's Authentication section",
-                url.redacted()
-            )))
+            self.credentials(url, username, allowed)
         });
+        callbacks.certificate_check(move |cert, host| {
+            let Some(hostkey) = cert.as_hostkey() else {
+                // TLS: libgit2's own verification against the system's CAs stands.
+                return Ok(CertificateCheckStatus::CertificatePassthrough);
+            };
+            let key_type = hostkey.hostkey_type().map(|t| t.name());
+            let presented = PresentedKey {
+                host,
+                port: url.port(),
+                key_type,
+                raw: hostkey.hostkey(),
+                sha256: hostkey.hash_sha256().map(|h| h.as_slice()),
+            };
+            match self.host_keys.check(&presented) {
+                Verdict::Trusted => Ok(CertificateCheckStatus::CertificateOk),
+                Verdict::TrustedOnFirstUse(message) => {
+                    warn!("{message}");
+                    Ok(CertificateCheckStatus::CertificateOk)
+                }
+                Verdict::Rejected(message) => Err(git2::Error::from_str(&message)),
+            }
+        });
+    }
+
+    fn credentials(
+        &self,
+        url: &RemoteUrl,
+        username: Option<&str>,
+        allowed: CredentialType,
+    ) -> Result<Cred, git2::Error> {
+        let user = url.user().or(username);
+        if url.scheme() == Scheme::Ssh {
+            let user = user.unwrap_or("git");
+            if allowed.contains(CredentialType::USERNAME) {
+                return Cred::username(user);
+            }
+            if allowed.contains(CredentialType::SSH_KEY)
+                || allowed.contains(CredentialType::SSH_MEMORY)
+            {
+                if let Some(key) = &self.ssh_key {
+                    return Cred::ssh_key_from_memory(
+                        user,
+                        None,
+                        key.private.expose(),
+                        key.passphrase.as_ref().map(Secret::expose),
+                    )
+                    .map_err(|e| {
+                        git2::Error::from_str(&format!(
+                            "the SSH private key cannot be used ({}); check its format and passphrase",
+                            e.message()
+                        ))
+                    });
+                }
+                if self.ssh_agent {
+                    return Cred::ssh_key_from_agent(user);
+                }
+            }
+            return Err(git2::Error::from_str(&format!(
+                "{} needs an SSH key: pass --ssh-key-ssm, --ssh-key-env or --ssh-key-file",
+                url.redacted()
+            )));
+        }
+        if allowed.contains(CredentialType::USER_PASS_PLAINTEXT) {
+            if let Some(sign) = self.signers.get(url.as_git_url()) {
+                let (user, password) = sign().map_err(|e| {
+                    git2::Error::from_str(&format!(
+                        "cannot sign CodeCommit credentials for {}: {e:#}",
+                        url.redacted()
+                    ))
+                })?;
+                return Cred::userpass_plaintext(&user, password.expose());
+            }
+            if let Some(password) = self.passwords.get(url.as_git_url()) {
+                return Cred::userpass_plaintext(user.unwrap_or("git"), password.expose());
+            }
+            if let Some(password) = url.password() {
+                return Cred::userpass_plaintext(user.unwrap_or(""), password);
+            }
+        }
+        Err(git2::Error::from_str(&format!(
+            "{} asks for credentials and none were given; see the README's Authentication section",
+            url.redacted()
+        )))
+    }
+
+    fn refused(&self, url: &RemoteUrl) -> String {
+        if url.scheme() == Scheme::Ssh {
+            format!(
+                "{} refused the SSH key for user '{}'; check that its public half is registered \
+                 there (Backlog: Personal settings > SSH keys)",
+                url.host().unwrap_or("the server"),
+                url.user().unwrap_or("git")
+            )
+        } else {
+            format!(
+                "{} refused the credentials {MAX_ATTEMPTS} times; check the password, token or \
+                 AWS permissions",
+                url.redacted()
+            )
+        }
     }
 }

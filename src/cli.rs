@@ -145,6 +145,201 @@ pub struct SyncArgs {
           env = "BACKLOG_MIRROR_NETWORK_TIMEOUT")]
     pub network_timeout: Duration,
 
+    /// Backlog space key: with the other --backlog-* flags, builds the source URL
+    /// KEY@KEY.git.DOMAIN:/PROJECT/REPO.git [env: BACKLOG_SPACE_KEY too].
+    #[arg(
+        long,
+        value_name = "KEY",
+        env = "BACKLOG_MIRROR_BACKLOG_SPACE",
+        help_heading = "Backlog source"
+    )]
+    pub backlog_space: Option<String>,
+
+    /// backlog.jp or backlog.com [env: BACKLOG_DOMAIN_NAME too].
+    #[arg(
+        long,
+        value_name = "DOMAIN",
+        env = "BACKLOG_MIRROR_BACKLOG_DOMAIN",
+        help_heading = "Backlog source"
+    )]
+    pub backlog_domain: Option<String>,
+
+    /// Backlog project key [env: BACKLOG_PROJECT_KEY too].
+    #[arg(
+        long,
+        value_name = "PROJECT",
+        env = "BACKLOG_MIRROR_BACKLOG_PROJECT",
+        help_heading = "Backlog source"
+    )]
+    pub backlog_project: Option<String>,
+
+    /// Backlog repository name [env: BACKLOG_REPOSITORY_NAME too].
+    #[arg(
+        long,
+        value_name = "REPO",
+        env = "BACKLOG_MIRROR_BACKLOG_REPO",
+        help_heading = "Backlog source"
+    )]
+    pub backlog_repo: Option<String>,
+
+    /// SSH private key from this Parameter Store parameter (SecureString, read with decryption).
+    #[arg(
+        long,
+        value_name = "NAME",
+        env = "BACKLOG_MIRROR_SSH_KEY_SSM",
+        help_heading = "SSH"
+    )]
+    pub ssh_key_ssm: Option<String>,
+
+    /// SSH private key from this environment variable (e.g. set by a buildspec's parameter-store block).
+    #[arg(
+        long,
+        value_name = "VAR",
+        env = "BACKLOG_MIRROR_SSH_KEY_ENV",
+        help_heading = "SSH"
+    )]
+    pub ssh_key_env: Option<String>,
+
+    /// SSH private key from this file.
+    #[arg(
+        long,
+        value_name = "PATH",
+        env = "BACKLOG_MIRROR_SSH_KEY_FILE",
+        help_heading = "SSH"
+    )]
+    pub ssh_key_file: Option<PathBuf>,
+
+    /// Passphrase of an encrypted key, from this Parameter Store parameter.
+    #[arg(
+        long,
+        value_name = "NAME",
+        env = "BACKLOG_MIRROR_SSH_PASSPHRASE_SSM",
+        help_heading = "SSH"
+    )]
+    pub ssh_passphrase_ssm: Option<String>,
+
+    /// Passphrase of an encrypted key, from this environment variable.
+    #[arg(
+        long,
+        value_name = "VAR",
+        env = "BACKLOG_MIRROR_SSH_PASSPHRASE_ENV",
+        help_heading = "SSH"
+    )]
+    pub ssh_passphrase_env: Option<String>,
+
+    /// Passphrase of an encrypted key, from this file.
+    #[arg(
+        long,
+        value_name = "PATH",
+        env = "BACKLOG_MIRROR_SSH_PASSPHRASE_FILE",
+        help_heading = "SSH"
+    )]
+    pub ssh_passphrase_file: Option<PathBuf>,
+
+    /// Accept SSH host keys listed in this OpenSSH known_hosts file [default: ~/.ssh/known_hosts].
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "BACKLOG_MIRROR_KNOWN_HOSTS",
+        help_heading = "SSH"
+    )]
+    pub known_hosts: Option<PathBuf>,
+
+    /// Accept the SSH host key with this fingerprint, e.g. SHA256:abc... (repeatable).
+    #[arg(
+        long,
+        value_name = "SHA256:...",
+        value_delimiter = ',',
+        env = "BACKLOG_MIRROR_HOST_KEY_FINGERPRINT",
+        help_heading = "SSH"
+    )]
+    pub host_key_fingerprint: Vec<String>,
+
+    /// Trust an SSH host's key on first use (logged as a warning): what `ssh-keyscan` did.
+    #[arg(long, env = "BACKLOG_MIRROR_ACCEPT_NEW_HOST_KEY", help_heading = "SSH")]
+    pub accept_new_host_key: bool,
+
+    /// AWS region for Parameter Store and CodeCommit [default: from the AWS configuration].
+    #[arg(
+        long,
+        value_name = "REGION",
+        env = "BACKLOG_MIRROR_REGION",
+        help_heading = "AWS"
+    )]
+    pub region: Option<String>,
+
+    /// Target the CodeCommit repository of this name [env: CODECOMMIT_REPOSITORY_NAME too].
+    #[arg(
+        long,
+        value_name = "NAME",
+        env = "BACKLOG_MIRROR_CODECOMMIT_REPO",
+        help_heading = "AWS"
+    )]
+    pub codecommit_repo: Option<String>,
+
+    /// CodeCommit Git endpoint host (or https URL) instead of git-codecommit.REGION.amazonaws.com.
+    #[arg(
+        long,
+        value_name = "HOST",
+        env = "BACKLOG_MIRROR_CODECOMMIT_ENDPOINT",
+        help_heading = "AWS"
+    )]
+    pub codecommit_endpoint: Option<String>,
+
+    /// HTTPS source password or token from this Parameter Store parameter.
+    #[arg(
+        long,
+        value_name = "NAME",
+        env = "BACKLOG_MIRROR_SOURCE_PASSWORD_SSM",
+        help_heading = "HTTPS credentials"
+    )]
+    pub source_password_ssm: Option<String>,
+
+    /// HTTPS source password or token from this environment variable.
+    #[arg(
+        long,
+        value_name = "VAR",
+        env = "BACKLOG_MIRROR_SOURCE_PASSWORD_ENV",
+        help_heading = "HTTPS credentials"
+    )]
+    pub source_password_env: Option<String>,
+
+    /// HTTPS source password or token from this file.
+    #[arg(
+        long,
+        value_name = "PATH",
+        env = "BACKLOG_MIRROR_SOURCE_PASSWORD_FILE",
+        help_heading = "HTTPS credentials"
+    )]
+    pub source_password_file: Option<PathBuf>,
+
+    /// HTTPS target password or token (GitHub, GitLab...) from this Parameter Store parameter.
+    #[arg(
+        long,
+        value_name = "NAME",
+        env = "BACKLOG_MIRROR_TARGET_PASSWORD_SSM",
+        help_heading = "HTTPS credentials"
+    )]
+    pub target_password_ssm: Option<String>,
+
+    /// HTTPS target password or token from this environment variable.
+    #[arg(
+        long,
+        value_name = "VAR",
+        env = "BACKLOG_MIRROR_TARGET_PASSWORD_ENV",
+        help_heading = "HTTPS credentials"
+    )]
+    pub target_password_env: Option<String>,
+
+    /// HTTPS target password or token from this file.
+    #[arg(
+        long,
+        value_name = "PATH",
+        env = "BACKLOG_MIRROR_TARGET_PASSWORD_FILE",
+        help_heading = "HTTPS credentials"
+    )]
+    pub target_password_file: Option<PathBuf>,
+
     /// Print the summary as one JSON object on stdout.
     #[arg(long, env = "BACKLOG_MIRROR_JSON")]
     pub json: bool,

@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use crate::cli::{ProgressMode, PushEngine, SyncArgs};
 use crate::error::usage;
+use crate::secret::SecretSource;
 use crate::select::RefFilter;
+use crate::ssh::{HostKeyPolicy, parse_fingerprint};
 use crate::url::{RemoteUrl, Scheme};
 
 #[derive(Debug, Clone)]
@@ -32,6 +34,19 @@ pub struct SyncConfig {
     pub dry_run: bool,
     pub progress: ProgressMode,
     pub progress_interval: Duration,
+    pub auth: AuthConfig,
+}
+
+/// Where credentials come from; read (Parameter Store included) only after every local check.
+#[derive(Debug, Clone)]
+pub struct AuthConfig {
+    pub ssh_key: Option<SecretSource>,
+    pub ssh_passphrase: Option<SecretSource>,
+    pub ssh_agent: bool,
+    pub host_keys: HostKeyPolicy,
+    pub source_password: Option<SecretSource>,
+    pub target_password: Option<SecretSource>,
+    pub region: Option<String>,
 }
 
 impl SyncConfig {
@@ -41,7 +56,17 @@ impl SyncConfig {
     }
 
     pub fn from_args(args: &SyncArgs) -> anyhow::Result<SyncConfig> {
-        let source = remote("--source", "BACKLOG_MIRROR_SOURCE", args.source.as_deref())?;
+        let backlog = backlog_source(args)?;
+        let source_raw = match (&args.source, backlog) {
+            (Some(_), Some(_)) => {
+                return Err(usage(
+                    "give either --source or the --backlog-* flags, not both",
+                ));
+            }
+            (Some(raw), None) => Some(raw.clone()),
+            (None, backlog) => backlog,
+        };
+        let source = remote("--source", "BACKLOG_MIRROR_SOURCE", source_raw.as_deref())?;
         let target = remote("--target", "BACKLOG_MIRROR_TARGET", args.target.as_deref())?;
         check_local("--source", &source, true)?;
         check_local("--target", &target, false)?;
@@ -66,7 +91,9 @@ impl SyncConfig {
                 "--push-engine git needs the git CLI on PATH; install git or use --push-engine auto",
             ));
         }
+        let auth = auth_config(args, &source, &target)?;
         Ok(SyncConfig {
+            auth,
             source,
             target,
             cache_dir,
@@ -99,7 +126,12 @@ fn remote(flag: &str, env: &str, raw: Option<&str>) -> anyhow::Result<RemoteUrl>
             "missing {flag} (or {env}): give the repository URL or path"
         ))
     })?;
-    RemoteUrl::parse(raw).map_err(|reason| usage(format!("{flag} '{}' {reason}", shown(raw))))
+    let url = RemoteUrl::parse(raw)
+        .map_err(|reason| usage(format!("{flag} '{}' {reason}", shown(raw))))?;
+    if let Some(password) = url.password() {
+        crate::secret::register(password);
+    }
+    Ok(url)
 }
 
 /// The raw value as safe to print: if it parses as a URL with credentials, without them.
@@ -224,4 +256,177 @@ fn check_cache_dir(dir: &Path) -> anyhow::Result<()> {
             ))
         })?;
     Ok(())
+}
+
+/// The article's environment names, kept so an existing buildspec's `env:` block still works.
+fn flag_or_env(flag: &Option<String>, legacy_env: &str) -> Option<String> {
+    flag.clone()
+        .or_else(|| std::env::var(legacy_env).ok())
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+}
+
+/// `--backlog-space/-domain/-project/-repo` to `KEY@KEY.git.DOMAIN:/PROJECT/REPO.git`.
+fn backlog_source(args: &SyncArgs) -> anyhow::Result<Option<String>> {
+    let space = flag_or_env(&args.backlog_space, "BACKLOG_SPACE_KEY");
+    let domain = flag_or_env(&args.backlog_domain, "BACKLOG_DOMAIN_NAME");
+    let project = flag_or_env(&args.backlog_project, "BACKLOG_PROJECT_KEY");
+    let repo = flag_or_env(&args.backlog_repo, "BACKLOG_REPOSITORY_NAME");
+    if space.is_none() && project.is_none() && repo.is_none() {
+        return Ok(None);
+    }
+    if args.source.is_some() {
+        return Err(usage(
+            "give either --source or the --backlog-* flags (BACKLOG_SPACE_KEY...), not both",
+        ));
+    }
+    let need = |value: Option<String>, flag: &str, env: &str| {
+        value.ok_or_else(|| usage(format!("{flag} (or {env}) is missing: the Backlog source needs all of --backlog-space, --backlog-project and --backlog-repo")))
+    };
+    let space = need(space, "--backlog-space", "BACKLOG_SPACE_KEY")?;
+    let project = need(project, "--backlog-project", "BACKLOG_PROJECT_KEY")?;
+    let repo = need(repo, "--backlog-repo", "BACKLOG_REPOSITORY_NAME")?;
+    let domain = domain.unwrap_or_else(|| "backlog.jp".to_string());
+    if !space.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+        return Err(usage(format!(
+            "--backlog-space '{space}' is not a Backlog space key (letters, digits and '-')"
+        )));
+    }
+    if domain != "backlog.jp" && domain != "backlog.com" {
+        return Err(usage(format!(
+            "--backlog-domain '{domain}' must be backlog.jp or backlog.com"
+        )));
+    }
+    if !project
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '_')
+    {
+        return Err(usage(format!(
+            "--backlog-project '{project}' is not a Backlog project key (letters, digits and '_')"
+        )));
+    }
+    let repo = repo.trim_end_matches(".git");
+    if repo.is_empty()
+        || !repo
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        return Err(usage(format!(
+            "--backlog-repo '{repo}' is not a repository name (letters, digits, '-', '_', '.')"
+        )));
+    }
+    Ok(Some(format!(
+        "{space}@{space}.git.{domain}:/{project}/{repo}.git"
+    )))
+}
+
+fn auth_config(
+    args: &SyncArgs,
+    source: &RemoteUrl,
+    target: &RemoteUrl,
+) -> anyhow::Result<AuthConfig> {
+    let ssh_key = SecretSource::pick(
+        "ssh-key",
+        args.ssh_key_ssm.as_ref(),
+        args.ssh_key_env.as_ref(),
+        args.ssh_key_file.as_ref(),
+    )?;
+    let ssh_passphrase = SecretSource::pick(
+        "ssh-passphrase",
+        args.ssh_passphrase_ssm.as_ref(),
+        args.ssh_passphrase_env.as_ref(),
+        args.ssh_passphrase_file.as_ref(),
+    )?;
+    let source_password = SecretSource::pick(
+        "source-password",
+        args.source_password_ssm.as_ref(),
+        args.source_password_env.as_ref(),
+        args.source_password_file.as_ref(),
+    )?;
+    let target_password = SecretSource::pick(
+        "target-password",
+        args.target_password_ssm.as_ref(),
+        args.target_password_env.as_ref(),
+        args.target_password_file.as_ref(),
+    )?;
+    for secret in [
+        &ssh_key,
+        &ssh_passphrase,
+        &source_password,
+        &target_password,
+    ]
+    .into_iter()
+    .flatten()
+    {
+        secret.check_local()?;
+    }
+    if ssh_passphrase.is_some() && ssh_key.is_none() {
+        return Err(usage(
+            "an SSH passphrase was given without a key; add --ssh-key-ssm, --ssh-key-env or --ssh-key-file",
+        ));
+    }
+    let uses_ssh = source.scheme() == Scheme::Ssh || target.scheme() == Scheme::Ssh;
+    let ssh_agent = ssh_key.is_none() && std::env::var_os("SSH_AUTH_SOCK").is_some();
+    if uses_ssh && ssh_key.is_none() && !ssh_agent {
+        return Err(usage(
+            "the SSH remote needs a private key: pass --ssh-key-ssm, --ssh-key-env or --ssh-key-file",
+        ));
+    }
+    for (password, url, flag) in [
+        (&source_password, source, "--source-password"),
+        (&target_password, target, "--target-password"),
+    ] {
+        if password.is_some() && !matches!(url.scheme(), Scheme::Http | Scheme::Https) {
+            return Err(usage(format!(
+                "{flag}-* is for HTTP(S) remotes, but that remote is {}",
+                url.scheme().name()
+            )));
+        }
+    }
+    Ok(AuthConfig {
+        ssh_key,
+        ssh_passphrase,
+        ssh_agent,
+        host_keys: host_key_policy(args)?,
+        source_password,
+        target_password,
+        region: args.region.clone().filter(|r| !r.trim().is_empty()),
+    })
+}
+
+fn host_key_policy(args: &SyncArgs) -> anyhow::Result<HostKeyPolicy> {
+    let given = usize::from(args.known_hosts.is_some())
+        + usize::from(!args.host_key_fingerprint.is_empty())
+        + usize::from(args.accept_new_host_key);
+    if given > 1 {
+        return Err(usage(
+            "choose one host key policy: --known-hosts, --host-key-fingerprint or --accept-new-host-key",
+        ));
+    }
+    let default_known = std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".ssh/known_hosts"));
+    if let Some(path) = &args.known_hosts {
+        if !path.is_file() {
+            return Err(usage(format!(
+                "--known-hosts '{}' is not a readable file",
+                path.display()
+            )));
+        }
+        return Ok(HostKeyPolicy::KnownHosts(path.clone()));
+    }
+    if !args.host_key_fingerprint.is_empty() {
+        let fingerprints = args
+            .host_key_fingerprint
+            .iter()
+            .map(|f| parse_fingerprint(f))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(usage)?;
+        return Ok(HostKeyPolicy::Fingerprints(fingerprints));
+    }
+    if args.accept_new_host_key {
+        return Ok(HostKeyPolicy::AcceptNew(default_known));
+    }
+    Ok(match default_known {
+        Some(path) if path.is_file() => HostKeyPolicy::KnownHosts(path),
+        _ => HostKeyPolicy::Refuse,
+    })
 }

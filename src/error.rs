@@ -104,3 +104,18 @@ pub fn io_reason(err: &std::io::Error) -> String {
         None => text,
     }
 }
+
+/// An error and its sources on one line, for errors from libraries that hide the useful part in
+/// `source()`.
+pub fn chain_line(err: &dyn std::error::Error) -> String {
+    let mut parts = vec![err.to_string()];
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        source = cause.source();
+    }
+    parts.join(": ")
+}

@@ -6,6 +6,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod aws;
 pub mod cache;
 pub mod cli;
 pub mod codecommit;
@@ -19,5 +20,7 @@ pub mod progress;
 pub mod push;
 pub mod remote;
 pub mod report;
+pub mod secret;
 pub mod select;
+pub mod ssh;
 pub mod url;

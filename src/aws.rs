@@ -1,0 +1,96 @@
+//! The AWS side of a run: one small runtime, the SDK's credential chain, Parameter Store.
+//!
+//! The AWS SDK is async; the rest of the tool is a straight line of blocking steps. One
+//! current-thread runtime, started only when something AWS is needed, keeps it that way (a run
+//! mirroring between two plain Git hosts never starts it). libgit2 must be initialised first: its
+//! OpenSSL probing sets environment variables, which is unsafe once other threads run.
+
+use std::sync::OnceLock;
+
+use anyhow::{Context, Result, anyhow};
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_ssm::error::ProvideErrorMetadata;
+
+use crate::error::usage;
+use crate::secret::Secret;
+
+pub fn runtime() -> Result<&'static tokio::runtime::Runtime> {
+    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    if let Some(rt) = RUNTIME.get() {
+        return Ok(rt);
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the AWS SDK's runtime")?;
+    Ok(RUNTIME.get_or_init(|| rt))
+}
+
+/// The SDK configuration from the default chain (env, profile, web identity, container
+/// credentials, IMDS), with `region` and `profile` overriding when given.
+pub fn sdk_config(region: Option<&str>, profile: Option<&str>) -> Result<SdkConfig> {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest());
+    if let Some(region) = region {
+        loader = loader.region(Region::new(region.to_string()));
+    }
+    if let Some(profile) = profile {
+        loader = loader.profile_name(profile);
+    }
+    Ok(runtime()?.block_on(loader.load()))
+}
+
+/// Read one parameter with decryption. `flag` names where the name came from, for messages.
+/// Uses GetParameters (plural), the same IAM action CodeBuild's `parameter-store` block needs.
+pub fn get_parameter(flag: &str, name: &str, region: Option<&str>) -> Result<Secret> {
+    if !name.starts_with('/') && name.contains('/') {
+        return Err(usage(format!(
+            "{flag} '{name}': a parameter path must begin with '/'"
+        )));
+    }
+    let config = sdk_config(region, None)?;
+    let Some(region) = config.region().map(|r| r.to_string()) else {
+        return Err(usage(format!(
+            "{flag} '{name}' needs an AWS region: pass --region or set AWS_REGION"
+        )));
+    };
+    let client = aws_sdk_ssm::Client::new(&config);
+    let result = runtime()?.block_on(
+        client
+            .get_parameters()
+            .names(name)
+            .with_decryption(true)
+            .send(),
+    );
+    let output = match result {
+        Ok(output) => output,
+        Err(err) => {
+            let code = err.code().unwrap_or("").to_string();
+            let message = err.message().unwrap_or("").to_string();
+            return Err(match code.as_str() {
+                "AccessDeniedException" | "AccessDenied" | "UnrecognizedClientException" => {
+                    anyhow!(
+                        "{flag} '{name}': not allowed to read the parameter in {region} ({code}); \
+                         grant ssm:GetParameters on it and kms:Decrypt on its key"
+                    )
+                }
+                "" => anyhow!(
+                    "{flag} '{name}': cannot reach Parameter Store in {region}: {}",
+                    crate::error::chain_line(&err)
+                ),
+                _ => anyhow!("{flag} '{name}': Parameter Store in {region} said {code}: {message}"),
+            });
+        }
+    };
+    let value = output
+        .parameters()
+        .iter()
+        .find(|p| p.name() == Some(name) || output.parameters().len() == 1)
+        .and_then(|p| p.value())
+        .map(str::to_string);
+    match value {
+        Some(value) => Ok(Secret::new(value)),
+        None => Err(usage(format!(
+            "{flag} '{name}': no such parameter in region {region}; check the name and --region"
+        ))),
+    }
+}
