@@ -47,6 +47,13 @@ impl Cache {
         })
     }
 
+    /// Open the repository afresh, after git rewrote its packs behind libgit2's back.
+    pub fn reopen(&mut self) -> Result<()> {
+        self.repo = Repository::open_bare(&self.path)
+            .with_context(|| format!("cannot reopen {}", self.path.display()))?;
+        Ok(())
+    }
+
     /// Throw the mirror away and start empty: for a cache that failed its check.
     pub fn rebuild(&mut self, why: &str) -> Result<()> {
         warn!(cache = %self.path.display(), "rebuilding the cache from scratch: {why}");

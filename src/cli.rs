@@ -96,7 +96,7 @@ pub struct SyncArgs {
     pub no_seed: bool,
 
     /// Refuse a plan deleting more refs than this [default: half the target's refs, at least 10].
-    #[arg(long, value_name = "N", value_parser = parse_count, env = "BACKLOG_MIRROR_MAX_DELETE")]
+    #[arg(long, value_name = "N", value_parser = parse_count, allow_negative_numbers = true, env = "BACKLOG_MIRROR_MAX_DELETE")]
     pub max_delete: Option<u64>,
 
     /// Turn the delete guard off: allow emptying the target or mass deletes.
@@ -104,7 +104,7 @@ pub struct SyncArgs {
     pub allow_mass_delete: bool,
 
     /// Fetch-and-push rounds while the source keeps moving during a sync.
-    #[arg(long, value_name = "N", default_value = "3", value_parser = parse_positive,
+    #[arg(long, value_name = "N", default_value = "3", value_parser = parse_positive, allow_negative_numbers = true,
           env = "BACKLOG_MIRROR_MAX_ROUNDS")]
     pub max_rounds: u64,
 
@@ -127,7 +127,7 @@ pub struct SyncArgs {
     pub exclude: Vec<String>,
 
     /// Most ref updates in one push; larger plans are split (CodeCommit takes 4,000).
-    #[arg(long, value_name = "N", default_value = "4000", value_parser = parse_positive,
+    #[arg(long, value_name = "N", default_value = "4000", value_parser = parse_positive, allow_negative_numbers = true,
           env = "BACKLOG_MIRROR_BATCH_SIZE")]
     pub batch_size: u64,
 
@@ -136,7 +136,7 @@ pub struct SyncArgs {
     pub push_engine: PushEngine,
 
     /// With --push-engine auto, hand pushes of more than this many commits to git.
-    #[arg(long, value_name = "COMMITS", default_value = "1000", value_parser = parse_count,
+    #[arg(long, value_name = "COMMITS", default_value = "1000", value_parser = parse_count, allow_negative_numbers = true,
           env = "BACKLOG_MIRROR_GIT_PUSH_THRESHOLD")]
     pub git_push_threshold: u64,
 

@@ -113,6 +113,63 @@ pub fn push(
     Ok((results, stats))
 }
 
+/// Keep a long-lived mirror fast: libgit2 never repacks, so every fetch adds a pack and every
+/// updated ref a loose file. Past a threshold, let git fold them (reusing existing deltas, so this
+/// is cheap) while we still hold the cache lock. Returns what it did, for the log.
+pub fn maintain(git_dir: &Path) -> Option<String> {
+    version()?;
+    let packs = std::fs::read_dir(git_dir.join("objects/pack"))
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.path().extension().is_some_and(|x| x == "pack"))
+                .count()
+        })
+        .unwrap_or(0);
+    let loose_refs = count_files(&git_dir.join("refs"));
+    let mut done = Vec::new();
+    if packs > MAX_PACKS {
+        let ok = isolated(git_dir)
+            .args(["repack", "-a", "-d", "-q"])
+            .stdin(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        done.push(format!(
+            "repacked {packs} packs{}",
+            if ok { "" } else { " (failed)" }
+        ));
+    }
+    if loose_refs > MAX_LOOSE_REFS {
+        let ok = isolated(git_dir)
+            .args(["pack-refs", "--all", "--prune"])
+            .stdin(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        done.push(format!(
+            "packed {loose_refs} loose refs{}",
+            if ok { "" } else { " (failed)" }
+        ));
+    }
+    (!done.is_empty()).then(|| done.join(", "))
+}
+
+const MAX_PACKS: usize = 24;
+const MAX_LOOSE_REFS: usize = 2000;
+
+fn count_files(dir: &Path) -> usize {
+    let mut count = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            match entry.file_type() {
+                Ok(t) if t.is_dir() => stack.push(entry.path()),
+                Ok(_) => count += 1,
+                Err(_) => {}
+            }
+        }
+    }
+    count
+}
+
 /// Split git's stderr on both `\r` (progress redraws) and `\n`.
 fn split_progress(stream: impl Read) -> impl Iterator<Item = String> {
     let mut bytes = BufReader::new(stream).bytes();

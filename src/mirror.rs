@@ -137,6 +137,10 @@ fn run(cfg: &SyncConfig, session: &Session, summary: &mut Summary) -> Result<Sta
             debug!("the cache already holds every source ref: nothing to fetch");
         }
         let wanted = remote::local_refs(&cache.repo)?;
+        if fetched && let Some(done) = crate::gitcli::maintain(&cache.path) {
+            info!("cache maintenance: {done}");
+            cache.reopen()?;
+        }
 
         let target_refs = match target_refs {
             Some(refs) => refs,

@@ -1,0 +1,128 @@
+//! A run killed with SIGKILL at any point of fetch or push leaves nothing the next run cannot
+//! repair: the next run succeeds, the target is exact, and `git fsck` is clean on both sides.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+
+use support::*;
+
+fn big_source(sb: &Sandbox) -> PathBuf {
+    generate_repo(
+        &sb.join("srv/source.git"),
+        &GenSpec {
+            commits: 1500,
+            files: 300,
+            blob_bytes: 3000,
+            branches: 3,
+            packed: true,
+        },
+    )
+}
+
+fn sync_cmd(sb: &Sandbox, source: &str, target: &str, extra: &[&str]) -> std::process::Command {
+    let mut cmd = bin();
+    cmd.env("HOME", sb.home())
+        .args([
+            "sync",
+            "--source",
+            source,
+            "--target",
+            target,
+            "--cache-dir",
+        ])
+        .arg(sb.cache_dir())
+        .args(["--progress", "plain", "--progress-interval", "0"])
+        .args(extra);
+    cmd
+}
+
+fn stale_files(cache_dir: &Path) -> usize {
+    let mut count = 0;
+    let mut stack = vec![cache_dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if entry.path().is_dir() {
+                stack.push(entry.path());
+            } else if name.ends_with(".lock") && !name.ends_with("backlog-mirror-lock")
+                || name.starts_with("pack_git2_")
+                || name.starts_with("tmp_")
+            {
+                count += 1;
+            }
+        }
+    }
+    count
+}
+
+/// Kill a sync when `pred` matches a stderr line, then prove the next run repairs and finishes.
+fn kill_then_recover(label: &str, extra: &[&str], pred: fn(&str) -> bool) {
+    let sb = Sandbox::new();
+    let source = big_source(&sb);
+    let target = init_bare(&sb.join("srv/target.git"));
+    let daemon = GitDaemon::start(&sb.join("srv"));
+    let (src, tgt) = (daemon.url("source.git"), daemon.url("target.git"));
+
+    let (killed_run, killed) = spawn_and_kill_when(&mut sync_cmd(&sb, &src, &tgt, extra), pred);
+    assert!(
+        killed,
+        "{label}: the sync finished before the kill point:\n{}",
+        killed_run.stderr
+    );
+    let leftovers = stale_files(&sb.cache_dir());
+
+    let next = run(&mut sync_cmd(&sb, &src, &tgt, extra));
+    assert_eq!(
+        next.code, 0,
+        "{label}: the run after the kill failed:\n{}",
+        next.stderr
+    );
+    if leftovers > 0 {
+        assert!(
+            next.stderr.contains("repaired cache"),
+            "{label}: {leftovers} stale files but no repair line:\n{}",
+            next.stderr
+        );
+    }
+    assert_eq!(
+        stale_files(&sb.cache_dir()),
+        0,
+        "{label}: stale files remain"
+    );
+    assert_mirror(&source, &target);
+    fsck(&target);
+    let cache = std::fs::read_dir(sb.cache_dir())
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "git"))
+        .expect("a mirror in the cache dir");
+    fsck(&cache);
+}
+
+#[test]
+fn killed_as_the_fetch_starts() {
+    kill_then_recover("fetch start", &[], |l| l.contains("fetching from"));
+}
+
+#[test]
+fn killed_in_the_middle_of_the_fetch() {
+    kill_then_recover("mid fetch", &[], |l| {
+        l.starts_with("fetch:") && !l.contains("(0/")
+    });
+}
+
+#[test]
+fn killed_in_the_middle_of_a_libgit2_push() {
+    kill_then_recover("mid push (libgit2)", &["--push-engine", "libgit2"], |l| {
+        l.starts_with("push:")
+    });
+}
+
+#[test]
+fn killed_in_the_middle_of_a_git_push() {
+    kill_then_recover("mid push (git)", &["--push-engine", "git"], |l| {
+        l.starts_with("push:")
+    });
+}

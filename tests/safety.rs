@@ -1,0 +1,235 @@
+//! The guards around a mirror: the delete guard, the cache lock, catch-up rounds and seeding.
+
+mod support;
+
+use std::path::Path;
+
+use support::*;
+
+fn sync_cmd(sb: &Sandbox, source: &str, target: &str) -> std::process::Command {
+    let mut cmd = bin();
+    cmd.env("HOME", sb.home())
+        .args([
+            "sync",
+            "--source",
+            source,
+            "--target",
+            target,
+            "--cache-dir",
+        ])
+        .arg(sb.cache_dir());
+    cmd
+}
+
+fn populated(sb: &Sandbox, branches: usize) -> (WorkRepo, std::path::PathBuf) {
+    let work = WorkRepo::init(&sb.join("work"));
+    work.commit("a.txt", "one", "first");
+    for i in 0..branches {
+        work.branch(&format!("b{i}"));
+    }
+    let source = init_bare(&sb.join("srv/source.git"));
+    work.push_mirror(&source);
+    (work, source)
+}
+
+#[test]
+fn emptied_source_is_refused_with_exit_3_and_target_untouched() {
+    let sb = Sandbox::new();
+    let (_work, source) = populated(&sb, 3);
+    let target = init_bare(&sb.join("srv/target.git"));
+    let (src, tgt) = (path_str(&source), path_str(&target));
+    assert_eq!(run(&mut sync_cmd(&sb, &src, &tgt)).code, 0);
+    let before = refs(&target);
+
+    for name in refs(&source).keys() {
+        delete_ref(&source, name);
+    }
+    assert!(refs(&source).is_empty());
+    let out = run(sync_cmd(&sb, &src, &tgt).arg("--json"));
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    assert_eq!(refs(&target), before, "the target changed");
+    assert!(out.stderr.contains("delete guard"), "{}", out.stderr);
+    let report: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    assert_eq!(report["status"], "refused");
+    assert_eq!(report["exit_code"], 3);
+}
+
+#[test]
+fn mass_delete_beyond_the_limit_is_refused_unless_allowed() {
+    let sb = Sandbox::new();
+    let (_work, source) = populated(&sb, 6);
+    let target = init_bare(&sb.join("srv/target.git"));
+    let (src, tgt) = (path_str(&source), path_str(&target));
+    assert_eq!(run(&mut sync_cmd(&sb, &src, &tgt)).code, 0);
+    let before = refs(&target);
+    for i in 0..5 {
+        delete_ref(&source, &format!("refs/heads/b{i}"));
+    }
+    let out = run(sync_cmd(&sb, &src, &tgt).args(["--max-delete", "4"]));
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    assert!(out.stderr.contains("--max-delete"), "{}", out.stderr);
+    assert_eq!(refs(&target), before);
+
+    let out = run(sync_cmd(&sb, &src, &tgt).args(["--max-delete", "4", "--allow-mass-delete"]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_mirror(&source, &target);
+}
+
+#[test]
+fn a_held_lock_gives_exit_4_after_the_timeout() {
+    let sb = Sandbox::new();
+    let (_work, source) = populated(&sb, 1);
+    let target = init_bare(&sb.join("srv/target.git"));
+    let (src, tgt) = (path_str(&source), path_str(&target));
+    // Hold the cache lock the way a running sync does, from another process: a sync whose
+    // target's pre-receive hook waits until we let it go.
+    let gate = sb.join("gate");
+    std::fs::create_dir_all(&gate).unwrap();
+    install_hook(
+        &target,
+        "pre-receive",
+        &format!(
+            "#!/bin/sh\ntouch '{g}/entered'\nwhile [ ! -e '{g}/release' ]; do sleep 0.05; done\n",
+            g = gate.display()
+        ),
+    );
+    let daemon = GitDaemon::start(&sb.join("srv"));
+    let mut first = sync_cmd(&sb, &src, &daemon.url("target.git"));
+    let first = first.spawn().unwrap();
+    wait_for_file(&gate.join("entered"));
+
+    let second = run(sync_cmd(&sb, &src, &tgt).args(["--lock-timeout", "300ms"]));
+    assert_eq!(second.code, 4, "{}", second.stderr);
+    assert!(
+        second.stderr.contains("--lock-timeout"),
+        "{}",
+        second.stderr
+    );
+
+    std::fs::write(gate.join("release"), b"").unwrap();
+    let first = first.wait_with_output().unwrap();
+    assert!(first.status.success());
+    assert_mirror(&source, &target);
+}
+
+#[test]
+fn two_syncs_at_once_on_one_cache_both_end_exact() {
+    let sb = Sandbox::new();
+    let (_work, source) = populated(&sb, 2);
+    let target = init_bare(&sb.join("srv/target.git"));
+    let daemon = GitDaemon::start(&sb.join("srv"));
+    let (src, tgt) = (daemon.url("source.git"), daemon.url("target.git"));
+    let a = sync_cmd(&sb, &src, &tgt).spawn().unwrap();
+    let b = sync_cmd(&sb, &src, &tgt).spawn().unwrap();
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    assert!(a.status.success(), "{}", String::from_utf8_lossy(&a.stderr));
+    assert!(b.status.success(), "{}", String::from_utf8_lossy(&b.stderr));
+    assert_mirror(&source, &target);
+    fsck(&target);
+}
+
+#[test]
+fn a_push_to_the_source_during_a_sync_is_caught_up() {
+    let sb = Sandbox::new();
+    let (work, source) = populated(&sb, 1);
+    let target = init_bare(&sb.join("srv/target.git"));
+    // While our push runs, the target's hook lands a new commit on the source, once: exactly the
+    // push whose own webhook build CodeBuild would refuse.
+    let marker = sb.join("pushed-during-sync");
+    install_hook(
+        &target,
+        "pre-receive",
+        &format!(
+            "#!/bin/sh\ncat >/dev/null\nunset GIT_QUARANTINE_PATH $(git rev-parse --local-env-vars)\n\
+             if [ ! -e '{m}' ]; then touch '{m}'; \
+             git -C '{w}' -c user.name=hook -c user.email=hook@example.com \
+             commit -q --allow-empty -m during-sync && \
+             git -C '{w}' push -q '{s}' main:main; fi >'{m}.log' 2>&1\nexit 0\n",
+            m = marker.display(),
+            w = work.path.display(),
+            s = source.display()
+        ),
+    );
+    let daemon = GitDaemon::start(&sb.join("srv"));
+    let out =
+        run(sync_cmd(&sb, &daemon.url("source.git"), &daemon.url("target.git")).arg("--json"));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(marker.exists(), "the hook did not run");
+    assert_mirror(&source, &target);
+    let report: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    let hook_log = std::fs::read_to_string(sb.join("pushed-during-sync.log")).unwrap_or_default();
+    assert_eq!(report["rounds"], 2, "{report}\nhook said: {hook_log}");
+}
+
+#[test]
+fn seeding_from_the_target_makes_a_cold_cache_fetch_only_the_change() {
+    let sb = Sandbox::new();
+    let source = generate_repo(
+        &sb.join("srv/source.git"),
+        &GenSpec {
+            commits: 300,
+            files: 60,
+            blob_bytes: 2000,
+            branches: 2,
+            packed: true,
+        },
+    );
+    let target = init_bare(&sb.join("srv/target.git"));
+    let daemon = GitDaemon::start(&sb.join("srv"));
+    let (src, tgt) = (daemon.url("source.git"), daemon.url("target.git"));
+    assert_eq!(run(&mut sync_cmd(&sb, &src, &tgt)).code, 0);
+
+    // The same small change, synced once with the warm cache and once with none.
+    let work = WorkRepo::init(&sb.join("work"));
+    git(&work.path, &["fetch", "-q", &path_str(&source), "main"]);
+    git(&work.path, &["checkout", "-q", "-B", "main", "FETCH_HEAD"]);
+    work.commit("new.txt", "new content", "change");
+    git(&work.path, &["push", "-q", &path_str(&source), "main:main"]);
+    let warm_target = init_bare(&sb.join("srv/warm.git"));
+    git(
+        &target,
+        &["push", "-q", "--mirror", &path_str(&warm_target)],
+    );
+
+    let cold_sb = Sandbox::new();
+    let cold = run(sync_cmd(&cold_sb, &src, &tgt).arg("--json"));
+    assert_eq!(cold.code, 0, "{}", cold.stderr);
+    let warm = run(sync_cmd(&sb, &src, &daemon.url("warm.git")).arg("--json"));
+    assert_eq!(warm.code, 0, "{}", warm.stderr);
+    assert_mirror(&source, &target);
+    assert_mirror(&source, &warm_target);
+
+    let cold: serde_json::Value = serde_json::from_str(cold.stdout.trim()).unwrap();
+    let warm: serde_json::Value = serde_json::from_str(warm.stdout.trim()).unwrap();
+    assert_eq!(cold["seeded"], true);
+    assert!(
+        cold["transfer"]["seed"]["objects"].as_u64().unwrap() > 500,
+        "{cold}"
+    );
+    let cold_fetch = cold["transfer"]["fetch"]["objects"].as_u64().unwrap();
+    let warm_fetch = warm["transfer"]["fetch"]["objects"].as_u64().unwrap();
+    assert!(warm_fetch > 0, "{warm}");
+    assert!(
+        cold_fetch <= warm_fetch + 2,
+        "a seeded cold sync fetched {cold_fetch} objects from the source, a warm one {warm_fetch}"
+    );
+
+    // --no-seed fetches the whole repository from the source.
+    let unseeded_sb = Sandbox::new();
+    let unseeded = run(sync_cmd(&unseeded_sb, &src, &tgt).args(["--json", "--no-seed"]));
+    let unseeded: serde_json::Value = serde_json::from_str(unseeded.stdout.trim()).unwrap();
+    assert_eq!(unseeded["seeded"], false);
+    assert!(unseeded["transfer"]["fetch"]["objects"].as_u64().unwrap() > 500 + warm_fetch);
+}
+
+fn wait_for_file(path: &Path) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !path.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} never appeared",
+            path.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}

@@ -1,0 +1,148 @@
+//! What every integration test shares: the real binary with a clean environment, repositories
+//! built with the real git CLI in temporary directories, and real servers (git daemon, git
+//! http-backend behind a small HTTP server) on 127.0.0.1. Nothing here imitates a server: each
+//! one is the program people run in production, started by the test and stopped on drop.
+#![allow(dead_code)]
+
+mod git_servers;
+mod repos;
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+#[allow(unused_imports)]
+pub use git_servers::{GitDaemon, HttpGit, HttpOptions, Request};
+#[allow(unused_imports)]
+pub use repos::*;
+
+/// The binary under test, with an environment that cannot leak the developer's settings in.
+pub fn bin() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_backlog-mirror"));
+    isolate(&mut cmd);
+    cmd
+}
+
+/// Strip settings a developer machine or CI may carry, and make git deterministic.
+pub fn isolate(cmd: &mut Command) {
+    for (key, _) in std::env::vars_os() {
+        let key = key.to_string_lossy().into_owned();
+        if key.starts_with("BACKLOG_")
+            || key.starts_with("CODECOMMIT_")
+            || key.starts_with("CODE_COMMIT_")
+            || key.starts_with("AWS_")
+            || key.starts_with("GIT_")
+            || key == "SSH_AUTH_SOCK"
+            || key == "RUST_LOG"
+            || key == "XDG_CACHE_HOME"
+        {
+            cmd.env_remove(&key);
+        }
+    }
+    cmd.env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .env("NO_COLOR", "1")
+        .env("LC_ALL", "C");
+}
+
+/// A finished process: exit code (-1 when killed by a signal) and its output.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+pub fn run(cmd: &mut Command) -> Run {
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Run `cmd`, reading its stderr line by line, and SIGKILL it at the first line `pred` accepts.
+/// Returns what it printed and whether it was killed (false: it finished first).
+pub fn spawn_and_kill_when(cmd: &mut Command, pred: impl Fn(&str) -> bool) -> (Run, bool) {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
+    let mut stdout = child.stdout.take().expect("stdout");
+    let drain = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stdout.read_to_string(&mut text);
+        text
+    });
+    let mut stderr = String::new();
+    let mut killed = false;
+    let mut reader = BufReader::new(child.stderr.take().expect("stderr"));
+    let mut line = String::new();
+    while reader.read_line(&mut line).unwrap_or(0) > 0 {
+        stderr.push_str(&line);
+        if !killed && pred(line.trim_end()) {
+            let _ = child.kill();
+            killed = true;
+        }
+        line.clear();
+    }
+    let status = child.wait().expect("wait");
+    let stdout = drain.join().unwrap_or_default();
+    (
+        Run {
+            code: status.code().unwrap_or(-1),
+            stdout,
+            stderr,
+        },
+        killed,
+    )
+}
+
+/// A temporary directory for one test, removed on drop.
+pub struct Sandbox {
+    dir: tempfile::TempDir,
+}
+
+impl Sandbox {
+    pub fn new() -> Sandbox {
+        let dir = tempfile::Builder::new()
+            .prefix("bm-test-")
+            .tempdir()
+            .expect("tempdir");
+        std::fs::create_dir_all(dir.path().join("home")).expect("home");
+        Sandbox { dir }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn join(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn cache_dir(&self) -> PathBuf {
+        self.join("cache")
+    }
+
+    pub fn home(&self) -> PathBuf {
+        self.join("home")
+    }
+}
+
+impl Default for Sandbox {
+    fn default() -> Self {
+        Sandbox::new()
+    }
+}
+
+pub fn path_str(path: &Path) -> String {
+    path.to_str().expect("utf-8 path").to_string()
+}

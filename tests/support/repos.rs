@@ -1,0 +1,332 @@
+//! Repositories made with the real git CLI, and the oracle that compares them.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+fn git_cmd(dir: &Path) -> Command {
+    let mut cmd = Command::new("git");
+    super::isolate(&mut cmd);
+    cmd.current_dir(dir)
+        .env("GIT_AUTHOR_NAME", "Test Author")
+        .env("GIT_AUTHOR_EMAIL", "author@example.com")
+        .env("GIT_AUTHOR_DATE", "1700000000 +0000")
+        .env("GIT_COMMITTER_NAME", "Test Committer")
+        .env("GIT_COMMITTER_EMAIL", "committer@example.com")
+        .env("GIT_COMMITTER_DATE", "1700000000 +0000");
+    cmd
+}
+
+/// Run git in `dir`; panics with its stderr on failure; returns trimmed stdout.
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    git_ok(dir, args).unwrap_or_else(|e| panic!("git {args:?} in {}: {e}", dir.display()))
+}
+
+pub fn git_ok(dir: &Path, args: &[&str]) -> Result<String, String> {
+    let out = git_cmd(dir)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| e.to_string())?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+pub fn init_bare(path: &Path) -> PathBuf {
+    std::fs::create_dir_all(path).expect("mkdir");
+    git(path, &["init", "-q", "--bare", "-b", "main"]);
+    path.to_path_buf()
+}
+
+/// A non-bare repository to make history in.
+pub struct WorkRepo {
+    pub path: PathBuf,
+    counter: std::cell::Cell<u32>,
+}
+
+impl WorkRepo {
+    pub fn init(path: &Path) -> WorkRepo {
+        std::fs::create_dir_all(path).expect("mkdir");
+        git(path, &["init", "-q", "-b", "main"]);
+        WorkRepo {
+            path: path.to_path_buf(),
+            counter: std::cell::Cell::new(0),
+        }
+    }
+
+    /// Write `file`, commit it, return the commit id. Each commit gets a distinct date so
+    /// history is deterministic yet every commit id differs.
+    pub fn commit(&self, file: &str, content: &str, msg: &str) -> String {
+        let n = self.counter.get() + 1;
+        self.counter.set(n);
+        let full = self.path.join(file);
+        if let Some(parent) = full.parent() {
+            std::fs::create_dir_all(parent).expect("mkdir");
+        }
+        std::fs::write(&full, content).expect("write");
+        git(&self.path, &["add", "-A"]);
+        let date = format!("{} +0000", 1_700_000_000 + n * 60);
+        let out = git_cmd(&self.path)
+            .env("GIT_AUTHOR_DATE", &date)
+            .env("GIT_COMMITTER_DATE", &date)
+            .args(["commit", "-q", "--allow-empty", "-m", msg])
+            .output()
+            .expect("git commit");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        git(&self.path, &["rev-parse", "HEAD"])
+    }
+
+    pub fn branch(&self, name: &str) {
+        git(&self.path, &["branch", "-f", name]);
+    }
+
+    pub fn checkout(&self, name: &str) {
+        git(&self.path, &["checkout", "-q", name]);
+    }
+
+    pub fn tag_light(&self, name: &str) {
+        git(&self.path, &["tag", name]);
+    }
+
+    pub fn tag_annotated(&self, name: &str, msg: &str) {
+        git(&self.path, &["tag", "-a", name, "-m", msg]);
+    }
+
+    pub fn note(&self, msg: &str) {
+        git(&self.path, &["notes", "add", "-f", "-m", msg]);
+    }
+
+    /// Rewrite the tip commit (a force-push when mirrored).
+    pub fn amend(&self, msg: &str) -> String {
+        let n = self.counter.get() + 1;
+        self.counter.set(n);
+        let date = format!("{} +0000", 1_700_000_000 + n * 60);
+        let out = git_cmd(&self.path)
+            .env("GIT_COMMITTER_DATE", &date)
+            .args(["commit", "-q", "--amend", "--allow-empty", "-m", msg])
+            .output()
+            .expect("git commit --amend");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        git(&self.path, &["rev-parse", "HEAD"])
+    }
+
+    /// `git push --mirror`: the bare repo's refs become exactly this repo's (less remotes).
+    pub fn push_mirror(&self, bare: &Path) {
+        git(
+            &self.path,
+            &[
+                "push",
+                "-q",
+                "--force",
+                bare.to_str().expect("utf-8"),
+                "+refs/heads/*:refs/heads/*",
+                "+refs/tags/*:refs/tags/*",
+                "+refs/notes/*:refs/notes/*",
+                "--prune",
+            ],
+        );
+    }
+}
+
+pub fn update_ref(repo: &Path, name: &str, id: &str) {
+    git(repo, &["update-ref", name, id]);
+}
+
+pub fn delete_ref(repo: &Path, name: &str) {
+    git(repo, &["update-ref", "-d", name]);
+}
+
+pub fn pack_refs(repo: &Path) {
+    git(repo, &["pack-refs", "--all", "--prune"]);
+}
+
+/// Every ref and the object it names: the oracle for "exact mirror".
+pub fn refs(repo: &Path) -> BTreeMap<String, String> {
+    git(repo, &["for-each-ref", "--format=%(refname) %(objectname)"])
+        .lines()
+        .filter_map(|l| l.split_once(' '))
+        .map(|(n, o)| (n.to_string(), o.to_string()))
+        .collect()
+}
+
+pub fn assert_mirror(source: &Path, target: &Path) {
+    let (want, got) = (refs(source), refs(target));
+    if want == got {
+        return;
+    }
+    let mut diff = String::new();
+    for (name, id) in &want {
+        match got.get(name) {
+            None => diff.push_str(&format!("  missing  {name} {id}\n")),
+            Some(other) if other != id => {
+                diff.push_str(&format!("  differs  {name} want {id} got {other}\n"))
+            }
+            _ => {}
+        }
+    }
+    for (name, id) in &got {
+        if !want.contains_key(name) {
+            diff.push_str(&format!("  extra    {name} {id}\n"));
+        }
+    }
+    panic!(
+        "{} is not a mirror of {}:\n{diff}",
+        target.display(),
+        source.display()
+    );
+}
+
+/// `git fsck` must be clean (dangling objects are fine: they are what a killed push leaves).
+pub fn fsck(repo: &Path) {
+    if let Err(e) = git_ok(repo, &["fsck", "--no-dangling", "--no-progress"]) {
+        panic!("git fsck of {} failed:\n{e}", repo.display());
+    }
+}
+
+/// A repository to generate: big enough that transfers take a while, fully deterministic.
+#[derive(Debug, Clone)]
+pub struct GenSpec {
+    pub commits: usize,
+    pub files: usize,
+    pub blob_bytes: usize,
+    pub branches: usize,
+    pub packed: bool,
+}
+
+/// Build a bare repository from a `git fast-import` stream: `commits` commits on main, each
+/// changing three of `files` files (about `blob_bytes` each, text from a fixed xorshift seed so
+/// deltas are realistic), `branches` extra branches at evenly spaced commits, and two tags.
+pub fn generate_repo(path: &Path, spec: &GenSpec) -> PathBuf {
+    let repo = init_bare(path);
+    let mut child = git_cmd(&repo)
+        .args(["fast-import", "--quiet", "--done"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("git fast-import");
+    let mut input = std::io::BufWriter::new(child.stdin.take().expect("stdin"));
+    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    const WORDS: [&str; 16] = [
+        "mirror", "backlog", "commit", "branch", "delta", "object", "review", "deploy", "build",
+        "tag", "fetch", "push", "prune", "cache", "lock", "plan",
+    ];
+    let lines_per_file = (spec.blob_bytes / 40).max(1);
+    let mut files: Vec<Vec<String>> = Vec::with_capacity(spec.files);
+    for _ in 0..spec.files.max(1) {
+        files.push(
+            (0..lines_per_file)
+                .map(|_| {
+                    (0..6)
+                        .map(|_| WORDS[(next() % 16) as usize])
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                })
+                .collect(),
+        );
+    }
+    let branch_every = spec.commits / (spec.branches + 1).max(1);
+    for c in 0..spec.commits {
+        let changed: Vec<usize> = if c == 0 {
+            (0..files.len()).collect()
+        } else {
+            (0..3).map(|_| (next() as usize) % files.len()).collect()
+        };
+        writeln!(input, "commit refs/heads/main").unwrap();
+        writeln!(input, "mark :{}", c + 1).unwrap();
+        writeln!(
+            input,
+            "committer Gen <gen@example.com> {} +0000",
+            1_600_000_000 + c
+        )
+        .unwrap();
+        let msg = format!("generated commit {c}\n");
+        write!(input, "data {}\n{msg}", msg.len()).unwrap();
+        for f in changed {
+            let line = (next() as usize) % files[f].len();
+            files[f][line] = format!("{} {c}", WORDS[(next() % 16) as usize]);
+            let body = files[f].join("\n") + "\n";
+            writeln!(input, "M 100644 inline dir{}/file{f}.txt", f % 16).unwrap();
+            write!(input, "data {}\n{body}\n", body.len()).unwrap();
+        }
+        if spec.branches > 0 && branch_every > 0 && c > 0 && c % branch_every == 0 {
+            let b = c / branch_every;
+            if b <= spec.branches {
+                writeln!(input, "reset refs/heads/branch{b}\nfrom :{}\n", c + 1).unwrap();
+            }
+        }
+    }
+    if spec.commits > 0 {
+        writeln!(input, "reset refs/tags/light\nfrom :1\n").unwrap();
+        let msg = "generated release\n";
+        write!(
+            input,
+            "tag v1.0\nfrom :{}\ntagger Gen <gen@example.com> 1600000000 +0000\ndata {}\n{msg}\n",
+            spec.commits,
+            msg.len()
+        )
+        .unwrap();
+    }
+    writeln!(input, "done").unwrap();
+    drop(input);
+    let status = child.wait().expect("fast-import");
+    assert!(status.success(), "git fast-import failed");
+    if spec.packed {
+        git(&repo, &["repack", "-a", "-d", "-q"]);
+        pack_refs(&repo);
+    }
+    repo
+}
+
+/// Install an executable hook in a bare repository.
+pub fn install_hook(bare: &Path, name: &str, script: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    let hooks = bare.join("hooks");
+    std::fs::create_dir_all(&hooks).expect("hooks dir");
+    let path = hooks.join(name);
+    std::fs::write(&path, script).expect("write hook");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+}
+
+/// A hook that counts its runs by appending a line to a file.
+pub struct HookCounter {
+    file: PathBuf,
+}
+
+impl HookCounter {
+    pub fn count(&self) -> usize {
+        std::fs::read_to_string(&self.file)
+            .map(|t| t.lines().count())
+            .unwrap_or(0)
+    }
+}
+
+pub fn counting_hook(bare: &Path, name: &str) -> HookCounter {
+    let file = bare.join(format!("{name}.runs"));
+    install_hook(
+        bare,
+        name,
+        &format!(
+            "#!/bin/sh\ncat >/dev/null\necho run >> '{}'\n",
+            file.display()
+        ),
+    );
+    HookCounter { file }
+}
