@@ -72,6 +72,23 @@ macro_rules! timed {
     }};
 }
 
+/// Whether a failed fetch failed because of the cache itself rather than the network or remote.
+fn is_local_damage(err: &anyhow::Error) -> bool {
+    use git2::ErrorClass;
+    err.chain()
+        .find_map(|cause| cause.downcast_ref::<git2::Error>())
+        .is_some_and(|e| {
+            matches!(
+                e.class(),
+                ErrorClass::Odb
+                    | ErrorClass::Zlib
+                    | ErrorClass::Reference
+                    | ErrorClass::Repository
+                    | ErrorClass::Object
+            )
+        })
+}
+
 fn run(cfg: &SyncConfig, session: &Session, summary: &mut Summary) -> Result<Status> {
     let mut cache = timed!(
         summary.lock,
@@ -128,10 +145,20 @@ fn run(cfg: &SyncConfig, session: &Session, summary: &mut Summary) -> Result<Sta
         let fetched = remote::local_refs(&cache.repo)? != source_refs;
         if fetched {
             info!("fetching from {}", cfg.source);
-            let stats = timed!(
+            let stats = match timed!(
                 summary.fetch,
-                session.fetch(&cache.repo, &cfg.source, true, "fetch")?
-            );
+                session.fetch(&cache.repo, &cfg.source, true, "fetch")
+            ) {
+                Ok(stats) => stats,
+                // A fetch that fails on our side of the wire (unreadable objects or refs) means
+                // the cache is damaged: rebuild it once and start the round again.
+                Err(err) if !repaired && is_local_damage(&err) => {
+                    repaired = true;
+                    cache.rebuild(&format!("the fetch failed inside the cache: {err:#}"))?;
+                    continue;
+                }
+                Err(err) => return Err(err),
+            };
             summary.transfer.fetch.add(stats);
         } else {
             debug!("the cache already holds every source ref: nothing to fetch");

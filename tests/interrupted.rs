@@ -126,3 +126,72 @@ fn killed_in_the_middle_of_a_git_push() {
         l.starts_with("push:")
     });
 }
+
+fn mirror_in(cache_dir: &Path) -> PathBuf {
+    std::fs::read_dir(cache_dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "git"))
+        .expect("a mirror in the cache dir")
+}
+
+/// Damage that no killed run leaves but disks and people do: the cache is rebuilt, with one
+/// log line saying so, and the run still ends exact.
+#[test]
+fn a_damaged_cache_is_rebuilt_and_the_run_finishes() {
+    let damages: [(&str, fn(&Path)); 3] = [
+        ("garbage HEAD", |m| {
+            std::fs::write(m.join("HEAD"), "garbage").unwrap()
+        }),
+        ("objects missing", |m| {
+            std::fs::remove_dir_all(m.join("objects")).unwrap();
+            std::fs::create_dir_all(m.join("objects/pack")).unwrap();
+        }),
+        ("truncated pack", |m| {
+            for entry in std::fs::read_dir(m.join("objects/pack")).unwrap().flatten() {
+                if entry.path().extension().is_some_and(|e| e == "pack") {
+                    let len = entry.metadata().unwrap().len();
+                    let f = std::fs::OpenOptions::new()
+                        .write(true)
+                        .open(entry.path())
+                        .unwrap();
+                    f.set_len(len / 2).unwrap();
+                }
+            }
+        }),
+    ];
+    for (label, damage) in damages {
+        let sb = Sandbox::new();
+        let work = WorkRepo::init(&sb.join("work"));
+        for i in 0..20 {
+            work.commit(
+                &format!("f{i}.txt"),
+                &format!("content {i}\n").repeat(50),
+                "c",
+            );
+        }
+        let source = init_bare(&sb.join("srv/source.git"));
+        work.push_mirror(&source);
+        let target = init_bare(&sb.join("srv/target.git"));
+        let (src, tgt) = (path_str(&source), path_str(&target));
+        let first = run(&mut sync_cmd(&sb, &src, &tgt, &["--no-seed"]));
+        assert_eq!(first.code, 0, "{label}: {}", first.stderr);
+        let mirror = mirror_in(&sb.cache_dir());
+        git(&mirror, &["repack", "-a", "-d", "-q"]);
+        damage(&mirror);
+        work.commit("new.txt", "new", "after the damage");
+        git(&work.path, &["branch", "-f", "fresh"]);
+        work.push_mirror(&source);
+
+        let next = run(&mut sync_cmd(&sb, &src, &tgt, &["--no-seed"]));
+        assert_eq!(next.code, 0, "{label}: {}", next.stderr);
+        assert!(
+            next.stderr.contains("rebuilding the cache"),
+            "{label}: {}",
+            next.stderr
+        );
+        assert_mirror(&source, &target);
+        fsck(&mirror_in(&sb.cache_dir()));
+    }
+}
