@@ -140,7 +140,8 @@ fn mirror_in(cache_dir: &Path) -> PathBuf {
 /// log line saying so, and the run still ends exact.
 #[test]
 fn a_damaged_cache_is_rebuilt_and_the_run_finishes() {
-    let damages: [(&str, fn(&Path)); 3] = [
+    type Damage = fn(&Path);
+    let damages: [(&str, Damage); 3] = [
         ("garbage HEAD", |m| {
             std::fs::write(m.join("HEAD"), "garbage").unwrap()
         }),
