@@ -28,7 +28,7 @@ Exit codes:
 )]
 pub struct Cli {
     /// More log output (-v: debug, -vv: trace). RUST_LOG overrides.
-    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    #[arg(short, long, action = clap::ArgAction::Count, global = true, env = "BACKLOG_MIRROR_VERBOSE")]
     pub verbose: u8,
 
     /// Only warnings and errors; no summary unless something failed.
