@@ -131,13 +131,13 @@ fn build_auth(cfg: &SyncConfig) -> anyhow::Result<Auth> {
             passwords.insert(url.as_git_url().to_string(), trimmed);
         }
     }
-    Ok(Auth {
+    Ok(Auth::new(
         ssh_key,
-        ssh_agent: a.ssh_agent,
-        host_keys: a.host_keys.clone(),
+        a.ssh_agent,
+        a.host_keys.clone(),
         passwords,
-        signers: HashMap::new(),
-    })
+        HashMap::new(),
+    ))
 }
 
 fn report_error(err: &anyhow::Error) -> i32 {

@@ -37,6 +37,9 @@ pub struct Auth {
     pub passwords: HashMap<String, Secret>,
     /// Signed credentials (CodeCommit), by the remote's URL.
     pub signers: HashMap<String, PasswordSource>,
+    /// Why the last host key was refused: libgit2 replaces a callback's message with its own
+    /// generic one, so the real reason is kept here for the error report.
+    rejection: std::sync::Mutex<Option<String>>,
 }
 
 impl Default for Auth {
@@ -47,6 +50,7 @@ impl Default for Auth {
             host_keys: HostKeyPolicy::Refuse,
             passwords: HashMap::new(),
             signers: HashMap::new(),
+            rejection: std::sync::Mutex::new(None),
         }
     }
 }
@@ -64,6 +68,23 @@ impl std::fmt::Debug for Auth {
 }
 
 impl Auth {
+    pub fn new(
+        ssh_key: Option<SshKey>,
+        ssh_agent: bool,
+        host_keys: HostKeyPolicy,
+        passwords: HashMap<String, Secret>,
+        signers: HashMap<String, PasswordSource>,
+    ) -> Auth {
+        Auth {
+            ssh_key,
+            ssh_agent,
+            host_keys,
+            passwords,
+            signers,
+            rejection: std::sync::Mutex::new(None),
+        }
+    }
+
     /// Install the credentials and host-key callbacks for one connection to `url`.
     pub fn install<'a>(&'a self, url: &'a RemoteUrl, callbacks: &mut RemoteCallbacks<'a>) {
         let attempts = Cell::new(0u32);
@@ -93,7 +114,11 @@ impl Auth {
                     warn!("{message}");
                     Ok(CertificateCheckStatus::CertificateOk)
                 }
-                Verdict::Rejected(message) => Err(git2::Error::from_str(&message)),
+                Verdict::Rejected(message) => {
+                    *self.rejection.lock().unwrap_or_else(|e| e.into_inner()) =
+                        Some(message.clone());
+                    Err(git2::Error::from_str(&message))
+                }
             }
         });
     }
@@ -157,6 +182,22 @@ impl Auth {
             "{} asks for credentials and none were given; see the README's Authentication section",
             url.redacted()
         )))
+    }
+
+    /// Turn a libgit2 failure on `url` into the error a person can act on.
+    pub fn explain(&self, url: &RemoteUrl, what: &str, err: git2::Error) -> anyhow::Error {
+        let rejection = self
+            .rejection
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(message) = rejection {
+            return anyhow::anyhow!("{what} {}: {message}", url.redacted());
+        }
+        if err.code() == git2::ErrorCode::Auth {
+            return anyhow::anyhow!("{what} {}: {}", url.redacted(), self.refused(url));
+        }
+        anyhow::Error::new(err).context(format!("{what} {}", url.redacted()))
     }
 
     fn refused(&self, url: &RemoteUrl) -> String {

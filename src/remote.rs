@@ -90,7 +90,7 @@ impl Session {
             .with_context(|| format!("cannot use {} as a remote", url.redacted()))?;
         let connection = remote
             .connect_auth(Direction::Fetch, Some(self.callbacks(url)), None)
-            .with_context(|| format!("cannot connect to {}", url.redacted()))?;
+            .map_err(|e| self.auth.explain(url, "cannot connect to", e))?;
         let heads = connection
             .list()
             .with_context(|| format!("cannot list the refs of {}", url.redacted()))?;
@@ -135,7 +135,7 @@ impl Session {
             .download_tags(AutotagOption::None);
         remote
             .fetch(&["+refs/*:refs/*"], Some(&mut options), None)
-            .with_context(|| format!("cannot fetch from {}", url.redacted()))?;
+            .map_err(|e| self.auth.explain(url, "cannot fetch from", e))?;
         progress.borrow_mut().finish();
         let stats = remote.stats();
         Ok(TransferStats {
@@ -179,7 +179,7 @@ impl Session {
             .packbuilder_parallelism(0);
         remote
             .push(specs, Some(&mut options))
-            .with_context(|| format!("cannot push to {}", url.redacted()))?;
+            .map_err(|e| self.auth.explain(url, "cannot push to", e))?;
         progress.borrow_mut().finish();
         drop(options);
         Ok((statuses.into_inner(), stats.into_inner()))

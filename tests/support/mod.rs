@@ -6,6 +6,7 @@
 
 mod git_servers;
 mod repos;
+mod ssh_server;
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -15,6 +16,8 @@ use std::process::{Command, Stdio};
 pub use git_servers::{GitDaemon, HttpGit, HttpOptions, Request};
 #[allow(unused_imports)]
 pub use repos::*;
+#[allow(unused_imports)]
+pub use ssh_server::{KeyPair, Sshd, SshdOptions, fingerprint_of, keygen};
 
 /// The binary under test, with an environment that cannot leak the developer's settings in.
 pub fn bin() -> Command {
@@ -44,6 +47,22 @@ pub fn isolate(cmd: &mut Command) {
         .env("GIT_TERMINAL_PROMPT", "0")
         .env("NO_COLOR", "1")
         .env("LC_ALL", "C");
+}
+
+/// A value planted in a test's secrets; it must never show in any output.
+pub const CANARY: &str = "canary-7f3a9c1e5b";
+
+/// Fail if `CANARY` (or any of `also`) shows anywhere in what a run printed.
+pub fn assert_no_secret(run: &Run, also: &[&str]) {
+    for secret in std::iter::once(CANARY).chain(also.iter().copied()) {
+        for (stream, text) in [("stdout", &run.stdout), ("stderr", &run.stderr)] {
+            assert!(
+                !text.contains(secret),
+                "a secret ({}...) leaked into {stream}:\n{text}",
+                &secret[..secret.len().min(12)]
+            );
+        }
+    }
 }
 
 /// A finished process: exit code (-1 when killed by a signal) and its output.

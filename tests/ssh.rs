@@ -1,0 +1,271 @@
+//! SSH sources against a real OpenSSH sshd on 127.0.0.1: every key type and format, encrypted
+//! keys, wrong keys, and each host-key policy, with no secret ever printed.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+
+use support::*;
+
+struct Fixture {
+    sb: Sandbox,
+    sshd: Sshd,
+    source: PathBuf,
+    target: PathBuf,
+}
+
+fn fixture(options: SshdOptions) -> Fixture {
+    let sb = Sandbox::new();
+    let work = WorkRepo::init(&sb.join("work"));
+    work.commit("a.txt", "one", "first");
+    work.tag_annotated("v1", "one");
+    let source = init_bare(&sb.join("source.git"));
+    work.push_mirror(&source);
+    let target = init_bare(&sb.join("target.git"));
+    Fixture {
+        sshd: Sshd::start_with(options),
+        sb,
+        source,
+        target,
+    }
+}
+
+impl Fixture {
+    fn sync(&self, extra: &[&str], env: &[(&str, &str)]) -> Run {
+        let mut cmd = bin();
+        cmd.env("HOME", self.sb.home())
+            .args(["sync", "--source", &self.sshd.url(&self.source), "--target"])
+            .arg(&self.target)
+            .arg("--cache-dir")
+            .arg(self.sb.cache_dir())
+            .args(extra);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        run(&mut cmd)
+    }
+
+    fn pinned(&self) -> Vec<String> {
+        let mut args = Vec::new();
+        for fp in self.sshd.host_key_fingerprints() {
+            args.push("--host-key-fingerprint".to_string());
+            args.push(fp);
+        }
+        args
+    }
+
+    fn key(&self, name: &str, kind: &str, format: &str, passphrase: Option<&str>) -> KeyPair {
+        let key = keygen(&self.sb.join("keys"), name, kind, format, passphrase);
+        self.sshd.authorize(&key.public_line);
+        key
+    }
+}
+
+fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+#[test]
+fn every_key_type_and_format_from_a_file() {
+    let fx = fixture(SshdOptions {
+        host_key_kinds: vec!["ed25519", "ecdsa", "rsa"],
+        pubkey_accepted_algorithms: None,
+    });
+    let pinned = fx.pinned();
+    for (kind, format) in [
+        ("ed25519", "openssh"),
+        ("ecdsa", "openssh"),
+        ("ecdsa", "pem"),
+        ("rsa", "openssh"),
+        ("rsa", "pem"),
+    ] {
+        let key = fx.key(&format!("{kind}-{format}"), kind, format, None);
+        let mut args = strs(&pinned);
+        let path = key.private_path.to_str().unwrap().to_string();
+        args.extend(["--ssh-key-file", &path]);
+        let out = fx.sync(&args, &[]);
+        assert_eq!(out.code, 0, "{kind}/{format}: {}", out.stderr);
+        assert_mirror(&fx.source, &fx.target);
+        assert_no_secret(&out, &[key.private_text.lines().nth(1).unwrap()]);
+    }
+}
+
+#[test]
+fn rsa_works_against_a_server_that_refuses_sha1_signatures() {
+    let fx = fixture(SshdOptions {
+        host_key_kinds: vec!["ed25519"],
+        pubkey_accepted_algorithms: Some("ssh-ed25519,rsa-sha2-256,rsa-sha2-512".into()),
+    });
+    let key = fx.key("rsa", "rsa", "openssh", None);
+    let pinned = fx.pinned();
+    let mut args = strs(&pinned);
+    let path = key.private_path.to_str().unwrap().to_string();
+    args.extend(["--ssh-key-file", &path]);
+    let out = fx.sync(&args, &[]);
+    assert_eq!(out.code, 0, "{}\nsshd log:\n{}", out.stderr, fx.sshd.log());
+    assert_mirror(&fx.source, &fx.target);
+}
+
+#[test]
+fn encrypted_key_with_passphrase_from_env_and_mangled_key_from_env() {
+    let fx = fixture(SshdOptions::default());
+    let key = fx.key("enc", "ed25519", "openssh", Some(CANARY));
+    let pinned = fx.pinned();
+    // The key as a console paste leaves it: newlines turned into spaces, CRLF elsewhere.
+    let mangled = key.private_text.trim().replace('\n', " ");
+    let mut args = strs(&pinned);
+    args.extend([
+        "--ssh-key-env",
+        "SSH_PRIVATE_KEY",
+        "--ssh-passphrase-env",
+        "KEY_PASS",
+    ]);
+    let out = fx.sync(
+        &args,
+        &[("SSH_PRIVATE_KEY", &mangled), ("KEY_PASS", CANARY)],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_mirror(&fx.source, &fx.target);
+    assert_no_secret(&out, &[key.private_text.lines().nth(1).unwrap()]);
+
+    // Without the passphrase: one clear line, exit 2, nothing fetched.
+    let out = fx.sync(
+        &{
+            let mut a = strs(&pinned);
+            a.extend(["--ssh-key-env", "SSH_PRIVATE_KEY"]);
+            a
+        },
+        &[("SSH_PRIVATE_KEY", &mangled)],
+    );
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("passphrase"), "{}", out.stderr);
+}
+
+#[test]
+fn a_wrong_key_gives_one_clear_auth_error() {
+    let fx = fixture(SshdOptions::default());
+    fx.key("good", "ed25519", "openssh", None);
+    let stranger = keygen(&fx.sb.join("keys"), "stranger", "ed25519", "openssh", None);
+    let pinned = fx.pinned();
+    let mut args = strs(&pinned);
+    let path = stranger.private_path.to_str().unwrap().to_string();
+    args.extend(["--ssh-key-file", &path]);
+    let out = fx.sync(&args, &[]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    let errors: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("error"))
+        .collect();
+    assert_eq!(errors.len(), 1, "{}", out.stderr);
+    assert!(errors[0].contains("refused the SSH key"), "{}", errors[0]);
+    assert!(refs(&fx.target).is_empty());
+}
+
+#[test]
+fn known_hosts_plain_and_hashed_are_accepted() {
+    let fx = fixture(SshdOptions::default());
+    let key = fx.key("k", "ed25519", "openssh", None);
+    let path = key.private_path.to_str().unwrap().to_string();
+    for hashed in [false, true] {
+        let known = fx.sb.join(&format!("known_hosts_{hashed}"));
+        fx.sshd.write_known_hosts(&known, hashed);
+        let known_str = known.to_str().unwrap().to_string();
+        let out = fx.sync(&["--known-hosts", &known_str, "--ssh-key-file", &path], &[]);
+        assert_eq!(out.code, 0, "hashed={hashed}: {}", out.stderr);
+    }
+    // The default is ~/.ssh/known_hosts.
+    std::fs::create_dir_all(fx.sb.home().join(".ssh")).unwrap();
+    fx.sshd
+        .write_known_hosts(&fx.sb.home().join(".ssh/known_hosts"), true);
+    let out = fx.sync(&["--ssh-key-file", &path], &[]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_mirror(&fx.source, &fx.target);
+}
+
+fn cache_objects(cache_dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(cache_dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "git"))
+        .map(|e| refs(&e.path()).len())
+        .sum()
+}
+
+#[test]
+fn a_host_key_mismatch_is_refused_before_any_transfer() {
+    let fx = fixture(SshdOptions::default());
+    let key = fx.key("k", "ed25519", "openssh", None);
+    let path = key.private_path.to_str().unwrap().to_string();
+    let wrong = "SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+    let seen = fx.sshd.host_key_fingerprints()[0].clone();
+
+    let out = fx.sync(
+        &["--host-key-fingerprint", wrong, "--ssh-key-file", &path],
+        &[],
+    );
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains(&seen),
+        "does not name the key it saw: {}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("127.0.0.1"),
+        "does not name the host: {}",
+        out.stderr
+    );
+    assert_eq!(cache_objects(&fx.sb.cache_dir()), 0, "refs were fetched");
+    assert!(refs(&fx.target).is_empty());
+
+    // A known_hosts entry for the host with another key: refused too, even with accept-new.
+    let other = Sshd::start();
+    let known = fx.sb.home().join(".ssh/known_hosts");
+    std::fs::create_dir_all(known.parent().unwrap()).unwrap();
+    other.write_known_hosts(&known, false);
+    let text = std::fs::read_to_string(&known).unwrap().replace(
+        &format!(":{}", other.port()),
+        &format!(":{}", fx.sshd.port()),
+    );
+    std::fs::write(&known, text).unwrap();
+    for policy in [vec![], vec!["--accept-new-host-key"]] {
+        let mut args = policy.clone();
+        args.extend(["--ssh-key-file", &path]);
+        let out = fx.sync(&args, &[]);
+        assert_eq!(out.code, 1, "{policy:?}: {}", out.stderr);
+        assert!(
+            out.stderr.contains("does not match"),
+            "{policy:?}: {}",
+            out.stderr
+        );
+    }
+    assert!(refs(&fx.target).is_empty());
+}
+
+#[test]
+fn accept_new_trusts_on_first_use_with_a_warning_and_no_policy_refuses() {
+    let fx = fixture(SshdOptions::default());
+    let key = fx.key("k", "ed25519", "openssh", None);
+    let path = key.private_path.to_str().unwrap().to_string();
+    let out = fx.sync(&["--ssh-key-file", &path], &[]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("--accept-new-host-key"),
+        "{}",
+        out.stderr
+    );
+
+    let out = fx.sync(&["--accept-new-host-key", "--ssh-key-file", &path], &[]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let seen = fx.sshd.host_key_fingerprints()[0].clone();
+    assert!(
+        out.stderr
+            .lines()
+            .any(|l| l.contains("WARN") && l.contains(&seen)),
+        "{}",
+        out.stderr
+    );
+    assert_mirror(&fx.source, &fx.target);
+}
