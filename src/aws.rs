@@ -64,7 +64,11 @@ pub fn get_parameter(flag: &str, name: &str, region: Option<&str>) -> Result<Sec
     let output = match result {
         Ok(output) => output,
         Err(err) => {
-            let code = err.code().unwrap_or("").to_string();
+            let status = err.raw_response().map(|r| r.status().as_u16());
+            let mut code = err.code().unwrap_or("").to_string();
+            if code.is_empty() && status == Some(403) {
+                code = "AccessDenied".to_string();
+            }
             let message = err.message().unwrap_or("").to_string();
             return Err(match code.as_str() {
                 "AccessDeniedException" | "AccessDenied" | "UnrecognizedClientException" => {

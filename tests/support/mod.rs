@@ -7,6 +7,7 @@
 mod git_servers;
 mod repos;
 mod ssh_server;
+pub mod ssm;
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
