@@ -8,8 +8,9 @@ use tracing_subscriber::EnvFilter;
 
 use std::collections::HashMap;
 
-use crate::auth::{Auth, SshKey};
+use crate::auth::{Auth, PasswordSource, SshKey};
 use crate::cli::{CredentialHelperArgs, SyncArgs};
+use crate::codecommit;
 use crate::config::SyncConfig;
 use crate::error::{self, exit};
 use crate::mirror;
@@ -84,12 +85,12 @@ pub fn sync(args: &SyncArgs, quiet: bool) -> i32 {
 }
 
 pub fn credential_helper(args: &CredentialHelperArgs) -> i32 {
-    let _ = args;
-    let _ = writeln!(
-        std::io::stderr(),
-        "error: credential-helper is not available in this build yet"
-    );
-    exit::FAILED
+    let stdin = std::io::stdin().lock();
+    let stdout = std::io::stdout().lock();
+    match crate::credential_helper::run(args.operation, stdin, stdout) {
+        Ok(()) => exit::OK,
+        Err(err) => report_error(&err),
+    }
 }
 
 /// Read every secret the run needs (Parameter Store included) before the first connection, so a
@@ -131,12 +132,20 @@ fn build_auth(cfg: &SyncConfig) -> anyhow::Result<Auth> {
             passwords.insert(url.as_git_url().to_string(), trimmed);
         }
     }
+    let mut signers: HashMap<String, PasswordSource> = HashMap::new();
+    if let Some((repo, region)) = &a.codecommit {
+        let signer = codecommit::Signer::new(repo, Some(region), a.codecommit_endpoint.as_deref())?;
+        signers.insert(
+            cfg.target.as_git_url().to_string(),
+            Box::new(move || signer.credentials()),
+        );
+    }
     Ok(Auth::new(
         ssh_key,
         a.ssh_agent,
         a.host_keys.clone(),
         passwords,
-        HashMap::new(),
+        signers,
     ))
 }
 

@@ -124,7 +124,9 @@ fn region_of_host(host: &str) -> Option<String> {
 /// Whether `host` is a CodeCommit Git endpoint (or the one `CODE_COMMIT_ENDPOINT` names).
 pub fn is_codecommit_host(host: &str) -> bool {
     region_of_host(host).is_some()
-        || std::env::var("CODE_COMMIT_ENDPOINT").is_ok_and(|e| endpoint_host(&e) == host)
+        || ["CODE_COMMIT_ENDPOINT", "BACKLOG_MIRROR_CODECOMMIT_ENDPOINT"]
+            .iter()
+            .any(|var| std::env::var(var).is_ok_and(|e| endpoint_host(&e) == host))
 }
 
 /// The domain CodeCommit uses in `region`.

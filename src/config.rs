@@ -47,6 +47,9 @@ pub struct AuthConfig {
     pub source_password: Option<SecretSource>,
     pub target_password: Option<SecretSource>,
     pub region: Option<String>,
+    /// Set when the target is CodeCommit: the repository and its resolved region.
+    pub codecommit: Option<(crate::codecommit::Repo, String)>,
+    pub codecommit_endpoint: Option<String>,
 }
 
 impl SyncConfig {
@@ -67,7 +70,7 @@ impl SyncConfig {
             (None, backlog) => backlog,
         };
         let source = remote("--source", "BACKLOG_MIRROR_SOURCE", source_raw.as_deref())?;
-        let target = remote("--target", "BACKLOG_MIRROR_TARGET", args.target.as_deref())?;
+        let (target, codecommit) = target_remote(args)?;
         check_local("--source", &source, true)?;
         check_local("--target", &target, false)?;
         if same_place(&source, &target) {
@@ -91,7 +94,12 @@ impl SyncConfig {
                 "--push-engine git needs the git CLI on PATH; install git or use --push-engine auto",
             ));
         }
-        let auth = auth_config(args, &source, &target)?;
+        let mut auth = auth_config(args, &source, &target)?;
+        auth.codecommit = codecommit;
+        auth.codecommit_endpoint = args
+            .codecommit_endpoint
+            .clone()
+            .filter(|e| !e.trim().is_empty());
         Ok(SyncConfig {
             auth,
             source,
@@ -391,6 +399,8 @@ fn auth_config(
         source_password,
         target_password,
         region: args.region.clone().filter(|r| !r.trim().is_empty()),
+        codecommit: None,
+        codecommit_endpoint: None,
     })
 }
 
@@ -429,4 +439,55 @@ fn host_key_policy(args: &SyncArgs) -> anyhow::Result<HostKeyPolicy> {
         Some(path) if path.is_file() => HostKeyPolicy::KnownHosts(path),
         _ => HostKeyPolicy::Refuse,
     })
+}
+
+/// The target, with CodeCommit's forms turned into the HTTPS URL that is actually contacted.
+fn target_remote(
+    args: &SyncArgs,
+) -> anyhow::Result<(RemoteUrl, Option<(crate::codecommit::Repo, String)>)> {
+    use crate::codecommit;
+    let shorthand = flag_or_env(&args.codecommit_repo, "CODECOMMIT_REPOSITORY_NAME");
+    let raw = match (&args.target, shorthand) {
+        (Some(_), Some(_)) if args.codecommit_repo.is_some() => {
+            return Err(usage("give either --target or --codecommit-repo, not both"));
+        }
+        (Some(raw), _) => raw.clone(),
+        (None, Some(name)) => format!("codecommit://{name}"),
+        (None, None) => {
+            return Err(usage(
+                "missing --target (or BACKLOG_MIRROR_TARGET, or --codecommit-repo): give the mirror's URL or path",
+            ));
+        }
+    };
+    let Some(parsed) = codecommit::parse(&raw) else {
+        return Ok((
+            remote("--target", "BACKLOG_MIRROR_TARGET", Some(&raw))?,
+            None,
+        ));
+    };
+    let repo = parsed.map_err(|why| usage(format!("--target '{raw}' {why}")))?;
+    let region = repo
+        .region
+        .clone()
+        .or_else(|| args.region.clone())
+        .or_else(|| std::env::var("AWS_REGION").ok())
+        .or_else(|| std::env::var("AWS_DEFAULT_REGION").ok())
+        .map(|r| r.trim().to_string())
+        .filter(|r| !r.is_empty())
+        .ok_or_else(|| {
+            usage(format!(
+                "--target '{raw}' needs an AWS region: write codecommit::REGION://{}, or pass --region or set AWS_REGION",
+                repo.name
+            ))
+        })?;
+    if !codecommit::is_region(&region) {
+        return Err(usage(format!(
+            "--region '{region}' is not an AWS region name (e.g. ap-northeast-1)"
+        )));
+    }
+    let host = codecommit::resolve_host(&repo, &region, args.codecommit_endpoint.as_deref());
+    let url = format!("https://{host}{}", codecommit::repo_path(&repo.name));
+    let target = RemoteUrl::parse(&url)
+        .map_err(|why| usage(format!("--codecommit-endpoint gives '{url}', which {why}")))?;
+    Ok((target, Some((repo, region))))
 }

@@ -61,9 +61,11 @@ pub fn push(
     git_dir: &Path,
     url: &RemoteUrl,
     specs: &[String],
+    env: &[(String, String)],
     progress: &mut Progress,
 ) -> Result<(HashMap<String, Option<String>>, TransferStats)> {
     let mut child = isolated(git_dir)
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .args(["push", "--porcelain", "--progress", "--no-verify"])
         .arg(url.without_credentials())
         .args(specs)
@@ -111,6 +113,25 @@ pub fn push(
         bail!("git push to {} failed: {}", url.redacted(), reason.trim());
     }
     Ok((results, stats))
+}
+
+/// Environment that makes a child git ask us (`backlog-mirror credential-helper`) for CodeCommit
+/// credentials, so signatures are computed by our code and never pass through a command line.
+pub fn codecommit_helper_env(region: &str, host: &str) -> Result<Vec<(String, String)>> {
+    let exe = std::env::current_exe().context("cannot locate our own executable for git")?;
+    let exe = exe.display().to_string().replace('\'', "'\\''");
+    let pairs = [
+        ("GIT_CONFIG_COUNT", "3".to_string()),
+        ("GIT_CONFIG_KEY_0", "credential.helper".to_string()),
+        ("GIT_CONFIG_VALUE_0", String::new()),
+        ("GIT_CONFIG_KEY_1", "credential.helper".to_string()),
+        ("GIT_CONFIG_VALUE_1", format!("!'{exe}' credential-helper")),
+        ("GIT_CONFIG_KEY_2", "credential.useHttpPath".to_string()),
+        ("GIT_CONFIG_VALUE_2", "true".to_string()),
+        ("BACKLOG_MIRROR_REGION", region.to_string()),
+        ("BACKLOG_MIRROR_CODECOMMIT_ENDPOINT", host.to_string()),
+    ];
+    Ok(pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
 }
 
 /// Keep a long-lived mirror fast: libgit2 never repacks, so every fetch adds a pack and every

@@ -91,9 +91,12 @@ fn choose_engine(cfg: &SyncConfig, commits: usize) -> Engine {
         PushEngine::Git => Engine::Git,
         PushEngine::Auto => {
             let large = commits > cfg.git_push_threshold;
-            // git gets no credentials on its command line, and an SSH key may exist only in
-            // memory: those targets stay with libgit2.
-            let reachable = cfg.target.password().is_none() && cfg.target.scheme() != Scheme::Ssh;
+            // git never gets a credential on its command line and an SSH key may exist only in
+            // memory, so password and SSH targets stay with libgit2; CodeCommit goes through
+            // git, which asks our credential helper for each signature.
+            let reachable = cfg.target.password().is_none()
+                && cfg.target.scheme() != Scheme::Ssh
+                && cfg.auth.target_password.is_none();
             if large && reachable && gitcli::version().is_some() {
                 Engine::Git
             } else {
@@ -130,6 +133,12 @@ pub fn execute(
         batches.len(),
         engine.name()
     );
+    let git_env = match (&engine, &cfg.auth.codecommit) {
+        (Engine::Git, Some((_, region))) => {
+            gitcli::codecommit_helper_env(region, &cfg.target.authority())?
+        }
+        _ => Vec::new(),
+    };
     let mut rejected = Vec::new();
     for (index, batch) in batches.iter().enumerate() {
         debug!(
@@ -143,7 +152,7 @@ pub fn execute(
             Engine::Libgit2 => session.push(repo, &cfg.target, &specs)?,
             Engine::Git => {
                 let mut progress = Progress::new("push", cfg.progress, cfg.progress_interval);
-                gitcli::push(repo.path(), &cfg.target, &specs, &mut progress)?
+                gitcli::push(repo.path(), &cfg.target, &specs, &git_env, &mut progress)?
             }
         };
         summary.transfer.push.batches += 1;

@@ -211,6 +211,15 @@ impl RemoteUrl {
         self.host.as_deref()
     }
 
+    /// `host[:port]`, as git names a host in its credential requests.
+    pub fn authority(&self) -> String {
+        match (self.host(), self.port) {
+            (Some(host), Some(port)) => format!("{host}:{port}"),
+            (Some(host), None) => host.to_string(),
+            (None, _) => String::new(),
+        }
+    }
+
     pub fn port(&self) -> Option<u16> {
         self.port
     }

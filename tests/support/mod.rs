@@ -4,6 +4,7 @@
 //! one is the program people run in production, started by the test and stopped on drop.
 #![allow(dead_code)]
 
+pub mod codecommit;
 mod git_servers;
 mod repos;
 mod ssh_server;
