@@ -151,6 +151,8 @@ impl Request {
 pub struct HttpOptions {
     /// Slow responses down to about this many bytes per second (a slow transport).
     pub throttle_bytes_per_sec: Option<u64>,
+    /// Require HTTP basic auth with this user and password; anything else gets 401.
+    pub basic_auth: Option<(String, String)>,
 }
 
 /// Smart HTTP: `git http-backend` as CGI behind a minimal HTTP/1.1 server.
@@ -259,6 +261,23 @@ fn serve(stream: TcpStream, root: &Path, options: &HttpOptions) -> Option<Reques
         Some((p, q)) => (p.to_string(), q.to_string()),
         None => (target.clone(), String::new()),
     };
+    if let Some((user, password)) = &options.basic_auth {
+        let expected = format!("Basic {}", base64(format!("{user}:{password}").as_bytes()));
+        if header("authorization").as_deref() != Some(expected.as_str()) {
+            let mut writer = stream;
+            let _ = writer.write_all(
+                b"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"git\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            );
+            return Some(Request {
+                method,
+                path,
+                query,
+                status: 401,
+                request_bytes: body.len(),
+                response_bytes: 0,
+            });
+        }
+    }
     let mut cmd = Command::new("git");
     git_env(&mut cmd);
     cmd.arg("http-backend")
@@ -350,6 +369,27 @@ fn serve(stream: TcpStream, root: &Path, options: &HttpOptions) -> Option<Reques
         request_bytes,
         response_bytes,
     })
+}
+
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }
 
 fn read_chunked(reader: &mut impl BufRead) -> Option<Vec<u8>> {
