@@ -491,3 +491,86 @@ fn target_remote(
         .map_err(|why| usage(format!("--codecommit-endpoint gives '{url}', which {why}")))?;
     Ok((target, Some((repo, region))))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{Cli, Command};
+    use clap::Parser;
+
+    fn args(extra: &[&str]) -> SyncArgs {
+        let mut argv = vec!["backlog-mirror", "sync"];
+        argv.extend(extra);
+        match Cli::try_parse_from(argv).expect("parse").command {
+            Command::Sync(args) => *args,
+            Command::CredentialHelper(_) => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn backlog_shorthand_builds_the_ssh_url() {
+        let a = args(&[
+            "--backlog-space",
+            "myspace",
+            "--backlog-domain",
+            "backlog.com",
+            "--backlog-project",
+            "PROJ",
+            "--backlog-repo",
+            "app.git",
+        ]);
+        assert_eq!(
+            backlog_source(&a).unwrap().as_deref(),
+            Some("myspace@myspace.git.backlog.com:/PROJ/app.git")
+        );
+        let a = args(&[
+            "--backlog-space",
+            "s",
+            "--backlog-project",
+            "P",
+            "--backlog-repo",
+            "r",
+        ]);
+        assert_eq!(
+            backlog_source(&a).unwrap().as_deref(),
+            Some("s@s.git.backlog.jp:/P/r.git")
+        );
+        let a = args(&["--backlog-space", "s", "--backlog-repo", "r"]);
+        let err = backlog_source(&a).unwrap_err().to_string();
+        assert!(err.contains("--backlog-project"), "{err}");
+    }
+
+    #[test]
+    fn codecommit_targets_resolve_to_the_signed_https_endpoint() {
+        let a = args(&["--target", "codecommit::ap-northeast-1://prof@app"]);
+        let (url, cc) = target_remote(&a).unwrap();
+        assert_eq!(
+            url.as_git_url(),
+            "https://git-codecommit.ap-northeast-1.amazonaws.com/v1/repos/app"
+        );
+        let (repo, region) = cc.unwrap();
+        assert_eq!(
+            (repo.profile.as_deref(), region.as_str()),
+            (Some("prof"), "ap-northeast-1")
+        );
+        let a = args(&["--codecommit-repo", "app", "--region", "cn-north-1"]);
+        let (url, _) = target_remote(&a).unwrap();
+        assert_eq!(
+            url.as_git_url(),
+            "https://git-codecommit.cn-north-1.amazonaws.com.cn/v1/repos/app"
+        );
+        let a = args(&[
+            "--target",
+            "codecommit::us-east-1://app",
+            "--codecommit-endpoint",
+            "git-codecommit-fips.us-east-1.amazonaws.com",
+        ]);
+        let (url, _) = target_remote(&a).unwrap();
+        assert_eq!(
+            url.as_git_url(),
+            "https://git-codecommit-fips.us-east-1.amazonaws.com/v1/repos/app"
+        );
+        let a = args(&["--target", "codecommit://app", "--region", "nowhere"]);
+        assert!(target_remote(&a).is_err());
+    }
+}

@@ -115,11 +115,15 @@ fn sync_signs_with_container_credentials() {
     let fx = fixture(&["app"]);
     let server = CodeCommitServer::start(&fx.root, REGION, &[(AKID, SECRET, Some(TOKEN))], 0);
     let creds = ContainerCredentials::start(AKID, SECRET, TOKEN);
+    // --codecommit-endpoint wins over CODE_COMMIT_ENDPOINT, which points nowhere here.
     let out = fx.sync(
         &server,
         "app",
-        &[("AWS_CONTAINER_CREDENTIALS_FULL_URI", &creds.url)],
-        &[],
+        &[
+            ("AWS_CONTAINER_CREDENTIALS_FULL_URI", &creds.url),
+            ("CODE_COMMIT_ENDPOINT", "127.0.0.1:1"),
+        ],
+        &["--codecommit-endpoint", &server.endpoint()],
     );
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(creds.hits() > 0, "the container endpoint was never asked");
