@@ -59,15 +59,9 @@ impl SyncConfig {
     }
 
     pub fn from_args(args: &SyncArgs) -> anyhow::Result<SyncConfig> {
-        let backlog = backlog_source(args)?;
-        let source_raw = match (&args.source, backlog) {
-            (Some(_), Some(_)) => {
-                return Err(usage(
-                    "give either --source or the --backlog-* flags, not both",
-                ));
-            }
-            (Some(raw), None) => Some(raw.clone()),
-            (None, backlog) => backlog,
+        let source_raw = match backlog_source(args)? {
+            Some(backlog) => Some(backlog),
+            None => args.source.clone(),
         };
         let source = remote("--source", "BACKLOG_MIRROR_SOURCE", source_raw.as_deref())?;
         let (target, codecommit) = target_remote(args)?;
@@ -275,18 +269,27 @@ fn flag_or_env(flag: &Option<String>, legacy_env: &str) -> Option<String> {
 }
 
 /// `--backlog-space/-domain/-project/-repo` to `KEY@KEY.git.DOMAIN:/PROJECT/REPO.git`.
+/// An explicit `--source` wins over the reference buildspec's `BACKLOG_*` variables (they are
+/// defaults a project may carry), but not over our own `--backlog-*` flags: that is a conflict.
 fn backlog_source(args: &SyncArgs) -> anyhow::Result<Option<String>> {
+    let own_flags = args.backlog_space.is_some()
+        || args.backlog_domain.is_some()
+        || args.backlog_project.is_some()
+        || args.backlog_repo.is_some();
+    if args.source.is_some() {
+        if own_flags {
+            return Err(usage(
+                "give either --source or the --backlog-* flags, not both",
+            ));
+        }
+        return Ok(None);
+    }
     let space = flag_or_env(&args.backlog_space, "BACKLOG_SPACE_KEY");
     let domain = flag_or_env(&args.backlog_domain, "BACKLOG_DOMAIN_NAME");
     let project = flag_or_env(&args.backlog_project, "BACKLOG_PROJECT_KEY");
     let repo = flag_or_env(&args.backlog_repo, "BACKLOG_REPOSITORY_NAME");
     if space.is_none() && project.is_none() && repo.is_none() {
         return Ok(None);
-    }
-    if args.source.is_some() {
-        return Err(usage(
-            "give either --source or the --backlog-* flags (BACKLOG_SPACE_KEY...), not both",
-        ));
     }
     let need = |value: Option<String>, flag: &str, env: &str| {
         value.ok_or_else(|| usage(format!("{flag} (or {env}) is missing: the Backlog source needs all of --backlog-space, --backlog-project and --backlog-repo")))
