@@ -17,6 +17,9 @@ command -v git >/dev/null || missing+=(git)
 [ -x /usr/bin/time ] || missing+=(time)
 command -v ssh-keygen >/dev/null || missing+=(openssh-client)
 command -v pkg-config >/dev/null || missing+=(pkg-config)
+command -v objdump >/dev/null || missing+=(binutils)
+command -v curl >/dev/null || missing+=(curl)
+command -v openssl >/dev/null || missing+=(openssl)
 [ -f /usr/include/openssl/ssl.h ] || missing+=(libssl-dev)
 if [ ${#missing[@]} -gt 0 ]; then
   as_root apt-get update -qq

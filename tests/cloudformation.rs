@@ -404,3 +404,36 @@ fn the_template_runs_buildspec_yml_verbatim() {
         );
     }
 }
+
+/// glibc of the CodeBuild images a default could name (from AWS's image documentation).
+const IMAGE_GLIBC: &[(&str, &str)] = &[
+    ("aws/codebuild/amazonlinux-aarch64-standard:3.0", "2.34"),
+    ("aws/codebuild/amazonlinux-x86_64-standard:5.0", "2.34"),
+    ("aws/codebuild/amazonlinux2-aarch64-standard:2.0", "2.26"),
+    ("aws/codebuild/amazonlinux2-x86_64-standard:4.0", "2.26"),
+    ("aws/codebuild/standard:7.0", "2.35"),
+];
+
+#[test]
+fn the_default_build_image_has_the_glibc_the_binary_needs() {
+    let t = template();
+    let image = t["Parameters"]["BuildImage"]["Default"].as_str().unwrap();
+    let glibc = IMAGE_GLIBC
+        .iter()
+        .find(|(name, _)| *name == image)
+        .map(|(_, v)| *v)
+        .unwrap_or_else(|| {
+            panic!("unknown glibc for the default image {image}: add it to IMAGE_GLIBC")
+        });
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/check-glibc.sh");
+    let out = tool(script, &[env!("CARGO_BIN_EXE_backlog-mirror"), glibc]);
+    assert!(
+        out.status.success(),
+        "the binary needs a newer glibc than {image} has: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // And the check really compares: the article's Amazon Linux 2 image is too old for this build.
+    let out = tool(script, &[env!("CARGO_BIN_EXE_backlog-mirror"), "2.17"]);
+    assert!(!out.status.success(), "check-glibc.sh accepted glibc 2.17");
+}
