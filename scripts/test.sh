@@ -35,6 +35,8 @@ command -v cfn-lint >/dev/null || py_missing+=(cfn-lint)
 command -v checkov >/dev/null || py_missing+=(checkov)
 python3 -c 'import git_remote_codecommit' 2>/dev/null || py_missing+=(git-remote-codecommit)
 python3 -c 'import botocore' 2>/dev/null || py_missing+=(botocore)
+python3 -c 'import boto3' 2>/dev/null || py_missing+=(boto3)
+python3 -c 'import yaml' 2>/dev/null || py_missing+=(pyyaml)
 if [ ${#py_missing[@]} -gt 0 ]; then
   python3 -m pip install --quiet "${py_missing[@]}"
 else
