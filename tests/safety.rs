@@ -233,3 +233,60 @@ fn wait_for_file(path: &Path) {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
+
+#[test]
+fn rejected_refs_are_named_with_the_targets_reason_and_the_rest_land() {
+    let sb = Sandbox::new();
+    let (_work, source) = populated(&sb, 3);
+    let target = init_bare(&sb.join("srv/target.git"));
+    // The target refuses one branch, the way a protected branch or a host's policy would.
+    install_hook(
+        &target,
+        "update",
+        "#!/bin/sh\nif [ \"$1\" = refs/heads/b1 ]; then echo 'b1 is protected here' >&2; exit 1; fi\n",
+    );
+    let daemon = GitDaemon::start(&sb.join("srv"));
+    let out = run(sync_cmd(&sb, &path_str(&source), &daemon.url("target.git")).arg("--json"));
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    let error = out.stderr.lines().find(|l| l.starts_with("error")).unwrap();
+    assert!(error.contains("refs/heads/b1"), "{error}");
+    assert!(error.contains("hook declined"), "{error}");
+    let report: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    assert_eq!(report["refs"]["rejected"], 1);
+    let got = refs(&target);
+    let want = refs(&source);
+    assert!(!got.contains_key("refs/heads/b1"));
+    assert_eq!(
+        got.len(),
+        want.len() - 1,
+        "the other refs did not land: {got:?}"
+    );
+}
+
+#[test]
+fn large_plans_are_pushed_in_batches_on_fresh_connections() {
+    let sb = Sandbox::new();
+    let (_work, source) = populated(&sb, 9);
+    let target = init_bare(&sb.join("srv/target.git"));
+    let hook = counting_hook(&target, "pre-receive");
+    let http = HttpGit::start(&sb.join("srv"));
+    let out = run(
+        sync_cmd(&sb, &http.url("source.git"), &http.url("target.git")).args([
+            "--batch-size",
+            "4",
+            "--json",
+        ]),
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_mirror(&source, &target);
+    let report: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    // 10 branches in batches of 4: three pushes, each its own receive-pack request.
+    assert_eq!(report["transfer"]["push"]["batches"], 3, "{report}");
+    assert_eq!(hook.count(), 3);
+    let posts = http
+        .requests()
+        .iter()
+        .filter(|r| r.method == "POST" && r.service() == Some("git-receive-pack"))
+        .count();
+    assert_eq!(posts, 3);
+}
