@@ -7,6 +7,7 @@
 use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -102,6 +103,7 @@ pub struct Sshd {
     port: u16,
     stop: Arc<AtomicBool>,
     connections: Arc<AtomicUsize>,
+    sent: Arc<AtomicUsize>,
     children: Arc<Mutex<Vec<Child>>>,
     host_keys: Vec<(String, PathBuf)>,
 }
@@ -160,10 +162,12 @@ impl Sshd {
         let stop = Arc::new(AtomicBool::new(false));
         let connections = Arc::new(AtomicUsize::new(0));
         let children = Arc::new(Mutex::new(Vec::new()));
+        let sent_total = Arc::new(AtomicUsize::new(0));
         let log = dir.path().join("sshd.log");
         {
             let (stop, connections, children) =
                 (stop.clone(), connections.clone(), children.clone());
+            let sent = sent_total.clone();
             std::thread::spawn(move || {
                 for stream in listener.incoming() {
                     if stop.load(Ordering::SeqCst) {
@@ -171,23 +175,49 @@ impl Sshd {
                     }
                     let Ok(stream) = stream else { continue };
                     connections.fetch_add(1, Ordering::SeqCst);
-                    let input: OwnedFd = stream.try_clone().expect("clone").into();
-                    let output: OwnedFd = stream.into();
+                    // sshd gets one end of a socket pair and the test relays the other end to
+                    // the client, counting what the server sends (a source's traffic cost).
+                    let Ok((ours, theirs)) = UnixStream::pair() else {
+                        continue;
+                    };
+                    let (Ok(input), Ok(output)) = (theirs.try_clone(), theirs.try_clone()) else {
+                        continue;
+                    };
                     let mut cmd = Command::new(SSHD);
                     cmd.arg("-i")
                         .arg("-f")
                         .arg(&config_path)
                         .arg("-E")
                         .arg(&log)
-                        .stdin(Stdio::from(input))
-                        .stdout(Stdio::from(output))
+                        .stdin(Stdio::from(OwnedFd::from(input)))
+                        .stdout(Stdio::from(OwnedFd::from(output)))
                         .stderr(Stdio::null());
-                    if let Ok(child) = cmd.spawn() {
-                        children
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .push(child);
-                    }
+                    let Ok(child) = cmd.spawn() else { continue };
+                    drop(theirs);
+                    let (Ok(mut inbound), Ok(mut to_sshd)) = (stream.try_clone(), ours.try_clone())
+                    else {
+                        continue;
+                    };
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut inbound, &mut to_sshd);
+                        let _ = to_sshd.shutdown(std::net::Shutdown::Write);
+                    });
+                    let sent = sent.clone();
+                    let (mut from_sshd, mut outbound) = (ours, stream);
+                    std::thread::spawn(move || {
+                        let mut buf = vec![0u8; 64 * 1024];
+                        while let Ok(n) = std::io::Read::read(&mut from_sshd, &mut buf) {
+                            if n == 0 || outbound.write_all(&buf[..n]).is_err() {
+                                break;
+                            }
+                            sent.fetch_add(n, Ordering::SeqCst);
+                        }
+                        let _ = outbound.shutdown(std::net::Shutdown::Both);
+                    });
+                    children
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(child);
                 }
             });
         }
@@ -196,6 +226,7 @@ impl Sshd {
             port,
             stop,
             connections,
+            sent: sent_total,
             children,
             host_keys,
         }
@@ -266,6 +297,11 @@ impl Sshd {
             );
             let _ = std::fs::remove_file(path.with_extension("old"));
         }
+    }
+
+    /// Bytes the server has sent to clients so far (what a source "costs" in traffic).
+    pub fn bytes_sent(&self) -> usize {
+        self.sent.load(Ordering::SeqCst)
     }
 
     pub fn connections(&self) -> usize {
