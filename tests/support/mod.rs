@@ -80,10 +80,25 @@ pub fn run(cmd: &mut Command) -> Run {
         .stdin(Stdio::null())
         .output()
         .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    Run {
+    let run = Run {
         code: out.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    check_canary(cmd, &run);
+    run
+}
+
+/// The suite-wide leak check: every run of our binary is searched for `CANARY`, which starts
+/// every secret the tests plant, whether or not the test itself thought about secrets. The
+/// credential helper is the one exception: printing the password is its job.
+fn check_canary(cmd: &Command, run: &Run) {
+    let ours = Path::new(cmd.get_program()) == Path::new(env!("CARGO_BIN_EXE_backlog-mirror"));
+    let helper = cmd
+        .get_args()
+        .any(|a| a.to_str() == Some("credential-helper"));
+    if ours && !helper {
+        assert_no_secret(run, &[]);
     }
 }
 
@@ -116,14 +131,13 @@ pub fn spawn_and_kill_when(cmd: &mut Command, pred: impl Fn(&str) -> bool) -> (R
     }
     let status = child.wait().expect("wait");
     let stdout = drain.join().unwrap_or_default();
-    (
-        Run {
-            code: status.code().unwrap_or(-1),
-            stdout,
-            stderr,
-        },
-        killed,
-    )
+    let run = Run {
+        code: status.code().unwrap_or(-1),
+        stdout,
+        stderr,
+    };
+    check_canary(cmd, &run);
+    (run, killed)
 }
 
 /// A temporary directory for one test, removed on drop.
