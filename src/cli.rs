@@ -135,11 +135,6 @@ pub struct SyncArgs {
     #[arg(long, value_enum, default_value_t = PushEngine::Auto, env = "BACKLOG_MIRROR_PUSH_ENGINE")]
     pub push_engine: PushEngine,
 
-    /// With --push-engine auto, hand pushes of more than this many commits to git.
-    #[arg(long, value_name = "COMMITS", default_value = "1000", value_parser = parse_count, allow_negative_numbers = true,
-          env = "BACKLOG_MIRROR_GIT_PUSH_THRESHOLD")]
-    pub git_push_threshold: u64,
-
     /// Give up on a remote that accepts no connection or sends nothing for this long.
     #[arg(long, value_name = "DURATION", default_value = "2m", value_parser = parse_duration,
           env = "BACKLOG_MIRROR_NETWORK_TIMEOUT")]

@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 
 use anyhow::Result;
-use git2::{ObjectType, Repository};
+use git2::Repository;
 use tracing::{debug, info};
 
 use crate::cli::PushEngine;
@@ -43,8 +43,11 @@ pub fn check_connectivity(
     plan: &Plan,
     target: &RefMap,
 ) -> Result<usize, String> {
-    let mut walk = repo.revwalk().map_err(|e| e.message().to_string())?;
-    let mut tips = 0;
+    // (commit time, id, hide): libgit2 keeps pushed and hidden commits in call order, last call
+    // first, and its limiting walk only stops early when that list runs newest first; in any
+    // other order it walks every ancestor of every hidden tip down to the root (the whole
+    // history, on every sync). So feed it oldest first.
+    let mut starts: Vec<(i64, git2::Oid, bool)> = Vec::new();
     for change in &plan.changes {
         let Some(new) = change.new else { continue };
         let object = repo.find_object(new, None).map_err(|_| {
@@ -54,21 +57,25 @@ pub fn check_connectivity(
             )
         })?;
         // A tag of a tree or blob: having the object is all there is to check.
-        if let Ok(commit) = object.peel(ObjectType::Commit) {
-            walk.push(commit.id())
-                .map_err(|e| e.message().to_string())?;
-            tips += 1;
+        if let Ok(commit) = object.peel_to_commit() {
+            starts.push((commit.time().seconds(), commit.id(), false));
         }
     }
-    if tips == 0 {
+    if starts.is_empty() {
         return Ok(0);
     }
     for &have in target.values() {
         if let Ok(object) = repo.find_object(have, None)
-            && let Ok(commit) = object.peel(ObjectType::Commit)
+            && let Ok(commit) = object.peel_to_commit()
         {
-            let _ = walk.hide(commit.id());
+            starts.push((commit.time().seconds(), commit.id(), true));
         }
+    }
+    starts.sort_unstable();
+    let mut walk = repo.revwalk().map_err(|e| e.message().to_string())?;
+    for (_, id, hide) in starts {
+        let pushed = if hide { walk.hide(id) } else { walk.push(id) };
+        pushed.map_err(|e| e.message().to_string())?;
     }
     let odb = repo.odb().map_err(|e| e.message().to_string())?;
     let mut commits = 0;
@@ -85,19 +92,21 @@ pub fn check_connectivity(
     Ok(commits)
 }
 
-fn choose_engine(cfg: &SyncConfig, commits: usize) -> Engine {
+fn choose_engine(cfg: &SyncConfig) -> Engine {
     match cfg.push_engine {
         PushEngine::Libgit2 => Engine::Libgit2,
         PushEngine::Git => Engine::Git,
         PushEngine::Auto => {
-            let large = commits > cfg.git_push_threshold;
-            // git never gets a credential on its command line and an SSH key may exist only in
-            // memory, so password and SSH targets stay with libgit2; CodeCommit goes through
-            // git, which asks our credential helper for each signature.
+            // git wins on every push size: its pack-objects reuses the cache's stored deltas (a
+            // first mirror), and libgit2's push walks the whole history behind every ref the
+            // target advertises (a few commits on a long history). But git never gets a
+            // credential on its command line and an SSH key may exist only in memory, so
+            // password and SSH targets stay with libgit2; CodeCommit goes through git, which
+            // asks our credential helper for each signature.
             let reachable = cfg.target.password().is_none()
                 && cfg.target.scheme() != Scheme::Ssh
                 && cfg.auth.target_password.is_none();
-            if large && reachable && gitcli::version().is_some() {
+            if reachable && gitcli::version().is_some() {
                 Engine::Git
             } else {
                 Engine::Libgit2
@@ -116,7 +125,7 @@ pub fn execute(
     commits: usize,
     summary: &mut Summary,
 ) -> Result<Vec<(String, String)>> {
-    let engine = choose_engine(cfg, commits);
+    let engine = choose_engine(cfg);
     summary.transfer.push.engine = Some(engine.name());
     // Updates before deletions: a run cut short must not have deleted what it never replaced.
     let mut ordered: Vec<&Change> = plan

@@ -91,6 +91,8 @@ fn credentials_in_the_url_work_and_are_redacted_everywhere() {
     assert_no_secret(&out, &[]);
     let report: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap();
     assert_eq!(report["source"], http.url("source.git"));
+    // git would need the password handed to it: auto keeps this push in-process.
+    assert_eq!(report["transfer"]["push"]["engine"], "libgit2");
 }
 
 #[test]
