@@ -202,10 +202,18 @@ fn run(cfg: &SyncConfig, session: &Session, summary: &mut Summary) -> Result<Sta
                 return Ok(Status::InSync);
             }
         } else {
-            let commits = match timed!(
-                summary.plan,
-                push::check_connectivity(&cache.repo, &plan, &target_refs)
-            ) {
+            // A mirror this run created holds only packs libgit2 indexed and verified in this
+            // run; the check is for what earlier, possibly killed, runs left behind. Skipping it
+            // on the first mirror saves a walk of the whole history.
+            let checked = if cache.created {
+                Ok(None)
+            } else {
+                timed!(
+                    summary.plan,
+                    push::check_connectivity(&cache.repo, &plan, &target_refs).map(Some)
+                )
+            };
+            let commits = match checked {
                 Ok(commits) => commits,
                 Err(why) if !repaired => {
                     repaired = true;

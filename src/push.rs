@@ -37,7 +37,7 @@ impl Engine {
 
 /// Walk every commit the push will send (new tips minus what the target already has) and make
 /// sure each is readable with its tree: a cache damaged by a killed run must not reach the
-/// target. Returns how many commits the push sends, which decides the engine.
+/// target. Returns how many commits the push sends, for the log.
 pub fn check_connectivity(
     repo: &Repository,
     plan: &Plan,
@@ -122,7 +122,7 @@ pub fn execute(
     cfg: &SyncConfig,
     repo: &Repository,
     plan: &Plan,
-    commits: usize,
+    commits: Option<usize>,
     summary: &mut Summary,
 ) -> Result<Vec<(String, String)>> {
     let engine = choose_engine(cfg);
@@ -135,8 +135,9 @@ pub fn execute(
         .collect();
     ordered.extend(plan.changes.iter().filter(|c| c.action == Action::Delete));
     let batches: Vec<&[&Change]> = ordered.chunks(cfg.batch_size.max(1)).collect();
+    let to_send = commits.map_or_else(String::new, |n| format!(" ({n} commit(s) to send)"));
     info!(
-        "pushing {} ref update(s) to {} in {} batch(es) via {} ({commits} commit(s) to send)",
+        "pushing {} ref update(s) to {} in {} batch(es) via {}{to_send}",
         ordered.len(),
         cfg.target,
         batches.len(),
