@@ -15,7 +15,7 @@ use crate::config::SyncConfig;
 use crate::error::{self, DeleteGuard, Error};
 use crate::plan::{Plan, default_max_delete};
 use crate::push;
-use crate::remote::{self, RefMap, Session};
+use crate::remote::{self, Look, RefMap, Session};
 use crate::report::{RefResult, Status, Summary};
 
 /// A finished run: its summary (always filled in as far as the run got) and its error, if any.
@@ -95,14 +95,29 @@ fn run(cfg: &SyncConfig, session: &Session, summary: &mut Summary) -> Result<Sta
         Cache::open(&cfg.mirror_path(), cfg.lock_timeout)?
     );
     debug!("cache {} (new: {})", cache.path.display(), cache.created);
-    let mut source_refs = timed!(summary.fetch, session.list(&cfg.source)?);
     let mut repaired = false;
-    for round in 1..=cfg.max_rounds {
+    // The target's refs as the seed saw them: still current for the first plan, as nothing but
+    // this run pushes there.
+    let mut seen_target = None;
+    let mut look = look_at_source(
+        cfg,
+        session,
+        &mut cache,
+        &mut repaired,
+        &mut seen_target,
+        summary,
+    )?;
+    let mut round = 0;
+    while round < cfg.max_rounds {
+        round += 1;
         summary.rounds = round;
-        let mut target_refs: Option<RefMap> = None;
+        let fetched = look.fetched.is_some();
 
-        if source_refs.is_empty() {
-            let target = timed!(summary.plan, session.list(&cfg.target)?);
+        if look.refs.is_empty() {
+            let target = match seen_target.take() {
+                Some(refs) => refs,
+                None => timed!(summary.plan, session.list(&cfg.target)?),
+            };
             let selected = target.keys().filter(|n| cfg.filter.selects(n)).count();
             if selected == 0 {
                 info!("the source and the target are both empty");
@@ -118,49 +133,9 @@ fn run(cfg: &SyncConfig, session: &Session, summary: &mut Summary) -> Result<Sta
             warn!(
                 "the source is empty: deleting every selected ref on the target (--allow-mass-delete)"
             );
-            target_refs = Some(target);
+            seen_target = Some(target);
         }
-
-        if cfg.seed
-            && cache.created
-            && !summary.seeded
-            && remote::local_refs(&cache.repo)?.is_empty()
-        {
-            let target = timed!(summary.seed, session.list(&cfg.target)?);
-            if !target.is_empty() {
-                info!(
-                    "seeding the new cache from the target's {} refs, so the source sends only what the target lacks",
-                    target.len()
-                );
-                let stats = timed!(
-                    summary.seed,
-                    session.fetch(&cache.repo, &cfg.target, false, "seed")?
-                );
-                summary.transfer.seed.add(stats);
-                summary.seeded = true;
-            }
-            target_refs = Some(target);
-        }
-
-        let fetched = remote::local_refs(&cache.repo)? != source_refs;
-        if fetched {
-            info!("fetching from {}", cfg.source);
-            let stats = match timed!(
-                summary.fetch,
-                session.fetch(&cache.repo, &cfg.source, true, "fetch")
-            ) {
-                Ok(stats) => stats,
-                // A fetch that fails on our side of the wire (unreadable objects or refs) means
-                // the cache is damaged: rebuild it once and start the round again.
-                Err(err) if !repaired && is_local_damage(&err) => {
-                    repaired = true;
-                    cache.rebuild(&format!("the fetch failed inside the cache: {err:#}"))?;
-                    continue;
-                }
-                Err(err) => return Err(err),
-            };
-            summary.transfer.fetch.add(stats);
-        } else {
+        if !fetched {
             debug!("the cache already holds every source ref: nothing to fetch");
         }
         let wanted = remote::local_refs(&cache.repo)?;
@@ -169,7 +144,7 @@ fn run(cfg: &SyncConfig, session: &Session, summary: &mut Summary) -> Result<Sta
             cache.reopen()?;
         }
 
-        let target_refs = match target_refs {
+        let target_refs = match seen_target.take() {
             Some(refs) => refs,
             None => timed!(summary.plan, session.list(&cfg.target)?),
         };
@@ -203,8 +178,8 @@ fn run(cfg: &SyncConfig, session: &Session, summary: &mut Summary) -> Result<Sta
             }
         } else {
             // A mirror this run created holds only packs libgit2 indexed and verified in this
-            // run; the check is for what earlier, possibly killed, runs left behind. Skipping it
-            // on the first mirror saves a walk of the whole history.
+            // run; the check is for what earlier, possibly killed, runs left. Skipping it on the
+            // first mirror saves a walk of the whole history.
             let checked = if cache.created {
                 Ok(None)
             } else {
@@ -218,7 +193,16 @@ fn run(cfg: &SyncConfig, session: &Session, summary: &mut Summary) -> Result<Sta
                 Err(why) if !repaired => {
                     repaired = true;
                     cache.rebuild(&format!("it failed its check before the push: {why}"))?;
-                    source_refs = timed!(summary.fetch, session.list(&cfg.source)?);
+                    look = look_at_source(
+                        cfg,
+                        session,
+                        &mut cache,
+                        &mut repaired,
+                        &mut seen_target,
+                        summary,
+                    )?;
+                    // The repair does not use up a round.
+                    round -= 1;
                     continue;
                 }
                 Err(why) => bail!(
@@ -236,17 +220,87 @@ fn run(cfg: &SyncConfig, session: &Session, summary: &mut Summary) -> Result<Sta
         }
 
         // Catch-up: a push to the source during this run may have had its own webhook build
-        // refused (CodeBuild's concurrency limit is 1); mirror it now rather than wait.
-        let again = timed!(summary.fetch, session.list(&cfg.source)?);
-        if again == wanted {
+        // refused (CodeBuild's concurrency limit is 1); mirror it now rather than wait. When the
+        // source moved, this look already fetches the next round's objects.
+        look = look_at_source(
+            cfg,
+            session,
+            &mut cache,
+            &mut repaired,
+            &mut seen_target,
+            summary,
+        )?;
+        if look.refs == wanted {
             return Ok(Status::InSync);
         }
         info!("the source changed during round {round}: catching up");
-        source_refs = again;
     }
     bail!(
         "the source kept changing for {} rounds; the target holds the state of the last round. \
          Run sync again or raise --max-rounds",
         cfg.max_rounds
     )
+}
+
+/// Look at the source and fetch from it when its refs differ from the cache's. A mirror that is
+/// new and empty is seeded from the target first (unless --no-seed), so the source sends only
+/// what the target lacks; the target's refs seen then go to `seen_target`. A fetch that fails
+/// inside the cache (unreadable objects or refs) rebuilds the cache once and tries again.
+fn look_at_source(
+    cfg: &SyncConfig,
+    session: &Session,
+    cache: &mut Cache,
+    repaired: &mut bool,
+    seen_target: &mut Option<RefMap>,
+    summary: &mut Summary,
+) -> Result<Look> {
+    loop {
+        let local = remote::local_refs(&cache.repo)?;
+        if cfg.seed && cache.created && !summary.seeded && local.is_empty() {
+            let seed = timed!(
+                summary.seed,
+                session.look(&cache.repo, &cfg.target, false, "seed", |refs| {
+                    if !refs.is_empty() {
+                        info!(
+                            "seeding the new cache from the target's {} refs, so the source sends only what the target lacks",
+                            refs.len()
+                        );
+                    }
+                    !refs.is_empty()
+                })?
+            );
+            if let Some(stats) = seed.fetched {
+                summary.transfer.seed.add(stats);
+                summary.seeded = true;
+            }
+            *seen_target = Some(seed.refs);
+        }
+        let local = remote::local_refs(&cache.repo)?;
+        let looked = timed!(
+            summary.fetch,
+            session.look(&cache.repo, &cfg.source, true, "fetch", |refs| {
+                // An empty listing never empties the cache unless mass deletes are allowed:
+                // the delete guard decides what happens next.
+                let fetch = *refs != local && (!refs.is_empty() || cfg.allow_mass_delete);
+                if fetch {
+                    info!("fetching from {}", cfg.source);
+                }
+                fetch
+            })
+        );
+        match looked {
+            Ok(look) => {
+                if let Some(stats) = look.fetched {
+                    summary.transfer.fetch.add(stats);
+                }
+                return Ok(look);
+            }
+            Err(err) if !*repaired && is_local_damage(&err) => {
+                *repaired = true;
+                *seen_target = None;
+                cache.rebuild(&format!("the fetch failed inside the cache: {err:#}"))?;
+            }
+            Err(err) => return Err(err),
+        }
+    }
 }

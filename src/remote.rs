@@ -11,7 +11,7 @@ use std::sync::Once;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use git2::{AutotagOption, Direction, FetchOptions, FetchPrune, Oid, PushOptions, RemoteCallbacks};
+use git2::{AutotagOption, Direction, FetchOptions, Oid, PushOptions, RemoteCallbacks};
 
 use crate::auth::Auth;
 use crate::cli::ProgressMode;
@@ -91,29 +91,43 @@ impl Session {
         let connection = remote
             .connect_auth(Direction::Fetch, Some(self.callbacks(url)), None)
             .map_err(|e| self.auth.explain(url, "cannot connect to", e))?;
-        let heads = connection
-            .list()
-            .with_context(|| format!("cannot list the refs of {}", url.redacted()))?;
-        Ok(heads
-            .iter()
-            .filter(|h| h.name().starts_with("refs/") && !h.name().ends_with("^{}"))
-            .map(|h| (h.name().to_string(), h.oid()))
-            .collect())
+        Ok(advertised(connection.list().with_context(|| {
+            format!("cannot list the refs of {}", url.redacted())
+        })?))
     }
 
-    /// Fetch every ref of `url` into the same name in `repo`; with `prune`, delete local refs
-    /// the remote no longer has.
-    pub fn fetch(
+    /// Connect to `url` once, read its refs, and when `wanted` says so, fetch every ref into the
+    /// same name in `repo` over that same connection; with `prune`, also delete the local refs
+    /// the remote no longer has. Deciding on the listing first means a sync with nothing to do
+    /// costs one connection, and one with work costs one too, not a listing plus a fetch (over
+    /// SSH each connection is a key exchange, an authentication and a server process).
+    pub fn look(
         &self,
         repo: &git2::Repository,
         url: &RemoteUrl,
         prune: bool,
         phase: &'static str,
-    ) -> Result<TransferStats> {
+        wanted: impl FnOnce(&RefMap) -> bool,
+    ) -> Result<Look> {
         let mut remote = repo
             .remote_anonymous(url.as_git_url())
             .with_context(|| format!("cannot use {} as a remote", url.redacted()))?;
+        let mut connection = remote
+            .connect_auth(Direction::Fetch, Some(self.callbacks(url)), None)
+            .map_err(|e| self.auth.explain(url, "cannot connect to", e))?;
+        let refs = advertised(
+            connection
+                .list()
+                .with_context(|| format!("cannot list the refs of {}", url.redacted()))?,
+        );
+        if !wanted(&refs) {
+            return Ok(Look {
+                refs,
+                fetched: None,
+            });
+        }
         let progress = RefCell::new(self.progress(phase));
+        // Smart HTTP is one request per step, so the download may be challenged again.
         let mut callbacks = self.callbacks(url);
         callbacks.transfer_progress(|stats| {
             progress.borrow_mut().update(
@@ -126,21 +140,37 @@ impl Session {
         let mut options = FetchOptions::new();
         options
             .remote_callbacks(callbacks)
-            .prune(if prune {
-                FetchPrune::On
-            } else {
-                FetchPrune::Off
-            })
             .update_fetchhead(false)
             .download_tags(AutotagOption::None);
+        let remote = connection.remote();
         remote
-            .fetch(&["+refs/*:refs/*"], Some(&mut options), None)
+            .download(&[MIRROR_REFSPEC], Some(&mut options))
             .map_err(|e| self.auth.explain(url, "cannot fetch from", e))?;
         progress.borrow_mut().finish();
         let stats = remote.stats();
-        Ok(TransferStats {
+        let fetched = TransferStats {
             objects: stats.received_objects(),
             bytes: stats.received_bytes(),
+        };
+        remote
+            .update_tips(
+                None,
+                git2::RemoteUpdateFlags::empty(),
+                AutotagOption::None,
+                Some("backlog-mirror: fetch"),
+            )
+            .with_context(|| format!("cannot update the cache's refs from {}", url.redacted()))?;
+        if prune {
+            remote.prune(None).with_context(|| {
+                format!(
+                    "cannot delete the cache's refs that {} no longer has",
+                    url.redacted()
+                )
+            })?;
+        }
+        Ok(Look {
+            refs,
+            fetched: Some(fetched),
         })
     }
 
@@ -184,6 +214,27 @@ impl Session {
         drop(options);
         Ok((statuses.into_inner(), stats.into_inner()))
     }
+}
+
+/// Mirror semantics: every ref, force-updated, under the same name.
+const MIRROR_REFSPEC: &str = "+refs/*:refs/*";
+
+/// What `Session::look` saw and did.
+#[derive(Debug)]
+pub struct Look {
+    /// The remote's refs under `refs/`.
+    pub refs: RefMap,
+    /// What was fetched, when the listing called for a fetch.
+    pub fetched: Option<TransferStats>,
+}
+
+/// The refs an advertisement lists under `refs/` (peeled `^{}` entries dropped).
+fn advertised(heads: &[git2::RemoteHead<'_>]) -> RefMap {
+    heads
+        .iter()
+        .filter(|h| h.name().starts_with("refs/") && !h.name().ends_with("^{}"))
+        .map(|h| (h.name().to_string(), h.oid()))
+        .collect()
 }
 
 /// The refs of a local repository under `refs/`, symbolic ones resolved.

@@ -100,12 +100,18 @@ fn a_wrong_token_is_one_clear_error_without_the_token() {
     let sb = Sandbox::new();
     let (_source, target, http) = served(&sb, "mirror", "the-right-one");
     let src = http.url("source.git").replace("http://", "http://mirror@");
+    let tgt = http.url("target.git").replace("http://", "http://mirror@");
     let out = sync(
         &sb,
         &src,
-        &http.url("target.git"),
-        &["--source-password-env", "SRC_TOKEN"],
-        &[("SRC_TOKEN", CANARY)],
+        &tgt,
+        &[
+            "--source-password-env",
+            "SRC_TOKEN",
+            "--target-password-env",
+            "TGT_TOKEN",
+        ],
+        &[("SRC_TOKEN", CANARY), ("TGT_TOKEN", "the-right-one")],
     );
     assert_eq!(out.code, 1, "{}", out.stderr);
     let errors: Vec<&str> = out

@@ -138,3 +138,35 @@ fn no_op_sync_opens_no_push() {
     );
     assert_mirror(&source, &target);
 }
+
+#[test]
+fn each_look_at_the_source_is_one_connection() {
+    let sb = Sandbox::new();
+    let source = history(&sb);
+    let target = init_bare(&sb.join("target.git"));
+    let daemon = GitDaemon::start(&sb.join("srv"));
+    let (src, tgt) = (daemon.url("source.git"), path_str(&target));
+    sync_ok(&sb, &src, &tgt);
+
+    // The source moved: listing and fetching share one connection; the catch-up look after the
+    // push is the second.
+    let main = refs(&source)["refs/heads/main"].clone();
+    update_ref(&source, "refs/heads/added", &main);
+    let before = daemon.connections();
+    sync_ok(&sb, &src, &tgt);
+    assert_eq!(
+        daemon.connections() - before,
+        2,
+        "connections for a sync with work"
+    );
+    assert_mirror(&source, &target);
+
+    // Nothing moved: one look, nothing else.
+    let before = daemon.connections();
+    sync_ok(&sb, &src, &tgt);
+    assert_eq!(
+        daemon.connections() - before,
+        1,
+        "connections for a no-op sync"
+    );
+}
