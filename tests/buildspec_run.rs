@@ -93,6 +93,7 @@ fn the_buildspec_mirrors_backlog_over_ssh_into_codecommit_and_again_statelessly(
             blob_bytes: 800,
             branches: 2,
             packed: true,
+            ..GenSpec::default()
         },
     );
     let sshd = Sshd::start();

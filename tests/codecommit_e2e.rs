@@ -32,6 +32,7 @@ fn fixture(repos: &[&str]) -> Fixture {
             blob_bytes: 1000,
             branches: 2,
             packed: true,
+            ..GenSpec::default()
         },
     );
     let root = sb.join("codecommit");

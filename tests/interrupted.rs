@@ -16,6 +16,7 @@ fn big_source(sb: &Sandbox) -> PathBuf {
             blob_bytes: 3000,
             branches: 3,
             packed: true,
+            ..GenSpec::default()
         },
     )
 }

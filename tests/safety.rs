@@ -172,6 +172,7 @@ fn seeding_from_the_target_makes_a_cold_cache_fetch_only_the_change() {
             blob_bytes: 2000,
             branches: 2,
             packed: true,
+            ..GenSpec::default()
         },
     );
     let target = init_bare(&sb.join("srv/target.git"));

@@ -169,6 +169,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 status = int(value.strip().split()[0])
             elif name:
                 headers.append((name, value.strip()))
+        # Logged before the answer goes out: a client that has its answer finds its request in
+        # the log (the benchmark reads traffic from it).
+        self.server.log({"method": self.command, "path": path, "query": query, "status": status,
+                         "request_bytes": len(body), "response_bytes": len(payload)})
         self.send_response(status)
         for name, value in headers:
             self.send_header(name, value)
@@ -176,8 +180,6 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.send_header("Connection", "close")
         self.end_headers()
         self.wfile.write(payload)
-        self.server.log({"method": self.command, "path": path, "query": query, "status": status,
-                         "request_bytes": len(body), "response_bytes": len(payload)})
 
     do_GET = handle_git
     do_POST = handle_git

@@ -203,11 +203,29 @@ pub struct GenSpec {
     pub blob_bytes: usize,
     pub branches: usize,
     pub packed: bool,
+    /// Bytes of new, delta-proof content each commit adds (hex text, about half compressible):
+    /// what makes a pack grow with its history, as real repositories' packs do.
+    pub fresh_bytes: usize,
+}
+
+impl Default for GenSpec {
+    fn default() -> Self {
+        GenSpec {
+            commits: 100,
+            files: 20,
+            blob_bytes: 1000,
+            branches: 2,
+            packed: true,
+            fresh_bytes: 0,
+        }
+    }
 }
 
 /// Build a bare repository from a `git fast-import` stream: `commits` commits on main, each
 /// changing three of `files` files (about `blob_bytes` each, text from a fixed xorshift seed so
-/// deltas are realistic), `branches` extra branches at evenly spaced commits, and two tags.
+/// deltas are realistic) and rewriting one of 64 data files with `fresh_bytes` of new content,
+/// `branches` extra branches spread evenly over the history (more branches than commits is
+/// fine), and two tags.
 pub fn generate_repo(path: &Path, spec: &GenSpec) -> PathBuf {
     let repo = init_bare(path);
     let mut child = git_cmd(&repo)
@@ -228,6 +246,8 @@ pub fn generate_repo(path: &Path, spec: &GenSpec) -> PathBuf {
         "mirror", "backlog", "commit", "branch", "delta", "object", "review", "deploy", "build",
         "tag", "fetch", "push", "prune", "cache", "lock", "plan",
     ];
+    // Directories of about 128 files each keep trees small, as real layouts do.
+    let dirs = (spec.files / 128).max(16);
     let lines_per_file = (spec.blob_bytes / 40).max(1);
     let mut files: Vec<Vec<String>> = Vec::with_capacity(spec.files);
     for _ in 0..spec.files.max(1) {
@@ -242,7 +262,6 @@ pub fn generate_repo(path: &Path, spec: &GenSpec) -> PathBuf {
                 .collect(),
         );
     }
-    let branch_every = spec.commits / (spec.branches + 1).max(1);
     for c in 0..spec.commits {
         let changed: Vec<usize> = if c == 0 {
             (0..files.len()).collect()
@@ -263,14 +282,22 @@ pub fn generate_repo(path: &Path, spec: &GenSpec) -> PathBuf {
             let line = (next() as usize) % files[f].len();
             files[f][line] = format!("{} {c}", WORDS[(next() % 16) as usize]);
             let body = files[f].join("\n") + "\n";
-            writeln!(input, "M 100644 inline dir{}/file{f}.txt", f % 16).unwrap();
+            writeln!(input, "M 100644 inline dir{}/file{f}.txt", f % dirs).unwrap();
             write!(input, "data {}\n{body}\n", body.len()).unwrap();
         }
-        if spec.branches > 0 && branch_every > 0 && c > 0 && c % branch_every == 0 {
-            let b = c / branch_every;
-            if b <= spec.branches {
-                writeln!(input, "reset refs/heads/branch{b}\nfrom :{}\n", c + 1).unwrap();
+        if spec.fresh_bytes > 0 {
+            let mut body = String::with_capacity(spec.fresh_bytes + 64);
+            while body.len() < spec.fresh_bytes {
+                body.push_str(&format!("{:016x}\n", next()));
             }
+            writeln!(input, "M 100644 inline data/blob{}.txt", c % 64).unwrap();
+            write!(input, "data {}\n{body}\n", body.len()).unwrap();
+        }
+    }
+    if spec.commits > 0 {
+        for b in 1..=spec.branches {
+            let mark = (b * spec.commits / (spec.branches + 1)).clamp(1, spec.commits);
+            writeln!(input, "reset refs/heads/branch{b}\nfrom :{mark}\n").unwrap();
         }
     }
     if spec.commits > 0 {
@@ -293,6 +320,26 @@ pub fn generate_repo(path: &Path, spec: &GenSpec) -> PathBuf {
         pack_refs(&repo);
     }
     repo
+}
+
+/// Apply a `git fast-import` stream to a repository (commits on top of what it has).
+pub fn fast_import(repo: &Path, stream: &str) {
+    let mut child = git_cmd(repo)
+        .args(["fast-import", "--quiet"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("git fast-import");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stream.as_bytes())
+        .expect("write the stream");
+    assert!(
+        child.wait().expect("fast-import").success(),
+        "git fast-import failed"
+    );
 }
 
 /// Install an executable hook in a bare repository.

@@ -207,10 +207,12 @@ impl Sshd {
                     std::thread::spawn(move || {
                         let mut buf = vec![0u8; 64 * 1024];
                         while let Ok(n) = std::io::Read::read(&mut from_sshd, &mut buf) {
+                            // Counted before the client can see it: once a client has exited,
+                            // everything it received is in the count.
+                            sent.fetch_add(n, Ordering::SeqCst);
                             if n == 0 || outbound.write_all(&buf[..n]).is_err() {
                                 break;
                             }
-                            sent.fetch_add(n, Ordering::SeqCst);
                         }
                         let _ = outbound.shutdown(std::net::Shutdown::Both);
                     });
