@@ -23,4 +23,5 @@ pub mod report;
 pub mod secret;
 pub mod select;
 pub mod ssh;
+pub mod tcp;
 pub mod url;

@@ -67,6 +67,7 @@ pub fn init(timeout: Duration) -> Result<()> {
                 git2::opts::set_server_connect_timeout_in_milliseconds(millis)?;
                 git2::opts::set_server_timeout_in_milliseconds(millis)?;
             }
+            crate::tcp::register(millis, millis)?;
             Ok(())
         })();
     });
