@@ -212,7 +212,15 @@ fn run(cfg: &SyncConfig, session: &Session, summary: &mut Summary) -> Result<Sta
             };
             let rejected = timed!(
                 summary.push,
-                push::execute(session, cfg, &cache.repo, &plan, commits, summary)?
+                push::execute(
+                    session,
+                    cfg,
+                    &cache.repo,
+                    &plan,
+                    commits,
+                    wanted.len(),
+                    summary
+                )?
             );
             if !rejected.is_empty() {
                 return Err(Error::Rejected(rejected).into());
