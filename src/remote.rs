@@ -153,14 +153,24 @@ impl Session {
             objects: stats.received_objects(),
             bytes: stats.received_bytes(),
         };
-        remote
-            .update_tips(
-                None,
-                git2::RemoteUpdateFlags::empty(),
-                AutotagOption::None,
-                Some("backlog-mirror: fetch"),
-            )
-            .with_context(|| format!("cannot update the cache's refs from {}", url.redacted()))?;
+        if repo.references()?.next().is_none() {
+            // A mirror with no refs yet: libgit2 would write one loose file (and a lock file)
+            // per ref, 0.5 ms each in a directory of thousands (5 s for 10,000 refs); git's
+            // own clone writes packed-refs, and so do we.
+            write_packed_refs(repo, &refs)
+                .with_context(|| format!("cannot record the refs of {}", url.redacted()))?;
+        } else {
+            remote
+                .update_tips(
+                    None,
+                    git2::RemoteUpdateFlags::empty(),
+                    AutotagOption::None,
+                    Some("backlog-mirror: fetch"),
+                )
+                .with_context(|| {
+                    format!("cannot update the cache's refs from {}", url.redacted())
+                })?;
+        }
         if prune {
             remote.prune(None).with_context(|| {
                 format!(
@@ -236,6 +246,38 @@ fn advertised(heads: &[git2::RemoteHead<'_>]) -> RefMap {
         .filter(|h| h.name().starts_with("refs/") && !h.name().ends_with("^{}"))
         .map(|h| (h.name().to_string(), h.oid()))
         .collect()
+}
+
+/// Record `refs` as the repository's packed refs (it has none yet), in the format git and libgit2
+/// read: sorted by name, no peeled lines. Every object must already be in the repository; the
+/// file appears whole or not at all.
+fn write_packed_refs(repo: &git2::Repository, refs: &RefMap) -> Result<()> {
+    let odb = repo.odb()?;
+    let mut text = String::from("# pack-refs with: sorted \n");
+    for (name, id) in refs {
+        anyhow::ensure!(
+            git2::Reference::is_valid_name(name),
+            "the remote advertised an invalid ref name {name:?}"
+        );
+        anyhow::ensure!(
+            odb.exists(*id),
+            "{name} points to {id}, which the fetch did not bring"
+        );
+        text.push_str(&format!("{id} {name}\n"));
+    }
+    let path = repo.path().join("packed-refs");
+    let lock = repo.path().join("packed-refs.lock");
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&lock)
+        .with_context(|| format!("cannot create {}", lock.display()))?;
+    std::io::Write::write_all(&mut file, text.as_bytes())
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("cannot write {}", lock.display()))?;
+    std::fs::rename(&lock, &path)
+        .with_context(|| format!("cannot move {} into place", lock.display()))?;
+    Ok(())
 }
 
 /// The refs of a local repository under `refs/`, symbolic ones resolved.
