@@ -109,6 +109,16 @@ fn sync_signs_with_env_credentials_through_both_push_engines() {
         .filter(|r| r["status"] == 401 && r["why"] != "no credentials")
         .collect();
     assert!(refused.is_empty(), "{refused:?}");
+    // git sends the signature with its first request (http.proactiveAuth): no challenge at all.
+    let challenged: Vec<_> = server
+        .requests()
+        .into_iter()
+        .filter(|r| {
+            let path = r["path"].as_str().unwrap_or("");
+            path.contains("/by-git/") && path.contains("receive-pack") && r["status"] == 401
+        })
+        .collect();
+    assert!(challenged.is_empty(), "{challenged:?}");
 }
 
 #[test]
