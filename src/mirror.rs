@@ -96,17 +96,38 @@ fn run(cfg: &SyncConfig, session: &Session, summary: &mut Summary) -> Result<Sta
     );
     debug!("cache {} (new: {})", cache.path.display(), cache.created);
     let mut repaired = false;
-    // The target's refs as the seed saw them: still current for the first plan, as nothing but
-    // this run pushes there.
+    // The target's refs as the seed or the first listing saw them: still current for the first
+    // plan, as nothing but this run pushes there.
     let mut seen_target = None;
-    let mut look = look_at_source(
-        cfg,
-        session,
-        &mut cache,
-        &mut repaired,
-        &mut seen_target,
-        summary,
-    )?;
+    // An existing mirror is not seeded, so the target's listing does not depend on the source:
+    // overlap the two round trips. The source's error, if both fail, is the one reported.
+    let (first_look, listing) = std::thread::scope(|scope| {
+        let listing = (!cache.created).then(|| {
+            scope.spawn(|| {
+                let start = Instant::now();
+                (session.list(&cfg.target), start.elapsed().as_secs_f64())
+            })
+        });
+        let look = look_at_source(
+            cfg,
+            session,
+            &mut cache,
+            &mut repaired,
+            &mut seen_target,
+            summary,
+        );
+        let listing = listing.map(|handle| handle.join());
+        (look, listing)
+    });
+    let mut look = first_look?;
+    match listing {
+        Some(Ok((refs, seconds))) => {
+            summary.seconds.plan += seconds;
+            seen_target = Some(refs?);
+        }
+        Some(Err(panic)) => std::panic::resume_unwind(panic),
+        None => {}
+    }
     let mut round = 0;
     while round < cfg.max_rounds {
         round += 1;
