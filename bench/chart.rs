@@ -20,14 +20,13 @@ type Error = Box<dyn std::error::Error>;
 
 pub fn draw(path: &Path, report: &Report) -> Result<(), Error> {
     register_font()?;
-    let panels = report.datasets.len().max(1);
-    let cols = panels.min(2);
-    let rows = panels.div_ceil(cols);
-    let width = 620 * cols as u32;
-    let height = 80 + 340 * rows as u32;
+    let cols = 2;
+    let rows = report.datasets.len().max(1).div_ceil(cols);
+    let width = 640 * cols as u32;
+    let height = 96 + 340 * rows as u32;
     let root = BitMapBackend::new(path, (width, height)).into_drawing_area();
     root.fill(&WHITE)?;
-    let (title, body) = root.split_vertically(80);
+    let (title, body) = root.split_vertically(96);
     title.draw(&Text::new(
         "backlog-mirror sync (B, blue) vs the article's shell steps (A, grey)",
         (16, 12),
@@ -35,12 +34,16 @@ pub fn draw(path: &Path, report: &Report) -> Result<(), Error> {
     ))?;
     title.draw(&Text::new(
         format!(
-            "median wall seconds of {} rounds, log scale; {}",
-            report.rounds,
-            report.machine.describe()
+            "median wall seconds of {} rounds (log scale); same sshd source and CodeCommit stand-in",
+            report.rounds
         ),
         (16, 44),
-        ("sans-serif", 13).into_font(),
+        ("sans-serif", 14).into_font(),
+    ))?;
+    title.draw(&Text::new(
+        report.machine.describe(),
+        (16, 66),
+        ("sans-serif", 12).into_font(),
     ))?;
     for (area, dataset) in body.split_evenly((rows, cols)).iter().zip(&report.datasets) {
         panel(area, report, &dataset.name)?;
@@ -88,53 +91,48 @@ fn panel(
         .min(1.0)
         / 2.0;
     let high = values.iter().copied().fold(0.0, f64::max).max(1.0) * 2.0;
+    let n = bars.len().max(1) as f64;
     let mut chart = ChartBuilder::on(area)
         .caption(name, ("sans-serif", 18))
         .margin(12)
-        .x_label_area_size(28)
+        .x_label_area_size(10)
         .y_label_area_size(56)
-        .build_cartesian_2d((0..bars.len()).into_segmented(), (low..high).log_scale())?;
+        .build_cartesian_2d(0f64..n, (low..high).log_scale())?;
     chart
         .configure_mesh()
         .disable_x_mesh()
+        .x_labels(0)
         .y_desc("seconds")
-        .x_label_formatter(&|v| match v {
-            SegmentValue::CenterOf(i) => bars.get(*i).map_or(String::new(), |b| b.0.label().into()),
-            _ => String::new(),
-        })
+        .y_label_formatter(&|v| format!("{v:.2}"))
         .label_style(("sans-serif", 12))
         .draw()?;
-    for (i, (_, a, b)) in bars.iter().enumerate() {
+    for (i, (scenario, a, b)) in bars.iter().enumerate() {
+        let x = i as f64;
+        chart.draw_series(std::iter::once(Text::new(
+            scenario.label(),
+            (x + 0.1, low * 1.08),
+            ("sans-serif", 12).into_font(),
+        )))?;
         for (figures, color, left, right) in [
-            (
-                a,
-                A_COLOR,
-                SegmentValue::Exact(i),
-                SegmentValue::CenterOf(i),
-            ),
-            (
-                b,
-                B_COLOR,
-                SegmentValue::CenterOf(i),
-                SegmentValue::Exact(i + 1),
-            ),
+            (a, A_COLOR, x + 0.1, x + 0.5),
+            (b, B_COLOR, x + 0.5, x + 0.9),
         ] {
             let Some(f) = figures else { continue };
             if f.failed == f.runs {
                 chart.draw_series(std::iter::once(Text::new(
                     "failed",
-                    (left, low * 1.5),
+                    (left, low * 1.6),
                     ("sans-serif", 12).into_font().color(&RED),
                 )))?;
                 continue;
             }
             chart.draw_series(std::iter::once(Rectangle::new(
-                [(left.clone(), low), (right, f.seconds_median)],
+                [(left, low * 1.35), (right, f.seconds_median)],
                 color.filled(),
             )))?;
             chart.draw_series(std::iter::once(Text::new(
                 format!("{:.2}", f.seconds_median),
-                (left, f.seconds_median * 1.15),
+                (left, f.seconds_median * 1.12),
                 ("sans-serif", 11).into_font(),
             )))?;
         }

@@ -6,42 +6,7 @@ cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s\n' "$*"; }
 
-as_root() {
-  if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
-}
-
-step "system packages (git, OpenSSH server, GNU time)"
-missing=()
-command -v git >/dev/null || missing+=(git)
-[ -x /usr/sbin/sshd ] || missing+=(openssh-server)
-[ -x /usr/bin/time ] || missing+=(time)
-command -v ssh-keygen >/dev/null || missing+=(openssh-client)
-command -v pkg-config >/dev/null || missing+=(pkg-config)
-command -v objdump >/dev/null || missing+=(binutils)
-command -v curl >/dev/null || missing+=(curl)
-command -v openssl >/dev/null || missing+=(openssl)
-[ -f /usr/include/openssl/ssl.h ] || missing+=(libssl-dev)
-if [ ${#missing[@]} -gt 0 ]; then
-  as_root apt-get update -qq
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
-else
-  echo "all present"
-fi
-
-step "Python tools (moto server, cfn-lint, checkov, git-remote-codecommit, botocore)"
-py_missing=()
-python3 -c 'import moto.server' 2>/dev/null || py_missing+=('moto[server]')
-command -v cfn-lint >/dev/null || py_missing+=(cfn-lint)
-command -v checkov >/dev/null || py_missing+=(checkov)
-python3 -c 'import git_remote_codecommit' 2>/dev/null || py_missing+=(git-remote-codecommit)
-python3 -c 'import botocore' 2>/dev/null || py_missing+=(botocore)
-python3 -c 'import boto3' 2>/dev/null || py_missing+=(boto3)
-python3 -c 'import yaml' 2>/dev/null || py_missing+=(pyyaml)
-if [ ${#py_missing[@]} -gt 0 ]; then
-  python3 -m pip install --quiet "${py_missing[@]}"
-else
-  echo "all present"
-fi
+./scripts/install-deps.sh
 
 step "Rust components"
 for component in rustfmt clippy; do
