@@ -89,41 +89,49 @@ fn is_local_damage(err: &anyhow::Error) -> bool {
         })
 }
 
+/// What one run carries from step to step.
+struct Run<'a> {
+    cfg: &'a SyncConfig,
+    session: &'a Session,
+    cache: Cache,
+    /// The cache was rebuilt once already; a second failure is final.
+    repaired: bool,
+    /// The target's refs as the seed or the first listing saw them: still current for the
+    /// first plan, as nothing but this run pushes there.
+    seen_target: Option<RefMap>,
+}
+
 fn run(cfg: &SyncConfig, session: &Session, summary: &mut Summary) -> Result<Status> {
-    let mut cache = timed!(
+    let cache = timed!(
         summary.lock,
         Cache::open(&cfg.mirror_path(), cfg.lock_timeout)?
     );
     debug!("cache {} (new: {})", cache.path.display(), cache.created);
-    let mut repaired = false;
-    // The target's refs as the seed or the first listing saw them: still current for the first
-    // plan, as nothing but this run pushes there.
-    let mut seen_target = None;
+    let mut run = Run {
+        cfg,
+        session,
+        cache,
+        repaired: false,
+        seen_target: None,
+    };
     // An existing mirror is not seeded, so the target's listing does not depend on the source:
     // overlap the two round trips. The source's error, if both fail, is the one reported.
+    let overlap = !run.cache.created;
     let (first_look, listing) = std::thread::scope(|scope| {
-        let listing = (!cache.created).then(|| {
+        let listing = overlap.then(|| {
             scope.spawn(|| {
                 let start = Instant::now();
                 (session.list(&cfg.target), start.elapsed().as_secs_f64())
             })
         });
-        let look = look_at_source(
-            cfg,
-            session,
-            &mut cache,
-            &mut repaired,
-            &mut seen_target,
-            summary,
-        );
-        let listing = listing.map(|handle| handle.join());
-        (look, listing)
+        let look = run.look(summary);
+        (look, listing.map(|handle| handle.join()))
     });
     let mut look = first_look?;
     match listing {
         Some(Ok((refs, seconds))) => {
             summary.seconds.plan += seconds;
-            seen_target = Some(refs?);
+            run.seen_target = Some(refs?);
         }
         Some(Err(panic)) => std::panic::resume_unwind(panic),
         None => {}
@@ -135,10 +143,7 @@ fn run(cfg: &SyncConfig, session: &Session, summary: &mut Summary) -> Result<Sta
         let fetched = look.fetched.is_some();
 
         if look.refs.is_empty() {
-            let target = match seen_target.take() {
-                Some(refs) => refs,
-                None => timed!(summary.plan, session.list(&cfg.target)?),
-            };
+            let target = run.target(summary)?;
             let selected = target.keys().filter(|n| cfg.filter.selects(n)).count();
             if selected == 0 {
                 info!("the source and the target are both empty");
@@ -154,24 +159,21 @@ fn run(cfg: &SyncConfig, session: &Session, summary: &mut Summary) -> Result<Sta
             warn!(
                 "the source is empty: deleting every selected ref on the target (--allow-mass-delete)"
             );
-            seen_target = Some(target);
+            run.seen_target = Some(target);
         }
         if !fetched {
             debug!("the cache already holds every source ref: nothing to fetch");
         }
-        let wanted = remote::local_refs(&cache.repo)?;
-        if fetched && let Some(done) = crate::gitcli::maintain(&cache.path) {
+        let wanted = remote::local_refs(&run.cache.repo)?;
+        if fetched && let Some(done) = crate::gitcli::maintain(&run.cache.path) {
             info!("cache maintenance: {done}");
-            cache.reopen()?;
+            run.cache.reopen()?;
         }
 
-        let target_refs = match seen_target.take() {
-            Some(refs) => refs,
-            None => timed!(summary.plan, session.list(&cfg.target)?),
-        };
+        let target_refs = run.target(summary)?;
         let plan = timed!(
             summary.plan,
-            Plan::new(&cache.repo, &wanted, &target_refs, &cfg.filter)
+            Plan::new(&run.cache.repo, &wanted, &target_refs, &cfg.filter)
         );
         summary.refs.unchanged = plan.unchanged;
         let selected_on_target = target_refs.keys().filter(|n| cfg.filter.selects(n)).count();
@@ -201,34 +203,28 @@ fn run(cfg: &SyncConfig, session: &Session, summary: &mut Summary) -> Result<Sta
             // A mirror this run created holds only packs libgit2 indexed and verified in this
             // run; the check is for what earlier, possibly killed, runs left. Skipping it on the
             // first mirror saves a walk of the whole history.
-            let checked = if cache.created {
+            let checked = if run.cache.created {
                 Ok(None)
             } else {
                 timed!(
                     summary.plan,
-                    push::check_connectivity(&cache.repo, &plan, &target_refs).map(Some)
+                    push::check_connectivity(&run.cache.repo, &plan, &target_refs).map(Some)
                 )
             };
             let commits = match checked {
                 Ok(commits) => commits,
-                Err(why) if !repaired => {
-                    repaired = true;
-                    cache.rebuild(&format!("it failed its check before the push: {why}"))?;
-                    look = look_at_source(
-                        cfg,
-                        session,
-                        &mut cache,
-                        &mut repaired,
-                        &mut seen_target,
-                        summary,
-                    )?;
+                Err(why) if !run.repaired => {
+                    run.repaired = true;
+                    run.cache
+                        .rebuild(&format!("it failed its check before the push: {why}"))?;
+                    look = run.look(summary)?;
                     // The repair does not use up a round.
                     round -= 1;
                     continue;
                 }
                 Err(why) => bail!(
                     "the cache at {} is still damaged after a rebuild ({why}); refusing to push from it",
-                    cache.path.display()
+                    run.cache.path.display()
                 ),
             };
             let rejected = timed!(
@@ -236,7 +232,7 @@ fn run(cfg: &SyncConfig, session: &Session, summary: &mut Summary) -> Result<Sta
                 push::execute(
                     session,
                     cfg,
-                    &cache.repo,
+                    &run.cache.repo,
                     &plan,
                     commits,
                     wanted.len(),
@@ -251,14 +247,7 @@ fn run(cfg: &SyncConfig, session: &Session, summary: &mut Summary) -> Result<Sta
         // Catch-up: a push to the source during this run may have had its own webhook build
         // refused (CodeBuild's concurrency limit is 1); mirror it now rather than wait. When the
         // source moved, this look already fetches the next round's objects.
-        look = look_at_source(
-            cfg,
-            session,
-            &mut cache,
-            &mut repaired,
-            &mut seen_target,
-            summary,
-        )?;
+        look = run.look(summary)?;
         if look.refs == wanted {
             return Ok(Status::InSync);
         }
@@ -271,65 +260,74 @@ fn run(cfg: &SyncConfig, session: &Session, summary: &mut Summary) -> Result<Sta
     )
 }
 
-/// Look at the source and fetch from it when its refs differ from the cache's. A mirror that is
-/// new and empty is seeded from the target first (unless --no-seed), so the source sends only
-/// what the target lacks; the target's refs seen then go to `seen_target`. A fetch that fails
-/// inside the cache (unreadable objects or refs) rebuilds the cache once and tries again.
-fn look_at_source(
-    cfg: &SyncConfig,
-    session: &Session,
-    cache: &mut Cache,
-    repaired: &mut bool,
-    seen_target: &mut Option<RefMap>,
-    summary: &mut Summary,
-) -> Result<Look> {
-    loop {
-        let local = remote::local_refs(&cache.repo)?;
-        if cfg.seed && cache.created && !summary.seeded && local.is_empty() {
-            let seed = timed!(
-                summary.seed,
-                session.look(&cache.repo, &cfg.target, false, "seed", |refs| {
-                    if !refs.is_empty() {
-                        info!(
-                            "seeding the new cache from the target's {} refs, so the source sends only what the target lacks",
-                            refs.len()
-                        );
-                    }
-                    !refs.is_empty()
-                })?
-            );
-            if let Some(stats) = seed.fetched {
-                summary.transfer.seed.add(stats);
-                summary.seeded = true;
-            }
-            *seen_target = Some(seed.refs);
+impl Run<'_> {
+    /// The target's refs: those already seen, or a fresh listing.
+    fn target(&mut self, summary: &mut Summary) -> Result<RefMap> {
+        match self.seen_target.take() {
+            Some(refs) => Ok(refs),
+            None => Ok(timed!(summary.plan, self.session.list(&self.cfg.target)?)),
         }
-        let local = remote::local_refs(&cache.repo)?;
-        let looked = timed!(
-            summary.fetch,
-            session.look(&cache.repo, &cfg.source, true, "fetch", |refs| {
-                // An empty listing never empties the cache unless mass deletes are allowed:
-                // the delete guard decides what happens next.
-                let fetch = *refs != local && (!refs.is_empty() || cfg.allow_mass_delete);
-                if fetch {
-                    info!("fetching from {}", cfg.source);
+    }
+
+    /// Look at the source and fetch from it when its refs differ from the cache's. A mirror
+    /// that is new and empty is seeded from the target first (unless --no-seed), so the source
+    /// sends only what the target lacks. A fetch that fails inside the cache (unreadable objects
+    /// or refs) rebuilds the cache once and tries again.
+    fn look(&mut self, summary: &mut Summary) -> Result<Look> {
+        let (cfg, session) = (self.cfg, self.session);
+        loop {
+            let cache = &self.cache;
+            if cfg.seed
+                && cache.created
+                && !summary.seeded
+                && remote::local_refs(&cache.repo)?.is_empty()
+            {
+                let seed = timed!(
+                    summary.seed,
+                    session.look(&cache.repo, &cfg.target, false, "seed", |refs| {
+                        if !refs.is_empty() {
+                            info!(
+                                "seeding the new cache from the target's {} refs, so the source sends only what the target lacks",
+                                refs.len()
+                            );
+                        }
+                        !refs.is_empty()
+                    })?
+                );
+                if let Some(stats) = seed.fetched {
+                    summary.transfer.seed.add(stats);
+                    summary.seeded = true;
                 }
-                fetch
-            })
-        );
-        match looked {
-            Ok(look) => {
-                if let Some(stats) = look.fetched {
-                    summary.transfer.fetch.add(stats);
+                self.seen_target = Some(seed.refs);
+            }
+            let local = remote::local_refs(&cache.repo)?;
+            let looked = timed!(
+                summary.fetch,
+                session.look(&cache.repo, &cfg.source, true, "fetch", |refs| {
+                    // An empty listing never empties the cache unless mass deletes are allowed:
+                    // the delete guard decides what happens next.
+                    let fetch = *refs != local && (!refs.is_empty() || cfg.allow_mass_delete);
+                    if fetch {
+                        info!("fetching from {}", cfg.source);
+                    }
+                    fetch
+                })
+            );
+            match looked {
+                Ok(look) => {
+                    if let Some(stats) = look.fetched {
+                        summary.transfer.fetch.add(stats);
+                    }
+                    return Ok(look);
                 }
-                return Ok(look);
+                Err(err) if !self.repaired && is_local_damage(&err) => {
+                    self.repaired = true;
+                    self.seen_target = None;
+                    self.cache
+                        .rebuild(&format!("the fetch failed inside the cache: {err:#}"))?;
+                }
+                Err(err) => return Err(err),
             }
-            Err(err) if !*repaired && is_local_damage(&err) => {
-                *repaired = true;
-                *seen_target = None;
-                cache.rebuild(&format!("the fetch failed inside the cache: {err:#}"))?;
-            }
-            Err(err) => return Err(err),
         }
     }
 }
