@@ -52,8 +52,30 @@ fn isolated(git_dir: &Path) -> Command {
         .env("GIT_TERMINAL_PROMPT", "0")
         .env("GIT_DIR", git_dir)
         .env("LC_ALL", "C");
+    die_with_parent(&mut cmd);
     cmd
 }
+
+/// A killed sync must not leave its git pushing on: the next run would find the target moving
+/// under it, and the cache, no longer locked, read by an orphan. Linux ends the child when the
+/// thread that started it dies; its own children then lose their pipes and end too.
+#[cfg(target_os = "linux")]
+fn die_with_parent(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: prctl is async-signal-safe, and the closure touches nothing else between fork and
+    // exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn die_with_parent(_cmd: &mut Command) {}
 
 /// `git push --porcelain` of `specs` from the bare repository at `git_dir`, with the same
 /// per-ref results as the libgit2 path.

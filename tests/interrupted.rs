@@ -197,3 +197,90 @@ fn a_damaged_cache_is_rebuilt_and_the_run_finishes() {
         fsck(&mirror_in(&sb.cache_dir()));
     }
 }
+
+/// The pids of running processes whose command line contains every one of `words`.
+fn processes_with(words: &[&str]) -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            words.iter().all(|w| cmdline.contains(w))
+        })
+        .collect()
+}
+
+/// Whether process `pid` (not our child) ends within `limit`: poll(2) on its pidfd.
+fn exits_within(pid: i32, limit: std::time::Duration) -> bool {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) } as i32;
+    if fd < 0 {
+        return true; // already gone
+    }
+    let mut poll = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd; the descriptor is ours to close.
+    let ready = unsafe { libc::poll(&mut poll, 1, limit.as_millis() as i32) };
+    unsafe { libc::close(fd) };
+    ready == 1
+}
+
+#[test]
+fn a_killed_sync_takes_its_git_push_with_it() {
+    let sb = Sandbox::new();
+    let source = big_source(&sb);
+    let target = init_bare(&sb.join("srv/target.git"));
+    // The target holds every push in its pre-receive hook until the test lets it go.
+    let (started, release) = (sb.join("hook-started"), sb.join("hook-release"));
+    for fifo in [&started, &release] {
+        let path = std::ffi::CString::new(path_str(fifo)).unwrap();
+        // SAFETY: a valid path and mode.
+        assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0);
+    }
+    install_hook(
+        &target,
+        "pre-receive",
+        &format!(
+            "#!/bin/sh\ncat >/dev/null\necho started > '{}'\ncat '{}' >/dev/null\n",
+            started.display(),
+            release.display()
+        ),
+    );
+    let daemon = GitDaemon::start(&sb.join("srv"));
+    let (src, tgt) = (daemon.url("source.git"), daemon.url("target.git"));
+    let mut sync = sync_cmd(&sb, &src, &tgt, &["--push-engine", "git"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+
+    // Opening the FIFO blocks until the hook writes: from then on git push is waiting on it.
+    std::fs::read_to_string(&started).unwrap();
+    let pushes = processes_with(&["push", "--porcelain", &tgt]);
+    assert_eq!(pushes.len(), 1, "one git push in flight: {pushes:?}");
+    sync.kill().unwrap();
+    sync.wait().unwrap();
+    let orphan_ended = exits_within(pushes[0], std::time::Duration::from_secs(20));
+
+    // Let the hook go (non-blocking: if nothing reads any more there is nothing to release) and
+    // take it away, so the next run pushes freely.
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Ok(mut fifo) = std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&release)
+    {
+        let _ = std::io::Write::write_all(&mut fifo, b"go\n");
+    }
+    std::fs::remove_file(target.join("hooks/pre-receive")).unwrap();
+    assert!(orphan_ended, "git push outlived the sync that started it");
+    let next = run(&mut sync_cmd(&sb, &src, &tgt, &["--push-engine", "git"]));
+    assert_eq!(next.code, 0, "{}", next.stderr);
+    assert_mirror(&source, &target);
+}
