@@ -127,14 +127,15 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return
         length = int(self.headers.get("Content-Length") or 0)
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-            body = b""
+            chunks = []  # joined once: appending to bytes would copy the body per chunk
             while True:
                 size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
                 if size == 0:
                     self.rfile.readline()
                     break
-                body += self.rfile.read(size)
+                chunks.append(self.rfile.read(size))
                 self.rfile.readline()
+            body = b"".join(chunks)
         else:
             body = self.rfile.read(length)
         if path.endswith("/git-receive-pack") and self.server.max_updates:
