@@ -22,7 +22,7 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use clap::{Parser, ValueEnum};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use support::codecommit::{CodeCommitServer, ContainerCredentials};
 use support::{GenSpec, KeyPair, Sandbox, Sshd};
@@ -52,12 +52,16 @@ struct Args {
     /// Where results.json and results.png go (default: bench/, or target/bench/quick with --quick).
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Keep the datasets of the results.json already in the output directory that this run does
+    /// not repeat (to add the large repository in a run of its own).
+    #[arg(long)]
+    merge: bool,
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 enum Size {
     Small,
@@ -85,14 +89,14 @@ impl Size {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Tool {
     A,
     B,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Scenario {
     Initial,
@@ -120,7 +124,7 @@ impl Scenario {
 }
 
 /// One timed run of A or B.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Sample {
     pub dataset: String,
     pub scenario: Scenario,
@@ -135,10 +139,10 @@ pub struct Sample {
     pub target_out_bytes: u64,
     /// Exit code 0 and the target's refs equal to the source's afterwards.
     pub ok: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     /// B's own account of where its time went (its --json summary's `seconds`).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phases: Option<serde_json::Value>,
 }
 
@@ -178,9 +182,13 @@ fn main() {
             datasets.push(dataset.info());
         }
     }
+    let json = out.join("results.json");
+    if args.merge {
+        merge_previous(&json, &mut datasets, &mut samples);
+    }
+    datasets.sort_by_key(|d| (d.size, d.refs));
     let report = summary::Report::new(machine, args.rounds, datasets, samples);
     print!("{}", report.table());
-    let json = out.join("results.json");
     std::fs::write(
         &json,
         serde_json::to_string_pretty(&report).expect("serialise"),
@@ -190,6 +198,39 @@ fn main() {
     match chart::draw(&png, &report) {
         Ok(()) => println!("wrote {} and {}", json.display(), png.display()),
         Err(e) => println!("wrote {}; no chart: {e}", json.display()),
+    }
+}
+
+/// Add the datasets (and their samples) of an earlier results.json that this run did not repeat.
+fn merge_previous(
+    json: &Path,
+    datasets: &mut Vec<summary::DatasetInfo>,
+    samples: &mut Vec<Sample>,
+) {
+    #[derive(Deserialize)]
+    struct Previous {
+        datasets: Vec<summary::DatasetInfo>,
+        samples: Vec<Sample>,
+    }
+    let Ok(text) = std::fs::read_to_string(json) else {
+        return;
+    };
+    let previous: Previous = match serde_json::from_str(&text) {
+        Ok(previous) => previous,
+        Err(e) => panic!("--merge: cannot read {}: {e}", json.display()),
+    };
+    for dataset in previous.datasets {
+        if datasets.iter().all(|d| d.name != dataset.name) {
+            println!("kept {} from {}", dataset.name, json.display());
+            samples.extend(
+                previous
+                    .samples
+                    .iter()
+                    .filter(|s| s.dataset == dataset.name)
+                    .cloned(),
+            );
+            datasets.push(dataset);
+        }
     }
 }
 
