@@ -609,46 +609,46 @@ struct Measured {
 }
 
 /// Run `cmd` to the end: wall time, and the peak resident set of it and every descendant it
-/// waited for (what `wait4` reports), which for A covers git, ssh and git-remote-codecommit.
-// The child is reaped by wait4, which std's wait cannot stand in for: it discards the rusage.
-#[allow(clippy::zombie_processes)]
+/// waited for, which for A covers git, ssh and git-remote-codecommit.
+///
+/// The peak comes from GNU time, not from our own wait4: a child inherits the resident-set high
+/// water mark of the process it was spawned from (Linux keeps it across exec), so anything we
+/// spawn directly would report at least our own size, and the bench grows to hundreds of MiB
+/// while it generates a large repository. time's child starts from time's few hundred KiB.
 fn measure(cmd: &mut Command) -> Measured {
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    let usage = tempfile::NamedTempFile::new().expect("a file for GNU time");
+    let mut timed = Command::new(GNU_TIME);
+    timed
+        .args(["--quiet", "-f", "%M", "-o"])
+        .arg(usage.path())
+        .arg(cmd.get_program())
+        .args(cmd.get_args());
+    for (key, value) in cmd.get_envs() {
+        match value {
+            Some(value) => timed.env(key, value),
+            None => timed.env_remove(key),
+        };
+    }
+    if let Some(dir) = cmd.get_current_dir() {
+        timed.current_dir(dir);
+    }
     let start = Instant::now();
-    let mut child = cmd
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
-    let drain = |stream: Option<Box<dyn std::io::Read + Send>>| {
-        std::thread::spawn(move || {
-            let mut text = String::new();
-            if let Some(mut stream) = stream {
-                let _ = stream.read_to_string(&mut text);
-            }
-            text
-        })
-    };
-    let stdout = drain(child.stdout.take().map(|s| Box::new(s) as _));
-    let stderr = drain(child.stderr.take().map(|s| Box::new(s) as _));
-    let pid = i32::try_from(child.id()).expect("pid");
-    let mut status = 0;
-    // SAFETY: a zeroed rusage is a valid value for wait4 to fill in.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: `pid` is our own child, not yet waited for; both pointers are valid for the call.
-    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    let out = timed
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot start {cmd:?} under {GNU_TIME}: {e}"));
     let seconds = start.elapsed().as_secs_f64();
-    assert_eq!(waited, pid, "wait4 failed");
-    let code = if libc::WIFEXITED(status) {
-        libc::WEXITSTATUS(status)
-    } else {
-        -1
-    };
+    let peak_rss_kb = std::fs::read_to_string(usage.path())
+        .ok()
+        .and_then(|text| text.trim().lines().last()?.trim().parse().ok())
+        .unwrap_or(0);
     Measured {
         seconds,
-        peak_rss_kb: u64::try_from(usage.ru_maxrss).unwrap_or(0),
-        code,
-        stdout: stdout.join().unwrap_or_default(),
-        stderr: stderr.join().unwrap_or_default(),
+        peak_rss_kb,
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
 }
+
+const GNU_TIME: &str = "/usr/bin/time";
