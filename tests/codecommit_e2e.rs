@@ -157,17 +157,8 @@ fn a_wrong_secret_is_refused_clearly_and_never_printed() {
         &[],
     );
     assert_eq!(out.code, 1, "{}", out.stderr);
-    let errors: Vec<&str> = out
-        .stderr
-        .lines()
-        .filter(|l| l.starts_with("error"))
-        .collect();
-    assert_eq!(errors.len(), 1, "{}", out.stderr);
-    assert!(
-        errors[0].contains("refused the credentials"),
-        "{}",
-        errors[0]
-    );
+    let error = out.only_error();
+    assert!(error.contains("refused the credentials"), "{}", error);
     assert_no_secret(&out, &[wrong]);
     assert!(refs(&fx.root.join("app")).is_empty());
 }

@@ -27,19 +27,8 @@ fn served(
 }
 
 fn sync(sb: &Sandbox, source: &str, target: &str, extra: &[&str], env: &[(&str, &str)]) -> Run {
-    let mut cmd = bin();
-    cmd.env("HOME", sb.home())
-        .args([
-            "sync",
-            "--source",
-            source,
-            "--target",
-            target,
-            "--cache-dir",
-        ])
-        .arg(sb.cache_dir())
-        .args(["--json", "-vv"])
-        .args(extra);
+    let mut cmd = sb.sync(source, target);
+    cmd.args(["--json", "-vv"]).args(extra);
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -114,17 +103,8 @@ fn a_wrong_token_is_one_clear_error_without_the_token() {
         &[("SRC_TOKEN", CANARY), ("TGT_TOKEN", "the-right-one")],
     );
     assert_eq!(out.code, 1, "{}", out.stderr);
-    let errors: Vec<&str> = out
-        .stderr
-        .lines()
-        .filter(|l| l.starts_with("error"))
-        .collect();
-    assert_eq!(errors.len(), 1, "{}", out.stderr);
-    assert!(
-        errors[0].contains("refused the credentials"),
-        "{}",
-        errors[0]
-    );
+    let error = out.only_error();
+    assert!(error.contains("refused the credentials"), "{}", error);
     assert_no_secret(&out, &[]);
     assert!(refs(&target).is_empty());
 }

@@ -22,18 +22,8 @@ fn big_source(sb: &Sandbox) -> PathBuf {
 }
 
 fn sync_cmd(sb: &Sandbox, source: &str, target: &str, extra: &[&str]) -> std::process::Command {
-    let mut cmd = bin();
-    cmd.env("HOME", sb.home())
-        .args([
-            "sync",
-            "--source",
-            source,
-            "--target",
-            target,
-            "--cache-dir",
-        ])
-        .arg(sb.cache_dir())
-        .args(["--progress", "plain", "--progress-interval", "0"])
+    let mut cmd = sb.sync(source, target);
+    cmd.args(["--progress", "plain", "--progress-interval", "0"])
         .args(extra);
     cmd
 }

@@ -6,18 +6,8 @@ mod support;
 use support::*;
 
 fn sync(sb: &Sandbox, source: &str, target: &str, extra: &[&str]) -> Run {
-    let mut cmd = bin();
-    cmd.env("HOME", sb.home())
-        .args([
-            "sync",
-            "--source",
-            source,
-            "--target",
-            target,
-            "--cache-dir",
-        ])
-        .arg(sb.cache_dir())
-        .args(extra);
+    let mut cmd = sb.sync(source, target);
+    cmd.args(extra);
     run(&mut cmd)
 }
 

@@ -6,21 +6,6 @@ use std::path::Path;
 
 use support::*;
 
-fn sync_cmd(sb: &Sandbox, source: &str, target: &str) -> std::process::Command {
-    let mut cmd = bin();
-    cmd.env("HOME", sb.home())
-        .args([
-            "sync",
-            "--source",
-            source,
-            "--target",
-            target,
-            "--cache-dir",
-        ])
-        .arg(sb.cache_dir());
-    cmd
-}
-
 fn populated(sb: &Sandbox, branches: usize) -> (WorkRepo, std::path::PathBuf) {
     let work = WorkRepo::init(&sb.join("work"));
     work.commit("a.txt", "one", "first");
@@ -38,14 +23,14 @@ fn emptied_source_is_refused_with_exit_3_and_target_untouched() {
     let (_work, source) = populated(&sb, 3);
     let target = init_bare(&sb.join("srv/target.git"));
     let (src, tgt) = (path_str(&source), path_str(&target));
-    assert_eq!(run(&mut sync_cmd(&sb, &src, &tgt)).code, 0);
+    assert_eq!(run(&mut sb.sync(&src, &tgt)).code, 0);
     let before = refs(&target);
 
     for name in refs(&source).keys() {
         delete_ref(&source, name);
     }
     assert!(refs(&source).is_empty());
-    let out = run(sync_cmd(&sb, &src, &tgt).arg("--json"));
+    let out = run(sb.sync(&src, &tgt).arg("--json"));
     assert_eq!(out.code, 3, "{}", out.stderr);
     assert_eq!(refs(&target), before, "the target changed");
     assert!(out.stderr.contains("delete guard"), "{}", out.stderr);
@@ -60,17 +45,19 @@ fn mass_delete_beyond_the_limit_is_refused_unless_allowed() {
     let (_work, source) = populated(&sb, 6);
     let target = init_bare(&sb.join("srv/target.git"));
     let (src, tgt) = (path_str(&source), path_str(&target));
-    assert_eq!(run(&mut sync_cmd(&sb, &src, &tgt)).code, 0);
+    assert_eq!(run(&mut sb.sync(&src, &tgt)).code, 0);
     let before = refs(&target);
     for i in 0..5 {
         delete_ref(&source, &format!("refs/heads/b{i}"));
     }
-    let out = run(sync_cmd(&sb, &src, &tgt).args(["--max-delete", "4"]));
+    let out = run(sb.sync(&src, &tgt).args(["--max-delete", "4"]));
     assert_eq!(out.code, 3, "{}", out.stderr);
     assert!(out.stderr.contains("--max-delete"), "{}", out.stderr);
     assert_eq!(refs(&target), before);
 
-    let out = run(sync_cmd(&sb, &src, &tgt).args(["--max-delete", "4", "--allow-mass-delete"]));
+    let out = run(sb
+        .sync(&src, &tgt)
+        .args(["--max-delete", "4", "--allow-mass-delete"]));
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_mirror(&source, &target);
 }
@@ -94,11 +81,11 @@ fn a_held_lock_gives_exit_4_after_the_timeout() {
         ),
     );
     let daemon = GitDaemon::start(&sb.join("srv"));
-    let mut first = sync_cmd(&sb, &src, &daemon.url("target.git"));
+    let mut first = sb.sync(&src, &daemon.url("target.git"));
     let first = first.spawn().unwrap();
     wait_for_file(&gate.join("entered"));
 
-    let second = run(sync_cmd(&sb, &src, &tgt).args(["--lock-timeout", "300ms"]));
+    let second = run(sb.sync(&src, &tgt).args(["--lock-timeout", "300ms"]));
     assert_eq!(second.code, 4, "{}", second.stderr);
     assert!(
         second.stderr.contains("--lock-timeout"),
@@ -119,8 +106,8 @@ fn two_syncs_at_once_on_one_cache_both_end_exact() {
     let target = init_bare(&sb.join("srv/target.git"));
     let daemon = GitDaemon::start(&sb.join("srv"));
     let (src, tgt) = (daemon.url("source.git"), daemon.url("target.git"));
-    let a = sync_cmd(&sb, &src, &tgt).spawn().unwrap();
-    let b = sync_cmd(&sb, &src, &tgt).spawn().unwrap();
+    let a = sb.sync(&src, &tgt).spawn().unwrap();
+    let b = sb.sync(&src, &tgt).spawn().unwrap();
     let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
     assert!(a.status.success(), "{}", String::from_utf8_lossy(&a.stderr));
     assert!(b.status.success(), "{}", String::from_utf8_lossy(&b.stderr));
@@ -151,8 +138,9 @@ fn a_push_to_the_source_during_a_sync_is_caught_up() {
         ),
     );
     let daemon = GitDaemon::start(&sb.join("srv"));
-    let out =
-        run(sync_cmd(&sb, &daemon.url("source.git"), &daemon.url("target.git")).arg("--json"));
+    let out = run(sb
+        .sync(&daemon.url("source.git"), &daemon.url("target.git"))
+        .arg("--json"));
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(marker.exists(), "the hook did not run");
     assert_mirror(&source, &target);
@@ -178,7 +166,7 @@ fn seeding_from_the_target_makes_a_cold_cache_fetch_only_the_change() {
     let target = init_bare(&sb.join("srv/target.git"));
     let daemon = GitDaemon::start(&sb.join("srv"));
     let (src, tgt) = (daemon.url("source.git"), daemon.url("target.git"));
-    assert_eq!(run(&mut sync_cmd(&sb, &src, &tgt)).code, 0);
+    assert_eq!(run(&mut sb.sync(&src, &tgt)).code, 0);
 
     // The same small change, synced once with the warm cache and once with none.
     let work = WorkRepo::init(&sb.join("work"));
@@ -193,9 +181,9 @@ fn seeding_from_the_target_makes_a_cold_cache_fetch_only_the_change() {
     );
 
     let cold_sb = Sandbox::new();
-    let cold = run(sync_cmd(&cold_sb, &src, &tgt).arg("--json"));
+    let cold = run(cold_sb.sync(&src, &tgt).arg("--json"));
     assert_eq!(cold.code, 0, "{}", cold.stderr);
-    let warm = run(sync_cmd(&sb, &src, &daemon.url("warm.git")).arg("--json"));
+    let warm = run(sb.sync(&src, &daemon.url("warm.git")).arg("--json"));
     assert_eq!(warm.code, 0, "{}", warm.stderr);
     assert_mirror(&source, &target);
     assert_mirror(&source, &warm_target);
@@ -217,7 +205,7 @@ fn seeding_from_the_target_makes_a_cold_cache_fetch_only_the_change() {
 
     // --no-seed fetches the whole repository from the source.
     let unseeded_sb = Sandbox::new();
-    let unseeded = run(sync_cmd(&unseeded_sb, &src, &tgt).args(["--json", "--no-seed"]));
+    let unseeded = run(unseeded_sb.sync(&src, &tgt).args(["--json", "--no-seed"]));
     let unseeded: serde_json::Value = serde_json::from_str(unseeded.stdout.trim()).unwrap();
     assert_eq!(unseeded["seeded"], false);
     assert!(unseeded["transfer"]["fetch"]["objects"].as_u64().unwrap() > 500 + warm_fetch);
@@ -247,7 +235,9 @@ fn rejected_refs_are_named_with_the_targets_reason_and_the_rest_land() {
         "#!/bin/sh\nif [ \"$1\" = refs/heads/b1 ]; then echo 'b1 is protected here' >&2; exit 1; fi\n",
     );
     let daemon = GitDaemon::start(&sb.join("srv"));
-    let out = run(sync_cmd(&sb, &path_str(&source), &daemon.url("target.git")).arg("--json"));
+    let out = run(sb
+        .sync(&path_str(&source), &daemon.url("target.git"))
+        .arg("--json"));
     assert_eq!(out.code, 1, "{}", out.stderr);
     let error = out.stderr.lines().find(|l| l.starts_with("error")).unwrap();
     assert!(error.contains("refs/heads/b1"), "{error}");
@@ -271,13 +261,9 @@ fn large_plans_are_pushed_in_batches_on_fresh_connections() {
     let target = init_bare(&sb.join("srv/target.git"));
     let hook = counting_hook(&target, "pre-receive");
     let http = HttpGit::start(&sb.join("srv"));
-    let out = run(
-        sync_cmd(&sb, &http.url("source.git"), &http.url("target.git")).args([
-            "--batch-size",
-            "4",
-            "--json",
-        ]),
-    );
+    let out = run(sb
+        .sync(&http.url("source.git"), &http.url("target.git"))
+        .args(["--batch-size", "4", "--json"]));
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_mirror(&source, &target);
     let report: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap();

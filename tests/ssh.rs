@@ -152,13 +152,8 @@ fn a_wrong_key_gives_one_clear_auth_error() {
     args.extend(["--ssh-key-file", &path]);
     let out = fx.sync(&args, &[]);
     assert_eq!(out.code, 1, "{}", out.stderr);
-    let errors: Vec<&str> = out
-        .stderr
-        .lines()
-        .filter(|l| l.starts_with("error"))
-        .collect();
-    assert_eq!(errors.len(), 1, "{}", out.stderr);
-    assert!(errors[0].contains("refused the SSH key"), "{}", errors[0]);
+    let error = out.only_error();
+    assert!(error.contains("refused the SSH key"), "{}", error);
     assert!(refs(&fx.target).is_empty());
 }
 

@@ -17,18 +17,7 @@ fn history(sb: &Sandbox) -> std::path::PathBuf {
 }
 
 fn sync_ok(sb: &Sandbox, source: &str, target: &str) -> Run {
-    let mut cmd = bin();
-    cmd.env("HOME", sb.home())
-        .args([
-            "sync",
-            "--source",
-            source,
-            "--target",
-            target,
-            "--cache-dir",
-        ])
-        .arg(sb.cache_dir());
-    let out = run(&mut cmd);
+    let out = run(&mut sb.sync(source, target));
     assert_eq!(out.code, 0, "sync {source} -> {target}:\n{}", out.stderr);
     out
 }

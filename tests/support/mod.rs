@@ -75,6 +75,19 @@ pub struct Run {
     pub stderr: String,
 }
 
+impl Run {
+    /// The one `error:` line a failed run printed; fails unless there is exactly one.
+    pub fn only_error(&self) -> &str {
+        let errors: Vec<&str> = self
+            .stderr
+            .lines()
+            .filter(|l| l.starts_with("error"))
+            .collect();
+        assert_eq!(errors.len(), 1, "want one error line:\n{}", self.stderr);
+        errors[0]
+    }
+}
+
 pub fn run(cmd: &mut Command) -> Run {
     let out = cmd
         .stdin(Stdio::null())
@@ -169,6 +182,22 @@ impl Sandbox {
 
     pub fn home(&self) -> PathBuf {
         self.join("home")
+    }
+
+    /// `backlog-mirror sync --source S --target T` with this sandbox's home and cache.
+    pub fn sync(&self, source: &str, target: &str) -> Command {
+        let mut cmd = bin();
+        cmd.env("HOME", self.home())
+            .args([
+                "sync",
+                "--source",
+                source,
+                "--target",
+                target,
+                "--cache-dir",
+            ])
+            .arg(self.cache_dir());
+        cmd
     }
 }
 
