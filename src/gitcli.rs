@@ -142,22 +142,26 @@ pub fn push(
 pub fn codecommit_helper_env(region: &str, host: &str) -> Result<Vec<(String, String)>> {
     let exe = std::env::current_exe().context("cannot locate our own executable for git")?;
     let exe = exe.display().to_string().replace('\'', "'\\''");
-    let pairs = [
-        ("GIT_CONFIG_COUNT", "4".to_string()),
-        ("GIT_CONFIG_KEY_0", "credential.helper".to_string()),
-        ("GIT_CONFIG_VALUE_0", String::new()),
-        ("GIT_CONFIG_KEY_1", "credential.helper".to_string()),
-        ("GIT_CONFIG_VALUE_1", format!("!'{exe}' credential-helper")),
-        ("GIT_CONFIG_KEY_2", "credential.useHttpPath".to_string()),
-        ("GIT_CONFIG_VALUE_2", "true".to_string()),
+    let config = [
+        // The empty value clears any helper configured elsewhere before ours.
+        ("credential.helper", String::new()),
+        ("credential.helper", format!("!'{exe}' credential-helper")),
+        ("credential.useHttpPath", "true".to_string()),
         // git >= 2.46 sends the signature with its first request instead of waiting for a 401
         // (one round trip less per push); older git ignores the key.
-        ("GIT_CONFIG_KEY_3", "http.proactiveAuth".to_string()),
-        ("GIT_CONFIG_VALUE_3", "basic".to_string()),
-        ("BACKLOG_MIRROR_REGION", region.to_string()),
-        ("BACKLOG_MIRROR_CODECOMMIT_ENDPOINT", host.to_string()),
+        ("http.proactiveAuth", "basic".to_string()),
     ];
-    Ok(pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
+    let mut env = vec![("GIT_CONFIG_COUNT".to_string(), config.len().to_string())];
+    for (i, (key, value)) in config.into_iter().enumerate() {
+        env.push((format!("GIT_CONFIG_KEY_{i}"), key.to_string()));
+        env.push((format!("GIT_CONFIG_VALUE_{i}"), value));
+    }
+    env.push(("BACKLOG_MIRROR_REGION".to_string(), region.to_string()));
+    env.push((
+        "BACKLOG_MIRROR_CODECOMMIT_ENDPOINT".to_string(),
+        host.to_string(),
+    ));
+    Ok(env)
 }
 
 /// Keep a long-lived mirror fast: libgit2 never repacks, so every fetch adds a pack and every
