@@ -35,6 +35,11 @@ impl Engine {
     }
 }
 
+/// The commit `id` names (a tag peeled), if it is one.
+fn commit_of(repo: &Repository, id: git2::Oid) -> Option<git2::Commit<'_>> {
+    repo.find_object(id, None).ok()?.peel_to_commit().ok()
+}
+
 /// Walk every commit the push will send (new tips minus what the target already has) and make
 /// sure each is readable with its tree: a cache damaged by a killed run must not reach the
 /// target. Returns how many commits the push sends, for the log.
@@ -65,9 +70,7 @@ pub fn check_connectivity(
         return Ok(0);
     }
     for &have in target.values() {
-        if let Ok(object) = repo.find_object(have, None)
-            && let Ok(commit) = object.peel_to_commit()
-        {
+        if let Some(commit) = commit_of(repo, have) {
             starts.push((commit.time().seconds(), commit.id(), true));
         }
     }
@@ -143,8 +146,7 @@ fn batches<'p>(
     let time = |change: &Change| {
         change
             .new
-            .and_then(|id| repo.find_object(id, None).ok())
-            .and_then(|o| o.peel_to_commit().ok())
+            .and_then(|id| commit_of(repo, id))
             .map_or(i64::MIN, |c| c.time().seconds())
     };
     let mut updates: Vec<(i64, &Change)> = plan
@@ -159,22 +161,14 @@ fn batches<'p>(
 
     let batch_size = batch_size.max(1);
     let mut out = Vec::new();
-    let mut rest: &[&Change] = &ordered;
-    if engine == Engine::Git && hybrid {
-        let limit = git_refspec_limit(local_refs, batch_size);
-        if limit < batch_size && rest.len() > limit {
-            let (first, others) = rest.split_at(limit);
-            out.push((Engine::Git, first.to_vec()));
-            rest = others;
-            for chunk in rest.chunks(batch_size) {
-                out.push((Engine::Libgit2, chunk.to_vec()));
-            }
-            return out;
-        }
+    let (mut rest, mut rest_engine): (&[&Change], Engine) = (&ordered, engine);
+    let limit = git_refspec_limit(local_refs, batch_size);
+    if engine == Engine::Git && hybrid && limit < batch_size && rest.len() > limit {
+        let (first, others) = rest.split_at(limit);
+        out.push((Engine::Git, first.to_vec()));
+        (rest, rest_engine) = (others, Engine::Libgit2);
     }
-    for chunk in rest.chunks(batch_size) {
-        out.push((engine, chunk.to_vec()));
-    }
+    out.extend(rest.chunks(batch_size).map(|c| (rest_engine, c.to_vec())));
     out
 }
 
