@@ -89,12 +89,24 @@ impl Session {
     pub fn list(&self, url: &RemoteUrl) -> Result<RefMap> {
         let mut remote = git2::Remote::create_detached(url.as_git_url())
             .with_context(|| format!("cannot use {} as a remote", url.redacted()))?;
+        Ok(self.connect(&mut remote, url)?.1)
+    }
+
+    /// Open a fetch connection to `url` and read the refs it advertises.
+    fn connect<'r, 'repo>(
+        &'r self,
+        remote: &'r mut git2::Remote<'repo>,
+        url: &'r RemoteUrl,
+    ) -> Result<(git2::RemoteConnection<'repo, 'r, 'r>, RefMap)> {
         let connection = remote
             .connect_auth(Direction::Fetch, Some(self.callbacks(url)), None)
             .map_err(|e| self.auth.explain(url, "cannot connect to", e))?;
-        Ok(advertised(connection.list().with_context(|| {
-            format!("cannot list the refs of {}", url.redacted())
-        })?))
+        let refs = advertised(
+            connection
+                .list()
+                .with_context(|| format!("cannot list the refs of {}", url.redacted()))?,
+        );
+        Ok((connection, refs))
     }
 
     /// Connect to `url` once, read its refs, and when `wanted` says so, fetch every ref into the
@@ -113,14 +125,7 @@ impl Session {
         let mut remote = repo
             .remote_anonymous(url.as_git_url())
             .with_context(|| format!("cannot use {} as a remote", url.redacted()))?;
-        let mut connection = remote
-            .connect_auth(Direction::Fetch, Some(self.callbacks(url)), None)
-            .map_err(|e| self.auth.explain(url, "cannot connect to", e))?;
-        let refs = advertised(
-            connection
-                .list()
-                .with_context(|| format!("cannot list the refs of {}", url.redacted()))?,
-        );
+        let (mut connection, refs) = self.connect(&mut remote, url)?;
         if !wanted(&refs) {
             return Ok(Look {
                 refs,
