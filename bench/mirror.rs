@@ -393,7 +393,7 @@ impl Rig {
     fn common_env(&self, cmd: &mut Command, tool: Tool) {
         cmd.env("HOME", self.fresh_home(tool))
             .env("SSH_KEY", &self.key.private_text)
-            .env("GIT_SSL_CAINFO", &self.codecommit.ca)
+            .envs(self.codecommit.client_env())
             .env("AWS_CONTAINER_CREDENTIALS_FULL_URI", &self.credentials.url)
             .env("AWS_REGION", REGION)
             .env("AWS_EC2_METADATA_DISABLED", "true");
@@ -413,15 +413,13 @@ impl Rig {
                     .env("SOURCE_PORT", self.sshd.port().to_string())
                     .env("CACHE_DIR", self.cache(tool))
                     .env("REPO_NAME", "app")
-                    .env("CODECOMMIT_URL", &codecommit_url)
-                    .env("CODE_COMMIT_ENDPOINT", self.codecommit.endpoint());
+                    .env("CODECOMMIT_URL", &codecommit_url);
                 cmd
             }
             Tool::B => {
                 let mut cmd = support::bin();
                 self.common_env(&mut cmd, tool);
-                cmd.env("SSL_CERT_FILE", &self.codecommit.ca)
-                    .args(["sync", "-q", "--json", "--source", &source_url])
+                cmd.args(["sync", "-q", "--json", "--source", &source_url])
                     .args(["--ssh-key-env", "SSH_KEY"]);
                 for fingerprint in self.sshd.host_key_fingerprints() {
                     cmd.args(["--host-key-fingerprint", &fingerprint]);

@@ -144,9 +144,6 @@ fn the_buildspec_mirrors_backlog_over_ssh_into_codecommit_and_again_statelessly(
         ("BACKLOG_MIRROR_URL", format!("file://{}", binary.display())),
         ("BACKLOG_MIRROR_SHA256", sha256(binary)),
         ("BACKLOG_MIRROR_BIN_DIR", path_str(&sb.join("bin"))),
-        ("CODE_COMMIT_ENDPOINT", server.endpoint()),
-        ("SSL_CERT_FILE", path_str(&server.ca)),
-        ("GIT_SSL_CAINFO", path_str(&server.ca)),
         // 4. What CodeBuild itself sets.
         ("AWS_REGION", REGION.to_string()),
         ("AWS_DEFAULT_REGION", REGION.to_string()),
@@ -164,7 +161,10 @@ fn the_buildspec_mirrors_backlog_over_ssh_into_codecommit_and_again_statelessly(
         ("CODEBUILD_INITIATOR", "apigateway".to_string()),
         ("CODEBUILD_SRC_DIR", path_str(&work)),
         ("CODEBUILD_CI", "true".to_string()),
-    ] {
+    ]
+    .into_iter()
+    .chain(server.client_env())
+    {
         env.insert(k.to_string(), v);
     }
 

@@ -52,9 +52,7 @@ impl Fixture {
     ) -> Run {
         let mut cmd = bin();
         cmd.env("HOME", self.sb.home())
-            .env("SSL_CERT_FILE", &server.ca)
-            .env("GIT_SSL_CAINFO", &server.ca)
-            .env("CODE_COMMIT_ENDPOINT", server.endpoint())
+            .envs(server.client_env())
             .env("AWS_EC2_METADATA_DISABLED", "true")
             .args(["sync", "--source"])
             .arg(&self.source)
@@ -167,8 +165,7 @@ fn plain_git(dir: &Path, server: &CodeCommitServer, args: &[&str], env: &[(&str,
     let mut cmd = Command::new("git");
     isolate(&mut cmd);
     cmd.current_dir(dir)
-        .env("GIT_SSL_CAINFO", &server.ca)
-        .env("CODE_COMMIT_ENDPOINT", server.endpoint())
+        .envs(server.client_env())
         .env("AWS_EC2_METADATA_DISABLED", "true")
         .args(args);
     for (k, v) in env.iter().chain(env_creds().iter()) {

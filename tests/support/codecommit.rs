@@ -74,6 +74,17 @@ impl CodeCommitServer {
         format!("127.0.0.1:{}", self.port)
     }
 
+    /// What points a client at this server: git-remote-codecommit and backlog-mirror through
+    /// `CODE_COMMIT_ENDPOINT`, OpenSSL (libgit2) and git through the test CA.
+    pub fn client_env(&self) -> [(&'static str, String); 3] {
+        let ca = self.ca.display().to_string();
+        [
+            ("CODE_COMMIT_ENDPOINT", self.endpoint()),
+            ("SSL_CERT_FILE", ca.clone()),
+            ("GIT_SSL_CAINFO", ca),
+        ]
+    }
+
     /// Log lines (JSON) of requests the server answered, with their status.
     pub fn requests(&self) -> Vec<serde_json::Value> {
         std::fs::read_to_string(&self.log)
