@@ -1,17 +1,22 @@
-//! The deployment files: cfn-lint and checkov pass, and the template wires what the reference
-//! article relies on (API Gateway's AWS integration to StartBuild, least-privilege roles, the
-//! buildspec) with each cache mode creating only its own resources.
+//! The stack: cfn-lint and checkov pass in every mode a user can deploy, the rules refuse the
+//! modes that cannot work, and the template wires what the product relies on (the artifact
+//! bucket, least-privilege roles, the compute each Architecture and ComputeMode pick, a
+//! deployment renamed with every API change, failure alerts EventBridge can publish).
+//!
+//! Templates are evaluated for given parameters by tests/support/stack.rs; the webhook's mapping
+//! templates run in tests/apigateway.rs, the buildspec in tests/buildspec_run.rs.
+
+mod support;
+
+#[path = "support/stack.rs"]
+mod stack;
 
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Command;
 
 use serde_json::{Value, json};
-
-const TEMPLATE: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/cloudformation/backlog-mirror.yaml"
-);
+use stack::{DEPLOYMENT, Stack, TEMPLATE};
 
 fn tool(name: &str, args: &[&str]) -> std::process::Output {
     Command::new(name)
@@ -23,38 +28,52 @@ fn tool(name: &str, args: &[&str]) -> std::process::Output {
         })
 }
 
-fn template() -> Value {
-    let out = tool(
-        "python3",
-        &[
-            "-c",
-            "import json, sys\nfrom cfnlint.decode import decode\nt, errors = decode(sys.argv[1])\nassert not errors, errors\nprint(json.dumps(t, default=str))",
-            TEMPLATE,
-        ],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("template as JSON")
+/// The (ComputeMode, CacheMode) pairs a user can deploy.
+const MODES: &[(&str, &str)] = &[
+    ("Lambda", "None"),
+    ("EC2", "None"),
+    ("EC2", "S3"),
+    ("EC2", "EFS"),
+];
+
+/// What turns every optional part on (alerts, KMS grant, IP allow list, schedule).
+const EVERYTHING: &[(&str, &str)] = &[
+    ("AlertEmail", "ops@example.com"),
+    (
+        "SshKeyKmsKeyArn",
+        "arn:aws:kms:ap-northeast-1:123456789012:key/11111111-2222-3333-4444-555555555555",
+    ),
+    ("AllowedSourceIps", "203.0.113.0/24,198.51.100.7/32"),
+];
+
+fn efs_network() -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("VpcId", "vpc-0123456789abcdef0"),
+        ("PrivateSubnetId1", "subnet-0123456789abcdef0"),
+        ("PrivateSubnetId2", "subnet-0fedcba9876543210"),
+    ]
 }
 
-#[test]
-fn cfn_lint_passes_with_no_errors_or_warnings() {
-    let templates: Vec<String> = std::fs::read_dir(Path::new(TEMPLATE).parent().unwrap())
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| {
-            p.extension()
-                .is_some_and(|x| x == "yaml" || x == "yml" || x == "json")
-        })
-        .map(|p| p.display().to_string())
-        .collect();
-    assert!(!templates.is_empty());
-    let mut args = vec!["--format", "parseable"];
-    args.extend(templates.iter().map(String::as_str));
+fn mode(compute: &str, cache: &str) -> Vec<(&'static str, String)> {
+    let mut v = vec![
+        ("ComputeMode", compute.to_string()),
+        ("CacheMode", cache.to_string()),
+    ];
+    if cache == "EFS" {
+        v.extend(efs_network().into_iter().map(|(k, x)| (k, x.to_string())));
+    }
+    v
+}
+
+fn stack_for<'a>(t: &'a Value, values: &[(&'static str, String)]) -> Stack<'a> {
+    let pairs: Vec<(&str, &str)> = values.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    Stack::new(t, &pairs)
+}
+
+fn cfn_lint(paths: &[&Path]) {
+    let mut args = vec!["--format".to_string(), "parseable".to_string()];
+    args.extend(paths.iter().map(|p| p.display().to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let out = tool("cfn-lint", &args);
     assert!(
         out.status.success() && out.stdout.is_empty(),
@@ -65,15 +84,47 @@ fn cfn_lint_passes_with_no_errors_or_warnings() {
 }
 
 #[test]
-fn checkov_passes_with_every_skip_explained() {
+fn cfn_lint_passes_as_committed_and_as_the_deploy_command_renders_it() {
+    let text = std::fs::read_to_string(TEMPLATE).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let rendered = dir.path().join("rendered.yaml");
+    std::fs::write(
+        &rendered,
+        stack::render(&text, "s".repeat(48).as_str(), "", "backlog-mirror"),
+    )
+    .unwrap();
+    cfn_lint(&[Path::new(TEMPLATE), &rendered]);
+}
+
+/// checkov evaluates conditions from parameter defaults, so each deployable mode is scanned as
+/// a copy whose defaults select it, with every optional part on; and no skip hides a check that
+/// does not exist for CloudFormation.
+#[test]
+fn checkov_passes_in_every_mode_with_every_skip_explained() {
+    let t = stack::template();
+    let dir = tempfile::tempdir().unwrap();
+    for (compute, cache) in MODES {
+        let mut copy = t.clone();
+        let params = copy["Parameters"].as_object_mut().unwrap();
+        let mut defaults = mode(compute, cache);
+        defaults.extend(EVERYTHING.iter().map(|(k, v)| (*k, v.to_string())));
+        for (name, value) in defaults {
+            params[name]["Default"] = json!(value);
+        }
+        std::fs::write(
+            dir.path().join(format!("{compute}-{cache}.json")),
+            serde_json::to_string_pretty(&copy).unwrap(),
+        )
+        .unwrap();
+    }
+    let d = dir.path().display().to_string();
     let out = tool(
         "checkov",
         &[
             "-d",
-            "cloudformation",
+            &d,
             "--framework",
             "cloudformation",
-            "--quiet",
             "--compact",
             "--skip-download",
             "--output",
@@ -81,226 +132,298 @@ fn checkov_passes_with_every_skip_explained() {
         ],
     );
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "checkov found problems:\n{text}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: Value = serde_json::from_str(&text).expect("checkov JSON");
-    let summary = &report["summary"];
-    assert_eq!(summary["failed"], 0, "{summary}");
-    assert!(
-        summary["passed"].as_u64().unwrap_or(0) >= 20,
-        "checkov ran too few checks: {summary}"
-    );
-    // Every suppression in the template carries a reason.
-    let t = template();
+    let report: Value = serde_json::from_str(&text).unwrap_or_else(|e| {
+        panic!(
+            "checkov JSON ({e}):\n{text}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    let results = &report["results"];
+    let failed: Vec<String> = results["failed_checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| format!("{} {} {}", f["file_path"], f["check_id"], f["resource"]))
+        .collect();
+    assert!(failed.is_empty(), "checkov failed:\n{}", failed.join("\n"));
+    assert!(out.status.success(), "{text}");
+    // Each copy really had its mode's resources scanned.
+    let scanned: BTreeSet<String> = ["passed_checks", "skipped_checks"]
+        .iter()
+        .flat_map(|k| results[k].as_array().unwrap().iter())
+        .map(|c| {
+            format!(
+                "{}:{}",
+                c["file_path"].as_str().unwrap(),
+                c["resource"].as_str().unwrap()
+            )
+        })
+        .collect();
+    for (file, resource) in [
+        ("/Lambda-None.json", "AWS::CodeBuild::Project.MirrorProject"),
+        ("/Lambda-None.json", "AWS::S3::Bucket.ArtifactBucket"),
+        ("/Lambda-None.json", "AWS::SNS::Topic.AlertTopic"),
+        ("/EC2-S3.json", "AWS::S3::Bucket.ArtifactBucket"),
+        ("/EC2-EFS.json", "AWS::EFS::FileSystem.MirrorFileSystem"),
+        (
+            "/EC2-EFS.json",
+            "AWS::EC2::SecurityGroup.BuildSecurityGroup",
+        ),
+    ] {
+        assert!(
+            scanned.contains(&format!("{file}:{resource}")),
+            "checkov never scanned {resource} in {file}: {scanned:?}"
+        );
+    }
+
+    // Every suppression names a CloudFormation check and carries a reason.
+    let listing = tool("checkov", &["--list", "--framework", "cloudformation"]);
+    let listing = String::from_utf8_lossy(&listing.stdout);
+    let cfn_ids: BTreeSet<&str> = listing
+        .lines()
+        .filter(|l| l.contains("| Cloudformation"))
+        .filter_map(|l| l.split('|').nth(2).map(str::trim))
+        .collect();
+    assert!(cfn_ids.contains("CKV_AWS_18"), "cannot read checkov --list");
     for (name, resource) in t["Resources"].as_object().unwrap() {
         for skip in resource["Metadata"]["checkov"]["skip"]
             .as_array()
             .into_iter()
             .flatten()
         {
-            let comment = skip["comment"].as_str().unwrap_or("");
+            let id = skip["id"].as_str().unwrap();
             assert!(
-                comment.len() > 20,
-                "{name}: skip {} has no real reason",
-                skip["id"]
+                cfn_ids.contains(id),
+                "{name}: skip {id} is no CloudFormation check (Terraform-only?)"
+            );
+            assert!(
+                skip["comment"].as_str().unwrap_or("").len() > 40,
+                "{name}: skip {id} has no real reason"
             );
         }
     }
 }
 
-/// Evaluate a condition expression for given parameter values.
-fn holds(t: &Value, expr: &Value, params: &Value) -> bool {
-    if let Some(name) = expr.get("Condition").and_then(Value::as_str) {
-        return holds(t, &t["Conditions"][name], params);
+#[test]
+fn the_rules_refuse_what_lambda_compute_or_efs_cannot_do() {
+    let t = stack::template();
+    for (compute, cache) in MODES {
+        let s = stack_for(&t, &mode(compute, cache));
+        assert_eq!(s.rule_failures(), Vec::<String>::new(), "{compute} {cache}");
     }
-    if let Some(args) = expr.get("Fn::Not") {
-        return !holds(t, &args[0], params);
-    }
-    if let Some(args) = expr.get("Fn::Equals") {
-        return resolve(&args[0], params) == resolve(&args[1], params);
-    }
-    panic!("unsupported condition {expr}");
-}
-
-fn resolve(v: &Value, params: &Value) -> Value {
-    if let Some(name) = v.get("Ref").and_then(Value::as_str) {
-        return params.get(name).cloned().unwrap_or(Value::Null);
-    }
-    if let Some(args) = v.get("Fn::Join") {
-        let sep = args[0].as_str().unwrap();
-        let list = resolve(&args[1], params);
-        let parts: Vec<String> = list
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .map(|x| x.as_str().unwrap_or("").to_string())
-                    .collect()
-            })
-            .unwrap_or_else(|| vec![list.as_str().unwrap_or("").to_string()]);
-        return Value::String(parts.join(sep));
-    }
-    v.clone()
-}
-
-fn params(mode: &str) -> Value {
-    json!({
-        "CacheMode": mode,
-        "ScheduleExpression": "rate(1 hour)",
-        "AlertEmail": "",
-        "AllowedSourceIps": [""],
-        "ProjectName": "backlog-mirror",
-    })
-}
-
-/// Resource types that exist for these parameters.
-fn active_types(t: &Value, params: &Value) -> BTreeSet<String> {
-    t["Resources"]
-        .as_object()
-        .unwrap()
-        .values()
-        .filter(|r| match r.get("Condition").and_then(Value::as_str) {
-            Some(c) => holds(t, &t["Conditions"][c], params),
-            None => true,
-        })
-        .map(|r| r["Type"].as_str().unwrap().to_string())
-        .collect()
-}
-
-/// The branch of an `Fn::If` that applies.
-fn pick<'a>(t: &Value, v: &'a Value, params: &Value) -> &'a Value {
-    match v.get("Fn::If") {
-        Some(args) => {
-            let cond = args[0].as_str().unwrap();
-            if holds(t, &t["Conditions"][cond], params) {
-                &args[1]
-            } else {
-                &args[2]
-            }
-        }
-        None => v,
-    }
+    let refused = |values: Vec<(&'static str, String)>, region: &str, wanted: &str| {
+        let s = stack_for(&t, &values).in_region(region);
+        let failures = s.rule_failures();
+        assert!(
+            failures.iter().any(|f| f.contains(wanted)),
+            "{values:?} in {region} is not refused with '{wanted}': {failures:?}"
+        );
+    };
+    let mut lambda_efs = mode("Lambda", "EFS");
+    lambda_efs.push(("ComputeMode", "Lambda".into()));
+    refused(
+        lambda_efs,
+        "ap-northeast-1",
+        "keeps no cache and cannot mount EFS",
+    );
+    refused(
+        mode("Lambda", "S3"),
+        "ap-northeast-1",
+        "keeps no cache and cannot mount EFS",
+    );
+    let mut long = mode("Lambda", "None");
+    long.push(("BuildTimeoutMinutes", "30".into()));
+    refused(long, "ap-northeast-1", "takes no custom build timeout");
+    refused(
+        mode("Lambda", "None"),
+        "eu-west-2",
+        "use ComputeMode EC2 in this region",
+    );
+    refused(
+        vec![("ComputeMode", "EC2".into()), ("CacheMode", "EFS".into())],
+        "ap-northeast-1",
+        "EFS mode needs VpcId",
+    );
+    // The defaults are the cheapest and fastest mode the limits allow.
+    let s = Stack::new(&t, &[]);
+    assert_eq!(s.param("ComputeMode"), "Lambda");
+    assert_eq!(s.param("CacheMode"), "None");
+    assert_eq!(s.param("Architecture"), "arm64");
+    assert!(s.rule_failures().is_empty());
 }
 
 #[test]
-fn each_cache_mode_creates_only_its_resources() {
-    let t = template();
+fn each_mode_creates_only_its_resources() {
+    let t = stack::template();
     let network = [
         "AWS::EC2::SecurityGroup",
         "AWS::EFS::FileSystem",
         "AWS::EFS::MountTarget",
-        "AWS::EC2::NatGateway",
-        "AWS::EC2::VPC",
     ];
-    let none = active_types(&t, &params("None"));
-    for kind in network.iter().chain(["AWS::S3::Bucket"].iter()) {
-        assert!(!none.contains(*kind), "None mode creates {kind}");
+    for (compute, cache) in MODES {
+        let s = stack_for(&t, &mode(compute, cache));
+        let types = s.types();
+        let project = s.properties("MirrorProject");
+        let env = s.build_env();
+        assert!(types.contains(&"AWS::S3::Bucket".to_string()));
+        match *cache {
+            "EFS" => {
+                for kind in network {
+                    assert!(types.contains(&kind.to_string()), "EFS mode lacks {kind}");
+                }
+                assert_eq!(project["VpcConfig"]["Subnets"].as_array().unwrap().len(), 2);
+                let location = &project["FileSystemLocations"][0];
+                assert_eq!(location["Type"], "EFS");
+                assert_eq!(
+                    location["Location"], "<MirrorFileSystem>.efs.ap-northeast-1.amazonaws.com:/",
+                    "the EFS host must come from AWS::URLSuffix"
+                );
+                assert_eq!(project["Environment"]["PrivilegedMode"], true);
+                assert_eq!(
+                    env["BACKLOG_MIRROR_CACHE_DIR"],
+                    "/mnt/mirror/backlog-mirror"
+                );
+                let policies = s.properties("BuildRole")["Policies"].to_string();
+                assert!(policies.contains("ec2:CreateNetworkInterface"));
+            }
+            _ => {
+                for kind in network {
+                    assert!(!types.contains(&kind.to_string()), "{cache} creates {kind}");
+                }
+                assert!(project.get("VpcConfig").is_none());
+                assert!(project.get("FileSystemLocations").is_none());
+                assert_eq!(project["Environment"]["PrivilegedMode"], false);
+            }
+        }
+        match *cache {
+            "S3" => {
+                assert_eq!(
+                    project["Cache"],
+                    json!({"Type": "S3", "Location": "<ArtifactBucket>/cache"})
+                );
+                assert_eq!(
+                    env["BACKLOG_MIRROR_CACHE_DIR"],
+                    "/root/.cache/backlog-mirror"
+                );
+                let spec =
+                    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/buildspec.yml"))
+                        .unwrap();
+                assert!(
+                    spec.contains("- \"/root/.cache/backlog-mirror/**/*\""),
+                    "the buildspec does not cache the S3 mode's cache dir"
+                );
+            }
+            _ => assert_eq!(project["Cache"]["Type"], "NO_CACHE"),
+        }
+        if *cache == "None" {
+            // Only /tmp is writable on Lambda compute ("Limitations of AWS Lambda compute").
+            assert_eq!(env["BACKLOG_MIRROR_CACHE_DIR"], "/tmp/backlog-mirror");
+        }
+        if *compute == "Lambda" {
+            assert!(project.get("TimeoutInMinutes").is_none());
+            assert!(project.get("QueuedTimeoutInMinutes").is_none());
+        } else {
+            assert_eq!(project["TimeoutInMinutes"], "15");
+            assert_eq!(project["QueuedTimeoutInMinutes"], 30);
+        }
     }
-    let project = &t["Resources"]["MirrorProject"]["Properties"];
-    let p = params("None");
-    assert_eq!(
-        pick(&t, &project["VpcConfig"], &p),
-        &json!({"Ref": "AWS::NoValue"})
-    );
-    assert_eq!(pick(&t, &project["Cache"], &p)["Type"], "NO_CACHE");
-    assert_eq!(
-        pick(&t, &project["Environment"]["PrivilegedMode"], &p),
-        &json!(false)
-    );
+}
 
-    let efs = active_types(&t, &params("EFS"));
-    for kind in [
-        "AWS::EC2::SecurityGroup",
-        "AWS::EFS::FileSystem",
-        "AWS::EFS::MountTarget",
-        "AWS::EC2::SecurityGroupIngress",
-        "AWS::EC2::SecurityGroupEgress",
-    ] {
-        assert!(efs.contains(kind), "EFS mode lacks {kind}");
+/// One parameter picks compute type, image and binary; the images are the ones CodeBuild
+/// documents for each compute mode (user guide, "Docker images provided by CodeBuild" and
+/// "Lambda compute images").
+#[test]
+fn architecture_picks_the_environment_the_image_and_the_binary_together() {
+    let t = stack::template();
+    let params = t["Parameters"].as_object().unwrap();
+    for gone in ["BuildImage", "BuildComputeType"] {
+        assert!(
+            !params.contains_key(gone),
+            "{gone} can still disagree with Architecture"
+        );
     }
-    let p = params("EFS");
-    assert!(
-        pick(&t, &project["VpcConfig"], &p)["Subnets"]
-            .as_array()
-            .unwrap()
-            .len()
-            == 2
-    );
-    assert_eq!(
-        pick(&t, &project["FileSystemLocations"], &p)[0]["Type"],
-        "EFS"
-    );
-    assert_eq!(
-        pick(&t, &project["Environment"]["PrivilegedMode"], &p),
-        &json!(true)
-    );
-    let role = &t["Resources"]["BuildRole"]["Properties"]["Policies"];
-    let eni = role
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|pol| pick(&t, pol, &p))
-        .any(|pol| pol.to_string().contains("ec2:CreateNetworkInterface"));
-    assert!(eni, "EFS mode lacks the network-interface permissions");
-
-    let s3 = active_types(&t, &params("S3"));
-    assert!(s3.contains("AWS::S3::Bucket") && !s3.contains("AWS::EFS::FileSystem"));
-    let bucket = &t["Resources"]["CacheBucket"]["Properties"];
-    assert_eq!(
-        bucket["PublicAccessBlockConfiguration"]["BlockPublicPolicy"],
-        true
-    );
-    assert!(bucket["BucketEncryption"].is_object());
-    assert!(bucket["LifecycleConfiguration"]["Rules"][0]["ExpirationInDays"].is_number());
+    for arch in ["arm64", "x86_64"] {
+        for compute in ["Lambda", "EC2"] {
+            for size in ["Small", "Medium", "Large"] {
+                let s = Stack::new(
+                    &t,
+                    &[
+                        ("Architecture", arch),
+                        ("ComputeMode", compute),
+                        ("BuildSize", size),
+                    ],
+                );
+                let e = &s.properties("MirrorProject")["Environment"];
+                let (kind, image, compute_type) = (
+                    e["Type"].as_str().unwrap(),
+                    e["Image"].as_str().unwrap(),
+                    e["ComputeType"].as_str().unwrap(),
+                );
+                let target = &s.build_env()["MIRROR_BIN_TARGET"];
+                let (want_kind, want_image, want_target) = match (arch, compute) {
+                    ("arm64", "Lambda") => (
+                        "ARM_LAMBDA_CONTAINER",
+                        "aws/codebuild/amazonlinux-aarch64-lambda-standard:python3.12",
+                        "aarch64-unknown-linux-musl",
+                    ),
+                    ("arm64", _) => (
+                        "ARM_CONTAINER",
+                        "aws/codebuild/amazonlinux-aarch64-standard:3.0",
+                        "aarch64-unknown-linux-musl",
+                    ),
+                    (_, "Lambda") => (
+                        "LINUX_LAMBDA_CONTAINER",
+                        "aws/codebuild/amazonlinux-x86_64-lambda-standard:python3.12",
+                        "x86_64-unknown-linux-musl",
+                    ),
+                    _ => (
+                        "LINUX_CONTAINER",
+                        "aws/codebuild/amazonlinux-x86_64-standard:5.0",
+                        "x86_64-unknown-linux-musl",
+                    ),
+                };
+                assert_eq!(
+                    (kind, image, target.as_str()),
+                    (want_kind, want_image, want_target),
+                    "{arch} {compute}"
+                );
+                let want_compute = match (compute, size) {
+                    ("Lambda", "Small") => "BUILD_LAMBDA_2GB",
+                    ("Lambda", "Medium") => "BUILD_LAMBDA_4GB",
+                    ("Lambda", _) => "BUILD_LAMBDA_8GB",
+                    (_, "Small") => "BUILD_GENERAL1_SMALL",
+                    (_, "Medium") => "BUILD_GENERAL1_MEDIUM",
+                    _ => "BUILD_GENERAL1_LARGE",
+                };
+                assert_eq!(compute_type, want_compute, "{arch} {compute} {size}");
+            }
+        }
+    }
 }
 
 #[test]
 fn the_webhook_starts_exactly_this_project_through_an_aws_integration() {
-    let t = template();
-    let method = &t["Resources"]["WebhookMethod"]["Properties"];
+    let t = stack::template();
+    let s = Stack::new(&t, &[]);
+    let method = s.properties("WebhookMethod");
     let integration = &method["Integration"];
     assert_eq!(method["HttpMethod"], "POST");
     assert_eq!(integration["Type"], "AWS");
     assert_eq!(integration["PassthroughBehavior"], "NEVER");
     assert_eq!(
-        integration["Uri"]["Fn::Sub"],
-        "arn:${AWS::Partition}:apigateway:${AWS::Region}:codebuild:action/StartBuild"
+        integration["Uri"],
+        "arn:aws:apigateway:ap-northeast-1:codebuild:action/StartBuild"
     );
-    let headers = &integration["RequestParameters"];
-    assert_eq!(
-        headers["integration.request.header.X-Amz-Target"],
-        "'CodeBuild_20161006.StartBuild'"
-    );
-    assert_eq!(
-        headers["integration.request.header.Content-Type"],
-        "'application/x-amz-json-1.1'"
-    );
-    // Backlog posts `payload=<urlencoded JSON>`; the mapping ignores the body, so whatever Backlog
-    // sends renders to the same StartBuild request for this one project.
-    for content_type in ["application/x-www-form-urlencoded", "application/json"] {
-        let tpl = integration["RequestTemplates"][content_type]["Fn::Sub"]
-            .as_str()
-            .unwrap();
-        assert!(
-            !tpl.contains("$input"),
-            "{content_type} template reads the body"
-        );
-        let rendered = tpl.replace("${ProjectName}", "backlog-mirror");
-        let body: Value = serde_json::from_str(&rendered).expect("renders to JSON");
-        assert_eq!(body, json!({"projectName": "backlog-mirror"}));
-    }
-    // The secret path segment is the only route, and it is in the output URL.
     assert_eq!(
         t["Resources"]["WebhookResource"]["Properties"]["PathPart"],
         json!({"Ref": "WebhookSecret"})
     );
     assert!(
-        t["Outputs"]["WebhookURL"]["Value"]["Fn::Sub"]
+        s.eval(&t["Outputs"]["WebhookURL"]["Value"])
+            .unwrap()
             .as_str()
             .unwrap()
-            .ends_with("/prod/${WebhookSecret}")
+            .ends_with("/prod/0123456789abcdef0123456789abcdef0123456789abcdef")
     );
     assert!(
         t["Parameters"]["WebhookSecret"]["MinLength"]
@@ -308,82 +431,123 @@ fn the_webhook_starts_exactly_this_project_through_an_aws_integration() {
             .unwrap()
             >= 32
     );
-    let stage = &t["Resources"]["WebhookStage"]["Properties"];
-    assert!(stage["MethodSettings"][0]["ThrottlingRateLimit"].is_object());
+    let stage = s.properties("WebhookStage");
+    assert_eq!(stage["MethodSettings"][0]["ThrottlingRateLimit"], "1");
     // The API's role may start this project and nothing else.
-    let statements =
-        &t["Resources"]["ApiRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"];
-    assert_eq!(statements.as_array().unwrap().len(), 1);
-    assert_eq!(statements[0]["Action"], "codebuild:StartBuild");
+    let statements = &s.properties("ApiRole")["Policies"][0]["PolicyDocument"]["Statement"];
     assert_eq!(
-        statements[0]["Resource"],
-        json!({"Fn::GetAtt": ["MirrorProject", "Arn"]})
+        statements,
+        &json!([{"Effect": "Allow", "Action": "codebuild:StartBuild", "Resource": "<MirrorProject.Arn>"}])
     );
-    let project = &t["Resources"]["MirrorProject"]["Properties"];
+    let project = s.properties("MirrorProject");
     assert_eq!(project["ConcurrentBuildLimit"], 1);
     assert_eq!(project["Source"]["Type"], "NO_SOURCE");
     assert_eq!(project["Artifacts"]["Type"], "NO_ARTIFACTS");
 }
 
+fn statements(s: &Stack, role: &str) -> Vec<Value> {
+    s.properties(role)["Policies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["PolicyDocument"]["Statement"].as_array().unwrap().clone())
+        .collect()
+}
+
 #[test]
-fn the_build_role_reaches_one_repository_and_one_parameter() {
-    let t = template();
-    let statements =
-        &t["Resources"]["BuildRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"];
+fn the_build_role_reaches_one_repository_one_parameter_and_the_binary() {
+    let t = stack::template();
+    let s = Stack::new(&t, &[("SshKeyParameterName", "/teams/app/deploy-key")]);
+    let all = statements(&s, "BuildRole");
     let by_sid = |sid: &str| {
-        statements
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|s| s["Sid"] == sid)
+        all.iter()
+            .find(|st| st["Sid"] == sid)
             .unwrap_or_else(|| panic!("no {sid}"))
             .clone()
     };
-    let repo = by_sid("MirrorRepository");
     assert_eq!(
-        repo["Action"],
-        json!(["codecommit:GitPull", "codecommit:GitPush"])
+        by_sid("MirrorRepository")["Resource"],
+        "arn:aws:codecommit:ap-northeast-1:123456789012:app-mirror"
     );
-    assert!(
-        repo["Resource"]["Fn::Sub"]
-            .as_str()
-            .unwrap()
-            .ends_with(":${CodeCommitRepositoryName}")
-    );
-    let key = by_sid("SshKey");
-    assert_eq!(key["Action"], "ssm:GetParameters");
-    assert!(
-        key["Resource"]["Fn::Sub"]
-            .as_str()
-            .unwrap()
-            .ends_with(":parameter${SshKeyParameterName}")
-    );
-    let kms = by_sid("DecryptThroughSsmOnly");
-    assert_eq!(kms["Action"], "kms:Decrypt");
     assert_eq!(
-        kms["Condition"]["StringEquals"]["kms:RequestAlias"],
-        "alias/aws/ssm"
+        by_sid("SshKey"),
+        json!({"Sid": "SshKey", "Effect": "Allow", "Action": "ssm:GetParameters",
+               "Resource": "arn:aws:ssm:ap-northeast-1:123456789012:parameter/teams/app/deploy-key"})
     );
-    for s in statements.as_array().unwrap() {
-        assert_ne!(s["Resource"], "*", "{s}");
+    assert_eq!(
+        by_sid("Binary"),
+        json!({"Sid": "Binary", "Effect": "Allow", "Action": "s3:GetObject",
+               "Resource": "<ArtifactBucket.Arn>/bin/*"})
+    );
+    // The default aws/ssm key needs no grant; nothing may decrypt with any key.
+    assert!(
+        !all.iter().any(|st| st.to_string().contains("kms:")),
+        "{all:?}"
+    );
+    for st in &all {
+        assert_ne!(st["Resource"], "*", "{st}");
     }
+}
+
+/// A customer-managed key is granted for decryption through Parameter Store only.
+#[test]
+fn a_customer_managed_key_for_the_ssh_key_is_granted_through_ssm_only() {
+    let t = stack::template();
+    let key = "arn:aws:kms:ap-northeast-1:123456789012:key/11111111-2222-3333-4444-555555555555";
+    let s = Stack::new(&t, &[("SshKeyKmsKeyArn", key)]);
+    let kms: Vec<Value> = statements(&s, "BuildRole")
+        .into_iter()
+        .filter(|st| st.to_string().contains("kms:"))
+        .collect();
     assert_eq!(
-        t["Parameters"]["SshKeyParameterName"]["AllowedPattern"]
-            .as_str()
-            .unwrap()
-            .chars()
-            .nth(1),
-        Some('/')
+        kms,
+        vec![json!({
+            "Sid": "DecryptSshKeyThroughSsm",
+            "Effect": "Allow",
+            "Action": "kms:Decrypt",
+            "Resource": key,
+            "Condition": {"StringEquals": {"kms:ViaService": "ssm.ap-northeast-1.amazonaws.com"}}
+        })]
     );
+    let pattern = t["Parameters"]["SshKeyKmsKeyArn"]["AllowedPattern"]
+        .as_str()
+        .unwrap();
+    assert!(
+        pattern.starts_with("^(") && pattern.ends_with(")?$"),
+        "empty must stay allowed: {pattern}"
+    );
+}
+
+/// The buildspec has no parameter-store block naming a path: the binary reads the parameter the
+/// project names (BACKLOG_MIRROR_SSH_KEY_SSM <- SshKeyParameterName). tests/buildspec_run.rs
+/// runs it against Parameter Store with a non-default name.
+#[test]
+fn the_buildspec_follows_ssh_key_parameter_name() {
+    let t = stack::template();
+    let s = Stack::new(&t, &[("SshKeyParameterName", "/teams/app/deploy-key")]);
     assert_eq!(
-        t["Parameters"]["BacklogDomain"]["AllowedValues"],
-        json!(["backlog.jp", "backlog.com"])
+        s.build_env()["BACKLOG_MIRROR_SSH_KEY_SSM"],
+        "/teams/app/deploy-key"
+    );
+    let spec =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/buildspec.yml")).unwrap();
+    assert!(!spec.contains("parameter-store:"), "{spec}");
+    assert!(!spec.contains("--ssh-key-env"), "{spec}");
+    let commands: Vec<&str> = spec
+        .lines()
+        .filter(|l| l.trim_start().starts_with("- "))
+        .collect();
+    assert!(
+        commands
+            .iter()
+            .any(|c| c.trim() == "- $MIRROR_BIN_DIR/backlog-mirror sync"),
+        "{commands:?}"
     );
 }
 
 #[test]
 fn the_template_runs_buildspec_yml_verbatim() {
-    let t = template();
+    let t = stack::template();
     let inline = t["Resources"]["MirrorProject"]["Properties"]["Source"]["BuildSpec"]
         .as_str()
         .unwrap();
@@ -393,47 +557,365 @@ fn the_template_runs_buildspec_yml_verbatim() {
         inline, file,
         "cloudformation/backlog-mirror.yaml's BuildSpec differs from buildspec.yml"
     );
-    for banned in ["pip", "ssh-agent", "ssh-keyscan", "git-remote-codecommit"] {
-        let commands: Vec<&str> = file
-            .lines()
-            .filter(|l| l.trim_start().starts_with("- "))
-            .collect();
+    let commands: Vec<&str> = file
+        .lines()
+        .filter(|l| l.trim_start().starts_with("- "))
+        .collect();
+    for banned in [
+        "pip",
+        "ssh-agent",
+        "ssh-keyscan",
+        "git-remote-codecommit",
+        "/usr/local/bin",
+        "github.com",
+    ] {
         assert!(
             !commands.iter().any(|c| c.contains(banned)),
             "the buildspec runs {banned}"
         );
     }
+    // Lambda compute writes only under /tmp: the buildspec's own defaults stay there.
+    for var in ["MIRROR_BIN_DIR", "BACKLOG_MIRROR_CACHE_DIR"] {
+        let line = file
+            .lines()
+            .find(|l| l.trim_start().starts_with(&format!("{var}:")))
+            .unwrap_or_else(|| panic!("no {var} default"));
+        assert!(line.contains("\"/tmp/"), "{line}");
+    }
 }
 
-/// glibc of the CodeBuild images a default could name (from AWS's image documentation).
-const IMAGE_GLIBC: &[(&str, &str)] = &[
-    ("aws/codebuild/amazonlinux-aarch64-standard:3.0", "2.34"),
-    ("aws/codebuild/amazonlinux-x86_64-standard:5.0", "2.34"),
-    ("aws/codebuild/amazonlinux2-aarch64-standard:2.0", "2.26"),
-    ("aws/codebuild/amazonlinux2-x86_64-standard:4.0", "2.26"),
-    ("aws/codebuild/standard:7.0", "2.35"),
-];
+#[test]
+fn the_artifact_bucket_is_private_encrypted_versioned_and_keeps_pinned_binaries() {
+    let t = stack::template();
+    let s = stack_for(&t, &mode("EC2", "S3"));
+    let b = s.properties("ArtifactBucket");
+    assert!(
+        b.get("BucketName").is_none(),
+        "a fixed name collides across regions"
+    );
+    assert_eq!(
+        b["PublicAccessBlockConfiguration"],
+        json!({"BlockPublicAcls": true, "BlockPublicPolicy": true, "IgnorePublicAcls": true, "RestrictPublicBuckets": true})
+    );
+    assert_eq!(
+        b["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"]
+            ["SSEAlgorithm"],
+        "AES256"
+    );
+    assert_eq!(b["VersioningConfiguration"]["Status"], "Enabled");
+    let rules = b["LifecycleConfiguration"]["Rules"].as_array().unwrap();
+    for r in rules {
+        if r.get("ExpirationInDays").is_some() {
+            assert_eq!(r["Prefix"], "cache/", "only the cache expires: {r}");
+        }
+    }
+    assert!(
+        rules
+            .iter()
+            .any(|r| r["Prefix"] == "cache/" && r["ExpirationInDays"] == 30)
+    );
+    let policy = s.properties("ArtifactBucketPolicy");
+    assert_eq!(
+        policy["PolicyDocument"]["Statement"][0]["Condition"],
+        json!({"Bool": {"aws:SecureTransport": "false"}})
+    );
+    assert_eq!(policy["PolicyDocument"]["Statement"][0]["Effect"], "Deny");
+    // The S3 cache shares the bucket under cache/, and the build may write only there.
+    let cache: Vec<Value> = statements(&s, "BuildRole")
+        .into_iter()
+        .filter(|st| st.to_string().contains("s3:PutObject"))
+        .collect();
+    assert_eq!(
+        cache,
+        vec![
+            json!({"Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject"], "Resource": "<ArtifactBucket.Arn>/cache/*"})
+        ]
+    );
+    let outputs = &t["Outputs"];
+    assert_eq!(
+        s.eval(&outputs["ArtifactBucketName"]["Value"]).unwrap(),
+        "<ArtifactBucket>"
+    );
+    assert_eq!(
+        t["Resources"]["ArtifactBucket"]["DeletionPolicy"], "Delete",
+        "scripts/deploy.sh --delete empties the bucket; the stack deletes it"
+    );
+}
+
+/// IAM is global: a name derived from ProjectName alone collides when the same project name is
+/// deployed in a second region. Regional names (project, log group, API, topic) are fine.
+#[test]
+fn no_resource_name_collides_across_regions() {
+    let t = stack::template();
+    for (name, r) in t["Resources"].as_object().unwrap() {
+        let kind = r["Type"].as_str().unwrap();
+        let props = &r["Properties"];
+        if kind.starts_with("AWS::IAM::") {
+            for field in ["RoleName", "ManagedPolicyName", "UserName", "GroupName"] {
+                assert!(props.get(field).is_none(), "{name} sets the global {field}");
+            }
+        }
+        if kind == "AWS::S3::Bucket" {
+            assert!(props.get("BucketName").is_none(), "{name} names its bucket");
+        }
+    }
+}
 
 #[test]
-fn the_default_build_image_has_the_glibc_the_binary_needs() {
-    let t = template();
-    let image = t["Parameters"]["BuildImage"]["Default"].as_str().unwrap();
-    let glibc = IMAGE_GLIBC
-        .iter()
-        .find(|(name, _)| *name == image)
-        .map(|(_, v)| *v)
-        .unwrap_or_else(|| {
-            panic!("unknown glibc for the default image {image}: add it to IMAGE_GLIBC")
-        });
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/check-glibc.sh");
-    let out = tool(script, &[env!("CARGO_BIN_EXE_backlog-mirror"), glibc]);
+fn efs_uses_elastic_throughput_and_no_infrequent_access_by_default() {
+    let t = stack::template();
+    let s = stack_for(&t, &mode("EC2", "EFS"));
+    let fs = s.properties("MirrorFileSystem");
+    assert_eq!(fs["ThroughputMode"], "elastic");
+    assert_eq!(fs["Encrypted"], true);
+    assert!(fs.get("LifecyclePolicies").is_none(), "{fs}");
+    let text = std::fs::read_to_string(TEMPLATE).unwrap();
     assert!(
-        out.status.success(),
-        "the binary needs a newer glibc than {image} has: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+        !text.contains(".amazonaws.com:/"),
+        "an EFS host name hard-codes amazonaws.com"
     );
-    // And the check really compares: the article's Amazon Linux 2 image is too old for this build.
-    let out = tool(script, &[env!("CARGO_BIN_EXE_backlog-mirror"), "2.17"]);
-    assert!(!out.status.success(), "check-glibc.sh accepted glibc 2.17");
+}
+
+/// The contract's rendering gives each API shape its own deployment: a changed AllowedSourceIps
+/// (or secret, or template) makes a new logical id, and the stage serves it.
+#[test]
+fn every_change_to_the_api_makes_a_new_deployment_the_stage_serves() {
+    let text = std::fs::read_to_string(TEMPLATE).unwrap();
+    let word_like = text
+        .match_indices(DEPLOYMENT)
+        .filter(|(i, _)| {
+            let after = text[i + DEPLOYMENT.len()..].chars().next();
+            let before = text[..*i].chars().next_back();
+            after.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+                || before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+        })
+        .count();
+    assert_eq!(word_like, 0, "{DEPLOYMENT} is part of another identifier");
+    let secret = "s".repeat(48);
+    let a = stack::render(&text, &secret, "203.0.113.0/24", "backlog-mirror");
+    let a2 = stack::render(&text, &secret, "203.0.113.0/24", "backlog-mirror");
+    let b = stack::render(&text, &secret, "198.51.100.0/24", "backlog-mirror");
+    let c = stack::render(&text, &"t".repeat(48), "203.0.113.0/24", "backlog-mirror");
+    let dir = tempfile::tempdir().unwrap();
+    let mut ids = Vec::new();
+    for (name, rendered) in [("a", &a), ("a2", &a2), ("b", &b), ("c", &c)] {
+        let path = dir.path().join(format!("{name}.yaml"));
+        std::fs::write(&path, rendered).unwrap();
+        let t = stack::load(&path);
+        let deployments: Vec<String> = t["Resources"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .filter(|(_, r)| r["Type"] == "AWS::ApiGateway::Deployment")
+            .map(|(n, _)| n.clone())
+            .collect();
+        assert_eq!(deployments.len(), 1);
+        let id = deployments[0].clone();
+        assert!(
+            id.len() == DEPLOYMENT.len() + 12 && id.starts_with(DEPLOYMENT),
+            "{id}"
+        );
+        assert_eq!(
+            t["Resources"]["WebhookStage"]["Properties"]["DeploymentId"],
+            json!({"Ref": id}),
+            "the stage does not serve the rendered deployment"
+        );
+        ids.push(id);
+    }
+    assert_eq!(ids[0], ids[1], "the same API must keep its deployment");
+    assert_ne!(
+        ids[0], ids[2],
+        "a new IP allow list reuses the old deployment"
+    );
+    assert_ne!(
+        ids[0], ids[3],
+        "a new secret path reuses the old deployment"
+    );
+    // The allow list itself lands in the API's resource policy.
+    let t = stack::template();
+    let s = Stack::new(
+        &t,
+        &[("AllowedSourceIps", "203.0.113.0/24,198.51.100.7/32")],
+    );
+    assert_eq!(
+        s.properties("WebhookApi")["Policy"]["Statement"][1]["Condition"]["NotIpAddress"]["aws:SourceIp"],
+        json!(["203.0.113.0/24", "198.51.100.7/32"])
+    );
+    assert!(
+        Stack::new(&t, &[])
+            .properties("WebhookApi")
+            .get("Policy")
+            .is_none()
+    );
+}
+
+/// Alerts: a topic EventBridge can publish to (no AWS managed key), a policy admitting only the
+/// rule, and a rule for every way a build can end badly whose message names the repository, the
+/// build and where to look. moto runs the rule's own pattern and input transformer (its
+/// EventBridge delivers to SQS, not SNS, so a queue stands where the topic is).
+#[test]
+fn failed_builds_reach_the_alert_topic_with_repository_build_and_links() {
+    let t = stack::template();
+    let s = Stack::new(&t, &[("AlertEmail", "ops@example.com")]);
+    let topic = s.properties("AlertTopic");
+    assert!(
+        topic.get("KmsMasterKeyId").is_none(),
+        "EventBridge cannot publish under alias/aws/sns"
+    );
+    assert_eq!(
+        topic["Subscription"],
+        json!([{"Protocol": "email", "Endpoint": "ops@example.com"}])
+    );
+    let policy = s.properties("AlertTopicPolicy");
+    assert_eq!(
+        policy["PolicyDocument"]["Statement"],
+        json!([{
+            "Sid": "FailedBuildRuleOnly",
+            "Effect": "Allow",
+            "Principal": {"Service": "events.amazonaws.com"},
+            "Action": "sns:Publish",
+            "Resource": "<AlertTopic>",
+            "Condition": {"ArnEquals": {"aws:SourceArn": "<FailedBuildRule.Arn>"}}
+        }])
+    );
+    assert!(!Stack::new(&t, &[]).exists("AlertTopic"));
+    let rule = s
+        .with_physical("MirrorProject", "backlog-mirror")
+        .properties("FailedBuildRule");
+    assert_eq!(rule["Targets"][0]["Arn"], "<AlertTopic>");
+    let pattern = &rule["EventPattern"];
+    assert_eq!(
+        pattern["detail"]["build-status"],
+        json!(["FAILED", "FAULT", "STOPPED", "TIMED_OUT"])
+    );
+
+    let moto = support::ssm::Moto::start(None);
+    let event = |status: &str, project: &str| {
+        json!({
+            "build-status": status,
+            "project-name": project,
+            "build-id": format!("arn:aws:codebuild:ap-northeast-1:123456789012:build/{project}:0b5f1a3c-{status}"),
+            "current-phase": "BUILD",
+            "current-phase-context": "[COMMAND_EXECUTION_ERROR: Error while executing command: $MIRROR_BIN_DIR/backlog-mirror sync. Reason: exit status 1]",
+            "version": "1",
+            "additional-information": {"logs": {
+                "group-name": "/aws/codebuild/backlog-mirror",
+                "stream-name": "0b5f1a3c",
+                "deep-link": format!("https://console.aws.amazon.com/cloudwatch/home?region=ap-northeast-1#logEvent:group=/aws/codebuild/{project};stream=0b5f1a3c-{status}")
+            }}
+        })
+        .to_string()
+    };
+    let sent = [
+        ("FAILED", "backlog-mirror"),
+        ("FAULT", "backlog-mirror"),
+        ("STOPPED", "backlog-mirror"),
+        ("TIMED_OUT", "backlog-mirror"),
+        ("SUCCEEDED", "backlog-mirror"),
+        ("IN_PROGRESS", "backlog-mirror"),
+        ("FAILED", "another-project"),
+    ];
+    let entries: Vec<Value> = sent
+        .iter()
+        .map(|(st, p)| {
+            json!({"Source": "aws.codebuild", "DetailType": "CodeBuild Build State Change", "Detail": event(st, p)})
+        })
+        .collect();
+    let script = format!(
+        "events = boto3.client('events', **kw)\n\
+         sqs = boto3.client('sqs', **kw)\n\
+         q = sqs.create_queue(QueueName='alerts')['QueueUrl']\n\
+         arn = sqs.get_queue_attributes(QueueUrl=q, AttributeNames=['QueueArn'])['Attributes']['QueueArn']\n\
+         events.put_rule(Name='failed', EventPattern=json.dumps({pattern}), State='ENABLED')\n\
+         target = {target}\n\
+         target['Arn'] = arn\n\
+         events.put_targets(Rule='failed', Targets=[target])\n\
+         assert events.put_events(Entries={entries})['FailedEntryCount'] == 0\n\
+         got = []\n\
+         while True:\n\
+         \x20   batch = sqs.receive_message(QueueUrl=q, MaxNumberOfMessages=10).get('Messages', [])\n\
+         \x20   if not batch: break\n\
+         \x20   got += [json.loads(m['Body']) for m in batch]\n\
+         print(json.dumps(got))",
+        pattern = pattern,
+        target = rule["Targets"][0],
+        entries = Value::Array(entries),
+    );
+    let got: Vec<String> = serde_json::from_str(&moto.boto(&script)).unwrap();
+    assert_eq!(got.len(), 4, "{got:#?}");
+    for status in ["FAILED", "FAULT", "STOPPED", "TIMED_OUT"] {
+        let message = got
+            .iter()
+            .find(|m| m.contains(&format!("ended {status} ")))
+            .unwrap_or_else(|| panic!("no alert for {status}: {got:#?}"));
+        for part in [
+            "example-space.git.backlog.jp:/PROJ/app.git",
+            "CodeCommit app-mirror",
+            &format!("build/backlog-mirror:0b5f1a3c-{status}"),
+            "exit status 1",
+            &format!("stream=0b5f1a3c-{status}"),
+            "https://ap-northeast-1.console.aws.amazon.com/codesuite/codebuild/123456789012/projects/backlog-mirror/history?region=ap-northeast-1",
+        ] {
+            assert!(
+                message.contains(part),
+                "{status} alert lacks {part}: {message}"
+            );
+        }
+    }
+    assert!(!got.iter().any(|m| m.contains("another-project")));
+}
+
+#[test]
+fn the_outputs_are_the_contracts() {
+    let t = stack::template();
+    let outputs: BTreeSet<&str> = t["Outputs"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        outputs,
+        BTreeSet::from([
+            "WebhookURL",
+            "ProjectName",
+            "ArtifactBucketName",
+            "AlertTopicArn"
+        ])
+    );
+    assert_eq!(t["Outputs"]["AlertTopicArn"]["Condition"], "HasAlerts");
+    for name in [
+        "ProjectName",
+        "LogRetentionDays",
+        "BacklogSpaceKey",
+        "BacklogDomain",
+        "BacklogProjectKey",
+        "BacklogRepositoryName",
+        "SshKeyParameterName",
+        "SshKeyKmsKeyArn",
+        "BacklogHostKeyFingerprint",
+        "CodeCommitRepositoryName",
+        "WebhookSecret",
+        "ThrottleRateLimit",
+        "ThrottleBurstLimit",
+        "AllowedSourceIps",
+        "Architecture",
+        "ComputeMode",
+        "BinarySha256",
+        "BinaryUrl",
+        "BuildTimeoutMinutes",
+        "ScheduleExpression",
+        "AlertEmail",
+        "CacheMode",
+        "VpcId",
+        "PrivateSubnetId1",
+        "PrivateSubnetId2",
+    ] {
+        assert!(
+            t["Parameters"].get(name).is_some(),
+            "contract parameter {name} is missing"
+        );
+    }
+    assert_eq!(t["Parameters"]["BinaryUrl"]["Default"], "");
+    assert_eq!(t["Parameters"]["SshKeyKmsKeyArn"]["Default"], "");
 }
