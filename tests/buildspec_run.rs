@@ -1,22 +1,73 @@
-//! buildspec.yml runs for real: its phases' commands, with bash, in the environment CodeBuild
-//! gives a build (the buildspec's variables, the project's overrides, the parameter-store
-//! variable, CODEBUILD_* variables, container credentials), against a local SSH source (OpenSSH
-//! sshd) and a local CodeCommit stand-in that verifies SigV4. The target ends an exact mirror, and
-//! again after the cache directory is emptied (stateless mode).
+//! buildspec.yml runs for real, as CodeBuild runs it: each phase's commands in one bash, a
+//! command's exit status deciding whether the phase goes on, later phases skipped after a failure;
+//! with the environment CodeBuild gives a build (the buildspec's variables, then the project's as
+//! the CloudFormation stack sets them, CODEBUILD_* variables, container credentials). The binary
+//! it runs is the static release build of scripts/dist.sh, copied from S3 (moto_server, through
+//! the real AWS CLI) or downloaded over HTTP, and checked against its SHA-256 before it runs.
+//! The sync reads its SSH key from Parameter Store (moto) under the name the stack gives it, pulls
+//! from OpenSSH's sshd and pushes to the CodeCommit stand-in, which verifies SigV4.
 
 mod support;
 
+#[path = "support/stack.rs"]
+mod stack;
+
 use std::collections::BTreeMap;
-use std::path::Path;
-use std::process::Command;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 use support::codecommit::{CodeCommitServer, ContainerCredentials};
+use support::ssm::{Moto, REGION};
 use support::*;
 
-const REGION: &str = "ap-northeast-1";
 const AKID: &str = "ASIAEXAMPLEBUILDROLE";
 const SECRET: &str = "canary-7f3a9c1e5b-build-role-secret";
 const TOKEN: &str = "canary-7f3a9c1e5b-build-role-token";
+const TARGET: &str = "x86_64-unknown-linux-musl";
+const KEY_PARAMETER: &str = "/teams/app/backlog-deploy-key";
+const BUCKET: &str = "backlog-mirror-artifactbucket-1q2w3e4r5t6y";
+
+/// The static binary scripts/dist.sh built (scripts/test.sh sets the variable).
+fn dist_binary() -> PathBuf {
+    let path = std::env::var_os("BACKLOG_MIRROR_DIST_BINARY")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            panic!(
+                "BACKLOG_MIRROR_DIST_BINARY is not set: build the release binary with \
+             scripts/dist.sh --target {TARGET} and set it to target/dist/backlog-mirror-{TARGET}, \
+             or run ./scripts/test.sh, which does both"
+            )
+        });
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| {
+        panic!(
+            "BACKLOG_MIRROR_DIST_BINARY={}: {e}: run scripts/dist.sh --target {TARGET} or ./scripts/test.sh",
+            path.display()
+        )
+    });
+    assert!(
+        !has_interpreter(&bytes),
+        "BACKLOG_MIRROR_DIST_BINARY={} is dynamically linked; the buildspec ships the static \
+         build of scripts/dist.sh --target {TARGET}",
+        path.display()
+    );
+    path
+}
+
+/// Does this 64-bit little-endian ELF file ask for a dynamic loader (a PT_INTERP header)?
+fn has_interpreter(elf: &[u8]) -> bool {
+    assert!(
+        elf.len() > 64 && &elf[..4] == b"\x7fELF" && elf[4] == 2 && elf[5] == 1,
+        "not a 64-bit little-endian ELF file"
+    );
+    let u16_at = |o: usize| u16::from_le_bytes([elf[o], elf[o + 1]]) as usize;
+    let phoff = u64::from_le_bytes(elf[0x20..0x28].try_into().unwrap()) as usize;
+    let (size, count) = (u16_at(0x36), u16_at(0x38));
+    (0..count).any(|i| {
+        let at = phoff + i * size;
+        u32::from_le_bytes(elf[at..at + 4].try_into().unwrap()) == 3
+    })
+}
 
 fn buildspec() -> serde_json::Value {
     let out = Command::new("python3")
@@ -36,40 +87,44 @@ fn buildspec() -> serde_json::Value {
 }
 
 fn sha256(path: &Path) -> String {
-    let out = Command::new("sha256sum")
-        .arg(path)
-        .output()
-        .expect("sha256sum");
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_string()
+    let bytes = std::fs::read(path).expect("read");
+    <sha2::Sha256 as sha2::Digest>::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
-/// Run every phase as CodeBuild does: each phase's commands in one bash, stopping at the first
-/// failing command; later phases do not run after a failure. Returns (exit code, output).
-fn run_build(
+/// Run `phases` as CodeBuild runs a buildspec (version 0.2): every command of a phase in the
+/// same bash, each checked for its exit status (a multi-line command counts as one, with its
+/// last status); the first failure ends the phase and the build. Returns (exit code, log).
+fn run_phases(
     spec: &serde_json::Value,
     env: &BTreeMap<String, String>,
     workdir: &Path,
+    phases: &[&str],
 ) -> (i32, String) {
     let mut log = String::new();
-    for phase in ["install", "pre_build", "build", "post_build"] {
+    for phase in phases {
         let Some(commands) = spec["phases"][phase]["commands"].as_array() else {
             continue;
         };
-        let script = commands
+        let script: String = commands
             .iter()
-            .map(|c| c.as_str().unwrap())
-            .collect::<Vec<_>>()
-            .join("\n");
-        let mut cmd = Command::new("bash");
-        cmd.env_clear()
+            .map(|c| {
+                format!(
+                    "{}\n__status=$?; if [ $__status -ne 0 ]; then exit $__status; fi\n",
+                    c.as_str().unwrap().trim_end()
+                )
+            })
+            .collect();
+        let out = Command::new("bash")
+            .env_clear()
             .envs(env)
             .current_dir(workdir)
-            .args(["-e", "-o", "pipefail", "-c", &script]);
-        let out = cmd.output().expect("bash");
+            .args(["-c", &script])
+            .stdin(Stdio::null())
+            .output()
+            .expect("bash");
         log.push_str(&format!(
             "[{phase}]\n{}{}",
             String::from_utf8_lossy(&out.stdout),
@@ -82,8 +137,80 @@ fn run_build(
     (0, log)
 }
 
+const ALL_PHASES: &[&str] = &["install", "pre_build", "build", "post_build"];
+
+/// The environment of a build: the image's, the buildspec's variables, the project's (from the
+/// stack), then what CodeBuild itself sets. `local` points the build at the test's peers.
+fn build_env(
+    sb: &Sandbox,
+    spec: &serde_json::Value,
+    project: &BTreeMap<String, String>,
+    local: &[(&str, String)],
+) -> BTreeMap<String, String> {
+    let mut env = BTreeMap::new();
+    env.insert("PATH".to_string(), std::env::var("PATH").unwrap());
+    env.insert("HOME".to_string(), path_str(&sb.home()));
+    for (k, v) in spec["env"]["variables"].as_object().unwrap() {
+        env.insert(k.clone(), v.as_str().unwrap_or("").to_string());
+    }
+    assert!(
+        spec["env"].get("parameter-store").is_none(),
+        "the buildspec names a parameter itself; the project's SshKeyParameterName must decide"
+    );
+    env.extend(project.clone());
+    for (k, v) in [
+        ("AWS_REGION", REGION.to_string()),
+        ("AWS_DEFAULT_REGION", REGION.to_string()),
+        ("AWS_EC2_METADATA_DISABLED", "true".to_string()),
+        (
+            "CODEBUILD_BUILD_ID",
+            "backlog-mirror:0b5f1a3c-1".to_string(),
+        ),
+        ("CODEBUILD_BUILD_NUMBER", "1".to_string()),
+        (
+            "CODEBUILD_BUILD_ARN",
+            format!("arn:aws:codebuild:{REGION}:123456789012:build/backlog-mirror:0b5f1a3c-1"),
+        ),
+        ("CODEBUILD_INITIATOR", "apigateway".to_string()),
+        ("CODEBUILD_CI", "true".to_string()),
+    ] {
+        env.insert(k.to_string(), v);
+    }
+    for (k, v) in local {
+        env.insert(k.to_string(), v.clone());
+    }
+    env
+}
+
+/// The AWS CLI the buildspec calls, checked against moto before a build relies on it.
+fn check_aws_cli(env: &BTreeMap<String, String>) {
+    let out = Command::new("aws")
+        .env_clear()
+        .envs(env)
+        .args(["s3api", "head-bucket", "--bucket", BUCKET])
+        .output()
+        .unwrap_or_else(|e| panic!("the AWS CLI is missing ({e}): run ./scripts/test.sh"));
+    assert!(
+        out.status.success(),
+        "the AWS CLI does not reach moto's S3 through AWS_ENDPOINT_URL_S3 (AWS CLI v2 >= 2.13 or \
+         v1 >= 1.29 needed): run ./scripts/test.sh\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn s3_put(moto: &Moto, key: &str, file: &Path) {
+    moto.boto(&format!(
+        "s3 = boto3.client('s3', **kw)\n\
+         s3.put_object(Bucket='{BUCKET}', Key='{key}', Body=open({file:?}, 'rb').read())",
+        file = path_str(file)
+    ));
+}
+
 #[test]
-fn the_buildspec_mirrors_backlog_over_ssh_into_codecommit_and_again_statelessly() {
+fn the_buildspec_copies_the_pinned_binary_from_s3_and_mirrors_with_the_stacks_key() {
+    let binary = dist_binary();
+    let sha = sha256(&binary);
     let sb = Sandbox::new();
     let source = generate_repo(
         &sb.join("backlog/PROJ/app.git"),
@@ -103,97 +230,80 @@ fn the_buildspec_mirrors_backlog_over_ssh_into_codecommit_and_again_statelessly(
     init_bare(&root.join("app"));
     let server = CodeCommitServer::start(&root, REGION, &[(AKID, SECRET, Some(TOKEN))], 4000);
     let creds = ContainerCredentials::start(AKID, SECRET, TOKEN);
+    let moto = Moto::start(None);
+    moto.boto(&format!(
+        "boto3.client('s3', **kw).create_bucket(Bucket='{BUCKET}', \
+         CreateBucketConfiguration={{'LocationConstraint': '{REGION}'}})"
+    ));
+    let pinned = format!("bin/{sha}/backlog-mirror-{TARGET}");
+    s3_put(&moto, &pinned, &binary);
+    moto.put_secure_string(KEY_PARAMETER, &key.private_text);
+
+    // The project's environment as the stack sets it for these parameters.
+    let t = stack::template();
+    let fingerprints = sshd.host_key_fingerprints().join(",");
+    let project = stack::Stack::new(
+        &t,
+        &[
+            ("Architecture", "x86_64"),
+            ("ComputeMode", "Lambda"),
+            ("SshKeyParameterName", KEY_PARAMETER),
+            ("BinarySha256", &sha),
+            ("BacklogHostKeyFingerprint", &fingerprints),
+            ("CodeCommitRepositoryName", "app"),
+        ],
+    )
+    .with_physical("ArtifactBucket", BUCKET)
+    .build_env();
+    assert_eq!(project["BACKLOG_MIRROR_SSH_KEY_SSM"], KEY_PARAMETER);
+    assert_eq!(project["MIRROR_BIN_TARGET"], TARGET);
 
     let spec = buildspec();
-    let binary = Path::new(env!("CARGO_BIN_EXE_backlog-mirror"));
     let work = sb.join("codebuild/src");
     std::fs::create_dir_all(&work).unwrap();
-    let mut env = BTreeMap::new();
-    // 1. What the build image has.
-    env.insert(
-        "PATH".to_string(),
-        format!(
-            "{}:{}",
-            sb.join("bin").display(),
-            std::env::var("PATH").unwrap()
-        ),
-    );
-    env.insert("HOME".to_string(), path_str(&sb.home()));
-    // 2. The buildspec's own variables (lowest precedence) and its parameter-store variable.
-    for (k, v) in spec["env"]["variables"].as_object().unwrap() {
-        env.insert(k.clone(), v.as_str().unwrap_or("").to_string());
-    }
-    let ssm = spec["env"]["parameter-store"].as_object().unwrap();
-    assert!(
-        ssm.contains_key("SSH_PRIVATE_KEY"),
-        "the buildspec reads the key from Parameter Store"
-    );
-    env.insert("SSH_PRIVATE_KEY".into(), key.private_text.clone());
-    // 3. The project's environment, as the CloudFormation stack sets it, pointed at local peers.
-    for (k, v) in [
+    let bin_dir = sb.join("tmp/backlog-mirror-bin");
+    let mut local = vec![
+        // Backlog and CodeCommit are local; so are S3 and Parameter Store.
         ("BACKLOG_MIRROR_SOURCE", sshd.url(&source)),
-        ("CODECOMMIT_REPOSITORY_NAME", "app".to_string()),
-        (
-            "BACKLOG_MIRROR_HOST_KEY_FINGERPRINT",
-            sshd.host_key_fingerprints().join(","),
-        ),
+        ("AWS_ENDPOINT_URL_S3", moto.endpoint()),
+        ("AWS_ENDPOINT_URL_SSM", moto.endpoint()),
+        ("AWS_CONTAINER_CREDENTIALS_FULL_URI", creds.url.clone()),
+        // Per-test scratch space instead of the shared /tmp.
+        ("MIRROR_BIN_DIR", path_str(&bin_dir)),
         (
             "BACKLOG_MIRROR_CACHE_DIR",
-            path_str(&sb.join("efs/backlog-mirror")),
+            path_str(&sb.join("tmp/backlog-mirror")),
         ),
-        ("BACKLOG_MIRROR_URL", format!("file://{}", binary.display())),
-        ("BACKLOG_MIRROR_SHA256", sha256(binary)),
-        ("BACKLOG_MIRROR_BIN_DIR", path_str(&sb.join("bin"))),
-        // 4. What CodeBuild itself sets.
-        ("AWS_REGION", REGION.to_string()),
-        ("AWS_DEFAULT_REGION", REGION.to_string()),
-        ("AWS_CONTAINER_CREDENTIALS_FULL_URI", creds.url.clone()),
-        ("AWS_EC2_METADATA_DISABLED", "true".to_string()),
-        (
-            "CODEBUILD_BUILD_ID",
-            "backlog-mirror:0b5f1a3c-1".to_string(),
-        ),
-        ("CODEBUILD_BUILD_NUMBER", "1".to_string()),
-        (
-            "CODEBUILD_BUILD_ARN",
-            format!("arn:aws:codebuild:{REGION}:123456789012:build/backlog-mirror:1"),
-        ),
-        ("CODEBUILD_INITIATOR", "apigateway".to_string()),
         ("CODEBUILD_SRC_DIR", path_str(&work)),
-        ("CODEBUILD_CI", "true".to_string()),
-    ]
-    .into_iter()
-    .chain(server.client_env())
-    {
-        env.insert(k.to_string(), v);
-    }
+    ];
+    local.extend(server.client_env().map(|(k, v)| (k, v)));
+    let env = build_env(&sb, &spec, &project, &local);
+    check_aws_cli(&env);
 
-    let (code, log) = run_build(&spec, &env, &work);
+    let (code, log) = run_phases(&spec, &env, &work, ALL_PHASES);
     assert_eq!(code, 0, "{log}");
     assert_mirror(&source, &root.join("app"));
     assert!(
-        !log.contains(SECRET) && !log.contains(TOKEN),
-        "a secret leaked:\n{log}"
+        log.contains(&format!("s3://{BUCKET}/{pinned}")),
+        "the binary did not come from the stack's bucket:\n{log}"
     );
+    assert!(log.contains(": OK"), "no checksum check in the log:\n{log}");
     assert!(
-        !log.contains(key.private_text.lines().nth(1).unwrap()),
-        "the key leaked:\n{log}"
+        log.contains("backlog-mirror 0.1"),
+        "no --version line:\n{log}"
     );
+    for secret in [SECRET, TOKEN, key.private_text.lines().nth(1).unwrap()] {
+        assert!(!log.contains(secret), "a secret leaked:\n{log}");
+    }
 
     // Stateless: the cache directory is gone; the mirror is seeded from CodeCommit and stays exact.
-    std::fs::remove_dir_all(sb.join("efs")).unwrap();
-    let work_tree = WorkRepo::init(&sb.join("dev"));
+    std::fs::remove_dir_all(sb.join("tmp/backlog-mirror")).unwrap();
+    let dev = WorkRepo::init(&sb.join("dev"));
+    git(&dev.path, &["fetch", "-q", &path_str(&source), "main"]);
+    git(&dev.path, &["checkout", "-q", "-B", "main", "FETCH_HEAD"]);
+    dev.commit("new.txt", "pushed to Backlog", "new work");
     git(
-        &work_tree.path,
-        &["fetch", "-q", &path_str(&source), "main"],
-    );
-    git(
-        &work_tree.path,
-        &["checkout", "-q", "-B", "main", "FETCH_HEAD"],
-    );
-    work_tree.commit("new.txt", "pushed to Backlog", "new work");
-    git(
-        &work_tree.path,
+        &dev.path,
         &[
             "push",
             "-q",
@@ -202,7 +312,7 @@ fn the_buildspec_mirrors_backlog_over_ssh_into_codecommit_and_again_statelessly(
             "main:refs/heads/feature",
         ],
     );
-    let (code, log) = run_build(&spec, &env, &work);
+    let (code, log) = run_phases(&spec, &env, &work, ALL_PHASES);
     assert_eq!(code, 0, "{log}");
     assert!(
         log.contains("seeding"),
@@ -210,19 +320,154 @@ fn the_buildspec_mirrors_backlog_over_ssh_into_codecommit_and_again_statelessly(
     );
     assert_mirror(&source, &root.join("app"));
 
-    // A binary that does not match its checksum never runs.
-    let mut tampered = env.clone();
-    tampered.insert("BACKLOG_MIRROR_SHA256".into(), "0".repeat(64));
-    tampered.insert("BACKLOG_MIRROR_BIN_DIR".into(), path_str(&sb.join("bin2")));
-    tampered.insert(
-        "PATH".into(),
-        format!("{}:/usr/bin:/bin", sb.join("bin2").display()),
-    );
-    let (code, log) = run_build(&spec, &tampered, &work);
+    // Someone replaces the pinned object: the checksum stops the build before the file runs.
+    let marker = sb.join("tampered-binary-ran");
+    let tampered = sb.join("tampered");
+    std::fs::write(
+        &tampered,
+        format!("#!/bin/sh\ntouch {}\n", path_str(&marker)),
+    )
+    .unwrap();
+    s3_put(&moto, &pinned, &tampered);
+    let (code, log) = run_phases(&spec, &env, &work, ALL_PHASES);
     assert_ne!(code, 0, "{log}");
+    assert!(log.contains("FAILED"), "sha256sum did not report:\n{log}");
     assert!(
         !log.contains("[build]"),
         "the build phase ran after a failed checksum:\n{log}"
     );
-    assert!(!sb.join("bin2/backlog-mirror").exists());
+    assert!(!marker.exists(), "the tampered file ran");
+    assert!(
+        !bin_dir.join("backlog-mirror").exists(),
+        "the previous build's binary is still in place"
+    );
+
+    // A checksum nobody uploaded: the copy fails, nothing runs.
+    let mut missing = env.clone();
+    missing.insert("MIRROR_BIN_SHA256".into(), "0".repeat(64));
+    let (code, log) = run_phases(&spec, &missing, &work, ALL_PHASES);
+    assert_ne!(code, 0, "{log}");
+    assert!(!log.contains("[build]"), "{log}");
+}
+
+/// `python3 -m http.server` on 127.0.0.1 serving `dir`, stopped on drop.
+struct HttpDir {
+    child: Child,
+    port: u16,
+}
+
+impl HttpDir {
+    fn start(dir: &Path) -> HttpDir {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let mut child = Command::new("python3")
+            .args([
+                "-m",
+                "http.server",
+                "--bind",
+                "127.0.0.1",
+                &port.to_string(),
+            ])
+            .arg("--directory")
+            .arg(dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3 -m http.server");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "http.server exited on port {port}"
+            );
+            assert!(Instant::now() < deadline, "http.server did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        HttpDir { child, port }
+    }
+}
+
+impl Drop for HttpDir {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// BinaryUrl, for teams hosting releases: the download is checked like the S3 copy, and DNS and
+/// connection failures are retried (curl's --retry alone counts a failed lookup as transient but
+/// not a refused connection; --retry-all-errors covers both).
+#[test]
+fn a_binary_url_is_downloaded_checked_and_retried_through_dns_and_connection_errors() {
+    let binary = dist_binary();
+    let sha = sha256(&binary);
+    let sb = Sandbox::new();
+    let served = sb.join("releases");
+    std::fs::create_dir_all(&served).unwrap();
+    std::fs::copy(&binary, served.join(format!("backlog-mirror-{TARGET}"))).unwrap();
+    let http = HttpDir::start(&served);
+    let spec = buildspec();
+    let work = sb.join("src");
+    std::fs::create_dir_all(&work).unwrap();
+    let run_install = |name: &str, url: String| {
+        let t = stack::template();
+        let project = stack::Stack::new(
+            &t,
+            &[
+                ("Architecture", "x86_64"),
+                ("BinarySha256", &sha),
+                ("BinaryUrl", "https://releases.example.com/backlog-mirror"),
+            ],
+        )
+        .with_physical("ArtifactBucket", BUCKET)
+        .build_env();
+        let bin_dir = sb.join(&format!("bin-{name}"));
+        let env = build_env(
+            &sb,
+            &spec,
+            &project,
+            &[
+                ("MIRROR_BIN_URL", url),
+                ("MIRROR_BIN_DIR", path_str(&bin_dir)),
+            ],
+        );
+        let (code, log) = run_phases(&spec, &env, &work, &["install"]);
+        (code, log, bin_dir.join("backlog-mirror").exists())
+    };
+
+    let (code, log, installed) = run_install(
+        "ok",
+        format!("http://127.0.0.1:{}/backlog-mirror-{TARGET}", http.port),
+    );
+    assert_eq!(code, 0, "{log}");
+    assert!(installed && log.contains("backlog-mirror 0.1"), "{log}");
+
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port();
+    let failing = [
+        ("dns", "http://backlog-mirror-release.invalid/x".to_string()),
+        ("refused", format!("http://127.0.0.1:{closed}/x")),
+    ];
+    let run_install = &run_install;
+    std::thread::scope(|scope| {
+        let runs: Vec<_> = failing
+            .iter()
+            .map(|(name, url)| scope.spawn(move || (name, run_install(name, url.clone()))))
+            .collect();
+        for run in runs {
+            let (name, (code, log, installed)) = run.join().unwrap();
+            assert_ne!(code, 0, "{name}: {log}");
+            assert_eq!(
+                log.matches("Will retry").count(),
+                5,
+                "{name}: not retried five times:\n{log}"
+            );
+            assert!(!installed, "{name}: {log}");
+        }
+    });
 }

@@ -370,10 +370,10 @@ impl<'a> Stack<'a> {
             .flatten()
             .map(|r| r.1)
         {
-            if let Some(cond) = rule.get("RuleCondition") {
-                if !self.truth(cond) {
-                    continue;
-                }
+            if let Some(cond) = rule.get("RuleCondition")
+                && !self.truth(cond)
+            {
+                continue;
             }
             for a in rule["Assertions"].as_array().unwrap() {
                 if !self.truth(&a["Assert"]) {
