@@ -357,7 +357,7 @@ fn other_client_errors_keep_their_status() {
             400,
             error(
                 "InvalidInputException",
-                "Invalid project name: it's 'bad' \"really\" / \\ ok",
+                "Invalid project name: it's 'bad' \"really\" / \\ ok $context.stage #set($x = 1)",
             ),
         ),
         (
@@ -370,7 +370,7 @@ fn other_client_errors_keep_their_status() {
     assert_eq!(got[0].0, 400);
     assert_eq!(
         got[0].1,
-        json!({"started": false, "error": "InvalidInputException", "message": "Invalid project name: it's 'bad' \"really\" / \\ ok"})
+        json!({"started": false, "error": "InvalidInputException", "message": "Invalid project name: it's 'bad' \"really\" / \\ ok $context.stage #set($x = 1)"})
     );
     assert_eq!(got[1].0, 403);
     assert_eq!(got[1].1["error"], "AccessDeniedException");
