@@ -46,6 +46,18 @@ fn dist_binary() -> PathBuf {
         )
     });
     assert!(
+        bytes.len() > 64 && &bytes[..4] == b"\x7fELF" && bytes[4] == 2 && bytes[5] == 1,
+        "BACKLOG_MIRROR_DIST_BINARY={} is not a 64-bit little-endian ELF file",
+        path.display()
+    );
+    assert_eq!(
+        u16::from_le_bytes([bytes[0x12], bytes[0x13]]),
+        0x3e,
+        "BACKLOG_MIRROR_DIST_BINARY={} is not an x86_64 binary: point it at \
+         target/dist/backlog-mirror-{TARGET}",
+        path.display()
+    );
+    assert!(
         !has_interpreter(&bytes),
         "BACKLOG_MIRROR_DIST_BINARY={} is dynamically linked; the buildspec ships the static \
          build of scripts/dist.sh --target {TARGET}",
@@ -56,10 +68,6 @@ fn dist_binary() -> PathBuf {
 
 /// Does this 64-bit little-endian ELF file ask for a dynamic loader (a PT_INTERP header)?
 fn has_interpreter(elf: &[u8]) -> bool {
-    assert!(
-        elf.len() > 64 && &elf[..4] == b"\x7fELF" && elf[4] == 2 && elf[5] == 1,
-        "not a 64-bit little-endian ELF file"
-    );
     let u16_at = |o: usize| u16::from_le_bytes([elf[o], elf[o + 1]]) as usize;
     let phoff = u64::from_le_bytes(elf[0x20..0x28].try_into().unwrap()) as usize;
     let (size, count) = (u16_at(0x36), u16_at(0x38));
