@@ -16,7 +16,8 @@
 #                              variable below (BACKLOG_MIRROR_...); '#' comments, blank lines
 #
 # The binary (default: scripts/dist.sh builds it for --architecture, and it is uploaded to the
-# stack's artifact bucket at bin/<sha256>/backlog-mirror-<rust target>):
+# stack's artifact bucket at bin/<sha256>/backlog-mirror-<rust target>; its SHA-256 is passed
+# as BinarySha256, which the build checks before running it):
 #   --binary PATH              use this binary instead of building one (a Linux ELF for
 #                              --architecture; a static musl build is what CodeBuild can run)
 #   --binary-url URL           BinaryUrl: the build downloads the binary from this https URL
@@ -51,7 +52,8 @@
 #   --parameter KEY=VALUE      any other template parameter (repeatable)
 #
 # Actions (flags only, never read from the environment or an env file):
-#   --rotate-webhook-secret    generate a new webhook secret; the old URL stops working
+#   --rotate-webhook-secret    generate a new webhook secret (WebhookSecret); the old URL stops
+#                              working
 #   --delete                   empty every bucket of the stack (all versions), delete the stack
 #   --render-only FILE         write the rendered template to FILE ('-': stdout) and stop; no
 #                              AWS call (the deployment id is computed with an empty secret)
@@ -129,7 +131,9 @@ readonly MANAGED_PARAMETERS=" WebhookSecret BinarySha256 BinaryUrl Architecture 
 
 flag_of() { printf -- '--%s' "$(printf '%s' "$1" | tr 'A-Z_' 'a-z-')"; }
 suffix_of() { printf '%s' "${1#--}" | tr 'a-z-' 'A-Z_'; }
-is_value_option() { printf '%s\n' "$VALUE_OPTIONS" | grep -q "^$1 "; }
+# (A pattern match, not `grep -q` in a pipe: grep -q exits at the first match and, under
+# pipefail, the writer's SIGPIPE would fail the test at random.)
+is_value_option() { [[ "$VALUE_OPTIONS" == *$'\n'"$1 "* ]]; }
 param_of() { printf '%s\n' "$VALUE_OPTIONS" | awk -v k="$1" '$1 == k { print $2 }'; }
 
 # opt_<SUFFIX> holds an option's value, has_<SUFFIX> is 1 once it is set (an empty value counts).
@@ -527,7 +531,9 @@ if [ "$DELETE" = 1 ]; then
     fi
     # A build that wrote to the cache while the bucket was emptied makes the delete fail: empty
     # the buckets again and retry once.
-    [ "$attempt" = 1 ] && say "the delete did not finish ($(stack_status)); emptying the buckets again and retrying"
+    if [ "$attempt" = 1 ]; then
+      say "the delete did not finish ($(stack_status)); emptying the buckets again and retrying"
+    fi
   done
   fail "deleting stack $STACK_NAME failed ($(stack_status)): see aws cloudformation describe-stack-events --stack-name $STACK_NAME"
 fi
@@ -544,7 +550,6 @@ ROLLBACK_COMPLETE | ROLLBACK_FAILED | CREATE_FAILED | DELETE_FAILED)
 esac
 
 if [ "$CREATING" = 1 ]; then
-  say "creating stack $STACK_NAME in account $account"
   for required in BACKLOG_SPACE BACKLOG_PROJECT BACKLOG_REPO HOST_KEY_FINGERPRINT CODECOMMIT_REPO; do
     if [ -z "$(opt "$required")" ]; then
       usage_error "$(flag_of "$required") is required to create stack $STACK_NAME"
@@ -554,7 +559,6 @@ if [ "$CREATING" = 1 ]; then
   ALLOWED_SOURCE_IPS="$(opt ALLOWED_SOURCE_IPS)"
   ARCHITECTURE="$(opt_or ARCHITECTURE arm64)"
 else
-  say "updating stack $STACK_NAME in account $account"
   load_current_parameters
   PROJECT_NAME="$(opt_or PROJECT_NAME "$(cur ProjectName)")"
   ALLOWED_SOURCE_IPS="$(opt_or ALLOWED_SOURCE_IPS "$(cur AllowedSourceIps | tr -d '[:space:]')")"
@@ -679,6 +683,7 @@ deploy() {
 }
 
 if [ "$CREATING" = 1 ]; then
+  say "creating stack $STACK_NAME in account $account"
   [ "$template_size" -le "$MAX_TEMPLATE_BODY" ] ||
     fail "the rendered template has $template_size bytes; a stack is created from at most $MAX_TEMPLATE_BODY (CloudFormation's TemplateBody limit)"
   deploy
@@ -688,6 +693,7 @@ if [ "$CREATING" = 1 ]; then
     upload "$BUCKET"
   fi
 else
+  say "updating stack $STACK_NAME in account $account"
   BUCKET="$(stack_output ArtifactBucketName)"
   if [ "$UPLOAD" = 1 ]; then
     [ -n "$BUCKET" ] || fail "stack $STACK_NAME has no ArtifactBucketName output to upload the binary to"
