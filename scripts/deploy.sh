@@ -38,6 +38,7 @@
 #   --codecommit-repo NAME     CodeCommitRepositoryName (required for a new stack)
 #   --architecture ARCH        Architecture: arm64 or x86_64 (a new stack: arm64)
 #   --compute-mode MODE        ComputeMode: Lambda or EC2
+#   --build-size SIZE          BuildSize: Small, Medium or Large
 #   --cache-mode MODE          CacheMode: None, S3 or EFS
 #   --vpc-id ID                VpcId (EFS mode)
 #   --private-subnet-ids A,B   PrivateSubnetId1 and PrivateSubnetId2 (EFS mode)
@@ -115,6 +116,7 @@ SSH_KEY_KMS_KEY_ARN SshKeyKmsKeyArn
 CODECOMMIT_REPO CodeCommitRepositoryName
 ARCHITECTURE Architecture
 COMPUTE_MODE ComputeMode
+BUILD_SIZE BuildSize
 CACHE_MODE CacheMode
 VPC_ID VpcId
 PRIVATE_SUBNET_IDS -
@@ -267,23 +269,24 @@ done
 check STACK_NAME '^[A-Za-z][A-Za-z0-9-]{0,127}$' 'a stack name (letters, digits, -; starts with a letter)'
 check REGION '^[a-z]{2}(-[a-z]+)+-[0-9]+$' 'an AWS region such as ap-northeast-1'
 check PROJECT_NAME '^[A-Za-z][A-Za-z0-9-]{1,40}$' 'a project name (2-41 letters, digits, -; starts with a letter)'
-check LOG_RETENTION_DAYS '^(1|3|5|7|14|30|60|90|120|150|180|365|400|545|731|1096|1827|2192|2557|2922|3288|3653)$' 'a CloudWatch Logs retention (1, 3, 5, 7, 14, 30, 60, 90, ... days)'
+check LOG_RETENTION_DAYS '^(1|3|5|7|14|30|60|90|120|150|180|365|400|545|731|1827|3653)$' 'a CloudWatch Logs retention (1, 3, 5, 7, 14, 30, 60, 90, ... days)'
 check BACKLOG_SPACE '^[0-9A-Za-z-]+$' 'a Backlog space key'
 check BACKLOG_DOMAIN '^backlog\.(jp|com)$' 'backlog.jp or backlog.com'
 check BACKLOG_PROJECT '^[0-9A-Za-z_]+$' 'a Backlog project key'
 check BACKLOG_REPO '^[0-9A-Za-z._-]+$' 'a Backlog repository name'
 check HOST_KEY_FINGERPRINT '^SHA256:[0-9A-Za-z+/]{43}=?(,SHA256:[0-9A-Za-z+/]{43}=?)*$' 'SHA256:<43 base64 characters> (as ssh-keygen -lf prints)'
 check SSH_KEY_SSM '^/[0-9A-Za-z_./-]+$' 'a Parameter Store name starting with /'
-check SSH_KEY_KMS_KEY_ARN '^(arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:key/[0-9a-f-]+)?$' 'a KMS key ARN (arn:aws:kms:REGION:ACCOUNT:key/ID) or empty'
+check SSH_KEY_KMS_KEY_ARN '^(arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:key/[0-9a-zA-Z-]+)?$' 'a KMS key ARN (arn:aws:kms:REGION:ACCOUNT:key/ID) or empty'
 check CODECOMMIT_REPO '^[0-9A-Za-z._-]{1,100}$' 'a CodeCommit repository name'
 check ARCHITECTURE '^(arm64|x86_64)$' 'arm64 or x86_64'
 check COMPUTE_MODE '^(Lambda|EC2)$' 'Lambda or EC2'
+check BUILD_SIZE '^(Small|Medium|Large)$' 'Small, Medium or Large'
 check CACHE_MODE '^(None|S3|EFS)$' 'None, S3 or EFS'
 check VPC_ID '^vpc-[0-9a-f]{8,17}$' 'a VPC id (vpc-...)'
 check PRIVATE_SUBNET_IDS '^subnet-[0-9a-f]{8,17},subnet-[0-9a-f]{8,17}$' 'two subnet ids, comma separated'
 check THROTTLE_RATE_LIMIT '^[0-9]+(\.[0-9]+)?$' 'a number of requests per second'
 check THROTTLE_BURST_LIMIT '^[1-9][0-9]*$' 'a positive integer'
-check BUILD_TIMEOUT_MINUTES '^[1-9][0-9]*$' 'a number of minutes'
+check BUILD_TIMEOUT_MINUTES '^([5-9]|[1-5][0-9]|60)$' 'a number of minutes from 5 to 60'
 check SCHEDULE '^((rate|cron)\(.+\))?$' 'rate(...), cron(...) or empty'
 check ALERT_EMAIL '^([^@[:space:]"\\]+@[^@[:space:]"\\]+\.[^@[:space:]"\\]+)?$' 'an email address or empty'
 check BINARY_URL '^https://[^[:space:]"\\]+$' 'an https:// URL'

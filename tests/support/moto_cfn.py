@@ -33,6 +33,8 @@ cloudformation/backlog-mirror.yaml as it is:
    when its resource policy changes) loses the resource, and everything that refers to it
    breaks. Here the resource is kept as it was: its new properties are not applied.
 8. A bucket's VersioningConfiguration is ignored. Here `Status: Enabled` enables versioning.
+9. `!FindInMap [BuildSize, ...]` finds the parameter BuildSize instead of the mapping of that
+   name (CloudFormation keeps the two apart). Here it reads the template's Mappings.
 
 Usage: python3 moto_cfn.py [moto_server arguments]
 """
@@ -134,6 +136,9 @@ _clean_json = parsing.clean_json
 
 
 def clean_json(resource_json, resources_map):
+    if isinstance(resource_json, dict) and "Fn::FindInMap" in resource_json:
+        name, top, second = (clean_json(a, resources_map) for a in resource_json["Fn::FindInMap"])
+        return resources_map._template["Mappings"][name][top][second]
     cleaned = _clean_json(resource_json, resources_map)
     if isinstance(resource_json, list) and isinstance(cleaned, list):
         return [
