@@ -717,3 +717,50 @@ fn help_documents_every_flag_and_every_template_parameter() {
         );
     }
 }
+
+#[test]
+fn the_readme_deploy_section_uses_only_flags_and_variables_the_script_has() {
+    let mut cmd = Command::new("bash");
+    isolate(&mut cmd);
+    let help = run(cmd.args([SCRIPT, "--help"])).stdout;
+    let flag_listed = |flag: &str| {
+        help.lines()
+            .any(|l| l.strip_prefix("  ").and_then(|l| l.split(' ').next()) == Some(flag))
+    };
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("README.md");
+    let section = readme
+        .split("\n## Deploy on AWS\n")
+        .nth(1)
+        .and_then(|rest| rest.split("\n## ").next())
+        .expect("a Deploy on AWS section");
+    let mut checked = 0;
+    for block in section.split("```").skip(1).step_by(2) {
+        let joined = block.replace("\\\n", " ");
+        for line in joined.lines().map(str::trim) {
+            if let Some(args) = line.strip_prefix("scripts/deploy.sh") {
+                for flag in args.split_whitespace().filter(|a| a.starts_with("--")) {
+                    assert!(
+                        flag_listed(flag),
+                        "README runs deploy.sh with {flag}, not in --help"
+                    );
+                    checked += 1;
+                }
+            }
+            if let Some((key, _)) = line.split_once('=')
+                && let Some(option) = key.strip_prefix("BACKLOG_MIRROR_")
+            {
+                let flag = format!("--{}", option.to_lowercase().replace('_', "-"));
+                assert!(
+                    flag_listed(&flag),
+                    "README sets {key}, but {flag} is not in --help"
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(
+        checked > 10,
+        "found only {checked} flags in the README's deploy commands"
+    );
+}
