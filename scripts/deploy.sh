@@ -541,7 +541,12 @@ if [ "$DELETE" = 1 ]; then
   fail "deleting stack $STACK_NAME failed ($(stack_status)): see aws cloudformation describe-stack-events --stack-name $STACK_NAME"
 fi
 
-account="$(aws_or_fail "checking the AWS credentials" sts get-caller-identity --query Account --output text)"
+if ! account="$(aws_ sts get-caller-identity --query Account --output text 2>"$WORK/stderr")"; then
+  if grep -q 'must specify a region' "$WORK/stderr"; then
+    usage_error "--region: no region given, and the AWS CLI has none configured"
+  fi
+  fail "checking the AWS credentials: $(grep -v '^[[:space:]]*$' "$WORK/stderr" | tail -n1)"
+fi
 status="$(stack_status)"
 case "$status" in
 NONE | REVIEW_IN_PROGRESS) CREATING=1 ;;

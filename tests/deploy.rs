@@ -373,6 +373,23 @@ fn first_deploy_creates_the_stack_and_uploads_the_binary_and_a_second_run_change
         versions,
         "the binary was uploaded again"
     );
+
+    // A first run stopped between the create and the upload: the next run uploads, and still
+    // changes nothing else.
+    fx.aws(&["s3api", "delete-object", "--bucket", &bucket, "--key", &key]);
+    let (again, third) = fx.deploy_ok(&args);
+    assert_eq!(again, url);
+    assert!(
+        third.stderr.contains("uploading the binary"),
+        "{}",
+        third.stderr
+    );
+    assert!(
+        third.stderr.contains("no change set executed"),
+        "{}",
+        third.stderr
+    );
+    fx.aws(&["s3api", "head-object", "--bucket", &bucket, "--key", &key]);
     fx.report_placeholders();
 }
 
@@ -656,6 +673,16 @@ fn bad_input_is_exit_2_with_one_line_naming_the_flag_and_creates_nothing() {
         );
         assert!(out.stdout.is_empty(), "{args:?}: {}", out.stdout);
     }
+
+    // No region anywhere (HOME holds no AWS configuration).
+    let without_region: Vec<String> = {
+        let args = base_args();
+        let at = args.iter().position(|a| a == "--region").expect("flag");
+        args[..at].iter().chain(&args[at + 2..]).cloned().collect()
+    };
+    let out = fx.deploy(&without_region);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.only_error().contains("--region"), "{}", out.stderr);
 
     // An AWS CLI that is not v2.
     let mut cmd = fx.deploy_cmd(&base_args());
