@@ -399,14 +399,25 @@ fn the_webhook_url_is_kept_across_updates_and_changes_only_with_rotate_webhook_s
     let (url, _) = fx.deploy_ok(&base_args());
     let old_secret = assert_webhook_url(&url).to_string();
 
-    // A real update that does not touch the secret.
-    let (updated, out) = fx.deploy_ok(&with(base_args(), &["--throttle-rate-limit", "2"]));
+    // A real update that does not touch the secret (and turns the alerts on: resources whose
+    // condition was false are created).
+    let (updated, out) = fx.deploy_ok(&with(
+        base_args(),
+        &[
+            "--throttle-rate-limit",
+            "2",
+            "--alert-email",
+            "ops@example.com",
+        ],
+    ));
     assert!(
         out.stderr.contains("stack mirror-test deployed"),
         "{}",
         out.stderr
     );
     assert_eq!(fx.parameter("ThrottleRateLimit"), "2");
+    assert_eq!(fx.parameter("AlertEmail"), "ops@example.com");
+    assert!(fx.output("AlertTopicArn").starts_with("arn:aws:sns:"));
     assert_eq!(updated, url, "an update changed the webhook URL");
 
     let (rotated, out) = fx.deploy_ok(&with(base_args(), &["--rotate-webhook-secret"]));
