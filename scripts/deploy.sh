@@ -1,0 +1,725 @@
+#!/usr/bin/env bash
+# Deploy backlog-mirror on AWS: build the binary, create or update the CloudFormation stack,
+# upload the binary into the stack's bucket, and print the webhook URL to register in Backlog.
+#
+#   scripts/deploy.sh [OPTIONS]                   create the stack, or update it
+#   scripts/deploy.sh --rotate-webhook-secret     the same, with a new webhook secret (new URL)
+#   scripts/deploy.sh --delete                    empty the stack's buckets, delete the stack
+#   scripts/deploy.sh --render-only FILE          write the template as it would be deployed
+#
+# Stack and AWS:
+#   --stack-name NAME          CloudFormation stack (default: backlog-mirror)
+#   --region REGION            AWS region (default: the AWS CLI's, from AWS_REGION or the profile)
+#   --profile NAME             AWS CLI profile
+#   --template FILE            template (default: cloudformation/backlog-mirror.yaml)
+#   --env-file FILE            read options from FILE: KEY=VALUE lines, KEY being an option's
+#                              variable below (BACKLOG_MIRROR_...); '#' comments, blank lines
+#
+# The binary (default: scripts/dist.sh builds it for --architecture, and it is uploaded to the
+# stack's artifact bucket at bin/<sha256>/backlog-mirror-<rust target>; its SHA-256 is passed
+# as BinarySha256, which the build checks before running it):
+#   --binary PATH              use this binary instead of building one (a Linux ELF for
+#                              --architecture; a static musl build is what CodeBuild can run)
+#   --binary-url URL           BinaryUrl: the build downloads the binary from this https URL
+#                              instead of the bucket; give --binary or --binary-sha256 with it
+#   --binary-sha256 HEX        the SHA-256 of the binary at --binary-url
+#
+# Stack parameters (not given: a new stack takes the template's default, an existing stack keeps
+# the value it has; give an empty value, e.g. --alert-email '', to reset an optional one):
+#   --project-name NAME        ProjectName: prefix of every resource name (default backlog-mirror)
+#   --backlog-space KEY        BacklogSpaceKey (required for a new stack)
+#   --backlog-domain DOMAIN    BacklogDomain: backlog.jp or backlog.com
+#   --backlog-project KEY      BacklogProjectKey (required for a new stack)
+#   --backlog-repo NAME        BacklogRepositoryName (required for a new stack)
+#   --host-key-fingerprint FP  BacklogHostKeyFingerprint: SHA256:... (repeatable, or comma
+#                              separated; required for a new stack)
+#   --ssh-key-ssm NAME         SshKeyParameterName: the SecureString holding the deploy key
+#   --ssh-key-kms-key-arn ARN  SshKeyKmsKeyArn: the customer-managed key encrypting it, if any
+#   --codecommit-repo NAME     CodeCommitRepositoryName (required for a new stack)
+#   --architecture ARCH        Architecture: arm64 or x86_64 (a new stack: arm64)
+#   --compute-mode MODE        ComputeMode: Lambda or EC2
+#   --build-size SIZE          BuildSize: Small, Medium or Large
+#   --cache-mode MODE          CacheMode: None, S3 or EFS
+#   --vpc-id ID                VpcId (EFS mode)
+#   --private-subnet-ids A,B   PrivateSubnetId1 and PrivateSubnetId2 (EFS mode)
+#   --allowed-source-ips LIST  AllowedSourceIps: CIDRs allowed to call the webhook, comma
+#                              separated ('' allows any)
+#   --throttle-rate-limit N    ThrottleRateLimit: webhook requests per second
+#   --throttle-burst-limit N   ThrottleBurstLimit
+#   --build-timeout-minutes N  BuildTimeoutMinutes
+#   --schedule EXPR            ScheduleExpression: safety-net build schedule ('' turns it off)
+#   --alert-email ADDRESS      AlertEmail: notified of failed builds ('' for none)
+#   --log-retention-days N     LogRetentionDays
+#   --parameter KEY=VALUE      any other template parameter (repeatable)
+#
+# Actions (flags only, never read from the environment or an env file):
+#   --rotate-webhook-secret    generate a new webhook secret (WebhookSecret); the old URL stops
+#                              working
+#   --delete                   empty every bucket of the stack (all versions), delete the stack
+#   --render-only FILE         write the rendered template to FILE ('-': stdout) and stop; no
+#                              AWS call (the deployment id is computed with an empty secret)
+#   -h, --help                 this text
+#
+# Every option OPT also reads BACKLOG_MIRROR_<OPT> from the environment, upper case with '_' for
+# '-' (--backlog-space: BACKLOG_MIRROR_BACKLOG_SPACE); a flag wins over --env-file, which wins
+# over the environment. Two more variables: BACKLOG_MIRROR_AWS_CLI (the AWS CLI v2 program,
+# default aws) and BACKLOG_MIRROR_AWS_ENDPOINT_URL (passed to every AWS CLI call as
+# --endpoint-url: for testing against moto or LocalStack, never needed on AWS).
+#
+# The webhook secret (48 hex digits, the URL's last path segment) is generated when the stack is
+# created and kept by CloudFormation; later runs do not pass it, so it changes only with
+# --rotate-webhook-secret. It is printed only inside the webhook URL.
+#
+# A second run with the same arguments changes nothing: the binary is uploaded only when its
+# content-addressed key is missing (or holds other content), and CloudFormation's change set
+# comes back empty, which is reported and not executed.
+#
+# Output: the webhook URL on stdout; progress on stderr. Exit codes: 0 done, 1 an AWS or build
+# step failed, 2 bad usage (one line naming the flag; nothing was changed).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+readonly ROOT
+readonly PROG=scripts/deploy.sh
+readonly MAX_TEMPLATE_BODY=51200
+
+usage() { sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"; }
+say() { printf '==> %s\n' "$*" >&2; }
+# Bad input: one line naming the flag, exit 2, before anything on AWS changed.
+usage_error() {
+  printf 'error: %s\n' "$*" >&2
+  exit 2
+}
+fail() {
+  printf 'error: %s\n' "$*" >&2
+  exit 1
+}
+
+# Options that carry a value: the BACKLOG_MIRROR_ suffix, then the template parameter it sets
+# (- for the script's own settings).
+readonly VALUE_OPTIONS="
+STACK_NAME -
+REGION -
+PROFILE -
+TEMPLATE -
+BINARY -
+BINARY_SHA256 -
+PROJECT_NAME ProjectName
+LOG_RETENTION_DAYS LogRetentionDays
+BACKLOG_SPACE BacklogSpaceKey
+BACKLOG_DOMAIN BacklogDomain
+BACKLOG_PROJECT BacklogProjectKey
+BACKLOG_REPO BacklogRepositoryName
+HOST_KEY_FINGERPRINT BacklogHostKeyFingerprint
+SSH_KEY_SSM SshKeyParameterName
+SSH_KEY_KMS_KEY_ARN SshKeyKmsKeyArn
+CODECOMMIT_REPO CodeCommitRepositoryName
+ARCHITECTURE Architecture
+COMPUTE_MODE ComputeMode
+BUILD_SIZE BuildSize
+CACHE_MODE CacheMode
+VPC_ID VpcId
+PRIVATE_SUBNET_IDS -
+ALLOWED_SOURCE_IPS AllowedSourceIps
+THROTTLE_RATE_LIMIT ThrottleRateLimit
+THROTTLE_BURST_LIMIT ThrottleBurstLimit
+BUILD_TIMEOUT_MINUTES BuildTimeoutMinutes
+SCHEDULE ScheduleExpression
+ALERT_EMAIL AlertEmail
+BINARY_URL BinaryUrl
+"
+# Parameters the script sets itself; --parameter may not.
+readonly MANAGED_PARAMETERS=" WebhookSecret BinarySha256 BinaryUrl Architecture ProjectName AllowedSourceIps "
+
+flag_of() { printf -- '--%s' "$(printf '%s' "$1" | tr 'A-Z_' 'a-z-')"; }
+suffix_of() { printf '%s' "${1#--}" | tr 'a-z-' 'A-Z_'; }
+# (A pattern match, not `grep -q` in a pipe: grep -q exits at the first match and, under
+# pipefail, the writer's SIGPIPE would fail the test at random.)
+is_value_option() { [[ "$VALUE_OPTIONS" == *$'\n'"$1 "* ]]; }
+param_of() { printf '%s\n' "$VALUE_OPTIONS" | awk -v k="$1" '$1 == k { print $2 }'; }
+
+# opt_<SUFFIX> holds an option's value, has_<SUFFIX> is 1 once it is set (an empty value counts).
+set_opt() {
+  printf -v "opt_$1" '%s' "$2"
+  printf -v "has_$1" '%s' 1
+}
+has() {
+  local v="has_$1"
+  [ "${!v:-}" = 1 ]
+}
+opt() {
+  local v="opt_$1"
+  printf '%s' "${!v:-}"
+}
+# opt_or SUFFIX DEFAULT: the option's value if it was set (even to ''), else DEFAULT.
+opt_or() {
+  if has "$1"; then opt "$1"; else printf '%s' "$2"; fi
+}
+
+# ---------------------------------------------------------------------------------------------
+# Arguments: flags, then --env-file, then the environment.
+
+ROTATE=0
+DELETE=0
+RENDER_ONLY=""
+ENV_FILE=""
+EXTRA_PARAMETERS=()
+
+need_value() {
+  [ "$#" -ge 2 ] || usage_error "$1 needs a value (see $PROG --help)"
+}
+
+while [ "$#" -gt 0 ]; do
+  arg="$1"
+  value_given=0
+  if [[ "$arg" == --*=* ]]; then
+    value="${arg#*=}"
+    arg="${arg%%=*}"
+    value_given=1
+  fi
+  case "$arg" in
+  -h | --help)
+    usage
+    exit 0
+    ;;
+  --rotate-webhook-secret | --delete)
+    [ "$value_given" = 0 ] || usage_error "$arg takes no value"
+    if [ "$arg" = --delete ]; then DELETE=1; else ROTATE=1; fi
+    shift
+    continue
+    ;;
+  --render-only | --env-file | --parameter)
+    if [ "$value_given" = 0 ]; then
+      need_value "$@"
+      value="$2"
+      shift
+    fi
+    case "$arg" in
+    --render-only) RENDER_ONLY="$value" ;;
+    --env-file) ENV_FILE="$value" ;;
+    --parameter) EXTRA_PARAMETERS+=("$value") ;;
+    esac
+    shift
+    continue
+    ;;
+  --*)
+    suffix="$(suffix_of "$arg")"
+    is_value_option "$suffix" || usage_error "unknown flag $arg (see $PROG --help)"
+    if [ "$value_given" = 0 ]; then
+      need_value "$@"
+      value="$2"
+      shift
+    fi
+    if [ "$suffix" = HOST_KEY_FINGERPRINT ] && has HOST_KEY_FINGERPRINT; then
+      value="$(opt HOST_KEY_FINGERPRINT),$value"
+    fi
+    set_opt "$suffix" "$value"
+    shift
+    ;;
+  *)
+    usage_error "unexpected argument '$arg' (flags start with --; see $PROG --help)"
+    ;;
+  esac
+done
+
+if [ -n "$ENV_FILE" ]; then
+  if ! [ -f "$ENV_FILE" ] || ! [ -r "$ENV_FILE" ]; then usage_error "--env-file: cannot read $ENV_FILE"; fi
+  lineno=0
+  while IFS= read -r line || [ -n "$line" ]; do
+    lineno=$((lineno + 1))
+    line="${line%$'\r'}"
+    [[ "$line" =~ ^[[:space:]]*(#.*)?$ ]] && continue
+    [[ "$line" =~ ^[[:space:]]*(export[[:space:]]+)?(BACKLOG_MIRROR_[A-Z0-9_]+)=(.*)$ ]] ||
+      usage_error "--env-file: $ENV_FILE line $lineno is not KEY=VALUE with KEY a BACKLOG_MIRROR_ variable"
+    key="${BASH_REMATCH[2]#BACKLOG_MIRROR_}"
+    value="${BASH_REMATCH[3]}"
+    if [[ "$value" =~ ^\"(.*)\"$ ]] || [[ "$value" =~ ^\'(.*)\'$ ]]; then
+      value="${BASH_REMATCH[1]}"
+    fi
+    is_value_option "$key" ||
+      usage_error "--env-file: $ENV_FILE line $lineno: BACKLOG_MIRROR_$key is not an option of $PROG (see --help)"
+    has "$key" || set_opt "$key" "$value"
+  done <"$ENV_FILE"
+fi
+
+for suffix in $(printf '%s\n' "$VALUE_OPTIONS" | awk 'NF { print $1 }'); do
+  var="BACKLOG_MIRROR_$suffix"
+  if ! has "$suffix" && [ -n "${!var+x}" ]; then
+    set_opt "$suffix" "${!var}"
+  fi
+done
+
+# ---------------------------------------------------------------------------------------------
+# Validation: everything that can be checked without AWS, before any AWS call.
+
+# Report a bad value under the name the user gave it: the flag, or the variable.
+check() {
+  local suffix="$1" pattern="$2" what="$3" value
+  has "$suffix" || return 0
+  value="$(opt "$suffix")"
+  [[ "$value" =~ $pattern ]] || usage_error "$(flag_of "$suffix"): '$value' is not $what"
+}
+
+for suffix in $(printf '%s\n' "$VALUE_OPTIONS" | awk 'NF { print $1 }'); do
+  if has "$suffix" && [[ "$(opt "$suffix")" =~ [[:cntrl:]] ]]; then
+    usage_error "$(flag_of "$suffix"): control characters are not allowed"
+  fi
+done
+
+check STACK_NAME '^[A-Za-z][A-Za-z0-9-]{0,127}$' 'a stack name (letters, digits, -; starts with a letter)'
+check REGION '^[a-z]{2}(-[a-z]+)+-[0-9]+$' 'an AWS region such as ap-northeast-1'
+check PROJECT_NAME '^[A-Za-z][A-Za-z0-9-]{1,40}$' 'a project name (2-41 letters, digits, -; starts with a letter)'
+check LOG_RETENTION_DAYS '^(1|3|5|7|14|30|60|90|120|150|180|365|400|545|731|1827|3653)$' 'a CloudWatch Logs retention (1, 3, 5, 7, 14, 30, 60, 90, ... days)'
+check BACKLOG_SPACE '^[0-9A-Za-z-]+$' 'a Backlog space key'
+check BACKLOG_DOMAIN '^backlog\.(jp|com)$' 'backlog.jp or backlog.com'
+check BACKLOG_PROJECT '^[0-9A-Za-z_]+$' 'a Backlog project key'
+check BACKLOG_REPO '^[0-9A-Za-z._-]+$' 'a Backlog repository name'
+check HOST_KEY_FINGERPRINT '^SHA256:[0-9A-Za-z+/]{43}=?(,SHA256:[0-9A-Za-z+/]{43}=?)*$' 'SHA256:<43 base64 characters> (as ssh-keygen -lf prints)'
+check SSH_KEY_SSM '^/[0-9A-Za-z_./-]+$' 'a Parameter Store name starting with /'
+check SSH_KEY_KMS_KEY_ARN '^(arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:key/[0-9a-zA-Z-]+)?$' 'a KMS key ARN (arn:aws:kms:REGION:ACCOUNT:key/ID) or empty'
+check CODECOMMIT_REPO '^[0-9A-Za-z._-]{1,100}$' 'a CodeCommit repository name'
+check ARCHITECTURE '^(arm64|x86_64)$' 'arm64 or x86_64'
+check COMPUTE_MODE '^(Lambda|EC2)$' 'Lambda or EC2'
+check BUILD_SIZE '^(Small|Medium|Large)$' 'Small, Medium or Large'
+check CACHE_MODE '^(None|S3|EFS)$' 'None, S3 or EFS'
+check VPC_ID '^vpc-[0-9a-f]{8,17}$' 'a VPC id (vpc-...)'
+check PRIVATE_SUBNET_IDS '^subnet-[0-9a-f]{8,17},subnet-[0-9a-f]{8,17}$' 'two subnet ids, comma separated'
+check THROTTLE_RATE_LIMIT '^[0-9]+(\.[0-9]+)?$' 'a number of requests per second'
+check THROTTLE_BURST_LIMIT '^[1-9][0-9]*$' 'a positive integer'
+check BUILD_TIMEOUT_MINUTES '^([5-9]|[1-5][0-9]|60)$' 'a number of minutes from 5 to 60'
+check SCHEDULE '^((rate|cron)\(.+\))?$' 'rate(...), cron(...) or empty'
+check ALERT_EMAIL '^([^@[:space:]"\\]+@[^@[:space:]"\\]+\.[^@[:space:]"\\]+)?$' 'an email address or empty'
+check BINARY_URL '^https://[^[:space:]"\\]+$' 'an https:// URL'
+check BINARY_SHA256 '^[0-9a-f]{64}$' '64 lowercase hex digits'
+
+if has ALLOWED_SOURCE_IPS; then
+  ips="$(opt ALLOWED_SOURCE_IPS | tr -d '[:space:]')"
+  if [ -n "$ips" ]; then
+    IFS=, read -r -a cidrs <<<"$ips"
+    for cidr in "${cidrs[@]}"; do
+      if [[ "$cidr" =~ ^([0-9]{1,3})\.([0-9]{1,3})\.([0-9]{1,3})\.([0-9]{1,3})/([0-9]{1,2})$ ]]; then
+        for octet in "${BASH_REMATCH[@]:1:4}"; do
+          [ "$((10#$octet))" -le 255 ] || usage_error "--allowed-source-ips: '$cidr' is not an IPv4 CIDR"
+        done
+        [ "$((10#${BASH_REMATCH[5]}))" -le 32 ] || usage_error "--allowed-source-ips: '$cidr' is not an IPv4 CIDR"
+      elif ! [[ "$cidr" =~ ^[0-9A-Fa-f:]+:[0-9A-Fa-f:]*/[0-9]{1,3}$ ]]; then
+        usage_error "--allowed-source-ips: '$cidr' is not a CIDR such as 203.0.113.0/24"
+      fi
+    done
+  fi
+  set_opt ALLOWED_SOURCE_IPS "$ips"
+fi
+
+for entry in ${EXTRA_PARAMETERS[@]+"${EXTRA_PARAMETERS[@]}"}; do
+  [[ "$entry" =~ ^([A-Za-z0-9]+)=(.*)$ ]] || usage_error "--parameter: '$entry' is not KEY=VALUE"
+  key="${BASH_REMATCH[1]}"
+  [[ "$MANAGED_PARAMETERS" != *" $key "* ]] ||
+    usage_error "--parameter: $key is set by $PROG itself (see --help for its flag)"
+  for suffix in $(printf '%s\n' "$VALUE_OPTIONS" | awk -v k="$key" '$2 == k { print $1 }'); do
+    usage_error "--parameter: $key has its own flag, $(flag_of "$suffix")"
+  done
+  if [ "$key" = PrivateSubnetId1 ] || [ "$key" = PrivateSubnetId2 ]; then
+    usage_error "--parameter: $key has its own flag, --private-subnet-ids"
+  fi
+  if [[ "${BASH_REMATCH[2]}" =~ [[:cntrl:]] ]]; then
+    usage_error "--parameter: control characters are not allowed"
+  fi
+done
+
+[ "$DELETE" = 0 ] || { [ "$ROTATE" = 0 ] && [ -z "$RENDER_ONLY" ]; } ||
+  usage_error "--delete cannot be combined with --rotate-webhook-secret or --render-only"
+
+STACK_NAME="$(opt_or STACK_NAME backlog-mirror)"
+TEMPLATE="$(opt_or TEMPLATE "$ROOT/cloudformation/backlog-mirror.yaml")"
+if [ "$DELETE" = 0 ]; then
+  if ! [ -f "$TEMPLATE" ] || ! [ -r "$TEMPLATE" ]; then usage_error "--template: cannot read $TEMPLATE"; fi
+  grep -Eq '^  WebhookDeployment:' "$TEMPLATE" ||
+    usage_error "--template: $TEMPLATE has no WebhookDeployment resource to render"
+  for entry in ${EXTRA_PARAMETERS[@]+"${EXTRA_PARAMETERS[@]}"}; do
+    key="${entry%%=*}"
+    grep -Eq "^  $key:" "$TEMPLATE" || usage_error "--parameter: $key is not a parameter of $TEMPLATE"
+  done
+fi
+
+# ---------------------------------------------------------------------------------------------
+# Rendering: the API deployment's logical id carries a hash of what shapes the API, so any change
+# to it creates a new deployment, which is what makes API Gateway serve the change.
+
+sha256_of_stdin() {
+  if command -v sha256sum >/dev/null; then sha256sum | cut -d' ' -f1; else shasum -a 256 | cut -d' ' -f1; fi
+}
+
+# H = the first 12 hex digits of SHA-256 over the template's bytes followed by
+# "\nWebhookSecret=<s>\nAllowedSourceIps=<cidrs, no spaces>\nProjectName=<p>\n".
+deployment_hash() {
+  { cat "$TEMPLATE" && printf '\nWebhookSecret=%s\nAllowedSourceIps=%s\nProjectName=%s\n' "$1" "$2" "$3"; } |
+    sha256_of_stdin | cut -c1-12
+}
+
+# render OUT SECRET IPS PROJECT: every whole-word WebhookDeployment becomes WebhookDeployment<H>.
+render() {
+  local hash
+  hash="$(deployment_hash "$2" "$3" "$4")"
+  # The loop catches an occurrence whose leading boundary the previous match consumed.
+  sed -E ':again
+s/(^|[^A-Za-z0-9_])WebhookDeployment([^A-Za-z0-9_]|$)/\1WebhookDeployment'"$hash"'\2/
+t again' "$TEMPLATE" >"$1"
+}
+
+if [ -n "$RENDER_ONLY" ]; then
+  project="$(opt_or PROJECT_NAME backlog-mirror)"
+  if [ "$RENDER_ONLY" = - ]; then
+    render /dev/stdout "" "$(opt ALLOWED_SOURCE_IPS)" "$project"
+  else
+    render "$RENDER_ONLY" "" "$(opt ALLOWED_SOURCE_IPS)" "$project" ||
+      usage_error "--render-only: cannot write $RENDER_ONLY"
+  fi
+  exit 0
+fi
+
+# ---------------------------------------------------------------------------------------------
+# The binary: which one, and that it is what the stack's architecture runs.
+
+rust_target_of() {
+  case "$1" in
+  arm64) echo aarch64-unknown-linux-musl ;;
+  x86_64) echo x86_64-unknown-linux-musl ;;
+  esac
+}
+
+# check_elf PATH ARCH FLAG: a 64-bit ELF file for ARCH.
+check_elf() {
+  local header machine want
+  header="$(od -An -tx1 -N20 "$1" 2>/dev/null | tr -d ' \n')"
+  [ "${header:0:10}" = 7f454c4602 ] || usage_error "$3: $1 is not a 64-bit Linux (ELF) executable"
+  machine="${header:36:4}"
+  case "$2" in
+  arm64) want=b700 ;;
+  x86_64) want=3e00 ;;
+  esac
+  [ "$machine" = "$want" ] ||
+    usage_error "$3: $1 is not built for $2 (give --architecture to match it, or the binary for $2)"
+}
+
+if has BINARY; then
+  BINARY="$(opt BINARY)"
+  if ! [ -f "$BINARY" ] || ! [ -r "$BINARY" ]; then usage_error "--binary: cannot read $BINARY"; fi
+fi
+if has BINARY_URL && [ -n "$(opt BINARY_URL)" ]; then
+  has BINARY || has BINARY_SHA256 ||
+    usage_error "--binary-url: give --binary-sha256 (or --binary, to compute it) with it"
+elif has BINARY_SHA256; then
+  usage_error "--binary-sha256: only meaningful with --binary-url (the uploaded binary's checksum is computed)"
+fi
+
+# ---------------------------------------------------------------------------------------------
+# AWS.
+
+AWS_CLI="${BACKLOG_MIRROR_AWS_CLI:-aws}"
+command -v "$AWS_CLI" >/dev/null 2>&1 ||
+  usage_error "the AWS CLI v2 is required: '$AWS_CLI' was not found (install it, or set BACKLOG_MIRROR_AWS_CLI)"
+cli_version="$("$AWS_CLI" --version 2>&1 | head -n1 || true)"
+[[ "$cli_version" == aws-cli/2.* ]] ||
+  usage_error "the AWS CLI v2 is required; '$AWS_CLI --version' says: ${cli_version:-nothing} (set BACKLOG_MIRROR_AWS_CLI to a v2)"
+export AWS_PAGER=""
+AWS_ARGS=()
+has REGION && AWS_ARGS+=(--region "$(opt REGION)")
+has PROFILE && AWS_ARGS+=(--profile "$(opt PROFILE)")
+[ -n "${BACKLOG_MIRROR_AWS_ENDPOINT_URL:-}" ] && AWS_ARGS+=(--endpoint-url "$BACKLOG_MIRROR_AWS_ENDPOINT_URL")
+
+WORK="$(umask 077 && mktemp -d "${TMPDIR:-/tmp}/backlog-mirror-deploy.XXXXXX")"
+trap 'rm -rf "$WORK"' EXIT
+
+aws_() { "$AWS_CLI" "${AWS_ARGS[@]}" "$@"; }
+
+# aws_or_fail WHAT ARGS...: run, and on failure exit 1 with the CLI's own last line.
+aws_or_fail() {
+  local what="$1" out
+  shift
+  if ! out="$(aws_ "$@" 2>"$WORK/stderr")"; then
+    fail "$what: $(grep -v '^[[:space:]]*$' "$WORK/stderr" | tail -n1)"
+  fi
+  printf '%s' "$out"
+}
+
+# The stack's status, or NONE.
+stack_status() {
+  local out
+  if out="$(aws_ cloudformation describe-stacks --stack-name "$STACK_NAME" \
+    --query 'Stacks[0].StackStatus' --output text 2>"$WORK/stderr")"; then
+    printf '%s' "$out"
+  elif grep -q 'does not exist' "$WORK/stderr"; then
+    printf NONE
+  else
+    fail "reading stack $STACK_NAME: $(grep -v '^[[:space:]]*$' "$WORK/stderr" | tail -n1)"
+  fi
+}
+
+# stack_output KEY: the output's value, empty when absent.
+stack_output() {
+  local v
+  v="$(aws_or_fail "reading the outputs of $STACK_NAME" cloudformation describe-stacks \
+    --stack-name "$STACK_NAME" --query "Stacks[0].Outputs[?OutputKey=='$1'].OutputValue | [0]" --output text)"
+  [ "$v" = None ] && v=""
+  printf '%s' "$v"
+}
+
+# The stack's current parameters, as cur_<Key> variables.
+load_current_parameters() {
+  local key value
+  while IFS=$'\t' read -r key value; do
+    [[ "$key" =~ ^[A-Za-z0-9]+$ ]] || continue
+    printf -v "cur_$key" '%s' "$value"
+    printf -v "curhas_$key" '%s' 1
+  done < <(aws_or_fail "reading the parameters of $STACK_NAME" cloudformation describe-stacks \
+    --stack-name "$STACK_NAME" --query 'Stacks[0].Parameters[].[ParameterKey,ParameterValue]' --output text)
+}
+cur() {
+  local v="cur_$1"
+  printf '%s' "${!v:-}"
+}
+curhas() {
+  local v="curhas_$1"
+  [ "${!v:-}" = 1 ]
+}
+
+# Every S3 bucket of the stack (the artifact bucket, and a cache bucket if the template has one).
+stack_buckets() {
+  aws_or_fail "listing the resources of $STACK_NAME" cloudformation list-stack-resources \
+    --stack-name "$STACK_NAME" \
+    --query "StackResourceSummaries[?ResourceType=='AWS::S3::Bucket' && ResourceStatus!='DELETE_COMPLETE'].PhysicalResourceId" \
+    --output text | tr '\t' '\n' | grep -v '^None$' | grep -v '^$' || true
+}
+
+# Delete every object version and delete marker, 1,000 at a time (a versioned bucket keeps
+# every overwritten binary and cache object, and CloudFormation cannot delete a bucket with any).
+empty_bucket() {
+  local bucket="$1" batch count total=0
+  while :; do
+    # shellcheck disable=SC2016 # `true` is a JMESPath literal
+    if ! batch="$(aws_ s3api list-object-versions --bucket "$bucket" --max-items 1000 --output json \
+      --query '{Objects: [Versions[].{Key: Key, VersionId: VersionId}, DeleteMarkers[].{Key: Key, VersionId: VersionId}][][], Quiet: `true`}' \
+      2>"$WORK/stderr")"; then
+      grep -q NoSuchBucket "$WORK/stderr" && return 0
+      fail "listing s3://$bucket: $(grep -v '^[[:space:]]*$' "$WORK/stderr" | tail -n1)"
+    fi
+    printf '%s' "$batch" >"$WORK/delete.json"
+    count="$(grep -c '"VersionId"' "$WORK/delete.json" || true)"
+    [ "$count" -gt 0 ] || break
+    aws_or_fail "emptying s3://$bucket" s3api delete-objects --bucket "$bucket" \
+      --delete "file://$WORK/delete.json" >/dev/null
+    total=$((total + count))
+  done
+  say "emptied s3://$bucket ($total object versions and delete markers)"
+}
+
+if [ "$DELETE" = 1 ]; then
+  status="$(stack_status)"
+  if [ "$status" = NONE ]; then
+    say "stack $STACK_NAME does not exist: nothing to delete"
+    exit 0
+  fi
+  case "$status" in
+  DELETE_IN_PROGRESS | *_COMPLETE | *_FAILED | REVIEW_IN_PROGRESS) ;;
+  *) fail "stack $STACK_NAME is busy ($status): wait until it is done, then delete it" ;;
+  esac
+  for attempt in 1 2; do
+    buckets="$(stack_buckets)"
+    for bucket in $buckets; do empty_bucket "$bucket"; done
+    say "deleting stack $STACK_NAME"
+    aws_or_fail "deleting stack $STACK_NAME" cloudformation delete-stack --stack-name "$STACK_NAME" >/dev/null
+    if aws_ cloudformation wait stack-delete-complete --stack-name "$STACK_NAME" 2>"$WORK/stderr"; then
+      say "stack $STACK_NAME deleted"
+      exit 0
+    fi
+    # A build that wrote to the cache while the bucket was emptied makes the delete fail: empty
+    # the buckets again and retry once.
+    if [ "$attempt" = 1 ]; then
+      say "the delete did not finish ($(stack_status)); emptying the buckets again and retrying"
+    fi
+  done
+  fail "deleting stack $STACK_NAME failed ($(stack_status)): see aws cloudformation describe-stack-events --stack-name $STACK_NAME"
+fi
+
+if ! account="$(aws_ sts get-caller-identity --query Account --output text 2>"$WORK/stderr")"; then
+  if grep -q 'must specify a region' "$WORK/stderr"; then
+    usage_error "--region: no region given, and the AWS CLI has none configured"
+  fi
+  fail "checking the AWS credentials: $(grep -v '^[[:space:]]*$' "$WORK/stderr" | tail -n1)"
+fi
+status="$(stack_status)"
+case "$status" in
+NONE | REVIEW_IN_PROGRESS) CREATING=1 ;;
+CREATE_COMPLETE | UPDATE_COMPLETE | UPDATE_ROLLBACK_COMPLETE | IMPORT_COMPLETE | IMPORT_ROLLBACK_COMPLETE) CREATING=0 ;;
+ROLLBACK_COMPLETE | ROLLBACK_FAILED | CREATE_FAILED | DELETE_FAILED)
+  fail "stack $STACK_NAME is $status after a failed create or delete: see aws cloudformation describe-stack-events --stack-name $STACK_NAME, then remove it with $PROG --delete --stack-name $STACK_NAME"
+  ;;
+*) fail "stack $STACK_NAME is busy ($status): wait until it is done (aws cloudformation describe-stacks --stack-name $STACK_NAME), then run again" ;;
+esac
+
+if [ "$CREATING" = 1 ]; then
+  for required in BACKLOG_SPACE BACKLOG_PROJECT BACKLOG_REPO HOST_KEY_FINGERPRINT CODECOMMIT_REPO; do
+    if [ -z "$(opt "$required")" ]; then
+      usage_error "$(flag_of "$required") is required to create stack $STACK_NAME"
+    fi
+  done
+  PROJECT_NAME="$(opt_or PROJECT_NAME backlog-mirror)"
+  ALLOWED_SOURCE_IPS="$(opt ALLOWED_SOURCE_IPS)"
+  ARCHITECTURE="$(opt_or ARCHITECTURE arm64)"
+else
+  load_current_parameters
+  PROJECT_NAME="$(opt_or PROJECT_NAME "$(cur ProjectName)")"
+  ALLOWED_SOURCE_IPS="$(opt_or ALLOWED_SOURCE_IPS "$(cur AllowedSourceIps | tr -d '[:space:]')")"
+  ARCHITECTURE="$(opt_or ARCHITECTURE "$(cur Architecture)")"
+  ARCHITECTURE="${ARCHITECTURE:-arm64}"
+fi
+RUST_TARGET="$(rust_target_of "$ARCHITECTURE")"
+
+# The webhook secret: a new one on create or rotation, else the stack's (which is not passed, so
+# CloudFormation keeps it; it is only needed for the deployment hash).
+if [ "$CREATING" = 1 ] || [ "$ROTATE" = 1 ]; then
+  WEBHOOK_SECRET="$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')"
+  [[ "$WEBHOOK_SECRET" =~ ^[0-9a-f]{48}$ ]] || fail "could not read 24 random bytes from /dev/urandom"
+  PASS_SECRET=1
+else
+  WEBHOOK_SECRET="$(cur WebhookSecret)"
+  if ! [[ "$WEBHOOK_SECRET" =~ ^[0-9A-Za-z_-]+$ ]]; then
+    url="$(stack_output WebhookURL)"
+    WEBHOOK_SECRET="${url##*/}"
+  fi
+  [[ "$WEBHOOK_SECRET" =~ ^[0-9A-Za-z_-]+$ ]] ||
+    fail "cannot read the webhook secret of stack $STACK_NAME: run again with --rotate-webhook-secret"
+  PASS_SECRET=0
+fi
+
+# The binary and where the build takes it from.
+UPLOAD=1
+if has BINARY_URL && [ -n "$(opt BINARY_URL)" ]; then
+  UPLOAD=0
+  BINARY_URL="$(opt BINARY_URL)"
+else
+  BINARY_URL=""
+fi
+if has BINARY; then
+  check_elf "$BINARY" "$ARCHITECTURE" --binary
+elif [ "$UPLOAD" = 1 ]; then
+  [ -x "$ROOT/scripts/dist.sh" ] ||
+    usage_error "--binary: scripts/dist.sh is missing, so give the binary to deploy"
+  say "building backlog-mirror for $RUST_TARGET (scripts/dist.sh)"
+  "$ROOT/scripts/dist.sh" --target "$RUST_TARGET" >&2 || fail "scripts/dist.sh --target $RUST_TARGET failed"
+  BINARY="$ROOT/target/dist/backlog-mirror-$RUST_TARGET"
+  [ -f "$BINARY" ] || fail "scripts/dist.sh did not produce $BINARY"
+  check_elf "$BINARY" "$ARCHITECTURE" --binary
+fi
+if has BINARY; then
+  BINARY_SHA256="$(sha256_of_stdin <"$BINARY")"
+  if has BINARY_SHA256 && [ "$(opt BINARY_SHA256)" != "$BINARY_SHA256" ]; then
+    usage_error "--binary-sha256: does not match the SHA-256 of --binary ($BINARY_SHA256)"
+  fi
+else
+  BINARY_SHA256="$(opt BINARY_SHA256)"
+fi
+BINARY_KEY="bin/$BINARY_SHA256/backlog-mirror-$RUST_TARGET"
+
+render "$WORK/template.yaml" "$WEBHOOK_SECRET" "$ALLOWED_SOURCE_IPS" "$PROJECT_NAME"
+template_size="$(wc -c <"$WORK/template.yaml" | tr -d ' ')"
+
+# upload BUCKET: put the binary at its content-addressed key, unless it is there already.
+upload() {
+  local bucket="$1" stored size
+  stored="$(aws_ s3api head-object --bucket "$bucket" --key "$BINARY_KEY" \
+    --query 'Metadata.sha256' --output text 2>/dev/null || true)"
+  if [ "$stored" = "$BINARY_SHA256" ]; then
+    say "binary already in s3://$bucket/$BINARY_KEY"
+    return 0
+  fi
+  say "uploading the binary to s3://$bucket/$BINARY_KEY"
+  aws_or_fail "uploading the binary" s3 cp --only-show-errors --metadata "sha256=$BINARY_SHA256" \
+    "$BINARY" "s3://$bucket/$BINARY_KEY" >/dev/null
+  size="$(aws_or_fail "checking the upload" s3api head-object --bucket "$bucket" --key "$BINARY_KEY" \
+    --query ContentLength --output text)"
+  [ "$size" = "$(wc -c <"$BINARY" | tr -d ' ')" ] || fail "the uploaded binary has $size bytes, not the file's"
+}
+
+# The parameters passed: the ones given, plus those the script decides. Those not passed keep
+# the stack's value (aws cloudformation deploy sends UsePreviousValue) or take the default.
+json_string() {
+  local s="$1"
+  s="${s//\\/\\\\}"
+  s="${s//\"/\\\"}"
+  printf '"%s"' "$s"
+}
+{
+  printf '['
+  printf '%s' "$(json_string "ProjectName=$PROJECT_NAME")"
+  printf ',%s' "$(json_string "AllowedSourceIps=$ALLOWED_SOURCE_IPS")"
+  printf ',%s' "$(json_string "Architecture=$ARCHITECTURE")"
+  printf ',%s' "$(json_string "BinarySha256=$BINARY_SHA256")"
+  printf ',%s' "$(json_string "BinaryUrl=$BINARY_URL")"
+  [ "$PASS_SECRET" = 1 ] && printf ',%s' "$(json_string "WebhookSecret=$WEBHOOK_SECRET")"
+  for suffix in $(printf '%s\n' "$VALUE_OPTIONS" | awk 'NF { print $1 }'); do
+    param="$(param_of "$suffix")"
+    if [ "$param" = - ] || ! has "$suffix"; then continue; fi
+    [[ "$MANAGED_PARAMETERS" == *" $param "* ]] && continue
+    printf ',%s' "$(json_string "$param=$(opt "$suffix")")"
+  done
+  if has PRIVATE_SUBNET_IDS; then
+    printf ',%s' "$(json_string "PrivateSubnetId1=$(opt PRIVATE_SUBNET_IDS | cut -d, -f1)")"
+    printf ',%s' "$(json_string "PrivateSubnetId2=$(opt PRIVATE_SUBNET_IDS | cut -d, -f2)")"
+  fi
+  for entry in ${EXTRA_PARAMETERS[@]+"${EXTRA_PARAMETERS[@]}"}; do
+    printf ',%s' "$(json_string "$entry")"
+  done
+  printf ']\n'
+} >"$WORK/parameters.json"
+
+DEPLOY_ARGS=(cloudformation deploy --stack-name "$STACK_NAME" --template-file "$WORK/template.yaml"
+  --capabilities CAPABILITY_NAMED_IAM --no-fail-on-empty-changeset
+  --parameter-overrides "file://$WORK/parameters.json")
+
+# deploy: create or update through a change set; an empty one is reported and not executed.
+deploy() {
+  if ! aws_ "${DEPLOY_ARGS[@]}" "$@" >"$WORK/deploy.out" 2>&1; then
+    grep -v '^[[:space:]]*$' "$WORK/deploy.out" >&2 || true
+    fail "deploying stack $STACK_NAME failed: see aws cloudformation describe-stack-events --stack-name $STACK_NAME"
+  fi
+  if grep -q 'No changes to deploy' "$WORK/deploy.out"; then
+    say "stack $STACK_NAME is up to date: no change set executed"
+  else
+    say "stack $STACK_NAME deployed"
+  fi
+}
+
+if [ "$CREATING" = 1 ]; then
+  say "creating stack $STACK_NAME in account $account"
+  [ "$template_size" -le "$MAX_TEMPLATE_BODY" ] ||
+    fail "the rendered template has $template_size bytes; a stack is created from at most $MAX_TEMPLATE_BODY (CloudFormation's TemplateBody limit)"
+  deploy
+  BUCKET="$(stack_output ArtifactBucketName)"
+  if [ "$UPLOAD" = 1 ]; then
+    [ -n "$BUCKET" ] || fail "stack $STACK_NAME has no ArtifactBucketName output to upload the binary to"
+    upload "$BUCKET"
+  fi
+else
+  say "updating stack $STACK_NAME in account $account"
+  BUCKET="$(stack_output ArtifactBucketName)"
+  if [ "$UPLOAD" = 1 ]; then
+    [ -n "$BUCKET" ] || fail "stack $STACK_NAME has no ArtifactBucketName output to upload the binary to"
+    upload "$BUCKET"
+  fi
+  if [ "$template_size" -gt "$MAX_TEMPLATE_BODY" ]; then
+    [ -n "$BUCKET" ] || fail "the rendered template has $template_size bytes and there is no bucket to pass it through"
+    deploy --s3-bucket "$BUCKET" --s3-prefix templates
+  else
+    deploy
+  fi
+fi
+
+URL="$(stack_output WebhookURL)"
+[ -n "$URL" ] || fail "stack $STACK_NAME has no WebhookURL output"
+if [ "$PASS_SECRET" = 1 ] && [ "$CREATING" = 0 ]; then
+  say "the webhook secret was rotated: register the new URL in Backlog; the old one now gets 403"
+else
+  say "webhook URL (Backlog: Project settings > Git > the repository > Webhook):"
+fi
+printf '%s\n' "$URL"

@@ -1,0 +1,252 @@
+"""moto_server for deploying the real template: moto's own server, with two changes to its
+CloudFormation engine, and nothing else changed.
+
+moto creates the resource types it models (S3 buckets, IAM roles, the API Gateway REST API, its
+resources, methods and deployments, log groups, EventBridge rules, SNS topics...) in its own
+backends, which the AWS CLI can then query. Two things stop it from taking
+cloudformation/backlog-mirror.yaml as it is:
+
+1. `!Ref AWS::NoValue` inside a list (a conditional IAM policy, say) is left there as a null,
+   and moto's IAM model then crashes; CloudFormation removes the item. Here it is removed.
+2. A type moto does not model (CodeBuild projects, API Gateway stages, SNS topic policies...) is
+   skipped with a warning, and then any `!GetAtt` on it fails the whole stack. Here such a
+   resource is recorded as a placeholder: it has a physical id and answers `Ref` and `!GetAtt`
+   (an ARN-shaped `Arn`), is created, replaced and deleted with the stack, and does nothing
+   else. Each type recorded this way is printed on stderr as `moto_cfn: placeholder TYPE`, so a
+   test can say exactly what it did not exercise.
+3. A stack created through a change set (what `aws cloudformation deploy` does) has no outputs,
+   and an update through one keeps the old outputs. Here executing a change set refreshes them.
+4. Parameters are compared as moto stores them (numbers as ints, lists as lists, only the keys
+   given at creation), so a second identical deploy looks like a change. Here they are compared
+   as CloudFormation shows them: every parameter, as a string (and a previous value reused by an
+   update is passed on as a string, which moto's update otherwise crashes on). DescribeStacks
+   likewise shows a
+   CommaDelimitedList as given (`a,b`, not `['a', 'b']`), and `****` for a NoEcho one.
+5. CreateChangeSet with nothing to change is refused ("No updates are to be performed"), as
+   UpdateStack is; CloudFormation creates the change set with status FAILED and the reason "The
+   submitted information didn't contain changes", which is what the AWS CLI's
+   `--no-fail-on-empty-changeset` looks for. Here it does that.
+6. An update that touches a resource whose Condition kept it from being created crashes moto
+   (it updates None). Here such a resource is created if its condition now holds, and left out
+   otherwise.
+7. An update that touches a resource of a type moto can create but not update (the REST API
+   when its resource policy changes) loses the resource, and everything that refers to it
+   breaks. Here the resource is kept as it was: its new properties are not applied.
+8. A bucket's VersioningConfiguration is ignored. Here `Status: Enabled` enables versioning.
+9. `!FindInMap [BuildSize, ...]` finds the parameter BuildSize instead of the mapping of that
+   name (CloudFormation keeps the two apart). Here it reads the template's Mappings.
+
+Usage: python3 moto_cfn.py [moto_server arguments]
+"""
+
+import sys
+
+import moto.cloudformation.models as models
+import moto.cloudformation.parsing as parsing
+import moto.cloudformation.responses as responses
+import moto.s3.models as s3_models
+from moto.utilities.utils import get_partition
+from moto.core.common_models import CloudFormationModel
+
+_seen = set()
+
+
+class Placeholder(CloudFormationModel):
+    # moto's model metaclass files every model under the service named in its module path.
+    __module__ = "moto.cloudformation.placeholder"
+
+    def __init__(self, resource_type, name, properties, account_id, region_name):
+        self.resource_type = resource_type
+        self.name = name
+        self.properties = properties
+        self.account_id = account_id
+        self.region_name = region_name
+
+    @staticmethod
+    def cloudformation_name_type():
+        return ""
+
+    @staticmethod
+    def cloudformation_type():
+        return "moto_cfn::Placeholder"
+
+    @classmethod
+    def has_cfn_attr(cls, attr):
+        return True
+
+    @property
+    def physical_resource_id(self):
+        return self.name
+
+    def get_cfn_attribute(self, attribute_name):
+        service = self.resource_type.split("::")[1].lower()
+        kind = self.resource_type.split("::")[2].lower()
+        arn = f"arn:aws:{service}:{self.region_name}:{self.account_id}:{kind}/{self.name}"
+        return arn if attribute_name == "Arn" else f"{arn}#{attribute_name}"
+
+    @classmethod
+    def create_from_cloudformation_json(
+        cls, resource_name, cloudformation_json, account_id, region_name, **kwargs
+    ):
+        resource_type = kwargs["ResourceType"]
+        if resource_type not in _seen:
+            _seen.add(resource_type)
+            print(f"moto_cfn: placeholder {resource_type}", file=sys.stderr, flush=True)
+        return cls(
+            resource_type,
+            resource_name,
+            cloudformation_json.get("Properties", {}),
+            account_id,
+            region_name,
+        )
+
+    @classmethod
+    def update_from_cloudformation_json(
+        cls, original_resource, new_resource_name, cloudformation_json, account_id, region_name
+    ):
+        return cls(
+            original_resource.resource_type,
+            original_resource.name,
+            cloudformation_json.get("Properties", {}),
+            account_id,
+            region_name,
+        )
+
+    @classmethod
+    def delete_from_cloudformation_json(
+        cls, resource_name, cloudformation_json, account_id, region_name
+    ):
+        return None
+
+
+_resource_class_from_type = parsing.resource_class_from_type
+
+
+def resource_class_from_type(resource_type):
+    if (
+        resource_type in parsing.NULL_MODELS
+        or resource_type.startswith("Custom::")
+        or resource_type in parsing.get_model_map()
+    ):
+        return _resource_class_from_type(resource_type)
+    return Placeholder
+
+
+_clean_json = parsing.clean_json
+
+
+def clean_json(resource_json, resources_map):
+    if isinstance(resource_json, dict) and "Fn::FindInMap" in resource_json:
+        name, top, second = (clean_json(a, resources_map) for a in resource_json["Fn::FindInMap"])
+        return resources_map._template["Mappings"][name][top][second]
+    cleaned = _clean_json(resource_json, resources_map)
+    if isinstance(resource_json, list) and isinstance(cleaned, list):
+        return [
+            value
+            for value, source in zip(cleaned, resource_json)
+            if not (value is None and _is_no_value(source))
+        ]
+    return cleaned
+
+
+def _is_no_value(node):
+    if isinstance(node, dict):
+        if node.get("Ref") == "AWS::NoValue":
+            return True
+        if "Fn::If" in node:
+            return any(_is_no_value(branch) for branch in node["Fn::If"][1:])
+    return False
+
+
+def _as_shown(value):
+    return ",".join(str(v) for v in value) if isinstance(value, list) else str(value)
+
+
+def has_parameters(self, other_parameters):
+    mine = {k: _as_shown(v) for k, v in self.stack_parameters.items()}
+    return mine == {k: _as_shown(v) for k, v in other_parameters.items()}
+
+
+_validate_different_update = responses.CloudFormationResponse._validate_different_update
+
+
+def validate_different_update(self, incoming_params, stack_body, old_stack):
+    if self._get_action() == "CreateChangeSet":
+        return None
+    return _validate_different_update(self, incoming_params, stack_body, old_stack)
+
+
+_resource_map_update = parsing.ResourceMap.update
+
+
+def resource_map_update(self, template, parameters=None):
+    if parameters:
+        parameters = {k: _as_shown(v) for k, v in parameters.items()}
+    return _resource_map_update(self, template, parameters)
+
+
+_parse_and_update_resource = parsing.parse_and_update_resource
+
+
+def parse_and_update_resource(logical_id, resource_json, resources_map, account_id, region_name):
+    original = resources_map._parsed_resources.get(logical_id)
+    if original is None:
+        return parsing.parse_and_create_resource(
+            logical_id, resource_json, resources_map, account_id, region_name
+        )
+    resource_class = parsing.resource_class_from_type(resource_json["Type"])
+    if hasattr(resource_class.update_from_cloudformation_json, "__isabstractmethod__"):
+        print(f"moto_cfn: kept {resource_json['Type']} {logical_id} as it was", file=sys.stderr, flush=True)
+        return original
+    return _parse_and_update_resource(
+        logical_id, resource_json, resources_map, account_id, region_name
+    )
+
+
+_execute_change_set = models.CloudFormationBackend.execute_change_set
+
+
+def execute_change_set(self, change_set_name, stack_name=None):
+    _execute_change_set(self, change_set_name, stack_name)
+    stack = self.describe_change_set(change_set_name).stack
+    stack._parse_template()
+    stack.output_map = stack._create_output_map()
+
+
+def parameter_list(self):
+    return [
+        {
+            "ParameterKey": key,
+            "ParameterValue": "****"
+            if key in self.resource_map.no_echo_parameter_keys
+            else _as_shown(value),
+        }
+        for key, value in self.resource_map.resolved_parameters.items()
+    ]
+
+
+_create_bucket = s3_models.FakeBucket.create_from_cloudformation_json.__func__
+
+
+def create_bucket(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs):
+    bucket = _create_bucket(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs)
+    versioning = cloudformation_json.get("Properties", {}).get("VersioningConfiguration", {})
+    if versioning.get("Status") == "Enabled":
+        backend = s3_models.s3_backends[account_id][get_partition(region_name)]
+        backend.put_bucket_versioning(bucket.name, "Enabled")
+    return bucket
+
+
+parsing.resource_class_from_type = resource_class_from_type
+s3_models.FakeBucket.create_from_cloudformation_json = classmethod(create_bucket)
+parsing.clean_json = clean_json
+parsing.parse_and_update_resource = parse_and_update_resource
+models.Stack.has_parameters = has_parameters
+parsing.ResourceMap.update = resource_map_update
+responses.CloudFormationResponse._validate_different_update = validate_different_update
+models.CloudFormationBackend.execute_change_set = execute_change_set
+models.Stack.parameter_list = property(parameter_list)
+
+from moto.server import main  # noqa: E402
+
+main(sys.argv[1:])
