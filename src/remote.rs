@@ -43,16 +43,17 @@ impl TransferStats {
 }
 
 /// Configure libgit2 once per process: no user or system git config (their `insteadOf`, proxies
-/// and credential helpers would make a build depend on the machine), and timeouts so a dead host
-/// fails instead of hanging until CodeBuild kills the build.
+/// and credential helpers would make a build depend on the machine, and whoever can write them
+/// could redirect the mirror), and timeouts so a dead host fails instead of hanging until
+/// CodeBuild kills the build.
+///
+/// The search paths are set to the empty list, not to an empty directory: libgit2 then looks in
+/// no directory at all, so there is no path another local user could create first and fill.
 pub fn init(timeout: Duration) -> Result<()> {
     static ONCE: Once = Once::new();
     let mut result = Ok(());
     ONCE.call_once(|| {
         result = (|| -> Result<()> {
-            let empty = std::env::temp_dir().join("backlog-mirror-empty-config-dir");
-            std::fs::create_dir_all(&empty)
-                .with_context(|| format!("cannot create {}", empty.display()))?;
             let millis = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
             // SAFETY: called once, before any other libgit2 use in this process.
             unsafe {
@@ -62,7 +63,11 @@ pub fn init(timeout: Duration) -> Result<()> {
                     git2::ConfigLevel::Global,
                     git2::ConfigLevel::ProgramData,
                 ] {
-                    git2::opts::set_search_path(level, &empty)?;
+                    git2::opts::set_search_path(level, "")?;
+                    anyhow::ensure!(
+                        git2::opts::get_search_path(level)?.as_bytes().is_empty(),
+                        "libgit2 kept a configuration search path for {level:?}"
+                    );
                 }
                 git2::opts::set_server_connect_timeout_in_milliseconds(millis)?;
                 git2::opts::set_server_timeout_in_milliseconds(millis)?;

@@ -1,0 +1,119 @@
+//! What an attacker on the same machine, a hostile server or hostile input can make a sync do:
+//! planted git configuration, credentials echoed in errors or sent to another host, options
+//! smuggled into a git command line. Each test runs the real binary against real servers.
+
+mod support;
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use support::*;
+
+/// A source, an attacker's repository with different history, and an empty target.
+fn source_and_evil(sb: &Sandbox) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    let work = WorkRepo::init(&sb.join("work"));
+    work.commit("a.txt", "genuine", "genuine history");
+    work.branch("release");
+    let source = init_bare(&sb.join("srv/source.git"));
+    work.push_mirror(&source);
+    let evil_work = WorkRepo::init(&sb.join("evil-work"));
+    evil_work.commit("a.txt", "attacker", "attacker's history");
+    evil_work.branch("release");
+    let evil = init_bare(&sb.join("evil.git"));
+    evil_work.push_mirror(&evil);
+    let target = init_bare(&sb.join("srv/target.git"));
+    (source, evil, target)
+}
+
+/// Every file libgit2 or git could read as system, global or XDG configuration, relative to a
+/// directory an attacker may control (the old shared temp directory, HOME, XDG_CONFIG_HOME).
+fn plant_config(dir: &Path, text: &str) {
+    for file in [".gitconfig", "gitconfig", "config", "git/config"] {
+        let path = dir.join(file);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, text).unwrap();
+    }
+}
+
+#[test]
+fn configuration_planted_in_temp_home_or_xdg_is_never_read() {
+    let sb = Sandbox::new();
+    let (source, evil, target) = source_and_evil(&sb);
+    let src = path_str(&source);
+    let evil_url = format!("file://{}", evil.display());
+    let planted = format!("[url \"{evil_url}\"]\n\tinsteadOf = {src}\n");
+    // The directory earlier versions shared through the temp dir, made first by another user.
+    let tmp = sb.join("tmp");
+    plant_config(&tmp.join("backlog-mirror-empty-config-dir"), &planted);
+    plant_config(&sb.home(), &planted);
+    let xdg = sb.join("xdg");
+    plant_config(&xdg, &planted);
+    plant_config(&xdg.join("git"), &planted);
+
+    for engine in ["git", "libgit2"] {
+        let out = run(sb
+            .sync(&src, &path_str(&target))
+            .args(["--push-engine", engine])
+            .env("TMPDIR", &tmp)
+            .env("XDG_CONFIG_HOME", &xdg));
+        assert_eq!(out.code, 0, "{engine}: {}", out.stderr);
+        assert_mirror(&source, &target);
+        assert_ne!(refs(&target), refs(&evil));
+    }
+}
+
+#[test]
+fn no_shared_directory_is_created_in_the_temp_dir() {
+    let sb = Sandbox::new();
+    let (source, _evil, target) = source_and_evil(&sb);
+    let tmp = sb.join("tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    let out = run(sb
+        .sync(&path_str(&source), &path_str(&target))
+        .env("TMPDIR", &tmp));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let left: Vec<_> = std::fs::read_dir(&tmp).unwrap().flatten().collect();
+    assert!(left.is_empty(), "left in the temp dir: {left:?}");
+}
+
+/// A TCP listener that counts connections and drops them: a proxy an attacker configured.
+fn counting_listener() -> (u16, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let hits = Arc::new(AtomicUsize::new(0));
+    let counter = hits.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            counter.fetch_add(1, Ordering::SeqCst);
+            drop(stream);
+        }
+    });
+    (port, hits)
+}
+
+/// A guard rather than a reproduction: libgit2 reads proxy settings only when asked to
+/// (`ProxyOptions::auto`) and the git child reads no user configuration. Either changing would
+/// route traffic, and credentials, through whoever planted the setting.
+#[test]
+fn a_planted_http_proxy_never_sees_a_connection() {
+    let sb = Sandbox::new();
+    let (source, _evil, target) = source_and_evil(&sb);
+    let http = HttpGit::start(&sb.join("srv"));
+    let (proxy_port, hits) = counting_listener();
+    let planted = format!("[http]\n\tproxy = http://127.0.0.1:{proxy_port}\n");
+    let tmp = sb.join("tmp");
+    plant_config(&tmp.join("backlog-mirror-empty-config-dir"), &planted);
+    plant_config(&sb.home(), &planted);
+    for engine in ["git", "libgit2"] {
+        git(&source, &["update-ref", &format!("refs/heads/{engine}"), "HEAD"]);
+        let out = run(sb
+            .sync(&http.url("source.git"), &http.url("target.git"))
+            .args(["--push-engine", engine])
+            .env("TMPDIR", &tmp));
+        assert_eq!(out.code, 0, "{engine}: {}", out.stderr);
+        assert_mirror(&source, &target);
+    }
+    assert_eq!(hits.load(Ordering::SeqCst), 0, "the planted proxy was used");
+}
