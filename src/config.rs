@@ -127,23 +127,11 @@ fn remote(flag: &str, env: &str, raw: Option<&str>) -> anyhow::Result<RemoteUrl>
         ))
     })?;
     let url = RemoteUrl::parse(raw)
-        .map_err(|reason| usage(format!("{flag} '{}' {reason}", shown(raw))))?;
+        .map_err(|reason| usage(format!("{flag} '{}' {reason}", crate::url::redact_raw(raw))))?;
     if let Some(password) = url.password() {
         crate::secret::register(password);
     }
     Ok(url)
-}
-
-/// The raw value as safe to print: if it parses as a URL with credentials, without them.
-fn shown(raw: &str) -> String {
-    match ::url::Url::parse(raw.trim()) {
-        Ok(mut u) if u.password().is_some() || !u.username().is_empty() => {
-            let _ = u.set_password(None);
-            let _ = u.set_username("");
-            u.to_string()
-        }
-        _ => raw.trim().to_string(),
-    }
 }
 
 fn check_local(flag: &str, url: &RemoteUrl, is_source: bool) -> anyhow::Result<()> {
@@ -466,7 +454,8 @@ fn target_remote(
             None,
         ));
     };
-    let repo = parsed.map_err(|why| usage(format!("--target '{raw}' {why}")))?;
+    let repo = parsed
+        .map_err(|why| usage(format!("--target '{}' {why}", crate::url::redact_raw(&raw))))?;
     let region = repo
         .region
         .clone()
@@ -485,6 +474,23 @@ fn target_remote(
         return Err(usage(format!(
             "--region '{region}' is not an AWS region name (e.g. ap-northeast-1)"
         )));
+    }
+    for (name, value) in [
+        ("--codecommit-endpoint", args.codecommit_endpoint.clone()),
+        (
+            "CODE_COMMIT_ENDPOINT",
+            std::env::var("CODE_COMMIT_ENDPOINT").ok(),
+        ),
+    ] {
+        if let Some(value) = value.filter(|v| !v.trim().is_empty())
+            && !codecommit::is_endpoint(&value)
+        {
+            return Err(usage(format!(
+                "{name} '{}' is not a host name with an optional port; give e.g. \
+                 git-codecommit-fips.us-east-1.amazonaws.com or 127.0.0.1:8443",
+                crate::url::redact_raw(&value)
+            )));
+        }
     }
     let host = codecommit::resolve_host(&repo, &region, args.codecommit_endpoint.as_deref());
     let url = format!("https://{host}{}", codecommit::repo_path(&repo.name));

@@ -107,7 +107,10 @@ fn a_planted_http_proxy_never_sees_a_connection() {
     plant_config(&tmp.join("backlog-mirror-empty-config-dir"), &planted);
     plant_config(&sb.home(), &planted);
     for engine in ["git", "libgit2"] {
-        git(&source, &["update-ref", &format!("refs/heads/{engine}"), "HEAD"]);
+        git(
+            &source,
+            &["update-ref", &format!("refs/heads/{engine}"), "HEAD"],
+        );
         let out = run(sb
             .sync(&http.url("source.git"), &http.url("target.git"))
             .args(["--push-engine", engine])
@@ -116,4 +119,115 @@ fn a_planted_http_proxy_never_sees_a_connection() {
         assert_mirror(&source, &target);
     }
     assert_eq!(hits.load(Ordering::SeqCst), 0, "the planted proxy was used");
+}
+
+/// A user name and password in a URL that is refused, however it is refused: by our own
+/// parsing, by the command line parser, or as the wrong kind of value for another flag.
+#[test]
+fn userinfo_in_refused_input_is_never_printed() {
+    let sb = Sandbox::new();
+    let (source, _evil, target) = source_and_evil(&sb);
+    let (src, tgt) = (path_str(&source), path_str(&target));
+    let cache = path_str(&sb.cache_dir());
+    let urls = [
+        format!("https://bob:{CANARY}/9f3e@git.example.com/team/app.git"),
+        format!("https://bob:{CANARY}@127.0.0.1:99999/team/app.git"),
+        format!("https://bob:{CANARY}@git example.com/team/app.git"),
+        format!("https://bob:{CANARY}@[::1/team/app.git"),
+        format!("https://bob:{CANARY}%40x@127.0.0.1:99999/team/app.git"),
+        format!("ftp://bob:{CANARY}@git.example.com/team/app.git"),
+        format!("bob:{CANARY}@git.example.com:team/app.git"),
+        // Short passwords are not registered as secrets; the shape alone must be enough.
+        "https://bob:pw1@127.0.0.1:99999/team/app.git".to_string(),
+    ];
+    let mut cases: Vec<(String, Vec<String>, Vec<(&str, String)>)> = Vec::new();
+    for url in &urls {
+        let base = |flag: &str, value: &str| {
+            let mut args = vec!["sync".to_string(), "--cache-dir".into(), cache.clone()];
+            if flag != "--source" {
+                args.extend(["--source".into(), src.clone()]);
+            }
+            if flag != "--target" {
+                args.extend(["--target".into(), tgt.clone()]);
+            }
+            args.extend([flag.to_string(), value.to_string()]);
+            args
+        };
+        cases.push((format!("--target {url}"), base("--target", url), vec![]));
+        cases.push((format!("--source {url}"), base("--source", url), vec![]));
+        let mut from_env = base("--cache-dir", &cache);
+        from_env.retain(|a| a != "--target" && a != &tgt);
+        cases.push((
+            format!("BACKLOG_MIRROR_TARGET={url}"),
+            from_env,
+            vec![("BACKLOG_MIRROR_TARGET", url.clone())],
+        ));
+        cases.push((
+            format!("--push-engine {url}"),
+            base("--push-engine", url),
+            vec![],
+        ));
+        cases.push((
+            format!("BACKLOG_MIRROR_PUSH_ENGINE={url}"),
+            base("--cache-dir", &cache),
+            vec![("BACKLOG_MIRROR_PUSH_ENGINE", url.clone())],
+        ));
+        cases.push((format!("--include {url}"), base("--include", url), vec![]));
+        cases.push((
+            format!("--mirror-name {url}"),
+            base("--mirror-name", url),
+            vec![],
+        ));
+        cases.push((
+            format!("--codecommit-endpoint {url}"),
+            vec![
+                "sync".into(),
+                "--source".into(),
+                src.clone(),
+                "--target".into(),
+                "codecommit::us-east-1://app".into(),
+                "--cache-dir".into(),
+                cache.clone(),
+                "--codecommit-endpoint".into(),
+                url.clone(),
+            ],
+            vec![],
+        ));
+        let mut stray = base("--cache-dir", &cache);
+        stray.push(url.clone());
+        cases.push((format!("stray argument {url}"), stray, vec![]));
+    }
+    let codecommit = format!("https://bob:{CANARY}@git-codecommit.us-east-1.amazonaws.com/a/b");
+    cases.push((
+        format!("--target {codecommit}"),
+        vec![
+            "sync".into(),
+            "--source".into(),
+            src.clone(),
+            "--cache-dir".into(),
+            cache.clone(),
+            "--target".into(),
+            codecommit.clone(),
+        ],
+        vec![],
+    ));
+    for (name, args, env) in cases {
+        let mut cmd = bin();
+        cmd.env("HOME", sb.home()).args(&args);
+        for (k, v) in &env {
+            cmd.env(k, v);
+        }
+        let out = run(&mut cmd);
+        assert_eq!(out.code, 2, "{name}: {}", out.stderr);
+        out.only_error();
+        for (stream, text) in [("stdout", &out.stdout), ("stderr", &out.stderr)] {
+            for secret in [CANARY, "bob:", "pw1"] {
+                assert!(
+                    !text.contains(secret),
+                    "{name}: {secret} in {stream}: {text}"
+                );
+            }
+        }
+    }
+    assert!(refs(&target).is_empty());
 }
