@@ -88,8 +88,8 @@ pub fn push(
 ) -> Result<(HashMap<String, Option<String>>, TransferStats)> {
     let mut child = isolated(git_dir)
         .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .args(["push", "--porcelain", "--progress", "--no-verify"])
-        .arg(url.without_credentials())
+        .args(["push", "--porcelain", "--progress", "--no-verify", "--"])
+        .arg(repository_argument(url)?)
         .args(specs)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -135,6 +135,19 @@ pub fn push(
         bail!("git push to {} failed: {}", url.redacted(), reason.trim());
     }
     Ok((results, stats))
+}
+
+/// The repository as `git push` must be given it. Everything from input goes after `--`, so it
+/// is never an option; a local path is also made absolute, so git cannot read it as anything but
+/// a path either: `host:repo` would be an SSH address to git and `name::rest` a remote helper
+/// (`git-remote-name`), while `/...` is always a path.
+fn repository_argument(url: &RemoteUrl) -> Result<std::ffi::OsString> {
+    match url.local_path() {
+        Some(path) => Ok(std::path::absolute(path)
+            .with_context(|| format!("cannot make the target path {} absolute", path.display()))?
+            .into_os_string()),
+        None => Ok(url.without_credentials().into()),
+    }
 }
 
 /// Environment that makes a child git ask us (`backlog-mirror credential-helper`) for CodeCommit

@@ -81,7 +81,7 @@ impl RemoteUrl {
         let shown = path.display().to_string();
         RemoteUrl {
             scheme: Scheme::Local,
-            url: shown.clone(),
+            url: file_url(&path),
             display: shown.clone(),
             host: None,
             port: None,
@@ -315,6 +315,16 @@ impl RemoteUrl {
         };
         format!("{safe}-{:08x}", fnv1a(identity.as_bytes()) as u32)
     }
+}
+
+/// A local path as a `file://` URL, for libgit2: libgit2 reads any location with a `:` in it as
+/// an SSH address (`host:path`), even an existing directory such as `/srv/a:b.git` or
+/// `name::x`, while a `file://` URL (percent-encoded) is only ever a path.
+fn file_url(path: &Path) -> String {
+    std::path::absolute(path)
+        .ok()
+        .and_then(|p| ::url::Url::from_file_path(p).ok())
+        .map_or_else(|| path.display().to_string(), |u| u.to_string())
 }
 
 /// Schemes whose user name is part of the address, not half a credential.

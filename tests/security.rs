@@ -231,3 +231,162 @@ fn userinfo_in_refused_input_is_never_printed() {
     }
     assert!(refs(&target).is_empty());
 }
+
+/// A local target whose path is an option to `git push`: before the fix git ran the "receive
+/// pack" command it named.
+#[test]
+fn a_target_path_that_looks_like_an_option_is_a_path() {
+    let sb = Sandbox::new();
+    let (source, _evil, _target) = source_and_evil(&sb);
+    let name = "--receive-pack=touch pwned";
+    let target = init_bare(&sb.join(name));
+    for engine in ["git", "auto"] {
+        git(
+            &source,
+            &["update-ref", &format!("refs/heads/{engine}"), "HEAD"],
+        );
+        let mut cmd = bin();
+        cmd.current_dir(sb.path())
+            .env("HOME", sb.home())
+            .env("BACKLOG_MIRROR_TARGET", name)
+            .args(["sync", "--source", &path_str(&source), "--cache-dir"])
+            .arg(sb.cache_dir())
+            .args(["--push-engine", engine]);
+        let out = run(&mut cmd);
+        assert!(!sb.join("pwned").exists(), "{engine}: git ran the command");
+        assert_eq!(out.code, 0, "{engine}: {}", out.stderr);
+        assert_mirror(&source, &target);
+    }
+}
+
+/// Every git command line this program starts, from git's own trace (`GIT_TRACE2_EVENT`): the
+/// argv of each process whose session id has no parent, i.e. that we started, not git itself.
+fn traced_command_lines(trace: &Path) -> Vec<Vec<String>> {
+    let text = std::fs::read_to_string(trace).unwrap_or_default();
+    text.lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|event| event["event"] == "start")
+        .filter(|event| event["sid"].as_str().is_some_and(|sid| !sid.contains('/')))
+        .map(|event| {
+            event["argv"]
+                .as_array()
+                .expect("argv")
+                .iter()
+                .map(|a| a.as_str().expect("string").to_string())
+                .collect()
+        })
+        .collect()
+}
+
+/// The options this program itself writes before `--`; anything else there came from input.
+const OUR_OPTIONS: &[&str] = &[
+    "git",
+    "--version",
+    "push",
+    "--porcelain",
+    "--progress",
+    "--no-verify",
+    "repack",
+    "-a",
+    "-d",
+    "-q",
+    "pack-refs",
+    "--all",
+    "--prune",
+];
+
+#[test]
+fn no_input_reaches_a_git_command_line_before_the_double_dash() {
+    let sb = Sandbox::new();
+    let work = WorkRepo::init(&sb.join("work"));
+    let head = work.commit("a.txt", "one", "first");
+    let source = init_bare(&sb.join("srv/source.git"));
+    work.push_mirror(&source);
+    for branch in ["-f", "--upload-pack=touch", "--receive-pack=x", "-"] {
+        update_ref(&source, &format!("refs/heads/{branch}"), &head);
+    }
+    let daemon = GitDaemon::start(&sb.join("srv"));
+    let http = HttpGit::start(&sb.join("srv"));
+    let targets = [
+        ("local", path_str(&init_bare(&sb.join("srv/local.git")))),
+        ("relative", "-dash-target.git".to_string()),
+        ("git daemon", daemon.url("daemon.git")),
+        ("http", http.url("http.git")),
+    ];
+    init_bare(&sb.join("-dash-target.git"));
+    init_bare(&sb.join("srv/daemon.git"));
+    init_bare(&sb.join("srv/http.git"));
+    let trace = sb.join("trace2.json");
+    let mut pushes = 0;
+    for (label, target) in &targets {
+        for engine in ["git", "auto"] {
+            let mut cmd = bin();
+            cmd.current_dir(sb.path())
+                .env("HOME", sb.home())
+                .env("GIT_TRACE2_EVENT", &trace)
+                .env("BACKLOG_MIRROR_TARGET", target)
+                .args(["sync", "--source", &path_str(&source), "--cache-dir"])
+                .arg(sb.join(&format!("cache-{engine}")))
+                .args(["--push-engine", engine]);
+            let out = run(&mut cmd);
+            assert_eq!(out.code, 0, "{label} via {engine}: {}", out.stderr);
+        }
+        for argv in traced_command_lines(&trace) {
+            let dashes = argv.iter().position(|a| a == "--").unwrap_or(argv.len());
+            for arg in &argv[..dashes] {
+                assert!(
+                    OUR_OPTIONS.contains(&arg.as_str()),
+                    "{label}: '{arg}' precedes '--' in {argv:?}"
+                );
+            }
+            if argv.get(1).map(String::as_str) == Some("push") {
+                pushes += 1;
+                assert!(
+                    argv[dashes + 1..]
+                        .iter()
+                        .any(|a| a.contains("refs/heads/-f"))
+                );
+            }
+        }
+        std::fs::remove_file(&trace).ok();
+    }
+    assert!(
+        pushes >= targets.len(),
+        "only {pushes} git pushes were traced"
+    );
+}
+
+/// libgit2 reads any location with a `:` as an SSH address and git reads `name::rest` as a
+/// remote helper: local paths that look like either are still the paths they are.
+#[test]
+fn local_paths_that_look_like_ssh_or_a_remote_helper_are_paths() {
+    let sb = Sandbox::new();
+    let (source, _evil, _target) = source_and_evil(&sb);
+    let odd_source = sb.join("host:team.git");
+    assert!(
+        std::process::Command::new("cp")
+            .arg("-r")
+            .arg(&source)
+            .arg(&odd_source)
+            .status()
+            .unwrap()
+            .success()
+    );
+    for (engine, name) in [
+        ("git", "ext::a.git"),
+        ("libgit2", "fd::b.git"),
+        ("auto", "x:c.git"),
+    ] {
+        let target = init_bare(&sb.join(name));
+        let mut cmd = bin();
+        cmd.current_dir(sb.path())
+            .env("HOME", sb.home())
+            .args(["sync", "--source", &path_str(&odd_source), "--target", name])
+            .arg("--cache-dir")
+            .arg(sb.cache_dir())
+            .args(["--push-engine", engine]);
+        let out = run(&mut cmd);
+        assert_eq!(out.code, 0, "{engine} to {name}: {}", out.stderr);
+        assert_mirror(&odd_source, &target);
+    }
+}
