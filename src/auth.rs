@@ -15,6 +15,37 @@ use crate::secret::Secret;
 use crate::ssh::{HostKeyPolicy, PresentedKey, Verdict};
 use crate::url::{RemoteUrl, Scheme};
 
+/// Why credentials for `url` must not answer libgit2's request for `asked`, the URL it is
+/// actually talking to: an HTTP(S) server redirected it to another origin (scheme, host, port).
+/// Every credential we hold was given for one origin; libgit2 follows the first request's
+/// redirect and asks again there, and answering would hand a password or signature to whoever
+/// the first server chose. `None` when `asked` is the same origin.
+fn elsewhere(url: &RemoteUrl, asked: &str) -> Option<String> {
+    if !matches!(url.scheme(), Scheme::Http | Scheme::Https) {
+        return None;
+    }
+    let origin = |text: &str| {
+        ::url::Url::parse(text).ok().map(|u| {
+            (
+                u.scheme().to_ascii_lowercase(),
+                u.host_str().map(str::to_ascii_lowercase),
+                u.port_or_known_default(),
+            )
+        })
+    };
+    let given = origin(url.as_git_url());
+    if given.is_some() && given == origin(asked) {
+        return None;
+    }
+    Some(format!(
+        "{} redirected to {}, another host; the credentials given for {} are not sent there. \
+         If that is where the repository now lives, use that URL",
+        url.redacted(),
+        crate::url::redact_userinfo(asked),
+        url.authority()
+    ))
+}
+
 /// How many times one connection may ask for credentials before we call it refused.
 const MAX_ATTEMPTS: u32 = 3;
 
@@ -88,7 +119,10 @@ impl Auth {
     /// Install the credentials and host-key callbacks for one connection to `url`.
     pub fn install<'a>(&'a self, url: &'a RemoteUrl, callbacks: &mut RemoteCallbacks<'a>) {
         let attempts = Cell::new(0u32);
-        callbacks.credentials(move |_, username, allowed| {
+        callbacks.credentials(move |asked, username, allowed| {
+            if let Some(why) = elsewhere(url, asked) {
+                return Err(git2::Error::from_str(&why));
+            }
             attempts.set(attempts.get() + 1);
             if attempts.get() > MAX_ATTEMPTS {
                 return Err(git2::Error::from_str(&self.refused(url)));
@@ -215,5 +249,33 @@ impl Auth {
                 url.redacted()
             )
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_answer_only_their_own_origin() {
+        let url = RemoteUrl::parse("https://bob:pw@git.example.com/team/app.git").unwrap();
+        for same in [
+            "https://git.example.com/team/app.git",
+            "https://bob@GIT.example.com:443/team/app.git/info/refs",
+            "https://git.example.com/moved/app.git",
+        ] {
+            assert_eq!(elsewhere(&url, same), None, "{same}");
+        }
+        for other in [
+            "https://evil.example.com/team/app.git",
+            "http://git.example.com/team/app.git",
+            "https://git.example.com:8443/team/app.git",
+            "not a url",
+        ] {
+            let why = elsewhere(&url, other).expect(other);
+            assert!(why.contains("redirected") && !why.contains("pw"), "{why}");
+        }
+        let ssh = RemoteUrl::parse("git@host:team/app.git").unwrap();
+        assert_eq!(elsewhere(&ssh, "ssh://git@host/team/app.git"), None);
     }
 }

@@ -390,3 +390,89 @@ fn local_paths_that_look_like_ssh_or_a_remote_helper_are_paths() {
         assert_mirror(&odd_source, &target);
     }
 }
+
+/// A source or target that redirects to another host (127.0.0.2 is another host to any client)
+/// must not be handed the credentials given for it, whether they came in the URL or from a
+/// password flag, and whether the first host asked for them before redirecting or not.
+#[test]
+fn credentials_never_follow_a_redirect_to_another_host() {
+    use support::redirect::{CredentialSink, Redirector};
+    let sb = Sandbox::new();
+    let (source, _evil, target) = source_and_evil(&sb);
+    let (src, tgt) = (path_str(&source), path_str(&target));
+    let sink = CredentialSink::start("127.0.0.2");
+    for challenge in [false, true] {
+        let redirector = Redirector::start(&sink.origin, challenge);
+        let with_userinfo = redirector
+            .url("team/app.git")
+            .replace("http://", &format!("http://bob:{CANARY}@"));
+        let plain = redirector
+            .url("team/app.git")
+            .replace("http://", "http://bob@");
+        let cases: Vec<(&str, Vec<String>)> = vec![
+            (
+                "source with userinfo",
+                vec![
+                    "--source".into(),
+                    with_userinfo.clone(),
+                    "--target".into(),
+                    tgt.clone(),
+                ],
+            ),
+            (
+                "source with a password flag",
+                vec![
+                    "--source".into(),
+                    plain.clone(),
+                    "--target".into(),
+                    tgt.clone(),
+                    "--source-password-env".into(),
+                    "TOKEN".into(),
+                ],
+            ),
+            (
+                "target with userinfo",
+                vec![
+                    "--source".into(),
+                    src.clone(),
+                    "--target".into(),
+                    with_userinfo,
+                ],
+            ),
+            (
+                "target with a password flag",
+                vec![
+                    "--source".into(),
+                    src.clone(),
+                    "--target".into(),
+                    plain,
+                    "--target-password-env".into(),
+                    "TOKEN".into(),
+                ],
+            ),
+        ];
+        for (name, args) in cases {
+            let before = sink.requests();
+            let mut cmd = bin();
+            cmd.env("HOME", sb.home())
+                .env("TOKEN", CANARY)
+                .args(["sync", "--cache-dir"])
+                .arg(sb.cache_dir())
+                .args(&args);
+            let out = run(&mut cmd);
+            let case = format!("{name} (challenge first: {challenge})");
+            assert!(
+                sink.requests() > before,
+                "{case}: the redirect was not followed at all"
+            );
+            assert_eq!(sink.authorizations(), Vec::<String>::new(), "{case}");
+            assert_eq!(out.code, 1, "{case}: {}", out.stderr);
+            let error = out.only_error();
+            assert!(
+                error.contains("redirected") && error.contains("127.0.0.2"),
+                "{case}: {error}"
+            );
+        }
+    }
+    assert!(refs(&target).is_empty());
+}

@@ -6,6 +6,7 @@
 
 pub mod codecommit;
 mod git_servers;
+pub mod redirect;
 mod repos;
 mod ssh_server;
 pub mod ssm;
