@@ -33,6 +33,14 @@ pub enum Error {
     /// The target refused some ref updates; the others landed.
     #[error("{} ref(s) rejected by the target: {}", .0.len(), format_rejected(.0))]
     Rejected(Vec<(String, String)>),
+    /// The source has refs this tool cannot carry; every other ref was mirrored.
+    #[error(
+        "{} ref(s) of the source cannot be mirrored and were left out (every other ref is \
+         mirrored): {}",
+        .0.len(),
+        format_rejected(.0)
+    )]
+    Unmirrorable(Vec<(String, String)>),
 }
 
 #[derive(Debug)]
@@ -65,12 +73,30 @@ fn format_rejected(refs: &[(String, String)]) -> String {
     let mut parts: Vec<String> = refs
         .iter()
         .take(SHOWN)
-        .map(|(name, reason)| format!("{name} ({reason})"))
+        .map(|(name, reason)| {
+            format!(
+                "{} ({})",
+                crate::refname::shown(name),
+                clip(reason, MAX_REASON_CHARS)
+            )
+        })
         .collect();
     if refs.len() > SHOWN {
         parts.push(format!("and {} more", refs.len() - SHOWN));
     }
     parts.join(", ")
+}
+
+/// How much of a reason (a target's message, a libgit2 error) one ref's entry shows.
+pub const MAX_REASON_CHARS: usize = 160;
+
+/// `text` cut to `max` characters, marked when cut: messages quote ref names and names can be
+/// kilobytes long.
+pub fn clip(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((cut, _)) => format!("{}...", &text[..cut]),
+        None => text.to_string(),
+    }
 }
 
 impl Error {
@@ -79,7 +105,7 @@ impl Error {
             Error::Usage(_) => exit::USAGE,
             Error::DeleteGuard(_) => exit::DELETE_GUARD,
             Error::Locked { .. } => exit::LOCKED,
-            Error::Rejected(_) => exit::FAILED,
+            Error::Rejected(_) | Error::Unmirrorable(_) => exit::FAILED,
         }
     }
 }

@@ -58,7 +58,7 @@ pub fn check_connectivity(
         let object = repo.find_object(new, None).map_err(|_| {
             format!(
                 "{} points to {new}, which the cache does not have",
-                change.name
+                crate::refname::shown(&change.name)
             )
         })?;
         // A tag of a tree or blob: having the object is all there is to check.

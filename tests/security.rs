@@ -140,7 +140,9 @@ fn userinfo_in_refused_input_is_never_printed() {
         // Short passwords are not registered as secrets; the shape alone must be enough.
         "https://bob:pw1@127.0.0.1:99999/team/app.git".to_string(),
     ];
-    let mut cases: Vec<(String, Vec<String>, Vec<(&str, String)>)> = Vec::new();
+    /// (what the case is, arguments, environment)
+    type Case<'a> = (String, Vec<String>, Vec<(&'a str, String)>);
+    let mut cases: Vec<Case> = Vec::new();
     for url in &urls {
         let base = |flag: &str, value: &str| {
             let mut args = vec!["sync".to_string(), "--cache-dir".into(), cache.clone()];
@@ -293,6 +295,7 @@ const OUR_OPTIONS: &[&str] = &[
     "pack-refs",
     "--all",
     "--prune",
+    "upload-pack",
 ];
 
 #[test]
