@@ -103,11 +103,14 @@ fn build_auth(cfg: &SyncConfig) -> anyhow::Result<Auth> {
             let raw = source.read(region)?;
             let key = ssh::normalize_private_key(raw.expose())
                 .map_err(|why| error::usage(format!("{}: {why}", source.flag())))?;
+            // A file written by `echo` or a pasted variable ends in a newline that is not part
+            // of the passphrase; spaces may be, so only line endings go.
             let passphrase = a
                 .ssh_passphrase
                 .as_ref()
                 .map(|p| p.read(region))
-                .transpose()?;
+                .transpose()?
+                .map(|p| Secret::new(p.expose().trim_end_matches(['\r', '\n']).to_string()));
             if ssh::key_is_encrypted(&key) && passphrase.is_none() {
                 return Err(error::usage(format!(
                     "{}: the key is encrypted; give its passphrase with --ssh-passphrase-ssm, -env or -file",

@@ -231,7 +231,39 @@ impl Auth {
         if err.code() == git2::ErrorCode::Auth {
             return anyhow::anyhow!("{what} {}: {}", url.redacted(), self.refused(url));
         }
+        if let Some(why) = self.unreadable_key(url, &err) {
+            return anyhow::anyhow!("{what} {}: {why}", url.redacted());
+        }
         anyhow::Error::new(err).context(format!("{what} {}", url.redacted()))
+    }
+
+    /// libssh2 reads the key only when it authenticates, and says "Unsupported private key
+    /// format" (OpenSSH format) or "Wrong passphrase or invalid/unrecognized private key file
+    /// format" (PEM) for a key it could not decrypt. The key's format was checked before any
+    /// connection, so for an encrypted key that means the passphrase.
+    fn unreadable_key(&self, url: &RemoteUrl, err: &git2::Error) -> Option<String> {
+        let key = self.ssh_key.as_ref()?;
+        let message = err.message();
+        let unreadable = url.scheme() == Scheme::Ssh
+            && err.class() == git2::ErrorClass::Ssh
+            && (message.contains("Unable to extract public key from private key")
+                || message.contains("Wrong passphrase")
+                || message.contains("Unable to initialize private key")
+                || message.contains("Unsupported private key format"));
+        if !unreadable {
+            return None;
+        }
+        Some(if key.passphrase.is_some() {
+            "the SSH key's passphrase (--ssh-passphrase-*) is wrong: libssh2 cannot decrypt the \
+             key with it"
+                .to_string()
+        } else {
+            format!(
+                "libssh2 cannot read the SSH key (--ssh-key-*): {}; give it in OpenSSH or PEM \
+                 format",
+                message.rsplit(": ").next().unwrap_or(message)
+            )
+        })
     }
 
     fn refused(&self, url: &RemoteUrl) -> String {

@@ -479,3 +479,87 @@ fn credentials_never_follow_a_redirect_to_another_host() {
     }
     assert!(refs(&target).is_empty());
 }
+
+/// An encrypted key with the wrong passphrase is a wrong passphrase, not an "unsupported
+/// format", in every format and key type libssh2 reads.
+#[test]
+fn a_wrong_ssh_passphrase_is_named_as_such() {
+    let sb = Sandbox::new();
+    let (source, _evil, target) = source_and_evil(&sb);
+    let sshd = Sshd::start();
+    let mut pinned = Vec::new();
+    for fp in sshd.host_key_fingerprints() {
+        pinned.extend(["--host-key-fingerprint".to_string(), fp]);
+    }
+    for (kind, format) in [
+        ("ed25519", "openssh"),
+        ("ecdsa", "pem"),
+        ("rsa", "pem"),
+        ("rsa", "openssh"),
+    ] {
+        let key = keygen(
+            &sb.join("keys"),
+            &format!("{kind}-{format}"),
+            kind,
+            format,
+            Some("right-passphrase"),
+        );
+        sshd.authorize(&key.public_line);
+        let mut cmd = bin();
+        cmd.env("HOME", sb.home())
+            .env("KEY_PASS", CANARY)
+            .args([
+                "sync",
+                "--source",
+                &sshd.url(&source),
+                "--target",
+                &path_str(&target),
+            ])
+            .arg("--cache-dir")
+            .arg(sb.cache_dir())
+            .arg("--ssh-key-file")
+            .arg(&key.private_path)
+            .args(["--ssh-passphrase-env", "KEY_PASS"])
+            .args(&pinned);
+        let out = run(&mut cmd);
+        let label = format!("{kind} {format}");
+        assert_ne!(out.code, 0, "{label}");
+        let error = out.only_error();
+        assert!(
+            error.contains("passphrase") && error.contains("wrong"),
+            "{label}: {error}"
+        );
+        assert!(!error.contains("Unsupported"), "{label}: {error}");
+        assert!(refs(&target).is_empty());
+    }
+    // The right passphrase from a file written by `echo`, newline and all, is the right one.
+    let key = keygen(
+        &sb.join("keys"),
+        "echoed",
+        "ed25519",
+        "openssh",
+        Some(CANARY),
+    );
+    sshd.authorize(&key.public_line);
+    let file = sb.join("passphrase");
+    std::fs::write(&file, format!("{CANARY}\n")).unwrap();
+    let mut cmd = bin();
+    cmd.env("HOME", sb.home())
+        .args([
+            "sync",
+            "--source",
+            &sshd.url(&source),
+            "--target",
+            &path_str(&target),
+        ])
+        .arg("--cache-dir")
+        .arg(sb.cache_dir())
+        .arg("--ssh-key-file")
+        .arg(&key.private_path)
+        .arg("--ssh-passphrase-file")
+        .arg(&file)
+        .args(&pinned);
+    let out = run(&mut cmd);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_mirror(&source, &target);
+}
