@@ -88,6 +88,9 @@ impl SyncConfig {
             ));
         }
         let mut auth = auth_config(args, &source, &target)?;
+        if args.push_engine == PushEngine::Git {
+            check_git_can_push(&target, &auth)?;
+        }
         auth.codecommit = codecommit;
         auth.codecommit_endpoint = args
             .codecommit_endpoint
@@ -114,6 +117,23 @@ impl SyncConfig {
             progress_interval: args.progress_interval,
         })
     }
+}
+
+/// git is never handed a credential (it would sit in its environment or command line for any
+/// local user to read), so `--push-engine git` can push only where none is needed, or where git
+/// asks our credential helper (CodeCommit). Refused here rather than failing after the fetch.
+fn check_git_can_push(target: &RemoteUrl, auth: &AuthConfig) -> anyhow::Result<()> {
+    let why = if target.password().is_some() || auth.target_password.is_some() {
+        "the target needs a password, which git is never given"
+    } else if target.scheme() == Scheme::Ssh {
+        "git would push with the machine's ssh, not with --ssh-key-* and the host key policy"
+    } else {
+        return Ok(());
+    };
+    Err(usage(format!(
+        "--push-engine git cannot push to {}: {why}; use --push-engine auto or libgit2",
+        target.redacted()
+    )))
 }
 
 fn saturating_usize(n: u64) -> usize {

@@ -563,3 +563,58 @@ fn a_wrong_ssh_passphrase_is_named_as_such() {
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_mirror(&source, &target);
 }
+
+/// git is never handed a credential, so `--push-engine git` cannot push to a target that needs
+/// one: refused before anything is fetched, instead of failing after the whole fetch with
+/// "terminal prompts disabled" (or, over SSH, pushing with the machine's ssh and its own idea of
+/// the host's key instead of --ssh-key-* and the host key policy).
+#[test]
+fn push_engine_git_is_refused_for_targets_that_need_credentials() {
+    let sb = Sandbox::new();
+    let (source, _evil, target) = source_and_evil(&sb);
+    let http = HttpGit::start_with(
+        &sb.join("srv"),
+        HttpOptions {
+            basic_auth: Some(("mirror".into(), CANARY.into())),
+            ..HttpOptions::default()
+        },
+    );
+    let src = http
+        .url("source.git")
+        .replace("http://", &format!("http://mirror:{CANARY}@"));
+    let with_userinfo = http
+        .url("target.git")
+        .replace("http://", &format!("http://mirror:{CANARY}@"));
+    let with_user = http.url("target.git").replace("http://", "http://mirror@");
+    let sshd = Sshd::start();
+    let cases: Vec<(&str, String, Vec<&str>)> = vec![
+        (
+            "password flag",
+            with_user,
+            vec!["--target-password-env", "TOKEN"],
+        ),
+        ("userinfo", with_userinfo, vec![]),
+        (
+            "ssh",
+            sshd.url(&target),
+            vec!["--accept-new-host-key", "--ssh-key-env", "TOKEN"],
+        ),
+    ];
+    for (name, tgt, extra) in cases {
+        let out = run(sb
+            .sync(&src, &tgt)
+            .env("TOKEN", CANARY)
+            .args(["--push-engine", "git"])
+            .args(&extra));
+        assert_eq!(out.code, 2, "{name}: {}", out.stderr);
+        let error = out.only_error();
+        assert!(error.contains("--push-engine git"), "{name}: {error}");
+        assert_eq!(
+            http.count_service("git-upload-pack"),
+            0,
+            "{name}: the source was contacted"
+        );
+    }
+    assert!(refs(&target).is_empty());
+    let _ = source;
+}
