@@ -476,20 +476,27 @@ fn target_remote(
     };
     let repo = parsed
         .map_err(|why| usage(format!("--target '{}' {why}", crate::url::redact_raw(&raw))))?;
-    let region = repo
+    let given = repo
         .region
         .clone()
         .or_else(|| args.region.clone())
-        .or_else(|| std::env::var("AWS_REGION").ok())
-        .or_else(|| std::env::var("AWS_DEFAULT_REGION").ok())
         .map(|r| r.trim().to_string())
-        .filter(|r| !r.is_empty())
-        .ok_or_else(|| {
-            usage(format!(
-                "--target '{raw}' needs an AWS region: write codecommit::REGION://{}, or pass --region or set AWS_REGION",
-                repo.name
-            ))
-        })?;
+        .filter(|r| !r.is_empty());
+    let region = match given {
+        Some(region) => region,
+        // As the SDK finds it: AWS_REGION, the profile's `region`, instance metadata.
+        None => crate::aws::default_region(repo.profile.as_deref())?
+            .map(|r| r.trim().to_string())
+            .filter(|r| !r.is_empty())
+            .ok_or_else(|| {
+                usage(format!(
+                    "--target '{}' needs an AWS region: write codecommit::REGION://{}, pass \
+                     --region, set AWS_REGION or give the AWS profile a region",
+                    crate::url::redact_raw(&raw),
+                    repo.name
+                ))
+            })?,
+    };
     if !codecommit::is_region(&region) {
         return Err(usage(format!(
             "--region '{region}' is not an AWS region name (e.g. ap-northeast-1)"

@@ -6,6 +6,7 @@ mod support;
 
 use std::net::TcpListener;
 use std::path::Path;
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -617,4 +618,118 @@ fn push_engine_git_is_refused_for_targets_that_need_credentials() {
     }
     assert!(refs(&target).is_empty());
     let _ = source;
+}
+
+// Not an attack, but the same review: the AWS SDK finds a region in a profile, and so must we.
+
+/// The CodeCommit region set only in an AWS profile (`~/.aws/config` with `AWS_PROFILE`, a file
+/// named by `AWS_CONFIG_FILE`, or the `PROFILE@` of a codecommit:// URL) is the region used, by
+/// `sync` and by `credential-helper`, as the SDK's region chain finds it.
+#[test]
+fn a_codecommit_region_from_an_aws_profile_is_used() {
+    use support::codecommit::CodeCommitServer;
+    const REGION: &str = "eu-west-3";
+    const AKID: &str = "AKIAEXAMPLEPROFILE01";
+    let secret = format!("{CANARY}/profile-secret");
+    let sb = Sandbox::new();
+    let (source, _evil, _target) = source_and_evil(&sb);
+    let root = sb.join("codecommit");
+    for repo in ["by-env-profile", "by-config-file", "by-url-profile"] {
+        init_bare(&root.join(repo));
+    }
+    let server = CodeCommitServer::start(&root, REGION, &[(AKID, &secret, None)], 0);
+    let aws = sb.home().join(".aws");
+    std::fs::create_dir_all(&aws).unwrap();
+    std::fs::write(
+        aws.join("config"),
+        format!("[default]\nregion = us-west-2\n\n[profile mirror]\nregion = {REGION}\n"),
+    )
+    .unwrap();
+    let elsewhere = sb.join("aws-config");
+    std::fs::write(&elsewhere, format!("[default]\nregion = {REGION}\n")).unwrap();
+    let cases: [(&str, &str, Vec<(&str, String)>); 3] = [
+        (
+            "by-env-profile",
+            "codecommit://by-env-profile",
+            vec![("AWS_PROFILE", "mirror".to_string())],
+        ),
+        (
+            "by-config-file",
+            "codecommit://by-config-file",
+            vec![("AWS_CONFIG_FILE", path_str(&elsewhere))],
+        ),
+        (
+            "by-url-profile",
+            "codecommit://mirror@by-url-profile",
+            vec![],
+        ),
+    ];
+    for (repo, target, env) in cases {
+        let mut cmd = bin();
+        cmd.env("HOME", sb.home())
+            .envs(server.client_env())
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_ACCESS_KEY_ID", AKID)
+            .env("AWS_SECRET_ACCESS_KEY", &secret)
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .args(["sync", "--source", &path_str(&source), "--target", target])
+            .arg("--cache-dir")
+            .arg(sb.cache_dir());
+        let out = run(&mut cmd);
+        assert_eq!(out.code, 0, "{repo}: {}", out.stderr);
+        assert_mirror(&source, &root.join(repo));
+
+        // The helper, asked by plain git, signs for the same region.
+        let mut helper = bin();
+        helper
+            .env("HOME", sb.home())
+            .envs(server.client_env())
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_ACCESS_KEY_ID", AKID)
+            .env("AWS_SECRET_ACCESS_KEY", &secret)
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .args(["credential-helper", "get"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        if repo == "by-url-profile" {
+            helper.env("AWS_PROFILE", "mirror");
+        }
+        let mut child = helper.spawn().unwrap();
+        use std::io::Write;
+        write!(
+            child.stdin.take().unwrap(),
+            "protocol=https\nhost={}\npath=v1/repos/{repo}\n\n",
+            server.endpoint()
+        )
+        .unwrap();
+        let answer = child.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&answer.stdout);
+        assert!(
+            answer.status.success(),
+            "{repo}: {}",
+            String::from_utf8_lossy(&answer.stderr)
+        );
+        let password = stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("password="))
+            .unwrap_or_else(|| panic!("{repo}: no password: {stdout}"));
+        // Plain git with that answer is let in: the signature is for the profile's region.
+        let url = format!(
+            "https://{AKID}:{password}@{}/v1/repos/{repo}",
+            server.endpoint()
+        );
+        let mut ls = Command::new("git");
+        isolate(&mut ls);
+        let listed = ls
+            .envs(server.client_env())
+            .args(["ls-remote", &url])
+            .output()
+            .unwrap();
+        assert!(
+            listed.status.success(),
+            "{repo}: {}",
+            String::from_utf8_lossy(&listed.stderr)
+        );
+    }
 }
