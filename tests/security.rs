@@ -647,7 +647,9 @@ fn a_codecommit_region_from_an_aws_profile_is_used() {
     .unwrap();
     let elsewhere = sb.join("aws-config");
     std::fs::write(&elsewhere, format!("[default]\nregion = {REGION}\n")).unwrap();
-    let cases: [(&str, &str, Vec<(&str, String)>); 3] = [
+    /// (repository, --target, environment)
+    type Case<'a> = (&'a str, &'a str, Vec<(&'a str, String)>);
+    let cases: [Case; 3] = [
         (
             "by-env-profile",
             "codecommit://by-env-profile",
