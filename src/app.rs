@@ -75,11 +75,7 @@ pub fn sync(args: &SyncArgs, quiet: bool) -> i32 {
             std::io::stderr().write_all(secret::scrub(&String::from_utf8_lossy(&text)).as_bytes());
     }
     if let Some(err) = &outcome.error {
-        let _ = writeln!(
-            std::io::stderr(),
-            "error: {}",
-            secret::scrub(&format!("{err:#}"))
-        );
+        let _ = writeln!(std::io::stderr(), "error: {}", error::one_line(err));
     }
     code
 }
@@ -153,10 +149,6 @@ fn build_auth(cfg: &SyncConfig) -> anyhow::Result<Auth> {
 }
 
 fn report_error(err: &anyhow::Error) -> i32 {
-    let _ = writeln!(
-        std::io::stderr(),
-        "error: {}",
-        secret::scrub(&format!("{err:#}"))
-    );
+    let _ = writeln!(std::io::stderr(), "error: {}", error::one_line(err));
     error::exit_code(err)
 }

@@ -99,6 +99,26 @@ pub fn clip(text: &str, max: usize) -> String {
     }
 }
 
+/// An error's one line as printed: its chain, secrets and userinfo scrubbed, then any single
+/// word of more than 200 characters (a ref name, a path, a server's message quoting one) cut to
+/// its start and its length, so that no line runs to kilobytes. Scrubbing comes first: a cut
+/// could leave half a password that no longer looks like one.
+pub fn one_line(err: &anyhow::Error) -> String {
+    const LONGEST_WORD: usize = 200;
+    crate::secret::scrub(&format!("{err:#}"))
+        .split(' ')
+        .map(|word| match word.char_indices().nth(LONGEST_WORD) {
+            Some(_) => format!(
+                "{}... ({} characters)",
+                word.chars().take(120).collect::<String>(),
+                word.chars().count()
+            ),
+            None => word.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
@@ -144,4 +164,22 @@ pub fn chain_line(err: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     parts.join(": ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_line_cuts_long_words_after_scrubbing() {
+        let long = format!("refs/heads/{}", "x".repeat(4019));
+        let password = "p".repeat(300);
+        let err = anyhow::anyhow!("cannot update {long}")
+            .context(format!("cannot reach https://bob:{password}@h/x.git"));
+        let line = one_line(&err);
+        assert!(line.len() < 400, "{line}");
+        assert!(line.contains("... (4030 characters)"), "{line}");
+        assert!(line.contains("https://<redacted>@h/x.git"), "{line}");
+        assert!(!line.contains("ppppp"), "{line}");
+    }
 }

@@ -58,7 +58,7 @@ pub fn sync(cfg: &SyncConfig, session: &Session) -> Outcome {
             } else {
                 Status::Failed
             };
-            summary.error = Some(format!("{err:#}"));
+            summary.error = Some(error::one_line(&err));
             Some(err)
         }
     };
