@@ -271,6 +271,9 @@ fn hostile_ref_names_through_every_engine_and_transport() {
                 }
             }
             moved.remove(b"refs/heads/caf\xe9".as_slice());
+            // A deleted branch makes room for one below its name in the same sync.
+            let head = moved.remove(b"refs/heads/HEAD".as_slice()).unwrap();
+            moved.insert(b"refs/heads/HEAD/x".to_vec(), head);
             plant(&source, &moved);
             let after = sync();
             check_run(&format!("{label}, moved"), &after, &rows);
