@@ -75,11 +75,7 @@ pub fn sync(args: &SyncArgs, quiet: bool) -> i32 {
             std::io::stderr().write_all(secret::scrub(&String::from_utf8_lossy(&text)).as_bytes());
     }
     if let Some(err) = &outcome.error {
-        let _ = writeln!(
-            std::io::stderr(),
-            "error: {}",
-            secret::scrub(&format!("{err:#}"))
-        );
+        let _ = writeln!(std::io::stderr(), "error: {}", error::one_line(err));
     }
     code
 }
@@ -103,11 +99,14 @@ fn build_auth(cfg: &SyncConfig) -> anyhow::Result<Auth> {
             let raw = source.read(region)?;
             let key = ssh::normalize_private_key(raw.expose())
                 .map_err(|why| error::usage(format!("{}: {why}", source.flag())))?;
+            // A file written by `echo` or a pasted variable ends in a newline that is not part
+            // of the passphrase; spaces may be, so only line endings go.
             let passphrase = a
                 .ssh_passphrase
                 .as_ref()
                 .map(|p| p.read(region))
-                .transpose()?;
+                .transpose()?
+                .map(|p| Secret::new(p.expose().trim_end_matches(['\r', '\n']).to_string()));
             if ssh::key_is_encrypted(&key) && passphrase.is_none() {
                 return Err(error::usage(format!(
                     "{}: the key is encrypted; give its passphrase with --ssh-passphrase-ssm, -env or -file",
@@ -150,10 +149,6 @@ fn build_auth(cfg: &SyncConfig) -> anyhow::Result<Auth> {
 }
 
 fn report_error(err: &anyhow::Error) -> i32 {
-    let _ = writeln!(
-        std::io::stderr(),
-        "error: {}",
-        secret::scrub(&format!("{err:#}"))
-    );
+    let _ = writeln!(std::io::stderr(), "error: {}", error::one_line(err));
     error::exit_code(err)
 }

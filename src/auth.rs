@@ -15,6 +15,37 @@ use crate::secret::Secret;
 use crate::ssh::{HostKeyPolicy, PresentedKey, Verdict};
 use crate::url::{RemoteUrl, Scheme};
 
+/// Why credentials for `url` must not answer libgit2's request for `asked`, the URL it is
+/// actually talking to: an HTTP(S) server redirected it to another origin (scheme, host, port).
+/// Every credential we hold was given for one origin; libgit2 follows the first request's
+/// redirect and asks again there, and answering would hand a password or signature to whoever
+/// the first server chose. `None` when `asked` is the same origin.
+fn elsewhere(url: &RemoteUrl, asked: &str) -> Option<String> {
+    if !matches!(url.scheme(), Scheme::Http | Scheme::Https) {
+        return None;
+    }
+    let origin = |text: &str| {
+        ::url::Url::parse(text).ok().map(|u| {
+            (
+                u.scheme().to_ascii_lowercase(),
+                u.host_str().map(str::to_ascii_lowercase),
+                u.port_or_known_default(),
+            )
+        })
+    };
+    let given = origin(url.as_git_url());
+    if given.is_some() && given == origin(asked) {
+        return None;
+    }
+    Some(format!(
+        "{} redirected to {}, another host; the credentials given for {} are not sent there. \
+         If that is where the repository now lives, use that URL",
+        url.redacted(),
+        crate::url::redact_userinfo(asked),
+        url.authority()
+    ))
+}
+
 /// How many times one connection may ask for credentials before we call it refused.
 const MAX_ATTEMPTS: u32 = 3;
 
@@ -88,7 +119,10 @@ impl Auth {
     /// Install the credentials and host-key callbacks for one connection to `url`.
     pub fn install<'a>(&'a self, url: &'a RemoteUrl, callbacks: &mut RemoteCallbacks<'a>) {
         let attempts = Cell::new(0u32);
-        callbacks.credentials(move |_, username, allowed| {
+        callbacks.credentials(move |asked, username, allowed| {
+            if let Some(why) = elsewhere(url, asked) {
+                return Err(git2::Error::from_str(&why));
+            }
             attempts.set(attempts.get() + 1);
             if attempts.get() > MAX_ATTEMPTS {
                 return Err(git2::Error::from_str(&self.refused(url)));
@@ -197,7 +231,39 @@ impl Auth {
         if err.code() == git2::ErrorCode::Auth {
             return anyhow::anyhow!("{what} {}: {}", url.redacted(), self.refused(url));
         }
+        if let Some(why) = self.unreadable_key(url, &err) {
+            return anyhow::anyhow!("{what} {}: {why}", url.redacted());
+        }
         anyhow::Error::new(err).context(format!("{what} {}", url.redacted()))
+    }
+
+    /// libssh2 reads the key only when it authenticates, and says "Unsupported private key
+    /// format" (OpenSSH format) or "Wrong passphrase or invalid/unrecognized private key file
+    /// format" (PEM) for a key it could not decrypt. The key's format was checked before any
+    /// connection, so for an encrypted key that means the passphrase.
+    fn unreadable_key(&self, url: &RemoteUrl, err: &git2::Error) -> Option<String> {
+        let key = self.ssh_key.as_ref()?;
+        let message = err.message();
+        let unreadable = url.scheme() == Scheme::Ssh
+            && err.class() == git2::ErrorClass::Ssh
+            && (message.contains("Unable to extract public key from private key")
+                || message.contains("Wrong passphrase")
+                || message.contains("Unable to initialize private key")
+                || message.contains("Unsupported private key format"));
+        if !unreadable {
+            return None;
+        }
+        Some(if key.passphrase.is_some() {
+            "the SSH key's passphrase (--ssh-passphrase-*) is wrong: libssh2 cannot decrypt the \
+             key with it"
+                .to_string()
+        } else {
+            format!(
+                "libssh2 cannot read the SSH key (--ssh-key-*): {}; give it in OpenSSH or PEM \
+                 format",
+                message.rsplit(": ").next().unwrap_or(message)
+            )
+        })
     }
 
     fn refused(&self, url: &RemoteUrl) -> String {
@@ -215,5 +281,33 @@ impl Auth {
                 url.redacted()
             )
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_answer_only_their_own_origin() {
+        let url = RemoteUrl::parse("https://bob:pw@git.example.com/team/app.git").unwrap();
+        for same in [
+            "https://git.example.com/team/app.git",
+            "https://bob@GIT.example.com:443/team/app.git/info/refs",
+            "https://git.example.com/moved/app.git",
+        ] {
+            assert_eq!(elsewhere(&url, same), None, "{same}");
+        }
+        for other in [
+            "https://evil.example.com/team/app.git",
+            "http://git.example.com/team/app.git",
+            "https://git.example.com:8443/team/app.git",
+            "not a url",
+        ] {
+            let why = elsewhere(&url, other).expect(other);
+            assert!(why.contains("redirected") && !why.contains("pw"), "{why}");
+        }
+        let ssh = RemoteUrl::parse("git@host:team/app.git").unwrap();
+        assert_eq!(elsewhere(&ssh, "ssh://git@host/team/app.git"), None);
     }
 }

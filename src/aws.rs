@@ -19,6 +19,9 @@ pub fn runtime() -> Result<&'static tokio::runtime::Runtime> {
     if let Some(rt) = RUNTIME.get() {
         return Ok(rt);
     }
+    // git2 sets OpenSSL's environment variables when it initialises, which is not safe once
+    // the runtime may have threads; have it do so now (the call does nothing else).
+    git2::opts::enable_caching(true);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -37,6 +40,24 @@ pub fn sdk_config(region: Option<&str>, profile: Option<&str>) -> Result<SdkConf
         loader = loader.profile_name(profile);
     }
     Ok(runtime()?.block_on(loader.load()))
+}
+
+/// The region the SDK's providers find in the environment (`AWS_REGION`,
+/// `AWS_DEFAULT_REGION`) or the profile (`profile`, else `AWS_PROFILE`, in `AWS_CONFIG_FILE` or
+/// `~/.aws/config`), if any. Instance metadata, the last link of the SDK's default chain, is
+/// left out: asked on a machine that has none, it prints screens of warnings and talks to a
+/// non-local address only to say there is no region, and CodeBuild sets `AWS_REGION` anyway.
+pub fn default_region(profile: Option<&str>) -> Result<Option<String>> {
+    use aws_config::meta::region::RegionProviderChain;
+    let mut from_profile = aws_config::profile::ProfileFileRegionProvider::builder();
+    if let Some(profile) = profile {
+        from_profile = from_profile.profile_name(profile);
+    }
+    let chain = RegionProviderChain::first_try(
+        aws_config::environment::EnvironmentVariableRegionProvider::new(),
+    )
+    .or_else(from_profile.build());
+    Ok(runtime()?.block_on(chain.region()).map(|r| r.to_string()))
 }
 
 /// Read one parameter with decryption. `flag` names where the name came from, for messages.

@@ -145,6 +145,28 @@ pub fn endpoint_host(endpoint: &str) -> String {
     e.trim_end_matches('/').to_string()
 }
 
+/// Whether an endpoint override names a host and nothing else: `host`, `host:port`, `[v6]:port`,
+/// optionally written as an https URL. Anything more (a path, userinfo) would be signed and
+/// contacted as a host name, and printed where a host name is printed.
+pub fn is_endpoint(endpoint: &str) -> bool {
+    let host = endpoint_host(endpoint);
+    let (name, port) = match host.rsplit_once(':') {
+        Some((name, port)) if !name.ends_with(':') && !port.contains(']') => (name, Some(port)),
+        _ => (host.as_str(), None),
+    };
+    let name_ok = match name.strip_prefix('[').and_then(|n| n.strip_suffix(']')) {
+        Some(v6) => !v6.is_empty() && v6.chars().all(|c| c.is_ascii_hexdigit() || c == ':'),
+        None => {
+            !name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-'))
+        }
+    };
+    let port_ok = port.is_none_or(|p| p.parse::<u16>().is_ok_and(|p| p > 0));
+    name_ok && port_ok
+}
+
 /// The host to talk to: `--codecommit-endpoint`, else `CODE_COMMIT_ENDPOINT` (as
 /// git-remote-codecommit), else the host written in the URL, else the region's endpoint.
 pub fn resolve_host(repo: &Repo, region: &str, endpoint: Option<&str>) -> String {
@@ -336,6 +358,29 @@ mod tests {
         assert!(parse("https://github.com/a/b.git").is_none());
         assert!(parse("codecommit::nowhere://x").unwrap().is_err());
         assert!(parse("codecommit://bad/name").unwrap().is_err());
+    }
+
+    #[test]
+    fn endpoints_are_hosts_and_ports_only() {
+        for good in [
+            "git-codecommit.us-east-1.amazonaws.com",
+            "127.0.0.1:8443",
+            "https://127.0.0.1:8443/",
+            "[::1]:8443",
+        ] {
+            assert!(is_endpoint(good), "{good}");
+        }
+        for bad in [
+            "",
+            "https://u:p@host",
+            "ftp://host",
+            "host/path",
+            "host:99999",
+            "host:",
+            "[::1",
+        ] {
+            assert!(!is_endpoint(bad), "{bad}");
+        }
     }
 
     #[test]

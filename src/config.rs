@@ -88,6 +88,9 @@ impl SyncConfig {
             ));
         }
         let mut auth = auth_config(args, &source, &target)?;
+        if args.push_engine == PushEngine::Git {
+            check_git_can_push(&target, &auth)?;
+        }
         auth.codecommit = codecommit;
         auth.codecommit_endpoint = args
             .codecommit_endpoint
@@ -116,6 +119,23 @@ impl SyncConfig {
     }
 }
 
+/// git is never handed a credential (it would sit in its environment or command line for any
+/// local user to read), so `--push-engine git` can push only where none is needed, or where git
+/// asks our credential helper (CodeCommit). Refused here rather than failing after the fetch.
+fn check_git_can_push(target: &RemoteUrl, auth: &AuthConfig) -> anyhow::Result<()> {
+    let why = if target.password().is_some() || auth.target_password.is_some() {
+        "the target needs a password, which git is never given"
+    } else if target.scheme() == Scheme::Ssh {
+        "git would push with the machine's ssh, not with --ssh-key-* and the host key policy"
+    } else {
+        return Ok(());
+    };
+    Err(usage(format!(
+        "--push-engine git cannot push to {}: {why}; use --push-engine auto or libgit2",
+        target.redacted()
+    )))
+}
+
 fn saturating_usize(n: u64) -> usize {
     usize::try_from(n).unwrap_or(usize::MAX)
 }
@@ -127,23 +147,11 @@ fn remote(flag: &str, env: &str, raw: Option<&str>) -> anyhow::Result<RemoteUrl>
         ))
     })?;
     let url = RemoteUrl::parse(raw)
-        .map_err(|reason| usage(format!("{flag} '{}' {reason}", shown(raw))))?;
+        .map_err(|reason| usage(format!("{flag} '{}' {reason}", crate::url::redact_raw(raw))))?;
     if let Some(password) = url.password() {
         crate::secret::register(password);
     }
     Ok(url)
-}
-
-/// The raw value as safe to print: if it parses as a URL with credentials, without them.
-fn shown(raw: &str) -> String {
-    match ::url::Url::parse(raw.trim()) {
-        Ok(mut u) if u.password().is_some() || !u.username().is_empty() => {
-            let _ = u.set_password(None);
-            let _ = u.set_username("");
-            u.to_string()
-        }
-        _ => raw.trim().to_string(),
-    }
 }
 
 fn check_local(flag: &str, url: &RemoteUrl, is_source: bool) -> anyhow::Result<()> {
@@ -466,25 +474,50 @@ fn target_remote(
             None,
         ));
     };
-    let repo = parsed.map_err(|why| usage(format!("--target '{raw}' {why}")))?;
-    let region = repo
+    let repo = parsed
+        .map_err(|why| usage(format!("--target '{}' {why}", crate::url::redact_raw(&raw))))?;
+    let given = repo
         .region
         .clone()
         .or_else(|| args.region.clone())
-        .or_else(|| std::env::var("AWS_REGION").ok())
-        .or_else(|| std::env::var("AWS_DEFAULT_REGION").ok())
         .map(|r| r.trim().to_string())
-        .filter(|r| !r.is_empty())
-        .ok_or_else(|| {
-            usage(format!(
-                "--target '{raw}' needs an AWS region: write codecommit::REGION://{}, or pass --region or set AWS_REGION",
-                repo.name
-            ))
-        })?;
+        .filter(|r| !r.is_empty());
+    let region = match given {
+        Some(region) => region,
+        // As the SDK finds it: AWS_REGION, the profile's `region`, instance metadata.
+        None => crate::aws::default_region(repo.profile.as_deref())?
+            .map(|r| r.trim().to_string())
+            .filter(|r| !r.is_empty())
+            .ok_or_else(|| {
+                usage(format!(
+                    "--target '{}' needs an AWS region: write codecommit::REGION://{}, pass \
+                     --region, set AWS_REGION or give the AWS profile a region",
+                    crate::url::redact_raw(&raw),
+                    repo.name
+                ))
+            })?,
+    };
     if !codecommit::is_region(&region) {
         return Err(usage(format!(
             "--region '{region}' is not an AWS region name (e.g. ap-northeast-1)"
         )));
+    }
+    for (name, value) in [
+        ("--codecommit-endpoint", args.codecommit_endpoint.clone()),
+        (
+            "CODE_COMMIT_ENDPOINT",
+            std::env::var("CODE_COMMIT_ENDPOINT").ok(),
+        ),
+    ] {
+        if let Some(value) = value.filter(|v| !v.trim().is_empty())
+            && !codecommit::is_endpoint(&value)
+        {
+            return Err(usage(format!(
+                "{name} '{}' is not a host name with an optional port; give e.g. \
+                 git-codecommit-fips.us-east-1.amazonaws.com or 127.0.0.1:8443",
+                crate::url::redact_raw(&value)
+            )));
+        }
     }
     let host = codecommit::resolve_host(&repo, &region, args.codecommit_endpoint.as_deref());
     let url = format!("https://{host}{}", codecommit::repo_path(&repo.name));

@@ -55,8 +55,12 @@ pub fn run(op: CredentialOperation, input: impl BufRead, mut output: impl Write)
         _ => None,
     }
     .or_else(|| std::env::var("BACKLOG_MIRROR_REGION").ok())
-    .or_else(|| std::env::var("AWS_REGION").ok())
-    .or_else(|| std::env::var("AWS_DEFAULT_REGION").ok());
+    .filter(|r| !r.trim().is_empty());
+    // Then as the SDK finds it (environment, AWS profile), as `sync` does.
+    let region = match region {
+        Some(region) => Some(region),
+        None => crate::aws::default_region(None)?,
+    };
     let repo = Repo {
         name: codecommit::check_name(name).map_err(anyhow::Error::msg)?,
         region: region.clone(),

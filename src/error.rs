@@ -33,6 +33,14 @@ pub enum Error {
     /// The target refused some ref updates; the others landed.
     #[error("{} ref(s) rejected by the target: {}", .0.len(), format_rejected(.0))]
     Rejected(Vec<(String, String)>),
+    /// The source has refs this tool cannot carry; every other ref was mirrored.
+    #[error(
+        "{} ref(s) of the source cannot be mirrored and were left out (every other ref is \
+         mirrored): {}",
+        .0.len(),
+        format_rejected(.0)
+    )]
+    Unmirrorable(Vec<(String, String)>),
 }
 
 #[derive(Debug)]
@@ -65,12 +73,50 @@ fn format_rejected(refs: &[(String, String)]) -> String {
     let mut parts: Vec<String> = refs
         .iter()
         .take(SHOWN)
-        .map(|(name, reason)| format!("{name} ({reason})"))
+        .map(|(name, reason)| {
+            format!(
+                "{} ({})",
+                crate::refname::shown(name),
+                clip(reason, MAX_REASON_CHARS)
+            )
+        })
         .collect();
     if refs.len() > SHOWN {
         parts.push(format!("and {} more", refs.len() - SHOWN));
     }
     parts.join(", ")
+}
+
+/// How much of a reason (a target's message, a libgit2 error) one ref's entry shows.
+pub const MAX_REASON_CHARS: usize = 160;
+
+/// `text` cut to `max` characters, marked when cut: messages quote ref names and names can be
+/// kilobytes long.
+pub fn clip(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((cut, _)) => format!("{}...", &text[..cut]),
+        None => text.to_string(),
+    }
+}
+
+/// An error's one line as printed: its chain, secrets and userinfo scrubbed, then any single
+/// word of more than 200 characters (a ref name, a path, a server's message quoting one) cut to
+/// its start and its length, so that no line runs to kilobytes. Scrubbing comes first: a cut
+/// could leave half a password that no longer looks like one.
+pub fn one_line(err: &anyhow::Error) -> String {
+    const LONGEST_WORD: usize = 200;
+    crate::secret::scrub(&format!("{err:#}"))
+        .split(' ')
+        .map(|word| match word.char_indices().nth(LONGEST_WORD) {
+            Some(_) => format!(
+                "{}... ({} characters)",
+                word.chars().take(120).collect::<String>(),
+                word.chars().count()
+            ),
+            None => word.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 impl Error {
@@ -79,7 +125,7 @@ impl Error {
             Error::Usage(_) => exit::USAGE,
             Error::DeleteGuard(_) => exit::DELETE_GUARD,
             Error::Locked { .. } => exit::LOCKED,
-            Error::Rejected(_) => exit::FAILED,
+            Error::Rejected(_) | Error::Unmirrorable(_) => exit::FAILED,
         }
     }
 }
@@ -118,4 +164,22 @@ pub fn chain_line(err: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     parts.join(": ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_line_cuts_long_words_after_scrubbing() {
+        let long = format!("refs/heads/{}", "x".repeat(4019));
+        let password = "p".repeat(300);
+        let err = anyhow::anyhow!("cannot update {long}")
+            .context(format!("cannot reach https://bob:{password}@h/x.git"));
+        let line = one_line(&err);
+        assert!(line.len() < 400, "{line}");
+        assert!(line.contains("... (4030 characters)"), "{line}");
+        assert!(line.contains("https://<redacted>@h/x.git"), "{line}");
+        assert!(!line.contains("ppppp"), "{line}");
+    }
 }

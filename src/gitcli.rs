@@ -15,6 +15,7 @@ use std::sync::OnceLock;
 use anyhow::{Context, Result, bail};
 
 use crate::progress::Progress;
+use crate::refname;
 use crate::remote::TransferStats;
 use crate::url::RemoteUrl;
 
@@ -56,6 +57,17 @@ fn isolated(git_dir: &Path) -> Command {
     cmd
 }
 
+/// `git upload-pack` serving the local repository at `path` (see `upload_pack`), a bare one or
+/// the `.git` of a working tree, as `git fetch` from a path does: the path after `--`, so it is
+/// never an option, and no `GIT_DIR`, which would name a working tree's top as the repository.
+pub fn upload_pack(path: &Path) -> Command {
+    let mut cmd = isolated(path);
+    cmd.env_remove("GIT_DIR")
+        .args(["upload-pack", "--"])
+        .arg(path);
+    cmd
+}
+
 /// A killed sync must not leave its git pushing on: the next run would find the target moving
 /// under it, and the cache, no longer locked, read by an orphan. Linux ends the child when the
 /// thread that started it dies; its own children then lose their pipes and end too.
@@ -88,9 +100,13 @@ pub fn push(
 ) -> Result<(HashMap<String, Option<String>>, TransferStats)> {
     let mut child = isolated(git_dir)
         .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .args(["push", "--porcelain", "--progress", "--no-verify"])
-        .arg(url.without_credentials())
-        .args(specs)
+        .args(["push", "--porcelain", "--progress", "--no-verify", "--"])
+        .arg(repository_argument(url)?)
+        .args(specs.iter().map(|spec| {
+            <std::ffi::OsString as std::os::unix::ffi::OsStringExt>::from_vec(refname::to_bytes(
+                spec,
+            ))
+        }))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -98,10 +114,10 @@ pub fn push(
         .context("cannot start git for the push; install git or use --push-engine libgit2")?;
     let stdout = child.stdout.take().context("git push: no stdout")?;
     let reader = std::thread::spawn(move || {
-        let mut text = String::new();
+        let mut bytes = Vec::new();
         BufReader::new(stdout)
-            .read_to_string(&mut text)
-            .map(|_| text)
+            .read_to_end(&mut bytes)
+            .map(|_| bytes)
     });
     let mut stats = TransferStats::default();
     let mut messages = Vec::new();
@@ -135,6 +151,19 @@ pub fn push(
         bail!("git push to {} failed: {}", url.redacted(), reason.trim());
     }
     Ok((results, stats))
+}
+
+/// The repository as `git push` must be given it. Everything from input goes after `--`, so it
+/// is never an option; a local path is also made absolute, so git cannot read it as anything but
+/// a path either: `host:repo` would be an SSH address to git and `name::rest` a remote helper
+/// (`git-remote-name`), while `/...` is always a path.
+fn repository_argument(url: &RemoteUrl) -> Result<std::ffi::OsString> {
+    match url.local_path() {
+        Some(path) => Ok(std::path::absolute(path)
+            .with_context(|| format!("cannot make the target path {} absolute", path.display()))?
+            .into_os_string()),
+        None => Ok(url.without_credentials().into()),
+    }
 }
 
 /// Environment that makes a child git ask us (`backlog-mirror credential-helper`) for CodeCommit
@@ -277,27 +306,29 @@ fn parse_size(text: &str) -> Option<usize> {
     Some((value * scale) as usize)
 }
 
-/// Per-ref results from `git push --porcelain`: `<flag>\t<from>:<to>\t<summary>`.
-fn parse_porcelain(text: &str) -> HashMap<String, Option<String>> {
+/// Per-ref results from `git push --porcelain`: `<flag>\t<from>:<to>\t<summary>`, names as the
+/// bytes git prints them (escaped: `refname::escape`).
+fn parse_porcelain(text: &[u8]) -> HashMap<String, Option<String>> {
     let mut results = HashMap::new();
-    for line in text.lines() {
-        let mut fields = line.splitn(3, '\t');
+    for line in text.split(|&b| b == b'\n') {
+        let mut fields = line.splitn(3, |&b| b == b'\t');
         let (Some(flag), Some(spec), Some(summary)) = (fields.next(), fields.next(), fields.next())
         else {
             continue;
         };
-        let Some((_, dst)) = spec.rsplit_once(':') else {
+        let Some(colon) = spec.iter().rposition(|&b| b == b':') else {
             continue;
         };
-        let status = (flag.trim() == "!").then(|| {
-            summary
+        let dst = refname::escape(&spec[colon + 1..]);
+        let status = (flag.trim_ascii() == b"!").then(|| {
+            String::from_utf8_lossy(summary)
                 .trim()
                 .trim_start_matches("[remote rejected] ")
                 .trim_start_matches("[rejected] ")
                 .trim_matches(|c| c == '(' || c == ')')
                 .to_string()
         });
-        results.insert(dst.to_string(), status);
+        results.insert(dst, status);
     }
     results
 }
@@ -314,7 +345,7 @@ mod tests {
                     -\t:refs/heads/c\t[deleted]\n\
                     !\trefs/heads/d:refs/heads/d\t[remote rejected] (pre-receive hook declined)\n\
                     Done\n";
-        let results = parse_porcelain(text);
+        let results = parse_porcelain(text.as_bytes());
         assert_eq!(results.len(), 4);
         assert_eq!(results["refs/heads/a"], None);
         assert_eq!(results["refs/heads/c"], None);

@@ -9,6 +9,7 @@ use backlog_mirror::error::exit;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    backlog_mirror::secret::register_inputs(std::env::args_os().skip(1));
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(err) => return usage_error(&err),
@@ -43,7 +44,8 @@ fn usage_error(err: &clap::Error) -> ExitCode {
     let first = first.strip_prefix("error: ").unwrap_or(first);
     let _ = writeln!(
         std::io::stderr(),
-        "error: {first}; see 'backlog-mirror {} --help'",
+        "error: {}; see 'backlog-mirror {} --help'",
+        backlog_mirror::secret::scrub(first),
         if text.contains("credential-helper") {
             "credential-helper"
         } else {

@@ -13,9 +13,10 @@ use tracing::{debug, info, warn};
 use crate::cache::Cache;
 use crate::config::SyncConfig;
 use crate::error::{self, DeleteGuard, Error};
+use crate::plan::{Action, Change};
 use crate::plan::{Plan, default_max_delete};
 use crate::push;
-use crate::remote::{self, Look, RefMap, Session};
+use crate::remote::{self, Look, RefMap, Session, Unsupported};
 use crate::report::{RefResult, Status, Summary};
 
 /// A finished run: its summary (always filled in as far as the run got) and its error, if any.
@@ -40,7 +41,9 @@ pub fn sync(cfg: &SyncConfig, session: &Session) -> Outcome {
         &cfg.mirror_path().display().to_string(),
         cfg.dry_run,
     );
-    let result = run(cfg, session, &mut summary);
+    let mut unsupported = Vec::new();
+    let result = run(cfg, session, &mut summary, &mut unsupported);
+    let result = left_out(result, &unsupported, &mut summary);
     summary.seconds.total = started.elapsed().as_secs_f64();
     let error = match result {
         Ok(status) => {
@@ -55,11 +58,45 @@ pub fn sync(cfg: &SyncConfig, session: &Session) -> Outcome {
             } else {
                 Status::Failed
             };
-            summary.error = Some(format!("{err:#}"));
+            summary.error = Some(error::one_line(&err));
             Some(err)
         }
     };
     Outcome { summary, error }
+}
+
+/// Source refs this tool cannot carry (a name 4 KB long, one git itself would refuse) are left
+/// out of the mirror, never allowed to stop it: each is reported by name with why, and a run
+/// that mirrored everything else still fails (exit 1), every time, until the source is fixed.
+fn left_out(
+    result: Result<Status>,
+    unsupported: &[Unsupported],
+    summary: &mut Summary,
+) -> Result<Status> {
+    for skipped in unsupported {
+        let change = Change {
+            name: skipped.name.clone(),
+            action: Action::Create,
+            old: None,
+            // git advertises a name it refuses with no object.
+            new: (!skipped.id.is_zero()).then_some(skipped.id),
+        };
+        summary.record(
+            &change,
+            RefResult::Rejected,
+            Some(format!("cannot be mirrored: {}", skipped.why)),
+        );
+    }
+    match result {
+        Ok(_) if !unsupported.is_empty() => Err(Error::Unmirrorable(
+            unsupported
+                .iter()
+                .map(|u| (u.name.clone(), u.why.clone()))
+                .collect(),
+        )
+        .into()),
+        other => other,
+    }
 }
 
 /// Time a step into one of the summary's phase counters.
@@ -99,9 +136,16 @@ struct Run<'a> {
     /// The target's refs as the seed or the first listing saw them: still current for the
     /// first plan, as nothing but this run pushes there.
     seen_target: Option<RefMap>,
+    /// The source's refs this tool cannot carry, as the last look saw them.
+    unsupported: &'a mut Vec<Unsupported>,
 }
 
-fn run(cfg: &SyncConfig, session: &Session, summary: &mut Summary) -> Result<Status> {
+fn run(
+    cfg: &SyncConfig,
+    session: &Session,
+    summary: &mut Summary,
+    unsupported: &mut Vec<Unsupported>,
+) -> Result<Status> {
     let cache = timed!(
         summary.lock,
         Cache::open(&cfg.mirror_path(), cfg.lock_timeout)?
@@ -113,6 +157,7 @@ fn run(cfg: &SyncConfig, session: &Session, summary: &mut Summary) -> Result<Sta
         cache,
         repaired: false,
         seen_target: None,
+        unsupported,
     };
     // An existing mirror is not seeded, so the target's listing does not depend on the source:
     // overlap the two round trips. The source's error, if both fail, is the one reported.
@@ -294,6 +339,7 @@ impl Run<'_> {
                         !refs.is_empty()
                     })?
                 );
+                remote::leave_alone(&cfg.target, &seed.unsupported);
                 if let Some(stats) = seed.fetched {
                     summary.transfer.seed.add(stats);
                     summary.seeded = true;
@@ -318,6 +364,7 @@ impl Run<'_> {
                     if let Some(stats) = look.fetched {
                         summary.transfer.fetch.add(stats);
                     }
+                    self.unsupported.clone_from(&look.unsupported);
                     return Ok(look);
                 }
                 Err(err) if !self.repaired && is_local_damage(&err) => {

@@ -58,7 +58,7 @@ pub fn check_connectivity(
         let object = repo.find_object(new, None).map_err(|_| {
             format!(
                 "{} points to {new}, which the cache does not have",
-                change.name
+                crate::refname::shown(&change.name)
             )
         })?;
         // A tag of a tree or blob: having the object is all there is to check.
@@ -156,8 +156,18 @@ fn batches<'p>(
         .map(|c| (time(c), c))
         .collect();
     updates.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.name.cmp(&b.1.name)));
-    let mut ordered: Vec<&Change> = updates.into_iter().map(|(_, c)| c).collect();
-    ordered.extend(plan.changes.iter().filter(|c| c.action == Action::Delete));
+    // A deletion that makes room for an update (`a` deleted, `a/b` created, or the reverse) goes
+    // first: a target applies each ref on its own, in order, and cannot hold both at once.
+    let updated: std::collections::BTreeSet<&str> =
+        updates.iter().map(|(_, c)| c.name.as_str()).collect();
+    let (making_room, deletions): (Vec<&Change>, Vec<&Change>) = plan
+        .changes
+        .iter()
+        .filter(|c| c.action == Action::Delete)
+        .partition(|c| in_the_way(&c.name, &updated));
+    let mut ordered = making_room;
+    ordered.extend(updates.into_iter().map(|(_, c)| c));
+    ordered.extend(deletions);
 
     let batch_size = batch_size.max(1);
     let mut out = Vec::new();
@@ -170,6 +180,20 @@ fn batches<'p>(
     }
     out.extend(rest.chunks(batch_size).map(|c| (rest_engine, c.to_vec())));
     out
+}
+
+/// Whether a ref named `name` keeps one of `names` from existing: one is a directory of the
+/// other (`refs/heads/a` and `refs/heads/a/b`).
+fn in_the_way(name: &str, names: &std::collections::BTreeSet<&str>) -> bool {
+    let below = format!("{name}/");
+    let has_below = names
+        .range(below.as_str()..)
+        .next()
+        .is_some_and(|n| n.starts_with(&below));
+    let has_above = name
+        .match_indices('/')
+        .any(|(at, _)| names.contains(&name[..at]));
+    has_below || has_above
 }
 
 /// Push `plan` in batches and record each ref's result in `summary`. Returns the refs the target
@@ -325,6 +349,38 @@ mod tests {
         // An engine the user chose is kept for every batch.
         let chosen = batches(&repo, &plan, Engine::Git, false, 10, 100_000);
         assert!(chosen.iter().all(|(e, _)| *e == Engine::Git));
+    }
+
+    #[test]
+    fn deletions_that_make_room_go_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let (repo, ids) = commits(dir.path(), 2);
+        let mut plan = Plan::default();
+        plan.changes
+            .push(change("refs/heads/a", Action::Delete, ids[0]));
+        plan.changes
+            .push(change("refs/heads/b/c", Action::Delete, ids[0]));
+        plan.changes
+            .push(change("refs/heads/gone", Action::Delete, ids[0]));
+        plan.changes
+            .push(change("refs/heads/a/b", Action::Create, ids[1]));
+        plan.changes
+            .push(change("refs/heads/b", Action::Create, ids[1]));
+        plan.changes
+            .push(change("refs/heads/ab", Action::Create, ids[1]));
+        let split = batches(&repo, &plan, Engine::Libgit2, false, 100, 10);
+        let names: Vec<&str> = split[0].1.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "refs/heads/a",
+                "refs/heads/b/c",
+                "refs/heads/a/b",
+                "refs/heads/ab",
+                "refs/heads/b",
+                "refs/heads/gone"
+            ]
+        );
     }
 
     #[test]

@@ -13,9 +13,13 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use git2::{AutotagOption, Direction, FetchOptions, Oid, PushOptions, RemoteCallbacks};
 
+use tracing::warn;
+
 use crate::auth::Auth;
 use crate::cli::ProgressMode;
+use crate::git2_bytes;
 use crate::progress::Progress;
+use crate::refname;
 use crate::url::RemoteUrl;
 
 /// Ref name -> object id, as a remote advertises them (peeled `^{}` entries dropped).
@@ -43,16 +47,17 @@ impl TransferStats {
 }
 
 /// Configure libgit2 once per process: no user or system git config (their `insteadOf`, proxies
-/// and credential helpers would make a build depend on the machine), and timeouts so a dead host
-/// fails instead of hanging until CodeBuild kills the build.
+/// and credential helpers would make a build depend on the machine, and whoever can write them
+/// could redirect the mirror), and timeouts so a dead host fails instead of hanging until
+/// CodeBuild kills the build.
+///
+/// The search paths are set to the empty list, not to an empty directory: libgit2 then looks in
+/// no directory at all, so there is no path another local user could create first and fill.
 pub fn init(timeout: Duration) -> Result<()> {
     static ONCE: Once = Once::new();
     let mut result = Ok(());
     ONCE.call_once(|| {
         result = (|| -> Result<()> {
-            let empty = std::env::temp_dir().join("backlog-mirror-empty-config-dir");
-            std::fs::create_dir_all(&empty)
-                .with_context(|| format!("cannot create {}", empty.display()))?;
             let millis = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
             // SAFETY: called once, before any other libgit2 use in this process.
             unsafe {
@@ -62,12 +67,17 @@ pub fn init(timeout: Duration) -> Result<()> {
                     git2::ConfigLevel::Global,
                     git2::ConfigLevel::ProgramData,
                 ] {
-                    git2::opts::set_search_path(level, &empty)?;
+                    git2::opts::set_search_path(level, "")?;
+                    anyhow::ensure!(
+                        git2::opts::get_search_path(level)?.as_bytes().is_empty(),
+                        "libgit2 kept a configuration search path for {level:?}"
+                    );
                 }
                 git2::opts::set_server_connect_timeout_in_milliseconds(millis)?;
                 git2::opts::set_server_timeout_in_milliseconds(millis)?;
             }
             crate::tcp::register(millis, millis)?;
+            crate::upload_pack::register()?;
             Ok(())
         })();
     });
@@ -85,11 +95,14 @@ impl Session {
         Progress::new(phase, self.progress, self.progress_interval)
     }
 
-    /// The refs a remote advertises under `refs/`.
+    /// The refs a remote advertises under `refs/`, without those this tool cannot carry (they
+    /// are left alone, and said so).
     pub fn list(&self, url: &RemoteUrl) -> Result<RefMap> {
-        let mut remote = git2::Remote::create_detached(url.as_git_url())
+        let mut remote = git2::Remote::create_detached(fetch_location(url))
             .with_context(|| format!("cannot use {} as a remote", url.redacted()))?;
-        Ok(self.connect(&mut remote, url)?.1)
+        let (_, listing) = self.connect(&mut remote, url)?;
+        leave_alone(url, &listing.unsupported);
+        Ok(listing.refs)
     }
 
     /// Open a fetch connection to `url` and read the refs it advertises.
@@ -97,16 +110,13 @@ impl Session {
         &'r self,
         remote: &'r mut git2::Remote<'repo>,
         url: &'r RemoteUrl,
-    ) -> Result<(git2::RemoteConnection<'repo, 'r, 'r>, RefMap)> {
-        let connection = remote
+    ) -> Result<(git2::RemoteConnection<'repo, 'r, 'r>, Listing)> {
+        let mut connection = remote
             .connect_auth(Direction::Fetch, Some(self.callbacks(url)), None)
             .map_err(|e| self.auth.explain(url, "cannot connect to", e))?;
-        let refs = advertised(
-            connection
-                .list()
-                .with_context(|| format!("cannot list the refs of {}", url.redacted()))?,
-        );
-        Ok((connection, refs))
+        let heads = git2_bytes::remote_heads(connection.remote())
+            .with_context(|| format!("cannot list the refs of {}", url.redacted()))?;
+        Ok((connection, advertised(heads)))
     }
 
     /// Connect to `url` once, read its refs, and when `wanted` says so, fetch every ref into the
@@ -123,12 +133,13 @@ impl Session {
         wanted: impl FnOnce(&RefMap) -> bool,
     ) -> Result<Look> {
         let mut remote = repo
-            .remote_anonymous(url.as_git_url())
+            .remote_anonymous(&fetch_location(url))
             .with_context(|| format!("cannot use {} as a remote", url.redacted()))?;
-        let (mut connection, refs) = self.connect(&mut remote, url)?;
+        let (mut connection, Listing { refs, unsupported }) = self.connect(&mut remote, url)?;
         if !wanted(&refs) {
             return Ok(Look {
                 refs,
+                unsupported,
                 fetched: None,
             });
         }
@@ -158,6 +169,13 @@ impl Session {
             objects: stats.received_objects(),
             bytes: stats.received_bytes(),
         };
+        // The refs are written here rather than by libgit2's update_tips, which fails the whole
+        // fetch on one name it cannot normalise (4 KB long) and silently skips names it finds
+        // invalid: only the refs this tool can carry reach the cache, each one by its bytes.
+        // git pushes from the cache and does not take a directory whose HEAD it cannot read
+        // for a repository: such damage must show here, inside the fetch, where it is repaired.
+        repo.find_reference("HEAD")
+            .context("the cache's HEAD is unreadable")?;
         if repo.references()?.next().is_none() {
             // A mirror with no refs yet: libgit2 would write one loose file (and a lock file)
             // per ref, 0.5 ms each in a directory of thousands (5 s for 10,000 refs); git's
@@ -165,27 +183,13 @@ impl Session {
             write_packed_refs(repo, &refs)
                 .with_context(|| format!("cannot record the refs of {}", url.redacted()))?;
         } else {
-            remote
-                .update_tips(
-                    None,
-                    git2::RemoteUpdateFlags::empty(),
-                    AutotagOption::None,
-                    Some("backlog-mirror: fetch"),
-                )
-                .with_context(|| {
-                    format!("cannot update the cache's refs from {}", url.redacted())
-                })?;
-        }
-        if prune {
-            remote.prune(None).with_context(|| {
-                format!(
-                    "cannot delete the cache's refs that {} no longer has",
-                    url.redacted()
-                )
+            update_refs(repo, &refs, prune).with_context(|| {
+                format!("cannot update the cache's refs from {}", url.redacted())
             })?;
         }
         Ok(Look {
             refs,
+            unsupported,
             fetched: Some(fetched),
         })
     }
@@ -202,16 +206,9 @@ impl Session {
         let mut remote = repo
             .remote_anonymous(url.as_git_url())
             .with_context(|| format!("cannot use {} as a remote", url.redacted()))?;
-        let statuses = RefCell::new(HashMap::new());
         let stats = RefCell::new(TransferStats::default());
         let progress = RefCell::new(self.progress("push"));
         let mut callbacks = self.callbacks(url);
-        callbacks.push_update_reference(|name, status| {
-            statuses
-                .borrow_mut()
-                .insert(name.to_string(), status.map(str::to_string));
-            Ok(())
-        });
         callbacks.push_transfer_progress(|current, total, bytes| {
             *stats.borrow_mut() = TransferStats {
                 objects: total,
@@ -223,13 +220,20 @@ impl Session {
         options
             .remote_callbacks(callbacks)
             .packbuilder_parallelism(0);
-        remote
-            .push(specs, Some(&mut options))
+        let statuses = git2_bytes::push(&mut remote, specs, &options)
             .map_err(|e| self.auth.explain(url, "cannot push to", e))?;
         progress.borrow_mut().finish();
         drop(options);
-        Ok((statuses.into_inner(), stats.into_inner()))
+        Ok((statuses, stats.into_inner()))
     }
+}
+
+/// Where libgit2 fetches `url` from: a local path through `git upload-pack` when git is
+/// installed (see `upload_pack`), anything else as it is.
+fn fetch_location(url: &RemoteUrl) -> String {
+    url.local_path()
+        .and_then(crate::upload_pack::url)
+        .unwrap_or_else(|| url.as_git_url().to_string())
 }
 
 /// Mirror semantics: every ref, force-updated, under the same name.
@@ -238,37 +242,110 @@ const MIRROR_REFSPEC: &str = "+refs/*:refs/*";
 /// What `Session::look` saw and did.
 #[derive(Debug)]
 pub struct Look {
-    /// The remote's refs under `refs/`.
+    /// The remote's refs under `refs/` that this tool can carry.
     pub refs: RefMap,
+    /// The remote's refs this tool cannot carry, with why; neither fetched nor pushed.
+    pub unsupported: Vec<Unsupported>,
     /// What was fetched, when the listing called for a fetch.
     pub fetched: Option<TransferStats>,
 }
 
-/// The refs an advertisement lists under `refs/` (peeled `^{}` entries dropped).
-fn advertised(heads: &[git2::RemoteHead<'_>]) -> RefMap {
-    heads
-        .iter()
-        .filter(|h| h.name().starts_with("refs/") && !h.name().ends_with("^{}"))
-        .map(|h| (h.name().to_string(), h.oid()))
-        .collect()
+/// A ref a remote advertised that this tool cannot carry (see `refname::unsupported`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unsupported {
+    /// The name, escaped (`refname::escape`).
+    pub name: String,
+    pub id: Oid,
+    pub why: String,
+}
+
+/// An advertisement, split into the refs this tool carries and those it cannot.
+struct Listing {
+    refs: RefMap,
+    unsupported: Vec<Unsupported>,
+}
+
+/// The refs an advertisement lists under `refs/` (peeled `^{}` entries dropped), by name as
+/// bytes, so that no name can stop the listing.
+fn advertised(heads: Vec<(Vec<u8>, Oid)>) -> Listing {
+    let mut listing = Listing {
+        refs: RefMap::new(),
+        unsupported: Vec::new(),
+    };
+    for (name, id) in heads {
+        if !name.starts_with(b"refs/") || name.ends_with(b"^{}") {
+            continue;
+        }
+        match refname::unsupported(&name) {
+            None => {
+                listing.refs.insert(refname::escape(&name), id);
+            }
+            Some(why) => listing.unsupported.push(Unsupported {
+                name: refname::escape(&name),
+                id,
+                why,
+            }),
+        }
+    }
+    listing
+}
+
+/// Say that refs of `url` this tool cannot carry are left as they are.
+pub fn leave_alone(url: &RemoteUrl, unsupported: &[Unsupported]) {
+    for skipped in unsupported {
+        warn!(
+            "{} has a ref this tool cannot handle, left as it is: {} ({})",
+            url,
+            refname::shown(&skipped.name),
+            skipped.why
+        );
+    }
+}
+
+/// Make the cache's refs those of `wanted`: create or move each that differs, and with `prune`
+/// delete the cache's refs `wanted` lacks, deletions first (a deleted `a` may make room for a
+/// new `a/b`).
+fn update_refs(repo: &git2::Repository, wanted: &RefMap, prune: bool) -> Result<()> {
+    let current = local_refs(repo)?;
+    if prune {
+        for name in current.keys().filter(|n| !wanted.contains_key(*n)) {
+            git2_bytes::delete_ref(repo, name)
+                .with_context(|| format!("cannot delete {}", refname::shown(name)))?;
+        }
+    }
+    for (name, &id) in wanted {
+        if current.get(name) != Some(&id) {
+            git2_bytes::set_ref(repo, name, id, "backlog-mirror: fetch")
+                .with_context(|| format!("cannot update {}", refname::shown(name)))?;
+        }
+    }
+    Ok(())
 }
 
 /// Record `refs` as the repository's packed refs (it has none yet), in the format git and libgit2
-/// read: sorted by name, no peeled lines. Every object must already be in the repository; the
-/// file appears whole or not at all.
+/// read: sorted by the names' bytes, no peeled lines. Every object must already be in the
+/// repository; the file appears whole or not at all.
 fn write_packed_refs(repo: &git2::Repository, refs: &RefMap) -> Result<()> {
     let odb = repo.odb()?;
-    let mut text = String::from("# pack-refs with: sorted \n");
+    let mut lines: Vec<(Vec<u8>, Oid)> = Vec::with_capacity(refs.len());
     for (name, id) in refs {
-        anyhow::ensure!(
-            git2::Reference::is_valid_name(name),
-            "the remote advertised an invalid ref name {name:?}"
-        );
+        let bytes = refname::to_bytes(name);
+        if let Some(why) = refname::unsupported(&bytes) {
+            anyhow::bail!("cannot record {}: {why}", refname::shown(name));
+        }
         anyhow::ensure!(
             odb.exists(*id),
-            "{name} points to {id}, which the fetch did not bring"
+            "{} points to {id}, which the fetch did not bring",
+            refname::shown(name)
         );
-        text.push_str(&format!("{id} {name}\n"));
+        lines.push((bytes, *id));
+    }
+    lines.sort();
+    let mut text = b"# pack-refs with: sorted \n".to_vec();
+    for (name, id) in lines {
+        text.extend_from_slice(format!("{id} ").as_bytes());
+        text.extend_from_slice(&name);
+        text.push(b'\n');
     }
     let path = repo.path().join("packed-refs");
     let lock = repo.path().join("packed-refs.lock");
@@ -277,7 +354,7 @@ fn write_packed_refs(repo: &git2::Repository, refs: &RefMap) -> Result<()> {
         .create_new(true)
         .open(&lock)
         .with_context(|| format!("cannot create {}", lock.display()))?;
-    std::io::Write::write_all(&mut file, text.as_bytes())
+    std::io::Write::write_all(&mut file, &text)
         .and_then(|()| file.sync_all())
         .with_context(|| format!("cannot write {}", lock.display()))?;
     std::fs::rename(&lock, &path)
@@ -285,17 +362,17 @@ fn write_packed_refs(repo: &git2::Repository, refs: &RefMap) -> Result<()> {
     Ok(())
 }
 
-/// The refs of a local repository under `refs/`, symbolic ones resolved.
+/// The refs of a local repository under `refs/`, symbolic ones resolved; names this tool cannot
+/// carry are left out, as they are when a remote advertises them.
 pub fn local_refs(repo: &git2::Repository) -> Result<RefMap> {
     let mut refs = RefMap::new();
     for reference in repo.references().context("cannot read the cache's refs")? {
         let reference = reference.context("cannot read a ref in the cache")?;
-        let Ok(name) = reference.name() else {
-            continue;
-        };
-        if !name.starts_with("refs/") {
+        let name = reference.name_bytes();
+        if !name.starts_with(b"refs/") || refname::unsupported(name).is_some() {
             continue;
         }
+        let name = refname::escape(name);
         let oid = match reference.target() {
             Some(oid) => oid,
             None => match reference.resolve() {
@@ -306,7 +383,7 @@ pub fn local_refs(repo: &git2::Repository) -> Result<RefMap> {
                 Err(_) => continue,
             },
         };
-        refs.insert(name.to_string(), oid);
+        refs.insert(name, oid);
     }
     Ok(refs)
 }

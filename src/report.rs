@@ -145,9 +145,14 @@ impl Summary {
     }
 
     pub fn to_json(&self) -> String {
-        serde_json::to_string(self).unwrap_or_else(|e| {
-            format!("{{\"schema\":{SCHEMA_VERSION},\"error\":\"cannot encode summary: {e}\"}}")
-        })
+        let mut out = Vec::new();
+        let mut serializer = serde_json::Serializer::with_formatter(&mut out, TerminalSafe);
+        match self.serialize(&mut serializer) {
+            Ok(()) => String::from_utf8_lossy(&out).into_owned(),
+            Err(e) => {
+                format!("{{\"schema\":{SCHEMA_VERSION},\"error\":\"cannot encode summary: {e}\"}}")
+            }
+        }
     }
 
     /// The human summary: one line per changed ref, then the totals.
@@ -172,9 +177,17 @@ impl Summary {
             } else {
                 ""
             };
-            write!(out, " {mark} {:<40} {verb}{planned} {ids}", change.name)?;
+            write!(
+                out,
+                " {mark} {:<40} {verb}{planned} {ids}",
+                crate::refname::shown(&change.name)
+            )?;
             match &change.reason {
-                Some(reason) => writeln!(out, ": rejected: {reason}")?,
+                Some(reason) => writeln!(
+                    out,
+                    ": rejected: {}",
+                    crate::error::clip(reason, crate::error::MAX_REASON_CHARS)
+                )?,
                 None => writeln!(out)?,
             }
         }
@@ -237,6 +250,29 @@ impl Summary {
             "  seconds: lock {:.2}, seed {:.2}, fetch {:.2}, plan {:.2}, push {:.2}, total {:.2}",
             s.lock, s.seed, s.fetch, s.plan, s.push, s.total
         )
+    }
+}
+
+/// JSON whose strings carry control and bidirectional-formatting characters (C1 controls, which
+/// serde_json leaves raw, and U+202E and its kin) as `\uXXXX` escapes: the same strings to a
+/// JSON reader, and nothing that can drive or reorder a terminal that shows the raw text. Ref
+/// names are what brings such characters in.
+struct TerminalSafe;
+
+impl serde_json::ser::Formatter for TerminalSafe {
+    fn write_string_fragment<W>(&mut self, writer: &mut W, fragment: &str) -> std::io::Result<()>
+    where
+        W: ?Sized + Write,
+    {
+        let mut start = 0;
+        for (at, c) in fragment.char_indices() {
+            if crate::refname::moves_the_terminal(c) {
+                writer.write_all(&fragment.as_bytes()[start..at])?;
+                write!(writer, "\\u{:04x}", u32::from(c))?;
+                start = at + c.len_utf8();
+            }
+        }
+        writer.write_all(&fragment.as_bytes()[start..])
     }
 }
 

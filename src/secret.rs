@@ -73,16 +73,65 @@ pub fn register(value: &str) {
     list.sort_by_key(|v| std::cmp::Reverse(v.len()));
 }
 
-/// `text` with every registered secret replaced by `<redacted>`.
+/// Raw input values that may hold userinfo, each with its printable form.
+fn inputs() -> &'static Mutex<Vec<(String, String)>> {
+    static INPUTS: OnceLock<Mutex<Vec<(String, String)>>> = OnceLock::new();
+    INPUTS.get_or_init(|| Mutex::new(Vec::new()))
+}
+
+/// Remember a value the user gave (a flag's value, an environment variable) that may hold a
+/// user name and password, so that wherever it is echoed (our messages, clap's, a library's) it
+/// is printed without them, whether or not it parses as a URL.
+pub fn register_input(raw: &str) {
+    let raw = raw.trim();
+    let shown = crate::url::redact_raw(raw);
+    if shown == raw {
+        return;
+    }
+    let mut list = inputs().lock().unwrap_or_else(|e| e.into_inner());
+    if !list.iter().any(|(known, _)| known == raw) {
+        list.push((raw.to_string(), shown));
+        list.sort_by_key(|(v, _)| std::cmp::Reverse(v.len()));
+    }
+}
+
+/// Register every command-line argument, and the value of every environment variable this
+/// program reads, as a possible carrier of userinfo (see [`register_input`]). Call first thing,
+/// before anything can print.
+pub fn register_inputs(args: impl IntoIterator<Item = std::ffi::OsString>) {
+    let ours = |name: &str| {
+        ["BACKLOG_", "CODECOMMIT_", "CODE_COMMIT_"]
+            .iter()
+            .any(|p| name.starts_with(p))
+    };
+    let env = std::env::vars_os()
+        .filter(|(k, _)| ours(&k.to_string_lossy()))
+        .map(|(_, v)| v);
+    for value in args.into_iter().chain(env) {
+        let value = value.to_string_lossy();
+        register_input(&value);
+        if let Some((_, after)) = value.split_once('=').filter(|_| value.starts_with("--")) {
+            register_input(after);
+        }
+    }
+}
+
+/// `text` with every registered secret replaced by `<redacted>`, every registered input that may
+/// hold userinfo by its redacted form, and the userinfo of every URL in it removed.
 pub fn scrub(text: &str) -> String {
-    let list = registry().lock().unwrap_or_else(|e| e.into_inner());
     let mut out = text.to_string();
+    for (raw, shown) in inputs().lock().unwrap_or_else(|e| e.into_inner()).iter() {
+        if out.contains(raw.as_str()) {
+            out = out.replace(raw.as_str(), shown);
+        }
+    }
+    let list = registry().lock().unwrap_or_else(|e| e.into_inner());
     for secret in list.iter() {
         if out.contains(secret.as_str()) {
             out = out.replace(secret.as_str(), "<redacted>");
         }
     }
-    out
+    crate::url::redact_userinfo(&out).into_owned()
 }
 
 /// A writer that scrubs each write: the log output's last line of defence.
@@ -215,6 +264,16 @@ mod tests {
         assert!(!clean.contains("tok3n"), "{clean}");
         assert!(!clean.contains("AAAAlinetwo"), "{clean}");
         assert!(clean.contains("-----BEGIN KEY-----"));
+    }
+
+    #[test]
+    fn registered_inputs_and_any_url_lose_their_userinfo() {
+        register_input("bob:short@host:team/app.git");
+        let clean = scrub("invalid value 'bob:short@host:team/app.git' and https://u:pw@h/x");
+        assert_eq!(
+            clean,
+            "invalid value '<redacted>@host:team/app.git' and https://<redacted>@h/x"
+        );
     }
 
     #[test]

@@ -81,7 +81,7 @@ impl RemoteUrl {
         let shown = path.display().to_string();
         RemoteUrl {
             scheme: Scheme::Local,
-            url: shown.clone(),
+            url: file_url(&path),
             display: shown.clone(),
             host: None,
             port: None,
@@ -99,8 +99,18 @@ impl RemoteUrl {
             "https" => Scheme::Https,
             "ssh" | "git+ssh" | "ssh+git" => Scheme::Ssh,
             other => {
+                // Echo the scheme only when it is one: otherwise it may be a password.
+                let named = if !other.is_empty()
+                    && other
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+                {
+                    format!(" '{other}://'")
+                } else {
+                    String::new()
+                };
                 return Err(format!(
-                    "has unsupported scheme '{other}://'; use a path, file://, git://, http://, \
+                    "has an unsupported scheme{named}; use a path, file://, git://, http://, \
                      https://, ssh:// or user@host:path"
                 ));
             }
@@ -124,6 +134,9 @@ impl RemoteUrl {
         let user = Some(parsed.username())
             .filter(|u| !u.is_empty())
             .map(percent_decode);
+        if let Some(encoded) = parsed.password() {
+            crate::secret::register(encoded);
+        }
         let password = parsed.password().map(percent_decode);
         let mut shown = parsed.clone();
         // A user name in an SSH URL is part of the address (Backlog's is the space key); in HTTP
@@ -161,6 +174,20 @@ impl RemoteUrl {
         // A Windows drive letter or an existing local file name with a colon stays a path.
         if before.len() == 1 || Path::new(raw).exists() {
             return Ok(None);
+        }
+        // `user:password@host:path` is an SSH address of the host `user` to git; what it
+        // carries is a password someone meant for HTTPS, and it must not reach a log.
+        if path
+            .split_once('@')
+            .is_some_and(|(secret, _)| !secret.contains('/'))
+            && !before.contains('@')
+        {
+            return Err(
+                "looks like user:password@host, which git reads as an SSH host 'user'; SSH \
+                 addresses carry no password: use an https:// URL with --source-password-* or \
+                 --target-password-*, or an SSH key"
+                    .into(),
+            );
         }
         let (user, host) = match before.rsplit_once('@') {
             Some((user, host)) => (Some(user.to_string()), host.to_string()),
@@ -290,6 +317,103 @@ impl RemoteUrl {
     }
 }
 
+/// A local path as a `file://` URL, for libgit2: libgit2 reads any location with a `:` in it as
+/// an SSH address (`host:path`), even an existing directory such as `/srv/a:b.git` or
+/// `name::x`, while a `file://` URL (percent-encoded) is only ever a path.
+fn file_url(path: &Path) -> String {
+    std::path::absolute(path)
+        .ok()
+        .and_then(|p| ::url::Url::from_file_path(p).ok())
+        .map_or_else(|| path.display().to_string(), |u| u.to_string())
+}
+
+/// Schemes whose user name is part of the address, not half a credential.
+fn keeps_user(scheme: &str) -> bool {
+    matches!(
+        scheme.to_ascii_lowercase().as_str(),
+        "ssh" | "git+ssh" | "ssh+git"
+    )
+}
+
+/// What replaces the userinfo of `scheme://userinfo@`: nothing of it for HTTP and the rest, only
+/// the password for SSH, whose user is part of the address.
+fn redacted_userinfo(scheme: &str, userinfo: &str) -> String {
+    if !keeps_user(scheme) {
+        return "<redacted>".to_string();
+    }
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!("{user}:<redacted>"),
+        None => userinfo.to_string(),
+    }
+}
+
+/// `raw`, a value given for a URL, safe to print whether or not it parses: everything between
+/// `://` and the last `@` is userinfo as far as printing goes (a password may hold `/`, `?`, `#`
+/// or `@` when it was not percent-encoded, which is exactly when parsing fails), and so is
+/// everything before the last `@` of a scheme-less value with a `:` before it
+/// (`user:password@host:path`).
+pub fn redact_raw(raw: &str) -> String {
+    let raw = raw.trim();
+    if let Some(pos) = raw.find("://") {
+        let (head, tail) = raw.split_at(pos + 3);
+        return match tail.rfind('@') {
+            Some(at) => format!(
+                "{head}{}@{}",
+                redacted_userinfo(&head[..pos], &tail[..at]),
+                &tail[at + 1..]
+            ),
+            None => raw.to_string(),
+        };
+    }
+    match raw.rfind('@') {
+        Some(at) if raw[..at].contains(':') => format!("<redacted>@{}", &raw[at + 1..]),
+        _ => raw.to_string(),
+    }
+}
+
+/// `text` with the userinfo of every `scheme://userinfo@host` in it redacted: the last line of
+/// defence for messages from libraries and servers that echo a URL, and for passwords too short
+/// or too oddly encoded to be recognised by value. A URL ends at white space or a quote. When a
+/// `:` comes before the URL's last `@`, everything up to that `@` may be a password (one with a
+/// `/` or `@` in it, not percent-encoded) and goes; otherwise the userinfo is what comes before
+/// the last `@` of the authority. A URL with both a port and an `@` in its path loses its host
+/// in print: the price of never printing a password.
+pub fn redact_userinfo(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.contains("://") {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(pos) = rest.find("://") {
+        let (before, after) = rest.split_at(pos + 3);
+        out.push_str(before);
+        let scheme_part = &before[..pos];
+        let scheme_start = scheme_part
+            .rfind(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.')))
+            .map_or(0, |i| i + 1);
+        let scheme = &scheme_part[scheme_start..];
+        let span_end = after
+            .find(|c: char| c.is_whitespace() || matches!(c, '\'' | '"' | '<' | '>' | '`'))
+            .unwrap_or(after.len());
+        let span = &after[..span_end];
+        let authority = &span[..span.find(['/', '?', '#']).unwrap_or(span.len())];
+        let cut = match span.rfind('@') {
+            Some(at) if span[..at].contains(':') => Some(at),
+            _ => authority.rfind('@'),
+        };
+        rest = match cut {
+            Some(at) => {
+                out.push_str(&redacted_userinfo(scheme, &span[..at]));
+                out.push('@');
+                &after[at + 1..]
+            }
+            None => after,
+        };
+    }
+    out.push_str(rest);
+    std::borrow::Cow::Owned(out)
+}
+
 fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, b| {
         (hash ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
@@ -381,6 +505,57 @@ mod tests {
             assert!(!shown.contains("bob"), "{shown}");
         }
         assert!(url.as_git_url().contains("bob"));
+    }
+
+    #[test]
+    fn raw_values_lose_everything_that_may_be_userinfo() {
+        for (raw, shown) in [
+            (
+                "https://bob:pw/9f3e@git.example.com/team/app.git",
+                "https://<redacted>@git.example.com/team/app.git",
+            ),
+            ("https://bob:p@w@h:99999/x", "https://<redacted>@h:99999/x"),
+            ("https://bob:pw@[::1/x", "https://<redacted>@[::1/x"),
+            ("ssh://git:pw@h/x", "ssh://git:<redacted>@h/x"),
+            ("ssh://git@h/x", "ssh://git@h/x"),
+            ("bob:pw@host:team/app.git", "<redacted>@host:team/app.git"),
+            ("git@host:team/app.git", "git@host:team/app.git"),
+            ("https://host/app.git", "https://host/app.git"),
+            ("/srv/app.git", "/srv/app.git"),
+        ] {
+            assert_eq!(redact_raw(raw), shown, "{raw}");
+        }
+    }
+
+    #[test]
+    fn free_text_loses_the_userinfo_of_every_url_in_it() {
+        for (text, shown) in [
+            (
+                "cannot reach 'https://bob:pw@h/x' or http://u@h2:80/y, try again",
+                "cannot reach 'https://<redacted>@h/x' or http://<redacted>@h2:80/y, try again",
+            ),
+            (
+                "bad https://bob:pw/9f3e@git.example.com/a.git here",
+                "bad https://<redacted>@git.example.com/a.git here",
+            ),
+            (
+                "ssh://git:pw@h/x and ssh://git@h/y",
+                "ssh://git:<redacted>@h/x and ssh://git@h/y",
+            ),
+            ("https://h/a@b is a path", "https://h/a@b is a path"),
+            ("https://u@h/a@b", "https://<redacted>@h/a@b"),
+            (
+                "https://ftp//bob:pw@git.example.com/x",
+                "https://<redacted>@git.example.com/x",
+            ),
+            (
+                "no urls here: user@host:path",
+                "no urls here: user@host:path",
+            ),
+            ("ends with https://", "ends with https://"),
+        ] {
+            assert_eq!(redact_userinfo(text), shown, "{text}");
+        }
     }
 
     #[test]

@@ -7,6 +7,7 @@
 pub mod codecommit;
 mod git_servers;
 pub mod moto;
+pub mod redirect;
 mod repos;
 mod ssh_server;
 pub mod ssm;

@@ -1,0 +1,162 @@
+//! The few libgit2 calls that git2 offers only for UTF-8 ref names, made with the names' bytes.
+//!
+//! git2 reads a remote's advertised names and a push's per-ref results with
+//! `str::from_utf8(..).unwrap()`, so one branch named in Latin-1 panics every run, and it takes
+//! ref names and refspecs as `&str`, so such a branch could never be written or pushed either.
+//! libgit2 itself works on bytes. These wrappers call it directly with the names of
+//! [`crate::refname`]'s escaped form turned back into bytes, and nothing else: everything that
+//! git2 handles correctly stays with git2.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::ffi::{CStr, c_char, c_int, c_void};
+
+use git2::{Binding, Oid};
+use libgit2_sys as raw;
+
+use crate::refname;
+
+fn check(code: c_int) -> Result<(), git2::Error> {
+    if code < 0 {
+        Err(git2::Error::last_error(code))
+    } else {
+        Ok(())
+    }
+}
+
+/// The names (as bytes) and ids a connected remote advertised, in its order.
+pub fn remote_heads(remote: &git2::Remote<'_>) -> Result<Vec<(Vec<u8>, Oid)>, git2::Error> {
+    let mut base: *mut *const raw::git_remote_head = std::ptr::null_mut();
+    let mut size = 0;
+    // SAFETY: `remote` is a live remote; libgit2 fills `base` and `size` with its own array,
+    // valid while the remote is, which outlives this function's reads.
+    check(unsafe { raw::git_remote_ls(&mut base, &mut size, remote.raw()) })?;
+    if base.is_null() || size == 0 {
+        return Ok(Vec::new());
+    }
+    // SAFETY: libgit2 returned `size` valid head pointers at `base`.
+    let heads = unsafe { std::slice::from_raw_parts(base, size) };
+    let mut out = Vec::with_capacity(size);
+    for &head in heads {
+        if head.is_null() {
+            continue;
+        }
+        // SAFETY: a head libgit2 listed, with a NUL-terminated name and an id.
+        let (name, id) = unsafe {
+            let head = &*head;
+            if head.name.is_null() {
+                continue;
+            }
+            (
+                CStr::from_ptr(head.name).to_bytes().to_vec(),
+                Oid::from_raw(&head.oid),
+            )
+        };
+        out.push((name, id));
+    }
+    Ok(out)
+}
+
+/// Point the ref `name` (escaped) at `id`, creating or overwriting it.
+pub fn set_ref(
+    repo: &git2::Repository,
+    name: &str,
+    id: Oid,
+    message: &str,
+) -> Result<(), git2::Error> {
+    let c_name = refname::to_c_string(name)?;
+    let c_message = std::ffi::CString::new(message).unwrap_or_default();
+    let mut reference = std::ptr::null_mut();
+    // SAFETY: live repository, NUL-terminated strings and an id, all valid for the call; the
+    // returned reference is freed at once.
+    unsafe {
+        check(raw::git_reference_create(
+            &mut reference,
+            repo.raw(),
+            c_name.as_ptr(),
+            id.raw(),
+            1,
+            c_message.as_ptr(),
+        ))?;
+        raw::git_reference_free(reference);
+    }
+    Ok(())
+}
+
+/// Delete the ref `name` (escaped); one that is already gone is not an error.
+pub fn delete_ref(repo: &git2::Repository, name: &str) -> Result<(), git2::Error> {
+    let c_name = refname::to_c_string(name)?;
+    let mut reference = std::ptr::null_mut();
+    // SAFETY: as in `set_ref`; the looked-up reference is freed after the delete.
+    unsafe {
+        let code = raw::git_reference_lookup(&mut reference, repo.raw(), c_name.as_ptr());
+        if code == raw::GIT_ENOTFOUND {
+            return Ok(());
+        }
+        check(code)?;
+        let deleted = raw::git_reference_delete(reference);
+        raw::git_reference_free(reference);
+        check(deleted)
+    }
+}
+
+thread_local! {
+    /// Per-ref results of the push running on this thread (escaped name -> rejection reason).
+    static PUSH_RESULTS: RefCell<Option<HashMap<String, Option<String>>>> =
+        const { RefCell::new(None) };
+}
+
+/// libgit2's `push_update_reference` callback: record one ref's result by its bytes. It replaces
+/// git2's, which panics on a name that is not UTF-8; the payload is git2's and is not used.
+extern "C" fn record_result(
+    name: *const c_char,
+    status: *const c_char,
+    _payload: *mut c_void,
+) -> c_int {
+    std::panic::catch_unwind(|| {
+        if name.is_null() {
+            return 0;
+        }
+        // SAFETY: libgit2 passes NUL-terminated strings valid for the call.
+        let name = refname::escape(unsafe { CStr::from_ptr(name) }.to_bytes());
+        let status = (!status.is_null()).then(|| {
+            // SAFETY: as above.
+            String::from_utf8_lossy(unsafe { CStr::from_ptr(status) }.to_bytes()).into_owned()
+        });
+        PUSH_RESULTS.with(|results| {
+            if let Some(map) = results.borrow_mut().as_mut() {
+                map.insert(name, status);
+            }
+        });
+        0
+    })
+    .unwrap_or(-1)
+}
+
+/// Push `specs` (escaped refspecs) with `options` (whose callbacks, other than per-ref results,
+/// stay git2's) and return each ref's result as the target reported it.
+pub fn push(
+    remote: &mut git2::Remote<'_>,
+    specs: &[String],
+    options: &git2::PushOptions<'_>,
+) -> Result<HashMap<String, Option<String>>, git2::Error> {
+    let c_specs = specs
+        .iter()
+        .map(|s| refname::to_c_string(s))
+        .collect::<Result<Vec<_>, _>>()?;
+    let pointers: Vec<*const c_char> = c_specs.iter().map(|s| s.as_ptr()).collect();
+    let array = raw::git_strarray {
+        strings: pointers.as_ptr() as *mut *mut c_char,
+        count: pointers.len(),
+    };
+    // `raw()` points the callbacks' payload into `options`, which outlives the call.
+    let mut raw_options = options.raw();
+    raw_options.callbacks.push_update_reference = Some(record_result);
+    PUSH_RESULTS.with(|results| *results.borrow_mut() = Some(HashMap::new()));
+    // SAFETY: live remote; the refspec array points into `c_specs` and `pointers`, and the
+    // options into `options`, all of which live until after the call.
+    let code = unsafe { raw::git_remote_push(remote.raw(), &array, &raw_options) };
+    let results = PUSH_RESULTS.with(|results| results.borrow_mut().take().unwrap_or_default());
+    check(code)?;
+    Ok(results)
+}
