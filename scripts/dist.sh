@@ -104,7 +104,8 @@ fi
 target_dir=$(cargo metadata --format-version 1 --no-deps --locked |
   grep -o '"target_directory":"[^"]*"' | cut -d'"' -f4)
 [ -n "$target_dir" ] || die "cannot read the target directory from 'cargo metadata'"
-dist_dir="$target_dir/dist"
+# target/dist whatever CARGO_TARGET_DIR says: the path the deploy command and the docs name.
+dist_dir="$PWD/target/dist"
 crate_version=$(cargo pkgid --locked)
 crate_version=${crate_version##*[@#]}
 
@@ -112,15 +113,15 @@ crate_version=${crate_version##*[@#]}
 # system Python) into a directory named for their versions; made in a temporary directory and
 # renamed into place, so an interrupted install is never taken for a finished one.
 zig_tools() {
-  local dir="$target_dir/dist-tools/zigbuild-$CARGO_ZIGBUILD_VERSION-zig-$ZIGLANG_VERSION"
+  local dir="$PWD/target/dist-tools/zigbuild-$CARGO_ZIGBUILD_VERSION-zig-$ZIGLANG_VERSION"
   if [ ! -x "$dir/bin/cargo-zigbuild" ] || [ ! -x "$dir/ziglang/zig" ]; then
     step "cargo-zigbuild $CARGO_ZIGBUILD_VERSION and zig $ZIGLANG_VERSION (PyPI)" >&2
     command -v python3 >/dev/null || die "python3 not found: needed to install cargo-zigbuild and zig from PyPI"
     python3 -m pip --version >/dev/null 2>&1 || die "pip not found: install it (Debian: apt-get install python3-pip)"
-    mkdir -p "$target_dir/dist-tools"
+    mkdir -p "$PWD/target/dist-tools"
     local tmp
-    tmp=$(mktemp -d "$target_dir/dist-tools/.install.XXXXXX")
-    python3 -m pip install --quiet --disable-pip-version-check --no-warn-script-location \
+    tmp=$(mktemp -d "$PWD/target/dist-tools/.install.XXXXXX")
+    python3 -m pip install --quiet --disable-pip-version-check --no-warn-script-location --root-user-action=ignore \
       --target "$tmp" "cargo-zigbuild==$CARGO_ZIGBUILD_VERSION" "ziglang==$ZIGLANG_VERSION" >&2 ||
       { rm -rf "$tmp"; die "pip could not install cargo-zigbuild==$CARGO_ZIGBUILD_VERSION ziglang==$ZIGLANG_VERSION"; }
     rm -rf "$dir"
