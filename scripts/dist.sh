@@ -19,7 +19,7 @@
 # architecture musl-gcc (Debian's musl-tools), for the other one cargo-zigbuild and zig from PyPI
 # (pinned below, unpacked under target/dist-tools, no system cross toolchain). Re-running it
 # rebuilds only what changed. Runs on Linux x86_64 or aarch64 with rustup, Python 3 and pip.
-set -euo pipefail
+set -Eeuo pipefail
 cd "$(dirname "$0")/.."
 
 readonly SUPPORTED=(x86_64-unknown-linux-musl aarch64-unknown-linux-musl)
@@ -37,7 +37,7 @@ as_root() {
     die "need root to run: $* (run as root or install sudo)"
   fi
 }
-trap 'status=$?; echo "dist.sh: error: failed (exit $status) at line $LINENO: $BASH_COMMAND" >&2' ERR
+trap 'echo "dist.sh: error: failed (exit $?) at line $LINENO: $BASH_COMMAND" >&2' ERR
 
 targets=()
 while [ $# -gt 0 ]; do
@@ -119,6 +119,7 @@ zig_tools() {
     command -v python3 >/dev/null || die "python3 not found: needed to install cargo-zigbuild and zig from PyPI"
     python3 -m pip --version >/dev/null 2>&1 || die "pip not found: install it (Debian: apt-get install python3-pip)"
     mkdir -p "$PWD/target/dist-tools"
+    rm -rf "$PWD/target/dist-tools"/.install.* # what an interrupted install left
     local tmp
     tmp=$(mktemp -d "$PWD/target/dist-tools/.install.XXXXXX")
     python3 -m pip install --quiet --disable-pip-version-check --no-warn-script-location --root-user-action=ignore \
@@ -189,9 +190,14 @@ for target in "${targets[@]}"; do
   # The old checksum goes first and the new one is written last, each by rename: an interrupted
   # run leaves a binary without a checksum, never a checksum that vouches for another binary.
   rm -f "$dist_dir/$name.sha256"
-  cp "$built" "$dist_dir/.$name.tmp"
-  mv -f "$dist_dir/.$name.tmp" "$dist_dir/$name"
-  (cd "$dist_dir" && sha256sum "$name" >".$name.sha256.tmp" && mv -f ".$name.sha256.tmp" "$name.sha256")
+  tmp=$(mktemp "$dist_dir/.$name.XXXXXX")
+  cp "$built" "$tmp"
+  chmod 755 "$tmp"
+  mv -f "$tmp" "$dist_dir/$name"
+  tmp=$(mktemp "$dist_dir/.$name.sha256.XXXXXX")
+  (cd "$dist_dir" && sha256sum "$name") >"$tmp"
+  chmod 644 "$tmp"
+  mv -f "$tmp" "$dist_dir/$name.sha256"
   (cd "$dist_dir" && sha256sum -c --quiet "$name.sha256")
   echo "$(cat "$dist_dir/$name.sha256")  ($(stat -c %s "$dist_dir/$name") bytes)"
 done
