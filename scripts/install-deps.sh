@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install what the test suite and the benchmark drive for real on a fresh Debian/Ubuntu machine:
-# git, OpenSSH's sshd, GNU time, OpenSSL, a font for the benchmark's chart, and the Python tools
-# (moto server, cfn-lint, checkov, git-remote-codecommit, botocore). Skips what is present.
+# git, OpenSSH's sshd, GNU time, OpenSSL, musl-gcc for the static build, a font for the benchmark's
+# chart, and the Python tools (moto server, cfn-lint, checkov, git-remote-codecommit, botocore).
+# Skips what is present.
 set -euo pipefail
 
 step() { printf '\n==> %s\n' "$*"; }
@@ -10,7 +11,7 @@ as_root() {
   if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
 }
 
-step "system packages (git, OpenSSH server, GNU time, OpenSSL, DejaVu font)"
+step "system packages (git, OpenSSH server, GNU time, OpenSSL, musl-tools, DejaVu font)"
 missing=()
 command -v git >/dev/null || missing+=(git)
 [ -x /usr/sbin/sshd ] || missing+=(openssh-server)
@@ -22,6 +23,12 @@ command -v curl >/dev/null || missing+=(curl)
 command -v openssl >/dev/null || missing+=(openssl)
 [ -f /usr/include/openssl/ssl.h ] || missing+=(libssl-dev)
 [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing+=(fonts-dejavu-core)
+# The static release binary (scripts/dist.sh): musl-gcc for C dependencies, perl and make for
+# the OpenSSL it compiles in; unshare (util-linux) for tests/dist.rs's mount namespaces.
+command -v musl-gcc >/dev/null || missing+=(musl-tools)
+command -v perl >/dev/null || missing+=(perl)
+command -v make >/dev/null || missing+=(make)
+command -v unshare >/dev/null || missing+=(util-linux)
 if [ ${#missing[@]} -gt 0 ]; then
   as_root apt-get update -qq
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"

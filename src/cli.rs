@@ -21,7 +21,7 @@ Exit codes:
 #[derive(Debug, Parser)]
 #[command(
     name = "backlog-mirror",
-    version,
+    version = env!("BACKLOG_MIRROR_VERSION"),
     about = "Keep an exact mirror of a Git repository (e.g. on Backlog) in AWS CodeCommit or any Git remote",
     after_help = EXIT_CODES,
     propagate_version = true
