@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install what the test suite and the benchmark drive for real on a fresh Debian/Ubuntu machine:
 # git, OpenSSH's sshd, GNU time, OpenSSL, musl-gcc for the static build, a font for the benchmark's
-# chart, and the Python tools (moto server, cfn-lint, checkov, git-remote-codecommit, botocore).
+# chart, the AWS CLI v2 (Debian's awscli, for scripts/deploy.sh) and the pinned Python tools of
+# scripts/requirements-test.txt.
 # Skips what is present.
 set -euo pipefail
 
@@ -29,6 +30,8 @@ command -v musl-gcc >/dev/null || missing+=(musl-tools)
 command -v perl >/dev/null || missing+=(perl)
 command -v make >/dev/null || missing+=(make)
 command -v unshare >/dev/null || missing+=(util-linux)
+# scripts/deploy.sh needs the AWS CLI v2; tests/deploy.rs drives Debian's (/usr/bin/aws) against moto.
+[ -x /usr/bin/aws ] || missing+=(awscli)
 if [ ${#missing[@]} -gt 0 ]; then
   as_root apt-get update -qq
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
@@ -36,18 +39,26 @@ else
   echo "all present"
 fi
 
-step "Python tools (moto server, cfn-lint, checkov, git-remote-codecommit, botocore)"
-py_missing=()
-python3 -c 'import moto.server' 2>/dev/null || py_missing+=('moto[server]')
-command -v cfn-lint >/dev/null || py_missing+=(cfn-lint)
-command -v checkov >/dev/null || py_missing+=(checkov)
-python3 -c 'import git_remote_codecommit' 2>/dev/null || py_missing+=(git-remote-codecommit)
-python3 -c 'import botocore' 2>/dev/null || py_missing+=(botocore)
-python3 -c 'import boto3' 2>/dev/null || py_missing+=(boto3)
-python3 -c 'import yaml' 2>/dev/null || py_missing+=(pyyaml)
-if [ ${#py_missing[@]} -gt 0 ]; then
-  python3 -m pip install --quiet "${py_missing[@]}"
-else
+step "Python tools (scripts/requirements-test.txt: moto, cfn-lint, checkov, the AWS CLI v1, airspeed-ext...)"
+# Installed when any pinned version is missing: pip's own check is the source of truth.
+requirements="$(dirname "$0")/requirements-test.txt"
+if python3 - "$requirements" <<'PY'
+import sys
+from importlib.metadata import version, PackageNotFoundError
+for line in open(sys.argv[1]):
+    line = line.split("#")[0].strip()
+    if not line:
+        continue
+    name, want = line.split("==")
+    name = name.split("[")[0]
+    try:
+        if version(name) != want:
+            sys.exit(1)
+    except PackageNotFoundError:
+        sys.exit(1)
+PY
+then
   echo "all present"
+else
+  python3 -m pip install --quiet --root-user-action=ignore -r "$requirements"
 fi
-
