@@ -77,6 +77,7 @@ impl SyncConfig {
             Some(name) => check_mirror_name(name)?,
             None => source.mirror_name(),
         };
+        check_local_target_engine(&target)?;
         let cache_dir = match &args.cache_dir {
             Some(dir) => dir.clone(),
             None => default_cache_dir()?,
@@ -176,6 +177,20 @@ fn check_local(flag: &str, url: &RemoteUrl, is_source: bool) -> anyhow::Result<(
             } else {
                 " (create one with 'git init --bare')"
             }
+        )));
+    }
+    Ok(())
+}
+
+/// A local target is pushed through git's receive-pack, which runs its hooks and applies its
+/// `receive.deny*` settings; libgit2 would write its refs directly and skip both.
+fn check_local_target_engine(target: &RemoteUrl) -> anyhow::Result<()> {
+    if target.scheme() == Scheme::Local && crate::gitcli::version().is_none() {
+        return Err(usage(format!(
+            "--target '{}' is a local repository, and pushing to one needs the git CLI (its \
+             receive-pack runs the target's hooks and receive.deny* settings); install git or \
+             serve the target over git://, HTTP(S) or SSH",
+            target.redacted()
         )));
     }
     Ok(())

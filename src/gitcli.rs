@@ -15,7 +15,7 @@ use std::sync::OnceLock;
 use anyhow::{Context, Result, bail};
 
 use crate::progress::Progress;
-use crate::remote::TransferStats;
+use crate::remote::{PushReport, TransferStats, remote_messages};
 use crate::url::RemoteUrl;
 
 /// `git --version` if a git binary is on PATH.
@@ -85,7 +85,7 @@ pub fn push(
     specs: &[String],
     env: &[(String, String)],
     progress: &mut Progress,
-) -> Result<(HashMap<String, Option<String>>, TransferStats)> {
+) -> Result<PushReport> {
     let mut child = isolated(git_dir)
         .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .args(["push", "--porcelain", "--progress", "--no-verify"])
@@ -105,6 +105,7 @@ pub fn push(
     });
     let mut stats = TransferStats::default();
     let mut messages = Vec::new();
+    let mut said = String::new();
     if let Some(stderr) = child.stderr.take() {
         for line in split_progress(stderr) {
             if let Some((done, total, bytes)) = parse_writing(&line) {
@@ -113,11 +114,15 @@ pub fn push(
                     bytes,
                 };
                 progress.update(done, total, bytes);
+            } else if line.starts_with("remote:") || line.starts_with("error: remote unpack") {
+                said.push_str(&line);
+                said.push('\n');
             } else if !line.trim().is_empty() && !is_progress_noise(&line) {
                 messages.push(line);
             }
         }
     }
+    let remote_lines = remote_messages(&said);
     progress.finish();
     let status = child.wait().context("git push did not finish")?;
     let porcelain = reader
@@ -132,9 +137,18 @@ pub fn push(
             .find(|l| l.starts_with("fatal:") || l.starts_with("error:"))
             .or(messages.last())
             .map_or("no message", String::as_str);
-        bail!("git push to {} failed: {}", url.redacted(), reason.trim());
+        let said = if remote_lines.is_empty() {
+            String::new()
+        } else {
+            format!("; the target said: {}", remote_lines.join("; "))
+        };
+        bail!("git push to {} failed: {}{said}", url.redacted(), reason.trim());
     }
-    Ok((results, stats))
+    Ok(PushReport {
+        statuses: results,
+        stats,
+        remote_lines,
+    })
 }
 
 /// Environment that makes a child git ask us (`backlog-mirror credential-helper`) for CodeCommit
@@ -244,8 +258,9 @@ fn is_progress_noise(line: &str) -> bool {
         "Delta compression",
         "Compressing objects",
         "Total ",
-        "remote: ",
         "To ",
+        "hint:",
+        "error: failed to push some refs",
     ]
     .iter()
     .any(|p| line.starts_with(p))

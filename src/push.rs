@@ -96,6 +96,18 @@ pub fn check_connectivity(
 }
 
 fn choose_engine(cfg: &SyncConfig) -> Engine {
+    if cfg.target.scheme() == Scheme::Local {
+        // libgit2 pushes to a local path by writing its refs itself: the target's hooks and
+        // receive.deny* settings would never run. git's receive-pack applies them (config
+        // refuses a local target when git is missing).
+        if cfg.push_engine == PushEngine::Libgit2 {
+            info!(
+                "pushing to the local target through git receive-pack, so its hooks and \
+                 receive.deny* settings apply (--push-engine libgit2 cannot run them)"
+            );
+        }
+        return Engine::Git;
+    }
     match cfg.push_engine {
         PushEngine::Libgit2 => Engine::Libgit2,
         PushEngine::Git => Engine::Git,
@@ -184,7 +196,7 @@ pub fn execute(
     summary: &mut Summary,
 ) -> Result<Vec<(String, String)>> {
     let engine = choose_engine(cfg);
-    let hybrid = cfg.push_engine == PushEngine::Auto;
+    let hybrid = cfg.push_engine == PushEngine::Auto && cfg.target.scheme() != Scheme::Local;
     let batches = batches(repo, plan, engine, hybrid, cfg.batch_size, local_refs);
     let used = |e: Engine| batches.iter().any(|(b, _)| *b == e);
     let names = match (used(Engine::Git), used(Engine::Libgit2)) {
@@ -216,19 +228,68 @@ pub fn execute(
             engine.name()
         );
         let specs: Vec<String> = batch.iter().map(|c| c.refspec()).collect();
-        let (statuses, stats) = match engine {
+        let mut report = match engine {
             Engine::Libgit2 => session.push(repo, &cfg.target, &specs)?,
             Engine::Git => {
                 let mut progress = Progress::new("push", cfg.progress, cfg.progress_interval);
                 gitcli::push(repo.path(), &cfg.target, &specs, &git_env, &mut progress)?
             }
         };
+        explain_rejections(&mut report.statuses, &report.remote_lines);
         summary.transfer.push.batches += 1;
-        summary.transfer.push.objects += stats.objects;
-        summary.transfer.push.bytes += stats.bytes;
-        record(batch, &statuses, summary, &mut rejected);
+        summary.transfer.push.objects += report.stats.objects;
+        summary.transfer.push.bytes += report.stats.bytes;
+        record(batch, &report.statuses, summary, &mut rejected);
     }
     Ok(rejected)
+}
+
+/// Give each rejected ref the target's own words after its terse status ("pre-receive hook
+/// declined", "unpacker error"): the lines that name the ref, or else the lines that name no
+/// rejected ref (a message about the whole push, such as a full disk).
+fn explain_rejections(statuses: &mut HashMap<String, Option<String>>, lines: &[String]) {
+    if lines.is_empty() {
+        return;
+    }
+    let rejected: Vec<String> = statuses
+        .iter()
+        .filter(|(_, s)| s.is_some())
+        .map(|(n, _)| n.clone())
+        .collect();
+    let names = |line: &str, name: &str| {
+        line.contains(name)
+            || name
+                .strip_prefix("refs/heads/")
+                .or_else(|| name.strip_prefix("refs/tags/"))
+                .is_some_and(|short| {
+                    line.split(|c: char| c.is_whitespace() || "'\"`:,()".contains(c))
+                        .any(|word| word == short)
+                })
+    };
+    let general: Vec<&str> = lines
+        .iter()
+        .filter(|l| !rejected.iter().any(|n| names(l, n)))
+        .map(String::as_str)
+        .collect();
+    for name in rejected {
+        let Some(Some(reason)) = statuses.get_mut(&name) else {
+            continue;
+        };
+        let own: Vec<&str> = lines
+            .iter()
+            .filter(|l| names(l, &name))
+            .map(String::as_str)
+            .collect();
+        let words = if own.is_empty() { &general } else { &own };
+        let new: Vec<&str> = words
+            .iter()
+            .copied()
+            .filter(|w| !reason.contains(w))
+            .collect();
+        if !new.is_empty() {
+            *reason = format!("{reason}: {}", new.join("; "));
+        }
+    }
 }
 
 fn record(

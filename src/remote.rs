@@ -198,12 +198,15 @@ impl Session {
         repo: &git2::Repository,
         url: &RemoteUrl,
         specs: &[String],
-    ) -> Result<(HashMap<String, Option<String>>, TransferStats)> {
+    ) -> Result<PushReport> {
         let mut remote = repo
             .remote_anonymous(url.as_git_url())
             .with_context(|| format!("cannot use {} as a remote", url.redacted()))?;
         let statuses = RefCell::new(HashMap::new());
         let stats = RefCell::new(TransferStats::default());
+        // The target's own messages (a hook's words, an unpacker's error) arrive on the
+        // sideband, mixed with its progress.
+        let said = RefCell::new(Vec::<u8>::new());
         let progress = RefCell::new(self.progress("push"));
         let mut callbacks = self.callbacks(url);
         callbacks.push_update_reference(|name, status| {
@@ -211,6 +214,10 @@ impl Session {
                 .borrow_mut()
                 .insert(name.to_string(), status.map(str::to_string));
             Ok(())
+        });
+        callbacks.sideband_progress(|data| {
+            said.borrow_mut().extend_from_slice(data);
+            true
         });
         callbacks.push_transfer_progress(|current, total, bytes| {
             *stats.borrow_mut() = TransferStats {
@@ -223,13 +230,66 @@ impl Session {
         options
             .remote_callbacks(callbacks)
             .packbuilder_parallelism(0);
-        remote
-            .push(specs, Some(&mut options))
-            .map_err(|e| self.auth.explain(url, "cannot push to", e))?;
+        let pushed = remote.push(specs, Some(&mut options));
         progress.borrow_mut().finish();
         drop(options);
-        Ok((statuses.into_inner(), stats.into_inner()))
+        let remote_lines = remote_messages(&String::from_utf8_lossy(&said.into_inner()));
+        if let Err(e) = pushed {
+            let err = self.auth.explain(url, "cannot push to", e);
+            if remote_lines.is_empty() {
+                return Err(err);
+            }
+            return Err(anyhow::anyhow!(
+                "{err:#}; the target said: {}",
+                remote_lines.join("; ")
+            ));
+        }
+        Ok(PushReport {
+            statuses: statuses.into_inner(),
+            stats: stats.into_inner(),
+            remote_lines,
+        })
     }
+}
+
+/// What a push reported: each ref's result (`None` accepted, `Some(reason)` rejected), what was
+/// sent, and what the target said on the way.
+#[derive(Debug, Default)]
+pub struct PushReport {
+    pub statuses: HashMap<String, Option<String>>,
+    pub stats: TransferStats,
+    /// The target's own messages (hooks, errors), its progress lines removed.
+    pub remote_lines: Vec<String>,
+}
+
+/// The lines of a remote's sideband text (or of git's `remote: ` lines) that are messages, not
+/// progress: a hook's words, an unpacker's error. At most the last few, each kept short.
+pub fn remote_messages(text: &str) -> Vec<String> {
+    const PROGRESS: [&str; 9] = [
+        "Resolving deltas",
+        "Counting objects",
+        "Compressing objects",
+        "Enumerating objects",
+        "Writing objects",
+        "Receiving objects",
+        "Unpacking objects",
+        "Total ",
+        "Processing",
+    ];
+    const KEPT: usize = 5;
+    const LONGEST: usize = 300;
+    let mut lines: Vec<String> = text
+        .split(['\r', '\n'])
+        .map(|l| l.strip_prefix("remote:").unwrap_or(l).trim())
+        .filter(|l| !l.is_empty() && !PROGRESS.iter().any(|p| l.starts_with(p)))
+        .map(|l| match l.char_indices().nth(LONGEST) {
+            Some((cut, _)) => format!("{}...", &l[..cut]),
+            None => l.to_string(),
+        })
+        .collect();
+    lines.dedup();
+    let skip = lines.len().saturating_sub(KEPT);
+    lines.split_off(skip)
 }
 
 /// Mirror semantics: every ref, force-updated, under the same name.
