@@ -14,6 +14,7 @@ use std::sync::OnceLock;
 
 use anyhow::{Context, Result, bail};
 
+use crate::process_group::Group;
 use crate::progress::Progress;
 use crate::remote::{PushReport, TransferStats, remote_messages};
 use crate::url::RemoteUrl;
@@ -52,30 +53,8 @@ fn isolated(git_dir: &Path) -> Command {
         .env("GIT_TERMINAL_PROMPT", "0")
         .env("GIT_DIR", git_dir)
         .env("LC_ALL", "C");
-    die_with_parent(&mut cmd);
     cmd
 }
-
-/// A killed sync must not leave its git pushing on: the next run would find the target moving
-/// under it, and the cache, no longer locked, read by an orphan. Linux ends the child when the
-/// thread that started it dies; its own children then lose their pipes and end too.
-#[cfg(target_os = "linux")]
-fn die_with_parent(cmd: &mut Command) {
-    use std::os::unix::process::CommandExt;
-    // SAFETY: prctl is async-signal-safe, and the closure touches nothing else between fork and
-    // exec.
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-fn die_with_parent(_cmd: &mut Command) {}
 
 /// `git push --porcelain` of `specs` from the bare repository at `git_dir`, with the same
 /// per-ref results as the libgit2 path.
@@ -86,16 +65,18 @@ pub fn push(
     env: &[(String, String)],
     progress: &mut Progress,
 ) -> Result<PushReport> {
-    let mut child = isolated(git_dir)
-        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .args(["push", "--porcelain", "--progress", "--no-verify"])
-        .arg(url.without_credentials())
-        .args(specs)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("cannot start git for the push; install git or use --push-engine libgit2")?;
+    let mut group = Group::spawn(
+        isolated(git_dir)
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .args(["push", "--porcelain", "--progress", "--no-verify"])
+            .arg(url.without_credentials())
+            .args(specs)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    )
+    .context("cannot start git for the push; install git or use --push-engine libgit2")?;
+    let child = group.child();
     let stdout = child.stdout.take().context("git push: no stdout")?;
     let reader = std::thread::spawn(move || {
         let mut text = String::new();
@@ -124,7 +105,7 @@ pub fn push(
     }
     let remote_lines = remote_messages(&said);
     progress.finish();
-    let status = child.wait().context("git push did not finish")?;
+    let status = group.wait().context("git push did not finish")?;
     let porcelain = reader
         .join()
         .map_err(|_| anyhow::anyhow!("git push: stdout reader panicked"))?
@@ -142,7 +123,11 @@ pub fn push(
         } else {
             format!("; the target said: {}", remote_lines.join("; "))
         };
-        bail!("git push to {} failed: {}{said}", url.redacted(), reason.trim());
+        bail!(
+            "git push to {} failed: {}{said}",
+            url.redacted(),
+            reason.trim()
+        );
     }
     Ok(PushReport {
         statuses: results,
@@ -193,28 +178,27 @@ pub fn maintain(git_dir: &Path) -> Option<String> {
     let loose_refs = count_files(&git_dir.join("refs"));
     let mut done = Vec::new();
     if packs > MAX_PACKS {
-        let ok = isolated(git_dir)
-            .args(["repack", "-a", "-d", "-q"])
-            .stdin(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
+        let ok = run_quietly(isolated(git_dir).args(["repack", "-a", "-d", "-q"]));
         done.push(format!(
             "repacked {packs} packs{}",
             if ok { "" } else { " (failed)" }
         ));
     }
     if loose_refs > MAX_LOOSE_REFS {
-        let ok = isolated(git_dir)
-            .args(["pack-refs", "--all", "--prune"])
-            .stdin(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
+        let ok = run_quietly(isolated(git_dir).args(["pack-refs", "--all", "--prune"]));
         done.push(format!(
             "packed {loose_refs} loose refs{}",
             if ok { "" } else { " (failed)" }
         ));
     }
     (!done.is_empty()).then(|| done.join(", "))
+}
+
+/// Run a local git command to the end in its own guarded process group; true if it succeeded.
+fn run_quietly(cmd: &mut Command) -> bool {
+    Group::spawn(cmd.stdin(Stdio::null()))
+        .and_then(|mut group| group.wait())
+        .is_ok_and(|s| s.success())
 }
 
 const MAX_PACKS: usize = 24;

@@ -16,6 +16,7 @@ pub mod error;
 pub mod gitcli;
 pub mod mirror;
 pub mod plan;
+pub mod process_group;
 pub mod progress;
 pub mod push;
 pub mod remote;

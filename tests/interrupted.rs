@@ -274,3 +274,101 @@ fn a_killed_sync_takes_its_git_push_with_it() {
     assert_eq!(next.code, 0, "{}", next.stderr);
     assert_mirror(&source, &target);
 }
+
+/// Make a FIFO at `path`.
+fn mkfifo(path: &Path) {
+    let c = std::ffi::CString::new(path_str(path)).unwrap();
+    // SAFETY: a valid path and mode.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+}
+
+/// Write a line into the FIFO at `path` if something reads it; do nothing if nothing does.
+fn release(path: &Path) {
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Ok(mut fifo) = std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+    {
+        let _ = std::io::Write::write_all(&mut fifo, b"go\n");
+    }
+}
+
+/// A source with `main` and the target mirroring it, then a new branch `doomed` on the source:
+/// the push that a killed run leaves behind creates it; `moved_on` then deletes it again and
+/// moves `main` (an update that does not conflict with the late one, so nothing stops it).
+fn doomed_branch_setup(sb: &Sandbox) -> (WorkRepo, PathBuf, PathBuf) {
+    let work = WorkRepo::init(&sb.join("work"));
+    work.commit("a.txt", "one", "first");
+    let source = init_bare(&sb.join("srv/source.git"));
+    work.push_mirror(&source);
+    let target = init_bare(&sb.join("srv/target.git"));
+    // No keepalives from receive-pack: with them, a receive-pack whose client died may die of
+    // SIGPIPE first, which only hides the late update when the timing is lucky.
+    git(&target, &["config", "receive.keepAlive", "0"]);
+    let first = run(&mut sb.sync(&path_str(&source), &path_str(&target)));
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    work.branch("doomed");
+    work.push_mirror(&source);
+    (work, source, target)
+}
+
+fn moved_on(work: &WorkRepo, source: &Path) {
+    git(&work.path, &["branch", "-D", "doomed"]);
+    work.commit("b.txt", "two", "second");
+    work.push_mirror(source);
+}
+
+/// A killed sync's receive-pack, on a local target, must die with it: left running it updates
+/// the target's refs later, after the next run said "in sync".
+#[test]
+fn a_killed_push_to_a_local_target_never_lands_after_the_next_run() {
+    let sb = Sandbox::new();
+    let (work, source, target) = doomed_branch_setup(&sb);
+    let (started, held) = (sb.join("hook-started"), sb.join("hook-release"));
+    mkfifo(&started);
+    mkfifo(&held);
+    install_hook(
+        &target,
+        "pre-receive",
+        &format!(
+            "#!/bin/sh\ncat >/dev/null\necho started > '{}'\ncat '{}' >/dev/null\n",
+            started.display(),
+            held.display()
+        ),
+    );
+    let (src, tgt) = (path_str(&source), path_str(&target));
+    let mut killed = sb
+        .sync(&src, &tgt)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::fs::read_to_string(&started).unwrap();
+    let receive_packs = processes_with(&["receive-pack", &tgt]);
+    assert!(!receive_packs.is_empty(), "no receive-pack in flight");
+    killed.kill().unwrap();
+    killed.wait().unwrap();
+    let survivors: Vec<i32> = receive_packs
+        .iter()
+        .copied()
+        .filter(|&pid| !exits_within(pid, std::time::Duration::from_secs(20)))
+        .collect();
+    std::fs::remove_file(target.join("hooks/pre-receive")).unwrap();
+
+    moved_on(&work, &source);
+    let next = run(&mut sb.sync(&src, &tgt));
+    assert_eq!(next.code, 0, "{}", next.stderr);
+
+    // Whatever the killed run left now runs to its end, and must not change the target.
+    release(&held);
+    for &pid in &survivors {
+        exits_within(pid, std::time::Duration::from_secs(20));
+    }
+    assert_mirror(&source, &target);
+    assert!(
+        survivors.is_empty(),
+        "receive-pack {survivors:?} outlived the run that started it"
+    );
+}

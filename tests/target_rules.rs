@@ -43,9 +43,10 @@ fn a_local_targets_hooks_run_whatever_the_engine() {
             } else {
                 path_str(&target)
             };
-            let out = run(sb
-                .sync(&path_str(&source), &tgt)
-                .args(["--push-engine", engine, "--json"]));
+            let out =
+                run(sb
+                    .sync(&path_str(&source), &tgt)
+                    .args(["--push-engine", engine, "--json"]));
             assert_eq!(out.code, 1, "{label}: {}", out.stderr);
             assert!(
                 !refs(&target).contains_key("refs/heads/secret/plan"),
@@ -82,7 +83,11 @@ fn a_local_targets_deny_settings_hold_whatever_the_engine() {
 
         let out = run(sb.sync(&src, &tgt).args(["--push-engine", engine]));
         assert_eq!(out.code, 1, "{engine}: {}", out.stderr);
-        assert_eq!(refs(&target), before, "{engine}: the target's settings were bypassed");
+        assert_eq!(
+            refs(&target),
+            before,
+            "{engine}: the target's settings were bypassed"
+        );
         let error = out.only_error();
         assert!(
             error.contains("refs/heads/doomed") && error.contains("refs/heads/main"),

@@ -137,7 +137,11 @@ impl FaultProxy {
     /// `url` (which names the upstream server's port) pointed at the proxy instead.
     pub fn rewrite(&self, url: &str) -> String {
         let from = format!("127.0.0.1:{}", self.upstream);
-        assert!(url.contains(&from), "{url} does not name port {}", self.upstream);
+        assert!(
+            url.contains(&from),
+            "{url} does not name port {}",
+            self.upstream
+        );
         url.replace(&from, &format!("127.0.0.1:{}", self.port))
     }
 
