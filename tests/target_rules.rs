@@ -126,7 +126,7 @@ fn a_local_target_without_git_installed_is_refused_before_anything_changes() {
 fn a_hooks_words_reach_the_report_through_either_engine() {
     for engine in ["git", "libgit2"] {
         let sb = Sandbox::new();
-        let (_work, source) = source_with_branches(&sb, &["secret/plan"]);
+        let (_work, _source) = source_with_branches(&sb, &["secret/plan"]);
         let target = init_bare(&sb.join("srv/target.git"));
         refuse_secrets(&target);
         let daemon = GitDaemon::start(&sb.join("srv"));
@@ -170,7 +170,7 @@ fn a_full_disk_on_the_target_is_reported_in_its_own_words() {
     work.push_mirror(&source);
     let target = sb.join("srv/target.git");
     std::fs::create_dir_all(&target).unwrap();
-    let mut sync = sb.sync(&path_str(&source), &path_str(&target));
+    let sync = sb.sync(&path_str(&source), &path_str(&target));
     let program = sync.get_program().to_owned();
     let args: Vec<_> = sync.get_args().map(|a| a.to_owned()).collect();
     let mut cmd = std::process::Command::new("unshare");
