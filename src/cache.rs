@@ -25,6 +25,9 @@ pub struct Cache {
     pub repo: Repository,
     /// True when this run created the mirror (it starts with no objects).
     pub created: bool,
+    /// An earlier run started a push from this cache and never saw it settle (it was killed,
+    /// or its push failed half-way): the target may still change under this run.
+    pub interrupted_push: bool,
     _lock: File,
 }
 
@@ -43,8 +46,37 @@ impl Cache {
             path: path.to_path_buf(),
             repo,
             created,
+            interrupted_push: push_mark_path(path).exists(),
             _lock: lock,
         })
+    }
+
+    /// Record, before a push starts, that one is in flight; it outlives the run if the run is
+    /// killed, so the next run knows to watch the target.
+    pub fn mark_push(&self, target: &str) -> Result<()> {
+        let mark = push_mark_path(&self.path);
+        let text = format!(
+            "a push to {target} started by process {} and not yet seen settled\n",
+            std::process::id()
+        );
+        (|| {
+            let file = File::create(&mark)?;
+            std::io::Write::write_all(&mut &file, text.as_bytes())?;
+            file.sync_all()
+        })()
+        .with_context(|| format!("cannot write {}", mark.display()))
+    }
+
+    /// The pushes of this cache have all ended and the target was seen as they left it.
+    pub fn clear_push_mark(&mut self) -> Result<()> {
+        self.interrupted_push = false;
+        let mark = push_mark_path(&self.path);
+        match fs::remove_file(&mark) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(e).with_context(|| format!("cannot remove {}", mark.display()))
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Open the repository afresh, after git rewrote its packs behind libgit2's back.
@@ -67,6 +99,13 @@ impl Cache {
 fn lock_path(path: &Path) -> PathBuf {
     let mut name = path.file_name().unwrap_or_default().to_os_string();
     name.push(".backlog-mirror-lock");
+    path.with_file_name(name)
+}
+
+/// Beside the mirror, not in it: a rebuilt mirror must not forget a push still in flight.
+fn push_mark_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".backlog-mirror-push");
     path.with_file_name(name)
 }
 

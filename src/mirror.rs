@@ -101,6 +101,10 @@ struct Run<'a> {
     seen_target: Option<RefMap>,
 }
 
+/// How many times a run pushes again because the target changed after its push (an earlier,
+/// interrupted run's push landing late) before it gives up.
+const SETTLE_ATTEMPTS: u32 = 3;
+
 fn run(cfg: &SyncConfig, session: &Session, summary: &mut Summary) -> Result<Status> {
     let cache = timed!(
         summary.lock,
@@ -136,6 +140,13 @@ fn run(cfg: &SyncConfig, session: &Session, summary: &mut Summary) -> Result<Sta
         Some(Err(panic)) => std::panic::resume_unwind(panic),
         None => {}
     }
+    if run.cache.interrupted_push {
+        info!(
+            "an earlier run's push to the target did not finish; the target may still change \
+             under this run, so it is listed again after this run's push"
+        );
+    }
+    let mut settle_attempts = 0;
     let mut round = 0;
     while round < cfg.max_rounds {
         round += 1;
@@ -196,6 +207,8 @@ fn run(cfg: &SyncConfig, session: &Session, summary: &mut Summary) -> Result<Sta
         }
         if plan.is_empty() {
             debug!("the target already matches: no push");
+            // The listing this plan was made from is the check an interrupted push calls for.
+            run.cache.clear_push_mark()?;
             if !fetched {
                 return Ok(Status::InSync);
             }
@@ -227,6 +240,8 @@ fn run(cfg: &SyncConfig, session: &Session, summary: &mut Summary) -> Result<Sta
                     run.cache.path.display()
                 ),
             };
+            let unsettled = run.cache.interrupted_push;
+            run.cache.mark_push(cfg.target.redacted())?;
             let rejected = timed!(
                 summary.push,
                 push::execute(
@@ -239,9 +254,37 @@ fn run(cfg: &SyncConfig, session: &Session, summary: &mut Summary) -> Result<Sta
                     summary
                 )?
             );
+            if unsettled && rejected.is_empty() {
+                // An earlier run's push may have landed while this one ran; if the target is
+                // not what this push left, push again.
+                let after = timed!(summary.plan, session.list(&cfg.target)?);
+                let differ = differing_refs(&after, &wanted, cfg);
+                if differ > 0 {
+                    settle_attempts += 1;
+                    if settle_attempts > SETTLE_ATTEMPTS {
+                        bail!(
+                            "the target keeps changing under this run ({differ} ref(s) differ \
+                             after {SETTLE_ATTEMPTS} pushes): a push from an earlier, interrupted \
+                             run, or another writer, is still updating it; run sync again later"
+                        );
+                    }
+                    warn!(
+                        "the target changed after this run's push ({differ} ref(s) differ): a push \
+                         an earlier, interrupted run started has landed since; pushing again"
+                    );
+                    run.seen_target = Some(after);
+                    round -= 1;
+                    continue;
+                }
+            }
             if !rejected.is_empty() {
+                // Refs refused while an earlier push may still be landing: the next run checks.
+                if !unsettled {
+                    run.cache.clear_push_mark()?;
+                }
                 return Err(Error::Rejected(rejected).into());
             }
+            run.cache.clear_push_mark()?;
         }
 
         // Catch-up: a push to the source during this run may have had its own webhook build
@@ -258,6 +301,22 @@ fn run(cfg: &SyncConfig, session: &Session, summary: &mut Summary) -> Result<Sta
          Run sync again or raise --max-rounds",
         cfg.max_rounds
     )
+}
+
+/// How many selected refs of `target` differ from the cache's `wanted` (missing, extra or moved).
+fn differing_refs(target: &RefMap, wanted: &RefMap, cfg: &SyncConfig) -> usize {
+    let selected = |refs: &RefMap| -> RefMap {
+        refs.iter()
+            .filter(|(n, _)| cfg.filter.selects(n))
+            .map(|(n, id)| (n.clone(), *id))
+            .collect()
+    };
+    let (target, wanted) = (selected(target), selected(wanted));
+    let moved = wanted
+        .iter()
+        .filter(|(n, id)| target.get(*n) != Some(id))
+        .count();
+    moved + target.keys().filter(|n| !wanted.contains_key(*n)).count()
 }
 
 impl Run<'_> {

@@ -372,3 +372,89 @@ fn a_killed_push_to_a_local_target_never_lands_after_the_next_run() {
         "receive-pack {survivors:?} outlived the run that started it"
     );
 }
+
+/// Behind a server, a killed run's push is out of our reach: the server's receive-pack, which
+/// has the pack, may apply it while the next run pushes. The next run knows an earlier push was
+/// interrupted, lists the target again after its own push, and pushes again when it changed.
+#[test]
+fn a_late_landing_during_the_next_runs_push_is_pushed_over() {
+    for engine in ["git", "libgit2"] {
+        let sb = Sandbox::new();
+        let (work, source, target) = doomed_branch_setup(&sb);
+        let fifo = |name: &str| {
+            let path = sb.join(name);
+            mkfifo(&path);
+            path
+        };
+        let (started, held, landed) = (fifo("started"), fifo("held"), fifo("landed"));
+        let flag = |name: &str| sb.join(name).display().to_string();
+        // The first push waits in its hook until the next run's push releases it; that push
+        // then waits until the first one's ref update is committed.
+        install_hook(
+            &target,
+            "pre-receive",
+            &format!(
+                "#!/bin/sh\ncat >/dev/null\n\
+                 if mkdir '{first}' 2>/dev/null; then echo started > '{started}'; cat '{held}' >/dev/null;\n\
+                 elif mkdir '{second}' 2>/dev/null; then echo go > '{held}'; cat '{landed}' >/dev/null; fi\n\
+                 exit 0\n",
+                first = flag("first"),
+                second = flag("second"),
+                started = started.display(),
+                held = held.display(),
+                landed = landed.display(),
+            ),
+        );
+        install_hook(
+            &target,
+            "reference-transaction",
+            &format!(
+                "#!/bin/sh\ncat >/dev/null\n\
+                 if [ \"$1\" = committed ] && mkdir '{once}' 2>/dev/null; then echo done > '{landed}'; fi\n\
+                 exit 0\n",
+                once = flag("landed-once"),
+                landed = landed.display(),
+            ),
+        );
+        let daemon = GitDaemon::start(&sb.join("srv"));
+        let (src, tgt) = (path_str(&source), daemon.url("target.git"));
+        let mut killed = sb
+            .sync(&src, &tgt)
+            .args(["--push-engine", engine])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::fs::read_to_string(&started).unwrap();
+        killed.kill().unwrap();
+        killed.wait().unwrap();
+
+        moved_on(&work, &source);
+        let next = run(sb
+            .sync(&src, &tgt)
+            .args(["--push-engine", engine, "--json"]));
+        assert_eq!(next.code, 0, "{engine}: {}", next.stderr);
+        assert!(
+            sb.join("landed-once").exists(),
+            "{engine}: the interrupted push never landed: the test proves nothing"
+        );
+        assert_mirror(&source, &target);
+        assert!(
+            next.stderr
+                .contains("the target changed after this run's push"),
+            "{engine}: {}",
+            next.stderr
+        );
+        let report: serde_json::Value = serde_json::from_str(next.stdout.trim()).unwrap();
+        assert_eq!(report["refs"]["deleted"], 1, "{engine}: {report}");
+        // Settled: a third run has nothing to check or do.
+        let third = run(&mut sb.sync(&src, &tgt));
+        assert_eq!(third.code, 0, "{engine}: {}", third.stderr);
+        assert!(
+            !third.stderr.contains("interrupted"),
+            "{engine}: {}",
+            third.stderr
+        );
+    }
+}
