@@ -392,6 +392,25 @@ pub fn parse_duration(raw: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(secs))
 }
 
+/// A duration as a person would write it, in the largest unit that keeps it whole: `200ms`,
+/// `90s`, `10m`, `1h`; what `parse_duration` reads back to the same value.
+pub fn show_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms == 0 {
+        return if d.is_zero() {
+            "0s".to_string()
+        } else {
+            format!("{}us", d.as_micros())
+        };
+    }
+    for (unit, size) in [("h", 3_600_000), ("m", 60_000), ("s", 1000)] {
+        if ms % size == 0 {
+            return format!("{}{unit}", ms / size);
+        }
+    }
+    format!("{ms}ms")
+}
+
 /// A whole number, zero allowed.
 pub fn parse_count(raw: &str) -> Result<u64, String> {
     raw.trim()
@@ -426,6 +445,14 @@ mod tests {
         for bad in ["", "m", "ten", "10 parsecs", "-5s", "99999h"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn durations_show_as_written() {
+        for text in ["200ms", "90s", "10m", "1h", "1500ms", "0s"] {
+            assert_eq!(show_duration(parse_duration(text).unwrap()), text);
+        }
+        assert_eq!(show_duration(parse_duration("1.5m").unwrap()), "90s");
     }
 
     #[test]

@@ -10,10 +10,12 @@ use std::collections::HashMap;
 use std::io::{BufReader, Read};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::OnceLock;
+use std::sync::{OnceLock, mpsc};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
+use crate::cli::show_duration;
 use crate::process_group::Group;
 use crate::progress::Progress;
 use crate::remote::{PushReport, TransferStats, remote_messages};
@@ -57,17 +59,23 @@ fn isolated(git_dir: &Path) -> Command {
 }
 
 /// `git push --porcelain` of `specs` from the bare repository at `git_dir`, with the same
-/// per-ref results as the libgit2 path.
+/// per-ref results as the libgit2 path. A push whose processes move no byte for `timeout` (the
+/// target stopped reading or answering) is killed: git has no timeout of its own for git://,
+/// and its HTTP one (curl's low-speed limit, set too) does not cover a local receive-pack.
 pub fn push(
     git_dir: &Path,
     url: &RemoteUrl,
     specs: &[String],
     env: &[(String, String)],
+    timeout: Duration,
     progress: &mut Progress,
 ) -> Result<PushReport> {
+    let low_speed_time = timeout.as_secs_f64().ceil().max(1.0) as u64;
     let mut group = Group::spawn(
         isolated(git_dir)
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .args(["-c", "http.lowSpeedLimit=1", "-c"])
+            .arg(format!("http.lowSpeedTime={low_speed_time}"))
             .args(["push", "--porcelain", "--progress", "--no-verify"])
             .arg(url.without_credentials())
             .args(specs)
@@ -87,25 +95,61 @@ pub fn push(
     let mut stats = TransferStats::default();
     let mut messages = Vec::new();
     let mut said = String::new();
-    if let Some(stderr) = child.stderr.take() {
+    let stderr = child.stderr.take().context("git push: no stderr")?;
+    let (lines, received) = mpsc::channel();
+    let stderr_reader = std::thread::spawn(move || {
         for line in split_progress(stderr) {
-            if let Some((done, total, bytes)) = parse_writing(&line) {
-                stats = TransferStats {
-                    objects: total,
-                    bytes,
-                };
-                progress.update(done, total, bytes);
-            } else if line.starts_with("remote:") || line.starts_with("error: remote unpack") {
-                said.push_str(&line);
-                said.push('\n');
-            } else if !line.trim().is_empty() && !is_progress_noise(&line) {
-                messages.push(line);
+            if lines.send(line).is_err() {
+                break;
             }
+        }
+    });
+    let tick = (timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
+    let mut last_activity = Instant::now();
+    let mut moved = group.io_bytes();
+    let mut stalled = false;
+    loop {
+        let line = match received.recv_timeout(tick) {
+            Ok(line) => line,
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                let now = group.io_bytes();
+                if now != moved {
+                    moved = now;
+                    last_activity = Instant::now();
+                } else if last_activity.elapsed() >= timeout {
+                    stalled = true;
+                    group.kill();
+                    break;
+                }
+                continue;
+            }
+        };
+        last_activity = Instant::now();
+        if let Some((done, total, bytes)) = parse_writing(&line) {
+            stats = TransferStats {
+                objects: total,
+                bytes,
+            };
+            progress.update(done, total, bytes);
+        } else if line.starts_with("remote:") || line.starts_with("error: remote unpack") {
+            said.push_str(&line);
+            said.push('\n');
+        } else if !line.trim().is_empty() && !is_progress_noise(&line) {
+            messages.push(line);
         }
     }
     let remote_lines = remote_messages(&said);
     progress.finish();
     let status = group.wait().context("git push did not finish")?;
+    let _ = stderr_reader.join();
+    if stalled {
+        return Err(Stalled {
+            remote: url.redacted().to_string(),
+            waited: show_duration(timeout),
+        }
+        .into());
+    }
     let porcelain = reader
         .join()
         .map_err(|_| anyhow::anyhow!("git push: stdout reader panicked"))?
@@ -134,6 +178,17 @@ pub fn push(
         stats,
         remote_lines,
     })
+}
+
+/// A push the watchdog ended: no byte moved for the whole network timeout.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "git push to {remote} moved no data for {waited} (--network-timeout): the target stopped \
+     reading or answering"
+)]
+pub struct Stalled {
+    pub remote: String,
+    pub waited: String,
 }
 
 /// Environment that makes a child git ask us (`backlog-mirror credential-helper`) for CodeCommit

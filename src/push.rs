@@ -232,7 +232,14 @@ pub fn execute(
             Engine::Libgit2 => session.push(repo, &cfg.target, &specs)?,
             Engine::Git => {
                 let mut progress = Progress::new("push", cfg.progress, cfg.progress_interval);
-                gitcli::push(repo.path(), &cfg.target, &specs, &git_env, &mut progress)?
+                gitcli::push(
+                    repo.path(),
+                    &cfg.target,
+                    &specs,
+                    &git_env,
+                    cfg.network_timeout,
+                    &mut progress,
+                )?
             }
         };
         explain_rejections(&mut report.statuses, &report.remote_lines);

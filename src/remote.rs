@@ -75,6 +75,13 @@ pub fn init(timeout: Duration) -> Result<()> {
 }
 
 impl Session {
+    /// A libgit2 network failure on `url`, explained, with this thread's connections cut so
+    /// libgit2's teardown does not wait on a peer that stopped answering.
+    fn failed(&self, url: &RemoteUrl, what: &str, err: git2::Error) -> anyhow::Error {
+        crate::tcp::cut_connections_of_this_thread();
+        self.auth.explain(url, what, err)
+    }
+
     fn callbacks<'a>(&'a self, url: &'a RemoteUrl) -> RemoteCallbacks<'a> {
         let mut callbacks = RemoteCallbacks::new();
         self.auth.install(url, &mut callbacks);
@@ -100,7 +107,7 @@ impl Session {
     ) -> Result<(git2::RemoteConnection<'repo, 'r, 'r>, RefMap)> {
         let connection = remote
             .connect_auth(Direction::Fetch, Some(self.callbacks(url)), None)
-            .map_err(|e| self.auth.explain(url, "cannot connect to", e))?;
+            .map_err(|e| self.failed(url, "cannot connect to", e))?;
         let refs = advertised(
             connection
                 .list()
@@ -151,7 +158,7 @@ impl Session {
         let remote = connection.remote();
         remote
             .download(&[MIRROR_REFSPEC], Some(&mut options))
-            .map_err(|e| self.auth.explain(url, "cannot fetch from", e))?;
+            .map_err(|e| self.failed(url, "cannot fetch from", e))?;
         progress.borrow_mut().finish();
         let stats = remote.stats();
         let fetched = TransferStats {
@@ -230,12 +237,17 @@ impl Session {
         options
             .remote_callbacks(callbacks)
             .packbuilder_parallelism(0);
-        let pushed = remote.push(specs, Some(&mut options));
+        let pushed = upload(&mut remote, specs, &options);
+        if pushed.is_err() {
+            crate::tcp::cut_connections_of_this_thread();
+        }
+        // Nothing is left to say to the remote; a failure to say goodbye changes nothing.
+        let _ = remote.disconnect();
         progress.borrow_mut().finish();
         drop(options);
         let remote_lines = remote_messages(&String::from_utf8_lossy(&said.into_inner()));
         if let Err(e) = pushed {
-            let err = self.auth.explain(url, "cannot push to", e);
+            let err = self.failed(url, "cannot push to", e);
             if remote_lines.is_empty() {
                 return Err(err);
             }
@@ -250,6 +262,46 @@ impl Session {
             remote_lines,
         })
     }
+}
+
+unsafe extern "C" {
+    /// libgit2's push without the disconnect that `git_remote_push` does on failure; not bound
+    /// by libgit2-sys.
+    fn git_remote_upload(
+        remote: *mut libgit2_sys::git_remote,
+        refspecs: *const libgit2_sys::git_strarray,
+        opts: *const libgit2_sys::git_push_options,
+    ) -> std::ffi::c_int;
+}
+
+/// `Remote::push` less its disconnect: on failure the caller cuts the connection first, so
+/// libgit2's polite teardown (over SSH, three more waits of the full network timeout on a peer
+/// that stopped answering) fails at once.
+fn upload(
+    remote: &mut git2::Remote<'_>,
+    specs: &[String],
+    options: &PushOptions<'_>,
+) -> Result<(), git2::Error> {
+    use git2::Binding;
+    let specs = specs
+        .iter()
+        .map(|s| std::ffi::CString::new(s.as_str()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|_| git2::Error::from_str("a refspec holds a NUL byte"))?;
+    let pointers: Vec<*mut std::ffi::c_char> =
+        specs.iter().map(|s| s.as_ptr().cast_mut()).collect();
+    let array = libgit2_sys::git_strarray {
+        strings: pointers.as_ptr().cast_mut(),
+        count: pointers.len(),
+    };
+    let raw_options = options.raw();
+    // SAFETY: the remote, the strings behind `array` and the callbacks `raw_options` points to
+    // all outlive the call, which copies what it keeps.
+    let code = unsafe { git_remote_upload(remote.raw(), &array, &raw_options) };
+    if code < 0 {
+        return Err(git2::Error::last_error(code));
+    }
+    Ok(())
 }
 
 /// What a push reported: each ref's result (`None` accepted, `Some(reason)` rejected), what was
