@@ -404,7 +404,7 @@ pub fn show_duration(d: Duration) -> String {
         };
     }
     for (unit, size) in [("h", 3_600_000), ("m", 60_000), ("s", 1000)] {
-        if ms % size == 0 {
+        if ms.is_multiple_of(size) {
             return format!("{}{unit}", ms / size);
         }
     }
