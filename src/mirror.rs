@@ -214,16 +214,19 @@ fn run(cfg: &SyncConfig, session: &Session, summary: &mut Summary) -> Result<Sta
             }
         } else {
             // A mirror this run created holds only packs libgit2 indexed and verified in this
-            // run; the check is for what earlier, possibly killed, runs left. Skipping it on the
-            // first mirror saves a walk of the whole history.
-            let checked = if run.cache.created {
-                Ok(None)
-            } else {
-                timed!(
-                    summary.plan,
-                    push::check_connectivity(&run.cache.repo, &plan, &target_refs).map(Some)
-                )
-            };
+            // run (verifying them records them, at no cost); the checks are for what earlier,
+            // possibly killed, runs and the disk left. Skipping the walk on the first mirror
+            // saves a walk of the whole history.
+            let checked = timed!(
+                summary.plan,
+                run.cache.verify_packs().and_then(|()| {
+                    if run.cache.created {
+                        Ok(None)
+                    } else {
+                        push::check_connectivity(&run.cache.repo, &plan, &target_refs).map(Some)
+                    }
+                })
+            );
             let commits = match checked {
                 Ok(commits) => commits,
                 Err(why) if !run.repaired => {

@@ -132,7 +132,7 @@ fn mirror_in(cache_dir: &Path) -> PathBuf {
 #[test]
 fn a_damaged_cache_is_rebuilt_and_the_run_finishes() {
     type Damage = fn(&Path);
-    let damages: [(&str, Damage); 3] = [
+    let damages: [(&str, Damage); 5] = [
         ("garbage HEAD", |m| {
             std::fs::write(m.join("HEAD"), "garbage").unwrap()
         }),
@@ -149,6 +149,27 @@ fn a_damaged_cache_is_rebuilt_and_the_run_finishes() {
                         .open(entry.path())
                         .unwrap();
                     f.set_len(len / 2).unwrap();
+                }
+            }
+        }),
+        ("garbage after packed-refs", |m| {
+            let mut f = std::fs::OpenOptions::new()
+                .append(true)
+                .open(m.join("packed-refs"))
+                .unwrap();
+            std::io::Write::write_all(&mut f, b"garbage that is no ref line\n\x00\x01").unwrap();
+        }),
+        ("eight bytes overwritten in the pack", |m| {
+            use std::os::unix::fs::FileExt;
+            for entry in std::fs::read_dir(m.join("objects/pack")).unwrap().flatten() {
+                if entry.path().extension().is_some_and(|e| e == "pack") {
+                    let len = entry.metadata().unwrap().len();
+                    let f = std::fs::OpenOptions::new()
+                        .write(true)
+                        .open(entry.path())
+                        .unwrap();
+                    f.write_all_at(b"\xde\xad\xbe\xef\xde\xad\xbe\xef", len / 2)
+                        .unwrap();
                 }
             }
         }),
@@ -456,5 +477,66 @@ fn a_late_landing_during_the_next_runs_push_is_pushed_over() {
             "{engine}: {}",
             third.stderr
         );
+    }
+}
+
+/// Bytes changed inside a pack of the cache, in objects a push sends (a new, empty target gets
+/// them all): caught before the push, named as cache damage and repaired, never sent to the
+/// target and blamed on it ("unpacker error").
+#[test]
+fn damaged_objects_are_caught_before_they_are_sent() {
+    for engine in ["git", "libgit2"] {
+        let sb = Sandbox::new();
+        let source = generate_repo(
+            &sb.join("srv/source.git"),
+            &GenSpec {
+                commits: 40,
+                files: 30,
+                ..GenSpec::default()
+            },
+        );
+        let first_target = init_bare(&sb.join("srv/first.git"));
+        let daemon = GitDaemon::start(&sb.join("srv"));
+        let src = path_str(&source);
+        let first = run(sb
+            .sync(&src, &daemon.url("first.git"))
+            .args(["--mirror-name", "m"]));
+        assert_eq!(first.code, 0, "{engine}: {}", first.stderr);
+        assert_mirror(&source, &first_target);
+        let mirror = mirror_in(&sb.cache_dir());
+        git(&mirror, &["repack", "-a", "-d", "-q"]);
+        for entry in std::fs::read_dir(mirror.join("objects/pack"))
+            .unwrap()
+            .flatten()
+        {
+            if entry.path().extension().is_some_and(|e| e == "pack") {
+                use std::os::unix::fs::FileExt;
+                let len = entry.metadata().unwrap().len();
+                let f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(entry.path())
+                    .unwrap();
+                f.write_all_at(&[0xde, 0xad, 0xbe, 0xef, 0xde, 0xad, 0xbe, 0xef], len / 2)
+                    .unwrap();
+            }
+        }
+
+        let second_target = init_bare(&sb.join("srv/second.git"));
+        let out = run(sb.sync(&src, &daemon.url("second.git")).args([
+            "--mirror-name",
+            "m",
+            "--push-engine",
+            engine,
+            "--no-seed",
+        ]));
+        assert_eq!(out.code, 0, "{engine}: {}", out.stderr);
+        assert!(
+            out.stderr.contains("rebuilding the cache") && out.stderr.contains("checksum"),
+            "{engine}: the damage was not named:\n{}",
+            out.stderr
+        );
+        assert_mirror(&source, &second_target);
+        fsck(&second_target);
+        fsck(&mirror_in(&sb.cache_dir()));
     }
 }
