@@ -15,7 +15,7 @@ Exit codes:
   0  the target is an exact mirror of the source (as of the last look)
   1  sync failed: network, authentication, or refs rejected by the target
   2  bad usage or configuration: the message names the flag or value
-  3  refused by the delete guard; nothing was changed on the target
+  3  refused by the delete guard; the message says what earlier rounds had pushed
   4  the cache lock was not acquired within --lock-timeout";
 
 #[derive(Debug, Parser)]

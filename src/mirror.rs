@@ -165,7 +165,7 @@ fn run(cfg: &SyncConfig, session: &Session, summary: &mut Summary) -> Result<Sta
                 });
             }
             if !cfg.allow_mass_delete {
-                return Err(Error::DeleteGuard(DeleteGuard::SourceEmpty).into());
+                return Err(refused(DeleteGuard::SourceEmpty, round, summary));
             }
             warn!(
                 "the source is empty: deleting every selected ref on the target (--allow-mass-delete)"
@@ -192,11 +192,14 @@ fn run(cfg: &SyncConfig, session: &Session, summary: &mut Summary) -> Result<Sta
             .max_delete
             .unwrap_or_else(|| default_max_delete(selected_on_target));
         if !cfg.allow_mass_delete && plan.deletes() > limit {
-            return Err(Error::DeleteGuard(DeleteGuard::TooManyDeletes {
-                planned: plan.deletes(),
-                limit,
-            })
-            .into());
+            return Err(refused(
+                DeleteGuard::TooManyDeletes {
+                    planned: plan.deletes(),
+                    limit,
+                },
+                round,
+                summary,
+            ));
         }
 
         if cfg.dry_run {
@@ -304,6 +307,16 @@ fn run(cfg: &SyncConfig, session: &Session, summary: &mut Summary) -> Result<Sta
          Run sync again or raise --max-rounds",
         cfg.max_rounds
     )
+}
+
+/// The delete guard's refusal in `round`, with what the run's earlier rounds pushed.
+fn refused(guard: DeleteGuard, round: u32, summary: &Summary) -> anyhow::Error {
+    Error::DeleteGuard {
+        guard,
+        round,
+        pushed: summary.refs.pushed(),
+    }
+    .into()
 }
 
 /// How many selected refs of `target` differ from the cache's `wanted` (missing, extra or moved).

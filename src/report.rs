@@ -65,6 +65,13 @@ pub struct RefCounts {
     pub rejected: usize,
 }
 
+impl RefCounts {
+    /// Ref updates the target accepted.
+    pub fn pushed(&self) -> usize {
+        self.created + self.updated + self.forced + self.deleted
+    }
+}
+
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct PushStats {
     pub objects: usize,
@@ -180,10 +187,14 @@ impl Summary {
         }
         let r = &self.refs;
         let head = match self.status {
-            Status::InSync => "in sync",
-            Status::DryRun => "dry run, target untouched",
-            Status::Refused => "refused, target untouched",
-            Status::Failed => "FAILED",
+            Status::InSync => "in sync".to_string(),
+            Status::DryRun => "dry run, target untouched".to_string(),
+            Status::Refused if r.pushed() == 0 => "refused, target untouched".to_string(),
+            Status::Refused => format!(
+                "refused after earlier rounds pushed {} ref update(s)",
+                r.pushed()
+            ),
+            Status::Failed => "FAILED".to_string(),
         };
         let planned = self
             .changes
