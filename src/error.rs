@@ -97,29 +97,6 @@ fn format_rejected(refs: &[(String, String)]) -> String {
     parts.join(", ")
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_refusal_says_what_was_pushed_before_it() {
-        let guard = || DeleteGuard::SourceEmpty;
-        let text = |round, pushed| {
-            Error::DeleteGuard {
-                guard: guard(),
-                round,
-                pushed,
-            }
-            .to_string()
-        };
-        assert!(text(1, 0).ends_with("; the target is untouched"));
-        assert!(text(3, 0).ends_with("; the target is untouched"));
-        assert!(text(2, 53).contains("round 1 of this run had already pushed 53 ref update(s)"));
-        assert!(text(4, 7).contains("rounds 1 to 3 of this run had already pushed 7"));
-        assert!(text(1, 2).contains("this run had already pushed 2 ref update(s)"));
-    }
-}
-
 impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
@@ -165,4 +142,27 @@ pub fn chain_line(err: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     parts.join(": ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refusal_says_what_was_pushed_before_it() {
+        let guard = || DeleteGuard::SourceEmpty;
+        let text = |round, pushed| {
+            Error::DeleteGuard {
+                guard: guard(),
+                round,
+                pushed,
+            }
+            .to_string()
+        };
+        assert!(text(1, 0).ends_with("; the target is untouched"));
+        assert!(text(3, 0).ends_with("; the target is untouched"));
+        assert!(text(2, 53).contains("round 1 of this run had already pushed 53 ref update(s)"));
+        assert!(text(4, 7).contains("rounds 1 to 3 of this run had already pushed 7"));
+        assert!(text(1, 2).contains("this run had already pushed 2 ref update(s)"));
+    }
 }
