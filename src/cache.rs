@@ -14,6 +14,7 @@ use anyhow::{Context, Result};
 use git2::Repository;
 use tracing::{info, warn};
 
+use crate::cli::show_duration;
 use crate::error::{Error, usage};
 
 /// A file in the mirror's git dir that says the directory is ours to repair or delete.
@@ -237,6 +238,17 @@ fn push_mark_path(path: &Path) -> PathBuf {
 
 fn acquire_lock(path: &Path, timeout: Duration) -> Result<File> {
     let lock_path = lock_path(path);
+    // The cache directory is made here, once the configuration is known good: validation
+    // changes nothing on disk.
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir).map_err(|e| {
+            usage(format!(
+                "--cache-dir '{}' cannot be created ({}); choose a writable directory",
+                dir.display(),
+                crate::error::io_reason(&e)
+            ))
+        })?;
+    }
     let file = fs::OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -256,14 +268,14 @@ fn acquire_lock(path: &Path, timeout: Duration) -> Result<File> {
         if start.elapsed() >= timeout {
             return Err(Error::Locked {
                 path: path.display().to_string(),
-                waited_secs: timeout.as_secs(),
+                waited: show_duration(timeout),
             }
             .into());
         }
         if !announced {
             info!(
-                "waiting up to {}s for another sync to release {}",
-                timeout.as_secs(),
+                "waiting up to {} for another sync to release {}",
+                show_duration(timeout),
                 path.display()
             );
             announced = true;

@@ -136,7 +136,7 @@ pub struct SyncArgs {
     pub push_engine: PushEngine,
 
     /// Give up on a remote that accepts no connection or sends nothing for this long.
-    #[arg(long, value_name = "DURATION", default_value = "2m", value_parser = parse_duration,
+    #[arg(long, value_name = "DURATION", default_value = "2m", value_parser = parse_network_timeout,
           env = "BACKLOG_MIRROR_NETWORK_TIMEOUT")]
     pub network_timeout: Duration,
 
@@ -348,7 +348,7 @@ pub struct SyncArgs {
     pub progress: ProgressMode,
 
     /// Seconds between plain progress lines (CI logs).
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration,
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_progress_interval,
           env = "BACKLOG_MIRROR_PROGRESS_INTERVAL")]
     pub progress_interval: Duration,
 }
@@ -390,6 +390,29 @@ pub fn parse_duration(raw: &str) -> Result<Duration, String> {
         return Err(format!("'{raw}' is out of range: {hint}, at most 7 days"));
     }
     Ok(Duration::from_secs_f64(secs))
+}
+
+/// A duration of at least `least`.
+fn parse_duration_from(raw: &str, least: Duration) -> Result<Duration, String> {
+    let value = parse_duration(raw)?;
+    if value < least {
+        return Err(format!(
+            "'{raw}' is too short: give at least {}",
+            show_duration(least)
+        ));
+    }
+    Ok(value)
+}
+
+/// `--network-timeout`: zero would turn timeouts off, and less than a second fails healthy
+/// connections (a TLS handshake on a slow link).
+pub fn parse_network_timeout(raw: &str) -> Result<Duration, String> {
+    parse_duration_from(raw, Duration::from_secs(1))
+}
+
+/// `--progress-interval`: zero printed a line per object.
+pub fn parse_progress_interval(raw: &str) -> Result<Duration, String> {
+    parse_duration_from(raw, Duration::from_millis(10))
 }
 
 /// A duration as a person would write it, in the largest unit that keeps it whole: `200ms`,

@@ -88,6 +88,14 @@ impl SyncConfig {
                 "--push-engine git needs the git CLI on PATH; install git or use --push-engine auto",
             ));
         }
+        if codecommit.is_some() && args.batch_size > CODECOMMIT_MAX_REF_UPDATES {
+            return Err(usage(format!(
+                "--batch-size {} is more than CodeCommit accepts in one push \
+                 ({CODECOMMIT_MAX_REF_UPDATES} ref updates); give at most \
+                 {CODECOMMIT_MAX_REF_UPDATES}",
+                args.batch_size
+            )));
+        }
         let mut auth = auth_config(args, &source, &target)?;
         auth.codecommit = codecommit;
         auth.codecommit_endpoint = args
@@ -116,6 +124,9 @@ impl SyncConfig {
         })
     }
 }
+
+/// CodeCommit refuses a push of more ref updates than this.
+const CODECOMMIT_MAX_REF_UPDATES: u64 = 4000;
 
 fn saturating_usize(n: u64) -> usize {
     usize::try_from(n).unwrap_or(usize::MAX)
@@ -255,21 +266,38 @@ fn check_cache_dir(dir: &Path) -> anyhow::Result<()> {
              own use (the mirror goes in a subdirectory)"
         )));
     }
-    std::fs::create_dir_all(dir).map_err(|e| {
-        usage(format!(
-            "--cache-dir '{shown}' cannot be created ({}); choose a writable directory",
+    // Checked without writing anything (the directory is made when the cache is opened, once
+    // every other check passed): the directory, or the nearest ancestor that exists, must be a
+    // directory we may write in.
+    let existing = dir
+        .ancestors()
+        .find(|a| a.exists())
+        .unwrap_or(Path::new("/"));
+    if !existing.is_dir() {
+        return Err(usage(format!(
+            "--cache-dir '{shown}' cannot be created: {} is not a directory; choose a writable \
+             directory",
+            existing.display()
+        )));
+    }
+    if let Err(e) = writable(existing) {
+        return Err(usage(format!(
+            "--cache-dir '{shown}' is not writable ({}); choose a writable directory",
             crate::error::io_reason(&e)
-        ))
-    })?;
-    tempfile::Builder::new()
-        .prefix(".write-test")
-        .tempfile_in(dir)
-        .map_err(|e| {
-            usage(format!(
-                "--cache-dir '{shown}' is not writable ({}); choose a writable directory",
-                crate::error::io_reason(&e)
-            ))
-        })?;
+        )));
+    }
+    Ok(())
+}
+
+/// access(2) for write and search: what the permission bits, the mount and ACLs allow us.
+fn writable(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes())
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+    // SAFETY: a NUL-terminated path that lives across the call.
+    if unsafe { libc::access(path.as_ptr(), libc::W_OK | libc::X_OK) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
     Ok(())
 }
 

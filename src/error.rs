@@ -31,10 +31,10 @@ pub enum Error {
     },
     /// Another run holds the cache lock and did not release it in time.
     #[error(
-        "cache {path} is locked by another sync and was not released within {waited_secs}s; \
+        "cache {path} is locked by another sync and was not released within {waited}; \
          wait for it or raise --lock-timeout"
     )]
-    Locked { path: String, waited_secs: u64 },
+    Locked { path: String, waited: String },
     /// The target refused some ref updates; the others landed.
     #[error("{} ref(s) rejected by the target: {}", .0.len(), format_rejected(.0))]
     Rejected(Vec<(String, String)>),

@@ -137,9 +137,10 @@ impl Summary {
 
     /// Record one ref's outcome and count it.
     pub fn record(&mut self, change: &Change, result: RefResult, reason: Option<String>) {
+        // A dry run counts what it plans: its status says nothing was applied.
         if result == RefResult::Rejected {
             self.refs.rejected += 1;
-        } else if result == RefResult::Ok {
+        } else {
             let counter = match change.action {
                 Action::Create => &mut self.refs.created,
                 Action::FastForward => &mut self.refs.updated,

@@ -23,7 +23,7 @@ fn big_source(sb: &Sandbox) -> PathBuf {
 
 fn sync_cmd(sb: &Sandbox, source: &str, target: &str, extra: &[&str]) -> std::process::Command {
     let mut cmd = sb.sync(source, target);
-    cmd.args(["--progress", "plain", "--progress-interval", "0"])
+    cmd.args(["--progress", "plain", "--progress-interval", "10ms"])
         .args(extra);
     cmd
 }
