@@ -140,6 +140,12 @@ pub struct SyncArgs {
           env = "BACKLOG_MIRROR_NETWORK_TIMEOUT")]
     pub network_timeout: Duration,
 
+    /// Retries of a network step after a transient failure (connection reset or refused, HTTP
+    /// 5xx, timeout), with exponential backoff; 0 to 10.
+    #[arg(long, value_name = "N", default_value = "2", value_parser = parse_retries,
+          env = "BACKLOG_MIRROR_RETRIES")]
+    pub retries: u32,
+
     /// Backlog space key: with the other --backlog-* flags, builds the source URL
     /// KEY@KEY.git.DOMAIN:/PROJECT/REPO.git [env: BACKLOG_SPACE_KEY too].
     #[arg(
@@ -439,6 +445,14 @@ pub fn parse_count(raw: &str) -> Result<u64, String> {
     raw.trim()
         .parse::<u64>()
         .map_err(|_| format!("'{raw}' is not a whole number: expected e.g. 50"))
+}
+
+/// `--retries`: 0 to 10 (each retry waits longer, up to 30 s).
+pub fn parse_retries(raw: &str) -> Result<u32, String> {
+    match parse_count(raw)? {
+        n @ 0..=10 => Ok(n as u32),
+        _ => Err(format!("'{raw}' is out of range: give 0 to 10")),
+    }
 }
 
 /// A whole number of at least one.

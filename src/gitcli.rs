@@ -156,12 +156,22 @@ pub fn push(
         .context("cannot read git push's output")?;
     let results = parse_porcelain(&porcelain);
     if results.is_empty() && !status.success() {
-        let reason = messages
+        // Every error line, not only the last: "RPC failed; HTTP 502" comes before the
+        // "remote end hung up" that follows from it.
+        let mut errors: Vec<&str> = messages
             .iter()
-            .rev()
-            .find(|l| l.starts_with("fatal:") || l.starts_with("error:"))
-            .or(messages.last())
-            .map_or("no message", String::as_str);
+            .map(|l| l.trim())
+            .filter(|l| l.starts_with("fatal:") || l.starts_with("error:"))
+            .collect();
+        errors.dedup();
+        let reason = if errors.is_empty() {
+            messages
+                .last()
+                .map_or("no message", |l| l.trim())
+                .to_string()
+        } else {
+            errors[errors.len().saturating_sub(3)..].join("; ")
+        };
         let said = if remote_lines.is_empty() {
             String::new()
         } else {

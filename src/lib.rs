@@ -21,6 +21,7 @@ pub mod progress;
 pub mod push;
 pub mod remote;
 pub mod report;
+pub mod retry;
 pub mod secret;
 pub mod select;
 pub mod ssh;

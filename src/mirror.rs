@@ -17,6 +17,7 @@ use crate::plan::{Plan, default_max_delete};
 use crate::push;
 use crate::remote::{self, Look, RefMap, Session};
 use crate::report::{RefResult, Status, Summary};
+use crate::retry::Retry;
 
 /// A finished run: its summary (always filled in as far as the run got) and its error, if any.
 pub struct Outcome {
@@ -99,6 +100,7 @@ struct Run<'a> {
     /// The target's refs as the seed or the first listing saw them: still current for the
     /// first plan, as nothing but this run pushes there.
     seen_target: Option<RefMap>,
+    retry: Retry,
 }
 
 /// How many times a run pushes again because the target changed after its push (an earlier,
@@ -117,7 +119,9 @@ fn run(cfg: &SyncConfig, session: &Session, summary: &mut Summary) -> Result<Sta
         cache,
         repaired: false,
         seen_target: None,
+        retry: Retry::new(cfg.retries),
     };
+    let retry = run.retry;
     // An existing mirror is not seeded, so the target's listing does not depend on the source:
     // overlap the two round trips. The source's error, if both fail, is the one reported.
     let overlap = !run.cache.created;
@@ -125,7 +129,8 @@ fn run(cfg: &SyncConfig, session: &Session, summary: &mut Summary) -> Result<Sta
         let listing = overlap.then(|| {
             scope.spawn(|| {
                 let start = Instant::now();
-                (session.list(&cfg.target), start.elapsed().as_secs_f64())
+                let (refs, retried) = retry.run("listing the target", || session.list(&cfg.target));
+                (refs, retried, start.elapsed().as_secs_f64())
             })
         });
         let look = run.look(summary);
@@ -133,8 +138,9 @@ fn run(cfg: &SyncConfig, session: &Session, summary: &mut Summary) -> Result<Sta
     });
     let mut look = first_look?;
     match listing {
-        Some(Ok((refs, seconds))) => {
+        Some(Ok((refs, retried, seconds))) => {
             summary.seconds.plan += seconds;
+            summary.retries += retried;
             run.seen_target = Some(refs?);
         }
         Some(Err(panic)) => std::panic::resume_unwind(panic),
@@ -263,7 +269,7 @@ fn run(cfg: &SyncConfig, session: &Session, summary: &mut Summary) -> Result<Sta
             if unsettled && rejected.is_empty() {
                 // An earlier run's push may have landed while this one ran; if the target is
                 // not what this push left, push again.
-                let after = timed!(summary.plan, session.list(&cfg.target)?);
+                let after = timed!(summary.plan, run.list_target(summary)?);
                 let differ = differing_refs(&after, &wanted, cfg);
                 if differ > 0 {
                     settle_attempts += 1;
@@ -340,8 +346,17 @@ impl Run<'_> {
     fn target(&mut self, summary: &mut Summary) -> Result<RefMap> {
         match self.seen_target.take() {
             Some(refs) => Ok(refs),
-            None => Ok(timed!(summary.plan, self.session.list(&self.cfg.target)?)),
+            None => Ok(timed!(summary.plan, self.list_target(summary)?)),
         }
+    }
+
+    /// A fresh listing of the target, retried after transient failures.
+    fn list_target(&self, summary: &mut Summary) -> Result<RefMap> {
+        let (refs, retried) = self
+            .retry
+            .run("listing the target", || self.session.list(&self.cfg.target));
+        summary.retries += retried;
+        refs
     }
 
     /// Look at the source and fetch from it when its refs differ from the cache's. A mirror
@@ -357,18 +372,22 @@ impl Run<'_> {
                 && !summary.seeded
                 && remote::local_refs(&cache.repo)?.is_empty()
             {
-                let seed = timed!(
+                let (seed, retried) = timed!(
                     summary.seed,
-                    session.look(&cache.repo, &cfg.target, false, "seed", |refs| {
-                        if !refs.is_empty() {
-                            info!(
-                                "seeding the new cache from the target's {} refs, so the source sends only what the target lacks",
-                                refs.len()
-                            );
-                        }
-                        !refs.is_empty()
-                    })?
+                    self.retry.run("seeding from the target", || {
+                        session.look(&cache.repo, &cfg.target, false, "seed", |refs| {
+                            if !refs.is_empty() {
+                                info!(
+                                    "seeding the new cache from the target's {} refs, so the source sends only what the target lacks",
+                                    refs.len()
+                                );
+                            }
+                            !refs.is_empty()
+                        })
+                    })
                 );
+                summary.retries += retried;
+                let seed = seed?;
                 if let Some(stats) = seed.fetched {
                     summary.transfer.seed.add(stats);
                     summary.seeded = true;
@@ -376,18 +395,21 @@ impl Run<'_> {
                 self.seen_target = Some(seed.refs);
             }
             let local = remote::local_refs(&cache.repo)?;
-            let looked = timed!(
+            let (looked, retried) = timed!(
                 summary.fetch,
-                session.look(&cache.repo, &cfg.source, true, "fetch", |refs| {
-                    // An empty listing never empties the cache unless mass deletes are allowed:
-                    // the delete guard decides what happens next.
-                    let fetch = *refs != local && (!refs.is_empty() || cfg.allow_mass_delete);
-                    if fetch {
-                        info!("fetching from {}", cfg.source);
-                    }
-                    fetch
+                self.retry.run("fetching from the source", || {
+                    session.look(&cache.repo, &cfg.source, true, "fetch", |refs| {
+                        // An empty listing never empties the cache unless mass deletes are
+                        // allowed: the delete guard decides what happens next.
+                        let fetch = *refs != local && (!refs.is_empty() || cfg.allow_mass_delete);
+                        if fetch {
+                            info!("fetching from {}", cfg.source);
+                        }
+                        fetch
+                    })
                 })
             );
+            summary.retries += retried;
             match looked {
                 Ok(look) => {
                     if let Some(stats) = look.fetched {

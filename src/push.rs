@@ -16,8 +16,9 @@ use crate::config::SyncConfig;
 use crate::gitcli;
 use crate::plan::{Action, Change, Plan};
 use crate::progress::Progress;
-use crate::remote::{RefMap, Session};
+use crate::remote::{PushReport, RefMap, Session};
 use crate::report::{RefResult, Summary};
+use crate::retry::{self, Retry};
 use crate::url::Scheme;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -218,6 +219,7 @@ pub fn execute(
         }
         _ => Vec::new(),
     };
+    let retry = Retry::new(cfg.retries);
     let mut rejected = Vec::new();
     for (index, (engine, batch)) in batches.iter().enumerate() {
         debug!(
@@ -227,26 +229,53 @@ pub fn execute(
             batch.len(),
             engine.name()
         );
-        let specs: Vec<String> = batch.iter().map(|c| c.refspec()).collect();
-        let mut report = match engine {
-            Engine::Libgit2 => session.push(repo, &cfg.target, &specs)?,
-            Engine::Git => {
-                let mut progress = Progress::new("push", cfg.progress, cfg.progress_interval);
-                gitcli::push(
-                    repo.path(),
-                    &cfg.target,
-                    &specs,
-                    &git_env,
-                    cfg.network_timeout,
-                    &mut progress,
-                )?
+        let mut pending: Vec<&Change> = batch.clone();
+        let mut retried = 0;
+        let mut report = loop {
+            let specs: Vec<String> = pending.iter().map(|c| c.refspec()).collect();
+            let pushed = match engine {
+                Engine::Libgit2 => session.push(repo, &cfg.target, &specs),
+                Engine::Git => {
+                    let mut progress = Progress::new("push", cfg.progress, cfg.progress_interval);
+                    gitcli::push(
+                        repo.path(),
+                        &cfg.target,
+                        &specs,
+                        &git_env,
+                        cfg.network_timeout,
+                        &mut progress,
+                    )
+                }
+            };
+            let err = match pushed {
+                Ok(report) => break report,
+                Err(err) if retried < retry.retries && retry::is_transient(&err) => err,
+                Err(err) => return Err(err),
+            };
+            retried += 1;
+            summary.retries += 1;
+            retry.pause("the push", &err, retried);
+            // Updates the cut push delivered stay delivered: push only what the target still
+            // lacks (a deletion of a ref already gone would be refused). If even the listing
+            // fails, the next attempt pushes the whole batch again.
+            if let Ok(now) = session.list(&cfg.target) {
+                let (landed, rest): (Vec<&Change>, Vec<&Change>) = pending
+                    .iter()
+                    .partition(|c| now.get(&c.name).copied() == c.new);
+                for change in landed {
+                    summary.record(change, RefResult::Ok, None);
+                }
+                pending = rest;
+            }
+            if pending.is_empty() {
+                break PushReport::default();
             }
         };
         explain_rejections(&mut report.statuses, &report.remote_lines);
         summary.transfer.push.batches += 1;
         summary.transfer.push.objects += report.stats.objects;
         summary.transfer.push.bytes += report.stats.bytes;
-        record(batch, &report.statuses, summary, &mut rejected);
+        record(&pending, &report.statuses, summary, &mut rejected);
     }
     Ok(rejected)
 }

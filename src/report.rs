@@ -108,6 +108,8 @@ pub struct Summary {
     pub cache: String,
     pub dry_run: bool,
     pub rounds: u32,
+    /// Network steps tried again after a transient failure.
+    pub retries: u32,
     pub seeded: bool,
     pub refs: RefCounts,
     pub changes: Vec<ChangeReport>,
@@ -127,6 +129,7 @@ impl Summary {
             cache: cache.to_string(),
             dry_run,
             rounds: 0,
+            retries: 0,
             seeded: false,
             refs: RefCounts::default(),
             changes: Vec::new(),
@@ -207,10 +210,15 @@ impl Summary {
         } else {
             String::new()
         };
+        let retries = match self.retries {
+            0 => String::new(),
+            1 => ", 1 retry".to_string(),
+            n => format!(", {n} retries"),
+        };
         writeln!(
             out,
             "backlog-mirror: {head}: {} created, {} updated, {} forced, {} deleted, {} unchanged, \
-             {} rejected{planned} ({} round{})",
+             {} rejected{planned} ({} round{}{retries})",
             r.created,
             r.updated,
             r.forced,

@@ -129,6 +129,8 @@ fn a_target_that_stops_reading_ends_the_push_within_the_timeout() {
                     engine,
                     "--network-timeout",
                     TIMEOUT,
+                    "--retries",
+                    "0",
                 ]),
                 Duration::from_secs(60),
             );
@@ -172,7 +174,8 @@ fn a_source_or_target_that_stops_answering_ends_the_run_within_the_timeout() {
                 (src.clone(), path_str(&target), src)
             };
             let (out, took) = run_bounded(
-                sb.sync(&src, &tgt).args(["--network-timeout", TIMEOUT]),
+                sb.sync(&src, &tgt)
+                    .args(["--network-timeout", TIMEOUT, "--retries", "0"]),
                 Duration::from_secs(60),
             );
             assert!(proxy.fired() > 0, "{label}: the stall never happened");
@@ -205,8 +208,14 @@ fn an_ssh_peer_that_stops_ends_the_run_within_the_timeout() {
             (src.clone(), path_str(&target), src)
         };
         let mut cmd = sb.sync(&src, &tgt);
-        cmd.args(["--network-timeout", TIMEOUT, "--ssh-key-file"])
-            .arg(&key.private_path);
+        cmd.args([
+            "--network-timeout",
+            TIMEOUT,
+            "--retries",
+            "0",
+            "--ssh-key-file",
+        ])
+        .arg(&key.private_path);
         for fp in sshd.host_key_fingerprints() {
             cmd.args(["--host-key-fingerprint", &fp]);
         }
@@ -214,4 +223,206 @@ fn an_ssh_peer_that_stops_ends_the_run_within_the_timeout() {
         assert!(proxy.fired() > 0, "{label}: the stall never happened");
         assert_timed_out(&label, &out, took, &stalled);
     }
+}
+
+fn json(run: &Run) -> serde_json::Value {
+    serde_json::from_str(run.stdout.trim())
+        .unwrap_or_else(|e| panic!("no JSON summary ({e}):\n{}", run.stderr))
+}
+
+/// One transient fault, once: the step is retried (logged as a warning, counted in the JSON
+/// summary) and the run ends exact.
+#[test]
+fn a_transient_fault_once_succeeds_on_retry() {
+    // (label, transport, whose connection, fault, engine)
+    let cases = [
+        (
+            "fetch cut",
+            "git",
+            "source",
+            Fault::Cut {
+                dir: Direction::Downstream,
+                after: 20 * 1024,
+            },
+            "auto",
+        ),
+        (
+            "fetch cut",
+            "http",
+            "source",
+            Fault::Cut {
+                dir: Direction::Downstream,
+                after: 20 * 1024,
+            },
+            "auto",
+        ),
+        ("source refused", "git", "source", Fault::Refuse, "auto"),
+        (
+            "source answers 503",
+            "http",
+            "source",
+            Fault::HttpStatus(503),
+            "auto",
+        ),
+        (
+            "push cut",
+            "git",
+            "target",
+            Fault::Cut {
+                dir: Direction::Upstream,
+                after: 100 * 1024,
+            },
+            "git",
+        ),
+        (
+            "push cut",
+            "git",
+            "target",
+            Fault::Cut {
+                dir: Direction::Upstream,
+                after: 100 * 1024,
+            },
+            "libgit2",
+        ),
+        (
+            "push cut",
+            "http",
+            "target",
+            Fault::Cut {
+                dir: Direction::Upstream,
+                after: 100 * 1024,
+            },
+            "git",
+        ),
+        (
+            "push cut",
+            "http",
+            "target",
+            Fault::Cut {
+                dir: Direction::Upstream,
+                after: 100 * 1024,
+            },
+            "libgit2",
+        ),
+        (
+            "push answers 502",
+            "http",
+            "target",
+            Fault::HttpStatusOn {
+                status: 502,
+                request: "POST /target.git/git-receive-pack",
+            },
+            "git",
+        ),
+        (
+            "push answers 502",
+            "http",
+            "target",
+            Fault::HttpStatusOn {
+                status: 502,
+                request: "POST /target.git/git-receive-pack",
+            },
+            "libgit2",
+        ),
+    ];
+    for (what, transport, side, fault, engine) in cases {
+        let label = format!("{what} over {transport} via {engine}");
+        let sb = Sandbox::new();
+        let source = sizeable_source(&sb);
+        let target = init_bare(&sb.join("srv/target.git"));
+        let server = Server::start(transport, &sb.join("srv"));
+        let proxy = FaultProxy::start_times(server.port(), fault, 1);
+        let (src, tgt) = if side == "target" {
+            (path_str(&source), proxy.rewrite(&server.url("target.git")))
+        } else {
+            (proxy.rewrite(&server.url("source.git")), path_str(&target))
+        };
+        let (out, _) = run_bounded(
+            sb.sync(&src, &tgt)
+                .args(["--json", "--push-engine", engine, "--no-seed"]),
+            Duration::from_secs(120),
+        );
+        assert_eq!(
+            proxy.fired(),
+            1,
+            "{label}: the fault never happened:\n{}",
+            out.stderr
+        );
+        assert_eq!(out.code, 0, "{label}: {}", out.stderr);
+        assert_mirror(&source, &target);
+        let report = json(&out);
+        assert_eq!(report["retries"], 1, "{label}: {report}");
+        assert!(
+            out.stderr.contains("WARN") && out.stderr.contains("retrying"),
+            "{label}: the retry was not logged:\n{}",
+            out.stderr
+        );
+    }
+}
+
+/// What cannot succeed is tried once: a refused password, a host key that does not match.
+#[test]
+fn a_refusal_is_tried_once() {
+    // A wrong password on an HTTP source: as many requests with --retries 3 as with none.
+    let sb = Sandbox::new();
+    let source = sizeable_source(&sb);
+    let target = init_bare(&sb.join("srv/target.git"));
+    let http = HttpGit::start_with(
+        &sb.join("srv"),
+        HttpOptions {
+            basic_auth: Some(("mirror".into(), "right-password".into())),
+            ..HttpOptions::default()
+        },
+    );
+    let url = http.url("source.git").replace("http://", "http://mirror@");
+    let mut requests = Vec::new();
+    for retries in ["0", "3"] {
+        let before = http.requests().len();
+        let (out, _) = run_bounded(
+            sb.sync(&url, &path_str(&target))
+                .args([
+                    "--json",
+                    "--retries",
+                    retries,
+                    "--source-password-env",
+                    "PW",
+                ])
+                .env("PW", format!("{CANARY}-wrong")),
+            Duration::from_secs(60),
+        );
+        assert_eq!(out.code, 1, "--retries {retries}: {}", out.stderr);
+        assert_eq!(json(&out)["retries"], 0, "--retries {retries}");
+        assert!(!out.stderr.contains("retrying"), "{}", out.stderr);
+        requests.push(http.requests().len() - before);
+    }
+    assert_eq!(
+        requests[0], requests[1],
+        "a refused password was tried again"
+    );
+    drop(source);
+
+    // A host key that does not match: one connection, whatever --retries says.
+    let sb = Sandbox::new();
+    let source = sizeable_source(&sb);
+    let target = init_bare(&sb.join("srv/target.git"));
+    let sshd = Sshd::start();
+    let key = keygen(&sb.join("keys"), "id", "ed25519", "openssh", None);
+    sshd.authorize(&key.public_line);
+    let (out, _) = run_bounded(
+        sb.sync(&sshd.url(&source), &path_str(&target))
+            .args(["--json", "--retries", "3", "--ssh-key-file"])
+            .arg(&key.private_path)
+            .args([
+                "--host-key-fingerprint",
+                "SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+            ]),
+        Duration::from_secs(60),
+    );
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert_eq!(json(&out)["retries"], 0, "{}", out.stderr);
+    assert_eq!(
+        sshd.connections(),
+        1,
+        "a mismatched host key was tried again"
+    );
 }

@@ -141,6 +141,7 @@ fn a_hooks_words_reach_the_report_through_either_engine() {
             out.stderr
         );
         let report: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap();
+        assert_eq!(report["retries"], 0, "{engine}: a rejection was retried");
         let reason = report["changes"]
             .as_array()
             .unwrap()

@@ -37,6 +37,9 @@ pub enum Fault {
     Refuse,
     /// Answer the first HTTP request with this status and close.
     HttpStatus(u16),
+    /// Answer with `status` an HTTP request whose request line contains `request` (e.g.
+    /// `"POST /target.git/git-receive-pack"`); forward other requests unchanged.
+    HttpStatusOn { status: u16, request: &'static str },
 }
 
 struct Shared {
@@ -205,15 +208,35 @@ fn handle(client: TcpStream, upstream: u16, shared: &Arc<Shared>) {
             return;
         }
         Fault::HttpStatus(status) if shared.fire() => {
+            let _ = read_head(&client);
             answer_http(client, status);
             return;
         }
         _ => {}
     }
-    let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else {
+    // For a fault on one kind of request, read the request head first to see which it is.
+    let mut head = Vec::new();
+    if let Fault::HttpStatusOn { status, request } = shared.fault
+        && shared.armed()
+    {
+        let Some(read) = read_head(&client) else {
+            return;
+        };
+        let line =
+            String::from_utf8_lossy(read.split(|&b| b == b'\n').next().unwrap_or(&[])).into_owned();
+        if line.contains(request) && shared.fire() {
+            answer_http(client, status);
+            return;
+        }
+        head = read;
+    }
+    let Ok(mut server) = TcpStream::connect(("127.0.0.1", upstream)) else {
         reset(&client);
         return;
     };
+    if !head.is_empty() && server.write_all(&head).is_err() {
+        return;
+    }
     let _ = server.set_nodelay(true);
     let _ = client.set_nodelay(true);
     {
@@ -295,16 +318,21 @@ fn pump_clean(mut from: TcpStream, mut to: TcpStream, buf: &mut [u8]) {
     let _ = to.shutdown(Shutdown::Write);
 }
 
-/// Read one request head and answer it with `status`, as a failing front end would.
-fn answer_http(mut client: TcpStream, status: u16) {
+/// Read an HTTP request head, byte by byte so nothing after it is consumed.
+fn read_head(mut client: &TcpStream) -> Option<Vec<u8>> {
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
         match client.read(&mut byte) {
             Ok(1) => head.push(byte[0]),
-            _ => return,
+            _ => return None,
         }
     }
+    Some(head)
+}
+
+/// Answer a request whose head was read with `status`, as a failing front end would.
+fn answer_http(mut client: TcpStream, status: u16) {
     let body = format!("injected {status}\n");
     let _ = write!(
         client,
