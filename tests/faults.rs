@@ -1,5 +1,6 @@
 //! Network faults between the binary and real servers, injected by a TCP proxy: a peer that stops
-//! reading or answering ends every step within `--network-timeout`, whichever engine runs it.
+//! reading or answering ends every step within `--network-timeout`, whichever engine runs it; a
+//! transient fault is retried and the run ends exact; what cannot succeed is tried once.
 
 mod support;
 
