@@ -254,7 +254,7 @@ fn run(cfg: &SyncConfig, session: &Session, summary: &mut Summary) -> Result<Sta
             };
             let unsettled = run.cache.interrupted_push;
             run.cache.mark_push(cfg.target.redacted())?;
-            let rejected = timed!(
+            let mut rejected = timed!(
                 summary.push,
                 push::execute(
                     session,
@@ -266,11 +266,16 @@ fn run(cfg: &SyncConfig, session: &Session, summary: &mut Summary) -> Result<Sta
                     summary
                 )?
             );
-            if unsettled && rejected.is_empty() {
-                // An earlier run's push may have landed while this one ran; if the target is
-                // not what this push left, push again.
+            if unsettled && rejected.iter().all(|(_, why)| lost_a_race(why)) {
+                // An earlier run's push may have landed while this one ran (and refused some of
+                // its updates, made from values the landing changed); if the target is not what
+                // this push was to leave, push again.
                 let after = timed!(summary.plan, run.list_target(summary)?);
                 let differ = differing_refs(&after, &wanted, cfg);
+                // Refused updates are either planned again or, the target already holding what
+                // they would have set, moot.
+                summary.forget_rejected(&rejected);
+                rejected.clear();
                 if differ > 0 {
                     settle_attempts += 1;
                     if settle_attempts > SETTLE_ATTEMPTS {
@@ -323,6 +328,21 @@ fn refused(guard: DeleteGuard, round: u32, summary: &Summary) -> anyhow::Error {
         pushed: summary.refs.pushed(),
     }
     .into()
+}
+
+/// Whether a ref update was refused because the ref moved under it (the old value it was sent
+/// with no longer held), not by the target's policy.
+fn lost_a_race(reason: &str) -> bool {
+    [
+        "but expected",
+        "already exists",
+        "stale info",
+        "cannot lock ref",
+        "failed to lock",
+        "incorrect old value",
+    ]
+    .iter()
+    .any(|p| reason.contains(p))
 }
 
 /// How many selected refs of `target` differ from the cache's `wanted` (missing, extra or moved).

@@ -155,6 +155,15 @@ impl Summary {
         self.changes.push(ChangeReport::new(change, result, reason));
     }
 
+    /// Take back the rejections of `refs`: they are planned again (or turned out moot).
+    pub fn forget_rejected(&mut self, refs: &[(String, String)]) {
+        let before = self.changes.len();
+        self.changes.retain(|c| {
+            c.result != RefResult::Rejected || !refs.iter().any(|(name, _)| *name == c.name)
+        });
+        self.refs.rejected -= before - self.changes.len();
+    }
+
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).unwrap_or_else(|e| {
             format!("{{\"schema\":{SCHEMA_VERSION},\"error\":\"cannot encode summary: {e}\"}}")

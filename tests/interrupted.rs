@@ -399,9 +399,22 @@ fn a_killed_push_to_a_local_target_never_lands_after_the_next_run() {
 /// interrupted, lists the target again after its own push, and pushes again when it changed.
 #[test]
 fn a_late_landing_during_the_next_runs_push_is_pushed_over() {
-    for engine in ["git", "libgit2"] {
+    // Conflicting: the late push also moves `main`, which the next run's push updates from the
+    // value it listed: the target refuses that update ("is at X but expected Y").
+    for (engine, conflicting) in [
+        ("git", false),
+        ("libgit2", false),
+        ("git", true),
+        ("libgit2", true),
+    ] {
         let sb = Sandbox::new();
         let (work, source, target) = doomed_branch_setup(&sb);
+        if conflicting {
+            work.commit("late.txt", "late", "carried by the late push");
+            work.push_mirror(&source);
+        }
+        let engine_label = format!("{engine}, conflicting {conflicting}");
+        let engine_label = engine_label.as_str();
         let fifo = |name: &str| {
             let path = sb.join(name);
             mkfifo(&path);
@@ -455,26 +468,27 @@ fn a_late_landing_during_the_next_runs_push_is_pushed_over() {
         let next = run(sb
             .sync(&src, &tgt)
             .args(["--push-engine", engine, "--json"]));
-        assert_eq!(next.code, 0, "{engine}: {}", next.stderr);
+        assert_eq!(next.code, 0, "{engine_label}: {}", next.stderr);
         assert!(
             sb.join("landed-once").exists(),
-            "{engine}: the interrupted push never landed: the test proves nothing"
+            "{engine_label}: the interrupted push never landed: the test proves nothing"
         );
         assert_mirror(&source, &target);
         assert!(
             next.stderr
                 .contains("the target changed after this run's push"),
-            "{engine}: {}",
+            "{engine_label}: {}",
             next.stderr
         );
         let report: serde_json::Value = serde_json::from_str(next.stdout.trim()).unwrap();
-        assert_eq!(report["refs"]["deleted"], 1, "{engine}: {report}");
+        assert_eq!(report["refs"]["deleted"], 1, "{engine_label}: {report}");
+        assert_eq!(report["refs"]["rejected"], 0, "{engine_label}: {report}");
         // Settled: a third run has nothing to check or do.
         let third = run(&mut sb.sync(&src, &tgt));
-        assert_eq!(third.code, 0, "{engine}: {}", third.stderr);
+        assert_eq!(third.code, 0, "{engine_label}: {}", third.stderr);
         assert!(
             !third.stderr.contains("interrupted"),
-            "{engine}: {}",
+            "{engine_label}: {}",
             third.stderr
         );
     }
