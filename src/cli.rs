@@ -418,7 +418,7 @@ pub fn parse_network_timeout(raw: &str) -> Result<Duration, String> {
 
 /// `--progress-interval`: zero printed a line per object.
 pub fn parse_progress_interval(raw: &str) -> Result<Duration, String> {
-    parse_duration_from(raw, Duration::from_millis(10))
+    parse_duration_from(raw, Duration::from_millis(100))
 }
 
 /// A duration as a person would write it, in the largest unit that keeps it whole: `200ms`,

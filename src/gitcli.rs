@@ -18,7 +18,7 @@ use anyhow::{Context, Result, bail};
 use crate::cli::show_duration;
 use crate::process_group::Group;
 use crate::progress::Progress;
-use crate::remote::{PushReport, TransferStats, remote_messages};
+use crate::remote::{PushReport, TransferStats, last_words, remote_messages};
 use crate::url::RemoteUrl;
 
 /// `git --version` if a git binary is on PATH.
@@ -175,7 +175,7 @@ pub fn push(
         let said = if remote_lines.is_empty() {
             String::new()
         } else {
-            format!("; the target said: {}", remote_lines.join("; "))
+            format!("; the target said: {}", last_words(&remote_lines))
         };
         bail!(
             "git push to {} failed: {}{said}",

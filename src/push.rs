@@ -317,7 +317,8 @@ fn explain_rejections(statuses: &mut HashMap<String, Option<String>>, lines: &[S
             .map(String::as_str)
             .collect();
         let words = if own.is_empty() { &general } else { &own };
-        let new: Vec<&str> = words
+        let skip = words.len().saturating_sub(3);
+        let new: Vec<&str> = words[skip..]
             .iter()
             .copied()
             .filter(|w| !reason.contains(w))
@@ -422,6 +423,45 @@ mod tests {
         // An engine the user chose is kept for every batch.
         let chosen = batches(&repo, &plan, Engine::Git, false, 10, 100_000);
         assert!(chosen.iter().all(|(e, _)| *e == Engine::Git));
+    }
+
+    #[test]
+    fn each_refused_ref_gets_its_own_words() {
+        // Eight refs refused at once, as a target that lost a race with a late push says it:
+        // every ref keeps the line that names it, however many there are.
+        let mut statuses: HashMap<String, Option<String>> = (0..8)
+            .map(|i| {
+                (
+                    format!("refs/heads/b{i}"),
+                    Some("failed to update ref".to_string()),
+                )
+            })
+            .collect();
+        statuses.insert("refs/heads/fine".to_string(), None);
+        let mut text: String = (0..8)
+            .map(|i| {
+                format!(
+                    "remote: error: cannot lock ref 'refs/heads/b{i}': reference already exists   \n"
+                )
+            })
+            .collect();
+        text.push_str("remote: Resolving deltas: 100% (3/3)\n");
+        let lines = crate::remote::remote_messages(&text);
+        assert_eq!(lines.len(), 8, "{lines:?}");
+        explain_rejections(&mut statuses, &lines);
+        for i in 0..8 {
+            assert_eq!(
+                statuses[&format!("refs/heads/b{i}")].as_deref(),
+                Some(
+                    format!(
+                        "failed to update ref: error: cannot lock ref 'refs/heads/b{i}': \
+                         reference already exists"
+                    )
+                    .as_str()
+                )
+            );
+        }
+        assert_eq!(statuses["refs/heads/fine"], None);
     }
 
     #[test]

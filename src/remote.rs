@@ -253,7 +253,7 @@ impl Session {
             }
             return Err(anyhow::anyhow!(
                 "{err:#}; the target said: {}",
-                remote_lines.join("; ")
+                last_words(&remote_lines)
             ));
         }
         Ok(PushReport {
@@ -304,6 +304,11 @@ fn upload(
     Ok(())
 }
 
+/// The last few of a remote's message lines, for an error about the whole push.
+pub fn last_words(lines: &[String]) -> String {
+    lines[lines.len().saturating_sub(5)..].join("; ")
+}
+
 /// What a push reported: each ref's result (`None` accepted, `Some(reason)` rejected), what was
 /// sent, and what the target said on the way.
 #[derive(Debug, Default)]
@@ -315,7 +320,8 @@ pub struct PushReport {
 }
 
 /// The lines of a remote's sideband text (or of git's `remote: ` lines) that are messages, not
-/// progress: a hook's words, an unpacker's error. At most the last few, each kept short.
+/// progress: a hook's words, an unpacker's error, one per refused ref. Each is kept short, and
+/// at most the last `KEPT` (a server that talks without end cannot fill memory).
 pub fn remote_messages(text: &str) -> Vec<String> {
     const PROGRESS: [&str; 9] = [
         "Resolving deltas",
@@ -328,7 +334,7 @@ pub fn remote_messages(text: &str) -> Vec<String> {
         "Total ",
         "Processing",
     ];
-    const KEPT: usize = 5;
+    const KEPT: usize = 10_000;
     const LONGEST: usize = 300;
     let mut lines: Vec<String> = text
         .split(['\r', '\n'])

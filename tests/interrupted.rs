@@ -23,7 +23,7 @@ fn big_source(sb: &Sandbox) -> PathBuf {
 
 fn sync_cmd(sb: &Sandbox, source: &str, target: &str, extra: &[&str]) -> std::process::Command {
     let mut cmd = sb.sync(source, target);
-    cmd.args(["--progress", "plain", "--progress-interval", "10ms"])
+    cmd.args(["--progress", "plain", "--progress-interval", "100ms"])
         .args(extra);
     cmd
 }
@@ -47,20 +47,64 @@ fn stale_files(cache_dir: &Path) -> usize {
     count
 }
 
-/// Kill a sync when `pred` matches a stderr line, then prove the next run repairs and finishes.
-fn kill_then_recover(label: &str, extra: &[&str], pred: fn(&str) -> bool) {
+/// The port of a `scheme://127.0.0.1:PORT/...` URL.
+fn port_of(url: &str) -> u16 {
+    let rest = &url[url.find("127.0.0.1:").expect("a loopback URL") + "127.0.0.1:".len()..];
+    rest[..rest.find('/').expect("a path")]
+        .parse()
+        .expect("a port")
+}
+
+/// Where a kill lands.
+enum KillAt {
+    /// At the first stderr line `pred` accepts.
+    Line(fn(&str) -> bool),
+    /// In the middle of the push: the link to the target stalls once after 1 MiB of it, and the
+    /// kill comes once it has.
+    MidPush,
+}
+
+/// Kill a sync at `at`, then prove the next run repairs and finishes.
+fn kill_then_recover(label: &str, extra: &[&str], at: KillAt) {
     let sb = Sandbox::new();
     let source = big_source(&sb);
     let target = init_bare(&sb.join("srv/target.git"));
     let daemon = GitDaemon::start(&sb.join("srv"));
-    let (src, tgt) = (daemon.url("source.git"), daemon.url("target.git"));
-
-    let (killed_run, killed) = spawn_and_kill_when(&mut sync_cmd(&sb, &src, &tgt, extra), pred);
-    assert!(
-        killed,
-        "{label}: the sync finished before the kill point:\n{}",
-        killed_run.stderr
+    let fault = match at {
+        KillAt::Line(_) => Fault::None,
+        KillAt::MidPush => Fault::Stall {
+            dir: Direction::Upstream,
+            after: 1024 * 1024,
+        },
+    };
+    let link = FaultProxy::start_times(port_of(&daemon.url("x")), fault, 1);
+    let (src, tgt) = (
+        daemon.url("source.git"),
+        link.rewrite(&daemon.url("target.git")),
     );
+
+    match at {
+        KillAt::Line(pred) => {
+            let (killed_run, killed) =
+                spawn_and_kill_when(&mut sync_cmd(&sb, &src, &tgt, extra), pred);
+            assert!(
+                killed,
+                "{label}: the sync finished before the kill point:\n{}",
+                killed_run.stderr
+            );
+        }
+        KillAt::MidPush => {
+            let mut sync = sync_cmd(&sb, &src, &tgt, extra)
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap();
+            link.wait_fired();
+            sync.kill().unwrap();
+            sync.wait().unwrap();
+        }
+    }
     let leftovers = stale_files(&sb.cache_dir());
 
     let next = run(&mut sync_cmd(&sb, &src, &tgt, extra));
@@ -94,28 +138,34 @@ fn kill_then_recover(label: &str, extra: &[&str], pred: fn(&str) -> bool) {
 
 #[test]
 fn killed_as_the_fetch_starts() {
-    kill_then_recover("fetch start", &[], |l| l.contains("fetching from"));
+    kill_then_recover(
+        "fetch start",
+        &[],
+        KillAt::Line(|l| l.contains("fetching from")),
+    );
 }
 
 #[test]
 fn killed_in_the_middle_of_the_fetch() {
-    kill_then_recover("mid fetch", &[], |l| {
-        l.starts_with("fetch:") && !l.contains("(0/")
-    });
+    kill_then_recover(
+        "mid fetch",
+        &[],
+        KillAt::Line(|l| l.starts_with("fetch:") && !l.contains("(0/")),
+    );
 }
 
 #[test]
 fn killed_in_the_middle_of_a_libgit2_push() {
-    kill_then_recover("mid push (libgit2)", &["--push-engine", "libgit2"], |l| {
-        l.starts_with("push:")
-    });
+    kill_then_recover(
+        "mid push (libgit2)",
+        &["--push-engine", "libgit2"],
+        KillAt::MidPush,
+    );
 }
 
 #[test]
 fn killed_in_the_middle_of_a_git_push() {
-    kill_then_recover("mid push (git)", &["--push-engine", "git"], |l| {
-        l.starts_with("push:")
-    });
+    kill_then_recover("mid push (git)", &["--push-engine", "git"], KillAt::MidPush);
 }
 
 fn mirror_in(cache_dir: &Path) -> PathBuf {

@@ -181,7 +181,7 @@ fn durations_and_ranges_are_checked_and_shown_as_given() {
         ("--network-timeout", "0s"),
         ("--network-timeout", "10ms"),
         ("--progress-interval", "0"),
-        ("--progress-interval", "1ms"),
+        ("--progress-interval", "10ms"),
     ] {
         let out = run(sb.sync(&src, &tgt).args([flag, value]));
         assert_eq!(out.code, 2, "{flag} {value}: {}", out.stderr);

@@ -50,6 +50,8 @@ struct Shared {
     /// How many more times the fault may fire (`usize::MAX`: always).
     budget: AtomicUsize,
     fired: AtomicUsize,
+    /// Signalled each time the fault fires.
+    fired_signal: (Mutex<()>, Condvar),
     connections: AtomicUsize,
     /// Every socket the proxy holds, so drop can wake blocked reads.
     sockets: Mutex<Vec<TcpStream>>,
@@ -70,7 +72,10 @@ impl Shared {
             })
             .is_ok();
         if took {
+            let (lock, cvar) = &self.fired_signal;
+            let _held = lock.lock().unwrap_or_else(|e| e.into_inner());
             self.fired.fetch_add(1, Ordering::SeqCst);
+            cvar.notify_all();
         }
         took
     }
@@ -108,6 +113,7 @@ impl FaultProxy {
             fault,
             budget: AtomicUsize::new(times),
             fired: AtomicUsize::new(0),
+            fired_signal: (Mutex::new(()), Condvar::new()),
             connections: AtomicUsize::new(0),
             sockets: Mutex::new(Vec::new()),
         });
@@ -156,6 +162,16 @@ impl FaultProxy {
     /// How many times the fault fired.
     pub fn fired(&self) -> usize {
         self.shared.fired.load(Ordering::SeqCst)
+    }
+
+    /// Block until the fault has fired at least once (a stall: the transfer is now stuck in
+    /// its middle, for as long as the test wants).
+    pub fn wait_fired(&self) {
+        let (lock, cvar) = &self.shared.fired_signal;
+        let mut held = lock.lock().unwrap_or_else(|e| e.into_inner());
+        while self.fired() == 0 {
+            held = cvar.wait(held).unwrap_or_else(|e| e.into_inner());
+        }
     }
 }
 
