@@ -68,7 +68,8 @@ pub fn sync(args: &SyncArgs, quiet: bool) -> i32 {
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "{}", secret::scrub(&outcome.summary.to_json()));
     }
-    if !quiet || code != exit::OK {
+    // A usage error is one line, even when found late (a cache directory that cannot be made).
+    if code != exit::USAGE && (!quiet || code != exit::OK) {
         let mut text = Vec::new();
         let _ = outcome.summary.write_human(&mut text);
         let _ =

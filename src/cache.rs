@@ -14,6 +14,7 @@ use anyhow::{Context, Result};
 use git2::Repository;
 use tracing::{info, warn};
 
+use crate::cli::show_duration;
 use crate::error::{Error, usage};
 
 /// A file in the mirror's git dir that says the directory is ours to repair or delete.
@@ -25,6 +26,12 @@ pub struct Cache {
     pub repo: Repository,
     /// True when this run created the mirror (it starts with no objects).
     pub created: bool,
+    /// An earlier run started a push from this cache and never saw it settle (it was killed,
+    /// or its push failed half-way): the target may still change under this run.
+    pub interrupted_push: bool,
+    /// The packs the mirror held when this run opened it; any other was written by this run
+    /// (libgit2's indexer checks a pack's checksum as it writes it) and needs no re-reading.
+    packs_at_open: Vec<PathBuf>,
     _lock: File,
 }
 
@@ -43,8 +50,38 @@ impl Cache {
             path: path.to_path_buf(),
             repo,
             created,
+            interrupted_push: push_mark_path(path).exists(),
+            packs_at_open: if created { Vec::new() } else { packs(path) },
             _lock: lock,
         })
+    }
+
+    /// Record, before a push starts, that one is in flight; it outlives the run if the run is
+    /// killed, so the next run knows to watch the target.
+    pub fn mark_push(&self, target: &str) -> Result<()> {
+        let mark = push_mark_path(&self.path);
+        let text = format!(
+            "a push to {target} started by process {} and not yet seen settled\n",
+            std::process::id()
+        );
+        (|| {
+            let file = File::create(&mark)?;
+            std::io::Write::write_all(&mut &file, text.as_bytes())?;
+            file.sync_all()
+        })()
+        .with_context(|| format!("cannot write {}", mark.display()))
+    }
+
+    /// The pushes of this cache have all ended and the target was seen as they left it.
+    pub fn clear_push_mark(&mut self) -> Result<()> {
+        self.interrupted_push = false;
+        let mark = push_mark_path(&self.path);
+        match fs::remove_file(&mark) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(e).with_context(|| format!("cannot remove {}", mark.display()))
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Open the repository afresh, after git rewrote its packs behind libgit2's back.
@@ -60,6 +97,7 @@ impl Cache {
         remove_entry(&self.path)?;
         self.repo = create(&self.path)?;
         self.created = true;
+        self.packs_at_open.clear();
         Ok(())
     }
 }
@@ -70,8 +108,147 @@ fn lock_path(path: &Path) -> PathBuf {
     path.with_file_name(name)
 }
 
+/// Packs whose checksums were verified, with the file stamps they had then: a file in the
+/// mirror, so a rebuild forgets it.
+const VERIFIED: &str = "backlog-mirror-verified-packs";
+
+impl Cache {
+    /// Verify the checksum of every pack and index not verified in its current state (size,
+    /// times, inode): a pack whose bytes changed on disk is damage that git would send to the
+    /// target inside a push the target then refuses ("unpacker error"), so it must be caught
+    /// here, before a push. A pack costs one read the first time a run finds it (about 1 s per
+    /// GB; none for packs this run wrote) and a `stat` afterwards. Returns the damage found, as
+    /// a sentence.
+    pub fn verify_packs(&self) -> Result<(), String> {
+        let memo_path = self.path.join(VERIFIED);
+        let known: Vec<String> = fs::read_to_string(&memo_path)
+            .map(|t| t.lines().map(str::to_string).collect())
+            .unwrap_or_default();
+        let mut verified = Vec::new();
+        let mut changed = false;
+        for pack in packs(&self.path) {
+            let idx = pack.with_extension("idx");
+            let stamp = format!("{} {}", stamp(&pack)?, stamp(&idx)?);
+            if !known.contains(&stamp) {
+                if self.packs_at_open.contains(&pack) {
+                    verify_pack(&pack, &idx)?;
+                }
+                changed = true;
+            }
+            verified.push(stamp);
+        }
+        if changed || verified.len() != known.len() {
+            // A memo that cannot be written only costs a re-read next time.
+            let temp = self.path.join(".tmp-verified-packs");
+            if fs::write(&temp, verified.join("\n") + "\n").is_ok() {
+                let _ = fs::rename(&temp, &memo_path);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The mirror's pack files, sorted.
+fn packs(path: &Path) -> Vec<PathBuf> {
+    let mut packs: Vec<PathBuf> = fs::read_dir(path.join("objects/pack"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "pack"))
+        .collect();
+    packs.sort();
+    packs
+}
+
+/// A file's name and the stat fields any rewrite changes (ctime cannot be set back by hand).
+fn stamp(path: &Path) -> Result<String, String> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = fs::metadata(path).map_err(|e| format!("{} cannot be read: {e}", path.display()))?;
+    Ok(format!(
+        "{}:{}:{}.{}:{}.{}:{}",
+        path.file_name().unwrap_or_default().to_string_lossy(),
+        meta.len(),
+        meta.mtime(),
+        meta.mtime_nsec(),
+        meta.ctime(),
+        meta.ctime_nsec(),
+        meta.ino()
+    ))
+}
+
+/// SHA-1 of a file's bytes but its last `trailer`, and those last bytes.
+fn checksum(path: &Path, trailer: u64) -> Result<([u8; 20], Vec<u8>), String> {
+    use sha1::{Digest, Sha1};
+    use std::io::Read;
+    let fail = |e: std::io::Error| format!("{} cannot be read: {e}", path.display());
+    let mut file = File::open(path).map_err(fail)?;
+    let len = file.metadata().map_err(fail)?.len();
+    if len < trailer {
+        return Err(format!("{} is truncated", path.display()));
+    }
+    let mut hasher = Sha1::new();
+    let mut body = (&mut file).take(len - trailer);
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = body.read(&mut buf).map_err(fail)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    let mut rest = Vec::new();
+    file.read_to_end(&mut rest).map_err(fail)?;
+    Ok((hasher.finalize().into(), rest))
+}
+
+/// A pack's trailer is the SHA-1 of what precedes it; its index ends with that pack checksum
+/// and the SHA-1 of the index itself.
+fn verify_pack(pack: &Path, idx: &Path) -> Result<(), String> {
+    let name = |p: &Path| {
+        p.file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned()
+    };
+    let (pack_sum, pack_trailer) = checksum(pack, 20)?;
+    if pack_trailer != pack_sum {
+        return Err(format!(
+            "pack {} fails its checksum: its bytes changed on disk",
+            name(pack)
+        ));
+    }
+    let (idx_sum, idx_trailer) = checksum(idx, 20)?;
+    let (_, both) = checksum(idx, 40)?;
+    if idx_trailer != idx_sum || both.get(..20) != Some(&pack_sum[..]) {
+        return Err(format!(
+            "pack index {} fails its checksum: its bytes changed on disk",
+            name(idx)
+        ));
+    }
+    Ok(())
+}
+
+/// Beside the mirror, not in it: a rebuilt mirror must not forget a push still in flight.
+fn push_mark_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".backlog-mirror-push");
+    path.with_file_name(name)
+}
+
 fn acquire_lock(path: &Path, timeout: Duration) -> Result<File> {
     let lock_path = lock_path(path);
+    // The cache directory is made here, once the configuration is known good: validation
+    // changes nothing on disk.
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir).map_err(|e| {
+            usage(format!(
+                "--cache-dir '{}' cannot be created ({}); choose a writable directory",
+                dir.display(),
+                crate::error::io_reason(&e)
+            ))
+        })?;
+    }
     let file = fs::OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -91,14 +268,14 @@ fn acquire_lock(path: &Path, timeout: Duration) -> Result<File> {
         if start.elapsed() >= timeout {
             return Err(Error::Locked {
                 path: path.display().to_string(),
-                waited_secs: timeout.as_secs(),
+                waited: show_duration(timeout),
             }
             .into());
         }
         if !announced {
             info!(
-                "waiting up to {}s for another sync to release {}",
-                timeout.as_secs(),
+                "waiting up to {} for another sync to release {}",
+                show_duration(timeout),
                 path.display()
             );
             announced = true;
@@ -133,10 +310,26 @@ fn open_or_create(path: &Path) -> Result<(Repository, bool)> {
         );
     }
     match Repository::open_bare(path) {
-        Ok(repo) if repo.is_bare() => Ok((repo, false)),
+        Ok(repo) if repo.is_bare() => match refs_readable(&repo) {
+            Ok(()) => Ok((repo, false)),
+            Err(why) => {
+                drop(repo);
+                rebuild(path, &format!("its refs cannot be read ({why})"))
+            }
+        },
         Ok(_) => rebuild(path, "it is not a bare repository"),
         Err(e) => rebuild(path, &format!("it cannot be opened ({})", e.message())),
     }
+}
+
+/// Read every ref once (packed-refs is parsed whole on the first read): refs that cannot be read
+/// make a mirror that fails every run outside the repair path.
+fn refs_readable(repo: &Repository) -> Result<(), String> {
+    let references = repo.references().map_err(|e| e.message().to_string())?;
+    for reference in references {
+        reference.map_err(|e| e.message().to_string())?;
+    }
+    Ok(())
 }
 
 fn rebuild(path: &Path, why: &str) -> Result<(Repository, bool)> {

@@ -15,7 +15,7 @@ Exit codes:
   0  the target is an exact mirror of the source (as of the last look)
   1  sync failed: network, authentication, or refs rejected by the target
   2  bad usage or configuration: the message names the flag or value
-  3  refused by the delete guard; nothing was changed on the target
+  3  refused by the delete guard; the message says what earlier rounds had pushed
   4  the cache lock was not acquired within --lock-timeout";
 
 #[derive(Debug, Parser)]
@@ -136,9 +136,15 @@ pub struct SyncArgs {
     pub push_engine: PushEngine,
 
     /// Give up on a remote that accepts no connection or sends nothing for this long.
-    #[arg(long, value_name = "DURATION", default_value = "2m", value_parser = parse_duration,
+    #[arg(long, value_name = "DURATION", default_value = "2m", value_parser = parse_network_timeout,
           env = "BACKLOG_MIRROR_NETWORK_TIMEOUT")]
     pub network_timeout: Duration,
+
+    /// Retries of a network step after a transient failure (connection reset or refused, HTTP
+    /// 5xx, timeout), with exponential backoff; 0 to 10.
+    #[arg(long, value_name = "N", default_value = "2", value_parser = parse_retries,
+          env = "BACKLOG_MIRROR_RETRIES")]
+    pub retries: u32,
 
     /// Backlog space key: with the other --backlog-* flags, builds the source URL
     /// KEY@KEY.git.DOMAIN:/PROJECT/REPO.git [env: BACKLOG_SPACE_KEY too].
@@ -348,7 +354,7 @@ pub struct SyncArgs {
     pub progress: ProgressMode,
 
     /// Seconds between plain progress lines (CI logs).
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration,
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_progress_interval,
           env = "BACKLOG_MIRROR_PROGRESS_INTERVAL")]
     pub progress_interval: Duration,
 }
@@ -392,11 +398,61 @@ pub fn parse_duration(raw: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(secs))
 }
 
+/// A duration of at least `least`.
+fn parse_duration_from(raw: &str, least: Duration) -> Result<Duration, String> {
+    let value = parse_duration(raw)?;
+    if value < least {
+        return Err(format!(
+            "'{raw}' is too short: give at least {}",
+            show_duration(least)
+        ));
+    }
+    Ok(value)
+}
+
+/// `--network-timeout`: zero would turn timeouts off, and less than a second fails healthy
+/// connections (a TLS handshake on a slow link).
+pub fn parse_network_timeout(raw: &str) -> Result<Duration, String> {
+    parse_duration_from(raw, Duration::from_secs(1))
+}
+
+/// `--progress-interval`: zero printed a line per object.
+pub fn parse_progress_interval(raw: &str) -> Result<Duration, String> {
+    parse_duration_from(raw, Duration::from_millis(100))
+}
+
+/// A duration as a person would write it, in the largest unit that keeps it whole: `200ms`,
+/// `90s`, `10m`, `1h`; what `parse_duration` reads back to the same value.
+pub fn show_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms == 0 {
+        return if d.is_zero() {
+            "0s".to_string()
+        } else {
+            format!("{}us", d.as_micros())
+        };
+    }
+    for (unit, size) in [("h", 3_600_000), ("m", 60_000), ("s", 1000)] {
+        if ms.is_multiple_of(size) {
+            return format!("{}{unit}", ms / size);
+        }
+    }
+    format!("{ms}ms")
+}
+
 /// A whole number, zero allowed.
 pub fn parse_count(raw: &str) -> Result<u64, String> {
     raw.trim()
         .parse::<u64>()
         .map_err(|_| format!("'{raw}' is not a whole number: expected e.g. 50"))
+}
+
+/// `--retries`: 0 to 10 (each retry waits longer, up to 30 s).
+pub fn parse_retries(raw: &str) -> Result<u32, String> {
+    match parse_count(raw)? {
+        n @ 0..=10 => Ok(n as u32),
+        _ => Err(format!("'{raw}' is out of range: give 0 to 10")),
+    }
 }
 
 /// A whole number of at least one.
@@ -426,6 +482,14 @@ mod tests {
         for bad in ["", "m", "ten", "10 parsecs", "-5s", "99999h"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn durations_show_as_written() {
+        for text in ["200ms", "90s", "10m", "1h", "1500ms", "0s"] {
+            assert_eq!(show_duration(parse_duration(text).unwrap()), text);
+        }
+        assert_eq!(show_duration(parse_duration("1.5m").unwrap()), "90s");
     }
 
     #[test]

@@ -29,6 +29,7 @@ pub struct SyncConfig {
     pub batch_size: usize,
     pub push_engine: PushEngine,
     pub network_timeout: Duration,
+    pub retries: u32,
     pub json: bool,
     pub dry_run: bool,
     pub progress: ProgressMode,
@@ -77,6 +78,7 @@ impl SyncConfig {
             Some(name) => check_mirror_name(name)?,
             None => source.mirror_name(),
         };
+        check_local_target_engine(&target)?;
         let cache_dir = match &args.cache_dir {
             Some(dir) => dir.clone(),
             None => default_cache_dir()?,
@@ -86,6 +88,14 @@ impl SyncConfig {
             return Err(usage(
                 "--push-engine git needs the git CLI on PATH; install git or use --push-engine auto",
             ));
+        }
+        if codecommit.is_some() && args.batch_size > CODECOMMIT_MAX_REF_UPDATES {
+            return Err(usage(format!(
+                "--batch-size {} is more than CodeCommit accepts in one push \
+                 ({CODECOMMIT_MAX_REF_UPDATES} ref updates); give at most \
+                 {CODECOMMIT_MAX_REF_UPDATES}",
+                args.batch_size
+            )));
         }
         let mut auth = auth_config(args, &source, &target)?;
         if args.push_engine == PushEngine::Git {
@@ -111,6 +121,7 @@ impl SyncConfig {
             batch_size: saturating_usize(args.batch_size),
             push_engine: args.push_engine,
             network_timeout: args.network_timeout,
+            retries: args.retries,
             json: args.json,
             dry_run: args.dry_run,
             progress: args.progress,
@@ -135,6 +146,9 @@ fn check_git_can_push(target: &RemoteUrl, auth: &AuthConfig) -> anyhow::Result<(
         target.redacted()
     )))
 }
+
+/// CodeCommit refuses a push of more ref updates than this.
+const CODECOMMIT_MAX_REF_UPDATES: u64 = 4000;
 
 fn saturating_usize(n: u64) -> usize {
     usize::try_from(n).unwrap_or(usize::MAX)
@@ -184,6 +198,20 @@ fn check_local(flag: &str, url: &RemoteUrl, is_source: bool) -> anyhow::Result<(
             } else {
                 " (create one with 'git init --bare')"
             }
+        )));
+    }
+    Ok(())
+}
+
+/// A local target is pushed through git's receive-pack, which runs its hooks and applies its
+/// `receive.deny*` settings; libgit2 would write its refs directly and skip both.
+fn check_local_target_engine(target: &RemoteUrl) -> anyhow::Result<()> {
+    if target.scheme() == Scheme::Local && crate::gitcli::version().is_none() {
+        return Err(usage(format!(
+            "--target '{}' is a local repository, and pushing to one needs the git CLI (its \
+             receive-pack runs the target's hooks and receive.deny* settings); install git or \
+             serve the target over git://, HTTP(S) or SSH",
+            target.redacted()
         )));
     }
     Ok(())
@@ -248,21 +276,38 @@ fn check_cache_dir(dir: &Path) -> anyhow::Result<()> {
              own use (the mirror goes in a subdirectory)"
         )));
     }
-    std::fs::create_dir_all(dir).map_err(|e| {
-        usage(format!(
-            "--cache-dir '{shown}' cannot be created ({}); choose a writable directory",
+    // Checked without writing anything (the directory is made when the cache is opened, once
+    // every other check passed): the directory, or the nearest ancestor that exists, must be a
+    // directory we may write in.
+    let existing = dir
+        .ancestors()
+        .find(|a| a.exists())
+        .unwrap_or(Path::new("/"));
+    if !existing.is_dir() {
+        return Err(usage(format!(
+            "--cache-dir '{shown}' cannot be created: {} is not a directory; choose a writable \
+             directory",
+            existing.display()
+        )));
+    }
+    if let Err(e) = writable(existing) {
+        return Err(usage(format!(
+            "--cache-dir '{shown}' is not writable ({}); choose a writable directory",
             crate::error::io_reason(&e)
-        ))
-    })?;
-    tempfile::Builder::new()
-        .prefix(".write-test")
-        .tempfile_in(dir)
-        .map_err(|e| {
-            usage(format!(
-                "--cache-dir '{shown}' is not writable ({}); choose a writable directory",
-                crate::error::io_reason(&e)
-            ))
-        })?;
+        )));
+    }
+    Ok(())
+}
+
+/// access(2) for write and search: what the permission bits, the mount and ACLs allow us.
+fn writable(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes())
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+    // SAFETY: a NUL-terminated path that lives across the call.
+    if unsafe { libc::access(path.as_ptr(), libc::W_OK | libc::X_OK) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
     Ok(())
 }
 

@@ -21,15 +21,20 @@ pub enum Error {
     /// Bad flag, value or environment: one line naming it and what to do.
     #[error("{0}")]
     Usage(String),
-    /// The delete guard refused the plan; nothing was changed on the target.
-    #[error("{0}")]
-    DeleteGuard(DeleteGuard),
+    /// The delete guard refused the plan of round `round`; what earlier rounds pushed
+    /// (`pushed` ref updates) stays on the target.
+    #[error("{guard}; {}", done_before(*.round, *.pushed))]
+    DeleteGuard {
+        guard: DeleteGuard,
+        round: u32,
+        pushed: usize,
+    },
     /// Another run holds the cache lock and did not release it in time.
     #[error(
-        "cache {path} is locked by another sync and was not released within {waited_secs}s; \
+        "cache {path} is locked by another sync and was not released within {waited}; \
          wait for it or raise --lock-timeout"
     )]
-    Locked { path: String, waited_secs: u64 },
+    Locked { path: String, waited: String },
     /// The target refused some ref updates; the others landed.
     #[error("{} ref(s) rejected by the target: {}", .0.len(), format_rejected(.0))]
     Rejected(Vec<(String, String)>),
@@ -64,6 +69,25 @@ impl fmt::Display for DeleteGuard {
                  --max-delete {limit}; check the source, or raise --max-delete or pass \
                  --allow-mass-delete if this is intended"
             ),
+        }
+    }
+}
+
+/// What a refused run had done to the target before the refusal.
+fn done_before(round: u32, pushed: usize) -> String {
+    match (round, pushed) {
+        (_, 0) => "the target is untouched".to_string(),
+        (2, _) => format!(
+            "round 1 of this run had already pushed {pushed} ref update(s), which stay on the \
+             target"
+        ),
+        (3.., _) => format!(
+            "rounds 1 to {} of this run had already pushed {pushed} ref update(s), which stay on \
+             the target",
+            round - 1
+        ),
+        _ => {
+            format!("this run had already pushed {pushed} ref update(s), which stay on the target")
         }
     }
 }
@@ -123,7 +147,7 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Usage(_) => exit::USAGE,
-            Error::DeleteGuard(_) => exit::DELETE_GUARD,
+            Error::DeleteGuard { .. } => exit::DELETE_GUARD,
             Error::Locked { .. } => exit::LOCKED,
             Error::Rejected(_) | Error::Unmirrorable(_) => exit::FAILED,
         }
@@ -181,5 +205,23 @@ mod tests {
         assert!(line.contains("... (4030 characters)"), "{line}");
         assert!(line.contains("https://<redacted>@h/x.git"), "{line}");
         assert!(!line.contains("ppppp"), "{line}");
+    }
+
+    #[test]
+    fn a_refusal_says_what_was_pushed_before_it() {
+        let guard = || DeleteGuard::SourceEmpty;
+        let text = |round, pushed| {
+            Error::DeleteGuard {
+                guard: guard(),
+                round,
+                pushed,
+            }
+            .to_string()
+        };
+        assert!(text(1, 0).ends_with("; the target is untouched"));
+        assert!(text(3, 0).ends_with("; the target is untouched"));
+        assert!(text(2, 53).contains("round 1 of this run had already pushed 53 ref update(s)"));
+        assert!(text(4, 7).contains("rounds 1 to 3 of this run had already pushed 7"));
+        assert!(text(1, 2).contains("this run had already pushed 2 ref update(s)"));
     }
 }

@@ -133,6 +133,19 @@ extern "C" fn record_result(
     .unwrap_or(-1)
 }
 
+unsafe extern "C" {
+    /// libgit2's push without the disconnect `git_remote_push` does on failure (and without its
+    /// update of remote-tracking refs, which an anonymous remote has none of); not bound by
+    /// libgit2-sys. On failure the caller cuts the connection first, so libgit2's polite
+    /// teardown (over SSH, three more waits of the full network timeout on a peer that stopped
+    /// answering) fails at once.
+    fn git_remote_upload(
+        remote: *mut raw::git_remote,
+        refspecs: *const raw::git_strarray,
+        opts: *const raw::git_push_options,
+    ) -> std::ffi::c_int;
+}
+
 /// Push `specs` (escaped refspecs) with `options` (whose callbacks, other than per-ref results,
 /// stay git2's) and return each ref's result as the target reported it.
 pub fn push(
@@ -155,7 +168,7 @@ pub fn push(
     PUSH_RESULTS.with(|results| *results.borrow_mut() = Some(HashMap::new()));
     // SAFETY: live remote; the refspec array points into `c_specs` and `pointers`, and the
     // options into `options`, all of which live until after the call.
-    let code = unsafe { raw::git_remote_push(remote.raw(), &array, &raw_options) };
+    let code = unsafe { git_remote_upload(remote.raw(), &array, &raw_options) };
     let results = PUSH_RESULTS.with(|results| results.borrow_mut().take().unwrap_or_default());
     check(code)?;
     Ok(results)

@@ -10,13 +10,16 @@ use std::collections::HashMap;
 use std::io::{BufReader, Read};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::OnceLock;
+use std::sync::{OnceLock, mpsc};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
+use crate::cli::show_duration;
+use crate::process_group::Group;
 use crate::progress::Progress;
 use crate::refname;
-use crate::remote::TransferStats;
+use crate::remote::{PushReport, TransferStats, last_words, remote_messages};
 use crate::url::RemoteUrl;
 
 /// `git --version` if a git binary is on PATH.
@@ -53,7 +56,6 @@ fn isolated(git_dir: &Path) -> Command {
         .env("GIT_TERMINAL_PROMPT", "0")
         .env("GIT_DIR", git_dir)
         .env("LC_ALL", "C");
-    die_with_parent(&mut cmd);
     cmd
 }
 
@@ -68,50 +70,37 @@ pub fn upload_pack(path: &Path) -> Command {
     cmd
 }
 
-/// A killed sync must not leave its git pushing on: the next run would find the target moving
-/// under it, and the cache, no longer locked, read by an orphan. Linux ends the child when the
-/// thread that started it dies; its own children then lose their pipes and end too.
-#[cfg(target_os = "linux")]
-fn die_with_parent(cmd: &mut Command) {
-    use std::os::unix::process::CommandExt;
-    // SAFETY: prctl is async-signal-safe, and the closure touches nothing else between fork and
-    // exec.
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-fn die_with_parent(_cmd: &mut Command) {}
-
 /// `git push --porcelain` of `specs` from the bare repository at `git_dir`, with the same
-/// per-ref results as the libgit2 path.
+/// per-ref results as the libgit2 path. A push whose processes move no byte for `timeout` (the
+/// target stopped reading or answering) is killed: git has no timeout of its own for git://,
+/// and its HTTP one (curl's low-speed limit, set too) does not cover a local receive-pack.
 pub fn push(
     git_dir: &Path,
     url: &RemoteUrl,
     specs: &[String],
     env: &[(String, String)],
+    timeout: Duration,
     progress: &mut Progress,
-) -> Result<(HashMap<String, Option<String>>, TransferStats)> {
-    let mut child = isolated(git_dir)
-        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .args(["push", "--porcelain", "--progress", "--no-verify", "--"])
-        .arg(repository_argument(url)?)
-        .args(specs.iter().map(|spec| {
-            <std::ffi::OsString as std::os::unix::ffi::OsStringExt>::from_vec(refname::to_bytes(
-                spec,
-            ))
-        }))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("cannot start git for the push; install git or use --push-engine libgit2")?;
+) -> Result<PushReport> {
+    let low_speed_time = timeout.as_secs_f64().ceil().max(1.0) as u64;
+    let mut group = Group::spawn(
+        isolated(git_dir)
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .args(["-c", "http.lowSpeedLimit=1", "-c"])
+            .arg(format!("http.lowSpeedTime={low_speed_time}"))
+            .args(["push", "--porcelain", "--progress", "--no-verify", "--"])
+            .arg(repository_argument(url)?)
+            .args(specs.iter().map(|spec| {
+                <std::ffi::OsString as std::os::unix::ffi::OsStringExt>::from_vec(
+                    refname::to_bytes(spec),
+                )
+            }))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    )
+    .context("cannot start git for the push; install git or use --push-engine libgit2")?;
+    let child = group.child();
     let stdout = child.stdout.take().context("git push: no stdout")?;
     let reader = std::thread::spawn(move || {
         let mut bytes = Vec::new();
@@ -121,36 +110,111 @@ pub fn push(
     });
     let mut stats = TransferStats::default();
     let mut messages = Vec::new();
-    if let Some(stderr) = child.stderr.take() {
+    let mut said = String::new();
+    let stderr = child.stderr.take().context("git push: no stderr")?;
+    let (lines, received) = mpsc::channel();
+    let stderr_reader = std::thread::spawn(move || {
         for line in split_progress(stderr) {
-            if let Some((done, total, bytes)) = parse_writing(&line) {
-                stats = TransferStats {
-                    objects: total,
-                    bytes,
-                };
-                progress.update(done, total, bytes);
-            } else if !line.trim().is_empty() && !is_progress_noise(&line) {
-                messages.push(line);
+            if lines.send(line).is_err() {
+                break;
             }
         }
+    });
+    let tick = (timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
+    let mut last_activity = Instant::now();
+    let mut moved = group.io_bytes();
+    let mut stalled = false;
+    loop {
+        let line = match received.recv_timeout(tick) {
+            Ok(line) => line,
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                let now = group.io_bytes();
+                if now != moved {
+                    moved = now;
+                    last_activity = Instant::now();
+                } else if last_activity.elapsed() >= timeout {
+                    stalled = true;
+                    group.kill();
+                    break;
+                }
+                continue;
+            }
+        };
+        last_activity = Instant::now();
+        if let Some((done, total, bytes)) = parse_writing(&line) {
+            stats = TransferStats {
+                objects: total,
+                bytes,
+            };
+            progress.update(done, total, bytes);
+        } else if line.starts_with("remote:") || line.starts_with("error: remote unpack") {
+            said.push_str(&line);
+            said.push('\n');
+        } else if !line.trim().is_empty() && !is_progress_noise(&line) {
+            messages.push(line);
+        }
     }
+    let remote_lines = remote_messages(&said);
     progress.finish();
-    let status = child.wait().context("git push did not finish")?;
+    let status = group.wait().context("git push did not finish")?;
+    let _ = stderr_reader.join();
+    if stalled {
+        return Err(Stalled {
+            remote: url.redacted().to_string(),
+            waited: show_duration(timeout),
+        }
+        .into());
+    }
     let porcelain = reader
         .join()
         .map_err(|_| anyhow::anyhow!("git push: stdout reader panicked"))?
         .context("cannot read git push's output")?;
     let results = parse_porcelain(&porcelain);
     if results.is_empty() && !status.success() {
-        let reason = messages
+        // Every error line, not only the last: "RPC failed; HTTP 502" comes before the
+        // "remote end hung up" that follows from it.
+        let mut errors: Vec<&str> = messages
             .iter()
-            .rev()
-            .find(|l| l.starts_with("fatal:") || l.starts_with("error:"))
-            .or(messages.last())
-            .map_or("no message", String::as_str);
-        bail!("git push to {} failed: {}", url.redacted(), reason.trim());
+            .map(|l| l.trim())
+            .filter(|l| l.starts_with("fatal:") || l.starts_with("error:"))
+            .collect();
+        errors.dedup();
+        let reason = if errors.is_empty() {
+            messages
+                .last()
+                .map_or("no message", |l| l.trim())
+                .to_string()
+        } else {
+            errors[errors.len().saturating_sub(3)..].join("; ")
+        };
+        let said = if remote_lines.is_empty() {
+            String::new()
+        } else {
+            format!("; the target said: {}", last_words(&remote_lines))
+        };
+        bail!(
+            "git push to {} failed: {}{said}",
+            url.redacted(),
+            reason.trim()
+        );
     }
-    Ok((results, stats))
+    Ok(PushReport {
+        statuses: results,
+        stats,
+        remote_lines,
+    })
+}
+
+/// A push the watchdog ended: no byte moved for the whole network timeout.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "git push to {remote} moved no data for {waited} (--network-timeout): the target stopped \
+     reading or answering"
+)]
+pub struct Stalled {
+    pub remote: String,
+    pub waited: String,
 }
 
 /// The repository as `git push` must be given it. Everything from input goes after `--`, so it
@@ -208,28 +272,27 @@ pub fn maintain(git_dir: &Path) -> Option<String> {
     let loose_refs = count_files(&git_dir.join("refs"));
     let mut done = Vec::new();
     if packs > MAX_PACKS {
-        let ok = isolated(git_dir)
-            .args(["repack", "-a", "-d", "-q"])
-            .stdin(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
+        let ok = run_quietly(isolated(git_dir).args(["repack", "-a", "-d", "-q"]));
         done.push(format!(
             "repacked {packs} packs{}",
             if ok { "" } else { " (failed)" }
         ));
     }
     if loose_refs > MAX_LOOSE_REFS {
-        let ok = isolated(git_dir)
-            .args(["pack-refs", "--all", "--prune"])
-            .stdin(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
+        let ok = run_quietly(isolated(git_dir).args(["pack-refs", "--all", "--prune"]));
         done.push(format!(
             "packed {loose_refs} loose refs{}",
             if ok { "" } else { " (failed)" }
         ));
     }
     (!done.is_empty()).then(|| done.join(", "))
+}
+
+/// Run a local git command to the end in its own guarded process group; true if it succeeded.
+fn run_quietly(cmd: &mut Command) -> bool {
+    Group::spawn(cmd.stdin(Stdio::null()))
+        .and_then(|mut group| group.wait())
+        .is_ok_and(|s| s.success())
 }
 
 const MAX_PACKS: usize = 24;
@@ -273,8 +336,9 @@ fn is_progress_noise(line: &str) -> bool {
         "Delta compression",
         "Compressing objects",
         "Total ",
-        "remote: ",
         "To ",
+        "hint:",
+        "error: failed to push some refs",
     ]
     .iter()
     .any(|p| line.starts_with(p))

@@ -18,6 +18,7 @@ use crate::plan::{Plan, default_max_delete};
 use crate::push;
 use crate::remote::{self, Look, RefMap, Session, Unsupported};
 use crate::report::{RefResult, Status, Summary};
+use crate::retry::Retry;
 
 /// A finished run: its summary (always filled in as far as the run got) and its error, if any.
 pub struct Outcome {
@@ -138,7 +139,12 @@ struct Run<'a> {
     seen_target: Option<RefMap>,
     /// The source's refs this tool cannot carry, as the last look saw them.
     unsupported: &'a mut Vec<Unsupported>,
+    retry: Retry,
 }
+
+/// How many times a run pushes again because the target changed after its push (an earlier,
+/// interrupted run's push landing late) before it gives up.
+const SETTLE_ATTEMPTS: u32 = 3;
 
 fn run(
     cfg: &SyncConfig,
@@ -158,7 +164,9 @@ fn run(
         repaired: false,
         seen_target: None,
         unsupported,
+        retry: Retry::new(cfg.retries),
     };
+    let retry = run.retry;
     // An existing mirror is not seeded, so the target's listing does not depend on the source:
     // overlap the two round trips. The source's error, if both fail, is the one reported.
     let overlap = !run.cache.created;
@@ -166,7 +174,8 @@ fn run(
         let listing = overlap.then(|| {
             scope.spawn(|| {
                 let start = Instant::now();
-                (session.list(&cfg.target), start.elapsed().as_secs_f64())
+                let (refs, retried) = retry.run("listing the target", || session.list(&cfg.target));
+                (refs, retried, start.elapsed().as_secs_f64())
             })
         });
         let look = run.look(summary);
@@ -174,13 +183,21 @@ fn run(
     });
     let mut look = first_look?;
     match listing {
-        Some(Ok((refs, seconds))) => {
+        Some(Ok((refs, retried, seconds))) => {
             summary.seconds.plan += seconds;
+            summary.retries += retried;
             run.seen_target = Some(refs?);
         }
         Some(Err(panic)) => std::panic::resume_unwind(panic),
         None => {}
     }
+    if run.cache.interrupted_push {
+        info!(
+            "an earlier run's push to the target did not finish; the target may still change \
+             under this run, so it is listed again after this run's push"
+        );
+    }
+    let mut settle_attempts = 0;
     let mut round = 0;
     while round < cfg.max_rounds {
         round += 1;
@@ -199,7 +216,7 @@ fn run(
                 });
             }
             if !cfg.allow_mass_delete {
-                return Err(Error::DeleteGuard(DeleteGuard::SourceEmpty).into());
+                return Err(refused(DeleteGuard::SourceEmpty, round, summary));
             }
             warn!(
                 "the source is empty: deleting every selected ref on the target (--allow-mass-delete)"
@@ -226,11 +243,14 @@ fn run(
             .max_delete
             .unwrap_or_else(|| default_max_delete(selected_on_target));
         if !cfg.allow_mass_delete && plan.deletes() > limit {
-            return Err(Error::DeleteGuard(DeleteGuard::TooManyDeletes {
-                planned: plan.deletes(),
-                limit,
-            })
-            .into());
+            return Err(refused(
+                DeleteGuard::TooManyDeletes {
+                    planned: plan.deletes(),
+                    limit,
+                },
+                round,
+                summary,
+            ));
         }
 
         if cfg.dry_run {
@@ -241,21 +261,26 @@ fn run(
         }
         if plan.is_empty() {
             debug!("the target already matches: no push");
+            // The listing this plan was made from is the check an interrupted push calls for.
+            run.cache.clear_push_mark()?;
             if !fetched {
                 return Ok(Status::InSync);
             }
         } else {
             // A mirror this run created holds only packs libgit2 indexed and verified in this
-            // run; the check is for what earlier, possibly killed, runs left. Skipping it on the
-            // first mirror saves a walk of the whole history.
-            let checked = if run.cache.created {
-                Ok(None)
-            } else {
-                timed!(
-                    summary.plan,
-                    push::check_connectivity(&run.cache.repo, &plan, &target_refs).map(Some)
-                )
-            };
+            // run (verifying them records them, at no cost); the checks are for what earlier,
+            // possibly killed, runs and the disk left. Skipping the walk on the first mirror
+            // saves a walk of the whole history.
+            let checked = timed!(
+                summary.plan,
+                run.cache.verify_packs().and_then(|()| {
+                    if run.cache.created {
+                        Ok(None)
+                    } else {
+                        push::check_connectivity(&run.cache.repo, &plan, &target_refs).map(Some)
+                    }
+                })
+            );
             let commits = match checked {
                 Ok(commits) => commits,
                 Err(why) if !run.repaired => {
@@ -272,7 +297,9 @@ fn run(
                     run.cache.path.display()
                 ),
             };
-            let rejected = timed!(
+            let unsettled = run.cache.interrupted_push;
+            run.cache.mark_push(cfg.target.redacted())?;
+            let mut rejected = timed!(
                 summary.push,
                 push::execute(
                     session,
@@ -284,9 +311,42 @@ fn run(
                     summary
                 )?
             );
+            if unsettled && rejected.iter().all(|(_, why)| lost_a_race(why)) {
+                // An earlier run's push may have landed while this one ran (and refused some of
+                // its updates, made from values the landing changed); if the target is not what
+                // this push was to leave, push again.
+                let after = timed!(summary.plan, run.list_target(summary)?);
+                let differ = differing_refs(&after, &wanted, cfg);
+                // Refused updates are either planned again or, the target already holding what
+                // they would have set, moot.
+                summary.forget_rejected(&rejected);
+                rejected.clear();
+                if differ > 0 {
+                    settle_attempts += 1;
+                    if settle_attempts > SETTLE_ATTEMPTS {
+                        bail!(
+                            "the target keeps changing under this run ({differ} ref(s) differ \
+                             after {SETTLE_ATTEMPTS} pushes): a push from an earlier, interrupted \
+                             run, or another writer, is still updating it; run sync again later"
+                        );
+                    }
+                    warn!(
+                        "the target changed after this run's push ({differ} ref(s) differ): a push \
+                         an earlier, interrupted run started has landed since; pushing again"
+                    );
+                    run.seen_target = Some(after);
+                    round -= 1;
+                    continue;
+                }
+            }
             if !rejected.is_empty() {
+                // Refs refused while an earlier push may still be landing: the next run checks.
+                if !unsettled {
+                    run.cache.clear_push_mark()?;
+                }
                 return Err(Error::Rejected(rejected).into());
             }
+            run.cache.clear_push_mark()?;
         }
 
         // Catch-up: a push to the source during this run may have had its own webhook build
@@ -305,13 +365,63 @@ fn run(
     )
 }
 
+/// The delete guard's refusal in `round`, with what the run's earlier rounds pushed.
+fn refused(guard: DeleteGuard, round: u32, summary: &Summary) -> anyhow::Error {
+    Error::DeleteGuard {
+        guard,
+        round,
+        pushed: summary.refs.pushed(),
+    }
+    .into()
+}
+
+/// Whether a ref update was refused because the ref moved under it (the old value it was sent
+/// with no longer held), not by the target's policy.
+fn lost_a_race(reason: &str) -> bool {
+    [
+        "but expected",
+        "already exists",
+        "stale info",
+        "cannot lock ref",
+        "failed to lock",
+        "incorrect old value",
+    ]
+    .iter()
+    .any(|p| reason.contains(p))
+}
+
+/// How many selected refs of `target` differ from the cache's `wanted` (missing, extra or moved).
+fn differing_refs(target: &RefMap, wanted: &RefMap, cfg: &SyncConfig) -> usize {
+    let selected = |refs: &RefMap| -> RefMap {
+        refs.iter()
+            .filter(|(n, _)| cfg.filter.selects(n))
+            .map(|(n, id)| (n.clone(), *id))
+            .collect()
+    };
+    let (target, wanted) = (selected(target), selected(wanted));
+    let moved = wanted
+        .iter()
+        .filter(|(n, id)| target.get(*n) != Some(id))
+        .count();
+    moved + target.keys().filter(|n| !wanted.contains_key(*n)).count()
+}
+
 impl Run<'_> {
     /// The target's refs: those already seen, or a fresh listing.
     fn target(&mut self, summary: &mut Summary) -> Result<RefMap> {
         match self.seen_target.take() {
             Some(refs) => Ok(refs),
-            None => Ok(timed!(summary.plan, self.session.list(&self.cfg.target)?)),
+            None => Ok(timed!(summary.plan, self.list_target(summary)?)),
         }
+    }
+
+    /// A fresh listing of the target, retried after transient failures.
+    fn list_target(&self, summary: &mut Summary) -> Result<RefMap> {
+        let (refs, retried) = self
+            .retry
+            .run("listing the target", || self.session.list(&self.cfg.target));
+        summary.retries += retried;
+        refs
     }
 
     /// Look at the source and fetch from it when its refs differ from the cache's. A mirror
@@ -327,18 +437,22 @@ impl Run<'_> {
                 && !summary.seeded
                 && remote::local_refs(&cache.repo)?.is_empty()
             {
-                let seed = timed!(
+                let (seed, retried) = timed!(
                     summary.seed,
-                    session.look(&cache.repo, &cfg.target, false, "seed", |refs| {
-                        if !refs.is_empty() {
-                            info!(
-                                "seeding the new cache from the target's {} refs, so the source sends only what the target lacks",
-                                refs.len()
-                            );
-                        }
-                        !refs.is_empty()
-                    })?
+                    self.retry.run("seeding from the target", || {
+                        session.look(&cache.repo, &cfg.target, false, "seed", |refs| {
+                            if !refs.is_empty() {
+                                info!(
+                                    "seeding the new cache from the target's {} refs, so the source sends only what the target lacks",
+                                    refs.len()
+                                );
+                            }
+                            !refs.is_empty()
+                        })
+                    })
                 );
+                summary.retries += retried;
+                let seed = seed?;
                 remote::leave_alone(&cfg.target, &seed.unsupported);
                 if let Some(stats) = seed.fetched {
                     summary.transfer.seed.add(stats);
@@ -347,18 +461,21 @@ impl Run<'_> {
                 self.seen_target = Some(seed.refs);
             }
             let local = remote::local_refs(&cache.repo)?;
-            let looked = timed!(
+            let (looked, retried) = timed!(
                 summary.fetch,
-                session.look(&cache.repo, &cfg.source, true, "fetch", |refs| {
-                    // An empty listing never empties the cache unless mass deletes are allowed:
-                    // the delete guard decides what happens next.
-                    let fetch = *refs != local && (!refs.is_empty() || cfg.allow_mass_delete);
-                    if fetch {
-                        info!("fetching from {}", cfg.source);
-                    }
-                    fetch
+                self.retry.run("fetching from the source", || {
+                    session.look(&cache.repo, &cfg.source, true, "fetch", |refs| {
+                        // An empty listing never empties the cache unless mass deletes are
+                        // allowed: the delete guard decides what happens next.
+                        let fetch = *refs != local && (!refs.is_empty() || cfg.allow_mass_delete);
+                        if fetch {
+                            info!("fetching from {}", cfg.source);
+                        }
+                        fetch
+                    })
                 })
             );
+            summary.retries += retried;
             match looked {
                 Ok(look) => {
                     if let Some(stats) = look.fetched {

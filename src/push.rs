@@ -16,8 +16,9 @@ use crate::config::SyncConfig;
 use crate::gitcli;
 use crate::plan::{Action, Change, Plan};
 use crate::progress::Progress;
-use crate::remote::{RefMap, Session};
+use crate::remote::{PushReport, RefMap, Session};
 use crate::report::{RefResult, Summary};
+use crate::retry::{self, Retry};
 use crate::url::Scheme;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,6 +97,18 @@ pub fn check_connectivity(
 }
 
 fn choose_engine(cfg: &SyncConfig) -> Engine {
+    if cfg.target.scheme() == Scheme::Local {
+        // libgit2 pushes to a local path by writing its refs itself: the target's hooks and
+        // receive.deny* settings would never run. git's receive-pack applies them (config
+        // refuses a local target when git is missing).
+        if cfg.push_engine == PushEngine::Libgit2 {
+            info!(
+                "pushing to the local target through git receive-pack, so its hooks and \
+                 receive.deny* settings apply (--push-engine libgit2 cannot run them)"
+            );
+        }
+        return Engine::Git;
+    }
     match cfg.push_engine {
         PushEngine::Libgit2 => Engine::Libgit2,
         PushEngine::Git => Engine::Git,
@@ -208,7 +221,7 @@ pub fn execute(
     summary: &mut Summary,
 ) -> Result<Vec<(String, String)>> {
     let engine = choose_engine(cfg);
-    let hybrid = cfg.push_engine == PushEngine::Auto;
+    let hybrid = cfg.push_engine == PushEngine::Auto && cfg.target.scheme() != Scheme::Local;
     let batches = batches(repo, plan, engine, hybrid, cfg.batch_size, local_refs);
     let used = |e: Engine| batches.iter().any(|(b, _)| *b == e);
     let names = match (used(Engine::Git), used(Engine::Libgit2)) {
@@ -230,6 +243,7 @@ pub fn execute(
         }
         _ => Vec::new(),
     };
+    let retry = Retry::new(cfg.retries);
     let mut rejected = Vec::new();
     for (index, (engine, batch)) in batches.iter().enumerate() {
         debug!(
@@ -239,20 +253,104 @@ pub fn execute(
             batch.len(),
             engine.name()
         );
-        let specs: Vec<String> = batch.iter().map(|c| c.refspec()).collect();
-        let (statuses, stats) = match engine {
-            Engine::Libgit2 => session.push(repo, &cfg.target, &specs)?,
-            Engine::Git => {
-                let mut progress = Progress::new("push", cfg.progress, cfg.progress_interval);
-                gitcli::push(repo.path(), &cfg.target, &specs, &git_env, &mut progress)?
+        let mut pending: Vec<&Change> = batch.clone();
+        let mut retried = 0;
+        let mut report = loop {
+            let specs: Vec<String> = pending.iter().map(|c| c.refspec()).collect();
+            let pushed = match engine {
+                Engine::Libgit2 => session.push(repo, &cfg.target, &specs),
+                Engine::Git => {
+                    let mut progress = Progress::new("push", cfg.progress, cfg.progress_interval);
+                    gitcli::push(
+                        repo.path(),
+                        &cfg.target,
+                        &specs,
+                        &git_env,
+                        cfg.network_timeout,
+                        &mut progress,
+                    )
+                }
+            };
+            let err = match pushed {
+                Ok(report) => break report,
+                Err(err) if retried < retry.retries && retry::is_transient(&err) => err,
+                Err(err) => return Err(err),
+            };
+            retried += 1;
+            summary.retries += 1;
+            retry.pause("the push", &err, retried);
+            // Updates the cut push delivered stay delivered: push only what the target still
+            // lacks (a deletion of a ref already gone would be refused). If even the listing
+            // fails, the next attempt pushes the whole batch again.
+            if let Ok(now) = session.list(&cfg.target) {
+                let (landed, rest): (Vec<&Change>, Vec<&Change>) = pending
+                    .iter()
+                    .partition(|c| now.get(&c.name).copied() == c.new);
+                for change in landed {
+                    summary.record(change, RefResult::Ok, None);
+                }
+                pending = rest;
+            }
+            if pending.is_empty() {
+                break PushReport::default();
             }
         };
+        explain_rejections(&mut report.statuses, &report.remote_lines);
         summary.transfer.push.batches += 1;
-        summary.transfer.push.objects += stats.objects;
-        summary.transfer.push.bytes += stats.bytes;
-        record(batch, &statuses, summary, &mut rejected);
+        summary.transfer.push.objects += report.stats.objects;
+        summary.transfer.push.bytes += report.stats.bytes;
+        record(&pending, &report.statuses, summary, &mut rejected);
     }
     Ok(rejected)
+}
+
+/// Give each rejected ref the target's own words after its terse status ("pre-receive hook
+/// declined", "unpacker error"): the lines that name the ref, or else the lines that name no
+/// rejected ref (a message about the whole push, such as a full disk).
+fn explain_rejections(statuses: &mut HashMap<String, Option<String>>, lines: &[String]) {
+    if lines.is_empty() {
+        return;
+    }
+    let rejected: Vec<String> = statuses
+        .iter()
+        .filter(|(_, s)| s.is_some())
+        .map(|(n, _)| n.clone())
+        .collect();
+    let names = |line: &str, name: &str| {
+        line.contains(name)
+            || name
+                .strip_prefix("refs/heads/")
+                .or_else(|| name.strip_prefix("refs/tags/"))
+                .is_some_and(|short| {
+                    line.split(|c: char| c.is_whitespace() || "'\"`:,()".contains(c))
+                        .any(|word| word == short)
+                })
+    };
+    let general: Vec<&str> = lines
+        .iter()
+        .filter(|l| !rejected.iter().any(|n| names(l, n)))
+        .map(String::as_str)
+        .collect();
+    for name in rejected {
+        let Some(Some(reason)) = statuses.get_mut(&name) else {
+            continue;
+        };
+        let own: Vec<&str> = lines
+            .iter()
+            .filter(|l| names(l, &name))
+            .map(String::as_str)
+            .collect();
+        let words = if own.is_empty() { &general } else { &own };
+        let skip = words.len().saturating_sub(3);
+        let new: Vec<&str> = words[skip..]
+            .iter()
+            .copied()
+            .filter(|w| !reason.contains(w))
+            .collect();
+        if !new.is_empty() {
+            *reason = format!("{reason}: {}", new.join("; "));
+        }
+    }
 }
 
 fn record(
@@ -381,6 +479,45 @@ mod tests {
                 "refs/heads/gone"
             ]
         );
+    }
+
+    #[test]
+    fn each_refused_ref_gets_its_own_words() {
+        // Eight refs refused at once, as a target that lost a race with a late push says it:
+        // every ref keeps the line that names it, however many there are.
+        let mut statuses: HashMap<String, Option<String>> = (0..8)
+            .map(|i| {
+                (
+                    format!("refs/heads/b{i}"),
+                    Some("failed to update ref".to_string()),
+                )
+            })
+            .collect();
+        statuses.insert("refs/heads/fine".to_string(), None);
+        let mut text: String = (0..8)
+            .map(|i| {
+                format!(
+                    "remote: error: cannot lock ref 'refs/heads/b{i}': reference already exists   \n"
+                )
+            })
+            .collect();
+        text.push_str("remote: Resolving deltas: 100% (3/3)\n");
+        let lines = crate::remote::remote_messages(&text);
+        assert_eq!(lines.len(), 8, "{lines:?}");
+        explain_rejections(&mut statuses, &lines);
+        for i in 0..8 {
+            assert_eq!(
+                statuses[&format!("refs/heads/b{i}")].as_deref(),
+                Some(
+                    format!(
+                        "failed to update ref: error: cannot lock ref 'refs/heads/b{i}': \
+                         reference already exists"
+                    )
+                    .as_str()
+                )
+            );
+        }
+        assert_eq!(statuses["refs/heads/fine"], None);
     }
 
     #[test]

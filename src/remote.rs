@@ -85,6 +85,13 @@ pub fn init(timeout: Duration) -> Result<()> {
 }
 
 impl Session {
+    /// A libgit2 network failure on `url`, explained, with this thread's connections cut so
+    /// libgit2's teardown does not wait on a peer that stopped answering.
+    fn failed(&self, url: &RemoteUrl, what: &str, err: git2::Error) -> anyhow::Error {
+        crate::tcp::cut_connections_of_this_thread();
+        self.auth.explain(url, what, err)
+    }
+
     fn callbacks<'a>(&'a self, url: &'a RemoteUrl) -> RemoteCallbacks<'a> {
         let mut callbacks = RemoteCallbacks::new();
         self.auth.install(url, &mut callbacks);
@@ -113,7 +120,7 @@ impl Session {
     ) -> Result<(git2::RemoteConnection<'repo, 'r, 'r>, Listing)> {
         let mut connection = remote
             .connect_auth(Direction::Fetch, Some(self.callbacks(url)), None)
-            .map_err(|e| self.auth.explain(url, "cannot connect to", e))?;
+            .map_err(|e| self.failed(url, "cannot connect to", e))?;
         let heads = git2_bytes::remote_heads(connection.remote())
             .with_context(|| format!("cannot list the refs of {}", url.redacted()))?;
         Ok((connection, advertised(heads)))
@@ -162,7 +169,7 @@ impl Session {
         let remote = connection.remote();
         remote
             .download(&[MIRROR_REFSPEC], Some(&mut options))
-            .map_err(|e| self.auth.explain(url, "cannot fetch from", e))?;
+            .map_err(|e| self.failed(url, "cannot fetch from", e))?;
         progress.borrow_mut().finish();
         let stats = remote.stats();
         let fetched = TransferStats {
@@ -202,13 +209,20 @@ impl Session {
         repo: &git2::Repository,
         url: &RemoteUrl,
         specs: &[String],
-    ) -> Result<(HashMap<String, Option<String>>, TransferStats)> {
+    ) -> Result<PushReport> {
         let mut remote = repo
             .remote_anonymous(url.as_git_url())
             .with_context(|| format!("cannot use {} as a remote", url.redacted()))?;
         let stats = RefCell::new(TransferStats::default());
+        // The target's own messages (a hook's words, an unpacker's error) arrive on the
+        // sideband, mixed with its progress.
+        let said = RefCell::new(Vec::<u8>::new());
         let progress = RefCell::new(self.progress("push"));
         let mut callbacks = self.callbacks(url);
+        callbacks.sideband_progress(|data| {
+            said.borrow_mut().extend_from_slice(data);
+            true
+        });
         callbacks.push_transfer_progress(|current, total, bytes| {
             *stats.borrow_mut() = TransferStats {
                 objects: total,
@@ -220,11 +234,33 @@ impl Session {
         options
             .remote_callbacks(callbacks)
             .packbuilder_parallelism(0);
-        let statuses = git2_bytes::push(&mut remote, specs, &options)
-            .map_err(|e| self.auth.explain(url, "cannot push to", e))?;
+        let pushed = git2_bytes::push(&mut remote, specs, &options);
+        if pushed.is_err() {
+            crate::tcp::cut_connections_of_this_thread();
+        }
+        // Nothing is left to say to the remote; a failure to say goodbye changes nothing.
+        let _ = remote.disconnect();
         progress.borrow_mut().finish();
         drop(options);
-        Ok((statuses, stats.into_inner()))
+        let remote_lines = remote_messages(&String::from_utf8_lossy(&said.into_inner()));
+        let statuses = match pushed {
+            Ok(statuses) => statuses,
+            Err(e) => {
+                let err = self.auth.explain(url, "cannot push to", e);
+                if remote_lines.is_empty() {
+                    return Err(err);
+                }
+                return Err(anyhow::anyhow!(
+                    "{err:#}; the target said: {}",
+                    last_words(&remote_lines)
+                ));
+            }
+        };
+        Ok(PushReport {
+            statuses,
+            stats: stats.into_inner(),
+            remote_lines,
+        })
     }
 }
 
@@ -234,6 +270,52 @@ fn fetch_location(url: &RemoteUrl) -> String {
     url.local_path()
         .and_then(crate::upload_pack::url)
         .unwrap_or_else(|| url.as_git_url().to_string())
+}
+
+/// The last few of a remote's message lines, for an error about the whole push.
+pub fn last_words(lines: &[String]) -> String {
+    lines[lines.len().saturating_sub(5)..].join("; ")
+}
+
+/// What a push reported: each ref's result (`None` accepted, `Some(reason)` rejected), what was
+/// sent, and what the target said on the way.
+#[derive(Debug, Default)]
+pub struct PushReport {
+    pub statuses: HashMap<String, Option<String>>,
+    pub stats: TransferStats,
+    /// The target's own messages (hooks, errors), its progress lines removed.
+    pub remote_lines: Vec<String>,
+}
+
+/// The lines of a remote's sideband text (or of git's `remote: ` lines) that are messages, not
+/// progress: a hook's words, an unpacker's error, one per refused ref. Each is kept short, and
+/// at most the last `KEPT` (a server that talks without end cannot fill memory).
+pub fn remote_messages(text: &str) -> Vec<String> {
+    const PROGRESS: [&str; 9] = [
+        "Resolving deltas",
+        "Counting objects",
+        "Compressing objects",
+        "Enumerating objects",
+        "Writing objects",
+        "Receiving objects",
+        "Unpacking objects",
+        "Total ",
+        "Processing",
+    ];
+    const KEPT: usize = 10_000;
+    const LONGEST: usize = 300;
+    let mut lines: Vec<String> = text
+        .split(['\r', '\n'])
+        .map(|l| l.strip_prefix("remote:").unwrap_or(l).trim())
+        .filter(|l| !l.is_empty() && !PROGRESS.iter().any(|p| l.starts_with(p)))
+        .map(|l| match l.char_indices().nth(LONGEST) {
+            Some((cut, _)) => format!("{}...", &l[..cut]),
+            None => l.to_string(),
+        })
+        .collect();
+    lines.dedup();
+    let skip = lines.len().saturating_sub(KEPT);
+    lines.split_off(skip)
 }
 
 /// Mirror semantics: every ref, force-updated, under the same name.

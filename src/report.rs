@@ -65,6 +65,13 @@ pub struct RefCounts {
     pub rejected: usize,
 }
 
+impl RefCounts {
+    /// Ref updates the target accepted.
+    pub fn pushed(&self) -> usize {
+        self.created + self.updated + self.forced + self.deleted
+    }
+}
+
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct PushStats {
     pub objects: usize,
@@ -101,6 +108,8 @@ pub struct Summary {
     pub cache: String,
     pub dry_run: bool,
     pub rounds: u32,
+    /// Network steps tried again after a transient failure.
+    pub retries: u32,
     pub seeded: bool,
     pub refs: RefCounts,
     pub changes: Vec<ChangeReport>,
@@ -120,6 +129,7 @@ impl Summary {
             cache: cache.to_string(),
             dry_run,
             rounds: 0,
+            retries: 0,
             seeded: false,
             refs: RefCounts::default(),
             changes: Vec::new(),
@@ -130,9 +140,10 @@ impl Summary {
 
     /// Record one ref's outcome and count it.
     pub fn record(&mut self, change: &Change, result: RefResult, reason: Option<String>) {
+        // A dry run counts what it plans: its status says nothing was applied.
         if result == RefResult::Rejected {
             self.refs.rejected += 1;
-        } else if result == RefResult::Ok {
+        } else {
             let counter = match change.action {
                 Action::Create => &mut self.refs.created,
                 Action::FastForward => &mut self.refs.updated,
@@ -142,6 +153,15 @@ impl Summary {
             *counter += 1;
         }
         self.changes.push(ChangeReport::new(change, result, reason));
+    }
+
+    /// Take back the rejections of `refs`: they are planned again (or turned out moot).
+    pub fn forget_rejected(&mut self, refs: &[(String, String)]) {
+        let before = self.changes.len();
+        self.changes.retain(|c| {
+            c.result != RefResult::Rejected || !refs.iter().any(|(name, _)| *name == c.name)
+        });
+        self.refs.rejected -= before - self.changes.len();
     }
 
     pub fn to_json(&self) -> String {
@@ -193,10 +213,14 @@ impl Summary {
         }
         let r = &self.refs;
         let head = match self.status {
-            Status::InSync => "in sync",
-            Status::DryRun => "dry run, target untouched",
-            Status::Refused => "refused, target untouched",
-            Status::Failed => "FAILED",
+            Status::InSync => "in sync".to_string(),
+            Status::DryRun => "dry run, target untouched".to_string(),
+            Status::Refused if r.pushed() == 0 => "refused, target untouched".to_string(),
+            Status::Refused => format!(
+                "refused after earlier rounds pushed {} ref update(s)",
+                r.pushed()
+            ),
+            Status::Failed => "FAILED".to_string(),
         };
         let planned = self
             .changes
@@ -208,10 +232,15 @@ impl Summary {
         } else {
             String::new()
         };
+        let retries = match self.retries {
+            0 => String::new(),
+            1 => ", 1 retry".to_string(),
+            n => format!(", {n} retries"),
+        };
         writeln!(
             out,
             "backlog-mirror: {head}: {} created, {} updated, {} forced, {} deleted, {} unchanged, \
-             {} rejected{planned} ({} round{})",
+             {} rejected{planned} ({} round{}{retries})",
             r.created,
             r.updated,
             r.forced,

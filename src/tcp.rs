@@ -18,7 +18,9 @@ use std::io::{ErrorKind, Read, Write};
 use std::mem::ManuallyDrop;
 use std::net::{TcpStream, ToSocketAddrs};
 use std::os::fd::{FromRawFd, IntoRawFd, RawFd};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicI32, Ordering};
+use std::thread::ThreadId;
 use std::time::Duration;
 
 use libgit2_sys as raw;
@@ -67,6 +69,29 @@ unsafe extern "C" {
 
 static CONNECT_TIMEOUT_MS: AtomicI32 = AtomicI32::new(0);
 static IO_TIMEOUT_MS: AtomicI32 = AtomicI32::new(0);
+
+/// Every connected socket and the thread that opened it. libgit2 calls are synchronous, so a
+/// thread's sockets are those of the operation it runs.
+static OPEN: Mutex<Vec<(RawFd, ThreadId)>> = Mutex::new(Vec::new());
+
+fn open_sockets() -> std::sync::MutexGuard<'static, Vec<(RawFd, ThreadId)>> {
+    OPEN.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Shut down the sockets this thread opened, after a network operation on it failed: libgit2
+/// then tears its connection down politely (closing an SSH channel waits for the server's
+/// answer, once per step, each as long as the network timeout), which against a peer that has
+/// stopped answering only multiplies the wait. A shut-down socket fails those steps at once.
+pub fn cut_connections_of_this_thread() {
+    let me = std::thread::current().id();
+    for (fd, _) in open_sockets().iter().filter(|(_, t)| *t == me) {
+        // SAFETY: the descriptor is open: `close` removes it from the list, under the same
+        // lock, before closing it.
+        unsafe {
+            libc::shutdown(*fd, libc::SHUT_RDWR);
+        }
+    }
+}
 
 /// Make every later libgit2 connection use this socket. Call once libgit2 is initialised.
 pub fn register(connect_timeout_ms: i32, io_timeout_ms: i32) -> Result<(), git2::Error> {
@@ -160,6 +185,7 @@ unsafe extern "C" fn connect(stream: *mut GitStream) -> c_int {
         ) {
             Ok(fd) => {
                 st.s = fd;
+                open_sockets().push((fd, std::thread::current().id()));
                 0
             }
             Err((code, message)) => {
@@ -316,6 +342,8 @@ unsafe extern "C" fn close(stream: *mut GitStream) -> c_int {
         // SAFETY: libgit2 closes only streams `init` made.
         let st = unsafe { socket(stream) };
         if st.s >= 0 {
+            let mut open = open_sockets();
+            open.retain(|(fd, _)| *fd != st.s);
             // SAFETY: we own the descriptor since `connect`; it is closed once.
             drop(unsafe { TcpStream::from_raw_fd(st.s) });
             st.s = -1;

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod codecommit;
+pub mod fault_proxy;
 mod git_servers;
 pub mod moto;
 pub mod redirect;
@@ -16,6 +17,8 @@ use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+#[allow(unused_imports)]
+pub use fault_proxy::{Direction, Fault, FaultProxy};
 #[allow(unused_imports)]
 pub use git_servers::{GitDaemon, HttpGit, HttpOptions, Request};
 #[allow(unused_imports)]

@@ -1,0 +1,310 @@
+//! Child processes that cannot outlive the run, and cannot hang it.
+//!
+//! A `git push` is a tree of processes: git, pack-objects, and for a local target
+//! `sh -c git-receive-pack`, receive-pack, its hooks and index-pack. Killing only git (what
+//! PR_SET_PDEATHSIG does when we die) leaves receive-pack running: it updates the target's refs
+//! later, after the next run has listed the target and reported it in sync. So every child runs in
+//! a process group of its own, and a small guard process (forked from us, in that group) waits
+//! on a pipe whose write end only we hold: when we die by any means, even SIGKILL, the pipe
+//! reaches end-of-file and the guard kills the whole group, itself included. The guard also holds
+//! our descriptors, the cache lock among them, so the next run cannot take the lock before the
+//! group is dead.
+//!
+//! The same group is what a stalled transfer is measured on: the bytes its processes read and
+//! write (`/proc/<pid>/io`) stop moving when the remote stops reading, whatever the transport.
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::process::{Child, Command, ExitStatus};
+
+/// A running child in its own process group, with the guard that ends the group if we die.
+pub struct Group {
+    child: Child,
+    pgid: libc::pid_t,
+    guard: Option<Guard>,
+    waited: bool,
+}
+
+/// The guard process: its pid and the write end of the pipe it waits on.
+struct Guard {
+    pid: libc::pid_t,
+    release: OwnedFd,
+}
+
+impl Group {
+    /// Start `cmd` in a new process group watched by a guard. Without a guard (fork refused, or
+    /// not Linux) the child still gets its own group and dies with the thread that started it.
+    pub fn spawn(cmd: &mut Command) -> io::Result<Group> {
+        let guard = start_guard().ok();
+        let leader = guard.as_ref().map_or(0, |g| g.pid);
+        set_up_child(cmd, leader);
+        let child = match cmd.spawn() {
+            Ok(child) => child,
+            Err(e) => {
+                if let Some(guard) = guard {
+                    guard.release_and_reap();
+                }
+                return Err(e);
+            }
+        };
+        let pgid = if leader > 0 {
+            leader
+        } else {
+            child.id() as libc::pid_t
+        };
+        Ok(Group {
+            child,
+            pgid,
+            guard,
+            waited: false,
+        })
+    }
+
+    pub fn child(&mut self) -> &mut Child {
+        &mut self.child
+    }
+
+    /// Kill every process of the group (the guard too).
+    pub fn kill(&mut self) {
+        // SAFETY: signalling a process group we created; at worst it no longer exists.
+        unsafe {
+            libc::kill(-self.pgid, libc::SIGKILL);
+        }
+    }
+
+    /// Wait for the child, then let the guard go without killing anything: a child that exited
+    /// has waited for its own children.
+    pub fn wait(&mut self) -> io::Result<ExitStatus> {
+        let status = self.child.wait();
+        self.waited = true;
+        if let Some(guard) = self.guard.take() {
+            guard.release_and_reap();
+        }
+        status
+    }
+
+    /// Bytes read and written so far by the group's processes (`rchar + wchar` of
+    /// `/proc/<pid>/io`: sockets, pipes and files alike). `None` where /proc cannot tell.
+    pub fn io_bytes(&self) -> Option<u64> {
+        group_io_bytes(self.pgid)
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        if !self.waited {
+            self.kill();
+            let _ = self.child.wait();
+        }
+        if let Some(guard) = self.guard.take() {
+            guard.release_and_reap();
+        }
+    }
+}
+
+impl Guard {
+    /// Tell the guard we are done (one byte: exit without killing), then reap it.
+    fn release_and_reap(self) {
+        let _ = write_byte(&self.release, b"x");
+        drop(self.release);
+        let mut status = 0;
+        // SAFETY: reaping our own child.
+        unsafe {
+            while libc::waitpid(self.pid, &mut status, 0) < 0
+                && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted
+            {}
+        }
+    }
+}
+
+fn write_byte(fd: &OwnedFd, bytes: &[u8]) -> io::Result<()> {
+    // SAFETY: a valid descriptor we own and a buffer of the length given.
+    let n = unsafe { libc::write(fd.as_raw_fd(), bytes.as_ptr().cast(), bytes.len()) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+#[cfg(target_os = "linux")]
+fn start_guard() -> io::Result<Guard> {
+    let mut fds = [0 as libc::c_int; 2];
+    // SAFETY: a two-element array for pipe2 to fill.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: pipe2 returned two new descriptors we now own.
+    let (read_end, write_end) =
+        unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    // SAFETY: the child runs only async-signal-safe calls (setpgid, close, read, kill, _exit)
+    // and never returns into Rust code, so forking a multi-threaded process is sound.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if pid == 0 {
+        // SAFETY: see above; this function does not return.
+        unsafe { guard_main(read_end.as_raw_fd(), write_end.as_raw_fd()) }
+    }
+    drop(read_end);
+    // Both sides set the group, so it exists before the git child joins it, whichever runs
+    // first.
+    // SAFETY: our child, not yet exec'd (it never execs).
+    unsafe {
+        libc::setpgid(pid, pid);
+    }
+    Ok(Guard {
+        pid,
+        release: write_end,
+    })
+}
+
+#[cfg(not(target_os = "linux"))]
+fn start_guard() -> io::Result<Guard> {
+    Err(io::Error::new(io::ErrorKind::Unsupported, "no guard here"))
+}
+
+/// The guard: wait until the pipe says "done" (a byte) or "parent gone" (end of file); on the
+/// latter, kill the whole group.
+///
+/// # Safety
+/// Only to be called in the child of `fork`.
+#[cfg(target_os = "linux")]
+unsafe fn guard_main(read_fd: libc::c_int, write_fd: libc::c_int) -> ! {
+    // SAFETY: async-signal-safe calls on descriptors this process inherited.
+    unsafe {
+        libc::setpgid(0, 0);
+        libc::close(write_fd);
+        let mut byte = 0u8;
+        let n = loop {
+            let n = libc::read(read_fd, (&mut byte as *mut u8).cast(), 1);
+            if n < 0 && *libc::__errno_location() == libc::EINTR {
+                continue;
+            }
+            break n;
+        };
+        if n != 1 {
+            libc::kill(0, libc::SIGKILL);
+        }
+        libc::_exit(0)
+    }
+}
+
+/// Put the child in the guard's group (or a new group of its own) and let it die with the
+/// thread that started it.
+fn set_up_child(cmd: &mut Command, leader: libc::pid_t) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: prctl and setpgid are async-signal-safe, and the closure touches nothing else
+    // between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            #[cfg(target_os = "linux")]
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            if libc::setpgid(0, leader) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Sum of `rchar + wchar` over the processes of group `pgid`.
+fn group_io_bytes(pgid: libc::pid_t) -> Option<u64> {
+    let mut total = 0u64;
+    let mut seen = false;
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // `pid (comm) state ppid pgrp ...`; comm may hold spaces and parentheses.
+        let Some(after) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
+            continue;
+        };
+        let pgrp = after.split_whitespace().nth(2).and_then(|f| f.parse().ok());
+        if pgrp != Some(pgid) {
+            continue;
+        }
+        let Ok(io) = std::fs::read_to_string(format!("/proc/{pid}/io")) else {
+            continue;
+        };
+        seen = true;
+        for line in io.lines() {
+            if let Some(v) = line
+                .strip_prefix("rchar: ")
+                .or_else(|| line.strip_prefix("wchar: "))
+            {
+                total += v.trim().parse::<u64>().unwrap_or(0);
+            }
+        }
+    }
+    seen.then_some(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::Stdio;
+
+    fn alive(pid: libc::pid_t) -> bool {
+        // SAFETY: signal 0 only checks that the process exists.
+        unsafe { libc::kill(pid, 0) == 0 }
+    }
+
+    #[test]
+    fn the_child_gets_its_own_group_and_io_is_counted() {
+        let mut group = Group::spawn(
+            Command::new("sh")
+                .args(["-c", "head -c 100000 /dev/zero >/dev/null; echo $$"])
+                .stdout(Stdio::piped()),
+        )
+        .unwrap();
+        let pid = group.child().id() as libc::pid_t;
+        // SAFETY: asking for a process's group.
+        let pgid = unsafe { libc::getpgid(pid) };
+        assert_ne!(pgid, unsafe { libc::getpgid(0) });
+        assert!(group.io_bytes().is_some());
+        assert!(group.wait().unwrap().success());
+    }
+
+    #[test]
+    fn kill_ends_grandchildren_too() {
+        let mut group = Group::spawn(
+            Command::new("sh")
+                .args(["-c", "sleep 600 & echo $!; wait"])
+                .stdout(Stdio::piped()),
+        )
+        .unwrap();
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(group.child().stdout.take().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        let grandchild: libc::pid_t = line.trim().parse().unwrap();
+        assert!(alive(grandchild));
+        group.kill();
+        let _ = group.wait();
+        // The grandchild is not our child: it is reaped by init, so poll with a pidfd.
+        // SAFETY: pidfd_open on a pid, then poll on the descriptor it returns.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, grandchild, 0) } as i32;
+        if fd >= 0 {
+            let mut poll = libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            let ready = unsafe { libc::poll(&mut poll, 1, 10_000) };
+            unsafe { libc::close(fd) };
+            assert_eq!(ready, 1, "the grandchild survived the group kill");
+        }
+    }
+}

@@ -1,0 +1,429 @@
+//! Network faults between the binary and real servers, injected by a TCP proxy: a peer that stops
+//! reading or answering ends every step within `--network-timeout`, whichever engine runs it; a
+//! transient fault is retried and the run ends exact; what cannot succeed is tried once.
+
+mod support;
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use support::*;
+
+/// A source whose push is far larger than the proxy lets through before it stalls.
+fn sizeable_source(sb: &Sandbox) -> PathBuf {
+    generate_repo(
+        &sb.join("srv/source.git"),
+        &GenSpec {
+            commits: 60,
+            files: 20,
+            fresh_bytes: 40_000,
+            branches: 1,
+            ..GenSpec::default()
+        },
+    )
+}
+
+/// Run `cmd` to its end, or kill it after `limit` (a hung run must fail the test, not hang it).
+/// Returns what it printed and how long it took.
+fn run_bounded(cmd: &mut Command, limit: Duration) -> (Run, Duration) {
+    let start = Instant::now();
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the binary");
+    let pid = child.id() as i32;
+    let (done, finished) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done.send(child.wait_with_output());
+    });
+    let output = match finished.recv_timeout(limit) {
+        Ok(output) => output,
+        Err(_) => {
+            // SAFETY: killing the child we started; it has not been reaped (the waiting
+            // thread still holds it).
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            finished.recv().expect("the child ends once killed")
+        }
+    }
+    .expect("wait for the binary");
+    let run = Run {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    };
+    assert_no_secret(&run, &[]);
+    (run, start.elapsed())
+}
+
+/// A server of one kind serving `srv/`: its URL for a repository, and its port.
+enum Server {
+    Daemon(GitDaemon),
+    Http(HttpGit),
+}
+
+impl Server {
+    fn start(kind: &str, root: &std::path::Path) -> Server {
+        match kind {
+            "git" => Server::Daemon(GitDaemon::start(root)),
+            _ => Server::Http(HttpGit::start(root)),
+        }
+    }
+
+    fn url(&self, repo: &str) -> String {
+        match self {
+            Server::Daemon(d) => d.url(repo),
+            Server::Http(h) => h.url(repo),
+        }
+    }
+
+    fn port(&self) -> u16 {
+        let url = self.url("x");
+        let rest = &url[url.find("127.0.0.1:").unwrap() + "127.0.0.1:".len()..];
+        rest[..rest.find('/').unwrap()].parse().unwrap()
+    }
+}
+
+const TIMEOUT: &str = "3s";
+/// The timeout, what the run does besides (about a second here), and room for a loaded machine;
+/// below what one wait too many costs (over SSH, libgit2's teardown waited three more timeouts).
+const BOUND: Duration = Duration::from_secs(10);
+
+fn assert_timed_out(label: &str, run: &Run, took: Duration, remote: &str) {
+    assert!(
+        took < BOUND,
+        "{label}: still running after {took:?}: --network-timeout {TIMEOUT} did not end it in time:\n{}",
+        run.stderr
+    );
+    assert_eq!(run.code, 1, "{label}: {}", run.stderr);
+    let error = run.only_error();
+    eprintln!("{label}: ended after {took:.1?}: {error}");
+    assert!(
+        error.contains(remote),
+        "{label}: the error does not name {remote}: {error}"
+    );
+}
+
+#[test]
+fn a_target_that_stops_reading_ends_the_push_within_the_timeout() {
+    for transport in ["git", "http"] {
+        for engine in ["git", "libgit2"] {
+            let label = format!("push over {transport} via {engine}");
+            let sb = Sandbox::new();
+            let source = sizeable_source(&sb);
+            init_bare(&sb.join("srv/target.git"));
+            let server = Server::start(transport, &sb.join("srv"));
+            let proxy = FaultProxy::start(
+                server.port(),
+                Fault::Stall {
+                    dir: Direction::Upstream,
+                    after: 200 * 1024,
+                },
+            );
+            let target = proxy.rewrite(&server.url("target.git"));
+            let (out, took) = run_bounded(
+                sb.sync(&path_str(&source), &target).args([
+                    "--push-engine",
+                    engine,
+                    "--network-timeout",
+                    TIMEOUT,
+                    "--retries",
+                    "0",
+                ]),
+                Duration::from_secs(60),
+            );
+            assert!(proxy.fired() > 0, "{label}: the stall never happened");
+            assert_timed_out(&label, &out, took, &target);
+        }
+    }
+}
+
+#[test]
+fn a_source_or_target_that_stops_answering_ends_the_run_within_the_timeout() {
+    for transport in ["git", "http"] {
+        // (what stalls, after how many bytes from the server)
+        for (side, after) in [
+            ("source listing", 0),
+            ("source fetch", 20 * 1024),
+            ("target listing", 0),
+        ] {
+            let label = format!("{side} over {transport}");
+            let sb = Sandbox::new();
+            let source = sizeable_source(&sb);
+            let target = init_bare(&sb.join("srv/target.git"));
+            let server = Server::start(transport, &sb.join("srv"));
+            if side == "target listing" {
+                // An existing mirror, so the target is listed (not seeded from) on the next run.
+                let first = run(&mut sb.sync(&path_str(&source), &path_str(&target)));
+                assert_eq!(first.code, 0, "{label}: {}", first.stderr);
+            }
+            let proxy = FaultProxy::start(
+                server.port(),
+                Fault::Stall {
+                    dir: Direction::Downstream,
+                    after,
+                },
+            );
+            let (src, tgt, stalled) = if side == "target listing" {
+                let tgt = proxy.rewrite(&server.url("target.git"));
+                (path_str(&source), tgt.clone(), tgt)
+            } else {
+                let src = proxy.rewrite(&server.url("source.git"));
+                (src.clone(), path_str(&target), src)
+            };
+            let (out, took) = run_bounded(
+                sb.sync(&src, &tgt)
+                    .args(["--network-timeout", TIMEOUT, "--retries", "0"]),
+                Duration::from_secs(60),
+            );
+            assert!(proxy.fired() > 0, "{label}: the stall never happened");
+            assert_timed_out(&label, &out, took, &stalled);
+        }
+    }
+}
+
+#[test]
+fn an_ssh_peer_that_stops_ends_the_run_within_the_timeout() {
+    // (what stalls, direction, after how many bytes)
+    for (side, dir, after) in [
+        ("source handshake", Direction::Downstream, 0),
+        ("source fetch", Direction::Downstream, 30 * 1024),
+        ("target push", Direction::Upstream, 200 * 1024),
+    ] {
+        let label = format!("ssh {side}");
+        let sb = Sandbox::new();
+        let source = sizeable_source(&sb);
+        let target = init_bare(&sb.join("srv/target.git"));
+        let sshd = Sshd::start();
+        let key = keygen(&sb.join("keys"), "id", "ed25519", "openssh", None);
+        sshd.authorize(&key.public_line);
+        let proxy = FaultProxy::start(sshd.port(), Fault::Stall { dir, after });
+        let (src, tgt, stalled) = if side == "target push" {
+            let tgt = proxy.rewrite(&sshd.url(&target));
+            (path_str(&source), tgt.clone(), tgt)
+        } else {
+            let src = proxy.rewrite(&sshd.url(&source));
+            (src.clone(), path_str(&target), src)
+        };
+        let mut cmd = sb.sync(&src, &tgt);
+        cmd.args([
+            "--network-timeout",
+            TIMEOUT,
+            "--retries",
+            "0",
+            "--ssh-key-file",
+        ])
+        .arg(&key.private_path);
+        for fp in sshd.host_key_fingerprints() {
+            cmd.args(["--host-key-fingerprint", &fp]);
+        }
+        let (out, took) = run_bounded(&mut cmd, Duration::from_secs(60));
+        assert!(proxy.fired() > 0, "{label}: the stall never happened");
+        assert_timed_out(&label, &out, took, &stalled);
+    }
+}
+
+fn json(run: &Run) -> serde_json::Value {
+    serde_json::from_str(run.stdout.trim())
+        .unwrap_or_else(|e| panic!("no JSON summary ({e}):\n{}", run.stderr))
+}
+
+/// One transient fault, once: the step is retried (logged as a warning, counted in the JSON
+/// summary) and the run ends exact.
+#[test]
+fn a_transient_fault_once_succeeds_on_retry() {
+    // (label, transport, whose connection, fault, engine)
+    let cases = [
+        (
+            "fetch cut",
+            "git",
+            "source",
+            Fault::Cut {
+                dir: Direction::Downstream,
+                after: 20 * 1024,
+            },
+            "auto",
+        ),
+        (
+            "fetch cut",
+            "http",
+            "source",
+            Fault::Cut {
+                dir: Direction::Downstream,
+                after: 20 * 1024,
+            },
+            "auto",
+        ),
+        ("source refused", "git", "source", Fault::Refuse, "auto"),
+        (
+            "source answers 503",
+            "http",
+            "source",
+            Fault::HttpStatus(503),
+            "auto",
+        ),
+        (
+            "push cut",
+            "git",
+            "target",
+            Fault::Cut {
+                dir: Direction::Upstream,
+                after: 100 * 1024,
+            },
+            "git",
+        ),
+        (
+            "push cut",
+            "git",
+            "target",
+            Fault::Cut {
+                dir: Direction::Upstream,
+                after: 100 * 1024,
+            },
+            "libgit2",
+        ),
+        (
+            "push cut",
+            "http",
+            "target",
+            Fault::Cut {
+                dir: Direction::Upstream,
+                after: 100 * 1024,
+            },
+            "git",
+        ),
+        (
+            "push cut",
+            "http",
+            "target",
+            Fault::Cut {
+                dir: Direction::Upstream,
+                after: 100 * 1024,
+            },
+            "libgit2",
+        ),
+        (
+            "push answers 502",
+            "http",
+            "target",
+            Fault::HttpStatusOn {
+                status: 502,
+                request: "POST /target.git/git-receive-pack",
+            },
+            "git",
+        ),
+        (
+            "push answers 502",
+            "http",
+            "target",
+            Fault::HttpStatusOn {
+                status: 502,
+                request: "POST /target.git/git-receive-pack",
+            },
+            "libgit2",
+        ),
+    ];
+    for (what, transport, side, fault, engine) in cases {
+        let label = format!("{what} over {transport} via {engine}");
+        let sb = Sandbox::new();
+        let source = sizeable_source(&sb);
+        let target = init_bare(&sb.join("srv/target.git"));
+        let server = Server::start(transport, &sb.join("srv"));
+        let proxy = FaultProxy::start_times(server.port(), fault, 1);
+        let (src, tgt) = if side == "target" {
+            (path_str(&source), proxy.rewrite(&server.url("target.git")))
+        } else {
+            (proxy.rewrite(&server.url("source.git")), path_str(&target))
+        };
+        let (out, _) = run_bounded(
+            sb.sync(&src, &tgt)
+                .args(["--json", "--push-engine", engine, "--no-seed"]),
+            Duration::from_secs(120),
+        );
+        assert_eq!(
+            proxy.fired(),
+            1,
+            "{label}: the fault never happened:\n{}",
+            out.stderr
+        );
+        assert_eq!(out.code, 0, "{label}: {}", out.stderr);
+        assert_mirror(&source, &target);
+        let report = json(&out);
+        assert_eq!(report["retries"], 1, "{label}: {report}");
+        assert!(
+            out.stderr.contains("WARN") && out.stderr.contains("retrying"),
+            "{label}: the retry was not logged:\n{}",
+            out.stderr
+        );
+    }
+}
+
+/// What cannot succeed is tried once: a refused password, a host key that does not match.
+#[test]
+fn a_refusal_is_tried_once() {
+    // A wrong password on an HTTP source: as many requests with --retries 3 as with none.
+    let sb = Sandbox::new();
+    let source = sizeable_source(&sb);
+    let target = init_bare(&sb.join("srv/target.git"));
+    let http = HttpGit::start_with(
+        &sb.join("srv"),
+        HttpOptions {
+            basic_auth: Some(("mirror".into(), "right-password".into())),
+            ..HttpOptions::default()
+        },
+    );
+    let url = http.url("source.git").replace("http://", "http://mirror@");
+    let mut requests = Vec::new();
+    for retries in ["0", "3"] {
+        let before = http.requests().len();
+        let (out, _) = run_bounded(
+            sb.sync(&url, &path_str(&target))
+                .args([
+                    "--json",
+                    "--retries",
+                    retries,
+                    "--source-password-env",
+                    "PW",
+                ])
+                .env("PW", format!("{CANARY}-wrong")),
+            Duration::from_secs(60),
+        );
+        assert_eq!(out.code, 1, "--retries {retries}: {}", out.stderr);
+        assert_eq!(json(&out)["retries"], 0, "--retries {retries}");
+        assert!(!out.stderr.contains("retrying"), "{}", out.stderr);
+        requests.push(http.requests().len() - before);
+    }
+    assert_eq!(
+        requests[0], requests[1],
+        "a refused password was tried again"
+    );
+    drop(source);
+
+    // A host key that does not match: one connection, whatever --retries says.
+    let sb = Sandbox::new();
+    let source = sizeable_source(&sb);
+    let target = init_bare(&sb.join("srv/target.git"));
+    let sshd = Sshd::start();
+    let key = keygen(&sb.join("keys"), "id", "ed25519", "openssh", None);
+    sshd.authorize(&key.public_line);
+    let (out, _) = run_bounded(
+        sb.sync(&sshd.url(&source), &path_str(&target))
+            .args(["--json", "--retries", "3", "--ssh-key-file"])
+            .arg(&key.private_path)
+            .args([
+                "--host-key-fingerprint",
+                "SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+            ]),
+        Duration::from_secs(60),
+    );
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert_eq!(json(&out)["retries"], 0, "{}", out.stderr);
+    assert_eq!(
+        sshd.connections(),
+        1,
+        "a mismatched host key was tried again"
+    );
+}

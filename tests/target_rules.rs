@@ -1,0 +1,201 @@
+//! A target's own rules hold whatever engine pushes: its hooks and `receive.deny*` settings run
+//! for a local path as they do behind a server, and what the target says when it refuses (a
+//! hook's message, a full disk) reaches the report in its own words.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+
+use support::*;
+
+fn source_with_branches(sb: &Sandbox, names: &[&str]) -> (WorkRepo, PathBuf) {
+    let work = WorkRepo::init(&sb.join("work"));
+    work.commit("a.txt", "one", "first");
+    for name in names {
+        work.branch(name);
+    }
+    let source = init_bare(&sb.join("srv/source.git"));
+    work.push_mirror(&source);
+    (work, source)
+}
+
+/// A pre-receive hook that refuses any ref under refs/heads/secret/ with its own words.
+fn refuse_secrets(target: &Path) {
+    install_hook(
+        target,
+        "pre-receive",
+        "#!/bin/sh\nwhile read old new name; do case \"$name\" in refs/heads/secret/*) \
+         echo \"policy: $name may not be mirrored here\" >&2; exit 1;; esac; done\nexit 0\n",
+    );
+}
+
+#[test]
+fn a_local_targets_hooks_run_whatever_the_engine() {
+    for engine in ["auto", "git", "libgit2"] {
+        for file_url in [false, true] {
+            let label = format!("{engine}, file url {file_url}");
+            let sb = Sandbox::new();
+            let (_work, source) = source_with_branches(&sb, &["secret/plan", "open"]);
+            let target = init_bare(&sb.join("srv/target.git"));
+            refuse_secrets(&target);
+            let tgt = if file_url {
+                format!("file://{}", target.display())
+            } else {
+                path_str(&target)
+            };
+            let out =
+                run(sb
+                    .sync(&path_str(&source), &tgt)
+                    .args(["--push-engine", engine, "--json"]));
+            assert_eq!(out.code, 1, "{label}: {}", out.stderr);
+            assert!(
+                !refs(&target).contains_key("refs/heads/secret/plan"),
+                "{label}: the hook was bypassed"
+            );
+            let error = out.only_error();
+            assert!(
+                error.contains("refs/heads/secret/plan")
+                    && error.contains("may not be mirrored here"),
+                "{label}: the hook's words are missing: {error}"
+            );
+            let report: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap();
+            assert_eq!(report["transfer"]["push"]["engine"], "git", "{label}");
+        }
+    }
+}
+
+#[test]
+fn a_local_targets_deny_settings_hold_whatever_the_engine() {
+    for engine in ["auto", "libgit2"] {
+        let sb = Sandbox::new();
+        let (work, source) = source_with_branches(&sb, &["doomed"]);
+        let target = init_bare(&sb.join("srv/target.git"));
+        let (src, tgt) = (path_str(&source), path_str(&target));
+        let first = run(sb.sync(&src, &tgt).args(["--push-engine", engine]));
+        assert_eq!(first.code, 0, "{engine}: {}", first.stderr);
+        git(&target, &["config", "receive.denyDeletes", "true"]);
+        git(&target, &["config", "receive.denyNonFastForwards", "true"]);
+        // A deletion and a rewritten main: both refused by the target's settings.
+        git(&work.path, &["branch", "-D", "doomed"]);
+        work.amend("rewritten");
+        work.push_mirror(&source);
+        let before = refs(&target);
+
+        let out = run(sb.sync(&src, &tgt).args(["--push-engine", engine]));
+        assert_eq!(out.code, 1, "{engine}: {}", out.stderr);
+        assert_eq!(
+            refs(&target),
+            before,
+            "{engine}: the target's settings were bypassed"
+        );
+        let error = out.only_error();
+        assert!(
+            error.contains("refs/heads/doomed") && error.contains("refs/heads/main"),
+            "{engine}: {error}"
+        );
+    }
+}
+
+#[test]
+fn a_local_target_without_git_installed_is_refused_before_anything_changes() {
+    let sb = Sandbox::new();
+    let (_work, source) = source_with_branches(&sb, &["b"]);
+    let target = init_bare(&sb.join("srv/target.git"));
+    let empty_path = sb.join("empty-path");
+    std::fs::create_dir_all(&empty_path).unwrap();
+    for engine in ["auto", "libgit2"] {
+        let out = run(sb
+            .sync(&path_str(&source), &path_str(&target))
+            .args(["--push-engine", engine])
+            .env("PATH", &empty_path));
+        assert_eq!(out.code, 2, "{engine}: {}", out.stderr);
+        let error = out.only_error();
+        assert!(
+            error.contains("--target") && error.contains("git"),
+            "{engine}: {error}"
+        );
+        assert!(refs(&target).is_empty(), "{engine}: the target changed");
+        assert!(
+            !sb.cache_dir().exists(),
+            "{engine}: validation created the cache directory"
+        );
+    }
+}
+
+#[test]
+fn a_hooks_words_reach_the_report_through_either_engine() {
+    for engine in ["git", "libgit2"] {
+        let sb = Sandbox::new();
+        let (_work, _source) = source_with_branches(&sb, &["secret/plan"]);
+        let target = init_bare(&sb.join("srv/target.git"));
+        refuse_secrets(&target);
+        let daemon = GitDaemon::start(&sb.join("srv"));
+        let out = run(sb
+            .sync(&daemon.url("source.git"), &daemon.url("target.git"))
+            .args(["--push-engine", engine, "--json"]));
+        assert_eq!(out.code, 1, "{engine}: {}", out.stderr);
+        assert!(
+            out.only_error()
+                .contains("refs/heads/secret/plan may not be mirrored here"),
+            "{engine}: {}",
+            out.stderr
+        );
+        let report: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap();
+        assert_eq!(report["retries"], 0, "{engine}: a rejection was retried");
+        let reason = report["changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["ref"] == "refs/heads/secret/plan")
+            .map(|c| c["reason"].as_str().unwrap_or("").to_string())
+            .unwrap();
+        assert!(
+            reason.contains("pre-receive hook declined") && reason.contains("may not be mirrored"),
+            "{engine}: {reason}"
+        );
+    }
+}
+
+/// A real full disk: the target lives on a 256 KiB tmpfs mounted in a private mount namespace
+/// (`unshare`, no privileges needed where user namespaces are allowed), and the sync runs in that
+/// namespace so git's receive-pack writes there.
+#[test]
+fn a_full_disk_on_the_target_is_reported_in_its_own_words() {
+    let sb = Sandbox::new();
+    let work = WorkRepo::init(&sb.join("work"));
+    let noise: String = (0..40_000u64)
+        .map(|i| format!("{:016x}\n", i.wrapping_mul(0x9E37_79B9_7F4A_7C15)))
+        .collect();
+    work.commit("big.txt", &noise, "too big for the target's disk");
+    let source = init_bare(&sb.join("srv/source.git"));
+    work.push_mirror(&source);
+    let target = sb.join("srv/target.git");
+    std::fs::create_dir_all(&target).unwrap();
+    let sync = sb.sync(&path_str(&source), &path_str(&target));
+    let program = sync.get_program().to_owned();
+    let args: Vec<_> = sync.get_args().map(|a| a.to_owned()).collect();
+    let mut cmd = std::process::Command::new("unshare");
+    isolate(&mut cmd);
+    cmd.env("HOME", sb.home())
+        .args(["--user", "--map-root-user", "--mount", "sh", "-c"])
+        .arg(
+            "mount -t tmpfs -o size=256k tmpfs \"$1\" && git init -q --bare --template= \"$1\" \
+             && shift && exec \"$@\"",
+        )
+        .arg("sh")
+        .arg(&target)
+        .arg(&program)
+        .args(&args);
+    let out = run(&mut cmd);
+    assert!(
+        !out.stderr.contains("unshare:") && !out.stderr.contains("mount:"),
+        "this test needs unprivileged user and mount namespaces (unshare -Urm): {}",
+        out.stderr
+    );
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    let error = out.only_error();
+    assert!(
+        error.contains("refs/heads/main") && error.contains("No space left on device"),
+        "{error}"
+    );
+}
