@@ -221,6 +221,12 @@ pub struct Sample {
     /// Bytes of requests the target received, and of its answers.
     pub target_in_bytes: u64,
     pub target_out_bytes: u64,
+    /// SSH connections the source accepted (ssh-keyscan's too) and HTTP requests the target
+    /// answered: the round trips a run costs, which no machine load changes.
+    #[serde(default)]
+    pub source_connections: u64,
+    #[serde(default)]
+    pub target_requests: u64,
     /// Exit code 0 and the target's refs equal to the source's afterwards (for a local fetch,
     /// the cache's).
     pub ok: bool,
@@ -606,6 +612,8 @@ impl Rig {
         }
         let mut cmd = self.command(tool);
         let source_before = self.sshd.bytes_sent();
+        let connections_before = self.sshd.connections();
+        let requests_before = self.server(tool).requests().len();
         let (in_before, out_before) = self.target_bytes(tool);
         let measured = measure(&mut cmd);
         let source_bytes = (self.sshd.bytes_sent() - source_before) as u64;
@@ -615,6 +623,8 @@ impl Rig {
         sample.source_bytes = source_bytes;
         sample.target_in_bytes = in_after - in_before;
         sample.target_out_bytes = out_after - out_before;
+        sample.source_connections = (self.sshd.connections() - connections_before) as u64;
+        sample.target_requests = (self.server(tool).requests().len() - requests_before) as u64;
         sample
     }
 
@@ -743,13 +753,15 @@ fn run_dataset(dataset: &Dataset, args: &Args) -> Vec<Sample> {
         for &tool in order {
             let sample = rig.run(scenario, tool, round);
             println!(
-                "  round {round} {:<16} {:?}: {:>8.3} s {:>7} MiB  src {:>10} B  tgt {:>10} B{}{}{}",
+                "  round {round} {:<16} {:?}: {:>8.3} s {:>7} MiB  src {:>10} B {} conn  tgt {:>10} B {} req{}{}{}",
                 scenario.label(),
                 tool,
                 sample.seconds,
                 sample.peak_rss_kb / 1024,
                 sample.source_bytes,
+                sample.source_connections,
                 sample.target_in_bytes,
+                sample.target_requests,
                 if keep { "" } else { "  (setup, not recorded)" },
                 sample
                     .error
@@ -858,6 +870,8 @@ impl Measured {
             source_bytes: 0,
             target_in_bytes: 0,
             target_out_bytes: 0,
+            source_connections: 0,
+            target_requests: 0,
             ok: error.is_none(),
             error,
             phases: summary.as_ref().map(|s| s["seconds"].clone()),

@@ -93,6 +93,8 @@ pub struct Figures {
     pub source_bytes_median: u64,
     pub target_in_bytes_median: u64,
     pub target_out_bytes_median: u64,
+    pub source_connections_median: u64,
+    pub target_requests_median: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub first_error: Option<String>,
 }
@@ -120,6 +122,8 @@ impl Figures {
             source_bytes_median: median_u64(|s| s.source_bytes),
             target_in_bytes_median: median_u64(|s| s.target_in_bytes),
             target_out_bytes_median: median_u64(|s| s.target_out_bytes),
+            source_connections_median: median_u64(|s| s.source_connections),
+            target_requests_median: median_u64(|s| s.target_requests),
             first_error: samples.iter().find_map(|s| s.error.clone()),
         })
     }
@@ -322,6 +326,33 @@ impl Report {
                     bytes(sides[2], |f| f.target_in_bytes_median),
                 );
             }
+        }
+        let _ = writeln!(
+            out,
+            "\nRound trips (medians; connections to the source's sshd, requests the target answered):\n"
+        );
+        let _ = writeln!(
+            out,
+            "| dataset | scenario | source connections A / B / C | target requests A / B / C |"
+        );
+        let _ = writeln!(out, "|---|---|---|---|");
+        for row in &self.rows {
+            let count = |pick: fn(&Figures) -> u64| {
+                Tool::ALL
+                    .map(|t| {
+                        row.figures(t)
+                            .map_or("-".to_string(), |f| pick(f).to_string())
+                    })
+                    .join(" / ")
+            };
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} |",
+                row.dataset,
+                row.scenario.label(),
+                count(|f| f.source_connections_median),
+                count(|f| f.target_requests_median)
+            );
         }
         let failures: Vec<String> = self
             .rows
