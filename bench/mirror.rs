@@ -222,11 +222,12 @@ pub struct Sample {
     pub target_in_bytes: u64,
     pub target_out_bytes: u64,
     /// SSH connections the source accepted (ssh-keyscan's too) and HTTP requests the target
-    /// answered: the round trips a run costs, which no machine load changes.
-    #[serde(default)]
-    pub source_connections: u64,
-    #[serde(default)]
-    pub target_requests: u64,
+    /// answered: the round trips a run costs, which no machine load changes (absent from
+    /// results written before they were counted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_connections: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_requests: Option<u64>,
     /// Exit code 0 and the target's refs equal to the source's afterwards (for a local fetch,
     /// the cache's).
     pub ok: bool,
@@ -623,8 +624,9 @@ impl Rig {
         sample.source_bytes = source_bytes;
         sample.target_in_bytes = in_after - in_before;
         sample.target_out_bytes = out_after - out_before;
-        sample.source_connections = (self.sshd.connections() - connections_before) as u64;
-        sample.target_requests = (self.server(tool).requests().len() - requests_before) as u64;
+        sample.source_connections = Some((self.sshd.connections() - connections_before) as u64);
+        sample.target_requests =
+            Some((self.server(tool).requests().len() - requests_before) as u64);
         sample
     }
 
@@ -759,9 +761,9 @@ fn run_dataset(dataset: &Dataset, args: &Args) -> Vec<Sample> {
                 sample.seconds,
                 sample.peak_rss_kb / 1024,
                 sample.source_bytes,
-                sample.source_connections,
+                sample.source_connections.unwrap_or(0),
                 sample.target_in_bytes,
-                sample.target_requests,
+                sample.target_requests.unwrap_or(0),
                 if keep { "" } else { "  (setup, not recorded)" },
                 sample
                     .error
@@ -870,8 +872,8 @@ impl Measured {
             source_bytes: 0,
             target_in_bytes: 0,
             target_out_bytes: 0,
-            source_connections: 0,
-            target_requests: 0,
+            source_connections: Some(0),
+            target_requests: Some(0),
             ok: error.is_none(),
             error,
             phases: summary.as_ref().map(|s| s["seconds"].clone()),

@@ -93,8 +93,8 @@ pub struct Figures {
     pub source_bytes_median: u64,
     pub target_in_bytes_median: u64,
     pub target_out_bytes_median: u64,
-    pub source_connections_median: u64,
-    pub target_requests_median: u64,
+    pub source_connections_median: Option<u64>,
+    pub target_requests_median: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub first_error: Option<String>,
 }
@@ -122,11 +122,20 @@ impl Figures {
             source_bytes_median: median_u64(|s| s.source_bytes),
             target_in_bytes_median: median_u64(|s| s.target_in_bytes),
             target_out_bytes_median: median_u64(|s| s.target_out_bytes),
-            source_connections_median: median_u64(|s| s.source_connections),
-            target_requests_median: median_u64(|s| s.target_requests),
+            source_connections_median: median_of(
+                samples.iter().filter_map(|s| s.source_connections),
+            ),
+            target_requests_median: median_of(samples.iter().filter_map(|s| s.target_requests)),
             first_error: samples.iter().find_map(|s| s.error.clone()),
         })
     }
+}
+
+/// The median of the values there are, if any.
+fn median_of(values: impl Iterator<Item = u64>) -> Option<u64> {
+    let mut v: Vec<u64> = values.collect();
+    v.sort_unstable();
+    v.get(v.len() / 2).copied()
 }
 
 fn median(sorted: &[f64]) -> f64 {
@@ -337,11 +346,12 @@ impl Report {
         );
         let _ = writeln!(out, "|---|---|---|---|");
         for row in &self.rows {
-            let count = |pick: fn(&Figures) -> u64| {
+            let count = |pick: fn(&Figures) -> Option<u64>| {
                 Tool::ALL
                     .map(|t| {
                         row.figures(t)
-                            .map_or("-".to_string(), |f| pick(f).to_string())
+                            .and_then(pick)
+                            .map_or("-".to_string(), |n| n.to_string())
                     })
                     .join(" / ")
             };
