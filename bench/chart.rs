@@ -1,13 +1,13 @@
-//! The PNG beside results.json: one panel per dataset, A and B side by side per scenario, median
-//! seconds on a log scale (an initial mirror and a no-op differ by orders of magnitude).
+//! The PNG beside results.json: one panel per dataset, A, B and C side by side per scenario,
+//! median seconds on a log scale (an initial mirror and a no-op differ by orders of magnitude).
 
 use std::path::Path;
 
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use crate::Scenario;
 use crate::summary::{Figures, Report};
+use crate::{Scenario, Tool};
 
 const FONT_FILES: [&str; 2] = [
     "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
@@ -15,6 +15,7 @@ const FONT_FILES: [&str; 2] = [
 ];
 const A_COLOR: RGBColor = RGBColor(150, 150, 150);
 const B_COLOR: RGBColor = RGBColor(31, 119, 180);
+const C_COLOR: RGBColor = RGBColor(255, 127, 14);
 
 type Error = Box<dyn std::error::Error>;
 
@@ -28,13 +29,13 @@ pub fn draw(path: &Path, report: &Report) -> Result<(), Error> {
     root.fill(&WHITE)?;
     let (title, body) = root.split_vertically(96);
     title.draw(&Text::new(
-        "backlog-mirror sync (B, blue) vs the article's shell steps (A, grey)",
+        "backlog-mirror sync (B, blue) vs the article's shell steps (A, grey) and plain git (C, orange)",
         (16, 12),
         ("sans-serif", 22).into_font(),
     ))?;
     title.draw(&Text::new(
         format!(
-            "median wall seconds of {} rounds (log scale); same sshd source and CodeCommit stand-in",
+            "median wall seconds of {} rounds (log scale); same sshd source and CodeCommit stand-ins",
             report.rounds
         ),
         (16, 44),
@@ -68,19 +69,19 @@ fn panel(
     report: &Report,
     name: &str,
 ) -> Result<(), Error> {
-    let bars: Vec<(Scenario, Option<&Figures>, Option<&Figures>)> = Scenario::ALL
+    let bars: Vec<(Scenario, [Option<&Figures>; 3])> = Scenario::ALL
         .iter()
         .filter_map(|&s| {
             let row = report
                 .rows
                 .iter()
                 .find(|r| r.dataset == name && r.scenario == s)?;
-            Some((s, row.a.as_ref(), row.b.as_ref()))
+            Some((s, Tool::ALL.map(|t| row.figures(t))))
         })
         .collect();
     let values: Vec<f64> = bars
         .iter()
-        .flat_map(|(_, a, b)| [a, b])
+        .flat_map(|(_, sides)| sides)
         .filter_map(|f| f.map(|f| f.seconds_median))
         .filter(|v| *v > 0.0)
         .collect();
@@ -106,7 +107,7 @@ fn panel(
         .y_label_formatter(&|v| format!("{v:.2}"))
         .label_style(("sans-serif", 12))
         .draw()?;
-    for (i, (scenario, a, b)) in bars.iter().enumerate() {
+    for (i, (scenario, sides)) in bars.iter().enumerate() {
         let x = i as f64;
         chart.draw_series(std::iter::once(Text::new(
             scenario.label(),
@@ -114,8 +115,9 @@ fn panel(
             ("sans-serif", 12).into_font(),
         )))?;
         for (figures, color, left, right) in [
-            (a, A_COLOR, x + 0.1, x + 0.5),
-            (b, B_COLOR, x + 0.5, x + 0.9),
+            (sides[0], A_COLOR, x + 0.05, x + 0.35),
+            (sides[1], B_COLOR, x + 0.35, x + 0.65),
+            (sides[2], C_COLOR, x + 0.65, x + 0.95),
         ] {
             let Some(f) = figures else { continue };
             if f.failed == f.runs {

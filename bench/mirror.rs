@@ -1,13 +1,19 @@
 //! The benchmark behind the README's figures: `backlog-mirror sync` (B) against the reference
-//! article's build phase as shell (A, `article.sh`), side by side in one run.
+//! article's build phase as shell (A, `article.sh`) and against plain git (C, `gitcli.sh`: `git
+//! clone --mirror` or `git fetch --prune`, then `git push --mirror`), side by side in one run.
 //!
-//! Figures only compare when both sides meet the same servers, repositories and machine state, so
-//! A and B take turns, round after round, against one OpenSSH sshd standing in for Backlog and one
-//! CodeCommit stand-in (git http-backend behind TLS that checks every SigV4 signature and refuses
-//! pushes of more than 4,000 ref updates, as CodeCommit does). Both are the test suite's own
-//! servers, included from `tests/support`, so what is measured is what is tested. Traffic is
-//! counted at the servers, not reported by the clients. Peak memory is the largest resident set of
-//! any process of a run (wait4's ru_maxrss covers reaped descendants).
+//! Figures only compare when every side meets the same servers, repositories and machine state,
+//! so the sides take turns, round after round, against one OpenSSH sshd standing in for Backlog and
+//! CodeCommit stand-ins (git http-backend behind TLS that checks every SigV4 signature). A and B
+//! push to one that refuses pushes of more than 4,000 ref updates, as CodeCommit does; C pushes to
+//! one without that limit, because it is the floor B is held to, not a deployment that works.
+//! They are the test suite's own servers, included from `tests/support`, so what is measured is
+//! what is tested. Traffic is counted at the servers, not reported by the clients. Peak memory is
+//! the largest resident set of any process of a run (GNU time; see `measure`).
+//!
+//! Two scenarios have no server at all: the first fetch from a local path and from a `file://`
+//! URL (B's `sync --dry-run` into an empty cache, against `git clone --mirror --no-local`), what a
+//! person trying the tool against a repository on disk meets first.
 //!
 //! Run through `bench/run.sh`, which installs what this needs; see the README's "Benchmark".
 
@@ -25,28 +31,39 @@ use clap::{Parser, ValueEnum};
 use serde::{Deserialize, Serialize};
 
 use support::codecommit::{CodeCommitServer, ContainerCredentials};
-use support::{GenSpec, KeyPair, Sandbox, Sshd};
+use support::{GenSpec, KeyPair, Sandbox, ShapedSpec, Sshd};
 
 const REGION: &str = "ap-northeast-1";
 const AKID: &str = "ASIABENCHBUILDROLE01";
 const SECRET: &str = "bench/secret/EXAMPLEKEY";
 const TOKEN: &str = "bench-session-token";
 /// Bumped whenever the generator's output changes, so cached repositories are remade.
-const GENERATOR_VERSION: u32 = 1;
+const GENERATOR_VERSION: u32 = 2;
 
 #[derive(Parser, Debug)]
-#[command(about = "backlog-mirror against the article's shell steps, on the same local servers")]
+#[command(
+    about = "backlog-mirror against the article's shell steps and plain git, on the same local servers"
+)]
 struct Args {
     /// Small repository only, 3 rounds: a smoke run of the whole bench in a minute or two.
     #[arg(long)]
     quick: bool,
-    /// Repository sizes to run.
-    #[arg(long, value_enum, value_delimiter = ',', default_values = ["small", "medium", "large"])]
+    /// Repositories to run: small, medium and large are straight histories (each with every
+    /// `--refs` count); pulls is the hosted-project shape (about 7,000 refs, most of them
+    /// pull-request heads on side commits).
+    #[arg(long, value_enum, value_delimiter = ',', default_values = ["small", "medium", "pulls", "large"])]
     sizes: Vec<Size>,
-    /// Ref counts to run each size with.
+    /// Ref counts to run each straight history with.
     #[arg(long, value_delimiter = ',', default_values = ["10", "10000"])]
     refs: Vec<usize>,
-    /// Rounds of A then B (B then A on even rounds) per scenario.
+    /// Scenarios to record. A later scenario still runs the steps it builds on (the initial
+    /// mirror before a no-op), unrecorded.
+    #[arg(long, value_enum, value_delimiter = ',', default_values = ["initial", "noop", "incremental", "stateless", "local-path", "file-url"])]
+    scenarios: Vec<Scenario>,
+    /// Sides to run: a (the article's shell steps), b (backlog-mirror), c (plain git).
+    #[arg(long, value_enum, value_delimiter = ',', default_values = ["a", "b", "c"])]
+    sides: Vec<Tool>,
+    /// Rounds per scenario; the sides' order rotates from round to round.
     #[arg(long, default_value_t = 5)]
     rounds: usize,
     /// Where results.json and results.png go (default: bench/, or target/bench/quick with --quick).
@@ -56,6 +73,9 @@ struct Args {
     /// not repeat (to add the large repository in a run of its own).
     #[arg(long)]
     merge: bool,
+    /// Generate the datasets that are not cached yet, print what they hold, and stop.
+    #[arg(long)]
+    prepare_only: bool,
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,
@@ -66,51 +86,108 @@ struct Args {
 enum Size {
     Small,
     Medium,
+    Pulls,
     Large,
 }
 
+/// What a dataset is generated from.
+#[derive(Debug, Clone)]
+enum Shape {
+    Line(GenSpec),
+    Pulls(ShapedSpec),
+}
+
 impl Size {
-    fn spec(self, refs: usize) -> GenSpec {
+    fn name(self) -> &'static str {
+        match self {
+            Size::Small => "small",
+            Size::Medium => "medium",
+            Size::Pulls => "pulls",
+            Size::Large => "large",
+        }
+    }
+
+    fn shape(self, refs: usize) -> Shape {
+        if self == Size::Pulls {
+            // The real history issue 12 measured: about 25k commits, 162k objects, 85 MiB
+            // packed, 7,007 refs of which 6,736 pull-request heads. Here: main plus 149
+            // branches, 120 tags and 6,730 pull requests make 7,000 refs.
+            return Shape::Pulls(ShapedSpec {
+                commits: 25_000,
+                files: 3_000,
+                blob_bytes: 2_000,
+                fresh_bytes: 3_750,
+                pull_requests: 6_730,
+                branches: 149,
+                tags: 120,
+            });
+        }
         // main, tag v1.0 and tag light are three of the refs; the rest are branches.
         let branches = refs.saturating_sub(3);
         let (commits, files, fresh_bytes) = match self {
             Size::Small => (1_000, 500, 2_000),
             Size::Medium => (20_000, 5_000, 6_000),
-            Size::Large => (100_000, 30_000, 15_000),
+            _ => (100_000, 30_000, 15_000),
         };
-        GenSpec {
+        Shape::Line(GenSpec {
             commits,
             files,
             blob_bytes: 2_000,
             branches,
             packed: true,
             fresh_bytes,
+        })
+    }
+
+    /// The ref counts this size runs with: the shaped repository has its own.
+    fn ref_counts(self, asked: &[usize]) -> Vec<usize> {
+        if self == Size::Pulls {
+            vec![7_000]
+        } else {
+            asked.to_vec()
         }
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Tool {
     A,
     B,
+    C,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+impl Tool {
+    pub const ALL: [Tool; 3] = [Tool::A, Tool::B, Tool::C];
+
+    fn side(self) -> &'static str {
+        match self {
+            Tool::A => "a",
+            Tool::B => "b",
+            Tool::C => "c",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Scenario {
     Initial,
     Noop,
     Incremental,
     Stateless,
+    LocalPath,
+    FileUrl,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 4] = [
+    pub const ALL: [Scenario; 6] = [
         Scenario::Initial,
         Scenario::Noop,
         Scenario::Incremental,
         Scenario::Stateless,
+        Scenario::LocalPath,
+        Scenario::FileUrl,
     ];
 
     pub fn label(self) -> &'static str {
@@ -119,11 +196,18 @@ impl Scenario {
             Scenario::Noop => "no-op",
             Scenario::Incremental => "incremental",
             Scenario::Stateless => "stateless incr.",
+            Scenario::LocalPath => "local path fetch",
+            Scenario::FileUrl => "file:// fetch",
         }
+    }
+
+    /// First fetches from a repository on disk: no servers, and no article side.
+    fn is_local(self) -> bool {
+        matches!(self, Scenario::LocalPath | Scenario::FileUrl)
     }
 }
 
-/// One timed run of A or B.
+/// One timed run of one side.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Sample {
     pub dataset: String,
@@ -137,13 +221,25 @@ pub struct Sample {
     /// Bytes of requests the target received, and of its answers.
     pub target_in_bytes: u64,
     pub target_out_bytes: u64,
-    /// Exit code 0 and the target's refs equal to the source's afterwards.
+    /// SSH connections the source accepted (ssh-keyscan's too) and HTTP requests the target
+    /// answered: the round trips a run costs, which no machine load changes (absent from
+    /// results written before they were counted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_connections: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_requests: Option<u64>,
+    /// Exit code 0 and the target's refs equal to the source's afterwards (for a local fetch,
+    /// the cache's).
     pub ok: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     /// B's own account of where its time went (its --json summary's `seconds`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phases: Option<serde_json::Value>,
+    /// B's own account of what it moved (its --json summary's `transfer`: objects and bytes per
+    /// direction, push batches and engines).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transfer: Option<serde_json::Value>,
 }
 
 fn main() {
@@ -160,28 +256,35 @@ fn main() {
             root.join("bench")
         }
     });
-    std::fs::create_dir_all(&out).expect("create the output directory");
     let machine = summary::Machine::read();
     println!("{}", machine.describe());
 
     let mut datasets = Vec::new();
     let mut samples = Vec::new();
     for &size in &args.sizes {
-        for &refs in &args.refs {
+        for refs in size.ref_counts(&args.refs) {
             let dataset = Dataset::prepare(root, size, refs);
             println!(
-                "\n== {}: {} commits, {} files, {} refs, {:.0} MiB packed; {} rounds",
+                "\n== {}: {} commits, {} files, {} refs, {} objects, {:.0} MiB packed ({})",
                 dataset.name,
-                dataset.spec.commits,
-                dataset.spec.files,
+                dataset.commits,
+                dataset.files,
                 dataset.ref_count,
+                dataset.objects,
                 dataset.pack_bytes as f64 / (1 << 20) as f64,
-                args.rounds
+                dataset.path.display()
             );
-            samples.extend(run_dataset(&dataset, args.rounds));
+            if args.prepare_only {
+                continue;
+            }
+            samples.extend(run_dataset(&dataset, &args));
             datasets.push(dataset.info());
         }
     }
+    if args.prepare_only {
+        return;
+    }
+    std::fs::create_dir_all(&out).expect("create the output directory");
     let json = out.join("results.json");
     if args.merge {
         merge_previous(&json, &mut datasets, &mut samples);
@@ -238,23 +341,18 @@ fn merge_previous(
 struct Dataset {
     name: String,
     size: Size,
-    spec: GenSpec,
+    commits: usize,
+    files: usize,
     path: PathBuf,
     ref_count: usize,
+    objects: u64,
     pack_bytes: u64,
 }
 
 impl Dataset {
     fn prepare(root: &Path, size: Size, refs: usize) -> Dataset {
-        let spec = size.spec(refs);
-        let name = format!(
-            "{}-{refs}refs",
-            match size {
-                Size::Small => "small",
-                Size::Medium => "medium",
-                Size::Large => "large",
-            }
-        );
+        let shape = size.shape(refs);
+        let name = format!("{}-{refs}refs", size.name());
         let cache = root.join("target/bench");
         let path = cache.join(format!("{name}-v{GENERATOR_VERSION}.git"));
         if !path.join("packed-refs").exists() {
@@ -265,17 +363,35 @@ impl Dataset {
             let partial = cache.join(format!("{name}.partial"));
             let _ = std::fs::remove_dir_all(&partial);
             let _ = std::fs::remove_dir_all(&path);
-            support::generate_repo(&partial, &spec);
+            match &shape {
+                Shape::Line(spec) => {
+                    support::generate_repo(&partial, spec);
+                }
+                Shape::Pulls(spec) => {
+                    support::generate_shaped_repo(&partial, spec);
+                }
+            }
             std::fs::rename(&partial, &path).expect("move the generated repository into place");
         }
+        let (commits, files) = match &shape {
+            Shape::Line(spec) => (spec.commits, spec.files),
+            Shape::Pulls(spec) => (spec.commits, spec.files),
+        };
         let ref_count = support::refs(&path).len();
+        let objects = support::git(&path, &["count-objects", "-v"])
+            .lines()
+            .find_map(|l| l.strip_prefix("in-pack: "))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or(0);
         let pack_bytes = dir_bytes(&path.join("objects/pack"));
         Dataset {
             name,
             size,
-            spec,
+            commits,
+            files,
             path,
             ref_count,
+            objects,
             pack_bytes,
         }
     }
@@ -284,9 +400,10 @@ impl Dataset {
         summary::DatasetInfo {
             name: self.name.clone(),
             size: self.size,
-            commits: self.spec.commits,
-            files: self.spec.files,
+            commits: self.commits,
+            files: self.files,
             refs: self.ref_count,
+            objects: Some(self.objects),
             pack_bytes: self.pack_bytes,
         }
     }
@@ -305,14 +422,18 @@ fn dir_bytes(dir: &Path) -> u64 {
 }
 
 /// The replica of the deployment one dataset runs against: the source behind sshd, a target
-/// repository per side behind the CodeCommit stand-in, a cache directory and a home per side.
+/// repository per side behind a CodeCommit stand-in (C's without the ref-update limit), a cache
+/// directory and a home per side.
 struct Rig {
     sb: Sandbox,
     name: String,
     source: PathBuf,
     key: KeyPair,
+    known_hosts: PathBuf,
     sshd: Sshd,
     codecommit: CodeCommitServer,
+    /// Plain git's target: the same stand-in with no limit on ref updates per push.
+    codecommit_c: CodeCommitServer,
     credentials: ContainerCredentials,
     mutations: usize,
 }
@@ -336,38 +457,52 @@ impl Rig {
         let sshd = Sshd::start();
         let key = support::keygen(&sb.join("keys"), "deploy", "ed25519", "openssh", None);
         sshd.authorize(&key.public_line);
-        let cc_root = sb.join("codecommit");
-        std::fs::create_dir_all(&cc_root).expect("codecommit root");
-        let codecommit =
-            CodeCommitServer::start(&cc_root, REGION, &[(AKID, SECRET, Some(TOKEN))], 4000);
+        let known_hosts = sb.join("keys/known_hosts");
+        sshd.write_known_hosts(&known_hosts, false);
         let credentials = ContainerCredentials::start(AKID, SECRET, TOKEN);
+        let start = |dir: &str, limit: usize| {
+            let root = sb.join(dir);
+            std::fs::create_dir_all(&root).expect("codecommit root");
+            CodeCommitServer::start(&root, REGION, &[(AKID, SECRET, Some(TOKEN))], limit)
+        };
+        let codecommit = start("codecommit", 4000);
+        let codecommit_c = start("codecommit-c", 0);
         Rig {
-            sb,
             name: dataset.name.clone(),
             source,
             key,
+            known_hosts,
             sshd,
             codecommit,
+            codecommit_c,
             credentials,
             mutations: 0,
+            sb,
         }
     }
 
-    fn side(tool: Tool) -> &'static str {
+    fn server(&self, tool: Tool) -> &CodeCommitServer {
         match tool {
-            Tool::A => "a",
-            Tool::B => "b",
+            Tool::C => &self.codecommit_c,
+            Tool::A | Tool::B => &self.codecommit,
         }
     }
 
     fn target(&self, tool: Tool) -> PathBuf {
-        self.sb
-            .join("codecommit")
-            .join(format!("bench-{}", Self::side(tool)))
+        let root = match tool {
+            Tool::C => "codecommit-c",
+            Tool::A | Tool::B => "codecommit",
+        };
+        self.sb.join(root).join(format!("bench-{}", tool.side()))
     }
 
     fn cache(&self, tool: Tool) -> PathBuf {
-        self.sb.join(&format!("cache-{}", Self::side(tool)))
+        self.sb.join(&format!("cache-{}", tool.side()))
+    }
+
+    /// Where a local-source scenario's side keeps its cache (B) or clone (C).
+    fn local_cache(&self, tool: Tool) -> PathBuf {
+        self.sb.join(&format!("local-{}", tool.side()))
     }
 
     fn reset_target(&self, tool: Tool) {
@@ -384,7 +519,7 @@ impl Rig {
 
     /// A fresh home per run, as every CodeBuild build starts in a new container.
     fn fresh_home(&self, tool: Tool) -> PathBuf {
-        let home = self.sb.join(&format!("home-{}", Self::side(tool)));
+        let home = self.sb.join(&format!("home-{}", tool.side()));
         let _ = std::fs::remove_dir_all(&home);
         std::fs::create_dir_all(&home).expect("home");
         home
@@ -393,7 +528,7 @@ impl Rig {
     fn common_env(&self, cmd: &mut Command, tool: Tool) {
         cmd.env("HOME", self.fresh_home(tool))
             .env("SSH_KEY", &self.key.private_text)
-            .envs(self.codecommit.client_env())
+            .envs(self.server(tool).client_env())
             .env("AWS_CONTAINER_CREDENTIALS_FULL_URI", &self.credentials.url)
             .env("AWS_REGION", REGION)
             .env("AWS_EC2_METADATA_DISABLED", "true");
@@ -401,7 +536,7 @@ impl Rig {
 
     fn command(&self, tool: Tool) -> Command {
         let source_url = self.sshd.url(&self.source);
-        let codecommit_url = format!("codecommit::{REGION}://bench-{}", Self::side(tool));
+        let codecommit_url = format!("codecommit::{REGION}://bench-{}", tool.side());
         match tool {
             Tool::A => {
                 let mut cmd = Command::new("bash");
@@ -431,50 +566,111 @@ impl Rig {
                     .args(["--mirror-name", "app"]);
                 cmd
             }
+            Tool::C => {
+                let mut cmd = Command::new("bash");
+                support::isolate(&mut cmd);
+                self.common_env(&mut cmd, tool);
+                let ssh = format!(
+                    "ssh -F /dev/null -o BatchMode=yes -o IdentitiesOnly=yes -i {} -o UserKnownHostsFile={}",
+                    self.key.private_path.display(),
+                    self.known_hosts.display()
+                );
+                cmd.arg(concat!(env!("CARGO_MANIFEST_DIR"), "/bench/gitcli.sh"))
+                    .env("GIT_SSH_COMMAND", ssh)
+                    .env("SOURCE_URL", &source_url)
+                    .env("CACHE_DIR", self.cache(tool))
+                    .env("REPO_NAME", "app")
+                    .env(
+                        "TARGET_URL",
+                        format!(
+                            "https://{}/v1/repos/bench-{}",
+                            self.codecommit_c.endpoint(),
+                            tool.side()
+                        ),
+                    )
+                    .env("CREDENTIAL_HELPER", env!("CARGO_BIN_EXE_backlog-mirror"));
+                cmd
+            }
         }
     }
 
-    /// (request bytes, answer bytes) the target has logged so far.
-    fn target_bytes(&self) -> (u64, u64) {
-        self.codecommit.requests().iter().fold((0, 0), |(i, o), r| {
-            (
-                i + r["request_bytes"].as_u64().unwrap_or(0),
-                o + r["response_bytes"].as_u64().unwrap_or(0),
-            )
-        })
+    /// (request bytes, answer bytes) a side's target has logged so far.
+    fn target_bytes(&self, tool: Tool) -> (u64, u64) {
+        self.server(tool)
+            .requests()
+            .iter()
+            .fold((0, 0), |(i, o), r| {
+                (
+                    i + r["request_bytes"].as_u64().unwrap_or(0),
+                    o + r["response_bytes"].as_u64().unwrap_or(0),
+                )
+            })
     }
 
     fn run(&self, scenario: Scenario, tool: Tool, round: usize) -> Sample {
+        if scenario.is_local() {
+            return self.run_local(scenario, tool, round);
+        }
         let mut cmd = self.command(tool);
         let source_before = self.sshd.bytes_sent();
-        let (in_before, out_before) = self.target_bytes();
+        let connections_before = self.sshd.connections();
+        let requests_before = self.server(tool).requests().len();
+        let (in_before, out_before) = self.target_bytes(tool);
         let measured = measure(&mut cmd);
         let source_bytes = (self.sshd.bytes_sent() - source_before) as u64;
-        let (in_after, out_after) = self.target_bytes();
+        let (in_after, out_after) = self.target_bytes(tool);
         let exact = support::refs(&self.source) == support::refs(&self.target(tool));
-        let error = if measured.code != 0 {
-            Some(last_line(&measured.stderr))
-        } else if !exact {
-            Some("the target is not an exact mirror afterwards".to_string())
-        } else {
-            None
+        let mut sample = measured.sample(self, scenario, tool, round, exact);
+        sample.source_bytes = source_bytes;
+        sample.target_in_bytes = in_after - in_before;
+        sample.target_out_bytes = out_after - out_before;
+        sample.source_connections = Some((self.sshd.connections() - connections_before) as u64);
+        sample.target_requests =
+            Some((self.server(tool).requests().len() - requests_before) as u64);
+        sample
+    }
+
+    /// A first fetch from the source on disk, by path or `file://` URL: B syncs with
+    /// `--dry-run` into an empty cache against an empty target (so all it does is list both and
+    /// fetch), C runs `git clone --mirror --no-local` (git's upload-pack, as `file://` gets).
+    fn run_local(&self, scenario: Scenario, tool: Tool, round: usize) -> Sample {
+        let source = match scenario {
+            Scenario::FileUrl => format!("file://{}", self.source.display()),
+            _ => support::path_str(&self.source),
         };
-        Sample {
-            dataset: self.name.clone(),
-            scenario,
-            tool,
-            round,
-            seconds: measured.seconds,
-            peak_rss_kb: measured.peak_rss_kb,
-            source_bytes,
-            target_in_bytes: in_after - in_before,
-            target_out_bytes: out_after - out_before,
-            ok: error.is_none(),
-            error,
-            phases: serde_json::from_str::<serde_json::Value>(&measured.stdout)
-                .ok()
-                .map(|summary| summary["seconds"].clone()),
-        }
+        let dir = self.local_cache(tool);
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("local cache dir");
+        let (mut cmd, cache) = match tool {
+            Tool::B => {
+                let empty = self.sb.join("local-empty-target.git");
+                if !empty.exists() {
+                    support::init_bare(&empty);
+                }
+                let mut cmd = support::bin();
+                cmd.env("HOME", self.fresh_home(tool))
+                    .args(["sync", "-q", "--json", "--dry-run", "--source", &source])
+                    .arg("--target")
+                    .arg(&empty)
+                    .arg("--cache-dir")
+                    .arg(&dir)
+                    .args(["--mirror-name", "app"]);
+                (cmd, dir.join("app.git"))
+            }
+            Tool::A | Tool::C => {
+                let mut cmd = Command::new("git");
+                support::isolate(&mut cmd);
+                cmd.env("HOME", self.fresh_home(tool))
+                    .args(["clone", "--quiet", "--mirror", "--no-local", &source])
+                    .arg(dir.join("app.git"));
+                (cmd, dir.join("app.git"))
+            }
+        };
+        let measured = measure(&mut cmd);
+        let exact = measured.code == 0 && support::refs(&self.source) == support::refs(&cache);
+        let sample = measured.sample(self, scenario, tool, round, exact);
+        let _ = std::fs::remove_dir_all(&dir);
+        sample
     }
 
     /// The source moves as a team's push does: 10 commits on main, a new branch, a deleted one.
@@ -539,61 +735,102 @@ fn last_line(text: &str) -> String {
         .collect()
 }
 
-fn run_dataset(dataset: &Dataset, rounds: usize) -> Vec<Sample> {
+/// The order the sides take in `round`: rotated each round, so no side always runs first (on a
+/// cold page cache) or last.
+fn order(sides: &[Tool], round: usize) -> Vec<Tool> {
+    let mut order = sides.to_vec();
+    if !order.is_empty() {
+        let shift = (round - 1) % order.len();
+        order.rotate_left(shift);
+    }
+    order
+}
+
+fn run_dataset(dataset: &Dataset, args: &Args) -> Vec<Sample> {
     let mut rig = Rig::new(dataset);
     let mut samples = Vec::new();
-    let mut record = |rig: &Rig, scenario: Scenario, order: [Tool; 2], round: usize| {
-        let mut ok = [true; 2];
-        for tool in order {
+    let wants = |s: Scenario| args.scenarios.contains(&s);
+    let mut record = |rig: &Rig, scenario: Scenario, order: &[Tool], round: usize, keep: bool| {
+        let mut failed = Vec::new();
+        for &tool in order {
             let sample = rig.run(scenario, tool, round);
             println!(
-                "  round {round} {:<16} {:?}: {:>8.3} s {:>7} MiB  src {:>10} B  tgt {:>10} B{}{}",
+                "  round {round} {:<16} {:?}: {:>8.3} s {:>7} MiB  src {:>10} B {} conn  tgt {:>10} B {} req{}{}{}",
                 scenario.label(),
                 tool,
                 sample.seconds,
                 sample.peak_rss_kb / 1024,
                 sample.source_bytes,
+                sample.source_connections.unwrap_or(0),
                 sample.target_in_bytes,
+                sample.target_requests.unwrap_or(0),
+                if keep { "" } else { "  (setup, not recorded)" },
                 sample
                     .error
                     .as_ref()
                     .map(|e| format!("  FAILED: {e}"))
                     .unwrap_or_default(),
-                sample
-                    .phases
-                    .as_ref()
-                    .map(|p| format!("  {p}"))
-                    .unwrap_or_default()
+                [&sample.phases, &sample.transfer]
+                    .iter()
+                    .filter_map(|v| v.as_ref().map(|v| format!("  {v}")))
+                    .collect::<String>()
             );
-            ok[tool as usize] = sample.ok;
-            samples.push(sample);
+            if !sample.ok {
+                failed.push(tool);
+            }
+            if keep {
+                samples.push(sample);
+            }
         }
-        ok
+        failed
     };
-    for round in 1..=rounds {
-        let order = if round % 2 == 1 {
-            [Tool::A, Tool::B]
-        } else {
-            [Tool::B, Tool::A]
-        };
-        for tool in order {
+    let chain = [
+        Scenario::Initial,
+        Scenario::Noop,
+        Scenario::Incremental,
+        Scenario::Stateless,
+    ]
+    .into_iter()
+    .any(wants);
+    for round in 1..=args.rounds {
+        let order = order(&args.sides, round);
+        let local: Vec<Tool> = order.iter().copied().filter(|&t| t != Tool::A).collect();
+        for scenario in [Scenario::LocalPath, Scenario::FileUrl] {
+            if wants(scenario) {
+                record(&rig, scenario, &local, round, true);
+            }
+        }
+        if !chain {
+            continue;
+        }
+        for &tool in &order {
             rig.reset_target(tool);
             rig.drop_cache(tool);
         }
-        let ok = record(&rig, Scenario::Initial, order, round);
-        for tool in order {
-            if !ok[tool as usize] {
-                rig.fill_target(tool);
+        let failed = record(
+            &rig,
+            Scenario::Initial,
+            &order,
+            round,
+            wants(Scenario::Initial),
+        );
+        for tool in failed {
+            rig.fill_target(tool);
+        }
+        if wants(Scenario::Noop) {
+            record(&rig, Scenario::Noop, &order, round, true);
+        }
+        if wants(Scenario::Incremental) {
+            rig.change_source();
+            record(&rig, Scenario::Incremental, &order, round, true);
+        }
+        if wants(Scenario::Stateless) {
+            rig.change_source();
+            for &tool in &order {
+                rig.drop_cache(tool);
             }
+            record(&rig, Scenario::Stateless, &order, round, true);
         }
-        record(&rig, Scenario::Noop, order, round);
-        rig.change_source();
-        record(&rig, Scenario::Incremental, order, round);
-        rig.change_source();
-        for tool in order {
-            rig.drop_cache(tool);
-        }
-        record(&rig, Scenario::Stateless, order, round);
     }
     samples
 }
@@ -604,6 +841,45 @@ struct Measured {
     code: i32,
     stdout: String,
     stderr: String,
+}
+
+impl Measured {
+    /// The sample this run makes, traffic left at zero for the caller to count. `exact`: the
+    /// refs that should mirror the source's do.
+    fn sample(
+        &self,
+        rig: &Rig,
+        scenario: Scenario,
+        tool: Tool,
+        round: usize,
+        exact: bool,
+    ) -> Sample {
+        let error = if self.code != 0 {
+            Some(last_line(&self.stderr))
+        } else if !exact {
+            Some("the result is not an exact mirror of the source".to_string())
+        } else {
+            None
+        };
+        let summary = serde_json::from_str::<serde_json::Value>(&self.stdout).ok();
+        Sample {
+            dataset: rig.name.clone(),
+            scenario,
+            tool,
+            round,
+            seconds: self.seconds,
+            peak_rss_kb: self.peak_rss_kb,
+            source_bytes: 0,
+            target_in_bytes: 0,
+            target_out_bytes: 0,
+            source_connections: Some(0),
+            target_requests: Some(0),
+            ok: error.is_none(),
+            error,
+            phases: summary.as_ref().map(|s| s["seconds"].clone()),
+            transfer: summary.as_ref().map(|s| s["transfer"].clone()),
+        }
+    }
 }
 
 /// Run `cmd` to the end: wall time, and the peak resident set of it and every descendant it

@@ -1,5 +1,6 @@
 //! From samples to the figures the README quotes: medians and spreads per dataset, scenario and
-//! side, the B/A ratios, and each target of the benchmark issue checked against them.
+//! side, B's ratios to the article's steps (A) and to plain git (C), and each target of the
+//! benchmark issues checked against them.
 
 use std::fmt::Write as _;
 use std::process::Command;
@@ -74,6 +75,9 @@ pub struct DatasetInfo {
     pub commits: usize,
     pub files: usize,
     pub refs: usize,
+    /// Objects in the repository's pack (absent from results written before it was counted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub objects: Option<u64>,
     pub pack_bytes: u64,
 }
 
@@ -89,6 +93,8 @@ pub struct Figures {
     pub source_bytes_median: u64,
     pub target_in_bytes_median: u64,
     pub target_out_bytes_median: u64,
+    pub source_connections_median: Option<u64>,
+    pub target_requests_median: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub first_error: Option<String>,
 }
@@ -116,9 +122,20 @@ impl Figures {
             source_bytes_median: median_u64(|s| s.source_bytes),
             target_in_bytes_median: median_u64(|s| s.target_in_bytes),
             target_out_bytes_median: median_u64(|s| s.target_out_bytes),
+            source_connections_median: median_of(
+                samples.iter().filter_map(|s| s.source_connections),
+            ),
+            target_requests_median: median_of(samples.iter().filter_map(|s| s.target_requests)),
             first_error: samples.iter().find_map(|s| s.error.clone()),
         })
     }
+}
+
+/// The median of the values there are, if any.
+fn median_of(values: impl Iterator<Item = u64>) -> Option<u64> {
+    let mut v: Vec<u64> = values.collect();
+    v.sort_unstable();
+    v.get(v.len() / 2).copied()
 }
 
 fn median(sorted: &[f64]) -> f64 {
@@ -136,14 +153,32 @@ pub struct Row {
     pub scenario: Scenario,
     pub a: Option<Figures>,
     pub b: Option<Figures>,
+    pub c: Option<Figures>,
     /// B's median seconds over A's, when both sides succeeded every run.
     pub time_ratio: Option<f64>,
     pub memory_ratio: Option<f64>,
+    /// B over plain git (C): median seconds, peak memory, and bytes the target received.
+    pub time_ratio_c: Option<f64>,
+    pub memory_ratio_c: Option<f64>,
+    pub target_bytes_ratio_c: Option<f64>,
 }
 
-/// One target of the benchmark issue, checked.
+impl Row {
+    pub fn figures(&self, tool: Tool) -> Option<&Figures> {
+        match tool {
+            Tool::A => self.a.as_ref(),
+            Tool::B => self.b.as_ref(),
+            Tool::C => self.c.as_ref(),
+        }
+    }
+}
+
+/// One target of a benchmark issue, checked.
 #[derive(Debug, Clone, Serialize)]
 pub struct Target {
+    /// Which list the target comes from: "issue 12" (against plain git), or "article" (the
+    /// first benchmark's, against the article's steps).
+    pub list: String,
     pub dataset: String,
     pub what: String,
     pub goal: String,
@@ -159,6 +194,16 @@ pub struct Report {
     pub rows: Vec<Row>,
     pub targets: Vec<Target>,
     pub samples: Vec<Sample>,
+}
+
+/// `b / a` when both sides succeeded every run and `a` is not zero.
+fn ratio(a: Option<&Figures>, b: Option<&Figures>, pick: fn(&Figures) -> f64) -> Option<f64> {
+    match (a, b) {
+        (Some(a), Some(b)) if a.failed == 0 && b.failed == 0 && pick(a) > 0.0 => {
+            Some(pick(b) / pick(a))
+        }
+        _ => None,
+    }
 }
 
 impl Report {
@@ -179,26 +224,33 @@ impl Report {
                         })
                         .collect()
                 };
-                let (a, b) = (Figures::of(&pick(Tool::A)), Figures::of(&pick(Tool::B)));
-                let both_ok = |a: &Figures, b: &Figures| a.failed == 0 && b.failed == 0;
-                let (time_ratio, memory_ratio) = match (&a, &b) {
-                    (Some(a), Some(b)) if both_ok(a, b) => (
-                        Some(b.seconds_median / a.seconds_median),
-                        Some(b.peak_rss_mib_max / a.peak_rss_mib_max),
-                    ),
-                    _ => (None, None),
-                };
+                let (a, b, c) = (
+                    Figures::of(&pick(Tool::A)),
+                    Figures::of(&pick(Tool::B)),
+                    Figures::of(&pick(Tool::C)),
+                );
+                if a.is_none() && b.is_none() && c.is_none() {
+                    continue;
+                }
+                let seconds = |f: &Figures| f.seconds_median;
+                let memory = |f: &Figures| f.peak_rss_mib_max;
+                let bytes = |f: &Figures| f.target_in_bytes_median as f64;
                 rows.push(Row {
                     dataset: dataset.name.clone(),
                     scenario,
+                    time_ratio: ratio(a.as_ref(), b.as_ref(), seconds),
+                    memory_ratio: ratio(a.as_ref(), b.as_ref(), memory),
+                    time_ratio_c: ratio(c.as_ref(), b.as_ref(), seconds),
+                    memory_ratio_c: ratio(c.as_ref(), b.as_ref(), memory),
+                    target_bytes_ratio_c: ratio(c.as_ref(), b.as_ref(), bytes),
                     a,
                     b,
-                    time_ratio,
-                    memory_ratio,
+                    c,
                 });
             }
         }
-        let targets = targets(&datasets, &rows);
+        let mut targets = article_targets(&datasets, &rows);
+        targets.extend(issue12_targets(&datasets, &rows));
         Report {
             machine,
             rounds,
@@ -221,21 +273,25 @@ impl Report {
         let _ = writeln!(out, "\n{}", self.machine.describe());
         let _ = writeln!(
             out,
-            "A = the article's shell steps, B = backlog-mirror sync; medians of {} rounds, [min-max]; \
-             memory is the peak of the largest process; bytes counted at the servers.\n",
+            "A = the article's shell steps, B = backlog-mirror sync, C = plain git (clone/fetch + \
+             push --mirror, no ref-update limit); medians of {} rounds, [min-max]; memory is the \
+             peak of the largest process; bytes counted at the servers.\n",
             self.rounds
         );
         let _ = writeln!(
             out,
-            "| dataset | scenario | A seconds | B seconds | B/A | A MiB | B MiB | source bytes A | source bytes B | target bytes A | target bytes B |"
+            "| dataset | scenario | A seconds | B seconds | C seconds | B/A | B/C | A MiB | B MiB | C MiB | source bytes A | source bytes B | source bytes C | target bytes A | target bytes B | target bytes C |"
         );
-        let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|---|");
+        let _ = writeln!(
+            out,
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+        );
         for dataset in &self.datasets {
             for scenario in Scenario::ALL {
                 let Some(row) = self.row(&dataset.name, scenario) else {
                     continue;
                 };
-                let secs = |f: &Option<Figures>| match f {
+                let secs = |f: Option<&Figures>| match f {
                     Some(f) if f.failed == f.runs => format!("failed ({} runs)", f.runs),
                     Some(f) => format!(
                         "{:.2} [{:.2}-{:.2}]{}",
@@ -250,46 +306,77 @@ impl Report {
                     ),
                     None => "-".to_string(),
                 };
-                let mib = |f: &Option<Figures>| {
-                    f.as_ref()
-                        .map_or("-".to_string(), |f| format!("{:.0}", f.peak_rss_mib_max))
+                let mib = |f: Option<&Figures>| {
+                    f.map_or("-".to_string(), |f| format!("{:.0}", f.peak_rss_mib_max))
                 };
-                let bytes = |f: &Option<Figures>, pick: fn(&Figures) -> u64| {
-                    f.as_ref().map_or("-".to_string(), |f| human_bytes(pick(f)))
+                let bytes = |f: Option<&Figures>, pick: fn(&Figures) -> u64| {
+                    f.map_or("-".to_string(), |f| human_bytes(pick(f)))
                 };
+                let r = |v: Option<f64>| v.map_or("-".to_string(), |r| format!("{r:.2}"));
+                let sides = Tool::ALL.map(|t| row.figures(t));
                 let _ = writeln!(
                     out,
-                    "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                    "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                     dataset.name,
                     scenario.label(),
-                    secs(&row.a),
-                    secs(&row.b),
-                    row.time_ratio
-                        .map_or("-".to_string(), |r| format!("{r:.2}")),
-                    mib(&row.a),
-                    mib(&row.b),
-                    bytes(&row.a, |f| f.source_bytes_median),
-                    bytes(&row.b, |f| f.source_bytes_median),
-                    bytes(&row.a, |f| f.target_in_bytes_median),
-                    bytes(&row.b, |f| f.target_in_bytes_median),
+                    secs(sides[0]),
+                    secs(sides[1]),
+                    secs(sides[2]),
+                    r(row.time_ratio),
+                    r(row.time_ratio_c),
+                    mib(sides[0]),
+                    mib(sides[1]),
+                    mib(sides[2]),
+                    bytes(sides[0], |f| f.source_bytes_median),
+                    bytes(sides[1], |f| f.source_bytes_median),
+                    bytes(sides[2], |f| f.source_bytes_median),
+                    bytes(sides[0], |f| f.target_in_bytes_median),
+                    bytes(sides[1], |f| f.target_in_bytes_median),
+                    bytes(sides[2], |f| f.target_in_bytes_median),
                 );
             }
+        }
+        let _ = writeln!(
+            out,
+            "\nRound trips (medians; connections to the source's sshd, requests the target answered):\n"
+        );
+        let _ = writeln!(
+            out,
+            "| dataset | scenario | source connections A / B / C | target requests A / B / C |"
+        );
+        let _ = writeln!(out, "|---|---|---|---|");
+        for row in &self.rows {
+            let count = |pick: fn(&Figures) -> Option<u64>| {
+                Tool::ALL
+                    .map(|t| {
+                        row.figures(t)
+                            .and_then(pick)
+                            .map_or("-".to_string(), |n| n.to_string())
+                    })
+                    .join(" / ")
+            };
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} |",
+                row.dataset,
+                row.scenario.label(),
+                count(|f| f.source_connections_median),
+                count(|f| f.target_requests_median)
+            );
         }
         let failures: Vec<String> = self
             .rows
             .iter()
             .flat_map(|r| {
-                [("A", &r.a), ("B", &r.b)]
-                    .into_iter()
-                    .filter_map(move |(side, f)| {
-                        let f = f.as_ref()?;
-                        Some(format!(
-                            "{} {} {side}: {}",
-                            r.dataset,
-                            r.scenario.label(),
-                            f.first_error.as_ref()?
-                        ))
-                    })
+                Tool::ALL.into_iter().filter_map(move |tool| {
+                    let f = r.figures(tool)?;
+                    Some(format!(
+                        "{} {} {tool:?}: {}",
+                        r.dataset,
+                        r.scenario.label(),
+                        f.first_error.as_ref()?
+                    ))
+                })
             })
             .collect();
         if !failures.is_empty() {
@@ -302,12 +389,13 @@ impl Report {
         for t in &self.targets {
             let _ = writeln!(
                 out,
-                "- [{}] {} {}: {} (goal {})",
+                "- [{}] ({}) {} {}: {} (goal {})",
                 match t.met {
                     Some(true) => "met",
                     Some(false) => "MISSED",
                     None => "n/a",
                 },
+                t.list,
                 t.dataset,
                 t.what,
                 t.measured,
@@ -331,24 +419,47 @@ fn human_bytes(n: u64) -> String {
     }
 }
 
-fn targets(datasets: &[DatasetInfo], rows: &[Row]) -> Vec<Target> {
-    let row = |name: &str, scenario: Scenario| {
-        rows.iter()
-            .find(|r| r.dataset == name && r.scenario == scenario)
-    };
+fn find<'r>(rows: &'r [Row], name: &str, scenario: Scenario) -> Option<&'r Row> {
+    rows.iter()
+        .find(|r| r.dataset == name && r.scenario == scenario)
+}
+
+/// A target that holds when `value <= limit`; no value (a side failed or did not run) is
+/// neither met nor missed.
+fn check(
+    list: &str,
+    dataset: &str,
+    what: &str,
+    goal: String,
+    value: Option<f64>,
+    limit: f64,
+    shown: impl Fn(f64) -> String,
+) -> Target {
+    Target {
+        list: list.to_string(),
+        dataset: dataset.to_string(),
+        what: what.to_string(),
+        goal,
+        measured: value.map_or_else(
+            || "not measured: a side failed or did not run".to_string(),
+            shown,
+        ),
+        met: value.map(|v| v <= limit),
+    }
+}
+
+/// The first benchmark's targets, against the article's steps (A).
+fn article_targets(datasets: &[DatasetInfo], rows: &[Row]) -> Vec<Target> {
     let ratio_target = |name: &str, scenario: Scenario, limit: f64, what: &str| {
-        let r = row(name, scenario);
-        let ratio = r.and_then(|r| r.time_ratio);
-        Target {
-            dataset: name.to_string(),
-            what: what.to_string(),
-            goal: format!("B/A <= {limit}"),
-            measured: ratio.map_or_else(
-                || "no ratio: a side failed".to_string(),
-                |v| format!("B/A = {v:.2}"),
-            ),
-            met: ratio.map(|v| v <= limit),
-        }
+        check(
+            "article",
+            name,
+            what,
+            format!("B/A <= {limit}"),
+            find(rows, name, scenario).and_then(|r| r.time_ratio),
+            limit,
+            |v| format!("B/A = {v:.2}"),
+        )
     };
     let mut out = Vec::new();
     for d in datasets {
@@ -361,45 +472,47 @@ fn targets(datasets: &[DatasetInfo], rows: &[Row]) -> Vec<Target> {
             "incremental sync time",
         ));
         let b_bytes = |s: Scenario| {
-            row(name, s)
+            find(rows, name, s)
                 .and_then(|r| r.b.as_ref())
                 .map(|f| f.source_bytes_median)
         };
         let (stateless, warm) = (b_bytes(Scenario::Stateless), b_bytes(Scenario::Incremental));
+        let traffic = match (stateless, warm) {
+            (Some(s), Some(w)) if w > 0 => Some((s, w)),
+            _ => None,
+        };
         out.push(Target {
+            list: "article".to_string(),
             dataset: name.to_string(),
             what: "stateless source traffic".to_string(),
             goal: "<= 1.1x a warm-cache sync's".to_string(),
-            measured: match (stateless, warm) {
-                (Some(s), Some(w)) if w > 0 => format!(
+            measured: traffic.map_or("not measured".to_string(), |(s, w)| {
+                format!(
                     "{} vs {} ({:.2}x)",
                     human_bytes(s),
                     human_bytes(w),
                     s as f64 / w as f64
-                ),
-                _ => "not measured".to_string(),
-            },
-            met: match (stateless, warm) {
-                (Some(s), Some(w)) if w > 0 => Some(s as f64 <= 1.1 * w as f64),
-                _ => None,
-            },
+                )
+            }),
+            met: traffic.map(|(s, w)| s as f64 <= 1.1 * w as f64),
         });
-        let initial = row(name, Scenario::Initial);
+        let initial = find(rows, name, Scenario::Initial);
+        let both = initial.and_then(|r| r.time_ratio.zip(r.memory_ratio));
         out.push(Target {
+            list: "article".to_string(),
             dataset: name.to_string(),
             what: "initial mirror".to_string(),
             goal: "time B/A <= 1.0, peak memory B/A <= 1.5".to_string(),
-            measured: match initial.and_then(|r| r.time_ratio.zip(r.memory_ratio)) {
-                Some((t, m)) => format!("time {t:.2}, memory {m:.2}"),
-                None => "no ratio: a side failed".to_string(),
-            },
-            met: initial
-                .and_then(|r| r.time_ratio.zip(r.memory_ratio))
-                .map(|(t, m)| t <= 1.0 && m <= 1.5),
+            measured: both.map_or(
+                "no ratio: a side failed or did not run".to_string(),
+                |(t, m)| format!("time {t:.2}, memory {m:.2}"),
+            ),
+            met: both.map(|(t, m)| t <= 1.0 && m <= 1.5),
         });
         if d.refs >= 10_000 {
-            let noop = row(name, Scenario::Noop).and_then(|r| r.b.as_ref());
+            let noop = find(rows, name, Scenario::Noop).and_then(|r| r.b.as_ref());
             out.push(Target {
+                list: "article".to_string(),
                 dataset: name.to_string(),
                 what: "10,000-ref no-op sync".to_string(),
                 goal: "under 2 s".to_string(),
@@ -409,6 +522,125 @@ fn targets(datasets: &[DatasetInfo], rows: &[Row]) -> Vec<Target> {
                 met: noop.map(|f| f.failed == 0 && f.seconds_median < 2.0),
             });
         }
+    }
+    out
+}
+
+/// Issue 12's targets: B against plain git (C), with CodeCommit's 4,000-update limit on B only.
+fn issue12_targets(datasets: &[DatasetInfo], rows: &[Row]) -> Vec<Target> {
+    const LIST: &str = "issue 12";
+    let mut out = Vec::new();
+    for d in datasets {
+        let name = d.name.as_str();
+        let row = |s: Scenario| find(rows, name, s);
+        let ratio_c = |s: Scenario, pick: fn(&Row) -> Option<f64>| row(s).and_then(pick);
+        let times = |v: f64| format!("B/C = {v:.2}");
+        out.push(check(
+            LIST,
+            name,
+            "initial mirror time",
+            "B/C <= 1.0".into(),
+            ratio_c(Scenario::Initial, |r| r.time_ratio_c),
+            1.0,
+            times,
+        ));
+        out.push(check(
+            LIST,
+            name,
+            "initial mirror bytes sent to the target",
+            "B/C <= 1.02 (no object sent twice)".into(),
+            ratio_c(Scenario::Initial, |r| r.target_bytes_ratio_c),
+            1.02,
+            times,
+        ));
+        out.push(check(
+            LIST,
+            name,
+            "initial mirror peak memory",
+            "B/C <= 1.5".into(),
+            ratio_c(Scenario::Initial, |r| r.memory_ratio_c),
+            1.5,
+            times,
+        ));
+        out.push(check(
+            LIST,
+            name,
+            "incremental sync time",
+            "B/C <= 0.8".into(),
+            ratio_c(Scenario::Incremental, |r| r.time_ratio_c),
+            0.8,
+            times,
+        ));
+        out.push(check(
+            LIST,
+            name,
+            "no-op sync time",
+            "B/C <= 0.5".into(),
+            ratio_c(Scenario::Noop, |r| r.time_ratio_c),
+            0.5,
+            times,
+        ));
+        for (scenario, what) in [
+            (Scenario::LocalPath, "local path first fetch"),
+            (Scenario::FileUrl, "file:// first fetch"),
+        ] {
+            out.push(check(
+                LIST,
+                name,
+                what,
+                "B/C <= 1.1 (C: git clone --mirror --no-local)".into(),
+                ratio_c(scenario, |r| r.time_ratio_c),
+                1.1,
+                times,
+            ));
+        }
+        if d.refs >= 10_000 {
+            // The same repository with 10 refs, as the grid generates it.
+            let few = datasets
+                .iter()
+                .find(|o| o.size == d.size && o.refs < 100)
+                .and_then(|o| find(rows, &o.name, Scenario::Initial))
+                .and_then(|r| r.b.as_ref());
+            let many = row(Scenario::Initial).and_then(|r| r.b.as_ref());
+            let value = match (many, few) {
+                (Some(m), Some(f)) if m.failed == 0 && f.failed == 0 => {
+                    Some(m.seconds_median / f.seconds_median)
+                }
+                _ => None,
+            };
+            out.push(check(
+                LIST,
+                name,
+                "initial mirror against the 10-ref repository",
+                "B(10,000 refs) / B(10 refs) <= 1.2".into(),
+                value,
+                1.2,
+                |v| format!("{v:.2}x"),
+            ));
+        }
+        let b = |s: Scenario| row(s).and_then(|r| r.b.as_ref()).filter(|f| f.failed == 0);
+        let stateless = b(Scenario::Stateless);
+        let value = stateless
+            .zip(b(Scenario::Incremental))
+            .map(|(s, w)| s.seconds_median / w.seconds_median);
+        out.push(check(
+            LIST,
+            name,
+            "stateless incremental time against a warm cache's",
+            "<= 1.2x (held on large)".into(),
+            value,
+            1.2,
+            |v| format!("{v:.2}x"),
+        ));
+        out.push(check(
+            LIST,
+            name,
+            "stateless incremental peak memory",
+            "< 150 MiB (held on large)".into(),
+            stateless.map(|f| f.peak_rss_mib_max),
+            150.0 - f64::EPSILON,
+            |v| format!("{v:.0} MiB"),
+        ));
     }
     out
 }

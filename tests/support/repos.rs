@@ -322,6 +322,250 @@ pub fn generate_repo(path: &Path, spec: &GenSpec) -> PathBuf {
     repo
 }
 
+/// A repository shaped like a hosted project's mirror rather than a straight line: a main line,
+/// pull-request heads (`refs/pull/N/head`) on side commits that no branch contains, branches of
+/// which some carry commits of their own, and tags. This is what makes a mirror's refs expensive:
+/// thousands of tips whose objects are not all behind the branches.
+#[derive(Debug, Clone)]
+pub struct ShapedSpec {
+    /// Commits in all: the main line plus the pull requests' and branches' own commits.
+    pub commits: usize,
+    /// Files in the first commit, in directories of about 128.
+    pub files: usize,
+    pub blob_bytes: usize,
+    /// Bytes of new, delta-proof content each commit writes (as `GenSpec::fresh_bytes`).
+    pub fresh_bytes: usize,
+    /// `refs/pull/N/head` refs, each on 1-5 commits of its own forked from the main line as it
+    /// stood when the pull request was opened (one in ten from an earlier pull request's head:
+    /// stacked, so pull requests share commits), opened evenly over the history.
+    pub pull_requests: usize,
+    /// Branches besides main (`branch1`...): every fifth carries 1-4 commits of its own (a
+    /// release branch), the others point into the main line, spread over the history.
+    pub branches: usize,
+    /// Tags on main-line commits spread over the history, every fifth lightweight, the rest
+    /// annotated.
+    pub tags: usize,
+}
+
+/// What `generate_shaped_repo` made, counted as it went.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ShapedCounts {
+    pub main_commits: usize,
+    pub pull_commits: usize,
+    pub branch_commits: usize,
+}
+
+/// xorshift64 from a fixed seed: the generators' only source of variety, so output is
+/// deterministic.
+struct Xorshift(u64);
+
+impl Xorshift {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+}
+
+/// Build a bare repository of `spec`'s shape with one `git fast-import` stream, then repack it
+/// (`git repack -a -d`) and pack its refs, as a hosted repository's mirror is. Every commit
+/// changes one or two files (a line each) and rewrites one of 64 data files with
+/// `fresh_bytes` of new content; committer times grow by a second per commit in the order
+/// commits are made, so a pull request's commits are newer than the main-line commit it forks
+/// from. The same spec always gives the same object ids.
+pub fn generate_shaped_repo(path: &Path, spec: &ShapedSpec) -> (PathBuf, ShapedCounts) {
+    const WORDS: [&str; 16] = [
+        "mirror", "backlog", "commit", "branch", "delta", "object", "review", "deploy", "build",
+        "tag", "fetch", "push", "prune", "cache", "lock", "plan",
+    ];
+    let repo = init_bare(path);
+    let mut rng = Xorshift(0x2545_F491_4F6C_DD1D);
+    // Decide every side line's length first, so the main line takes what is left of the budget.
+    let pull_lengths: Vec<usize> = (0..spec.pull_requests)
+        .map(|_| match rng.below(100) {
+            0..60 => 1,
+            60..85 => 2,
+            85..95 => 3,
+            95..98 => 4,
+            _ => 5,
+        })
+        .collect();
+    let branch_lengths: Vec<usize> = (1..=spec.branches)
+        .map(|b| if b % 5 == 0 { 1 + rng.below(4) } else { 0 })
+        .collect();
+    let side: usize = pull_lengths.iter().sum::<usize>() + branch_lengths.iter().sum::<usize>();
+    let main_commits = spec.commits.saturating_sub(side).max(1);
+    let at = |i: usize, n: usize| (i * main_commits / n.max(1)).min(main_commits - 1);
+
+    let mut child = git_cmd(&repo)
+        .args(["fast-import", "--quiet", "--done"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("git fast-import");
+    let mut out = std::io::BufWriter::new(child.stdin.take().expect("stdin"));
+    let dirs = (spec.files / 128).max(16);
+    let lines_per_file = (spec.blob_bytes / 40).max(1);
+    let sentence = |rng: &mut Xorshift| {
+        (0..6)
+            .map(|_| WORDS[rng.below(16)])
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let mut files: Vec<Vec<String>> = (0..spec.files.max(1))
+        .map(|_| (0..lines_per_file).map(|_| sentence(&mut rng)).collect())
+        .collect();
+    let mut clock = 0usize;
+    let mut mark = 0usize;
+    let mut counts = ShapedCounts::default();
+    // One commit on `refname`: from `from` (a mark) when given, else continuing the ref. Its
+    // changes start from the main line's current files; only a main-line commit keeps them.
+    let mut commit = |out: &mut dyn Write,
+                      rng: &mut Xorshift,
+                      files: &mut Vec<Vec<String>>,
+                      refname: &str,
+                      from: Option<usize>,
+                      keep: bool,
+                      what: &str|
+     -> usize {
+        mark += 1;
+        clock += 1;
+        writeln!(out, "commit {refname}\nmark :{mark}").unwrap();
+        writeln!(
+            out,
+            "committer Gen <gen@example.com> {} +0000",
+            1_600_000_000 + clock
+        )
+        .unwrap();
+        let msg = format!("{what}\n");
+        write!(out, "data {}\n{msg}", msg.len()).unwrap();
+        if let Some(from) = from {
+            writeln!(out, "from :{from}").unwrap();
+        }
+        let changed: Vec<usize> = if clock == 1 {
+            (0..files.len()).collect()
+        } else {
+            (0..1 + usize::from(rng.below(10) < 2))
+                .map(|_| rng.below(files.len()))
+                .collect()
+        };
+        for f in changed {
+            let mut lines = files[f].clone();
+            let line = rng.below(lines.len());
+            lines[line] = format!("{} {clock}", sentence(rng));
+            let body = lines.join("\n") + "\n";
+            writeln!(out, "M 100644 inline dir{}/file{f}.txt", f % dirs).unwrap();
+            write!(out, "data {}\n{body}\n", body.len()).unwrap();
+            if keep {
+                files[f] = lines;
+            }
+        }
+        if spec.fresh_bytes > 0 {
+            let mut body = String::with_capacity(spec.fresh_bytes + 64);
+            while body.len() < spec.fresh_bytes {
+                body.push_str(&format!("{:016x}\n", rng.next()));
+            }
+            writeln!(out, "M 100644 inline data/blob{}.txt", clock % 64).unwrap();
+            write!(out, "data {}\n{body}\n", body.len()).unwrap();
+        }
+        mark
+    };
+
+    let mut main_marks = Vec::with_capacity(main_commits);
+    let mut pull_heads: Vec<usize> = Vec::with_capacity(spec.pull_requests);
+    let (mut next_pull, mut next_branch) = (0, 0);
+    for c in 0..main_commits {
+        let m = commit(
+            &mut out,
+            &mut rng,
+            &mut files,
+            "refs/heads/main",
+            None,
+            true,
+            &format!("main commit {c}"),
+        );
+        main_marks.push(m);
+        counts.main_commits += 1;
+        // Pull requests opened since this commit, on top of it (or stacked on a recent one).
+        while next_pull < spec.pull_requests && at(next_pull, spec.pull_requests) <= c {
+            let n = next_pull + 1;
+            let base = if !pull_heads.is_empty() && rng.below(10) == 0 {
+                pull_heads[pull_heads.len() - 1 - rng.below(pull_heads.len().min(20))]
+            } else {
+                m
+            };
+            let refname = format!("refs/pull/{n}/head");
+            let mut head = base;
+            for k in 0..pull_lengths[next_pull] {
+                let from = (k == 0).then_some(base);
+                head = commit(
+                    &mut out,
+                    &mut rng,
+                    &mut files,
+                    &refname,
+                    from,
+                    false,
+                    &format!("pull request {n}, commit {k}"),
+                );
+                counts.pull_commits += 1;
+            }
+            pull_heads.push(head);
+            next_pull += 1;
+        }
+        while next_branch < spec.branches && at(next_branch + 1, spec.branches + 1) <= c {
+            let b = next_branch + 1;
+            let refname = format!("refs/heads/branch{b}");
+            if branch_lengths[next_branch] == 0 {
+                writeln!(out, "reset {refname}\nfrom :{m}\n").unwrap();
+            }
+            for k in 0..branch_lengths[next_branch] {
+                let from = (k == 0).then_some(m);
+                commit(
+                    &mut out,
+                    &mut rng,
+                    &mut files,
+                    &refname,
+                    from,
+                    false,
+                    &format!("branch {b}, commit {k}"),
+                );
+                counts.branch_commits += 1;
+            }
+            next_branch += 1;
+        }
+    }
+    for t in 1..=spec.tags {
+        let target = main_marks[at(t, spec.tags + 1)];
+        let name = format!("v{}.{}.0", t / 10, t % 10);
+        if t % 5 == 0 {
+            writeln!(out, "reset refs/tags/{name}\nfrom :{target}\n").unwrap();
+        } else {
+            let msg = format!("release {name}\n");
+            write!(
+                out,
+                "tag {name}\nfrom :{target}\ntagger Gen <gen@example.com> {} +0000\ndata {}\n{msg}\n",
+                1_600_000_000 + t,
+                msg.len()
+            )
+            .unwrap();
+        }
+    }
+    writeln!(out, "done").unwrap();
+    drop(out);
+    assert!(
+        child.wait().expect("fast-import").success(),
+        "git fast-import failed"
+    );
+    git(&repo, &["repack", "-a", "-d", "-q"]);
+    pack_refs(&repo);
+    (repo, counts)
+}
+
 /// Apply a `git fast-import` stream to a repository (commits on top of what it has).
 pub fn fast_import(repo: &Path, stream: &str) {
     let mut child = git_cmd(repo)
