@@ -17,6 +17,8 @@
 //!
 //! Run through `bench/run.sh`, which installs what this needs; see the README's "Benchmark".
 
+// The benchmark uses part of the suite's support; the rest is dead code here.
+#[allow(dead_code, unused_imports)]
 #[path = "../tests/support/mod.rs"]
 mod support;
 

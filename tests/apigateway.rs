@@ -6,8 +6,7 @@
 //! emulates `$input`, `$util` and `$context` after LocalStack and AWS's developer guide. The
 //! template is evaluated for real parameters by tests/support/stack.rs.
 
-#[path = "support/stack.rs"]
-mod stack;
+use crate::support::stack;
 
 use std::io::Write;
 use std::process::{Command, Stdio};

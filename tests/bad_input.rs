@@ -1,9 +1,7 @@
 //! Bad input: one clear line naming the flag or value, the documented exit code, and the target
 //! left exactly as it was.
 
-mod support;
-
-use support::*;
+use crate::support::*;
 
 struct Case {
     name: &'static str,
@@ -17,11 +15,7 @@ struct Case {
 #[test]
 fn every_bad_input_gets_one_line_its_exit_code_and_no_change() {
     let sb = Sandbox::new();
-    let work = WorkRepo::init(&sb.join("work"));
-    work.commit("a.txt", "one", "first");
-    let source = init_bare(&sb.join("source.git"));
-    work.push_mirror(&source);
-    let target = init_bare(&sb.join("target.git"));
+    let Pair { source, target, .. } = sb.pair("", &[]);
     let stale = WorkRepo::init(&sb.join("stale-target-work"));
     stale.commit("t.txt", "old", "target's old state");
     stale.push_mirror(&target);

@@ -7,19 +7,16 @@
 //! The sync reads its SSH key from Parameter Store (moto) under the name the stack gives it, pulls
 //! from OpenSSH's sshd and pushes to the CodeCommit stand-in, which verifies SigV4.
 
-mod support;
-
-#[path = "support/stack.rs"]
-mod stack;
+use crate::support::stack;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::codecommit::{CodeCommitServer, ContainerCredentials};
-use support::ssm::{Moto, REGION};
-use support::*;
+use crate::support::codecommit::{CodeCommitServer, ContainerCredentials};
+use crate::support::ssm::{Moto, REGION};
+use crate::support::*;
 
 const AKID: &str = "ASIAEXAMPLEBUILDROLE";
 const SECRET: &str = "canary-7f3a9c1e5b-build-role-secret";

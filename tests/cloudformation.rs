@@ -6,10 +6,7 @@
 //! Templates are evaluated for given parameters by tests/support/stack.rs; the webhook's mapping
 //! templates run in tests/apigateway.rs, the buildspec in tests/buildspec_run.rs.
 
-mod support;
-
-#[path = "support/stack.rs"]
-mod stack;
+use crate::support::stack;
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -789,7 +786,7 @@ fn failed_builds_reach_the_alert_topic_with_repository_build_and_links() {
         json!(["FAILED", "FAULT", "STOPPED", "TIMED_OUT"])
     );
 
-    let moto = support::ssm::Moto::start(None);
+    let moto = crate::support::ssm::Moto::start(None);
     let event = |status: &str, project: &str| {
         json!({
             "build-status": status,

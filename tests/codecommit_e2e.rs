@@ -3,13 +3,11 @@
 //! engines; plain git through git-remote-codecommit and through our credential helper, proving the
 //! server faithful and the helper right; and a wrong secret refused without printing it.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use support::codecommit::{CodeCommitServer, ContainerCredentials};
-use support::*;
+use crate::support::codecommit::{CodeCommitServer, ContainerCredentials};
+use crate::support::*;
 
 const REGION: &str = "us-east-1";
 const AKID: &str = "AKIAEXAMPLEBACKLOG01";
@@ -91,7 +89,7 @@ fn sync_signs_with_env_credentials_through_both_push_engines() {
         );
         assert_eq!(out.code, 0, "{engine}: {}", out.stderr);
         assert_mirror(&fx.source, &fx.root.join(repo));
-        let report: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap();
+        let report = out.json();
         assert_eq!(report["transfer"]["push"]["engine"], engine);
         assert!(
             report["target"].as_str().unwrap().contains("/v1/repos/"),

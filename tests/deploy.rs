@@ -10,14 +10,12 @@
 //! tests print the list), moto validates almost no resource properties (cfn-lint does, in
 //! tests/cloudformation.rs), and nothing runs a build or serves the webhook.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::support::moto::{MotoCfn, REGION, aws_cli_v2};
+use crate::support::*;
 use serde_json::Value;
-use support::moto::{MotoCfn, REGION, aws_cli_v2};
-use support::*;
 
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/deploy.sh");
 const TEMPLATE: &str = concat!(

@@ -9,14 +9,12 @@
 //! A binary for another architecture (the aarch64 one) runs under `qemu-aarch64` (Debian's
 //! qemu-user), so the same tests check it where qemu is installed.
 
-mod support;
-
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use support::codecommit::CodeCommitServer;
-use support::*;
+use crate::support::codecommit::CodeCommitServer;
+use crate::support::*;
 
 const ENV: &str = "BACKLOG_MIRROR_DIST_BINARY";
 const REGION: &str = "us-east-1";

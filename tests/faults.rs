@@ -2,14 +2,12 @@
 //! reading or answering ends every step within `--network-timeout`, whichever engine runs it; a
 //! transient fault is retried and the run ends exact; what cannot succeed is tried once.
 
-mod support;
-
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use support::*;
+use crate::support::*;
 
 /// A source whose push is far larger than the proxy lets through before it stalls.
 fn sizeable_source(sb: &Sandbox) -> PathBuf {
@@ -226,11 +224,6 @@ fn an_ssh_peer_that_stops_ends_the_run_within_the_timeout() {
     }
 }
 
-fn json(run: &Run) -> serde_json::Value {
-    serde_json::from_str(run.stdout.trim())
-        .unwrap_or_else(|e| panic!("no JSON summary ({e}):\n{}", run.stderr))
-}
-
 /// One transient fault, once: the step is retried (logged as a warning, counted in the JSON
 /// summary) and the run ends exact.
 #[test]
@@ -351,7 +344,7 @@ fn a_transient_fault_once_succeeds_on_retry() {
         );
         assert_eq!(out.code, 0, "{label}: {}", out.stderr);
         assert_mirror(&source, &target);
-        let report = json(&out);
+        let report = out.json();
         assert_eq!(report["retries"], 1, "{label}: {report}");
         assert!(
             out.stderr.contains("WARN") && out.stderr.contains("retrying"),
@@ -392,7 +385,7 @@ fn a_refusal_is_tried_once() {
             Duration::from_secs(60),
         );
         assert_eq!(out.code, 1, "--retries {retries}: {}", out.stderr);
-        assert_eq!(json(&out)["retries"], 0, "--retries {retries}");
+        assert_eq!(out.json()["retries"], 0, "--retries {retries}");
         assert!(!out.stderr.contains("retrying"), "{}", out.stderr);
         requests.push(http.requests().len() - before);
     }
@@ -420,7 +413,7 @@ fn a_refusal_is_tried_once() {
         Duration::from_secs(60),
     );
     assert_eq!(out.code, 1, "{}", out.stderr);
-    assert_eq!(json(&out)["retries"], 0, "{}", out.stderr);
+    assert_eq!(out.json()["retries"], 0, "{}", out.stderr);
     assert_eq!(
         sshd.connections(),
         1,

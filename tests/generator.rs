@@ -2,9 +2,7 @@
 //! always gives the same repository: pull-request heads on side commits that no branch or tag
 //! contains, some of them stacked on others, branches of which some have commits of their own.
 
-mod support;
-
-use support::*;
+use crate::support::*;
 
 fn spec() -> ShapedSpec {
     ShapedSpec {
@@ -68,5 +66,9 @@ fn shaped_repository_has_pull_requests_off_the_branches_and_is_deterministic() {
     );
 
     let (again, _) = generate_shaped_repo(&sb.join("two.git"), &spec());
-    assert_eq!(refs, support::refs(&again), "same spec, same object ids");
+    assert_eq!(
+        refs,
+        crate::support::refs(&again),
+        "same spec, same object ids"
+    );
 }

@@ -5,14 +5,12 @@
 //! hold it exactly; where not, the run names it (escaped, shortened), mirrors every other ref and
 //! exits 1, run after run, without a panic.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::path::Path;
 use std::process::Command;
 
-use support::*;
+use crate::support::*;
 
 /// One hostile name: exact on the target, or reported with a reason containing `why`.
 struct Row {
@@ -172,8 +170,7 @@ fn check_run(label: &str, out: &Run, rows: &[Row]) {
         "{label}: {error}"
     );
     assert!(error.contains("refs/heads/a..b"), "{label}: {error}");
-    let report: serde_json::Value = serde_json::from_str(out.stdout.trim())
-        .unwrap_or_else(|e| panic!("{label}: no JSON ({e}): {}", out.stdout));
+    let report = out.json();
     let reasons: Vec<(String, String)> = report["changes"]
         .as_array()
         .unwrap()

@@ -1,21 +1,14 @@
 //! Passwords and tokens for HTTP(S) remotes, from env, file or the URL itself: they work, and no
 //! copy of them shows in logs, errors or the JSON summary.
 
-mod support;
-
-use support::*;
+use crate::support::*;
 
 fn served(
     sb: &Sandbox,
     user: &str,
     password: &str,
 ) -> (std::path::PathBuf, std::path::PathBuf, HttpGit) {
-    let work = WorkRepo::init(&sb.join("work"));
-    work.commit("a.txt", "one", "first");
-    work.branch("topic");
-    let source = init_bare(&sb.join("srv/source.git"));
-    work.push_mirror(&source);
-    let target = init_bare(&sb.join("srv/target.git"));
+    let Pair { source, target, .. } = sb.pair("srv", &["topic"]);
     let http = HttpGit::start_with(
         &sb.join("srv"),
         HttpOptions {
@@ -78,7 +71,7 @@ fn credentials_in_the_url_work_and_are_redacted_everywhere() {
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_mirror(&source, &target);
     assert_no_secret(&out, &[]);
-    let report: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    let report = out.json();
     assert_eq!(report["source"], http.url("source.git"));
     // git would need the password handed to it: auto keeps this push in-process.
     assert_eq!(report["transfer"]["push"]["engine"], "libgit2");

@@ -1,11 +1,9 @@
 //! A run killed with SIGKILL at any point of fetch or push leaves nothing the next run cannot
 //! repair: the next run succeeds, the target is exact, and `git fsck` is clean on both sides.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 
-use support::*;
+use crate::support::*;
 
 fn big_source(sb: &Sandbox) -> PathBuf {
     generate_repo(
@@ -369,11 +367,11 @@ fn release(path: &Path) {
 /// the push that a killed run leaves behind creates it; `moved_on` then deletes it again and
 /// moves `main` (an update that does not conflict with the late one, so nothing stops it).
 fn doomed_branch_setup(sb: &Sandbox) -> (WorkRepo, PathBuf, PathBuf) {
-    let work = WorkRepo::init(&sb.join("work"));
-    work.commit("a.txt", "one", "first");
-    let source = init_bare(&sb.join("srv/source.git"));
-    work.push_mirror(&source);
-    let target = init_bare(&sb.join("srv/target.git"));
+    let Pair {
+        work,
+        source,
+        target,
+    } = sb.pair("srv", &[]);
     // No keepalives from receive-pack: with them, a receive-pack whose client died may die of
     // SIGPIPE first, which only hides the late update when the timing is lucky.
     git(&target, &["config", "receive.keepAlive", "0"]);
@@ -530,7 +528,7 @@ fn a_late_landing_during_the_next_runs_push_is_pushed_over() {
             "{engine_label}: {}",
             next.stderr
         );
-        let report: serde_json::Value = serde_json::from_str(next.stdout.trim()).unwrap();
+        let report = next.json();
         assert_eq!(report["refs"]["deleted"], 1, "{engine_label}: {report}");
         assert_eq!(report["refs"]["rejected"], 0, "{engine_label}: {report}");
         // Settled: a third run has nothing to check or do.

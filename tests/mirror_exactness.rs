@@ -1,23 +1,12 @@
 //! The target ends as an exact mirror (git for-each-ref is the oracle) through every kind of ref
 //! change, and says exactly what it changed.
 
-mod support;
-
-use support::*;
+use crate::support::*;
 
 fn sync(sb: &Sandbox, source: &str, target: &str, extra: &[&str]) -> Run {
     let mut cmd = sb.sync(source, target);
     cmd.args(extra);
     run(&mut cmd)
-}
-
-fn json(run: &Run) -> serde_json::Value {
-    serde_json::from_str(run.stdout.trim()).unwrap_or_else(|e| {
-        panic!(
-            "stdout is not one JSON object ({e}):\n{}\nstderr:\n{}",
-            run.stdout, run.stderr
-        )
-    })
 }
 
 #[test]
@@ -43,7 +32,7 @@ fn every_kind_of_ref_change_is_mirrored_exactly() {
     let first = sync(&sb, &src, &tgt, &["--json"]);
     assert_eq!(first.code, 0, "{}", first.stderr);
     assert_mirror(&source, &target);
-    let report = json(&first);
+    let report = first.json();
     assert_eq!(report["status"], "in_sync");
     assert_eq!(report["refs"]["created"], refs(&source).len());
     assert!(
@@ -67,7 +56,7 @@ fn every_kind_of_ref_change_is_mirrored_exactly() {
     let second = sync(&sb, &src, &tgt, &["--json"]);
     assert_eq!(second.code, 0, "{}", second.stderr);
     assert_mirror(&source, &target);
-    let report = json(&second);
+    let report = second.json();
     assert_eq!(report["refs"]["updated"], 1, "{}", second.stdout);
     assert_eq!(report["refs"]["forced"], 1, "{}", second.stdout);
     assert_eq!(report["refs"]["deleted"], 2, "{}", second.stdout);
@@ -102,11 +91,7 @@ fn every_kind_of_ref_change_is_mirrored_exactly() {
 #[test]
 fn dry_run_prints_the_plan_and_leaves_the_target() {
     let sb = Sandbox::new();
-    let work = WorkRepo::init(&sb.join("work"));
-    work.commit("a.txt", "one", "first");
-    let source = init_bare(&sb.join("source.git"));
-    work.push_mirror(&source);
-    let target = init_bare(&sb.join("target.git"));
+    let Pair { source, target, .. } = sb.pair("", &[]);
     let before = refs(&target);
     let out = sync(
         &sb,
@@ -116,7 +101,7 @@ fn dry_run_prints_the_plan_and_leaves_the_target() {
     );
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(refs(&target), before);
-    let report = json(&out);
+    let report = out.json();
     assert_eq!(report["status"], "dry_run");
     assert_eq!(report["changes"][0]["result"], "planned");
     assert_eq!(report["changes"][0]["ref"], "refs/heads/main");
@@ -154,14 +139,10 @@ fn include_and_exclude_leave_unselected_refs_alone() {
 #[test]
 fn json_summary_has_the_documented_schema() {
     let sb = Sandbox::new();
-    let work = WorkRepo::init(&sb.join("work"));
-    work.commit("a.txt", "one", "first");
-    let source = init_bare(&sb.join("source.git"));
-    work.push_mirror(&source);
-    let target = init_bare(&sb.join("target.git"));
+    let Pair { source, target, .. } = sb.pair("", &[]);
     let out = sync(&sb, &path_str(&source), &path_str(&target), &["--json"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
-    let report = json(&out);
+    let report = out.json();
     for key in [
         "schema",
         "status",

@@ -2,23 +2,14 @@
 //! counts what it plans, durations read as they were given, and a value refused at validation
 //! leaves nothing behind on disk.
 
-mod support;
-
-use support::*;
+use crate::support::*;
 
 /// Round 1 of an initial sync pushes every ref; while it pushes, every ref of the source is
 /// deleted, so round 2 meets the delete guard. The refusal must say what round 1 did.
 #[test]
 fn a_refusal_in_a_later_round_says_what_earlier_rounds_pushed() {
     let sb = Sandbox::new();
-    let work = WorkRepo::init(&sb.join("work"));
-    work.commit("a.txt", "one", "first");
-    for i in 0..4 {
-        work.branch(&format!("b{i}"));
-    }
-    let source = init_bare(&sb.join("srv/source.git"));
-    work.push_mirror(&source);
-    let target = init_bare(&sb.join("srv/target.git"));
+    let Pair { source, target, .. } = sb.pair("srv", &["b0", "b1", "b2", "b3"]);
     let marker = sb.join("emptied");
     install_hook(
         &target,
@@ -52,7 +43,7 @@ fn a_refusal_in_a_later_round_says_what_earlier_rounds_pushed() {
         "a run that pushed claims the target untouched:\n{}",
         out.stderr
     );
-    let report: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    let report = out.json();
     assert_eq!(report["status"], "refused");
     assert_eq!(report["refs"]["created"], 5, "{report}");
 }
@@ -60,11 +51,7 @@ fn a_refusal_in_a_later_round_says_what_earlier_rounds_pushed() {
 #[test]
 fn a_refusal_before_any_push_says_the_target_is_untouched() {
     let sb = Sandbox::new();
-    let work = WorkRepo::init(&sb.join("work"));
-    work.commit("a.txt", "one", "first");
-    let source = init_bare(&sb.join("srv/source.git"));
-    work.push_mirror(&source);
-    let target = init_bare(&sb.join("srv/target.git"));
+    let Pair { source, target, .. } = sb.pair("srv", &[]);
     let (src, tgt) = (path_str(&source), path_str(&target));
     assert_eq!(run(&mut sb.sync(&src, &tgt)).code, 0);
     delete_ref(&source, "refs/heads/main");
@@ -82,11 +69,7 @@ fn a_refusal_before_any_push_says_the_target_is_untouched() {
 #[test]
 fn validation_leaves_nothing_on_disk() {
     let sb = Sandbox::new();
-    let work = WorkRepo::init(&sb.join("work"));
-    work.commit("a.txt", "one", "first");
-    let source = init_bare(&sb.join("srv/source.git"));
-    work.push_mirror(&source);
-    let target = init_bare(&sb.join("srv/target.git"));
+    let Pair { source, target, .. } = sb.pair("srv", &[]);
     let ssh_source = "git@example.com:/p/r.git";
     let cases: [(&str, &str, &[&str], &str); 6] = [
         (
@@ -170,11 +153,7 @@ fn validation_leaves_nothing_on_disk() {
 #[test]
 fn durations_and_ranges_are_checked_and_shown_as_given() {
     let sb = Sandbox::new();
-    let work = WorkRepo::init(&sb.join("work"));
-    work.commit("a.txt", "one", "first");
-    let source = init_bare(&sb.join("srv/source.git"));
-    work.push_mirror(&source);
-    let target = init_bare(&sb.join("srv/target.git"));
+    let Pair { source, target, .. } = sb.pair("srv", &[]);
     let (src, tgt) = (path_str(&source), path_str(&target));
     for (flag, value) in [
         ("--network-timeout", "0"),
@@ -237,14 +216,11 @@ fn durations_and_ranges_are_checked_and_shown_as_given() {
 #[test]
 fn a_dry_runs_counts_match_its_planned_changes() {
     let sb = Sandbox::new();
-    let work = WorkRepo::init(&sb.join("work"));
-    work.commit("a.txt", "one", "first");
-    work.branch("stays");
-    work.branch("goes");
-    work.branch("rewritten");
-    let source = init_bare(&sb.join("srv/source.git"));
-    work.push_mirror(&source);
-    let target = init_bare(&sb.join("srv/target.git"));
+    let Pair {
+        work,
+        source,
+        target,
+    } = sb.pair("srv", &["stays", "goes", "rewritten"]);
     let (src, tgt) = (path_str(&source), path_str(&target));
     assert_eq!(run(&mut sb.sync(&src, &tgt)).code, 0);
     work.commit("b.txt", "two", "second");
@@ -258,7 +234,7 @@ fn a_dry_runs_counts_match_its_planned_changes() {
     let out = run(sb.sync(&src, &tgt).args(["--dry-run", "--json"]));
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(refs(&target), before);
-    let report: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    let report = out.json();
     let changes = report["changes"].as_array().unwrap();
     let count = |action: &str| changes.iter().filter(|c| c["action"] == action).count();
     assert_eq!(

@@ -1,27 +1,20 @@
 //! The guards around a mirror: the delete guard, the cache lock, catch-up rounds and seeding.
 
-mod support;
-
 use std::path::Path;
 
-use support::*;
+use crate::support::*;
 
-fn populated(sb: &Sandbox, branches: usize) -> (WorkRepo, std::path::PathBuf) {
-    let work = WorkRepo::init(&sb.join("work"));
-    work.commit("a.txt", "one", "first");
-    for i in 0..branches {
-        work.branch(&format!("b{i}"));
-    }
-    let source = init_bare(&sb.join("srv/source.git"));
-    work.push_mirror(&source);
-    (work, source)
+/// A source with `branches` branches `b0`, `b1`... besides `main`, and an empty target, in `srv/`.
+fn populated(sb: &Sandbox, branches: usize) -> Pair {
+    let names: Vec<String> = (0..branches).map(|i| format!("b{i}")).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    sb.pair("srv", &names)
 }
 
 #[test]
 fn emptied_source_is_refused_with_exit_3_and_target_untouched() {
     let sb = Sandbox::new();
-    let (_work, source) = populated(&sb, 3);
-    let target = init_bare(&sb.join("srv/target.git"));
+    let Pair { source, target, .. } = populated(&sb, 3);
     let (src, tgt) = (path_str(&source), path_str(&target));
     assert_eq!(run(&mut sb.sync(&src, &tgt)).code, 0);
     let before = refs(&target);
@@ -34,7 +27,7 @@ fn emptied_source_is_refused_with_exit_3_and_target_untouched() {
     assert_eq!(out.code, 3, "{}", out.stderr);
     assert_eq!(refs(&target), before, "the target changed");
     assert!(out.stderr.contains("delete guard"), "{}", out.stderr);
-    let report: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    let report = out.json();
     assert_eq!(report["status"], "refused");
     assert_eq!(report["exit_code"], 3);
 }
@@ -42,8 +35,7 @@ fn emptied_source_is_refused_with_exit_3_and_target_untouched() {
 #[test]
 fn mass_delete_beyond_the_limit_is_refused_unless_allowed() {
     let sb = Sandbox::new();
-    let (_work, source) = populated(&sb, 6);
-    let target = init_bare(&sb.join("srv/target.git"));
+    let Pair { source, target, .. } = populated(&sb, 6);
     let (src, tgt) = (path_str(&source), path_str(&target));
     assert_eq!(run(&mut sb.sync(&src, &tgt)).code, 0);
     let before = refs(&target);
@@ -65,8 +57,7 @@ fn mass_delete_beyond_the_limit_is_refused_unless_allowed() {
 #[test]
 fn a_held_lock_gives_exit_4_after_the_timeout() {
     let sb = Sandbox::new();
-    let (_work, source) = populated(&sb, 1);
-    let target = init_bare(&sb.join("srv/target.git"));
+    let Pair { source, target, .. } = populated(&sb, 1);
     let (src, tgt) = (path_str(&source), path_str(&target));
     // Hold the cache lock the way a running sync does, from another process: a sync whose
     // target's pre-receive hook waits until we let it go.
@@ -102,8 +93,7 @@ fn a_held_lock_gives_exit_4_after_the_timeout() {
 #[test]
 fn two_syncs_at_once_on_one_cache_both_end_exact() {
     let sb = Sandbox::new();
-    let (_work, source) = populated(&sb, 2);
-    let target = init_bare(&sb.join("srv/target.git"));
+    let Pair { source, target, .. } = populated(&sb, 2);
     let daemon = GitDaemon::start(&sb.join("srv"));
     let (src, tgt) = (daemon.url("source.git"), daemon.url("target.git"));
     let a = sb.sync(&src, &tgt).spawn().unwrap();
@@ -118,8 +108,11 @@ fn two_syncs_at_once_on_one_cache_both_end_exact() {
 #[test]
 fn a_push_to_the_source_during_a_sync_is_caught_up() {
     let sb = Sandbox::new();
-    let (work, source) = populated(&sb, 1);
-    let target = init_bare(&sb.join("srv/target.git"));
+    let Pair {
+        work,
+        source,
+        target,
+    } = populated(&sb, 1);
     // While our push runs, the target's hook lands a new commit on the source, once: exactly the
     // push whose own webhook build CodeBuild would refuse.
     let marker = sb.join("pushed-during-sync");
@@ -144,7 +137,7 @@ fn a_push_to_the_source_during_a_sync_is_caught_up() {
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(marker.exists(), "the hook did not run");
     assert_mirror(&source, &target);
-    let report: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    let report = out.json();
     let hook_log = std::fs::read_to_string(sb.join("pushed-during-sync.log")).unwrap_or_default();
     assert_eq!(report["rounds"], 2, "{report}\nhook said: {hook_log}");
 }
@@ -169,11 +162,7 @@ fn seeding_from_the_target_makes_a_cold_cache_fetch_only_the_change() {
     assert_eq!(run(&mut sb.sync(&src, &tgt)).code, 0);
 
     // The same small change, synced once with the warm cache and once with none.
-    let work = WorkRepo::init(&sb.join("work"));
-    git(&work.path, &["fetch", "-q", &path_str(&source), "main"]);
-    git(&work.path, &["checkout", "-q", "-B", "main", "FETCH_HEAD"]);
-    work.commit("new.txt", "new content", "change");
-    git(&work.path, &["push", "-q", &path_str(&source), "main:main"]);
+    push_a_commit(&source, &sb.join("work"), "new.txt", "change");
     let warm_target = init_bare(&sb.join("srv/warm.git"));
     git(
         &target,
@@ -188,8 +177,8 @@ fn seeding_from_the_target_makes_a_cold_cache_fetch_only_the_change() {
     assert_mirror(&source, &target);
     assert_mirror(&source, &warm_target);
 
-    let cold: serde_json::Value = serde_json::from_str(cold.stdout.trim()).unwrap();
-    let warm: serde_json::Value = serde_json::from_str(warm.stdout.trim()).unwrap();
+    let cold = cold.json();
+    let warm = warm.json();
     assert_eq!(cold["seeded"], true);
     assert!(
         cold["transfer"]["seed"]["objects"].as_u64().unwrap() > 500,
@@ -206,7 +195,7 @@ fn seeding_from_the_target_makes_a_cold_cache_fetch_only_the_change() {
     // --no-seed fetches the whole repository from the source.
     let unseeded_sb = Sandbox::new();
     let unseeded = run(unseeded_sb.sync(&src, &tgt).args(["--json", "--no-seed"]));
-    let unseeded: serde_json::Value = serde_json::from_str(unseeded.stdout.trim()).unwrap();
+    let unseeded = unseeded.json();
     assert_eq!(unseeded["seeded"], false);
     assert!(unseeded["transfer"]["fetch"]["objects"].as_u64().unwrap() > 500 + warm_fetch);
 }
@@ -226,8 +215,7 @@ fn wait_for_file(path: &Path) {
 #[test]
 fn rejected_refs_are_named_with_the_targets_reason_and_the_rest_land() {
     let sb = Sandbox::new();
-    let (_work, source) = populated(&sb, 3);
-    let target = init_bare(&sb.join("srv/target.git"));
+    let Pair { source, target, .. } = populated(&sb, 3);
     // The target refuses one branch, the way a protected branch or a host's policy would.
     install_hook(
         &target,
@@ -242,7 +230,7 @@ fn rejected_refs_are_named_with_the_targets_reason_and_the_rest_land() {
     let error = out.stderr.lines().find(|l| l.starts_with("error")).unwrap();
     assert!(error.contains("refs/heads/b1"), "{error}");
     assert!(error.contains("hook declined"), "{error}");
-    let report: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    let report = out.json();
     assert_eq!(report["refs"]["rejected"], 1);
     let got = refs(&target);
     let want = refs(&source);
@@ -257,8 +245,7 @@ fn rejected_refs_are_named_with_the_targets_reason_and_the_rest_land() {
 #[test]
 fn large_plans_are_pushed_in_batches_on_fresh_connections() {
     let sb = Sandbox::new();
-    let (_work, source) = populated(&sb, 9);
-    let target = init_bare(&sb.join("srv/target.git"));
+    let Pair { source, target, .. } = populated(&sb, 9);
     let hook = counting_hook(&target, "pre-receive");
     let http = HttpGit::start(&sb.join("srv"));
     let out = run(sb
@@ -266,7 +253,7 @@ fn large_plans_are_pushed_in_batches_on_fresh_connections() {
         .args(["--batch-size", "4", "--json"]));
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_mirror(&source, &target);
-    let report: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    let report = out.json();
     // 10 branches in batches of 4: three pushes, each its own receive-pack request.
     assert_eq!(report["transfer"]["push"]["batches"], 3, "{report}");
     assert_eq!(hook.count(), 3);

@@ -2,15 +2,13 @@
 //! planted git configuration, credentials echoed in errors or sent to another host, options
 //! smuggled into a git command line. Each test runs the real binary against real servers.
 
-mod support;
-
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use support::*;
+use crate::support::*;
 
 /// A source, an attacker's repository with different history, and an empty target.
 fn source_and_evil(sb: &Sandbox) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
@@ -416,7 +414,7 @@ fn local_paths_that_look_like_ssh_or_a_remote_helper_are_paths() {
 /// password flag, and whether the first host asked for them before redirecting or not.
 #[test]
 fn credentials_never_follow_a_redirect_to_another_host() {
-    use support::redirect::{CredentialSink, Redirector};
+    use crate::support::redirect::{CredentialSink, Redirector};
     let sb = Sandbox::new();
     let (source, _evil, target) = source_and_evil(&sb);
     let (src, tgt) = (path_str(&source), path_str(&target));
@@ -643,7 +641,7 @@ fn push_engine_git_is_refused_for_targets_that_need_credentials() {
 /// `sync` and by `credential-helper`, as the SDK's region chain finds it.
 #[test]
 fn a_codecommit_region_from_an_aws_profile_is_used() {
-    use support::codecommit::CodeCommitServer;
+    use crate::support::codecommit::CodeCommitServer;
     const REGION: &str = "eu-west-3";
     const AKID: &str = "AKIAEXAMPLEPROFILE01";
     let secret = format!("{CANARY}/profile-secret");

@@ -1,11 +1,9 @@
 //! SSH sources against a real OpenSSH sshd on 127.0.0.1: every key type and format, encrypted
 //! keys, wrong keys, and each host-key policy, with no secret ever printed.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 
-use support::*;
+use crate::support::*;
 
 struct Fixture {
     sb: Sandbox,

@@ -1,10 +1,8 @@
 //! The SSH key read from Parameter Store (moto's server on 127.0.0.1 standing in for SSM), and the
 //! three ways that goes wrong, each one clear line.
 
-mod support;
-
-use support::ssm::{Moto, REGION};
-use support::*;
+use crate::support::ssm::{Moto, REGION};
+use crate::support::*;
 
 struct Fixture {
     sb: Sandbox,
@@ -16,11 +14,7 @@ struct Fixture {
 
 fn fixture() -> Fixture {
     let sb = Sandbox::new();
-    let work = WorkRepo::init(&sb.join("work"));
-    work.commit("a.txt", "one", "first");
-    let source = init_bare(&sb.join("source.git"));
-    work.push_mirror(&source);
-    let target = init_bare(&sb.join("target.git"));
+    let Pair { source, target, .. } = sb.pair("", &[]);
     let sshd = Sshd::start();
     let key = keygen(&sb.join("keys"), "k", "ed25519", "openssh", None);
     sshd.authorize(&key.public_line);

@@ -2,22 +2,9 @@
 //! for a local path as they do behind a server, and what the target says when it refuses (a
 //! hook's message, a full disk) reaches the report in its own words.
 
-mod support;
+use std::path::Path;
 
-use std::path::{Path, PathBuf};
-
-use support::*;
-
-fn source_with_branches(sb: &Sandbox, names: &[&str]) -> (WorkRepo, PathBuf) {
-    let work = WorkRepo::init(&sb.join("work"));
-    work.commit("a.txt", "one", "first");
-    for name in names {
-        work.branch(name);
-    }
-    let source = init_bare(&sb.join("srv/source.git"));
-    work.push_mirror(&source);
-    (work, source)
-}
+use crate::support::*;
 
 /// A pre-receive hook that refuses any ref under refs/heads/secret/ with its own words.
 fn refuse_secrets(target: &Path) {
@@ -35,8 +22,7 @@ fn a_local_targets_hooks_run_whatever_the_engine() {
         for file_url in [false, true] {
             let label = format!("{engine}, file url {file_url}");
             let sb = Sandbox::new();
-            let (_work, source) = source_with_branches(&sb, &["secret/plan", "open"]);
-            let target = init_bare(&sb.join("srv/target.git"));
+            let Pair { source, target, .. } = sb.pair("srv", &["secret/plan", "open"]);
             refuse_secrets(&target);
             let tgt = if file_url {
                 format!("file://{}", target.display())
@@ -58,7 +44,7 @@ fn a_local_targets_hooks_run_whatever_the_engine() {
                     && error.contains("may not be mirrored here"),
                 "{label}: the hook's words are missing: {error}"
             );
-            let report: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap();
+            let report = out.json();
             assert_eq!(report["transfer"]["push"]["engine"], "git", "{label}");
         }
     }
@@ -68,8 +54,12 @@ fn a_local_targets_hooks_run_whatever_the_engine() {
 fn a_local_targets_deny_settings_hold_whatever_the_engine() {
     for engine in ["auto", "libgit2"] {
         let sb = Sandbox::new();
-        let (work, source) = source_with_branches(&sb, &["doomed"]);
-        let target = init_bare(&sb.join("srv/target.git"));
+        let Pair {
+            work,
+            source,
+            target,
+            ..
+        } = sb.pair("srv", &["doomed"]);
         let (src, tgt) = (path_str(&source), path_str(&target));
         let first = run(sb.sync(&src, &tgt).args(["--push-engine", engine]));
         assert_eq!(first.code, 0, "{engine}: {}", first.stderr);
@@ -99,8 +89,7 @@ fn a_local_targets_deny_settings_hold_whatever_the_engine() {
 #[test]
 fn a_local_target_without_git_installed_is_refused_before_anything_changes() {
     let sb = Sandbox::new();
-    let (_work, source) = source_with_branches(&sb, &["b"]);
-    let target = init_bare(&sb.join("srv/target.git"));
+    let Pair { source, target, .. } = sb.pair("srv", &["b"]);
     let empty_path = sb.join("empty-path");
     std::fs::create_dir_all(&empty_path).unwrap();
     for engine in ["auto", "libgit2"] {
@@ -126,8 +115,7 @@ fn a_local_target_without_git_installed_is_refused_before_anything_changes() {
 fn a_hooks_words_reach_the_report_through_either_engine() {
     for engine in ["git", "libgit2"] {
         let sb = Sandbox::new();
-        let (_work, _source) = source_with_branches(&sb, &["secret/plan"]);
-        let target = init_bare(&sb.join("srv/target.git"));
+        let Pair { target, .. } = sb.pair("srv", &["secret/plan"]);
         refuse_secrets(&target);
         let daemon = GitDaemon::start(&sb.join("srv"));
         let out = run(sb
@@ -140,7 +128,7 @@ fn a_hooks_words_reach_the_report_through_either_engine() {
             "{engine}: {}",
             out.stderr
         );
-        let report: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap();
+        let report = out.json();
         assert_eq!(report["retries"], 0, "{engine}: a rejection was retried");
         let reason = report["changes"]
             .as_array()

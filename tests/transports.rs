@@ -1,9 +1,7 @@
 //! Every transport as source and as target: local path, git:// (git daemon) and smart HTTP
 //! (git http-backend), each a real server on 127.0.0.1 started by the test.
 
-mod support;
-
-use support::*;
+use crate::support::*;
 
 fn history(sb: &Sandbox) -> std::path::PathBuf {
     let work = WorkRepo::init(&sb.join("work"));

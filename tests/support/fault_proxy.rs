@@ -139,10 +139,6 @@ impl FaultProxy {
         }
     }
 
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
     /// `url` (which names the upstream server's port) pointed at the proxy instead.
     pub fn rewrite(&self, url: &str) -> String {
         let from = format!("127.0.0.1:{}", self.upstream);
@@ -152,11 +148,6 @@ impl FaultProxy {
             self.upstream
         );
         url.replace(&from, &format!("127.0.0.1:{}", self.port))
-    }
-
-    /// Connections accepted so far.
-    pub fn connections(&self) -> usize {
-        self.shared.connections.load(Ordering::SeqCst)
     }
 
     /// How many times the fault fired.

@@ -7,7 +7,7 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::OwnedFd;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -131,9 +131,6 @@ pub struct Request {
     pub method: String,
     pub path: String,
     pub query: String,
-    pub status: u16,
-    pub request_bytes: usize,
-    pub response_bytes: usize,
 }
 
 impl Request {
@@ -183,10 +180,6 @@ impl HttpGit {
         format!("http://127.0.0.1:{}/{repo}", self.acceptor.port)
     }
 
-    pub fn port(&self) -> u16 {
-        self.acceptor.port
-    }
-
     pub fn requests(&self) -> Vec<Request> {
         self.log.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
@@ -198,24 +191,6 @@ impl HttpGit {
             .iter()
             .filter(|r| r.service() == Some(service))
             .count()
-    }
-
-    /// Response bytes the server sent for `service`.
-    pub fn bytes_sent_for(&self, service: &str) -> usize {
-        self.requests()
-            .iter()
-            .filter(|r| r.service() == Some(service))
-            .map(|r| r.response_bytes)
-            .sum()
-    }
-
-    /// Request bytes the server received for `service`.
-    pub fn bytes_received_for(&self, service: &str) -> usize {
-        self.requests()
-            .iter()
-            .filter(|r| r.service() == Some(service))
-            .map(|r| r.request_bytes)
-            .sum()
     }
 }
 
@@ -272,9 +247,6 @@ fn serve(stream: TcpStream, root: &Path, options: &HttpOptions) -> Option<Reques
                 method,
                 path,
                 query,
-                status: 401,
-                request_bytes: body.len(),
-                response_bytes: 0,
             });
         }
     }
@@ -306,7 +278,6 @@ fn serve(stream: TcpStream, root: &Path, options: &HttpOptions) -> Option<Reques
     }
     let mut child = cmd.spawn().ok()?;
     let mut stdin = child.stdin.take()?;
-    let request_bytes = body.len();
     let feeder = std::thread::spawn(move || {
         let _ = stdin.write_all(&body);
     });
@@ -342,7 +313,6 @@ fn serve(stream: TcpStream, root: &Path, options: &HttpOptions) -> Option<Reques
         response.len()
     ));
     writer.write_all(head.as_bytes()).ok()?;
-    let response_bytes = response.len();
     let started = std::time::Instant::now();
     let mut sent = 0;
     for chunk in response.chunks(16 * 1024) {
@@ -365,9 +335,6 @@ fn serve(stream: TcpStream, root: &Path, options: &HttpOptions) -> Option<Reques
         method,
         path,
         query,
-        status,
-        request_bytes,
-        response_bytes,
     })
 }
 
@@ -422,9 +389,4 @@ fn reason(status: u16) -> &'static str {
         500 => "Internal Server Error",
         _ => "Status",
     }
-}
-
-/// Where a server's repositories live, for tests that build the path themselves.
-pub fn repo_path(root: &Path, name: &str) -> PathBuf {
-    root.join(name)
 }

@@ -2,7 +2,6 @@
 //! built with the real git CLI in temporary directories, and real servers (git daemon, git
 //! http-backend behind a small HTTP server) on 127.0.0.1. Nothing here imitates a server: each
 //! one is the program people run in production, started by the test and stopped on drop.
-#![allow(dead_code)]
 
 pub mod codecommit;
 pub mod fault_proxy;
@@ -12,19 +11,16 @@ pub mod redirect;
 mod repos;
 mod ssh_server;
 pub mod ssm;
+pub mod stack;
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-#[allow(unused_imports)]
 pub use fault_proxy::{Direction, Fault, FaultProxy};
-#[allow(unused_imports)]
-pub use git_servers::{GitDaemon, HttpGit, HttpOptions, Request};
-#[allow(unused_imports)]
+pub use git_servers::{GitDaemon, HttpGit, HttpOptions};
 pub use repos::*;
-#[allow(unused_imports)]
-pub use ssh_server::{KeyPair, Sshd, SshdOptions, fingerprint_of, keygen};
+pub use ssh_server::{KeyPair, Sshd, SshdOptions, keygen};
 
 /// The binary under test, with an environment that cannot leak the developer's settings in.
 pub fn bin() -> Command {
@@ -90,6 +86,16 @@ impl Run {
             .collect();
         assert_eq!(errors.len(), 1, "want one error line:\n{}", self.stderr);
         errors[0]
+    }
+
+    /// The JSON summary on stdout (`--json`): exactly one object.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(self.stdout.trim()).unwrap_or_else(|e| {
+            panic!(
+                "stdout is not one JSON object ({e}):\n{}\nstderr:\n{}",
+                self.stdout, self.stderr
+            )
+        })
     }
 }
 
@@ -187,6 +193,11 @@ impl Sandbox {
 
     pub fn home(&self) -> PathBuf {
         self.join("home")
+    }
+
+    /// A source with history and an empty target, in `<sandbox>/<dir>` (see [`Pair::new`]).
+    pub fn pair(&self, dir: &str, branches: &[&str]) -> Pair {
+        Pair::new(self.path(), dir, branches)
     }
 
     /// `backlog-mirror sync --source S --target T` with this sandbox's home and cache.

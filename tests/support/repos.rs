@@ -5,6 +5,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use super::path_str;
+
 fn git_cmd(dir: &Path) -> Command {
     let mut cmd = Command::new("git");
     super::isolate(&mut cmd);
@@ -138,6 +140,46 @@ impl WorkRepo {
             ],
         );
     }
+}
+
+/// What most tests start from: a source with history and an empty target beside it.
+pub struct Pair {
+    /// Where the source's history was made: commit there, then `push_mirror` to the source.
+    pub work: WorkRepo,
+    pub source: PathBuf,
+    pub target: PathBuf,
+}
+
+impl Pair {
+    /// `<dir>/source.git` holding one commit on `main` (`a.txt`) and a branch per name in
+    /// `branches` at that commit, made in the work tree `<root>/work`; an empty bare
+    /// `<dir>/target.git`.
+    pub fn new(root: &Path, dir: &str, branches: &[&str]) -> Pair {
+        let work = WorkRepo::init(&root.join("work"));
+        work.commit("a.txt", "one", "first");
+        for name in branches {
+            work.branch(name);
+        }
+        let source = init_bare(&root.join(dir).join("source.git"));
+        work.push_mirror(&source);
+        let target = init_bare(&root.join(dir).join("target.git"));
+        Pair {
+            work,
+            source,
+            target,
+        }
+    }
+}
+
+/// A new commit on the source's `main`, made in a fresh work tree at `work` from what the source
+/// holds (a push to the source, as a developer makes one). Returns the commit.
+pub fn push_a_commit(source: &Path, work: &Path, file: &str, message: &str) -> String {
+    let repo = WorkRepo::init(work);
+    git(&repo.path, &["fetch", "-q", &path_str(source), "main"]);
+    git(&repo.path, &["checkout", "-q", "-B", "main", "FETCH_HEAD"]);
+    let id = repo.commit(file, message, message);
+    git(&repo.path, &["push", "-q", &path_str(source), "main:main"]);
+    id
 }
 
 pub fn update_ref(repo: &Path, name: &str, id: &str) {
@@ -567,6 +609,7 @@ pub fn generate_shaped_repo(path: &Path, spec: &ShapedSpec) -> (PathBuf, ShapedC
 }
 
 /// Apply a `git fast-import` stream to a repository (commits on top of what it has).
+#[allow(dead_code)] // the benchmark's incremental scenario
 pub fn fast_import(repo: &Path, stream: &str) {
     let mut child = git_cmd(repo)
         .args(["fast-import", "--quiet"])

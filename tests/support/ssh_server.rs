@@ -302,6 +302,7 @@ impl Sshd {
     }
 
     /// Bytes the server has sent to clients so far (what a source "costs" in traffic).
+    #[allow(dead_code)] // the benchmark's traffic figures
     pub fn bytes_sent(&self) -> usize {
         self.sent.load(Ordering::SeqCst)
     }

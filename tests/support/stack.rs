@@ -7,8 +7,6 @@
 //! rule functions. A resource's `Ref` and `GetAtt` stand for its physical id, which a test may
 //! give (the bucket moto created) or which reads `<Name>` / `<Name.Attr>`. Anything else panics,
 //! so a template using a function this does not know fails loudly instead of being misread.
-#![allow(dead_code)]
-
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
