@@ -3,24 +3,71 @@
 //! it calls, so tests of the library never print.
 
 use std::io::{IsTerminal, Write};
+use std::process::ExitCode;
 
+use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
-use std::collections::HashMap;
-
-use crate::auth::{Auth, PasswordSource, SshKey};
-use crate::cli::{CredentialHelperArgs, SyncArgs};
-use crate::codecommit;
-use crate::config::SyncConfig;
+use crate::auth::{Auth, SshKey};
+use crate::cli::{Cli, Command, CredentialHelperArgs, SyncArgs};
+use crate::config::{SshConfig, SyncConfig};
 use crate::error::{self, exit};
+use crate::libgit2::{self, Session};
 use crate::mirror;
-use crate::remote::{self, Session};
 use crate::secret::{self, Secret};
 use crate::ssh;
 
+/// The program: parse, set up logging, run, map the outcome to an exit code.
+pub fn main() -> ExitCode {
+    secret::register_inputs(std::env::args_os().skip(1));
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => return usage_error(&err),
+    };
+    init_tracing(cli.verbose, cli.quiet);
+    let code = match cli.command {
+        Command::Sync(args) => sync(&args, cli.quiet),
+        Command::CredentialHelper(args) => credential_helper(&args),
+    };
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
+}
+
+/// clap's usage errors, cut to the one line that names the flag, with exit code 2.
+fn usage_error(err: &clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(
+        err.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        let _ = err.print();
+        let code = if err.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+            exit::USAGE
+        } else {
+            exit::OK
+        };
+        return ExitCode::from(code as u8);
+    }
+    let text = err.render().to_string();
+    let first = text.lines().next().unwrap_or("invalid usage");
+    let first = first.strip_prefix("error: ").unwrap_or(first);
+    let _ = writeln!(
+        std::io::stderr(),
+        "error: {}; see 'backlog-mirror {} --help'",
+        secret::scrub(first),
+        if text.contains("credential-helper") {
+            "credential-helper"
+        } else {
+            "sync"
+        }
+    );
+    ExitCode::from(exit::USAGE as u8)
+}
+
 /// Log to stderr; `-v`/`-q` pick the level and `RUST_LOG` overrides them. Panics are printed
 /// through the same scrubbing as logs.
-pub fn init_tracing(verbose: u8, quiet: bool) {
+fn init_tracing(verbose: u8, quiet: bool) {
     std::panic::set_hook(Box::new(|info| {
         let _ = writeln!(
             std::io::stderr(),
@@ -45,12 +92,12 @@ pub fn init_tracing(verbose: u8, quiet: bool) {
         .try_init();
 }
 
-pub fn sync(args: &SyncArgs, quiet: bool) -> i32 {
+fn sync(args: &SyncArgs, quiet: bool) -> i32 {
     let cfg = match SyncConfig::from_args(args) {
         Ok(cfg) => cfg,
         Err(err) => return report_error(&err),
     };
-    if let Err(err) = remote::init(cfg.network_timeout) {
+    if let Err(err) = libgit2::init(cfg.network_timeout()) {
         return report_error(&err);
     }
     let auth = match build_auth(&cfg) {
@@ -60,7 +107,6 @@ pub fn sync(args: &SyncArgs, quiet: bool) -> i32 {
     let session = Session {
         auth,
         progress: cfg.progress,
-        progress_interval: cfg.progress_interval,
     };
     let outcome = mirror::sync(&cfg, &session);
     let code = outcome.exit_code();
@@ -81,7 +127,7 @@ pub fn sync(args: &SyncArgs, quiet: bool) -> i32 {
     code
 }
 
-pub fn credential_helper(args: &CredentialHelperArgs) -> i32 {
+fn credential_helper(args: &CredentialHelperArgs) -> i32 {
     let stdin = std::io::stdin().lock();
     let stdout = std::io::stdout().lock();
     match crate::credential_helper::run(args.operation, stdin, stdout) {
@@ -93,17 +139,21 @@ pub fn credential_helper(args: &CredentialHelperArgs) -> i32 {
 /// Read every secret the run needs (Parameter Store included) before the first connection, so a
 /// missing key fails fast and the transfer never stalls half-way on it.
 fn build_auth(cfg: &SyncConfig) -> anyhow::Result<Auth> {
-    let a = &cfg.auth;
-    let region = a.region.as_deref();
-    let ssh_key = match &a.ssh_key {
+    let region = cfg.region.as_deref();
+    let SshConfig {
+        key,
+        passphrase,
+        agent,
+        host_keys,
+    } = &cfg.ssh;
+    let ssh_key = match key {
         Some(source) => {
             let raw = source.read(region)?;
             let key = ssh::normalize_private_key(raw.expose())
                 .map_err(|why| error::usage(format!("{}: {why}", source.flag())))?;
             // A file written by `echo` or a pasted variable ends in a newline that is not part
             // of the passphrase; spaces may be, so only line endings go.
-            let passphrase = a
-                .ssh_passphrase
+            let passphrase = passphrase
                 .as_ref()
                 .map(|p| p.read(region))
                 .transpose()?
@@ -121,31 +171,12 @@ fn build_auth(cfg: &SyncConfig) -> anyhow::Result<Auth> {
         }
         None => None,
     };
-    let mut passwords = HashMap::new();
-    for (source, url) in [
-        (&a.source_password, &cfg.source),
-        (&a.target_password, &cfg.target),
-    ] {
-        if let Some(source) = source {
-            let value = source.read(region)?;
-            let trimmed = Secret::new(value.expose().trim().to_string());
-            passwords.insert(url.as_git_url().to_string(), trimmed);
-        }
-    }
-    let mut signers: HashMap<String, PasswordSource> = HashMap::new();
-    if let Some((repo, region)) = &a.codecommit {
-        let signer = codecommit::Signer::new(repo, Some(region), a.codecommit_endpoint.as_deref())?;
-        signers.insert(
-            cfg.target.as_git_url().to_string(),
-            Box::new(move || signer.credentials()),
-        );
-    }
     Ok(Auth::new(
         ssh_key,
-        a.ssh_agent,
-        a.host_keys.clone(),
-        passwords,
-        signers,
+        *agent,
+        host_keys.clone(),
+        cfg.source.login(region)?,
+        cfg.target.login(region)?,
     ))
 }
 

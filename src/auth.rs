@@ -6,11 +6,11 @@
 //! request is finally sent: a large pack is built before the request starts.
 
 use std::cell::Cell;
-use std::collections::HashMap;
 
 use git2::{CertificateCheckStatus, Cred, CredentialType, RemoteCallbacks};
 use tracing::warn;
 
+use crate::remote::{End, Login, Remote};
 use crate::secret::Secret;
 use crate::ssh::{HostKeyPolicy, PresentedKey, Verdict};
 use crate::url::{RemoteUrl, Scheme};
@@ -41,7 +41,7 @@ fn elsewhere(url: &RemoteUrl, asked: &str) -> Option<String> {
         "{} redirected to {}, another host; the credentials given for {} are not sent there. \
          If that is where the repository now lives, use that URL",
         url.redacted(),
-        crate::url::redact_userinfo(asked),
+        crate::secret::redact_userinfo(asked),
         url.authority()
     ))
 }
@@ -49,41 +49,23 @@ fn elsewhere(url: &RemoteUrl, asked: &str) -> Option<String> {
 /// How many times one connection may ask for credentials before we call it refused.
 const MAX_ATTEMPTS: u32 = 3;
 
-/// Produces a fresh (username, password) for a remote each time it is called.
-pub type PasswordSource = Box<dyn Fn() -> anyhow::Result<(String, Secret)> + Send + Sync>;
-
 /// An SSH private key held in memory.
-pub struct SshKey {
-    pub private: Secret,
-    pub passphrase: Option<Secret>,
+pub(crate) struct SshKey {
+    pub(crate) private: Secret,
+    pub(crate) passphrase: Option<Secret>,
 }
 
-/// Everything we can offer remotes, built once per run from the config.
-pub struct Auth {
-    pub ssh_key: Option<SshKey>,
+/// Everything we can offer the two remotes, built once per run from the config.
+pub(crate) struct Auth {
+    pub(crate) ssh_key: Option<SshKey>,
     /// Use a running ssh-agent when no key was given (a person's laptop).
-    pub ssh_agent: bool,
-    pub host_keys: HostKeyPolicy,
-    /// Passwords or tokens, by the remote's URL.
-    pub passwords: HashMap<String, Secret>,
-    /// Signed credentials (CodeCommit), by the remote's URL.
-    pub signers: HashMap<String, PasswordSource>,
+    pub(crate) ssh_agent: bool,
+    pub(crate) host_keys: HostKeyPolicy,
+    pub(crate) source: Login,
+    pub(crate) target: Login,
     /// Why the last host key was refused: libgit2 replaces a callback's message with its own
     /// generic one, so the real reason is kept here for the error report.
     rejection: std::sync::Mutex<Option<String>>,
-}
-
-impl Default for Auth {
-    fn default() -> Auth {
-        Auth {
-            ssh_key: None,
-            ssh_agent: false,
-            host_keys: HostKeyPolicy::Refuse,
-            passwords: HashMap::new(),
-            signers: HashMap::new(),
-            rejection: std::sync::Mutex::new(None),
-        }
-    }
 }
 
 impl std::fmt::Debug for Auth {
@@ -92,32 +74,38 @@ impl std::fmt::Debug for Auth {
             .field("ssh_key", &self.ssh_key.is_some())
             .field("ssh_agent", &self.ssh_agent)
             .field("host_keys", &self.host_keys)
-            .field("passwords", &self.passwords.len())
-            .field("signers", &self.signers.len())
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
 impl Auth {
-    pub fn new(
+    pub(crate) fn new(
         ssh_key: Option<SshKey>,
         ssh_agent: bool,
         host_keys: HostKeyPolicy,
-        passwords: HashMap<String, Secret>,
-        signers: HashMap<String, PasswordSource>,
+        source: Login,
+        target: Login,
     ) -> Auth {
         Auth {
             ssh_key,
             ssh_agent,
             host_keys,
-            passwords,
-            signers,
+            source,
+            target,
             rejection: std::sync::Mutex::new(None),
         }
     }
 
-    /// Install the credentials and host-key callbacks for one connection to `url`.
-    pub fn install<'a>(&'a self, url: &'a RemoteUrl, callbacks: &mut RemoteCallbacks<'a>) {
+    fn login(&self, end: End) -> &Login {
+        match end {
+            End::Source => &self.source,
+            End::Target => &self.target,
+        }
+    }
+
+    /// Install the credentials and host-key callbacks for one connection to `remote`.
+    pub(crate) fn install<'a>(&'a self, remote: &'a Remote, callbacks: &mut RemoteCallbacks<'a>) {
+        let url = &remote.url;
         let attempts = Cell::new(0u32);
         callbacks.credentials(move |asked, username, allowed| {
             if let Some(why) = elsewhere(url, asked) {
@@ -127,7 +115,7 @@ impl Auth {
             if attempts.get() > MAX_ATTEMPTS {
                 return Err(git2::Error::from_str(&self.refused(url)));
             }
-            self.credentials(url, username, allowed)
+            self.credentials(remote, username, allowed)
         });
         callbacks.certificate_check(move |cert, host| {
             let Some(hostkey) = cert.as_hostkey() else {
@@ -159,10 +147,11 @@ impl Auth {
 
     fn credentials(
         &self,
-        url: &RemoteUrl,
+        remote: &Remote,
         username: Option<&str>,
         allowed: CredentialType,
     ) -> Result<Cred, git2::Error> {
+        let url = &remote.url;
         let user = url.user().or(username);
         if url.scheme() == Scheme::Ssh {
             let user = user.unwrap_or("git");
@@ -196,20 +185,24 @@ impl Auth {
             )));
         }
         if allowed.contains(CredentialType::USER_PASS_PLAINTEXT) {
-            if let Some(sign) = self.signers.get(url.as_git_url()) {
-                let (user, password) = sign().map_err(|e| {
-                    git2::Error::from_str(&format!(
-                        "cannot sign CodeCommit credentials for {}: {e:#}",
-                        url.redacted()
-                    ))
-                })?;
-                return Cred::userpass_plaintext(&user, password.expose());
-            }
-            if let Some(password) = self.passwords.get(url.as_git_url()) {
-                return Cred::userpass_plaintext(user.unwrap_or("git"), password.expose());
-            }
-            if let Some(password) = url.password() {
-                return Cred::userpass_plaintext(user.unwrap_or(""), password);
+            match self.login(remote.end) {
+                Login::Signed(signer) => {
+                    let (user, password) = signer.credentials().map_err(|e| {
+                        git2::Error::from_str(&format!(
+                            "cannot sign CodeCommit credentials for {}: {e:#}",
+                            url.redacted()
+                        ))
+                    })?;
+                    return Cred::userpass_plaintext(&user, password.expose());
+                }
+                Login::Password(password) => {
+                    return Cred::userpass_plaintext(user.unwrap_or("git"), password.expose());
+                }
+                Login::Url => {
+                    if let Some(password) = url.password() {
+                        return Cred::userpass_plaintext(user.unwrap_or(""), password);
+                    }
+                }
             }
         }
         Err(git2::Error::from_str(&format!(
@@ -219,7 +212,7 @@ impl Auth {
     }
 
     /// Turn a libgit2 failure on `url` into the error a person can act on.
-    pub fn explain(&self, url: &RemoteUrl, what: &str, err: git2::Error) -> anyhow::Error {
+    pub(crate) fn explain(&self, url: &RemoteUrl, what: &str, err: git2::Error) -> anyhow::Error {
         let rejection = self
             .rejection
             .lock()

@@ -14,7 +14,7 @@ use aws_sdk_ssm::error::ProvideErrorMetadata;
 use crate::error::usage;
 use crate::secret::Secret;
 
-pub fn runtime() -> Result<&'static tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> Result<&'static tokio::runtime::Runtime> {
     static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
     if let Some(rt) = RUNTIME.get() {
         return Ok(rt);
@@ -31,7 +31,7 @@ pub fn runtime() -> Result<&'static tokio::runtime::Runtime> {
 
 /// The SDK configuration from the default chain (env, profile, web identity, container
 /// credentials, IMDS), with `region` and `profile` overriding when given.
-pub fn sdk_config(region: Option<&str>, profile: Option<&str>) -> Result<SdkConfig> {
+pub(crate) fn sdk_config(region: Option<&str>, profile: Option<&str>) -> Result<SdkConfig> {
     let mut loader = aws_config::defaults(BehaviorVersion::latest());
     if let Some(region) = region {
         loader = loader.region(Region::new(region.to_string()));
@@ -42,13 +42,18 @@ pub fn sdk_config(region: Option<&str>, profile: Option<&str>) -> Result<SdkConf
     Ok(runtime()?.block_on(loader.load()))
 }
 
-/// The region the SDK's providers find in the environment (`AWS_REGION`,
-/// `AWS_DEFAULT_REGION`) or the profile (`profile`, else `AWS_PROFILE`, in `AWS_CONFIG_FILE` or
-/// `~/.aws/config`), if any. Instance metadata, the last link of the SDK's default chain, is
-/// left out: asked on a machine that has none, it prints screens of warnings and talks to a
-/// non-local address only to say there is no region, and CodeBuild sets `AWS_REGION` anyway.
-pub fn default_region(profile: Option<&str>) -> Result<Option<String>> {
+/// The region to use: `explicit` when given (a flag, a URL), else what the SDK's providers find
+/// in the environment (`AWS_REGION`, `AWS_DEFAULT_REGION`) or the profile (`profile`, else
+/// `AWS_PROFILE`, in `AWS_CONFIG_FILE` or `~/.aws/config`), if any. The one region lookup of the
+/// program. Instance metadata, the last link of the SDK's default chain, is left out: asked on a
+/// machine that has none, it prints screens of warnings and talks to a non-local address only to
+/// say there is no region, and CodeBuild sets `AWS_REGION` anyway.
+pub(crate) fn region(explicit: Option<&str>, profile: Option<&str>) -> Result<Option<String>> {
     use aws_config::meta::region::RegionProviderChain;
+    let given = |r: &str| Some(r.trim().to_string()).filter(|r| !r.is_empty());
+    if let Some(region) = explicit.and_then(given) {
+        return Ok(Some(region));
+    }
     let mut from_profile = aws_config::profile::ProfileFileRegionProvider::builder();
     if let Some(profile) = profile {
         from_profile = from_profile.profile_name(profile);
@@ -57,12 +62,14 @@ pub fn default_region(profile: Option<&str>) -> Result<Option<String>> {
         aws_config::environment::EnvironmentVariableRegionProvider::new(),
     )
     .or_else(from_profile.build());
-    Ok(runtime()?.block_on(chain.region()).map(|r| r.to_string()))
+    Ok(runtime()?
+        .block_on(chain.region())
+        .and_then(|r| given(r.as_ref())))
 }
 
 /// Read one parameter with decryption. `flag` names where the name came from, for messages.
 /// Uses GetParameters (plural), the same IAM action CodeBuild's `parameter-store` block needs.
-pub fn get_parameter(flag: &str, name: &str, region: Option<&str>) -> Result<Secret> {
+pub(crate) fn get_parameter(flag: &str, name: &str, region: Option<&str>) -> Result<Secret> {
     if !name.starts_with('/') && name.contains('/') {
         return Err(usage(format!(
             "{flag} '{name}': a parameter path must begin with '/'"

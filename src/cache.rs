@@ -14,21 +14,21 @@ use anyhow::{Context, Result};
 use git2::Repository;
 use tracing::{info, warn};
 
-use crate::cli::show_duration;
+use crate::duration;
 use crate::error::{Error, usage};
 
 /// A file in the mirror's git dir that says the directory is ours to repair or delete.
 const MARKER: &str = "backlog-mirror-cache";
 
 /// An open, locked, checked mirror. The lock is released on drop.
-pub struct Cache {
-    pub path: PathBuf,
-    pub repo: Repository,
+pub(crate) struct Cache {
+    pub(crate) path: PathBuf,
+    pub(crate) repo: Repository,
     /// True when this run created the mirror (it starts with no objects).
-    pub created: bool,
+    pub(crate) created: bool,
     /// An earlier run started a push from this cache and never saw it settle (it was killed,
     /// or its push failed half-way): the target may still change under this run.
-    pub interrupted_push: bool,
+    pub(crate) interrupted_push: bool,
     /// The packs the mirror held when this run opened it; any other was written by this run
     /// (libgit2's indexer checks a pack's checksum as it writes it) and needs no re-reading.
     packs_at_open: Vec<PathBuf>,
@@ -43,7 +43,7 @@ impl std::fmt::Debug for Cache {
 
 impl Cache {
     /// Lock `path` (waiting up to `timeout`), repair or create it.
-    pub fn open(path: &Path, timeout: Duration) -> Result<Cache> {
+    pub(crate) fn open(path: &Path, timeout: Duration) -> Result<Cache> {
         let lock = acquire_lock(path, timeout)?;
         let (repo, created) = open_or_create(path)?;
         Ok(Cache {
@@ -58,7 +58,7 @@ impl Cache {
 
     /// Record, before a push starts, that one is in flight; it outlives the run if the run is
     /// killed, so the next run knows to watch the target.
-    pub fn mark_push(&self, target: &str) -> Result<()> {
+    pub(crate) fn mark_push(&self, target: &str) -> Result<()> {
         let mark = push_mark_path(&self.path);
         let text = format!(
             "a push to {target} started by process {} and not yet seen settled\n",
@@ -73,7 +73,7 @@ impl Cache {
     }
 
     /// The pushes of this cache have all ended and the target was seen as they left it.
-    pub fn clear_push_mark(&mut self) -> Result<()> {
+    pub(crate) fn clear_push_mark(&mut self) -> Result<()> {
         self.interrupted_push = false;
         let mark = push_mark_path(&self.path);
         match fs::remove_file(&mark) {
@@ -85,14 +85,14 @@ impl Cache {
     }
 
     /// Open the repository afresh, after git rewrote its packs behind libgit2's back.
-    pub fn reopen(&mut self) -> Result<()> {
+    pub(crate) fn reopen(&mut self) -> Result<()> {
         self.repo = Repository::open_bare(&self.path)
             .with_context(|| format!("cannot reopen {}", self.path.display()))?;
         Ok(())
     }
 
     /// Throw the mirror away and start empty: for a cache that failed its check.
-    pub fn rebuild(&mut self, why: &str) -> Result<()> {
+    pub(crate) fn rebuild(&mut self, why: &str) -> Result<()> {
         warn!(cache = %self.path.display(), "rebuilding the cache from scratch: {why}");
         remove_entry(&self.path)?;
         self.repo = create(&self.path)?;
@@ -119,7 +119,7 @@ impl Cache {
     /// here, before a push. A pack costs one read the first time a run finds it (about 1 s per
     /// GB; none for packs this run wrote) and a `stat` afterwards. Returns the damage found, as
     /// a sentence.
-    pub fn verify_packs(&self) -> Result<(), String> {
+    pub(crate) fn verify_packs(&self) -> Result<(), String> {
         let memo_path = self.path.join(VERIFIED);
         let known: Vec<String> = fs::read_to_string(&memo_path)
             .map(|t| t.lines().map(str::to_string).collect())
@@ -268,14 +268,14 @@ fn acquire_lock(path: &Path, timeout: Duration) -> Result<File> {
         if start.elapsed() >= timeout {
             return Err(Error::Locked {
                 path: path.display().to_string(),
-                waited: show_duration(timeout),
+                waited: duration::show(timeout),
             }
             .into());
         }
         if !announced {
             info!(
                 "waiting up to {} for another sync to release {}",
-                show_duration(timeout),
+                duration::show(timeout),
                 path.display()
             );
             announced = true;

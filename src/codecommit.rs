@@ -17,41 +17,45 @@ use crate::secret::Secret;
 
 /// A CodeCommit repository as the user named it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Repo {
-    pub name: String,
+pub(crate) struct Repo {
+    pub(crate) name: String,
     /// From the URL; `None` means "the AWS configuration's region".
-    pub region: Option<String>,
+    pub(crate) region: Option<String>,
     /// `PROFILE@` of the codecommit:// forms.
-    pub profile: Option<String>,
+    pub(crate) profile: Option<String>,
     /// The host of an `https://git-codecommit...` URL, kept as written (FIPS, China).
-    pub host: Option<String>,
+    pub(crate) host: Option<String>,
 }
 
 /// Recognise the CodeCommit spellings: `codecommit::REGION://[PROFILE@]REPO`,
 /// `codecommit://[PROFILE@]REPO` and `https://git-codecommit[-fips].REGION.amazonaws.com[.cn]/v1/repos/REPO`.
-/// `None`: not CodeCommit; `Some(Err)`: CodeCommit but malformed.
-pub fn parse(raw: &str) -> Option<Result<Repo, String>> {
+/// `Ok(None)`: not CodeCommit; `Err`: CodeCommit but malformed.
+pub(crate) fn parse(raw: &str) -> Result<Option<Repo>, String> {
     let raw = raw.trim();
     if let Some(rest) = raw.strip_prefix("codecommit::") {
         let Some((region, repo)) = rest.split_once("://") else {
-            return Some(Err(
-                "must look like codecommit::REGION://[PROFILE@]REPO".to_string()
-            ));
+            return Err("must look like codecommit::REGION://[PROFILE@]REPO".to_string());
         };
-        return Some(named(Some(region), repo));
+        return named(Some(region), repo).map(Some);
     }
     if let Some(repo) = raw.strip_prefix("codecommit://") {
-        return Some(named(None, repo));
+        return named(None, repo).map(Some);
     }
-    let rest = raw.strip_prefix("https://")?;
-    let (host, path) = rest.split_once('/')?;
-    let host_only = host.rsplit('@').next().unwrap_or(host);
-    let region = region_of_host(host_only)?;
-    let Some(name) = path.strip_prefix("v1/repos/") else {
-        return Some(Err("a CodeCommit URL's path is /v1/repos/REPO".to_string()));
+    let Some((host, path)) = raw
+        .strip_prefix("https://")
+        .and_then(|rest| rest.split_once('/'))
+    else {
+        return Ok(None);
     };
-    Some(check_name(name.trim_end_matches('/')).map(|name| Repo {
-        name,
+    let host_only = host.rsplit('@').next().unwrap_or(host);
+    let Some(region) = region_of_host(host_only) else {
+        return Ok(None);
+    };
+    let Some(name) = path.strip_prefix("v1/repos/") else {
+        return Err("a CodeCommit URL's path is /v1/repos/REPO".to_string());
+    };
+    Ok(Some(Repo {
+        name: check_name(name.trim_end_matches('/'))?,
         region: Some(region),
         profile: None,
         host: Some(host_only.to_string()),
@@ -82,7 +86,7 @@ fn named(region: Option<&str>, repo: &str) -> Result<Repo, String> {
 }
 
 /// CodeCommit repository names: 1-100 of letters, digits, '.', '_' and '-', not ending in .git.
-pub fn check_name(name: &str) -> Result<String, String> {
+pub(crate) fn check_name(name: &str) -> Result<String, String> {
     let ok = !name.is_empty()
         && name.len() <= 100
         && name
@@ -97,7 +101,7 @@ pub fn check_name(name: &str) -> Result<String, String> {
     }
 }
 
-pub fn is_region(s: &str) -> bool {
+pub(crate) fn is_region(s: &str) -> bool {
     let parts: Vec<&str> = s.split('-').collect();
     parts.len() >= 3
         && parts[0].len() == 2
@@ -122,7 +126,7 @@ fn region_of_host(host: &str) -> Option<String> {
 }
 
 /// Whether `host` is a CodeCommit Git endpoint (or the one `CODE_COMMIT_ENDPOINT` names).
-pub fn is_codecommit_host(host: &str) -> bool {
+pub(crate) fn is_codecommit_host(host: &str) -> bool {
     region_of_host(host).is_some()
         || ["CODE_COMMIT_ENDPOINT", "BACKLOG_MIRROR_CODECOMMIT_ENDPOINT"]
             .iter()
@@ -130,7 +134,7 @@ pub fn is_codecommit_host(host: &str) -> bool {
 }
 
 /// The domain CodeCommit uses in `region`.
-pub fn domain(region: &str) -> &'static str {
+pub(crate) fn domain(region: &str) -> &'static str {
     if region.starts_with("cn-") {
         "amazonaws.com.cn"
     } else {
@@ -139,7 +143,7 @@ pub fn domain(region: &str) -> &'static str {
 }
 
 /// Normalise an endpoint override (`host`, `host:port` or an https URL) to `host[:port]`.
-pub fn endpoint_host(endpoint: &str) -> String {
+pub(crate) fn endpoint_host(endpoint: &str) -> String {
     let e = endpoint.trim();
     let e = e.strip_prefix("https://").unwrap_or(e);
     e.trim_end_matches('/').to_string()
@@ -148,7 +152,7 @@ pub fn endpoint_host(endpoint: &str) -> String {
 /// Whether an endpoint override names a host and nothing else: `host`, `host:port`, `[v6]:port`,
 /// optionally written as an https URL. Anything more (a path, userinfo) would be signed and
 /// contacted as a host name, and printed where a host name is printed.
-pub fn is_endpoint(endpoint: &str) -> bool {
+pub(crate) fn is_endpoint(endpoint: &str) -> bool {
     let host = endpoint_host(endpoint);
     let (name, port) = match host.rsplit_once(':') {
         Some((name, port)) if !name.ends_with(':') && !port.contains(']') => (name, Some(port)),
@@ -169,7 +173,7 @@ pub fn is_endpoint(endpoint: &str) -> bool {
 
 /// The host to talk to: `--codecommit-endpoint`, else `CODE_COMMIT_ENDPOINT` (as
 /// git-remote-codecommit), else the host written in the URL, else the region's endpoint.
-pub fn resolve_host(repo: &Repo, region: &str, endpoint: Option<&str>) -> String {
+pub(crate) fn resolve_host(repo: &Repo, region: &str, endpoint: Option<&str>) -> String {
     if let Some(e) = endpoint.filter(|e| !e.trim().is_empty()) {
         return endpoint_host(e);
     }
@@ -185,19 +189,56 @@ pub fn resolve_host(repo: &Repo, region: &str, endpoint: Option<&str>) -> String
 }
 
 /// `/v1/repos/REPO`: the path that is both requested and signed.
-pub fn repo_path(name: &str) -> String {
+fn repo_path(name: &str) -> String {
     format!("/v1/repos/{name}")
 }
 
+/// A CodeCommit repository resolved for a run: the region it is in and the host (with port)
+/// that is contacted and signed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct CodeCommit {
+    pub(crate) name: String,
+    pub(crate) profile: Option<String>,
+    pub(crate) region: String,
+    pub(crate) host: String,
+}
+
+impl CodeCommit {
+    /// `repo` in `region`, reached at `endpoint` when given (see [`resolve_host`]).
+    pub(crate) fn new(repo: Repo, region: String, endpoint: Option<&str>) -> CodeCommit {
+        CodeCommit {
+            host: resolve_host(&repo, &region, endpoint),
+            name: repo.name,
+            profile: repo.profile,
+            region,
+        }
+    }
+
+    /// The HTTPS URL that is contacted.
+    pub(crate) fn url(&self) -> String {
+        format!("https://{}{}", self.host, repo_path(&self.name))
+    }
+
+    /// Signing for this repository, with credentials from the AWS chain (of its profile).
+    pub(crate) fn signer(&self) -> Result<Signer> {
+        Signer::new(
+            Some(&self.region),
+            self.profile.as_deref(),
+            &self.host,
+            &self.name,
+        )
+    }
+}
+
 /// Static credentials at one moment.
-pub struct Credentials<'a> {
-    pub access_key_id: &'a str,
-    pub secret_access_key: &'a str,
-    pub session_token: Option<&'a str>,
+pub(crate) struct Credentials<'a> {
+    pub(crate) access_key_id: &'a str,
+    pub(crate) secret_access_key: &'a str,
+    pub(crate) session_token: Option<&'a str>,
 }
 
 /// (username, password) for basic auth, exactly as git-remote-codecommit computes them.
-pub fn sign(
+pub(crate) fn sign(
     creds: &Credentials<'_>,
     region: &str,
     host: &str,
@@ -259,11 +300,11 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 }
 
 /// Signs for one repository with credentials from the AWS chain, afresh on every call.
-pub struct Signer {
+pub(crate) struct Signer {
     provider: SharedCredentialsProvider,
-    pub region: String,
-    pub host: String,
-    pub path: String,
+    region: String,
+    host: String,
+    path: String,
 }
 
 impl std::fmt::Debug for Signer {
@@ -273,34 +314,33 @@ impl std::fmt::Debug for Signer {
 }
 
 impl Signer {
-    /// Set up signing for `repo`, resolving region and credentials from the AWS configuration.
-    pub fn new(repo: &Repo, region: Option<&str>, endpoint: Option<&str>) -> Result<Signer> {
-        let config =
-            crate::aws::sdk_config(repo.region.as_deref().or(region), repo.profile.as_deref())?;
+    /// Set up signing for the repository `name` at `host`, in `region` (else the AWS
+    /// configuration's region), with credentials from the AWS chain of `profile`.
+    pub(crate) fn new(
+        region: Option<&str>,
+        profile: Option<&str>,
+        host: &str,
+        name: &str,
+    ) -> Result<Signer> {
+        let config = crate::aws::sdk_config(region, profile)?;
         let region = config.region().map(|r| r.to_string()).ok_or_else(|| {
             crate::error::usage(format!(
-                "the CodeCommit repository '{}' needs an AWS region: use codecommit::REGION://{0}, --region or AWS_REGION",
-                repo.name
+                "the CodeCommit repository '{name}' needs an AWS region: use codecommit::REGION://{name}, --region or AWS_REGION"
             ))
         })?;
         let provider = config.credentials_provider().ok_or_else(|| {
             anyhow::anyhow!("no AWS credentials provider is configured for CodeCommit")
         })?;
         Ok(Signer {
-            host: resolve_host(repo, &region, endpoint),
-            path: repo_path(&repo.name),
+            host: host.to_string(),
+            path: repo_path(name),
             region,
             provider,
         })
     }
 
-    /// The HTTPS URL to hand to libgit2 or git.
-    pub fn url(&self) -> String {
-        format!("https://{}{}", self.host, self.path)
-    }
-
     /// A fresh (username, password) for one connection.
-    pub fn credentials(&self) -> Result<(String, Secret)> {
+    pub(crate) fn credentials(&self) -> Result<(String, Secret)> {
         let creds = crate::aws::runtime()?
             .block_on(self.provider.provide_credentials())
             .context(
@@ -355,9 +395,9 @@ mod tests {
             r.host.as_deref(),
             Some("git-codecommit-fips.us-east-1.amazonaws.com")
         );
-        assert!(parse("https://github.com/a/b.git").is_none());
-        assert!(parse("codecommit::nowhere://x").unwrap().is_err());
-        assert!(parse("codecommit://bad/name").unwrap().is_err());
+        assert_eq!(parse("https://github.com/a/b.git"), Ok(None));
+        assert!(parse("codecommit::nowhere://x").is_err());
+        assert!(parse("codecommit://bad/name").is_err());
     }
 
     #[test]

@@ -7,78 +7,77 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::cli::{ProgressMode, PushEngine, SyncArgs};
+use crate::cli::SyncArgs;
+use crate::codecommit::{self, CodeCommit};
 use crate::error::usage;
-use crate::secret::SecretSource;
+use crate::progress::ProgressOptions;
+use crate::push::{PushEngine, PushOptions};
+use crate::remote::{Access, End, Remote};
+use crate::secret_source::SecretSource;
 use crate::select::RefFilter;
 use crate::ssh::{HostKeyPolicy, parse_fingerprint};
 use crate::url::{RemoteUrl, Scheme};
 
+/// One mirror's settings, checked.
 #[derive(Debug, Clone)]
-pub struct SyncConfig {
-    pub source: RemoteUrl,
-    pub target: RemoteUrl,
-    pub cache_dir: PathBuf,
-    pub mirror_name: String,
-    pub lock_timeout: Duration,
-    pub seed: bool,
-    pub max_delete: Option<usize>,
-    pub allow_mass_delete: bool,
-    pub max_rounds: u32,
-    pub filter: RefFilter,
-    pub batch_size: usize,
-    pub push_engine: PushEngine,
-    pub network_timeout: Duration,
-    pub retries: u32,
-    pub json: bool,
-    pub dry_run: bool,
-    pub progress: ProgressMode,
-    pub progress_interval: Duration,
-    pub auth: AuthConfig,
+pub(crate) struct SyncConfig {
+    pub(crate) source: Remote,
+    pub(crate) target: Remote,
+    pub(crate) cache_dir: PathBuf,
+    pub(crate) mirror_name: String,
+    pub(crate) lock_timeout: Duration,
+    pub(crate) seed: bool,
+    pub(crate) max_delete: Option<usize>,
+    pub(crate) allow_mass_delete: bool,
+    pub(crate) max_rounds: u32,
+    pub(crate) filter: RefFilter,
+    pub(crate) push: PushOptions,
+    pub(crate) retries: u32,
+    pub(crate) json: bool,
+    pub(crate) dry_run: bool,
+    pub(crate) progress: ProgressOptions,
+    pub(crate) ssh: SshConfig,
+    /// `--region`: for Parameter Store (CodeCommit's is resolved into the target).
+    pub(crate) region: Option<String>,
 }
 
-/// Where credentials come from; read (Parameter Store included) only after every local check.
+/// The SSH key and host key policy, shared by both ends; read only after every local check.
 #[derive(Debug, Clone)]
-pub struct AuthConfig {
-    pub ssh_key: Option<SecretSource>,
-    pub ssh_passphrase: Option<SecretSource>,
-    pub ssh_agent: bool,
-    pub host_keys: HostKeyPolicy,
-    pub source_password: Option<SecretSource>,
-    pub target_password: Option<SecretSource>,
-    pub region: Option<String>,
-    /// Set when the target is CodeCommit: the repository and its resolved region.
-    pub codecommit: Option<(crate::codecommit::Repo, String)>,
-    pub codecommit_endpoint: Option<String>,
+pub(crate) struct SshConfig {
+    pub(crate) key: Option<SecretSource>,
+    pub(crate) passphrase: Option<SecretSource>,
+    /// Use a running ssh-agent: no key was given and `SSH_AUTH_SOCK` is set.
+    pub(crate) agent: bool,
+    pub(crate) host_keys: HostKeyPolicy,
 }
 
 impl SyncConfig {
     /// Where the bare mirror lives.
-    pub fn mirror_path(&self) -> PathBuf {
+    pub(crate) fn mirror_path(&self) -> PathBuf {
         self.cache_dir.join(format!("{}.git", self.mirror_name))
     }
 
-    pub fn from_args(args: &SyncArgs) -> anyhow::Result<SyncConfig> {
+    pub(crate) fn from_args(args: &SyncArgs) -> anyhow::Result<SyncConfig> {
         let source_raw = match backlog_source(args)? {
             Some(backlog) => Some(backlog),
             None => args.source.clone(),
         };
-        let source = remote("--source", "BACKLOG_MIRROR_SOURCE", source_raw.as_deref())?;
-        let (target, codecommit) = target_remote(args)?;
-        check_local("--source", &source, true)?;
-        check_local("--target", &target, false)?;
-        if same_place(&source, &target) {
+        let source_url = remote_url("--source", "BACKLOG_MIRROR_SOURCE", source_raw.as_deref())?;
+        let (target_url, codecommit) = target_remote(args)?;
+        check_local("--source", &source_url, true)?;
+        check_local("--target", &target_url, false)?;
+        if same_place(&source_url, &target_url) {
             return Err(usage(format!(
                 "--source and --target are the same repository ({}); point --target at the mirror",
-                source.redacted()
+                source_url.redacted()
             )));
         }
         let filter = RefFilter::new(&args.include, &args.exclude).map_err(usage)?;
         let mirror_name = match &args.mirror_name {
             Some(name) => check_mirror_name(name)?,
-            None => source.mirror_name(),
+            None => source_url.mirror_name(),
         };
-        check_local_target_engine(&target)?;
+        check_local_target_engine(&target_url)?;
         let cache_dir = match &args.cache_dir {
             Some(dir) => dir.clone(),
             None => default_cache_dir()?,
@@ -97,75 +96,102 @@ impl SyncConfig {
                 args.batch_size
             )));
         }
-        let mut auth = auth_config(args, &source, &target)?;
-        if args.push_engine == PushEngine::Git {
-            check_git_can_push(&target, &auth)?;
+        let secrets = secret_sources(args)?;
+        let source = Remote {
+            end: End::Source,
+            access: password_access("--source-password", &secrets.source_password, &source_url)?,
+            url: source_url,
+        };
+        let target = Remote {
+            end: End::Target,
+            access: match codecommit {
+                Some(repo) => Access::CodeCommit(repo),
+                None => {
+                    password_access("--target-password", &secrets.target_password, &target_url)?
+                }
+            },
+            url: target_url,
+        };
+        let ssh = ssh_config(args, &secrets, &source.url, &target.url)?;
+        if args.push_engine == PushEngine::Git
+            && let Some(why) = target.git_cannot_push()
+        {
+            return Err(usage(format!(
+                "--push-engine git cannot push to {}: {why}; use --push-engine auto or libgit2",
+                target.url.redacted()
+            )));
         }
-        auth.codecommit = codecommit;
-        auth.codecommit_endpoint = args
-            .codecommit_endpoint
-            .clone()
-            .filter(|e| !e.trim().is_empty());
+        let progress = ProgressOptions {
+            mode: args.progress,
+            interval: args.progress_interval,
+        };
         Ok(SyncConfig {
-            auth,
             source,
             target,
             cache_dir,
             mirror_name,
             lock_timeout: args.lock_timeout,
             seed: !args.no_seed,
-            max_delete: args.max_delete.map(saturating_usize),
+            max_delete: args.max_delete,
             allow_mass_delete: args.allow_mass_delete,
-            max_rounds: u32::try_from(args.max_rounds).unwrap_or(u32::MAX),
+            max_rounds: args.max_rounds,
             filter,
-            batch_size: saturating_usize(args.batch_size),
-            push_engine: args.push_engine,
-            network_timeout: args.network_timeout,
+            push: PushOptions {
+                engine: args.push_engine,
+                batch_size: args.batch_size,
+                network_timeout: args.network_timeout,
+                retries: args.retries,
+                progress,
+            },
             retries: args.retries,
             json: args.json,
             dry_run: args.dry_run,
-            progress: args.progress,
-            progress_interval: args.progress_interval,
+            progress,
+            ssh,
+            region: args.region.clone().filter(|r| !r.trim().is_empty()),
         })
+    }
+
+    pub(crate) fn network_timeout(&self) -> Duration {
+        self.push.network_timeout
     }
 }
 
-/// git is never handed a credential (it would sit in its environment or command line for any
-/// local user to read), so `--push-engine git` can push only where none is needed, or where git
-/// asks our credential helper (CodeCommit). Refused here rather than failing after the fetch.
-fn check_git_can_push(target: &RemoteUrl, auth: &AuthConfig) -> anyhow::Result<()> {
-    let why = if target.password().is_some() || auth.target_password.is_some() {
-        "the target needs a password, which git is never given"
-    } else if target.scheme() == Scheme::Ssh {
-        "git would push with the machine's ssh, not with --ssh-key-* and the host key policy"
-    } else {
-        return Ok(());
-    };
-    Err(usage(format!(
-        "--push-engine git cannot push to {}: {why}; use --push-engine auto or libgit2",
-        target.redacted()
-    )))
-}
-
 /// CodeCommit refuses a push of more ref updates than this.
-const CODECOMMIT_MAX_REF_UPDATES: u64 = 4000;
+const CODECOMMIT_MAX_REF_UPDATES: usize = 4000;
 
-fn saturating_usize(n: u64) -> usize {
-    usize::try_from(n).unwrap_or(usize::MAX)
-}
-
-fn remote(flag: &str, env: &str, raw: Option<&str>) -> anyhow::Result<RemoteUrl> {
+fn remote_url(flag: &str, env: &str, raw: Option<&str>) -> anyhow::Result<RemoteUrl> {
     let raw = raw.ok_or_else(|| {
         usage(format!(
             "missing {flag} (or {env}): give the repository URL or path"
         ))
     })?;
-    let url = RemoteUrl::parse(raw)
-        .map_err(|reason| usage(format!("{flag} '{}' {reason}", crate::url::redact_raw(raw))))?;
+    let url = RemoteUrl::parse(raw).map_err(|reason| {
+        usage(format!(
+            "{flag} '{}' {reason}",
+            crate::secret::redact_raw(raw)
+        ))
+    })?;
     if let Some(password) = url.password() {
         crate::secret::register(password);
     }
     Ok(url)
+}
+
+/// A password source is for an HTTP(S) remote.
+fn password_access(
+    flag: &str,
+    password: &Option<SecretSource>,
+    url: &RemoteUrl,
+) -> anyhow::Result<Access> {
+    match password {
+        None => Ok(Access::Url),
+        Some(_) if !matches!(url.scheme(), Scheme::Http | Scheme::Https) => Err(usage(format!(
+            "{flag}-* is for HTTP(S) remotes, but that remote is {}",
+            url.scheme().name()
+        ))),
+        Some(password) => Ok(Access::Password(password.clone())),
+    }
 }
 
 fn check_local(flag: &str, url: &RemoteUrl, is_source: bool) -> anyhow::Result<()> {
@@ -382,79 +408,79 @@ fn backlog_source(args: &SyncArgs) -> anyhow::Result<Option<String>> {
     )))
 }
 
-fn auth_config(
-    args: &SyncArgs,
-    source: &RemoteUrl,
-    target: &RemoteUrl,
-) -> anyhow::Result<AuthConfig> {
-    let ssh_key = SecretSource::pick(
-        "ssh-key",
-        args.ssh_key_ssm.as_ref(),
-        args.ssh_key_env.as_ref(),
-        args.ssh_key_file.as_ref(),
-    )?;
-    let ssh_passphrase = SecretSource::pick(
-        "ssh-passphrase",
-        args.ssh_passphrase_ssm.as_ref(),
-        args.ssh_passphrase_env.as_ref(),
-        args.ssh_passphrase_file.as_ref(),
-    )?;
-    let source_password = SecretSource::pick(
-        "source-password",
-        args.source_password_ssm.as_ref(),
-        args.source_password_env.as_ref(),
-        args.source_password_file.as_ref(),
-    )?;
-    let target_password = SecretSource::pick(
-        "target-password",
-        args.target_password_ssm.as_ref(),
-        args.target_password_env.as_ref(),
-        args.target_password_file.as_ref(),
-    )?;
+/// The four secrets' sources, each checked locally (the variable set, the file readable).
+struct SecretSources {
+    ssh_key: Option<SecretSource>,
+    ssh_passphrase: Option<SecretSource>,
+    source_password: Option<SecretSource>,
+    target_password: Option<SecretSource>,
+}
+
+fn secret_sources(args: &SyncArgs) -> anyhow::Result<SecretSources> {
+    let sources = SecretSources {
+        ssh_key: SecretSource::pick(
+            "ssh-key",
+            args.ssh_key_ssm.as_ref(),
+            args.ssh_key_env.as_ref(),
+            args.ssh_key_file.as_ref(),
+        )?,
+        ssh_passphrase: SecretSource::pick(
+            "ssh-passphrase",
+            args.ssh_passphrase_ssm.as_ref(),
+            args.ssh_passphrase_env.as_ref(),
+            args.ssh_passphrase_file.as_ref(),
+        )?,
+        source_password: SecretSource::pick(
+            "source-password",
+            args.source_password_ssm.as_ref(),
+            args.source_password_env.as_ref(),
+            args.source_password_file.as_ref(),
+        )?,
+        target_password: SecretSource::pick(
+            "target-password",
+            args.target_password_ssm.as_ref(),
+            args.target_password_env.as_ref(),
+            args.target_password_file.as_ref(),
+        )?,
+    };
     for secret in [
-        &ssh_key,
-        &ssh_passphrase,
-        &source_password,
-        &target_password,
+        &sources.ssh_key,
+        &sources.ssh_passphrase,
+        &sources.source_password,
+        &sources.target_password,
     ]
     .into_iter()
     .flatten()
     {
         secret.check_local()?;
     }
-    if ssh_passphrase.is_some() && ssh_key.is_none() {
+    Ok(sources)
+}
+
+fn ssh_config(
+    args: &SyncArgs,
+    secrets: &SecretSources,
+    source: &RemoteUrl,
+    target: &RemoteUrl,
+) -> anyhow::Result<SshConfig> {
+    let key = secrets.ssh_key.clone();
+    if secrets.ssh_passphrase.is_some() && key.is_none() {
         return Err(usage(
             "an SSH passphrase was given without a key; add --ssh-key-ssm, --ssh-key-env or --ssh-key-file",
         ));
     }
     let uses_ssh = source.scheme() == Scheme::Ssh || target.scheme() == Scheme::Ssh;
-    let ssh_agent = ssh_key.is_none() && std::env::var_os("SSH_AUTH_SOCK").is_some();
-    if uses_ssh && ssh_key.is_none() && !ssh_agent {
+    let agent = key.is_none() && std::env::var_os("SSH_AUTH_SOCK").is_some();
+    if uses_ssh && key.is_none() && !agent {
         return Err(usage(
             "the SSH remote needs a private key: pass --ssh-key-ssm, --ssh-key-env or --ssh-key-file",
         ));
     }
-    for (password, url, flag) in [
-        (&source_password, source, "--source-password"),
-        (&target_password, target, "--target-password"),
-    ] {
-        if password.is_some() && !matches!(url.scheme(), Scheme::Http | Scheme::Https) {
-            return Err(usage(format!(
-                "{flag}-* is for HTTP(S) remotes, but that remote is {}",
-                url.scheme().name()
-            )));
-        }
-    }
-    Ok(AuthConfig {
-        ssh_key,
-        ssh_passphrase,
-        ssh_agent,
+    Ok(SshConfig {
+        key,
+        passphrase: secrets.ssh_passphrase.clone(),
+        agent,
         host_keys: host_key_policy(args)?,
-        source_password,
-        target_password,
-        region: args.region.clone().filter(|r| !r.trim().is_empty()),
-        codecommit: None,
-        codecommit_endpoint: None,
     })
 }
 
@@ -496,10 +522,7 @@ fn host_key_policy(args: &SyncArgs) -> anyhow::Result<HostKeyPolicy> {
 }
 
 /// The target, with CodeCommit's forms turned into the HTTPS URL that is actually contacted.
-fn target_remote(
-    args: &SyncArgs,
-) -> anyhow::Result<(RemoteUrl, Option<(crate::codecommit::Repo, String)>)> {
-    use crate::codecommit;
+fn target_remote(args: &SyncArgs) -> anyhow::Result<(RemoteUrl, Option<CodeCommit>)> {
     let shorthand = flag_or_env(&args.codecommit_repo, "CODECOMMIT_REPOSITORY_NAME");
     let raw = match (&args.target, shorthand) {
         (Some(_), Some(_)) if args.codecommit_repo.is_some() => {
@@ -513,35 +536,25 @@ fn target_remote(
             ));
         }
     };
-    let Some(parsed) = codecommit::parse(&raw) else {
+    let shown = || crate::secret::redact_raw(&raw);
+    let Some(repo) =
+        codecommit::parse(&raw).map_err(|why| usage(format!("--target '{}' {why}", shown())))?
+    else {
         return Ok((
-            remote("--target", "BACKLOG_MIRROR_TARGET", Some(&raw))?,
+            remote_url("--target", "BACKLOG_MIRROR_TARGET", Some(&raw))?,
             None,
         ));
     };
-    let repo = parsed
-        .map_err(|why| usage(format!("--target '{}' {why}", crate::url::redact_raw(&raw))))?;
-    let given = repo
-        .region
-        .clone()
-        .or_else(|| args.region.clone())
-        .map(|r| r.trim().to_string())
-        .filter(|r| !r.is_empty());
-    let region = match given {
-        Some(region) => region,
-        // As the SDK finds it: AWS_REGION, the profile's `region`, instance metadata.
-        None => crate::aws::default_region(repo.profile.as_deref())?
-            .map(|r| r.trim().to_string())
-            .filter(|r| !r.is_empty())
-            .ok_or_else(|| {
-                usage(format!(
-                    "--target '{}' needs an AWS region: write codecommit::REGION://{}, pass \
-                     --region, set AWS_REGION or give the AWS profile a region",
-                    crate::url::redact_raw(&raw),
-                    repo.name
-                ))
-            })?,
-    };
+    let given = repo.region.clone().or_else(|| args.region.clone());
+    let region =
+        crate::aws::region(given.as_deref(), repo.profile.as_deref())?.ok_or_else(|| {
+            usage(format!(
+                "--target '{}' needs an AWS region: write codecommit::REGION://{}, pass \
+             --region, set AWS_REGION or give the AWS profile a region",
+                shown(),
+                repo.name
+            ))
+        })?;
     if !codecommit::is_region(&region) {
         return Err(usage(format!(
             "--region '{region}' is not an AWS region name (e.g. ap-northeast-1)"
@@ -560,15 +573,15 @@ fn target_remote(
             return Err(usage(format!(
                 "{name} '{}' is not a host name with an optional port; give e.g. \
                  git-codecommit-fips.us-east-1.amazonaws.com or 127.0.0.1:8443",
-                crate::url::redact_raw(&value)
+                crate::secret::redact_raw(&value)
             )));
         }
     }
-    let host = codecommit::resolve_host(&repo, &region, args.codecommit_endpoint.as_deref());
-    let url = format!("https://{host}{}", codecommit::repo_path(&repo.name));
+    let repo = CodeCommit::new(repo, region, args.codecommit_endpoint.as_deref());
+    let url = repo.url();
     let target = RemoteUrl::parse(&url)
         .map_err(|why| usage(format!("--codecommit-endpoint gives '{url}', which {why}")))?;
-    Ok((target, Some((repo, region))))
+    Ok((target, Some(repo)))
 }
 
 #[cfg(test)]
@@ -627,9 +640,9 @@ mod tests {
             url.as_git_url(),
             "https://git-codecommit.ap-northeast-1.amazonaws.com/v1/repos/app"
         );
-        let (repo, region) = cc.unwrap();
+        let repo = cc.unwrap();
         assert_eq!(
-            (repo.profile.as_deref(), region.as_str()),
+            (repo.profile.as_deref(), repo.region.as_str()),
             (Some("prof"), "ap-northeast-1")
         );
         let a = args(&["--codecommit-repo", "app", "--region", "cn-north-1"]);

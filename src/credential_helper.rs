@@ -12,10 +12,17 @@ use std::io::{BufRead, Write};
 
 use anyhow::{Context, Result};
 
-use crate::cli::CredentialOperation;
-use crate::codecommit::{self, Repo, Signer};
+use crate::codecommit::{self, Signer};
 
-pub fn run(op: CredentialOperation, input: impl BufRead, mut output: impl Write) -> Result<()> {
+/// What git asks of a credential helper.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Operation {
+    Get,
+    Store,
+    Erase,
+}
+
+pub(crate) fn run(op: Operation, input: impl BufRead, mut output: impl Write) -> Result<()> {
     let mut request = HashMap::new();
     for line in input.lines() {
         let line = line.context("cannot read git's credential request")?;
@@ -26,7 +33,7 @@ pub fn run(op: CredentialOperation, input: impl BufRead, mut output: impl Write)
             request.insert(key.to_string(), value.to_string());
         }
     }
-    if op != CredentialOperation::Get {
+    if op != Operation::Get {
         return Ok(());
     }
     if request.get("protocol").map(String::as_str) != Some("https") {
@@ -49,25 +56,16 @@ pub fn run(op: CredentialOperation, input: impl BufRead, mut output: impl Write)
         .strip_prefix("v1/repos/")
         .map(|n| n.trim_end_matches('/').trim_end_matches(".git"))
         .with_context(|| format!("'{path}' is not a CodeCommit repository path (v1/repos/NAME)"))?;
-    let parsed = codecommit::parse(&format!("https://{host}/v1/repos/{name}"));
-    let region = match parsed {
-        Some(Ok(repo)) => repo.region,
+    let name = codecommit::check_name(name).map_err(anyhow::Error::msg)?;
+    // The region of a CodeCommit host name, else the sync's (which starts us), else as the SDK
+    // finds it, as `sync` does.
+    let from_host = match codecommit::parse(&format!("https://{host}/v1/repos/{name}")) {
+        Ok(Some(repo)) => repo.region,
         _ => None,
-    }
-    .or_else(|| std::env::var("BACKLOG_MIRROR_REGION").ok())
-    .filter(|r| !r.trim().is_empty());
-    // Then as the SDK finds it (environment, AWS profile), as `sync` does.
-    let region = match region {
-        Some(region) => Some(region),
-        None => crate::aws::default_region(None)?,
     };
-    let repo = Repo {
-        name: codecommit::check_name(name).map_err(anyhow::Error::msg)?,
-        region: region.clone(),
-        profile: None,
-        host: Some(host.clone()),
-    };
-    let signer = Signer::new(&repo, region.as_deref(), Some(host))?;
+    let given = from_host.or_else(|| std::env::var("BACKLOG_MIRROR_REGION").ok());
+    let region = crate::aws::region(given.as_deref(), None)?;
+    let signer = Signer::new(region.as_deref(), None, host, &name)?;
     let (username, password) = signer.credentials()?;
     // The one place a password is written, by design: git reads it from our stdout.
     writeln!(output, "username={username}")?;

@@ -8,16 +8,16 @@
 use std::fmt;
 
 /// Exit codes, as documented in `--help` and the README.
-pub mod exit {
-    pub const OK: i32 = 0;
-    pub const FAILED: i32 = 1;
-    pub const USAGE: i32 = 2;
-    pub const DELETE_GUARD: i32 = 3;
-    pub const LOCKED: i32 = 4;
+pub(crate) mod exit {
+    pub(crate) const OK: i32 = 0;
+    pub(crate) const FAILED: i32 = 1;
+    pub(crate) const USAGE: i32 = 2;
+    pub(crate) const DELETE_GUARD: i32 = 3;
+    pub(crate) const LOCKED: i32 = 4;
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum Error {
+pub(crate) enum Error {
     /// Bad flag, value or environment: one line naming it and what to do.
     #[error("{0}")]
     Usage(String),
@@ -37,7 +37,7 @@ pub enum Error {
     Locked { path: String, waited: String },
     /// The target refused some ref updates; the others landed.
     #[error("{} ref(s) rejected by the target: {}", .0.len(), format_rejected(.0))]
-    Rejected(Vec<(String, String)>),
+    Rejected(Vec<RefProblem>),
     /// The source has refs this tool cannot carry; every other ref was mirrored.
     #[error(
         "{} ref(s) of the source cannot be mirrored and were left out (every other ref is \
@@ -45,11 +45,19 @@ pub enum Error {
         .0.len(),
         format_rejected(.0)
     )]
-    Unmirrorable(Vec<(String, String)>),
+    Unmirrorable(Vec<RefProblem>),
+}
+
+/// A ref that could not be mirrored, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RefProblem {
+    /// Escaped (`refname::escape`).
+    pub(crate) name: String,
+    pub(crate) reason: String,
 }
 
 #[derive(Debug)]
-pub enum DeleteGuard {
+pub(crate) enum DeleteGuard {
     SourceEmpty,
     TooManyDeletes { planned: usize, limit: usize },
 }
@@ -92,16 +100,16 @@ fn done_before(round: u32, pushed: usize) -> String {
     }
 }
 
-fn format_rejected(refs: &[(String, String)]) -> String {
+fn format_rejected(refs: &[RefProblem]) -> String {
     const SHOWN: usize = 5;
     let mut parts: Vec<String> = refs
         .iter()
         .take(SHOWN)
-        .map(|(name, reason)| {
+        .map(|problem| {
             format!(
                 "{} ({})",
-                crate::refname::shown(name),
-                clip(reason, MAX_REASON_CHARS)
+                crate::refname::shown(&problem.name),
+                clip(&problem.reason, MAX_REASON_CHARS)
             )
         })
         .collect();
@@ -112,11 +120,11 @@ fn format_rejected(refs: &[(String, String)]) -> String {
 }
 
 /// How much of a reason (a target's message, a libgit2 error) one ref's entry shows.
-pub const MAX_REASON_CHARS: usize = 160;
+pub(crate) const MAX_REASON_CHARS: usize = 160;
 
 /// `text` cut to `max` characters, marked when cut: messages quote ref names and names can be
 /// kilobytes long.
-pub fn clip(text: &str, max: usize) -> String {
+pub(crate) fn clip(text: &str, max: usize) -> String {
     match text.char_indices().nth(max) {
         Some((cut, _)) => format!("{}...", &text[..cut]),
         None => text.to_string(),
@@ -127,7 +135,7 @@ pub fn clip(text: &str, max: usize) -> String {
 /// word of more than 200 characters (a ref name, a path, a server's message quoting one) cut to
 /// its start and its length, so that no line runs to kilobytes. Scrubbing comes first: a cut
 /// could leave half a password that no longer looks like one.
-pub fn one_line(err: &anyhow::Error) -> String {
+pub(crate) fn one_line(err: &anyhow::Error) -> String {
     const LONGEST_WORD: usize = 200;
     crate::secret::scrub(&format!("{err:#}"))
         .split(' ')
@@ -144,7 +152,7 @@ pub fn one_line(err: &anyhow::Error) -> String {
 }
 
 impl Error {
-    pub fn exit_code(&self) -> i32 {
+    pub(crate) fn exit_code(&self) -> i32 {
         match self {
             Error::Usage(_) => exit::USAGE,
             Error::DeleteGuard { .. } => exit::DELETE_GUARD,
@@ -155,19 +163,19 @@ impl Error {
 }
 
 /// Shorthand for a usage error as an `anyhow::Error`.
-pub fn usage(msg: impl Into<String>) -> anyhow::Error {
+pub(crate) fn usage(msg: impl Into<String>) -> anyhow::Error {
     Error::Usage(msg.into()).into()
 }
 
 /// The exit code for any error: the first typed [`Error`] in the chain decides, else 1.
-pub fn exit_code(err: &anyhow::Error) -> i32 {
+pub(crate) fn exit_code(err: &anyhow::Error) -> i32 {
     err.chain()
         .find_map(|cause| cause.downcast_ref::<Error>())
         .map_or(exit::FAILED, Error::exit_code)
 }
 
 /// An I/O error's reason without the "(os error 13)" noise.
-pub fn io_reason(err: &std::io::Error) -> String {
+pub(crate) fn io_reason(err: &std::io::Error) -> String {
     let text = err.to_string();
     match text.find(" (os error") {
         Some(cut) => text[..cut].to_lowercase(),
@@ -177,7 +185,7 @@ pub fn io_reason(err: &std::io::Error) -> String {
 
 /// An error and its sources on one line, for errors from libraries that hide the useful part in
 /// `source()`.
-pub fn chain_line(err: &dyn std::error::Error) -> String {
+pub(crate) fn chain_line(err: &dyn std::error::Error) -> String {
     let mut parts = vec![err.to_string()];
     let mut source = err.source();
     while let Some(cause) = source {

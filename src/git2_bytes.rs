@@ -15,6 +15,7 @@ use git2::{Binding, Oid};
 use libgit2_sys as raw;
 
 use crate::refname;
+use crate::transfer::RefOutcome;
 
 fn check(code: c_int) -> Result<(), git2::Error> {
     if code < 0 {
@@ -25,7 +26,7 @@ fn check(code: c_int) -> Result<(), git2::Error> {
 }
 
 /// The names (as bytes) and ids a connected remote advertised, in its order.
-pub fn remote_heads(remote: &git2::Remote<'_>) -> Result<Vec<(Vec<u8>, Oid)>, git2::Error> {
+pub(crate) fn remote_heads(remote: &git2::Remote<'_>) -> Result<Vec<(Vec<u8>, Oid)>, git2::Error> {
     let mut base: *mut *const raw::git_remote_head = std::ptr::null_mut();
     let mut size = 0;
     // SAFETY: `remote` is a live remote; libgit2 fills `base` and `size` with its own array,
@@ -58,7 +59,7 @@ pub fn remote_heads(remote: &git2::Remote<'_>) -> Result<Vec<(Vec<u8>, Oid)>, gi
 }
 
 /// Point the ref `name` (escaped) at `id`, creating or overwriting it.
-pub fn set_ref(
+pub(crate) fn set_ref(
     repo: &git2::Repository,
     name: &str,
     id: Oid,
@@ -84,7 +85,7 @@ pub fn set_ref(
 }
 
 /// Delete the ref `name` (escaped); one that is already gone is not an error.
-pub fn delete_ref(repo: &git2::Repository, name: &str) -> Result<(), git2::Error> {
+pub(crate) fn delete_ref(repo: &git2::Repository, name: &str) -> Result<(), git2::Error> {
     let c_name = refname::to_c_string(name)?;
     let mut reference = std::ptr::null_mut();
     // SAFETY: as in `set_ref`; the looked-up reference is freed after the delete.
@@ -101,8 +102,8 @@ pub fn delete_ref(repo: &git2::Repository, name: &str) -> Result<(), git2::Error
 }
 
 thread_local! {
-    /// Per-ref results of the push running on this thread (escaped name -> rejection reason).
-    static PUSH_RESULTS: RefCell<Option<HashMap<String, Option<String>>>> =
+    /// Per-ref outcomes of the push running on this thread, by escaped name.
+    static PUSH_RESULTS: RefCell<Option<HashMap<String, RefOutcome>>> =
         const { RefCell::new(None) };
 }
 
@@ -119,13 +120,16 @@ extern "C" fn record_result(
         }
         // SAFETY: libgit2 passes NUL-terminated strings valid for the call.
         let name = refname::escape(unsafe { CStr::from_ptr(name) }.to_bytes());
-        let status = (!status.is_null()).then(|| {
+        let outcome = if status.is_null() {
+            RefOutcome::Accepted
+        } else {
             // SAFETY: as above.
-            String::from_utf8_lossy(unsafe { CStr::from_ptr(status) }.to_bytes()).into_owned()
-        });
+            let reason = unsafe { CStr::from_ptr(status) }.to_bytes();
+            RefOutcome::Rejected(String::from_utf8_lossy(reason).into_owned())
+        };
         PUSH_RESULTS.with(|results| {
             if let Some(map) = results.borrow_mut().as_mut() {
-                map.insert(name, status);
+                map.insert(name, outcome);
             }
         });
         0
@@ -148,11 +152,11 @@ unsafe extern "C" {
 
 /// Push `specs` (escaped refspecs) with `options` (whose callbacks, other than per-ref results,
 /// stay git2's) and return each ref's result as the target reported it.
-pub fn push(
+pub(crate) fn push(
     remote: &mut git2::Remote<'_>,
     specs: &[String],
     options: &git2::PushOptions<'_>,
-) -> Result<HashMap<String, Option<String>>, git2::Error> {
+) -> Result<HashMap<String, RefOutcome>, git2::Error> {
     let c_specs = specs
         .iter()
         .map(|s| refname::to_c_string(s))

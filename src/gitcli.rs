@@ -15,15 +15,15 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use crate::cli::show_duration;
+use crate::duration;
 use crate::process_group::Group;
 use crate::progress::Progress;
 use crate::refname;
-use crate::remote::{PushReport, TransferStats, last_words, remote_messages};
+use crate::transfer::{PushOutcome, RefOutcome, TransferStats, last_words, remote_messages};
 use crate::url::RemoteUrl;
 
 /// `git --version` if a git binary is on PATH.
-pub fn version() -> Option<&'static str> {
+pub(crate) fn version() -> Option<&'static str> {
     static VERSION: OnceLock<Option<String>> = OnceLock::new();
     VERSION
         .get_or_init(|| {
@@ -62,7 +62,7 @@ fn isolated(git_dir: &Path) -> Command {
 /// `git upload-pack` serving the local repository at `path` (see `upload_pack`), a bare one or
 /// the `.git` of a working tree, as `git fetch` from a path does: the path after `--`, so it is
 /// never an option, and no `GIT_DIR`, which would name a working tree's top as the repository.
-pub fn upload_pack(path: &Path) -> Command {
+pub(crate) fn upload_pack(path: &Path) -> Command {
     let mut cmd = isolated(path);
     cmd.env_remove("GIT_DIR")
         .args(["upload-pack", "--"])
@@ -74,14 +74,14 @@ pub fn upload_pack(path: &Path) -> Command {
 /// per-ref results as the libgit2 path. A push whose processes move no byte for `timeout` (the
 /// target stopped reading or answering) is killed: git has no timeout of its own for git://,
 /// and its HTTP one (curl's low-speed limit, set too) does not cover a local receive-pack.
-pub fn push(
+pub(crate) fn push(
     git_dir: &Path,
     url: &RemoteUrl,
     specs: &[String],
     env: &[(String, String)],
     timeout: Duration,
     progress: &mut Progress,
-) -> Result<PushReport> {
+) -> Result<PushOutcome> {
     let low_speed_time = timeout.as_secs_f64().ceil().max(1.0) as u64;
     let mut group = Group::spawn(
         isolated(git_dir)
@@ -162,7 +162,7 @@ pub fn push(
     if stalled {
         return Err(Stalled {
             remote: url.redacted().to_string(),
-            waited: show_duration(timeout),
+            waited: duration::show(timeout),
         }
         .into());
     }
@@ -170,8 +170,8 @@ pub fn push(
         .join()
         .map_err(|_| anyhow::anyhow!("git push: stdout reader panicked"))?
         .context("cannot read git push's output")?;
-    let results = parse_porcelain(&porcelain);
-    if results.is_empty() && !status.success() {
+    let refs = parse_porcelain(&porcelain)?;
+    if refs.is_empty() && !status.success() {
         // Every error line, not only the last: "RPC failed; HTTP 502" comes before the
         // "remote end hung up" that follows from it.
         let mut errors: Vec<&str> = messages
@@ -199,8 +199,8 @@ pub fn push(
             reason.trim()
         );
     }
-    Ok(PushReport {
-        statuses: results,
+    Ok(PushOutcome {
+        refs,
         stats,
         remote_lines,
     })
@@ -212,9 +212,9 @@ pub fn push(
     "git push to {remote} moved no data for {waited} (--network-timeout): the target stopped \
      reading or answering"
 )]
-pub struct Stalled {
-    pub remote: String,
-    pub waited: String,
+pub(crate) struct Stalled {
+    pub(crate) remote: String,
+    pub(crate) waited: String,
 }
 
 /// The repository as `git push` must be given it. Everything from input goes after `--`, so it
@@ -230,37 +230,10 @@ fn repository_argument(url: &RemoteUrl) -> Result<std::ffi::OsString> {
     }
 }
 
-/// Environment that makes a child git ask us (`backlog-mirror credential-helper`) for CodeCommit
-/// credentials, so signatures are computed by our code and never pass through a command line.
-pub fn codecommit_helper_env(region: &str, host: &str) -> Result<Vec<(String, String)>> {
-    let exe = std::env::current_exe().context("cannot locate our own executable for git")?;
-    let exe = exe.display().to_string().replace('\'', "'\\''");
-    let config = [
-        // The empty value clears any helper configured elsewhere before ours.
-        ("credential.helper", String::new()),
-        ("credential.helper", format!("!'{exe}' credential-helper")),
-        ("credential.useHttpPath", "true".to_string()),
-        // git >= 2.46 sends the signature with its first request instead of waiting for a 401
-        // (one round trip less per push); older git ignores the key.
-        ("http.proactiveAuth", "basic".to_string()),
-    ];
-    let mut env = vec![("GIT_CONFIG_COUNT".to_string(), config.len().to_string())];
-    for (i, (key, value)) in config.into_iter().enumerate() {
-        env.push((format!("GIT_CONFIG_KEY_{i}"), key.to_string()));
-        env.push((format!("GIT_CONFIG_VALUE_{i}"), value));
-    }
-    env.push(("BACKLOG_MIRROR_REGION".to_string(), region.to_string()));
-    env.push((
-        "BACKLOG_MIRROR_CODECOMMIT_ENDPOINT".to_string(),
-        host.to_string(),
-    ));
-    Ok(env)
-}
-
 /// Keep a long-lived mirror fast: libgit2 never repacks, so every fetch adds a pack and every
 /// updated ref a loose file. Past a threshold, let git fold them (reusing existing deltas, so this
 /// is cheap) while we still hold the cache lock. Returns what it did, for the log.
-pub fn maintain(git_dir: &Path) -> Option<String> {
+pub(crate) fn maintain(git_dir: &Path) -> Option<String> {
     version()?;
     let packs = std::fs::read_dir(git_dir.join("objects/pack"))
         .map(|d| {
@@ -370,31 +343,43 @@ fn parse_size(text: &str) -> Option<usize> {
     Some((value * scale) as usize)
 }
 
-/// Per-ref results from `git push --porcelain`: `<flag>\t<from>:<to>\t<summary>`, names as the
-/// bytes git prints them (escaped: `refname::escape`).
-fn parse_porcelain(text: &[u8]) -> HashMap<String, Option<String>> {
+/// Per-ref outcomes from `git push --porcelain`: a `To <url>` line, then
+/// `<flag>\t<from>:<to>\t<summary>` per ref (names as the bytes git prints them, escaped:
+/// `refname::escape`), then `Done` when every ref was accepted. Any other line is an error that
+/// names it: a format this does not understand must not read as "the target said nothing".
+fn parse_porcelain(text: &[u8]) -> Result<HashMap<String, RefOutcome>> {
     let mut results = HashMap::new();
     for line in text.split(|&b| b == b'\n') {
+        if line.is_empty() || line == b"Done" || line.starts_with(b"To ") {
+            continue;
+        }
+        let unknown = || {
+            anyhow::anyhow!(
+                "git push printed a line this tool does not understand: '{}'",
+                crate::error::clip(&String::from_utf8_lossy(line), 200)
+            )
+        };
         let mut fields = line.splitn(3, |&b| b == b'\t');
         let (Some(flag), Some(spec), Some(summary)) = (fields.next(), fields.next(), fields.next())
         else {
-            continue;
+            return Err(unknown());
         };
-        let Some(colon) = spec.iter().rposition(|&b| b == b':') else {
-            continue;
+        let colon = spec.iter().rposition(|&b| b == b':').ok_or_else(unknown)?;
+        let outcome = match flag {
+            b" " | b"+" | b"-" | b"*" | b"=" => RefOutcome::Accepted,
+            b"!" => RefOutcome::Rejected(
+                String::from_utf8_lossy(summary)
+                    .trim()
+                    .trim_start_matches("[remote rejected] ")
+                    .trim_start_matches("[rejected] ")
+                    .trim_matches(|c| c == '(' || c == ')')
+                    .to_string(),
+            ),
+            _ => return Err(unknown()),
         };
-        let dst = refname::escape(&spec[colon + 1..]);
-        let status = (flag.trim_ascii() == b"!").then(|| {
-            String::from_utf8_lossy(summary)
-                .trim()
-                .trim_start_matches("[remote rejected] ")
-                .trim_start_matches("[rejected] ")
-                .trim_matches(|c| c == '(' || c == ')')
-                .to_string()
-        });
-        results.insert(dst, status);
+        results.insert(refname::escape(&spec[colon + 1..]), outcome);
     }
-    results
+    Ok(results)
 }
 
 #[cfg(test)]
@@ -409,14 +394,22 @@ mod tests {
                     -\t:refs/heads/c\t[deleted]\n\
                     !\trefs/heads/d:refs/heads/d\t[remote rejected] (pre-receive hook declined)\n\
                     Done\n";
-        let results = parse_porcelain(text.as_bytes());
+        let results = parse_porcelain(text.as_bytes()).unwrap();
         assert_eq!(results.len(), 4);
-        assert_eq!(results["refs/heads/a"], None);
-        assert_eq!(results["refs/heads/c"], None);
+        assert_eq!(results["refs/heads/a"], RefOutcome::Accepted);
+        assert_eq!(results["refs/heads/c"], RefOutcome::Accepted);
         assert_eq!(
-            results["refs/heads/d"].as_deref(),
-            Some("pre-receive hook declined")
+            results["refs/heads/d"],
+            RefOutcome::Rejected("pre-receive hook declined".to_string())
         );
+        for odd in [
+            "Everything up-to-date\n",
+            "?\trefs/heads/a:refs/heads/a\t[new]\n",
+            "*\trefs/heads/a\t[new branch]\n",
+        ] {
+            let err = parse_porcelain(odd.as_bytes()).unwrap_err().to_string();
+            assert!(err.contains(odd.trim_end()), "{err}");
+        }
     }
 
     #[test]

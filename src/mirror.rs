@@ -12,33 +12,35 @@ use tracing::{debug, info, warn};
 
 use crate::cache::Cache;
 use crate::config::SyncConfig;
+use crate::error::RefProblem;
 use crate::error::{self, DeleteGuard, Error};
+use crate::libgit2::{self, Look, Session, Unsupported};
 use crate::plan::{Action, Change};
 use crate::plan::{Plan, default_max_delete};
 use crate::push;
-use crate::remote::{self, Look, RefMap, Session, Unsupported};
+use crate::refname::RefMap;
 use crate::report::{RefResult, Status, Summary};
 use crate::retry::Retry;
 
 /// A finished run: its summary (always filled in as far as the run got) and its error, if any.
-pub struct Outcome {
-    pub summary: Summary,
-    pub error: Option<anyhow::Error>,
+pub(crate) struct Outcome {
+    pub(crate) summary: Summary,
+    pub(crate) error: Option<anyhow::Error>,
 }
 
 impl Outcome {
-    pub fn exit_code(&self) -> i32 {
+    pub(crate) fn exit_code(&self) -> i32 {
         self.error
             .as_ref()
             .map_or(error::exit::OK, error::exit_code)
     }
 }
 
-pub fn sync(cfg: &SyncConfig, session: &Session) -> Outcome {
+pub(crate) fn sync(cfg: &SyncConfig, session: &Session) -> Outcome {
     let started = Instant::now();
     let mut summary = Summary::new(
-        cfg.source.redacted(),
-        cfg.target.redacted(),
+        cfg.source.url.redacted(),
+        cfg.target.url.redacted(),
         &cfg.mirror_path().display().to_string(),
         cfg.dry_run,
     );
@@ -92,7 +94,10 @@ fn left_out(
         Ok(_) if !unsupported.is_empty() => Err(Error::Unmirrorable(
             unsupported
                 .iter()
-                .map(|u| (u.name.clone(), u.why.clone()))
+                .map(|u| RefProblem {
+                    name: u.name.clone(),
+                    reason: u.why.clone(),
+                })
                 .collect(),
         )
         .into()),
@@ -226,7 +231,7 @@ fn run(
         if !fetched {
             debug!("the cache already holds every source ref: nothing to fetch");
         }
-        let wanted = remote::local_refs(&run.cache.repo)?;
+        let wanted = libgit2::local_refs(&run.cache.repo)?;
         if fetched && let Some(done) = crate::gitcli::maintain(&run.cache.path) {
             info!("cache maintenance: {done}");
             run.cache.reopen()?;
@@ -298,12 +303,13 @@ fn run(
                 ),
             };
             let unsettled = run.cache.interrupted_push;
-            run.cache.mark_push(cfg.target.redacted())?;
+            run.cache.mark_push(cfg.target.url.redacted())?;
             let mut rejected = timed!(
                 summary.push,
                 push::execute(
                     session,
-                    cfg,
+                    &cfg.push,
+                    &cfg.target,
                     &run.cache.repo,
                     &plan,
                     commits,
@@ -311,7 +317,7 @@ fn run(
                     summary
                 )?
             );
-            if unsettled && rejected.iter().all(|(_, why)| lost_a_race(why)) {
+            if unsettled && rejected.iter().all(|r| lost_a_race(&r.reason)) {
                 // An earlier run's push may have landed while this one ran (and refused some of
                 // its updates, made from values the landing changed); if the target is not what
                 // this push was to leave, push again.
@@ -435,7 +441,7 @@ impl Run<'_> {
             if cfg.seed
                 && cache.created
                 && !summary.seeded
-                && remote::local_refs(&cache.repo)?.is_empty()
+                && libgit2::local_refs(&cache.repo)?.is_empty()
             {
                 let (seed, retried) = timed!(
                     summary.seed,
@@ -453,14 +459,14 @@ impl Run<'_> {
                 );
                 summary.retries += retried;
                 let seed = seed?;
-                remote::leave_alone(&cfg.target, &seed.unsupported);
+                libgit2::leave_alone(&cfg.target.url, &seed.unsupported);
                 if let Some(stats) = seed.fetched {
                     summary.transfer.seed.add(stats);
                     summary.seeded = true;
                 }
                 self.seen_target = Some(seed.refs);
             }
-            let local = remote::local_refs(&cache.repo)?;
+            let local = libgit2::local_refs(&cache.repo)?;
             let (looked, retried) = timed!(
                 summary.fetch,
                 self.retry.run("fetching from the source", || {
@@ -469,7 +475,7 @@ impl Run<'_> {
                         // allowed: the delete guard decides what happens next.
                         let fetch = *refs != local && (!refs.is_empty() || cfg.allow_mass_delete);
                         if fetch {
-                            info!("fetching from {}", cfg.source);
+                            info!("fetching from {}", cfg.source.url);
                         }
                         fetch
                     })

@@ -6,12 +6,12 @@
 use git2::{Oid, Repository};
 use serde::Serialize;
 
-use crate::remote::RefMap;
+use crate::refname::RefMap;
 use crate::select::RefFilter;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Action {
+pub(crate) enum Action {
     Create,
     FastForward,
     Force,
@@ -19,7 +19,7 @@ pub enum Action {
 }
 
 impl Action {
-    pub fn verb(self) -> &'static str {
+    pub(crate) fn verb(self) -> &'static str {
         match self {
             Action::Create => "create",
             Action::FastForward => "fast-forward",
@@ -30,16 +30,16 @@ impl Action {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Change {
-    pub name: String,
-    pub action: Action,
-    pub old: Option<Oid>,
-    pub new: Option<Oid>,
+pub(crate) struct Change {
+    pub(crate) name: String,
+    pub(crate) action: Action,
+    pub(crate) old: Option<Oid>,
+    pub(crate) new: Option<Oid>,
 }
 
 impl Change {
     /// The refspec that carries this change with mirror semantics.
-    pub fn refspec(&self) -> String {
+    pub(crate) fn refspec(&self) -> String {
         match self.action {
             Action::Delete => format!(":{}", self.name),
             _ => format!("+{0}:{0}", self.name),
@@ -48,14 +48,19 @@ impl Change {
 }
 
 #[derive(Debug, Default, Clone)]
-pub struct Plan {
-    pub changes: Vec<Change>,
-    pub unchanged: usize,
+pub(crate) struct Plan {
+    pub(crate) changes: Vec<Change>,
+    pub(crate) unchanged: usize,
 }
 
 impl Plan {
     /// Compare the selected refs of the cache (`wanted`) with the target's (`current`).
-    pub fn new(repo: &Repository, wanted: &RefMap, current: &RefMap, filter: &RefFilter) -> Plan {
+    pub(crate) fn new(
+        repo: &Repository,
+        wanted: &RefMap,
+        current: &RefMap,
+        filter: &RefFilter,
+    ) -> Plan {
         let mut plan = Plan::default();
         for (name, &new) in wanted.iter().filter(|(n, _)| filter.selects(n)) {
             match current.get(name) {
@@ -91,15 +96,15 @@ impl Plan {
         plan
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.changes.is_empty()
     }
 
-    pub fn deletes(&self) -> usize {
+    pub(crate) fn deletes(&self) -> usize {
         self.count(Action::Delete)
     }
 
-    pub fn count(&self, action: Action) -> usize {
+    pub(crate) fn count(&self, action: Action) -> usize {
         self.changes.iter().filter(|c| c.action == action).count()
     }
 }
@@ -117,7 +122,7 @@ fn is_fast_forward(repo: &Repository, old: Oid, new: Oid) -> bool {
 }
 
 /// The default for `--max-delete`: half the target's selected refs, at least 10.
-pub fn default_max_delete(target_refs: usize) -> usize {
+pub(crate) fn default_max_delete(target_refs: usize) -> usize {
     (target_refs / 2).max(10)
 }
 

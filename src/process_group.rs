@@ -18,7 +18,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::process::{Child, Command, ExitStatus};
 
 /// A running child in its own process group, with the guard that ends the group if we die.
-pub struct Group {
+pub(crate) struct Group {
     child: Child,
     pgid: libc::pid_t,
     guard: Option<Guard>,
@@ -34,7 +34,7 @@ struct Guard {
 impl Group {
     /// Start `cmd` in a new process group watched by a guard. Without a guard (fork refused, or
     /// not Linux) the child still gets its own group and dies with the thread that started it.
-    pub fn spawn(cmd: &mut Command) -> io::Result<Group> {
+    pub(crate) fn spawn(cmd: &mut Command) -> io::Result<Group> {
         let guard = start_guard().ok();
         let leader = guard.as_ref().map_or(0, |g| g.pid);
         set_up_child(cmd, leader);
@@ -60,12 +60,12 @@ impl Group {
         })
     }
 
-    pub fn child(&mut self) -> &mut Child {
+    pub(crate) fn child(&mut self) -> &mut Child {
         &mut self.child
     }
 
     /// Kill every process of the group (the guard too).
-    pub fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         // SAFETY: signalling a process group we created; at worst it no longer exists.
         unsafe {
             libc::kill(-self.pgid, libc::SIGKILL);
@@ -74,7 +74,7 @@ impl Group {
 
     /// Wait for the child, then let the guard go without killing anything: a child that exited
     /// has waited for its own children.
-    pub fn wait(&mut self) -> io::Result<ExitStatus> {
+    pub(crate) fn wait(&mut self) -> io::Result<ExitStatus> {
         let status = self.child.wait();
         self.waited = true;
         if let Some(guard) = self.guard.take() {
@@ -85,7 +85,7 @@ impl Group {
 
     /// Bytes read and written so far by the group's processes (`rchar + wchar` of
     /// `/proc/<pid>/io`: sockets, pipes and files alike). `None` where /proc cannot tell.
-    pub fn io_bytes(&self) -> Option<u64> {
+    pub(crate) fn io_bytes(&self) -> Option<u64> {
         group_io_bytes(self.pgid)
     }
 }

@@ -7,9 +7,26 @@
 use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
-use crate::cli::ProgressMode;
+/// Where progress goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum ProgressMode {
+    /// A bar on a terminal, periodic lines otherwise.
+    Auto,
+    /// Periodic plain lines even on a terminal.
+    Plain,
+    /// No progress output.
+    Never,
+}
 
-pub struct Progress {
+/// How every transfer of a run shows its progress.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ProgressOptions {
+    pub(crate) mode: ProgressMode,
+    /// Between plain lines.
+    pub(crate) interval: Duration,
+}
+
+pub(crate) struct Progress {
     phase: &'static str,
     style: Style,
     interval: Duration,
@@ -25,8 +42,8 @@ enum Style {
 }
 
 impl Progress {
-    pub fn new(phase: &'static str, mode: ProgressMode, interval: Duration) -> Progress {
-        let style = match mode {
+    pub(crate) fn new(phase: &'static str, options: ProgressOptions) -> Progress {
+        let style = match options.mode {
             ProgressMode::Never => Style::Silent,
             ProgressMode::Plain => Style::Lines,
             ProgressMode::Auto if std::io::stderr().is_terminal() => Style::Bar,
@@ -35,14 +52,14 @@ impl Progress {
         Progress {
             phase,
             style,
-            interval,
+            interval: options.interval,
             last: None,
             drew_bar: false,
         }
     }
 
     /// Report `done` of `total` objects and `bytes` moved so far. Cheap to call often.
-    pub fn update(&mut self, done: usize, total: usize, bytes: usize) {
+    pub(crate) fn update(&mut self, done: usize, total: usize, bytes: usize) {
         let now = Instant::now();
         let due = match (self.style, self.last) {
             (Style::Silent, _) => false,
@@ -71,7 +88,7 @@ impl Progress {
     }
 
     /// Clear the bar so the next log line starts on a clean line.
-    pub fn finish(&mut self) {
+    pub(crate) fn finish(&mut self) {
         if self.drew_bar {
             let _ = write!(std::io::stderr(), "\r\x1b[2K");
             self.drew_bar = false;
@@ -94,7 +111,7 @@ fn describe(phase: &str, done: usize, total: usize, bytes: usize) -> String {
     }
 }
 
-pub fn human_bytes(bytes: u64) -> String {
+pub(crate) fn human_bytes(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut value = bytes as f64;
     let mut unit = 0;

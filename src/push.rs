@@ -6,29 +6,56 @@
 //! the set of objects it already has) is current.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use anyhow::Result;
 use git2::Repository;
 use tracing::{debug, info};
 
-use crate::cli::PushEngine;
-use crate::config::SyncConfig;
+use crate::error::RefProblem;
 use crate::gitcli;
+use crate::libgit2::Session;
 use crate::plan::{Action, Change, Plan};
-use crate::progress::Progress;
-use crate::remote::{PushReport, RefMap, Session};
+use crate::progress::{Progress, ProgressOptions};
+use crate::refname::RefMap;
+use crate::remote::Remote;
 use crate::report::{RefResult, Summary};
 use crate::retry::{self, Retry};
+use crate::transfer::{PushOutcome, RefOutcome};
 use crate::url::Scheme;
 
+/// Who builds and sends packs, as the user chose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum PushEngine {
+    /// git's own pack-objects for large pushes when `git` is on PATH, libgit2 otherwise.
+    Auto,
+    /// Always the git CLI (fails if git is missing).
+    Git,
+    /// Always in-process libgit2.
+    Libgit2,
+}
+
+/// How a run pushes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PushOptions {
+    pub(crate) engine: PushEngine,
+    /// Most ref updates in one push.
+    pub(crate) batch_size: usize,
+    /// A git push whose processes move no byte for this long is killed.
+    pub(crate) network_timeout: Duration,
+    pub(crate) retries: u32,
+    pub(crate) progress: ProgressOptions,
+}
+
+/// Who sends one batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Engine {
+enum Engine {
     Libgit2,
     Git,
 }
 
 impl Engine {
-    pub fn name(self) -> &'static str {
+    fn name(self) -> &'static str {
         match self {
             Engine::Libgit2 => "libgit2",
             Engine::Git => "git",
@@ -44,7 +71,7 @@ fn commit_of(repo: &Repository, id: git2::Oid) -> Option<git2::Commit<'_>> {
 /// Walk every commit the push will send (new tips minus what the target already has) and make
 /// sure each is readable with its tree: a cache damaged by a killed run must not reach the
 /// target. Returns how many commits the push sends, for the log.
-pub fn check_connectivity(
+pub(crate) fn check_connectivity(
     repo: &Repository,
     plan: &Plan,
     target: &RefMap,
@@ -96,12 +123,12 @@ pub fn check_connectivity(
     Ok(commits)
 }
 
-fn choose_engine(cfg: &SyncConfig) -> Engine {
-    if cfg.target.scheme() == Scheme::Local {
+fn choose_engine(chosen: PushEngine, target: &Remote) -> Engine {
+    if target.url.scheme() == Scheme::Local {
         // libgit2 pushes to a local path by writing its refs itself: the target's hooks and
         // receive.deny* settings would never run. git's receive-pack applies them (config
         // refuses a local target when git is missing).
-        if cfg.push_engine == PushEngine::Libgit2 {
+        if chosen == PushEngine::Libgit2 {
             info!(
                 "pushing to the local target through git receive-pack, so its hooks and \
                  receive.deny* settings apply (--push-engine libgit2 cannot run them)"
@@ -109,7 +136,7 @@ fn choose_engine(cfg: &SyncConfig) -> Engine {
         }
         return Engine::Git;
     }
-    match cfg.push_engine {
+    match chosen {
         PushEngine::Libgit2 => Engine::Libgit2,
         PushEngine::Git => Engine::Git,
         PushEngine::Auto => {
@@ -119,10 +146,7 @@ fn choose_engine(cfg: &SyncConfig) -> Engine {
             // credential on its command line and an SSH key may exist only in memory, so
             // password and SSH targets stay with libgit2; CodeCommit goes through git, which
             // asks our credential helper for each signature.
-            let reachable = cfg.target.password().is_none()
-                && cfg.target.scheme() != Scheme::Ssh
-                && cfg.auth.target_password.is_none();
-            if reachable && gitcli::version().is_some() {
+            if target.git_cannot_push().is_none() && gitcli::version().is_some() {
                 Engine::Git
             } else {
                 Engine::Libgit2
@@ -209,20 +233,22 @@ fn in_the_way(name: &str, names: &std::collections::BTreeSet<&str>) -> bool {
     has_below || has_above
 }
 
-/// Push `plan` in batches and record each ref's result in `summary`. Returns the refs the target
-/// rejected, with its reasons.
-pub fn execute(
+/// Push `plan` to `target` in batches and record each ref's result in `summary`. Returns the
+/// refs the target rejected, with its reasons.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn execute(
     session: &Session,
-    cfg: &SyncConfig,
+    options: &PushOptions,
+    target: &Remote,
     repo: &Repository,
     plan: &Plan,
     commits: Option<usize>,
     local_refs: usize,
     summary: &mut Summary,
-) -> Result<Vec<(String, String)>> {
-    let engine = choose_engine(cfg);
-    let hybrid = cfg.push_engine == PushEngine::Auto && cfg.target.scheme() != Scheme::Local;
-    let batches = batches(repo, plan, engine, hybrid, cfg.batch_size, local_refs);
+) -> Result<Vec<RefProblem>> {
+    let engine = choose_engine(options.engine, target);
+    let hybrid = options.engine == PushEngine::Auto && target.url.scheme() != Scheme::Local;
+    let batches = batches(repo, plan, engine, hybrid, options.batch_size, local_refs);
     let used = |e: Engine| batches.iter().any(|(b, _)| *b == e);
     let names = match (used(Engine::Git), used(Engine::Libgit2)) {
         (true, true) => "git+libgit2",
@@ -234,16 +260,15 @@ pub fn execute(
     info!(
         "pushing {} ref update(s) to {} in {} batch(es) via {names}{to_send}",
         plan.changes.len(),
-        cfg.target,
+        target.url,
         batches.len(),
     );
-    let git_env = match (used(Engine::Git), &cfg.auth.codecommit) {
-        (true, Some((_, region))) => {
-            gitcli::codecommit_helper_env(region, &cfg.target.authority())?
-        }
-        _ => Vec::new(),
+    let git_env = if used(Engine::Git) {
+        target.git_env()?
+    } else {
+        Vec::new()
     };
-    let retry = Retry::new(cfg.retries);
+    let retry = Retry::new(options.retries);
     let mut rejected = Vec::new();
     for (index, (engine, batch)) in batches.iter().enumerate() {
         debug!(
@@ -255,24 +280,21 @@ pub fn execute(
         );
         let mut pending: Vec<&Change> = batch.clone();
         let mut retried = 0;
-        let mut report = loop {
+        let mut outcome = loop {
             let specs: Vec<String> = pending.iter().map(|c| c.refspec()).collect();
             let pushed = match engine {
-                Engine::Libgit2 => session.push(repo, &cfg.target, &specs),
-                Engine::Git => {
-                    let mut progress = Progress::new("push", cfg.progress, cfg.progress_interval);
-                    gitcli::push(
-                        repo.path(),
-                        &cfg.target,
-                        &specs,
-                        &git_env,
-                        cfg.network_timeout,
-                        &mut progress,
-                    )
-                }
+                Engine::Libgit2 => session.push(repo, target, &specs),
+                Engine::Git => gitcli::push(
+                    repo.path(),
+                    &target.url,
+                    &specs,
+                    &git_env,
+                    options.network_timeout,
+                    &mut Progress::new("push", options.progress),
+                ),
             };
             let err = match pushed {
-                Ok(report) => break report,
+                Ok(outcome) => break outcome,
                 Err(err) if retried < retry.retries && retry::is_transient(&err) => err,
                 Err(err) => return Err(err),
             };
@@ -282,7 +304,7 @@ pub fn execute(
             // Updates the cut push delivered stay delivered: push only what the target still
             // lacks (a deletion of a ref already gone would be refused). If even the listing
             // fails, the next attempt pushes the whole batch again.
-            if let Ok(now) = session.list(&cfg.target) {
+            if let Ok(now) = session.list(target) {
                 let (landed, rest): (Vec<&Change>, Vec<&Change>) = pending
                     .iter()
                     .partition(|c| now.get(&c.name).copied() == c.new);
@@ -292,14 +314,14 @@ pub fn execute(
                 pending = rest;
             }
             if pending.is_empty() {
-                break PushReport::default();
+                break PushOutcome::default();
             }
         };
-        explain_rejections(&mut report.statuses, &report.remote_lines);
+        explain_rejections(&mut outcome.refs, &outcome.remote_lines);
         summary.transfer.push.batches += 1;
-        summary.transfer.push.objects += report.stats.objects;
-        summary.transfer.push.bytes += report.stats.bytes;
-        record(&pending, &report.statuses, summary, &mut rejected);
+        summary.transfer.push.objects += outcome.stats.objects;
+        summary.transfer.push.bytes += outcome.stats.bytes;
+        record(&pending, &outcome.refs, summary, &mut rejected);
     }
     Ok(rejected)
 }
@@ -307,13 +329,13 @@ pub fn execute(
 /// Give each rejected ref the target's own words after its terse status ("pre-receive hook
 /// declined", "unpacker error"): the lines that name the ref, or else the lines that name no
 /// rejected ref (a message about the whole push, such as a full disk).
-fn explain_rejections(statuses: &mut HashMap<String, Option<String>>, lines: &[String]) {
+fn explain_rejections(refs: &mut HashMap<String, RefOutcome>, lines: &[String]) {
     if lines.is_empty() {
         return;
     }
-    let rejected: Vec<String> = statuses
+    let rejected: Vec<String> = refs
         .iter()
-        .filter(|(_, s)| s.is_some())
+        .filter(|(_, outcome)| matches!(outcome, RefOutcome::Rejected(_)))
         .map(|(n, _)| n.clone())
         .collect();
     let names = |line: &str, name: &str| {
@@ -332,7 +354,7 @@ fn explain_rejections(statuses: &mut HashMap<String, Option<String>>, lines: &[S
         .map(String::as_str)
         .collect();
     for name in rejected {
-        let Some(Some(reason)) = statuses.get_mut(&name) else {
+        let Some(RefOutcome::Rejected(reason)) = refs.get_mut(&name) else {
             continue;
         };
         let own: Vec<&str> = lines
@@ -355,23 +377,24 @@ fn explain_rejections(statuses: &mut HashMap<String, Option<String>>, lines: &[S
 
 fn record(
     batch: &[&Change],
-    statuses: &HashMap<String, Option<String>>,
+    refs: &HashMap<String, RefOutcome>,
     summary: &mut Summary,
-    rejected: &mut Vec<(String, String)>,
+    rejected: &mut Vec<RefProblem>,
 ) {
     for change in batch {
-        match statuses.get(&change.name) {
-            Some(None) => summary.record(change, RefResult::Ok, None),
-            Some(Some(reason)) => {
-                rejected.push((change.name.clone(), reason.clone()));
-                summary.record(change, RefResult::Rejected, Some(reason.clone()));
+        let reason = match refs.get(&change.name) {
+            Some(RefOutcome::Accepted) => {
+                summary.record(change, RefResult::Ok, None);
+                continue;
             }
-            None => {
-                let reason = "the target reported no result for this ref".to_string();
-                rejected.push((change.name.clone(), reason.clone()));
-                summary.record(change, RefResult::Rejected, Some(reason));
-            }
-        }
+            Some(RefOutcome::Rejected(reason)) => reason.clone(),
+            None => "the target reported no result for this ref".to_string(),
+        };
+        rejected.push(RefProblem {
+            name: change.name.clone(),
+            reason: reason.clone(),
+        });
+        summary.record(change, RefResult::Rejected, Some(reason));
     }
 }
 
@@ -485,15 +508,15 @@ mod tests {
     fn each_refused_ref_gets_its_own_words() {
         // Eight refs refused at once, as a target that lost a race with a late push says it:
         // every ref keeps the line that names it, however many there are.
-        let mut statuses: HashMap<String, Option<String>> = (0..8)
+        let mut statuses: HashMap<String, RefOutcome> = (0..8)
             .map(|i| {
                 (
                     format!("refs/heads/b{i}"),
-                    Some("failed to update ref".to_string()),
+                    RefOutcome::Rejected("failed to update ref".to_string()),
                 )
             })
             .collect();
-        statuses.insert("refs/heads/fine".to_string(), None);
+        statuses.insert("refs/heads/fine".to_string(), RefOutcome::Accepted);
         let mut text: String = (0..8)
             .map(|i| {
                 format!(
@@ -502,22 +525,19 @@ mod tests {
             })
             .collect();
         text.push_str("remote: Resolving deltas: 100% (3/3)\n");
-        let lines = crate::remote::remote_messages(&text);
+        let lines = crate::transfer::remote_messages(&text);
         assert_eq!(lines.len(), 8, "{lines:?}");
         explain_rejections(&mut statuses, &lines);
         for i in 0..8 {
             assert_eq!(
-                statuses[&format!("refs/heads/b{i}")].as_deref(),
-                Some(
-                    format!(
-                        "failed to update ref: error: cannot lock ref 'refs/heads/b{i}': \
-                         reference already exists"
-                    )
-                    .as_str()
-                )
+                statuses[&format!("refs/heads/b{i}")],
+                RefOutcome::Rejected(format!(
+                    "failed to update ref: error: cannot lock ref 'refs/heads/b{i}': \
+                     reference already exists"
+                ))
             );
         }
-        assert_eq!(statuses["refs/heads/fine"], None);
+        assert_eq!(statuses["refs/heads/fine"], RefOutcome::Accepted);
     }
 
     #[test]

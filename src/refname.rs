@@ -10,17 +10,22 @@
 //! [`shown`], which also escapes control characters and shortens. A name this tool cannot carry
 //! is named by [`unsupported`] and reported, never allowed to stop the other refs.
 
+use std::collections::BTreeMap;
 use std::ffi::CString;
 
+/// Escaped ref name -> object id, as a remote advertises them (peeled `^{}` entries dropped) or a
+/// repository holds them.
+pub(crate) type RefMap = BTreeMap<String, git2::Oid>;
+
 /// The longest name libgit2 handles: its normalisation buffer is 1,024 bytes with the NUL.
-pub const MAX_BYTES: usize = 1023;
+pub(crate) const MAX_BYTES: usize = 1023;
 
 /// The longest path component: refs are files (loose refs, in the cache and on a git server),
 /// and a file name has at most 255 bytes.
 const MAX_COMPONENT_BYTES: usize = 255;
 
 /// The escaped form of a ref name's bytes.
-pub fn escape(bytes: &[u8]) -> String {
+pub(crate) fn escape(bytes: &[u8]) -> String {
     let mut out = String::with_capacity(bytes.len());
     for chunk in bytes.utf8_chunks() {
         for c in chunk.valid().chars() {
@@ -38,7 +43,7 @@ pub fn escape(bytes: &[u8]) -> String {
 }
 
 /// The bytes an escaped name (or a refspec made of escaped names) stands for.
-pub fn to_bytes(escaped: &str) -> Vec<u8> {
+pub(crate) fn to_bytes(escaped: &str) -> Vec<u8> {
     let bytes = escaped.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -61,7 +66,7 @@ pub fn to_bytes(escaped: &str) -> Vec<u8> {
 
 /// The escaped name as a C string for libgit2. Names come from C strings or from git, so they
 /// hold no NUL; one that somehow does is an error, not a truncated name.
-pub fn to_c_string(escaped: &str) -> Result<CString, git2::Error> {
+pub(crate) fn to_c_string(escaped: &str) -> Result<CString, git2::Error> {
     CString::new(to_bytes(escaped))
         .map_err(|_| git2::Error::from_str("a ref name contains a NUL byte"))
 }
@@ -72,7 +77,7 @@ const SHOWN_CHARS: usize = 80;
 /// A name for a person to read: escaped as above, control and bidirectional-formatting
 /// characters written as `\u{...}` so a name cannot rewrite the terminal or reorder a line,
 /// and shortened to its first 80 characters and its length when it is longer.
-pub fn shown(escaped: &str) -> String {
+pub(crate) fn shown(escaped: &str) -> String {
     let mut out = String::new();
     for (count, c) in escaped.chars().enumerate() {
         if count == SHOWN_CHARS {
@@ -90,7 +95,7 @@ pub fn shown(escaped: &str) -> String {
 
 /// Whether printing `c` raw could drive a terminal (C0 and C1 controls, DEL) or reorder the text
 /// around it (bidirectional formatting characters).
-pub fn moves_the_terminal(c: char) -> bool {
+pub(crate) fn moves_the_terminal(c: char) -> bool {
     c.is_control()
         || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
@@ -98,7 +103,7 @@ pub fn moves_the_terminal(c: char) -> bool {
 /// Why this tool cannot mirror a ref of this name, or `None` when it can. The rules are git's
 /// (`git check-ref-format`: a server that runs git refuses the rest, so pushing them could only
 /// fail), libgit2's own check, and libgit2's length limit.
-pub fn unsupported(name: &[u8]) -> Option<String> {
+pub(crate) fn unsupported(name: &[u8]) -> Option<String> {
     if name.len() > MAX_BYTES {
         return Some(format!(
             "its name is {} bytes long; libgit2, which keeps the mirror, handles at most {MAX_BYTES}",

@@ -1,476 +1,118 @@
-//! Talking to remotes through libgit2, in-process.
+//! The two ends of a mirror, each resolved once from the settings: the URL contacted, how it
+//! learns who we are, what a git child needs to reach it, and whether git may push there.
 //!
-//! Listing, fetching and small pushes are fast here and need no `git` binary. Each call opens its
-//! own connection: libgit2 speaks protocol v0/v1, so every connect advertises all refs, and a
-//! listing is the cheapest way to learn whether there is anything to do at all.
-
-use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
-use std::sync::Once;
-use std::time::Duration;
+//! What a remote is decides several things far apart: the credentials libgit2 answers with, the
+//! environment of a `git push`, whether the git CLI may push there at all, the summary's URL.
+//! Deciding them here, from one value made in `config`, keeps a new kind of remote (a GitHub App
+//! token, a second CodeCommit form) one variant and its match arms, not a change in every module
+//! that pushes.
 
 use anyhow::{Context, Result};
-use git2::{AutotagOption, Direction, FetchOptions, Oid, PushOptions, RemoteCallbacks};
 
-use tracing::warn;
+use crate::codecommit::{CodeCommit, Signer};
+use crate::secret::Secret;
+use crate::secret_source::SecretSource;
+use crate::url::{RemoteUrl, Scheme};
 
-use crate::auth::Auth;
-use crate::cli::ProgressMode;
-use crate::git2_bytes;
-use crate::progress::Progress;
-use crate::refname;
-use crate::url::RemoteUrl;
-
-/// Ref name -> object id, as a remote advertises them (peeled `^{}` entries dropped).
-pub type RefMap = BTreeMap<String, Oid>;
-
-/// What every transfer needs besides the URL.
-#[derive(Debug)]
-pub struct Session {
-    pub auth: Auth,
-    pub progress: ProgressMode,
-    pub progress_interval: Duration,
+/// Which end of the mirror a remote is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum End {
+    Source,
+    Target,
 }
 
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-pub struct TransferStats {
-    pub objects: usize,
-    pub bytes: usize,
+/// A repository the run talks to.
+#[derive(Debug, Clone)]
+pub(crate) struct Remote {
+    pub(crate) end: End,
+    /// What is contacted: for CodeCommit, its HTTPS endpoint, whatever form the user wrote.
+    pub(crate) url: RemoteUrl,
+    pub(crate) access: Access,
 }
 
-impl TransferStats {
-    pub fn add(&mut self, other: TransferStats) {
-        self.objects += other.objects;
-        self.bytes += other.bytes;
-    }
+/// How a remote learns who we are, before any secret is read.
+#[derive(Debug, Clone)]
+pub(crate) enum Access {
+    /// Nothing of ours: credentials written into the URL, an SSH key (shared by both ends),
+    /// or none.
+    Url,
+    /// A password or token for an HTTP(S) remote (`--source-password-*`, `--target-password-*`).
+    Password(SecretSource),
+    /// CodeCommit: a SigV4 signature from the AWS credential chain, made afresh per connection.
+    CodeCommit(CodeCommit),
 }
 
-/// Configure libgit2 once per process: no user or system git config (their `insteadOf`, proxies
-/// and credential helpers would make a build depend on the machine, and whoever can write them
-/// could redirect the mirror), and timeouts so a dead host fails instead of hanging until
-/// CodeBuild kills the build.
-///
-/// The search paths are set to the empty list, not to an empty directory: libgit2 then looks in
-/// no directory at all, so there is no path another local user could create first and fill.
-pub fn init(timeout: Duration) -> Result<()> {
-    static ONCE: Once = Once::new();
-    let mut result = Ok(());
-    ONCE.call_once(|| {
-        result = (|| -> Result<()> {
-            let millis = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
-            // SAFETY: called once, before any other libgit2 use in this process.
-            unsafe {
-                for level in [
-                    git2::ConfigLevel::System,
-                    git2::ConfigLevel::XDG,
-                    git2::ConfigLevel::Global,
-                    git2::ConfigLevel::ProgramData,
-                ] {
-                    git2::opts::set_search_path(level, "")?;
-                    anyhow::ensure!(
-                        git2::opts::get_search_path(level)?.as_bytes().is_empty(),
-                        "libgit2 kept a configuration search path for {level:?}"
-                    );
-                }
-                git2::opts::set_server_connect_timeout_in_milliseconds(millis)?;
-                git2::opts::set_server_timeout_in_milliseconds(millis)?;
-            }
-            crate::tcp::register(millis, millis)?;
-            crate::upload_pack::register()?;
-            Ok(())
-        })();
-    });
-    result.context("cannot configure libgit2")
+/// How a remote learns who we are, secrets read: what answers libgit2's credential requests.
+pub(crate) enum Login {
+    Url,
+    Password(Secret),
+    Signed(Signer),
 }
 
-impl Session {
-    /// A libgit2 network failure on `url`, explained, with this thread's connections cut so
-    /// libgit2's teardown does not wait on a peer that stopped answering.
-    fn failed(&self, url: &RemoteUrl, what: &str, err: git2::Error) -> anyhow::Error {
-        crate::tcp::cut_connections_of_this_thread();
-        self.auth.explain(url, what, err)
-    }
-
-    fn callbacks<'a>(&'a self, url: &'a RemoteUrl) -> RemoteCallbacks<'a> {
-        let mut callbacks = RemoteCallbacks::new();
-        self.auth.install(url, &mut callbacks);
-        callbacks
-    }
-
-    fn progress(&self, phase: &'static str) -> Progress {
-        Progress::new(phase, self.progress, self.progress_interval)
-    }
-
-    /// The refs a remote advertises under `refs/`, without those this tool cannot carry (they
-    /// are left alone, and said so).
-    pub fn list(&self, url: &RemoteUrl) -> Result<RefMap> {
-        let mut remote = git2::Remote::create_detached(fetch_location(url))
-            .with_context(|| format!("cannot use {} as a remote", url.redacted()))?;
-        let (_, listing) = self.connect(&mut remote, url)?;
-        leave_alone(url, &listing.unsupported);
-        Ok(listing.refs)
-    }
-
-    /// Open a fetch connection to `url` and read the refs it advertises.
-    fn connect<'r, 'repo>(
-        &'r self,
-        remote: &'r mut git2::Remote<'repo>,
-        url: &'r RemoteUrl,
-    ) -> Result<(git2::RemoteConnection<'repo, 'r, 'r>, Listing)> {
-        let mut connection = remote
-            .connect_auth(Direction::Fetch, Some(self.callbacks(url)), None)
-            .map_err(|e| self.failed(url, "cannot connect to", e))?;
-        let heads = git2_bytes::remote_heads(connection.remote())
-            .with_context(|| format!("cannot list the refs of {}", url.redacted()))?;
-        Ok((connection, advertised(heads)))
-    }
-
-    /// Connect to `url` once, read its refs, and when `wanted` says so, fetch every ref into the
-    /// same name in `repo` over that same connection; with `prune`, also delete the local refs
-    /// the remote no longer has. Deciding on the listing first means a sync with nothing to do
-    /// costs one connection, and one with work costs one too, not a listing plus a fetch (over
-    /// SSH each connection is a key exchange, an authentication and a server process).
-    pub fn look(
-        &self,
-        repo: &git2::Repository,
-        url: &RemoteUrl,
-        prune: bool,
-        phase: &'static str,
-        wanted: impl FnOnce(&RefMap) -> bool,
-    ) -> Result<Look> {
-        let mut remote = repo
-            .remote_anonymous(&fetch_location(url))
-            .with_context(|| format!("cannot use {} as a remote", url.redacted()))?;
-        let (mut connection, Listing { refs, unsupported }) = self.connect(&mut remote, url)?;
-        if !wanted(&refs) {
-            return Ok(Look {
-                refs,
-                unsupported,
-                fetched: None,
-            });
+impl Remote {
+    pub(crate) fn codecommit(&self) -> Option<&CodeCommit> {
+        match &self.access {
+            Access::CodeCommit(repo) => Some(repo),
+            _ => None,
         }
-        let progress = RefCell::new(self.progress(phase));
-        // Smart HTTP is one request per step, so the download may be challenged again.
-        let mut callbacks = self.callbacks(url);
-        callbacks.transfer_progress(|stats| {
-            progress.borrow_mut().update(
-                stats.received_objects(),
-                stats.total_objects(),
-                stats.received_bytes(),
-            );
-            true
-        });
-        let mut options = FetchOptions::new();
-        options
-            .remote_callbacks(callbacks)
-            .update_fetchhead(false)
-            .download_tags(AutotagOption::None);
-        let remote = connection.remote();
-        remote
-            .download(&[MIRROR_REFSPEC], Some(&mut options))
-            .map_err(|e| self.failed(url, "cannot fetch from", e))?;
-        progress.borrow_mut().finish();
-        let stats = remote.stats();
-        let fetched = TransferStats {
-            objects: stats.received_objects(),
-            bytes: stats.received_bytes(),
-        };
-        // The refs are written here rather than by libgit2's update_tips, which fails the whole
-        // fetch on one name it cannot normalise (4 KB long) and silently skips names it finds
-        // invalid: only the refs this tool can carry reach the cache, each one by its bytes.
-        // git pushes from the cache and does not take a directory whose HEAD it cannot read
-        // for a repository: such damage must show here, inside the fetch, where it is repaired.
-        repo.find_reference("HEAD")
-            .context("the cache's HEAD is unreadable")?;
-        if repo.references()?.next().is_none() {
-            // A mirror with no refs yet: libgit2 would write one loose file (and a lock file)
-            // per ref, 0.5 ms each in a directory of thousands (5 s for 10,000 refs); git's
-            // own clone writes packed-refs, and so do we.
-            write_packed_refs(repo, &refs)
-                .with_context(|| format!("cannot record the refs of {}", url.redacted()))?;
+    }
+
+    /// Why the git CLI cannot push here, if it cannot. git is never handed a credential (it
+    /// would sit in its environment or command line for any local user to read), so it can push
+    /// only where none is needed, or where git asks our credential helper (CodeCommit); and it
+    /// would reach an SSH remote with the machine's ssh, not our key and host key policy.
+    pub(crate) fn git_cannot_push(&self) -> Option<&'static str> {
+        if self.url.password().is_some() || matches!(self.access, Access::Password(_)) {
+            Some("the target needs a password, which git is never given")
+        } else if self.url.scheme() == Scheme::Ssh {
+            Some(
+                "git would push with the machine's ssh, not with --ssh-key-* and the host key policy",
+            )
         } else {
-            update_refs(repo, &refs, prune).with_context(|| {
-                format!("cannot update the cache's refs from {}", url.redacted())
-            })?;
+            None
         }
-        Ok(Look {
-            refs,
-            unsupported,
-            fetched: Some(fetched),
-        })
     }
 
-    /// Push `specs` (`+src:dst` or `:dst`) in one connection. Returns each ref's result as the
-    /// target reported it: `None` for accepted, `Some(reason)` for rejected. A ref the target
-    /// said nothing about counts as rejected.
-    pub fn push(
-        &self,
-        repo: &git2::Repository,
-        url: &RemoteUrl,
-        specs: &[String],
-    ) -> Result<PushReport> {
-        let mut remote = repo
-            .remote_anonymous(url.as_git_url())
-            .with_context(|| format!("cannot use {} as a remote", url.redacted()))?;
-        let stats = RefCell::new(TransferStats::default());
-        // The target's own messages (a hook's words, an unpacker's error) arrive on the
-        // sideband, mixed with its progress.
-        let said = RefCell::new(Vec::<u8>::new());
-        let progress = RefCell::new(self.progress("push"));
-        let mut callbacks = self.callbacks(url);
-        callbacks.sideband_progress(|data| {
-            said.borrow_mut().extend_from_slice(data);
-            true
-        });
-        callbacks.push_transfer_progress(|current, total, bytes| {
-            *stats.borrow_mut() = TransferStats {
-                objects: total,
-                bytes,
-            };
-            progress.borrow_mut().update(current, total, bytes);
-        });
-        let mut options = PushOptions::new();
-        options
-            .remote_callbacks(callbacks)
-            .packbuilder_parallelism(0);
-        let pushed = git2_bytes::push(&mut remote, specs, &options);
-        if pushed.is_err() {
-            crate::tcp::cut_connections_of_this_thread();
-        }
-        // Nothing is left to say to the remote; a failure to say goodbye changes nothing.
-        let _ = remote.disconnect();
-        progress.borrow_mut().finish();
-        drop(options);
-        let remote_lines = remote_messages(&String::from_utf8_lossy(&said.into_inner()));
-        let statuses = match pushed {
-            Ok(statuses) => statuses,
-            Err(e) => {
-                let err = self.auth.explain(url, "cannot push to", e);
-                if remote_lines.is_empty() {
-                    return Err(err);
-                }
-                return Err(anyhow::anyhow!(
-                    "{err:#}; the target said: {}",
-                    last_words(&remote_lines)
-                ));
-            }
+    /// The environment a git child needs to reach this remote: for CodeCommit, git asks us
+    /// (`backlog-mirror credential-helper`) for each signature, so none passes through a command
+    /// line.
+    pub(crate) fn git_env(&self) -> Result<Vec<(String, String)>> {
+        let Some(repo) = self.codecommit() else {
+            return Ok(Vec::new());
         };
-        Ok(PushReport {
-            statuses,
-            stats: stats.into_inner(),
-            remote_lines,
-        })
-    }
-}
-
-/// Where libgit2 fetches `url` from: a local path through `git upload-pack` when git is
-/// installed (see `upload_pack`), anything else as it is.
-fn fetch_location(url: &RemoteUrl) -> String {
-    url.local_path()
-        .and_then(crate::upload_pack::url)
-        .unwrap_or_else(|| url.as_git_url().to_string())
-}
-
-/// The last few of a remote's message lines, for an error about the whole push.
-pub fn last_words(lines: &[String]) -> String {
-    lines[lines.len().saturating_sub(5)..].join("; ")
-}
-
-/// What a push reported: each ref's result (`None` accepted, `Some(reason)` rejected), what was
-/// sent, and what the target said on the way.
-#[derive(Debug, Default)]
-pub struct PushReport {
-    pub statuses: HashMap<String, Option<String>>,
-    pub stats: TransferStats,
-    /// The target's own messages (hooks, errors), its progress lines removed.
-    pub remote_lines: Vec<String>,
-}
-
-/// The lines of a remote's sideband text (or of git's `remote: ` lines) that are messages, not
-/// progress: a hook's words, an unpacker's error, one per refused ref. Each is kept short, and
-/// at most the last `KEPT` (a server that talks without end cannot fill memory).
-pub fn remote_messages(text: &str) -> Vec<String> {
-    const PROGRESS: [&str; 9] = [
-        "Resolving deltas",
-        "Counting objects",
-        "Compressing objects",
-        "Enumerating objects",
-        "Writing objects",
-        "Receiving objects",
-        "Unpacking objects",
-        "Total ",
-        "Processing",
-    ];
-    const KEPT: usize = 10_000;
-    const LONGEST: usize = 300;
-    let mut lines: Vec<String> = text
-        .split(['\r', '\n'])
-        .map(|l| l.strip_prefix("remote:").unwrap_or(l).trim())
-        .filter(|l| !l.is_empty() && !PROGRESS.iter().any(|p| l.starts_with(p)))
-        .map(|l| match l.char_indices().nth(LONGEST) {
-            Some((cut, _)) => format!("{}...", &l[..cut]),
-            None => l.to_string(),
-        })
-        .collect();
-    lines.dedup();
-    let skip = lines.len().saturating_sub(KEPT);
-    lines.split_off(skip)
-}
-
-/// Mirror semantics: every ref, force-updated, under the same name.
-const MIRROR_REFSPEC: &str = "+refs/*:refs/*";
-
-/// What `Session::look` saw and did.
-#[derive(Debug)]
-pub struct Look {
-    /// The remote's refs under `refs/` that this tool can carry.
-    pub refs: RefMap,
-    /// The remote's refs this tool cannot carry, with why; neither fetched nor pushed.
-    pub unsupported: Vec<Unsupported>,
-    /// What was fetched, when the listing called for a fetch.
-    pub fetched: Option<TransferStats>,
-}
-
-/// A ref a remote advertised that this tool cannot carry (see `refname::unsupported`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Unsupported {
-    /// The name, escaped (`refname::escape`).
-    pub name: String,
-    pub id: Oid,
-    pub why: String,
-}
-
-/// An advertisement, split into the refs this tool carries and those it cannot.
-struct Listing {
-    refs: RefMap,
-    unsupported: Vec<Unsupported>,
-}
-
-/// The refs an advertisement lists under `refs/` (peeled `^{}` entries dropped), by name as
-/// bytes, so that no name can stop the listing.
-fn advertised(heads: Vec<(Vec<u8>, Oid)>) -> Listing {
-    let mut listing = Listing {
-        refs: RefMap::new(),
-        unsupported: Vec::new(),
-    };
-    for (name, id) in heads {
-        if !name.starts_with(b"refs/") || name.ends_with(b"^{}") {
-            continue;
+        let exe = std::env::current_exe().context("cannot locate our own executable for git")?;
+        let exe = exe.display().to_string().replace('\'', "'\\''");
+        let config = [
+            // The empty value clears any helper configured elsewhere before ours.
+            ("credential.helper", String::new()),
+            ("credential.helper", format!("!'{exe}' credential-helper")),
+            ("credential.useHttpPath", "true".to_string()),
+            // git >= 2.46 sends the signature with its first request instead of waiting for a
+            // 401 (one round trip less per push); older git ignores the key.
+            ("http.proactiveAuth", "basic".to_string()),
+        ];
+        let mut env = vec![("GIT_CONFIG_COUNT".to_string(), config.len().to_string())];
+        for (i, (key, value)) in config.into_iter().enumerate() {
+            env.push((format!("GIT_CONFIG_KEY_{i}"), key.to_string()));
+            env.push((format!("GIT_CONFIG_VALUE_{i}"), value));
         }
-        match refname::unsupported(&name) {
-            None => {
-                listing.refs.insert(refname::escape(&name), id);
+        env.push(("BACKLOG_MIRROR_REGION".to_string(), repo.region.clone()));
+        env.push((
+            "BACKLOG_MIRROR_CODECOMMIT_ENDPOINT".to_string(),
+            self.url.authority(),
+        ));
+        Ok(env)
+    }
+
+    /// Read the secret this remote needs (Parameter Store in `region`) or set up its signing.
+    pub(crate) fn login(&self, region: Option<&str>) -> Result<Login> {
+        Ok(match &self.access {
+            Access::Url => Login::Url,
+            Access::Password(source) => {
+                let value = source.read(region)?;
+                Login::Password(Secret::new(value.expose().trim().to_string()))
             }
-            Some(why) => listing.unsupported.push(Unsupported {
-                name: refname::escape(&name),
-                id,
-                why,
-            }),
-        }
+            Access::CodeCommit(repo) => Login::Signed(repo.signer()?),
+        })
     }
-    listing
-}
-
-/// Say that refs of `url` this tool cannot carry are left as they are.
-pub fn leave_alone(url: &RemoteUrl, unsupported: &[Unsupported]) {
-    for skipped in unsupported {
-        warn!(
-            "{} has a ref this tool cannot handle, left as it is: {} ({})",
-            url,
-            refname::shown(&skipped.name),
-            skipped.why
-        );
-    }
-}
-
-/// Make the cache's refs those of `wanted`: create or move each that differs, and with `prune`
-/// delete the cache's refs `wanted` lacks, deletions first (a deleted `a` may make room for a
-/// new `a/b`).
-fn update_refs(repo: &git2::Repository, wanted: &RefMap, prune: bool) -> Result<()> {
-    let current = local_refs(repo)?;
-    if prune {
-        for name in current.keys().filter(|n| !wanted.contains_key(*n)) {
-            git2_bytes::delete_ref(repo, name)
-                .with_context(|| format!("cannot delete {}", refname::shown(name)))?;
-        }
-    }
-    for (name, &id) in wanted {
-        if current.get(name) != Some(&id) {
-            git2_bytes::set_ref(repo, name, id, "backlog-mirror: fetch")
-                .with_context(|| format!("cannot update {}", refname::shown(name)))?;
-        }
-    }
-    Ok(())
-}
-
-/// Record `refs` as the repository's packed refs (it has none yet), in the format git and libgit2
-/// read: sorted by the names' bytes, no peeled lines. Every object must already be in the
-/// repository; the file appears whole or not at all.
-fn write_packed_refs(repo: &git2::Repository, refs: &RefMap) -> Result<()> {
-    let odb = repo.odb()?;
-    let mut lines: Vec<(Vec<u8>, Oid)> = Vec::with_capacity(refs.len());
-    for (name, id) in refs {
-        let bytes = refname::to_bytes(name);
-        if let Some(why) = refname::unsupported(&bytes) {
-            anyhow::bail!("cannot record {}: {why}", refname::shown(name));
-        }
-        anyhow::ensure!(
-            odb.exists(*id),
-            "{} points to {id}, which the fetch did not bring",
-            refname::shown(name)
-        );
-        lines.push((bytes, *id));
-    }
-    lines.sort();
-    let mut text = b"# pack-refs with: sorted \n".to_vec();
-    for (name, id) in lines {
-        text.extend_from_slice(format!("{id} ").as_bytes());
-        text.extend_from_slice(&name);
-        text.push(b'\n');
-    }
-    let path = repo.path().join("packed-refs");
-    let lock = repo.path().join("packed-refs.lock");
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&lock)
-        .with_context(|| format!("cannot create {}", lock.display()))?;
-    std::io::Write::write_all(&mut file, &text)
-        .and_then(|()| file.sync_all())
-        .with_context(|| format!("cannot write {}", lock.display()))?;
-    std::fs::rename(&lock, &path)
-        .with_context(|| format!("cannot move {} into place", lock.display()))?;
-    Ok(())
-}
-
-/// The refs of a local repository under `refs/`, symbolic ones resolved; names this tool cannot
-/// carry are left out, as they are when a remote advertises them.
-pub fn local_refs(repo: &git2::Repository) -> Result<RefMap> {
-    let mut refs = RefMap::new();
-    for reference in repo.references().context("cannot read the cache's refs")? {
-        let reference = reference.context("cannot read a ref in the cache")?;
-        let name = reference.name_bytes();
-        if !name.starts_with(b"refs/") || refname::unsupported(name).is_some() {
-            continue;
-        }
-        let name = refname::escape(name);
-        let oid = match reference.target() {
-            Some(oid) => oid,
-            None => match reference.resolve() {
-                Ok(resolved) => match resolved.target() {
-                    Some(oid) => oid,
-                    None => continue,
-                },
-                Err(_) => continue,
-            },
-        };
-        refs.insert(name, oid);
-    }
-    Ok(refs)
-}
-
-/// Whether `path` exists and is readable as a repository, for error messages.
-pub fn is_repository(path: &Path) -> bool {
-    git2::Repository::open_bare(path).is_ok()
 }

@@ -8,15 +8,16 @@ use std::io::Write;
 
 use serde::Serialize;
 
+use crate::error::RefProblem;
 use crate::plan::{Action, Change};
 use crate::progress::human_bytes;
-use crate::remote::TransferStats;
+use crate::transfer::TransferStats;
 
-pub const SCHEMA_VERSION: u32 = 1;
+pub(crate) const SCHEMA_VERSION: u32 = 1;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Status {
+pub(crate) enum Status {
     InSync,
     DryRun,
     Failed,
@@ -25,25 +26,25 @@ pub enum Status {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum RefResult {
+pub(crate) enum RefResult {
     Ok,
     Rejected,
     Planned,
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct ChangeReport {
+pub(crate) struct ChangeReport {
     #[serde(rename = "ref")]
-    pub name: String,
-    pub action: Action,
-    pub old: Option<String>,
-    pub new: Option<String>,
-    pub result: RefResult,
-    pub reason: Option<String>,
+    pub(crate) name: String,
+    pub(crate) action: Action,
+    pub(crate) old: Option<String>,
+    pub(crate) new: Option<String>,
+    pub(crate) result: RefResult,
+    pub(crate) reason: Option<String>,
 }
 
 impl ChangeReport {
-    pub fn new(change: &Change, result: RefResult, reason: Option<String>) -> ChangeReport {
+    pub(crate) fn new(change: &Change, result: RefResult, reason: Option<String>) -> ChangeReport {
         ChangeReport {
             name: change.name.clone(),
             action: change.action,
@@ -56,69 +57,69 @@ impl ChangeReport {
 }
 
 #[derive(Debug, Default, Clone, Serialize)]
-pub struct RefCounts {
-    pub created: usize,
-    pub updated: usize,
-    pub forced: usize,
-    pub deleted: usize,
-    pub unchanged: usize,
-    pub rejected: usize,
+pub(crate) struct RefCounts {
+    pub(crate) created: usize,
+    pub(crate) updated: usize,
+    pub(crate) forced: usize,
+    pub(crate) deleted: usize,
+    pub(crate) unchanged: usize,
+    pub(crate) rejected: usize,
 }
 
 impl RefCounts {
     /// Ref updates the target accepted.
-    pub fn pushed(&self) -> usize {
+    pub(crate) fn pushed(&self) -> usize {
         self.created + self.updated + self.forced + self.deleted
     }
 }
 
 #[derive(Debug, Default, Clone, Serialize)]
-pub struct PushStats {
-    pub objects: usize,
-    pub bytes: usize,
-    pub engine: Option<&'static str>,
-    pub batches: usize,
+pub(crate) struct PushStats {
+    pub(crate) objects: usize,
+    pub(crate) bytes: usize,
+    pub(crate) engine: Option<&'static str>,
+    pub(crate) batches: usize,
 }
 
 #[derive(Debug, Default, Clone, Serialize)]
-pub struct Transfer {
-    pub seed: TransferStats,
-    pub fetch: TransferStats,
-    pub push: PushStats,
+pub(crate) struct Transfer {
+    pub(crate) seed: TransferStats,
+    pub(crate) fetch: TransferStats,
+    pub(crate) push: PushStats,
 }
 
 #[derive(Debug, Default, Clone, Serialize)]
-pub struct Seconds {
-    pub lock: f64,
-    pub seed: f64,
-    pub fetch: f64,
-    pub plan: f64,
-    pub push: f64,
-    pub total: f64,
+pub(crate) struct Seconds {
+    pub(crate) lock: f64,
+    pub(crate) seed: f64,
+    pub(crate) fetch: f64,
+    pub(crate) plan: f64,
+    pub(crate) push: f64,
+    pub(crate) total: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct Summary {
-    pub schema: u32,
-    pub status: Status,
-    pub exit_code: i32,
-    pub error: Option<String>,
-    pub source: String,
-    pub target: String,
-    pub cache: String,
-    pub dry_run: bool,
-    pub rounds: u32,
+pub(crate) struct Summary {
+    pub(crate) schema: u32,
+    pub(crate) status: Status,
+    pub(crate) exit_code: i32,
+    pub(crate) error: Option<String>,
+    pub(crate) source: String,
+    pub(crate) target: String,
+    pub(crate) cache: String,
+    pub(crate) dry_run: bool,
+    pub(crate) rounds: u32,
     /// Network steps tried again after a transient failure.
-    pub retries: u32,
-    pub seeded: bool,
-    pub refs: RefCounts,
-    pub changes: Vec<ChangeReport>,
-    pub transfer: Transfer,
-    pub seconds: Seconds,
+    pub(crate) retries: u32,
+    pub(crate) seeded: bool,
+    pub(crate) refs: RefCounts,
+    pub(crate) changes: Vec<ChangeReport>,
+    pub(crate) transfer: Transfer,
+    pub(crate) seconds: Seconds,
 }
 
 impl Summary {
-    pub fn new(source: &str, target: &str, cache: &str, dry_run: bool) -> Summary {
+    pub(crate) fn new(source: &str, target: &str, cache: &str, dry_run: bool) -> Summary {
         Summary {
             schema: SCHEMA_VERSION,
             status: Status::Failed,
@@ -139,7 +140,7 @@ impl Summary {
     }
 
     /// Record one ref's outcome and count it.
-    pub fn record(&mut self, change: &Change, result: RefResult, reason: Option<String>) {
+    pub(crate) fn record(&mut self, change: &Change, result: RefResult, reason: Option<String>) {
         // A dry run counts what it plans: its status says nothing was applied.
         if result == RefResult::Rejected {
             self.refs.rejected += 1;
@@ -156,15 +157,14 @@ impl Summary {
     }
 
     /// Take back the rejections of `refs`: they are planned again (or turned out moot).
-    pub fn forget_rejected(&mut self, refs: &[(String, String)]) {
+    pub(crate) fn forget_rejected(&mut self, refs: &[RefProblem]) {
         let before = self.changes.len();
-        self.changes.retain(|c| {
-            c.result != RefResult::Rejected || !refs.iter().any(|(name, _)| *name == c.name)
-        });
+        self.changes
+            .retain(|c| c.result != RefResult::Rejected || !refs.iter().any(|r| r.name == c.name));
         self.refs.rejected -= before - self.changes.len();
     }
 
-    pub fn to_json(&self) -> String {
+    pub(crate) fn to_json(&self) -> String {
         let mut out = Vec::new();
         let mut serializer = serde_json::Serializer::with_formatter(&mut out, TerminalSafe);
         match self.serialize(&mut serializer) {
@@ -176,7 +176,7 @@ impl Summary {
     }
 
     /// The human summary: one line per changed ref, then the totals.
-    pub fn write_human(&self, out: &mut dyn Write) -> std::io::Result<()> {
+    pub(crate) fn write_human(&self, out: &mut dyn Write) -> std::io::Result<()> {
         for change in &self.changes {
             let mark = match (change.result, change.action) {
                 (RefResult::Rejected, _) => '!',

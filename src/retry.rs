@@ -13,18 +13,18 @@ use anyhow::Result;
 use git2::{ErrorClass, ErrorCode};
 use tracing::warn;
 
-use crate::cli::show_duration;
+use crate::duration;
 
 /// How often a step is tried again, and how long to wait between attempts.
 #[derive(Debug, Clone, Copy)]
-pub struct Retry {
-    pub retries: u32,
-    pub first_delay: Duration,
-    pub max_delay: Duration,
+pub(crate) struct Retry {
+    pub(crate) retries: u32,
+    pub(crate) first_delay: Duration,
+    pub(crate) max_delay: Duration,
 }
 
 impl Retry {
-    pub fn new(retries: u32) -> Retry {
+    pub(crate) fn new(retries: u32) -> Retry {
         Retry {
             retries,
             first_delay: Duration::from_secs(1),
@@ -34,7 +34,11 @@ impl Retry {
 
     /// Run `step` until it succeeds, fails for good, or the retries are spent. `what` names the
     /// step in the warning each retry logs. Returns the last result and the retries it took.
-    pub fn run<T>(&self, what: &str, mut step: impl FnMut() -> Result<T>) -> (Result<T>, u32) {
+    pub(crate) fn run<T>(
+        &self,
+        what: &str,
+        mut step: impl FnMut() -> Result<T>,
+    ) -> (Result<T>, u32) {
         let mut retried = 0;
         loop {
             match step() {
@@ -50,7 +54,7 @@ impl Retry {
     /// Log the retry and wait before it: exponential backoff from `first_delay`, at most
     /// `max_delay`, with jitter (half to all of it) so runs that failed together do not retry
     /// together.
-    pub fn pause(&self, what: &str, err: &anyhow::Error, retry: u32) {
+    pub(crate) fn pause(&self, what: &str, err: &anyhow::Error, retry: u32) {
         let exponential = self
             .first_delay
             .saturating_mul(1 << (retry - 1).min(16))
@@ -59,7 +63,7 @@ impl Retry {
         warn!(
             "{what} failed ({}); retrying in {} (retry {retry} of {})",
             one_line(err),
-            show_duration(Duration::from_millis(delay.as_millis() as u64)),
+            duration::show(Duration::from_millis(delay.as_millis() as u64)),
             self.retries
         );
         std::thread::sleep(delay);
@@ -130,7 +134,7 @@ const TRANSIENT: &[&str] = &[
 ];
 
 /// Whether `err` is a failure another attempt may not meet.
-pub fn is_transient(err: &anyhow::Error) -> bool {
+pub(crate) fn is_transient(err: &anyhow::Error) -> bool {
     if err
         .chain()
         .any(|c| c.downcast_ref::<crate::error::Error>().is_some())

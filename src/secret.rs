@@ -8,23 +8,22 @@
 
 use std::fmt;
 use std::io::{self, Write};
-use std::path::PathBuf;
 use std::sync::{Mutex, OnceLock};
 
 use zeroize::Zeroize;
 
 /// A secret string: redacted when formatted, wiped from memory when dropped.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
+pub(crate) struct Secret(String);
 
 impl Secret {
     /// Wrap and register `value` so that any printed copy of it is scrubbed.
-    pub fn new(value: String) -> Secret {
+    pub(crate) fn new(value: String) -> Secret {
         register(&value);
         Secret(value)
     }
 
-    pub fn expose(&self) -> &str {
+    pub(crate) fn expose(&self) -> &str {
         &self.0
     }
 }
@@ -55,7 +54,7 @@ fn registry() -> &'static Mutex<Vec<String>> {
 /// Remember `value` (and each of its lines, for multi-line keys) as something never to print.
 /// Values shorter than 6 characters are not registered: scrubbing them would mangle ordinary text
 /// and they are not secrets worth the name.
-pub fn register(value: &str) {
+pub(crate) fn register(value: &str) {
     let mut list = registry().lock().unwrap_or_else(|e| e.into_inner());
     let mut add = |v: &str| {
         let v = v.trim();
@@ -82,9 +81,9 @@ fn inputs() -> &'static Mutex<Vec<(String, String)>> {
 /// Remember a value the user gave (a flag's value, an environment variable) that may hold a
 /// user name and password, so that wherever it is echoed (our messages, clap's, a library's) it
 /// is printed without them, whether or not it parses as a URL.
-pub fn register_input(raw: &str) {
+pub(crate) fn register_input(raw: &str) {
     let raw = raw.trim();
-    let shown = crate::url::redact_raw(raw);
+    let shown = redact_raw(raw);
     if shown == raw {
         return;
     }
@@ -98,7 +97,7 @@ pub fn register_input(raw: &str) {
 /// Register every command-line argument, and the value of every environment variable this
 /// program reads, as a possible carrier of userinfo (see [`register_input`]). Call first thing,
 /// before anything can print.
-pub fn register_inputs(args: impl IntoIterator<Item = std::ffi::OsString>) {
+pub(crate) fn register_inputs(args: impl IntoIterator<Item = std::ffi::OsString>) {
     let ours = |name: &str| {
         ["BACKLOG_", "CODECOMMIT_", "CODE_COMMIT_"]
             .iter()
@@ -118,7 +117,7 @@ pub fn register_inputs(args: impl IntoIterator<Item = std::ffi::OsString>) {
 
 /// `text` with every registered secret replaced by `<redacted>`, every registered input that may
 /// hold userinfo by its redacted form, and the userinfo of every URL in it removed.
-pub fn scrub(text: &str) -> String {
+pub(crate) fn scrub(text: &str) -> String {
     let mut out = text.to_string();
     for (raw, shown) in inputs().lock().unwrap_or_else(|e| e.into_inner()).iter() {
         if out.contains(raw.as_str()) {
@@ -131,11 +130,11 @@ pub fn scrub(text: &str) -> String {
             out = out.replace(secret.as_str(), "<redacted>");
         }
     }
-    crate::url::redact_userinfo(&out).into_owned()
+    redact_userinfo(&out).into_owned()
 }
 
 /// A writer that scrubs each write: the log output's last line of defence.
-pub struct ScrubbingWriter<W: Write>(pub W);
+pub(crate) struct ScrubbingWriter<W: Write>(pub W);
 
 impl<W: Write> Write for ScrubbingWriter<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
@@ -149,98 +148,91 @@ impl<W: Write> Write for ScrubbingWriter<W> {
     }
 }
 
-/// Where a secret comes from: exactly one of `--<what>-ssm`, `--<what>-env`, `--<what>-file`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SecretSource {
-    Ssm { flag: String, name: String },
-    Env { flag: String, var: String },
-    File { flag: String, path: PathBuf },
+/// Schemes whose user name is part of the address, not half a credential.
+fn keeps_user(scheme: &str) -> bool {
+    matches!(
+        scheme.to_ascii_lowercase().as_str(),
+        "ssh" | "git+ssh" | "ssh+git"
+    )
 }
 
-impl SecretSource {
-    /// Pick the one source given for `what` (e.g. "ssh-key"); two or more is a usage error.
-    pub fn pick(
-        what: &str,
-        ssm: Option<&String>,
-        env: Option<&String>,
-        file: Option<&PathBuf>,
-    ) -> anyhow::Result<Option<SecretSource>> {
-        let mut given = Vec::new();
-        if let Some(name) = ssm {
-            given.push(SecretSource::Ssm {
-                flag: format!("--{what}-ssm"),
-                name: name.trim().to_string(),
-            });
-        }
-        if let Some(var) = env {
-            given.push(SecretSource::Env {
-                flag: format!("--{what}-env"),
-                var: var.trim().to_string(),
-            });
-        }
-        if let Some(path) = file {
-            given.push(SecretSource::File {
-                flag: format!("--{what}-file"),
-                path: path.clone(),
-            });
-        }
-        if given.len() > 1 {
-            return Err(crate::error::usage(format!(
-                "give only one of --{what}-ssm, --{what}-env and --{what}-file"
-            )));
-        }
-        Ok(given.pop())
+/// What replaces the userinfo of `scheme://userinfo@`: nothing of it for HTTP and the rest, only
+/// the password for SSH, whose user is part of the address.
+fn redacted_userinfo(scheme: &str, userinfo: &str) -> String {
+    if !keeps_user(scheme) {
+        return "<redacted>".to_string();
     }
-
-    pub fn flag(&self) -> &str {
-        match self {
-            SecretSource::Ssm { flag, .. }
-            | SecretSource::Env { flag, .. }
-            | SecretSource::File { flag, .. } => flag,
-        }
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!("{user}:<redacted>"),
+        None => userinfo.to_string(),
     }
+}
 
-    /// Checks that need no network: the variable is set, the file is readable.
-    pub fn check_local(&self) -> anyhow::Result<()> {
-        use crate::error::usage;
-        match self {
-            SecretSource::Ssm { flag, name } if name.is_empty() => Err(usage(format!(
-                "{flag} is empty; give a parameter name such as /backlog/ssh-key"
-            ))),
-            SecretSource::Env { flag, var } => match std::env::var(var) {
-                Ok(value) if !value.trim().is_empty() => Ok(()),
-                Ok(_) => Err(usage(format!("{flag} {var}: the variable is empty"))),
-                Err(_) => Err(usage(format!(
-                    "{flag} {var}: the variable is not set (or not UTF-8); set it or pick another source"
-                ))),
-            },
-            SecretSource::File { flag, path } => match std::fs::metadata(path) {
-                Ok(meta) if meta.is_file() => Ok(()),
-                Ok(_) => Err(usage(format!("{flag} '{}' is not a file", path.display()))),
-                Err(e) => Err(usage(format!(
-                    "{flag} '{}' cannot be read ({})",
-                    path.display(),
-                    crate::error::io_reason(&e)
-                ))),
-            },
-            SecretSource::Ssm { .. } => Ok(()),
-        }
-    }
-
-    /// Read the secret (Parameter Store is asked only here).
-    pub fn read(&self, region: Option<&str>) -> anyhow::Result<Secret> {
-        use anyhow::Context;
-        self.check_local()?;
-        let value = match self {
-            SecretSource::Ssm { flag, name } => {
-                return crate::aws::get_parameter(flag, name, region);
-            }
-            SecretSource::Env { var, .. } => std::env::var(var).unwrap_or_default(),
-            SecretSource::File { flag, path } => std::fs::read_to_string(path)
-                .with_context(|| format!("{flag} '{}' cannot be read", path.display()))?,
+/// `raw`, a value given for a URL, safe to print whether or not it parses: everything between
+/// `://` and the last `@` is userinfo as far as printing goes (a password may hold `/`, `?`, `#`
+/// or `@` when it was not percent-encoded, which is exactly when parsing fails), and so is
+/// everything before the last `@` of a scheme-less value with a `:` before it
+/// (`user:password@host:path`).
+pub(crate) fn redact_raw(raw: &str) -> String {
+    let raw = raw.trim();
+    if let Some(pos) = raw.find("://") {
+        let (head, tail) = raw.split_at(pos + 3);
+        return match tail.rfind('@') {
+            Some(at) => format!(
+                "{head}{}@{}",
+                redacted_userinfo(&head[..pos], &tail[..at]),
+                &tail[at + 1..]
+            ),
+            None => raw.to_string(),
         };
-        Ok(Secret::new(value))
     }
+    match raw.rfind('@') {
+        Some(at) if raw[..at].contains(':') => format!("<redacted>@{}", &raw[at + 1..]),
+        _ => raw.to_string(),
+    }
+}
+
+/// `text` with the userinfo of every `scheme://userinfo@host` in it redacted: the last line of
+/// defence for messages from libraries and servers that echo a URL, and for passwords too short
+/// or too oddly encoded to be recognised by value. A URL ends at white space or a quote. When a
+/// `:` comes before the URL's last `@`, everything up to that `@` may be a password (one with a
+/// `/` or `@` in it, not percent-encoded) and goes; otherwise the userinfo is what comes before
+/// the last `@` of the authority. A URL with both a port and an `@` in its path loses its host
+/// in print: the price of never printing a password.
+pub(crate) fn redact_userinfo(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.contains("://") {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(pos) = rest.find("://") {
+        let (before, after) = rest.split_at(pos + 3);
+        out.push_str(before);
+        let scheme_part = &before[..pos];
+        let scheme_start = scheme_part
+            .rfind(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.')))
+            .map_or(0, |i| i + 1);
+        let scheme = &scheme_part[scheme_start..];
+        let span_end = after
+            .find(|c: char| c.is_whitespace() || matches!(c, '\'' | '"' | '<' | '>' | '`'))
+            .unwrap_or(after.len());
+        let span = &after[..span_end];
+        let authority = &span[..span.find(['/', '?', '#']).unwrap_or(span.len())];
+        let cut = match span.rfind('@') {
+            Some(at) if span[..at].contains(':') => Some(at),
+            _ => authority.rfind('@'),
+        };
+        rest = match cut {
+            Some(at) => {
+                out.push_str(&redacted_userinfo(scheme, &span[..at]));
+                out.push('@');
+                &after[at + 1..]
+            }
+            None => after,
+        };
+    }
+    out.push_str(rest);
+    std::borrow::Cow::Owned(out)
 }
 
 #[cfg(test)]
@@ -282,5 +274,56 @@ mod tests {
         let mut out = Vec::new();
         write!(ScrubbingWriter(&mut out), "x writer-canary-123 y").unwrap();
         assert_eq!(String::from_utf8(out).unwrap(), "x <redacted> y");
+    }
+
+    #[test]
+    fn raw_values_lose_everything_that_may_be_userinfo() {
+        for (raw, shown) in [
+            (
+                "https://bob:pw/9f3e@git.example.com/team/app.git",
+                "https://<redacted>@git.example.com/team/app.git",
+            ),
+            ("https://bob:p@w@h:99999/x", "https://<redacted>@h:99999/x"),
+            ("https://bob:pw@[::1/x", "https://<redacted>@[::1/x"),
+            ("ssh://git:pw@h/x", "ssh://git:<redacted>@h/x"),
+            ("ssh://git@h/x", "ssh://git@h/x"),
+            ("bob:pw@host:team/app.git", "<redacted>@host:team/app.git"),
+            ("git@host:team/app.git", "git@host:team/app.git"),
+            ("https://host/app.git", "https://host/app.git"),
+            ("/srv/app.git", "/srv/app.git"),
+        ] {
+            assert_eq!(redact_raw(raw), shown, "{raw}");
+        }
+    }
+
+    #[test]
+    fn free_text_loses_the_userinfo_of_every_url_in_it() {
+        for (text, shown) in [
+            (
+                "cannot reach 'https://bob:pw@h/x' or http://u@h2:80/y, try again",
+                "cannot reach 'https://<redacted>@h/x' or http://<redacted>@h2:80/y, try again",
+            ),
+            (
+                "bad https://bob:pw/9f3e@git.example.com/a.git here",
+                "bad https://<redacted>@git.example.com/a.git here",
+            ),
+            (
+                "ssh://git:pw@h/x and ssh://git@h/y",
+                "ssh://git:<redacted>@h/x and ssh://git@h/y",
+            ),
+            ("https://h/a@b is a path", "https://h/a@b is a path"),
+            ("https://u@h/a@b", "https://<redacted>@h/a@b"),
+            (
+                "https://ftp//bob:pw@git.example.com/x",
+                "https://<redacted>@git.example.com/x",
+            ),
+            (
+                "no urls here: user@host:path",
+                "no urls here: user@host:path",
+            ),
+            ("ends with https://", "ends with https://"),
+        ] {
+            assert_eq!(redact_userinfo(text), shown, "{text}");
+        }
     }
 }

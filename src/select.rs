@@ -7,7 +7,7 @@
 use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
 
 #[derive(Debug, Clone, Default)]
-pub struct RefFilter {
+pub(crate) struct RefFilter {
     include: Option<GlobSet>,
     exclude: Option<GlobSet>,
 }
@@ -15,14 +15,14 @@ pub struct RefFilter {
 impl RefFilter {
     /// Build from `--include` / `--exclude` patterns. Patterns match full ref names and `*`
     /// crosses `/`, so `refs/pull/*` covers `refs/pull/1/head`.
-    pub fn new(include: &[String], exclude: &[String]) -> Result<RefFilter, String> {
+    pub(crate) fn new(include: &[String], exclude: &[String]) -> Result<RefFilter, String> {
         Ok(RefFilter {
             include: build("--include", include)?,
             exclude: build("--exclude", exclude)?,
         })
     }
 
-    pub fn selects(&self, refname: &str) -> bool {
+    pub(crate) fn selects(&self, refname: &str) -> bool {
         let included = self
             .include
             .as_ref()

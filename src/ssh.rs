@@ -15,7 +15,7 @@ use sha1::Sha1;
 
 /// Rebuild a PEM or OpenSSH private key's text from whatever a paste did to it: CRLF, leading
 /// indentation, newlines turned into spaces, a missing final newline.
-pub fn normalize_private_key(raw: &str) -> Result<String, String> {
+pub(crate) fn normalize_private_key(raw: &str) -> Result<String, String> {
     let text = raw.replace("\r\n", "\n").replace('\r', "\n");
     let text = text.trim();
     let begin_at = text
@@ -78,7 +78,7 @@ pub fn normalize_private_key(raw: &str) -> Result<String, String> {
 }
 
 /// Whether a normalised key is encrypted (so a passphrase is needed).
-pub fn key_is_encrypted(key: &str) -> bool {
+pub(crate) fn key_is_encrypted(key: &str) -> bool {
     if key.contains("Proc-Type: 4,ENCRYPTED") || key.contains("BEGIN ENCRYPTED PRIVATE KEY") {
         return true;
     }
@@ -101,12 +101,12 @@ pub fn key_is_encrypted(key: &str) -> bool {
 }
 
 /// `SHA256:<base64 without padding>`, as `ssh-keygen -l` prints it.
-pub fn fingerprint(sha256: &[u8]) -> String {
+pub(crate) fn fingerprint(sha256: &[u8]) -> String {
     format!("SHA256:{}", STANDARD_NO_PAD.encode(sha256))
 }
 
 /// Normalise a fingerprint the user typed: `SHA256:` prefix required, padding optional.
-pub fn parse_fingerprint(raw: &str) -> Result<String, String> {
+pub(crate) fn parse_fingerprint(raw: &str) -> Result<String, String> {
     let raw = raw.trim();
     let body = raw.strip_prefix("SHA256:").ok_or_else(|| {
         format!(
@@ -124,7 +124,7 @@ pub fn parse_fingerprint(raw: &str) -> Result<String, String> {
 
 /// How to decide whether a server's host key is the right one.
 #[derive(Debug, Clone)]
-pub enum HostKeyPolicy {
+pub(crate) enum HostKeyPolicy {
     /// Accept only keys listed for the host in this OpenSSH known_hosts file.
     KnownHosts(PathBuf),
     /// Accept only keys with one of these fingerprints.
@@ -137,24 +137,24 @@ pub enum HostKeyPolicy {
 }
 
 /// A key as the server presented it.
-pub struct PresentedKey<'a> {
-    pub host: &'a str,
-    pub port: Option<u16>,
-    pub key_type: Option<&'a str>,
-    pub raw: Option<&'a [u8]>,
-    pub sha256: Option<&'a [u8]>,
+pub(crate) struct PresentedKey<'a> {
+    pub(crate) host: &'a str,
+    pub(crate) port: Option<u16>,
+    pub(crate) key_type: Option<&'a str>,
+    pub(crate) raw: Option<&'a [u8]>,
+    pub(crate) sha256: Option<&'a [u8]>,
 }
 
 /// The verdict on a presented key.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     Trusted,
     TrustedOnFirstUse(String),
     Rejected(String),
 }
 
 impl HostKeyPolicy {
-    pub fn check(&self, key: &PresentedKey<'_>) -> Verdict {
+    pub(crate) fn check(&self, key: &PresentedKey<'_>) -> Verdict {
         let Some(sha256) = key.sha256 else {
             return Verdict::Rejected(format!(
                 "{} sent no host key fingerprint to check",

@@ -82,7 +82,7 @@ fn open_sockets() -> std::sync::MutexGuard<'static, Vec<(RawFd, ThreadId)>> {
 /// then tears its connection down politely (closing an SSH channel waits for the server's
 /// answer, once per step, each as long as the network timeout), which against a peer that has
 /// stopped answering only multiplies the wait. A shut-down socket fails those steps at once.
-pub fn cut_connections_of_this_thread() {
+pub(crate) fn cut_connections_of_this_thread() {
     let me = std::thread::current().id();
     for (fd, _) in open_sockets().iter().filter(|(_, t)| *t == me) {
         // SAFETY: the descriptor is open: `close` removes it from the list, under the same
@@ -94,7 +94,7 @@ pub fn cut_connections_of_this_thread() {
 }
 
 /// Make every later libgit2 connection use this socket. Call once libgit2 is initialised.
-pub fn register(connect_timeout_ms: i32, io_timeout_ms: i32) -> Result<(), git2::Error> {
+pub(crate) fn register(connect_timeout_ms: i32, io_timeout_ms: i32) -> Result<(), git2::Error> {
     CONNECT_TIMEOUT_MS.store(connect_timeout_ms, Ordering::SeqCst);
     IO_TIMEOUT_MS.store(io_timeout_ms, Ordering::SeqCst);
     let mut registration = Registration {

@@ -19,7 +19,7 @@ const SCHEME: &str = "backlog-mirror-upload-pack";
 const PREFIX: &str = "backlog-mirror-upload-pack://";
 
 /// Register the transport with libgit2. Call once, with the rest of libgit2's set-up.
-pub fn register() -> Result<(), git2::Error> {
+pub(crate) fn register() -> Result<(), git2::Error> {
     // SAFETY: called once, from `remote::init`, before any transport is created.
     unsafe {
         git2::transport::register(SCHEME, |remote| Transport::smart(remote, false, UploadPack))
@@ -28,7 +28,7 @@ pub fn register() -> Result<(), git2::Error> {
 
 /// The location to give libgit2 to fetch from the local repository at `path` through `git
 /// upload-pack`, or `None` when there is no git to run.
-pub fn url(path: &Path) -> Option<String> {
+pub(crate) fn url(path: &Path) -> Option<String> {
     crate::gitcli::version()?;
     let absolute = std::path::absolute(path).ok()?;
     let file = ::url::Url::from_file_path(absolute).ok()?;

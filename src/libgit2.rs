@@ -1,0 +1,411 @@
+//! Talking to remotes through libgit2, in-process.
+//!
+//! Listing, fetching and small pushes are fast here and need no `git` binary. Each call opens its
+//! own connection: libgit2 speaks protocol v0/v1, so every connect advertises all refs, and a
+//! listing is the cheapest way to learn whether there is anything to do at all.
+
+use std::cell::RefCell;
+use std::sync::Once;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use git2::{AutotagOption, Direction, FetchOptions, Oid, PushOptions, RemoteCallbacks};
+
+use tracing::warn;
+
+use crate::auth::Auth;
+use crate::git2_bytes;
+use crate::progress::{Progress, ProgressOptions};
+use crate::refname::{self, RefMap};
+use crate::remote::Remote;
+use crate::transfer::{PushOutcome, TransferStats, last_words, remote_messages};
+use crate::url::RemoteUrl;
+
+/// What every transfer of a run needs besides the remote.
+#[derive(Debug)]
+pub(crate) struct Session {
+    pub(crate) auth: Auth,
+    pub(crate) progress: ProgressOptions,
+}
+
+/// Configure libgit2 once per process: no user or system git config (their `insteadOf`, proxies
+/// and credential helpers would make a build depend on the machine, and whoever can write them
+/// could redirect the mirror), and timeouts so a dead host fails instead of hanging until
+/// CodeBuild kills the build.
+///
+/// The search paths are set to the empty list, not to an empty directory: libgit2 then looks in
+/// no directory at all, so there is no path another local user could create first and fill.
+pub(crate) fn init(timeout: Duration) -> Result<()> {
+    static ONCE: Once = Once::new();
+    let mut result = Ok(());
+    ONCE.call_once(|| {
+        result = (|| -> Result<()> {
+            let millis = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
+            // SAFETY: called once, before any other libgit2 use in this process.
+            unsafe {
+                for level in [
+                    git2::ConfigLevel::System,
+                    git2::ConfigLevel::XDG,
+                    git2::ConfigLevel::Global,
+                    git2::ConfigLevel::ProgramData,
+                ] {
+                    git2::opts::set_search_path(level, "")?;
+                    anyhow::ensure!(
+                        git2::opts::get_search_path(level)?.as_bytes().is_empty(),
+                        "libgit2 kept a configuration search path for {level:?}"
+                    );
+                }
+                git2::opts::set_server_connect_timeout_in_milliseconds(millis)?;
+                git2::opts::set_server_timeout_in_milliseconds(millis)?;
+            }
+            crate::tcp::register(millis, millis)?;
+            crate::upload_pack::register()?;
+            Ok(())
+        })();
+    });
+    result.context("cannot configure libgit2")
+}
+
+impl Session {
+    /// A libgit2 network failure on `url`, explained, with this thread's connections cut so
+    /// libgit2's teardown does not wait on a peer that stopped answering.
+    fn failed(&self, url: &RemoteUrl, what: &str, err: git2::Error) -> anyhow::Error {
+        crate::tcp::cut_connections_of_this_thread();
+        self.auth.explain(url, what, err)
+    }
+
+    fn callbacks<'a>(&'a self, remote: &'a Remote) -> RemoteCallbacks<'a> {
+        let mut callbacks = RemoteCallbacks::new();
+        self.auth.install(remote, &mut callbacks);
+        callbacks
+    }
+
+    fn progress(&self, phase: &'static str) -> Progress {
+        Progress::new(phase, self.progress)
+    }
+
+    /// The refs a remote advertises under `refs/`, without those this tool cannot carry (they
+    /// are left alone, and said so).
+    pub(crate) fn list(&self, remote: &Remote) -> Result<RefMap> {
+        let url = &remote.url;
+        let mut connection = git2::Remote::create_detached(fetch_location(url))
+            .with_context(|| format!("cannot use {} as a remote", url.redacted()))?;
+        let (_, listing) = self.connect(&mut connection, remote)?;
+        leave_alone(url, &listing.unsupported);
+        Ok(listing.refs)
+    }
+
+    /// Open a fetch connection to `remote` and read the refs it advertises.
+    fn connect<'r, 'repo>(
+        &'r self,
+        connection: &'r mut git2::Remote<'repo>,
+        remote: &'r Remote,
+    ) -> Result<(git2::RemoteConnection<'repo, 'r, 'r>, Listing)> {
+        let url = &remote.url;
+        let mut connection = connection
+            .connect_auth(Direction::Fetch, Some(self.callbacks(remote)), None)
+            .map_err(|e| self.failed(url, "cannot connect to", e))?;
+        let heads = git2_bytes::remote_heads(connection.remote())
+            .with_context(|| format!("cannot list the refs of {}", url.redacted()))?;
+        Ok((connection, advertised(heads)))
+    }
+
+    /// Connect to `url` once, read its refs, and when `wanted` says so, fetch every ref into the
+    /// same name in `repo` over that same connection; with `prune`, also delete the local refs
+    /// the remote no longer has. Deciding on the listing first means a sync with nothing to do
+    /// costs one connection, and one with work costs one too, not a listing plus a fetch (over
+    /// SSH each connection is a key exchange, an authentication and a server process).
+    pub(crate) fn look(
+        &self,
+        repo: &git2::Repository,
+        remote: &Remote,
+        prune: bool,
+        phase: &'static str,
+        wanted: impl FnOnce(&RefMap) -> bool,
+    ) -> Result<Look> {
+        let url = &remote.url;
+        let mut anonymous = repo
+            .remote_anonymous(&fetch_location(url))
+            .with_context(|| format!("cannot use {} as a remote", url.redacted()))?;
+        let (mut connection, Listing { refs, unsupported }) =
+            self.connect(&mut anonymous, remote)?;
+        if !wanted(&refs) {
+            return Ok(Look {
+                refs,
+                unsupported,
+                fetched: None,
+            });
+        }
+        let progress = RefCell::new(self.progress(phase));
+        // Smart HTTP is one request per step, so the download may be challenged again.
+        let mut callbacks = self.callbacks(remote);
+        callbacks.transfer_progress(|stats| {
+            progress.borrow_mut().update(
+                stats.received_objects(),
+                stats.total_objects(),
+                stats.received_bytes(),
+            );
+            true
+        });
+        let mut options = FetchOptions::new();
+        options
+            .remote_callbacks(callbacks)
+            .update_fetchhead(false)
+            .download_tags(AutotagOption::None);
+        let connected = connection.remote();
+        connected
+            .download(&[MIRROR_REFSPEC], Some(&mut options))
+            .map_err(|e| self.failed(url, "cannot fetch from", e))?;
+        progress.borrow_mut().finish();
+        let stats = connected.stats();
+        let fetched = TransferStats {
+            objects: stats.received_objects(),
+            bytes: stats.received_bytes(),
+        };
+        // The refs are written here rather than by libgit2's update_tips, which fails the whole
+        // fetch on one name it cannot normalise (4 KB long) and silently skips names it finds
+        // invalid: only the refs this tool can carry reach the cache, each one by its bytes.
+        // git pushes from the cache and does not take a directory whose HEAD it cannot read
+        // for a repository: such damage must show here, inside the fetch, where it is repaired.
+        repo.find_reference("HEAD")
+            .context("the cache's HEAD is unreadable")?;
+        if repo.references()?.next().is_none() {
+            // A mirror with no refs yet: libgit2 would write one loose file (and a lock file)
+            // per ref, 0.5 ms each in a directory of thousands (5 s for 10,000 refs); git's
+            // own clone writes packed-refs, and so do we.
+            write_packed_refs(repo, &refs)
+                .with_context(|| format!("cannot record the refs of {}", url.redacted()))?;
+        } else {
+            update_refs(repo, &refs, prune).with_context(|| {
+                format!("cannot update the cache's refs from {}", url.redacted())
+            })?;
+        }
+        Ok(Look {
+            refs,
+            unsupported,
+            fetched: Some(fetched),
+        })
+    }
+
+    /// Push `specs` (`+src:dst` or `:dst`) in one connection. Returns each ref's outcome as the
+    /// target reported it.
+    pub(crate) fn push(
+        &self,
+        repo: &git2::Repository,
+        remote: &Remote,
+        specs: &[String],
+    ) -> Result<PushOutcome> {
+        let url = &remote.url;
+        let mut anonymous = repo
+            .remote_anonymous(url.as_git_url())
+            .with_context(|| format!("cannot use {} as a remote", url.redacted()))?;
+        let stats = RefCell::new(TransferStats::default());
+        // The target's own messages (a hook's words, an unpacker's error) arrive on the
+        // sideband, mixed with its progress.
+        let said = RefCell::new(Vec::<u8>::new());
+        let progress = RefCell::new(self.progress("push"));
+        let mut callbacks = self.callbacks(remote);
+        callbacks.sideband_progress(|data| {
+            said.borrow_mut().extend_from_slice(data);
+            true
+        });
+        callbacks.push_transfer_progress(|current, total, bytes| {
+            *stats.borrow_mut() = TransferStats {
+                objects: total,
+                bytes,
+            };
+            progress.borrow_mut().update(current, total, bytes);
+        });
+        let mut options = PushOptions::new();
+        options
+            .remote_callbacks(callbacks)
+            .packbuilder_parallelism(0);
+        let pushed = git2_bytes::push(&mut anonymous, specs, &options);
+        if pushed.is_err() {
+            crate::tcp::cut_connections_of_this_thread();
+        }
+        // Nothing is left to say to the remote; a failure to say goodbye changes nothing.
+        let _ = anonymous.disconnect();
+        progress.borrow_mut().finish();
+        drop(options);
+        let remote_lines = remote_messages(&String::from_utf8_lossy(&said.into_inner()));
+        let refs = match pushed {
+            Ok(refs) => refs,
+            Err(e) => {
+                let err = self.auth.explain(url, "cannot push to", e);
+                if remote_lines.is_empty() {
+                    return Err(err);
+                }
+                return Err(anyhow::anyhow!(
+                    "{err:#}; the target said: {}",
+                    last_words(&remote_lines)
+                ));
+            }
+        };
+        Ok(PushOutcome {
+            refs,
+            stats: stats.into_inner(),
+            remote_lines,
+        })
+    }
+}
+
+/// Where libgit2 fetches `url` from: a local path through `git upload-pack` when git is
+/// installed (see `upload_pack`), anything else as it is.
+fn fetch_location(url: &RemoteUrl) -> String {
+    url.local_path()
+        .and_then(crate::upload_pack::url)
+        .unwrap_or_else(|| url.as_git_url().to_string())
+}
+
+/// Mirror semantics: every ref, force-updated, under the same name.
+const MIRROR_REFSPEC: &str = "+refs/*:refs/*";
+
+/// What `Session::look` saw and did.
+#[derive(Debug)]
+pub(crate) struct Look {
+    /// The remote's refs under `refs/` that this tool can carry.
+    pub(crate) refs: RefMap,
+    /// The remote's refs this tool cannot carry, with why; neither fetched nor pushed.
+    pub(crate) unsupported: Vec<Unsupported>,
+    /// What was fetched, when the listing called for a fetch.
+    pub(crate) fetched: Option<TransferStats>,
+}
+
+/// A ref a remote advertised that this tool cannot carry (see `refname::unsupported`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Unsupported {
+    /// The name, escaped (`refname::escape`).
+    pub(crate) name: String,
+    pub(crate) id: Oid,
+    pub(crate) why: String,
+}
+
+/// An advertisement, split into the refs this tool carries and those it cannot.
+struct Listing {
+    refs: RefMap,
+    unsupported: Vec<Unsupported>,
+}
+
+/// The refs an advertisement lists under `refs/` (peeled `^{}` entries dropped), by name as
+/// bytes, so that no name can stop the listing.
+fn advertised(heads: Vec<(Vec<u8>, Oid)>) -> Listing {
+    let mut listing = Listing {
+        refs: RefMap::new(),
+        unsupported: Vec::new(),
+    };
+    for (name, id) in heads {
+        if !name.starts_with(b"refs/") || name.ends_with(b"^{}") {
+            continue;
+        }
+        match refname::unsupported(&name) {
+            None => {
+                listing.refs.insert(refname::escape(&name), id);
+            }
+            Some(why) => listing.unsupported.push(Unsupported {
+                name: refname::escape(&name),
+                id,
+                why,
+            }),
+        }
+    }
+    listing
+}
+
+/// Say that refs of `url` this tool cannot carry are left as they are.
+pub(crate) fn leave_alone(url: &RemoteUrl, unsupported: &[Unsupported]) {
+    for skipped in unsupported {
+        warn!(
+            "{} has a ref this tool cannot handle, left as it is: {} ({})",
+            url,
+            refname::shown(&skipped.name),
+            skipped.why
+        );
+    }
+}
+
+/// Make the cache's refs those of `wanted`: create or move each that differs, and with `prune`
+/// delete the cache's refs `wanted` lacks, deletions first (a deleted `a` may make room for a
+/// new `a/b`).
+fn update_refs(repo: &git2::Repository, wanted: &RefMap, prune: bool) -> Result<()> {
+    let current = local_refs(repo)?;
+    if prune {
+        for name in current.keys().filter(|n| !wanted.contains_key(*n)) {
+            git2_bytes::delete_ref(repo, name)
+                .with_context(|| format!("cannot delete {}", refname::shown(name)))?;
+        }
+    }
+    for (name, &id) in wanted {
+        if current.get(name) != Some(&id) {
+            git2_bytes::set_ref(repo, name, id, "backlog-mirror: fetch")
+                .with_context(|| format!("cannot update {}", refname::shown(name)))?;
+        }
+    }
+    Ok(())
+}
+
+/// Record `refs` as the repository's packed refs (it has none yet), in the format git and libgit2
+/// read: sorted by the names' bytes, no peeled lines. Every object must already be in the
+/// repository; the file appears whole or not at all.
+fn write_packed_refs(repo: &git2::Repository, refs: &RefMap) -> Result<()> {
+    let odb = repo.odb()?;
+    let mut lines: Vec<(Vec<u8>, Oid)> = Vec::with_capacity(refs.len());
+    for (name, id) in refs {
+        let bytes = refname::to_bytes(name);
+        if let Some(why) = refname::unsupported(&bytes) {
+            anyhow::bail!("cannot record {}: {why}", refname::shown(name));
+        }
+        anyhow::ensure!(
+            odb.exists(*id),
+            "{} points to {id}, which the fetch did not bring",
+            refname::shown(name)
+        );
+        lines.push((bytes, *id));
+    }
+    lines.sort();
+    let mut text = b"# pack-refs with: sorted \n".to_vec();
+    for (name, id) in lines {
+        text.extend_from_slice(format!("{id} ").as_bytes());
+        text.extend_from_slice(&name);
+        text.push(b'\n');
+    }
+    let path = repo.path().join("packed-refs");
+    let lock = repo.path().join("packed-refs.lock");
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&lock)
+        .with_context(|| format!("cannot create {}", lock.display()))?;
+    std::io::Write::write_all(&mut file, &text)
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("cannot write {}", lock.display()))?;
+    std::fs::rename(&lock, &path)
+        .with_context(|| format!("cannot move {} into place", lock.display()))?;
+    Ok(())
+}
+
+/// The refs of a local repository under `refs/`, symbolic ones resolved; names this tool cannot
+/// carry are left out, as they are when a remote advertises them.
+pub(crate) fn local_refs(repo: &git2::Repository) -> Result<RefMap> {
+    let mut refs = RefMap::new();
+    for reference in repo.references().context("cannot read the cache's refs")? {
+        let reference = reference.context("cannot read a ref in the cache")?;
+        let name = reference.name_bytes();
+        if !name.starts_with(b"refs/") || refname::unsupported(name).is_some() {
+            continue;
+        }
+        let name = refname::escape(name);
+        let oid = match reference.target() {
+            Some(oid) => oid,
+            None => match reference.resolve() {
+                Ok(resolved) => match resolved.target() {
+                    Some(oid) => oid,
+                    None => continue,
+                },
+                Err(_) => continue,
+            },
+        };
+        refs.insert(name, oid);
+    }
+    Ok(refs)
+}
