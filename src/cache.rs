@@ -11,11 +11,14 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use git2::Repository;
+use git2::{Oid, Repository};
 use tracing::{info, warn};
 
 use crate::duration;
 use crate::error::{Error, usage};
+use crate::git2_bytes;
+use crate::refname::{self, RefMap};
+use crate::url::RemoteUrl;
 
 /// A file in the mirror's git dir that says the directory is ours to repair or delete.
 const MARKER: &str = "backlog-mirror-cache";
@@ -84,13 +87,6 @@ impl Cache {
         }
     }
 
-    /// Open the repository afresh, after git rewrote its packs behind libgit2's back.
-    pub(crate) fn reopen(&mut self) -> Result<()> {
-        self.repo = Repository::open_bare(&self.path)
-            .with_context(|| format!("cannot reopen {}", self.path.display()))?;
-        Ok(())
-    }
-
     /// Throw the mirror away and start empty: for a cache that failed its check.
     pub(crate) fn rebuild(&mut self, why: &str) -> Result<()> {
         warn!(cache = %self.path.display(), "rebuilding the cache from scratch: {why}");
@@ -106,6 +102,173 @@ fn lock_path(path: &Path) -> PathBuf {
     let mut name = path.file_name().unwrap_or_default().to_os_string();
     name.push(".backlog-mirror-lock");
     path.with_file_name(name)
+}
+
+impl Cache {
+    /// The mirror's refs under `refs/`, symbolic ones resolved; names this tool cannot carry
+    /// are left out, as they are when a remote advertises them.
+    pub(crate) fn refs(&self) -> Result<RefMap> {
+        local_refs(&self.repo)
+    }
+
+    /// Make the mirror's refs those `from` advertised (`refs`), its objects already
+    /// downloaded; with `prune`, also delete the refs it no longer has. The refs are written
+    /// here rather than by libgit2's update_tips, which fails the whole fetch on one name it
+    /// cannot normalise (4 KB long) and silently skips names it finds invalid: only the refs
+    /// this tool can carry reach the cache, each one by its bytes.
+    pub(crate) fn record(&self, refs: &RefMap, prune: bool, from: &RemoteUrl) -> Result<()> {
+        let repo = &self.repo;
+        // git pushes from the cache and does not take a directory whose HEAD it cannot read for
+        // a repository: such damage must show here, inside the fetch, where it is repaired.
+        repo.find_reference("HEAD")
+            .context("the cache's HEAD is unreadable")?;
+        if repo.references()?.next().is_none() {
+            // A mirror with no refs yet: libgit2 would write one loose file (and a lock file)
+            // per ref, 0.5 ms each in a directory of thousands (5 s for 10,000 refs); git's
+            // own clone writes packed-refs, and so do we.
+            write_packed_refs(repo, refs)
+                .with_context(|| format!("cannot record the refs of {}", from.redacted()))
+        } else {
+            update_refs(repo, refs, prune)
+                .with_context(|| format!("cannot update the cache's refs from {}", from.redacted()))
+        }
+    }
+
+    /// Keep a long-lived mirror fast: libgit2 never repacks, so every fetch adds a pack and
+    /// every updated ref a loose file. Past a threshold, git folds them (reusing existing
+    /// deltas, so this is cheap) while this run holds the lock; then the repository is opened
+    /// afresh, git having rewritten its packs behind libgit2's back.
+    pub(crate) fn maintain(&mut self) -> Result<()> {
+        let packs = packs(&self.path).len();
+        let loose_refs = count_files(&self.path.join("refs"));
+        let mut done = Vec::new();
+        let failed = |ok: bool| if ok { "" } else { " (failed)" };
+        if packs > MAX_PACKS {
+            let Some(ok) = crate::gitcli::run_local(&self.path, &["repack", "-a", "-d", "-q"])
+            else {
+                return Ok(());
+            };
+            done.push(format!("repacked {packs} packs{}", failed(ok)));
+        }
+        if loose_refs > MAX_LOOSE_REFS {
+            let Some(ok) = crate::gitcli::run_local(&self.path, &["pack-refs", "--all", "--prune"])
+            else {
+                return Ok(());
+            };
+            done.push(format!("packed {loose_refs} loose refs{}", failed(ok)));
+        }
+        if done.is_empty() {
+            return Ok(());
+        }
+        info!("cache maintenance: {}", done.join(", "));
+        self.repo = Repository::open_bare(&self.path)
+            .with_context(|| format!("cannot reopen {}", self.path.display()))?;
+        Ok(())
+    }
+}
+
+const MAX_PACKS: usize = 24;
+const MAX_LOOSE_REFS: usize = 2000;
+
+fn count_files(dir: &Path) -> usize {
+    let mut count = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in fs::read_dir(&dir).into_iter().flatten().flatten() {
+            match entry.file_type() {
+                Ok(t) if t.is_dir() => stack.push(entry.path()),
+                Ok(_) => count += 1,
+                Err(_) => {}
+            }
+        }
+    }
+    count
+}
+
+/// Make the cache's refs those of `wanted`: create or move each that differs, and with `prune`
+/// delete the cache's refs `wanted` lacks, deletions first (a deleted `a` may make room for a
+/// new `a/b`).
+fn update_refs(repo: &git2::Repository, wanted: &RefMap, prune: bool) -> Result<()> {
+    let current = local_refs(repo)?;
+    if prune {
+        for name in current.keys().filter(|n| !wanted.contains_key(*n)) {
+            git2_bytes::delete_ref(repo, name)
+                .with_context(|| format!("cannot delete {}", refname::shown(name)))?;
+        }
+    }
+    for (name, &id) in wanted {
+        if current.get(name) != Some(&id) {
+            git2_bytes::set_ref(repo, name, id, "backlog-mirror: fetch")
+                .with_context(|| format!("cannot update {}", refname::shown(name)))?;
+        }
+    }
+    Ok(())
+}
+
+/// Record `refs` as the repository's packed refs (it has none yet), in the format git and libgit2
+/// read: sorted by the names' bytes, no peeled lines. Every object must already be in the
+/// repository; the file appears whole or not at all.
+fn write_packed_refs(repo: &git2::Repository, refs: &RefMap) -> Result<()> {
+    let odb = repo.odb()?;
+    let mut lines: Vec<(Vec<u8>, Oid)> = Vec::with_capacity(refs.len());
+    for (name, id) in refs {
+        let bytes = refname::to_bytes(name);
+        if let Some(why) = refname::unsupported(&bytes) {
+            anyhow::bail!("cannot record {}: {why}", refname::shown(name));
+        }
+        anyhow::ensure!(
+            odb.exists(*id),
+            "{} points to {id}, which the fetch did not bring",
+            refname::shown(name)
+        );
+        lines.push((bytes, *id));
+    }
+    lines.sort();
+    let mut text = b"# pack-refs with: sorted \n".to_vec();
+    for (name, id) in lines {
+        text.extend_from_slice(format!("{id} ").as_bytes());
+        text.extend_from_slice(&name);
+        text.push(b'\n');
+    }
+    let path = repo.path().join("packed-refs");
+    let lock = repo.path().join("packed-refs.lock");
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&lock)
+        .with_context(|| format!("cannot create {}", lock.display()))?;
+    std::io::Write::write_all(&mut file, &text)
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("cannot write {}", lock.display()))?;
+    std::fs::rename(&lock, &path)
+        .with_context(|| format!("cannot move {} into place", lock.display()))?;
+    Ok(())
+}
+
+/// The refs of a local repository under `refs/`, symbolic ones resolved; names this tool cannot
+/// carry are left out, as they are when a remote advertises them.
+fn local_refs(repo: &git2::Repository) -> Result<RefMap> {
+    let mut refs = RefMap::new();
+    for reference in repo.references().context("cannot read the cache's refs")? {
+        let reference = reference.context("cannot read a ref in the cache")?;
+        let name = reference.name_bytes();
+        if !name.starts_with(b"refs/") || refname::unsupported(name).is_some() {
+            continue;
+        }
+        let name = refname::escape(name);
+        let oid = match reference.target() {
+            Some(oid) => oid,
+            None => match reference.resolve() {
+                Ok(resolved) => match resolved.target() {
+                    Some(oid) => oid,
+                    None => continue,
+                },
+                Err(_) => continue,
+            },
+        };
+        refs.insert(name, oid);
+    }
+    Ok(refs)
 }
 
 /// Packs whose checksums were verified, with the file stamps they had then: a file in the

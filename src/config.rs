@@ -10,6 +10,7 @@ use std::time::Duration;
 use crate::cli::SyncArgs;
 use crate::codecommit::{self, CodeCommit};
 use crate::error::usage;
+use crate::plan::DeleteGuard;
 use crate::progress::ProgressOptions;
 use crate::push::{PushEngine, PushOptions};
 use crate::remote::{Access, End, Remote};
@@ -27,8 +28,7 @@ pub(crate) struct SyncConfig {
     pub(crate) mirror_name: String,
     pub(crate) lock_timeout: Duration,
     pub(crate) seed: bool,
-    pub(crate) max_delete: Option<usize>,
-    pub(crate) allow_mass_delete: bool,
+    pub(crate) guard: DeleteGuard,
     pub(crate) max_rounds: u32,
     pub(crate) filter: RefFilter,
     pub(crate) push: PushOptions,
@@ -132,8 +132,10 @@ impl SyncConfig {
             mirror_name,
             lock_timeout: args.lock_timeout,
             seed: !args.no_seed,
-            max_delete: args.max_delete,
-            allow_mass_delete: args.allow_mass_delete,
+            guard: DeleteGuard {
+                allow_mass_delete: args.allow_mass_delete,
+                max_delete: args.max_delete,
+            },
             max_rounds: args.max_rounds,
             filter,
             push: PushOptions {

@@ -5,7 +5,7 @@
 //! `anyhow` chain with context added where it happened; this type marks the few outcomes that need
 //! their own code so `main` can map them without parsing messages.
 
-use std::fmt;
+use crate::plan::Refusal;
 
 /// Exit codes, as documented in `--help` and the README.
 pub(crate) mod exit {
@@ -23,9 +23,9 @@ pub(crate) enum Error {
     Usage(String),
     /// The delete guard refused the plan of round `round`; what earlier rounds pushed
     /// (`pushed` ref updates) stays on the target.
-    #[error("{guard}; {}", done_before(*.round, *.pushed))]
+    #[error("{refusal}; {}", done_before(*.round, *.pushed))]
     DeleteGuard {
-        guard: DeleteGuard,
+        refusal: Refusal,
         round: u32,
         pushed: usize,
     },
@@ -54,31 +54,6 @@ pub(crate) struct RefProblem {
     /// Escaped (`refname::escape`).
     pub(crate) name: String,
     pub(crate) reason: String,
-}
-
-#[derive(Debug)]
-pub(crate) enum DeleteGuard {
-    SourceEmpty,
-    TooManyDeletes { planned: usize, limit: usize },
-}
-
-impl fmt::Display for DeleteGuard {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            DeleteGuard::SourceEmpty => write!(
-                f,
-                "delete guard: the source lists no refs at all, so mirroring it would empty the \
-                 target; check the source URL and credentials, or pass --allow-mass-delete if \
-                 emptying the target is intended"
-            ),
-            DeleteGuard::TooManyDeletes { planned, limit } => write!(
-                f,
-                "delete guard: the plan deletes {planned} refs on the target, more than \
-                 --max-delete {limit}; check the source, or raise --max-delete or pass \
-                 --allow-mass-delete if this is intended"
-            ),
-        }
-    }
 }
 
 /// What a refused run had done to the target before the refusal.
@@ -217,10 +192,9 @@ mod tests {
 
     #[test]
     fn a_refusal_says_what_was_pushed_before_it() {
-        let guard = || DeleteGuard::SourceEmpty;
         let text = |round, pushed| {
             Error::DeleteGuard {
-                guard: guard(),
+                refusal: Refusal::SourceEmpty,
                 round,
                 pushed,
             }

@@ -230,60 +230,15 @@ fn repository_argument(url: &RemoteUrl) -> Result<std::ffi::OsString> {
     }
 }
 
-/// Keep a long-lived mirror fast: libgit2 never repacks, so every fetch adds a pack and every
-/// updated ref a loose file. Past a threshold, let git fold them (reusing existing deltas, so this
-/// is cheap) while we still hold the cache lock. Returns what it did, for the log.
-pub(crate) fn maintain(git_dir: &Path) -> Option<String> {
+/// Run `git ARGS` on the local repository at `git_dir` to the end, in its own guarded process
+/// group: whether it succeeded, or `None` when there is no git to run.
+pub(crate) fn run_local(git_dir: &Path, args: &[&str]) -> Option<bool> {
     version()?;
-    let packs = std::fs::read_dir(git_dir.join("objects/pack"))
-        .map(|d| {
-            d.flatten()
-                .filter(|e| e.path().extension().is_some_and(|x| x == "pack"))
-                .count()
-        })
-        .unwrap_or(0);
-    let loose_refs = count_files(&git_dir.join("refs"));
-    let mut done = Vec::new();
-    if packs > MAX_PACKS {
-        let ok = run_quietly(isolated(git_dir).args(["repack", "-a", "-d", "-q"]));
-        done.push(format!(
-            "repacked {packs} packs{}",
-            if ok { "" } else { " (failed)" }
-        ));
-    }
-    if loose_refs > MAX_LOOSE_REFS {
-        let ok = run_quietly(isolated(git_dir).args(["pack-refs", "--all", "--prune"]));
-        done.push(format!(
-            "packed {loose_refs} loose refs{}",
-            if ok { "" } else { " (failed)" }
-        ));
-    }
-    (!done.is_empty()).then(|| done.join(", "))
-}
-
-/// Run a local git command to the end in its own guarded process group; true if it succeeded.
-fn run_quietly(cmd: &mut Command) -> bool {
-    Group::spawn(cmd.stdin(Stdio::null()))
-        .and_then(|mut group| group.wait())
-        .is_ok_and(|s| s.success())
-}
-
-const MAX_PACKS: usize = 24;
-const MAX_LOOSE_REFS: usize = 2000;
-
-fn count_files(dir: &Path) -> usize {
-    let mut count = 0;
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-            match entry.file_type() {
-                Ok(t) if t.is_dir() => stack.push(entry.path()),
-                Ok(_) => count += 1,
-                Err(_) => {}
-            }
-        }
-    }
-    count
+    Some(
+        Group::spawn(isolated(git_dir).args(args).stdin(Stdio::null()))
+            .and_then(|mut group| group.wait())
+            .is_ok_and(|s| s.success()),
+    )
 }
 
 /// Split git's stderr on both `\r` (progress redraws) and `\n`.

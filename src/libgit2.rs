@@ -110,16 +110,15 @@ impl Session {
         Ok((connection, advertised(heads)))
     }
 
-    /// Connect to `url` once, read its refs, and when `wanted` says so, fetch every ref into the
-    /// same name in `repo` over that same connection; with `prune`, also delete the local refs
-    /// the remote no longer has. Deciding on the listing first means a sync with nothing to do
-    /// costs one connection, and one with work costs one too, not a listing plus a fetch (over
-    /// SSH each connection is a key exchange, an authentication and a server process).
+    /// Connect to `remote` once, read its refs, and when `wanted` says so, download every ref's
+    /// objects into `repo` over that same connection (the caller records the refs: see
+    /// `Cache::record`). Deciding on the listing first means a sync with nothing to do costs one
+    /// connection, and one with work costs one too, not a listing plus a fetch (over SSH each
+    /// connection is a key exchange, an authentication and a server process).
     pub(crate) fn look(
         &self,
         repo: &git2::Repository,
         remote: &Remote,
-        prune: bool,
         phase: &'static str,
         wanted: impl FnOnce(&RefMap) -> bool,
     ) -> Result<Look> {
@@ -162,24 +161,6 @@ impl Session {
             objects: stats.received_objects(),
             bytes: stats.received_bytes(),
         };
-        // The refs are written here rather than by libgit2's update_tips, which fails the whole
-        // fetch on one name it cannot normalise (4 KB long) and silently skips names it finds
-        // invalid: only the refs this tool can carry reach the cache, each one by its bytes.
-        // git pushes from the cache and does not take a directory whose HEAD it cannot read
-        // for a repository: such damage must show here, inside the fetch, where it is repaired.
-        repo.find_reference("HEAD")
-            .context("the cache's HEAD is unreadable")?;
-        if repo.references()?.next().is_none() {
-            // A mirror with no refs yet: libgit2 would write one loose file (and a lock file)
-            // per ref, 0.5 ms each in a directory of thousands (5 s for 10,000 refs); git's
-            // own clone writes packed-refs, and so do we.
-            write_packed_refs(repo, &refs)
-                .with_context(|| format!("cannot record the refs of {}", url.redacted()))?;
-        } else {
-            update_refs(repo, &refs, prune).with_context(|| {
-                format!("cannot update the cache's refs from {}", url.redacted())
-            })?;
-        }
         Ok(Look {
             refs,
             unsupported,
@@ -322,90 +303,4 @@ pub(crate) fn leave_alone(url: &RemoteUrl, unsupported: &[Unsupported]) {
             skipped.why
         );
     }
-}
-
-/// Make the cache's refs those of `wanted`: create or move each that differs, and with `prune`
-/// delete the cache's refs `wanted` lacks, deletions first (a deleted `a` may make room for a
-/// new `a/b`).
-fn update_refs(repo: &git2::Repository, wanted: &RefMap, prune: bool) -> Result<()> {
-    let current = local_refs(repo)?;
-    if prune {
-        for name in current.keys().filter(|n| !wanted.contains_key(*n)) {
-            git2_bytes::delete_ref(repo, name)
-                .with_context(|| format!("cannot delete {}", refname::shown(name)))?;
-        }
-    }
-    for (name, &id) in wanted {
-        if current.get(name) != Some(&id) {
-            git2_bytes::set_ref(repo, name, id, "backlog-mirror: fetch")
-                .with_context(|| format!("cannot update {}", refname::shown(name)))?;
-        }
-    }
-    Ok(())
-}
-
-/// Record `refs` as the repository's packed refs (it has none yet), in the format git and libgit2
-/// read: sorted by the names' bytes, no peeled lines. Every object must already be in the
-/// repository; the file appears whole or not at all.
-fn write_packed_refs(repo: &git2::Repository, refs: &RefMap) -> Result<()> {
-    let odb = repo.odb()?;
-    let mut lines: Vec<(Vec<u8>, Oid)> = Vec::with_capacity(refs.len());
-    for (name, id) in refs {
-        let bytes = refname::to_bytes(name);
-        if let Some(why) = refname::unsupported(&bytes) {
-            anyhow::bail!("cannot record {}: {why}", refname::shown(name));
-        }
-        anyhow::ensure!(
-            odb.exists(*id),
-            "{} points to {id}, which the fetch did not bring",
-            refname::shown(name)
-        );
-        lines.push((bytes, *id));
-    }
-    lines.sort();
-    let mut text = b"# pack-refs with: sorted \n".to_vec();
-    for (name, id) in lines {
-        text.extend_from_slice(format!("{id} ").as_bytes());
-        text.extend_from_slice(&name);
-        text.push(b'\n');
-    }
-    let path = repo.path().join("packed-refs");
-    let lock = repo.path().join("packed-refs.lock");
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&lock)
-        .with_context(|| format!("cannot create {}", lock.display()))?;
-    std::io::Write::write_all(&mut file, &text)
-        .and_then(|()| file.sync_all())
-        .with_context(|| format!("cannot write {}", lock.display()))?;
-    std::fs::rename(&lock, &path)
-        .with_context(|| format!("cannot move {} into place", lock.display()))?;
-    Ok(())
-}
-
-/// The refs of a local repository under `refs/`, symbolic ones resolved; names this tool cannot
-/// carry are left out, as they are when a remote advertises them.
-pub(crate) fn local_refs(repo: &git2::Repository) -> Result<RefMap> {
-    let mut refs = RefMap::new();
-    for reference in repo.references().context("cannot read the cache's refs")? {
-        let reference = reference.context("cannot read a ref in the cache")?;
-        let name = reference.name_bytes();
-        if !name.starts_with(b"refs/") || refname::unsupported(name).is_some() {
-            continue;
-        }
-        let name = refname::escape(name);
-        let oid = match reference.target() {
-            Some(oid) => oid,
-            None => match reference.resolve() {
-                Ok(resolved) => match resolved.target() {
-                    Some(oid) => oid,
-                    None => continue,
-                },
-                Err(_) => continue,
-            },
-        };
-        refs.insert(name, oid);
-    }
-    Ok(refs)
 }

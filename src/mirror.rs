@@ -1,9 +1,12 @@
 //! The order of a sync, and the only module that knows it.
 //!
-//! lock and repair the cache -> (seed an empty cache from the target) -> fetch from the source
-//! with prune -> plan against the target -> delete guard -> push -> look at the source again and
-//! repeat while it moved. Each step is its own module; this one decides when each runs and what
-//! counts as done: the target equal to the source as of the last look.
+//! lock and repair the cache -> (seed an empty cache from the target) -> look: fetch from the
+//! source with prune -> plan against the target -> the delete guard -> push -> catch up: look at
+//! the source again and run another round while it moved. Two steps run a round again without
+//! using one up: repair (a cache that fails its check before a push is rebuilt once) and settle
+//! (an earlier, interrupted run's push landed under this one). Each step is its own method and
+//! its work lives in its own module; this one decides when each runs and what counts as done:
+//! the target equal to the source as of the last look.
 
 use std::time::Instant;
 
@@ -12,11 +15,9 @@ use tracing::{debug, info, warn};
 
 use crate::cache::Cache;
 use crate::config::SyncConfig;
-use crate::error::RefProblem;
-use crate::error::{self, DeleteGuard, Error};
+use crate::error::{self, Error, RefProblem};
 use crate::libgit2::{self, Look, Session, Unsupported};
-use crate::plan::{Action, Change};
-use crate::plan::{Plan, default_max_delete};
+use crate::plan::{Action, Change, Plan};
 use crate::push;
 use crate::refname::RefMap;
 use crate::report::{RefResult, Status, Summary};
@@ -107,7 +108,7 @@ fn left_out(
 
 /// Time a step into one of the summary's phase counters.
 macro_rules! timed {
-    ($summary:ident . $phase:ident, $body:expr) => {{
+    ($summary:expr, $phase:ident, $body:expr) => {{
         let start = Instant::now();
         let value = $body;
         $summary.seconds.$phase += start.elapsed().as_secs_f64();
@@ -132,21 +133,6 @@ fn is_local_damage(err: &anyhow::Error) -> bool {
         })
 }
 
-/// What one run carries from step to step.
-struct Run<'a> {
-    cfg: &'a SyncConfig,
-    session: &'a Session,
-    cache: Cache,
-    /// The cache was rebuilt once already; a second failure is final.
-    repaired: bool,
-    /// The target's refs as the seed or the first listing saw them: still current for the
-    /// first plan, as nothing but this run pushes there.
-    seen_target: Option<RefMap>,
-    /// The source's refs this tool cannot carry, as the last look saw them.
-    unsupported: &'a mut Vec<Unsupported>,
-    retry: Retry,
-}
-
 /// How many times a run pushes again because the target changed after its push (an earlier,
 /// interrupted run's push landing late) before it gives up.
 const SETTLE_ATTEMPTS: u32 = 3;
@@ -158,227 +144,425 @@ fn run(
     unsupported: &mut Vec<Unsupported>,
 ) -> Result<Status> {
     let cache = timed!(
-        summary.lock,
+        summary,
+        lock,
         Cache::open(&cfg.mirror_path(), cfg.lock_timeout)?
     );
     debug!("cache {} (new: {})", cache.path.display(), cache.created);
     let mut run = Run {
         cfg,
         session,
+        summary,
         cache,
         repaired: false,
+        settle_attempts: 0,
         seen_target: None,
         unsupported,
         retry: Retry::new(cfg.retries),
     };
-    let retry = run.retry;
-    // An existing mirror is not seeded, so the target's listing does not depend on the source:
-    // overlap the two round trips. The source's error, if both fail, is the one reported.
-    let overlap = !run.cache.created;
-    let (first_look, listing) = std::thread::scope(|scope| {
-        let listing = overlap.then(|| {
-            scope.spawn(|| {
-                let start = Instant::now();
-                let (refs, retried) = retry.run("listing the target", || session.list(&cfg.target));
-                (refs, retried, start.elapsed().as_secs_f64())
-            })
-        });
-        let look = run.look(summary);
-        (look, listing.map(|handle| handle.join()))
-    });
-    let mut look = first_look?;
-    match listing {
-        Some(Ok((refs, retried, seconds))) => {
-            summary.seconds.plan += seconds;
-            summary.retries += retried;
-            run.seen_target = Some(refs?);
+    let mut look = run.first_look()?;
+    let mut round = 1;
+    loop {
+        run.summary.rounds = round;
+        match run.round(&look, round)? {
+            Next::Done(status) => return Ok(status),
+            Next::Again(repaired) => look = repaired,
+            Next::Settle => {}
+            Next::Round(moved) if round < cfg.max_rounds => {
+                info!("the source changed during round {round}: catching up");
+                look = moved;
+                round += 1;
+            }
+            Next::Round(_) => bail!(
+                "the source kept changing for {} rounds; the target holds the state of the last \
+                 round. Run sync again or raise --max-rounds",
+                cfg.max_rounds
+            ),
         }
-        Some(Err(panic)) => std::panic::resume_unwind(panic),
-        None => {}
     }
-    if run.cache.interrupted_push {
-        info!(
-            "an earlier run's push to the target did not finish; the target may still change \
-             under this run, so it is listed again after this run's push"
-        );
-    }
-    let mut settle_attempts = 0;
-    let mut round = 0;
-    while round < cfg.max_rounds {
-        round += 1;
-        summary.rounds = round;
-        let fetched = look.fetched.is_some();
+}
 
-        if look.refs.is_empty() {
-            let target = run.target(summary)?;
-            let selected = target.keys().filter(|n| cfg.filter.selects(n)).count();
-            if selected == 0 {
-                info!("the source and the target are both empty");
-                return Ok(if cfg.dry_run {
-                    Status::DryRun
-                } else {
-                    Status::InSync
-                });
+/// What one run carries from step to step.
+struct Run<'a> {
+    cfg: &'a SyncConfig,
+    session: &'a Session,
+    summary: &'a mut Summary,
+    cache: Cache,
+    /// The cache was rebuilt once already; a second failure is final.
+    repaired: bool,
+    /// Pushes made again because the target changed under this run.
+    settle_attempts: u32,
+    /// The target's refs as the seed, the first listing or a settle saw them: still current for
+    /// the next plan, as nothing but this run pushes there.
+    seen_target: Option<RefMap>,
+    /// The source's refs this tool cannot carry, as the last look saw them.
+    unsupported: &'a mut Vec<Unsupported>,
+    retry: Retry,
+}
+
+/// What a round leads to.
+enum Next {
+    Done(Status),
+    /// The same round again, from this look: the cache was repaired.
+    Again(Look),
+    /// The same round again, from the same look: the target changed under the push.
+    Settle,
+    /// The source moved during the round (this look saw it): the next round.
+    Round(Look),
+}
+
+/// A round's plan and what it was made from.
+struct Planned {
+    plan: Plan,
+    /// The cache's refs: what the target is to hold.
+    wanted: RefMap,
+    /// How many of the target's refs the filter selects.
+    on_target: usize,
+    target: RefMap,
+}
+
+/// What a push step leads to.
+enum Pushed {
+    Done,
+    /// The cache failed its check before the push; nothing was pushed.
+    Damaged(String),
+    Settle,
+}
+
+impl Run<'_> {
+    /// The first look at the source. An existing mirror is not seeded, so the target's listing
+    /// does not depend on the source: the two round trips overlap. The source's error, if both
+    /// fail, is the one reported.
+    fn first_look(&mut self) -> Result<Look> {
+        let (cfg, session, retry) = (self.cfg, self.session, self.retry);
+        let overlap = !self.cache.created;
+        let (look, listing) = std::thread::scope(|scope| {
+            let listing = overlap.then(|| {
+                scope.spawn(|| {
+                    let start = Instant::now();
+                    let (refs, retried) =
+                        retry.run("listing the target", || session.list(&cfg.target));
+                    (refs, retried, start.elapsed().as_secs_f64())
+                })
+            });
+            let look = self.look();
+            (look, listing.map(|handle| handle.join()))
+        });
+        let look = look?;
+        match listing {
+            Some(Ok((refs, retried, seconds))) => {
+                self.summary.seconds.plan += seconds;
+                self.summary.retries += retried;
+                self.seen_target = Some(refs?);
             }
-            if !cfg.allow_mass_delete {
-                return Err(refused(DeleteGuard::SourceEmpty, round, summary));
-            }
-            warn!(
-                "the source is empty: deleting every selected ref on the target (--allow-mass-delete)"
-            );
-            run.seen_target = Some(target);
+            Some(Err(panic)) => std::panic::resume_unwind(panic),
+            None => {}
         }
+        if self.cache.interrupted_push {
+            info!(
+                "an earlier run's push to the target did not finish; the target may still change \
+                 under this run, so it is listed again after this run's push"
+            );
+        }
+        Ok(look)
+    }
+
+    /// One round from `look`: plan, guard, push, catch up.
+    fn round(&mut self, look: &Look, round: u32) -> Result<Next> {
+        let fetched = look.fetched.is_some();
         if !fetched {
             debug!("the cache already holds every source ref: nothing to fetch");
         }
-        let wanted = libgit2::local_refs(&run.cache.repo)?;
-        if fetched && let Some(done) = crate::gitcli::maintain(&run.cache.path) {
-            info!("cache maintenance: {done}");
-            run.cache.reopen()?;
-        }
-
-        let target_refs = run.target(summary)?;
-        let plan = timed!(
-            summary.plan,
-            Plan::new(&run.cache.repo, &wanted, &target_refs, &cfg.filter)
-        );
-        summary.refs.unchanged = plan.unchanged;
-        let selected_on_target = target_refs.keys().filter(|n| cfg.filter.selects(n)).count();
-        let limit = cfg
-            .max_delete
-            .unwrap_or_else(|| default_max_delete(selected_on_target));
-        if !cfg.allow_mass_delete && plan.deletes() > limit {
-            return Err(refused(
-                DeleteGuard::TooManyDeletes {
-                    planned: plan.deletes(),
-                    limit,
-                },
-                round,
-                summary,
-            ));
-        }
-
-        if cfg.dry_run {
-            for change in &plan.changes {
-                summary.record(change, RefResult::Planned, None);
+        let Some(planned) = self.plan(look)? else {
+            info!("the source and the target are both empty");
+            return Ok(Next::Done(self.finished()));
+        };
+        self.guard(look, &planned, round)?;
+        if self.cfg.dry_run {
+            for change in &planned.plan.changes {
+                self.summary.record(change, RefResult::Planned, None);
             }
-            return Ok(Status::DryRun);
+            return Ok(Next::Done(Status::DryRun));
         }
-        if plan.is_empty() {
+        if planned.plan.is_empty() {
             debug!("the target already matches: no push");
             // The listing this plan was made from is the check an interrupted push calls for.
-            run.cache.clear_push_mark()?;
+            self.cache.clear_push_mark()?;
             if !fetched {
-                return Ok(Status::InSync);
+                return Ok(Next::Done(Status::InSync));
             }
         } else {
-            // A mirror this run created holds only packs libgit2 indexed and verified in this
-            // run (verifying them records them, at no cost); the checks are for what earlier,
-            // possibly killed, runs and the disk left. Skipping the walk on the first mirror
-            // saves a walk of the whole history.
-            let checked = timed!(
-                summary.plan,
-                run.cache.verify_packs().and_then(|()| {
-                    if run.cache.created {
-                        Ok(None)
-                    } else {
-                        push::check_connectivity(&run.cache.repo, &plan, &target_refs).map(Some)
+            match self.push(&planned)? {
+                Pushed::Done => {}
+                Pushed::Damaged(why) => return self.repair(&why).map(Next::Again),
+                Pushed::Settle => return Ok(Next::Settle),
+            }
+        }
+        let next = self.catch_up()?;
+        if next.refs == planned.wanted {
+            return Ok(Next::Done(Status::InSync));
+        }
+        Ok(Next::Round(next))
+    }
+
+    /// The status of a run with nothing to do.
+    fn finished(&self) -> Status {
+        if self.cfg.dry_run {
+            Status::DryRun
+        } else {
+            Status::InSync
+        }
+    }
+
+    /// The cache's refs against the target's, after upkeep of a cache that just fetched; `None`
+    /// when the source and the target are both empty.
+    fn plan(&mut self, look: &Look) -> Result<Option<Planned>> {
+        let target = self.target()?;
+        let filter = &self.cfg.filter;
+        let on_target = target.keys().filter(|n| filter.selects(n)).count();
+        if look.refs.is_empty() && on_target == 0 {
+            return Ok(None);
+        }
+        let wanted = self.cache.refs()?;
+        if look.fetched.is_some() {
+            self.cache.maintain()?;
+        }
+        let plan = timed!(
+            self.summary,
+            plan,
+            Plan::new(&self.cache.repo, &wanted, &target, filter)
+        );
+        self.summary.refs.unchanged = plan.unchanged;
+        Ok(Some(Planned {
+            plan,
+            wanted,
+            on_target,
+            target,
+        }))
+    }
+
+    /// The delete guard, before anything of this round is pushed.
+    fn guard(&self, look: &Look, planned: &Planned, round: u32) -> Result<()> {
+        let checked = self.cfg.guard.check(
+            look.refs.is_empty(),
+            planned.plan.deletes(),
+            planned.on_target,
+        );
+        checked.map_err(|refusal| {
+            Error::DeleteGuard {
+                refusal,
+                round,
+                pushed: self.summary.refs.pushed(),
+            }
+            .into()
+        })
+    }
+
+    /// Check the cache, then push the plan. A push the target partly refused because an earlier
+    /// run's push landed under it is settled: pushed again from a fresh listing.
+    fn push(&mut self, planned: &Planned) -> Result<Pushed> {
+        let commits = match timed!(self.summary, plan, self.check(planned)) {
+            Ok(commits) => commits,
+            Err(why) => return Ok(Pushed::Damaged(why)),
+        };
+        let unsettled = self.cache.interrupted_push;
+        self.cache.mark_push(self.cfg.target.url.redacted())?;
+        let rejected = timed!(
+            self.summary,
+            push,
+            push::execute(
+                self.session,
+                &self.cfg.push,
+                &self.cfg.target,
+                &self.cache.repo,
+                &planned.plan,
+                commits,
+                planned.wanted.len(),
+                self.summary
+            )?
+        );
+        if unsettled && rejected.iter().all(|r| lost_a_race(&r.reason)) {
+            return self.settle(planned, &rejected);
+        }
+        if !rejected.is_empty() {
+            // Refs refused while an earlier push may still be landing: the next run checks.
+            if !unsettled {
+                self.cache.clear_push_mark()?;
+            }
+            return Err(Error::Rejected(rejected).into());
+        }
+        self.cache.clear_push_mark()?;
+        Ok(Pushed::Done)
+    }
+
+    /// What the push is about to send must be readable: a cache damaged by a killed run must not
+    /// reach the target. A mirror this run created holds only packs libgit2 indexed and verified
+    /// in this run (verifying them records them, at no cost); the checks are for what earlier,
+    /// possibly killed, runs and the disk left, and skipping the walk on a first mirror saves a
+    /// walk of the whole history. Returns how many commits the push sends, when counted.
+    fn check(&self, planned: &Planned) -> Result<Option<usize>, String> {
+        self.cache.verify_packs()?;
+        if self.cache.created {
+            return Ok(None);
+        }
+        push::check_connectivity(&self.cache.repo, &planned.plan, &planned.target).map(Some)
+    }
+
+    /// Rebuild a cache that failed its check before a push, once, and look at the source again.
+    fn repair(&mut self, why: &str) -> Result<Look> {
+        if self.repaired {
+            bail!(
+                "the cache at {} is still damaged after a rebuild ({why}); refusing to push from it",
+                self.cache.path.display()
+            );
+        }
+        self.repaired = true;
+        self.cache
+            .rebuild(&format!("it failed its check before the push: {why}"))?;
+        self.look()
+    }
+
+    /// An earlier run's push may have landed while this one ran (and refused some of its
+    /// updates, made from values the landing changed): if the target is not what this push was
+    /// to leave, push again from a fresh listing.
+    fn settle(&mut self, planned: &Planned, rejected: &[RefProblem]) -> Result<Pushed> {
+        let after = timed!(self.summary, plan, self.list_target()?);
+        let differ = differing_refs(&after, &planned.wanted, self.cfg);
+        // Refused updates are either planned again or, the target already holding what they
+        // would have set, moot.
+        self.summary.forget_rejected(rejected);
+        if differ == 0 {
+            self.cache.clear_push_mark()?;
+            return Ok(Pushed::Done);
+        }
+        self.settle_attempts += 1;
+        if self.settle_attempts > SETTLE_ATTEMPTS {
+            bail!(
+                "the target keeps changing under this run ({differ} ref(s) differ after \
+                 {SETTLE_ATTEMPTS} pushes): a push from an earlier, interrupted run, or another \
+                 writer, is still updating it; run sync again later"
+            );
+        }
+        warn!(
+            "the target changed after this run's push ({differ} ref(s) differ): a push an \
+             earlier, interrupted run started has landed since; pushing again"
+        );
+        self.seen_target = Some(after);
+        Ok(Pushed::Settle)
+    }
+
+    /// Catch-up: a push to the source during this run may have had its own webhook build
+    /// refused (CodeBuild's concurrency limit is 1); mirror it now rather than wait. When the
+    /// source moved, this look already fetches the next round's objects.
+    fn catch_up(&mut self) -> Result<Look> {
+        self.look()
+    }
+
+    /// The target's refs: those already seen, or a fresh listing.
+    fn target(&mut self) -> Result<RefMap> {
+        match self.seen_target.take() {
+            Some(refs) => Ok(refs),
+            None => Ok(timed!(self.summary, plan, self.list_target()?)),
+        }
+    }
+
+    /// A fresh listing of the target, retried after transient failures.
+    fn list_target(&mut self) -> Result<RefMap> {
+        let (session, target) = (self.session, &self.cfg.target);
+        let (refs, retried) = self
+            .retry
+            .run("listing the target", || session.list(target));
+        self.summary.retries += retried;
+        refs
+    }
+
+    /// Look at the source and fetch from it when its refs differ from the cache's. A mirror
+    /// that is new and empty is seeded from the target first (unless --no-seed), so the source
+    /// sends only what the target lacks. A fetch that fails inside the cache (unreadable objects
+    /// or refs) rebuilds the cache once and tries again.
+    fn look(&mut self) -> Result<Look> {
+        loop {
+            if self.cfg.seed
+                && self.cache.created
+                && !self.summary.seeded
+                && self.cache.refs()?.is_empty()
+            {
+                self.seed()?;
+            }
+            let (cfg, session, cache) = (self.cfg, self.session, &self.cache);
+            let local = cache.refs()?;
+            let (looked, retried) = timed!(
+                self.summary,
+                fetch,
+                self.retry.run("fetching from the source", || {
+                    let decide = |refs: &RefMap| {
+                        let fetch = *refs != local && cfg.guard.lets_fetch_prune_to(refs);
+                        if fetch {
+                            info!("fetching from {}", cfg.source.url);
+                        }
+                        fetch
+                    };
+                    let look = session.look(&cache.repo, &cfg.source, "fetch", decide)?;
+                    if look.fetched.is_some() {
+                        cache.record(&look.refs, true, &cfg.source.url)?;
                     }
+                    Ok(look)
                 })
             );
-            let commits = match checked {
-                Ok(commits) => commits,
-                Err(why) if !run.repaired => {
-                    run.repaired = true;
-                    run.cache
-                        .rebuild(&format!("it failed its check before the push: {why}"))?;
-                    look = run.look(summary)?;
-                    // The repair does not use up a round.
-                    round -= 1;
-                    continue;
+            self.summary.retries += retried;
+            match looked {
+                Ok(look) => {
+                    if let Some(stats) = look.fetched {
+                        self.summary.transfer.fetch.add(stats);
+                    }
+                    self.unsupported.clone_from(&look.unsupported);
+                    return Ok(look);
                 }
-                Err(why) => bail!(
-                    "the cache at {} is still damaged after a rebuild ({why}); refusing to push from it",
-                    run.cache.path.display()
-                ),
-            };
-            let unsettled = run.cache.interrupted_push;
-            run.cache.mark_push(cfg.target.url.redacted())?;
-            let mut rejected = timed!(
-                summary.push,
-                push::execute(
-                    session,
-                    &cfg.push,
-                    &cfg.target,
-                    &run.cache.repo,
-                    &plan,
-                    commits,
-                    wanted.len(),
-                    summary
-                )?
-            );
-            if unsettled && rejected.iter().all(|r| lost_a_race(&r.reason)) {
-                // An earlier run's push may have landed while this one ran (and refused some of
-                // its updates, made from values the landing changed); if the target is not what
-                // this push was to leave, push again.
-                let after = timed!(summary.plan, run.list_target(summary)?);
-                let differ = differing_refs(&after, &wanted, cfg);
-                // Refused updates are either planned again or, the target already holding what
-                // they would have set, moot.
-                summary.forget_rejected(&rejected);
-                rejected.clear();
-                if differ > 0 {
-                    settle_attempts += 1;
-                    if settle_attempts > SETTLE_ATTEMPTS {
-                        bail!(
-                            "the target keeps changing under this run ({differ} ref(s) differ \
-                             after {SETTLE_ATTEMPTS} pushes): a push from an earlier, interrupted \
-                             run, or another writer, is still updating it; run sync again later"
+                Err(err) if !self.repaired && is_local_damage(&err) => {
+                    self.repaired = true;
+                    self.seen_target = None;
+                    self.cache
+                        .rebuild(&format!("the fetch failed inside the cache: {err:#}"))?;
+                }
+                Err(err) => return Err(err),
+            }
+        }
+    }
+
+    /// Fill the new, empty cache from the target's refs.
+    fn seed(&mut self) -> Result<()> {
+        let (cfg, session, cache) = (self.cfg, self.session, &self.cache);
+        let (seed, retried) = timed!(
+            self.summary,
+            seed,
+            self.retry.run("seeding from the target", || {
+                let decide = |refs: &RefMap| {
+                    if !refs.is_empty() {
+                        info!(
+                            "seeding the new cache from the target's {} refs, so the source sends \
+                             only what the target lacks",
+                            refs.len()
                         );
                     }
-                    warn!(
-                        "the target changed after this run's push ({differ} ref(s) differ): a push \
-                         an earlier, interrupted run started has landed since; pushing again"
-                    );
-                    run.seen_target = Some(after);
-                    round -= 1;
-                    continue;
+                    !refs.is_empty()
+                };
+                let look = session.look(&cache.repo, &cfg.target, "seed", decide)?;
+                if look.fetched.is_some() {
+                    cache.record(&look.refs, false, &cfg.target.url)?;
                 }
-            }
-            if !rejected.is_empty() {
-                // Refs refused while an earlier push may still be landing: the next run checks.
-                if !unsettled {
-                    run.cache.clear_push_mark()?;
-                }
-                return Err(Error::Rejected(rejected).into());
-            }
-            run.cache.clear_push_mark()?;
+                Ok(look)
+            })
+        );
+        self.summary.retries += retried;
+        let seed = seed?;
+        libgit2::leave_alone(&cfg.target.url, &seed.unsupported);
+        if let Some(stats) = seed.fetched {
+            self.summary.transfer.seed.add(stats);
+            self.summary.seeded = true;
         }
-
-        // Catch-up: a push to the source during this run may have had its own webhook build
-        // refused (CodeBuild's concurrency limit is 1); mirror it now rather than wait. When the
-        // source moved, this look already fetches the next round's objects.
-        look = run.look(summary)?;
-        if look.refs == wanted {
-            return Ok(Status::InSync);
-        }
-        info!("the source changed during round {round}: catching up");
+        self.seen_target = Some(seed.refs);
+        Ok(())
     }
-    bail!(
-        "the source kept changing for {} rounds; the target holds the state of the last round. \
-         Run sync again or raise --max-rounds",
-        cfg.max_rounds
-    )
-}
-
-/// The delete guard's refusal in `round`, with what the run's earlier rounds pushed.
-fn refused(guard: DeleteGuard, round: u32, summary: &Summary) -> anyhow::Error {
-    Error::DeleteGuard {
-        guard,
-        round,
-        pushed: summary.refs.pushed(),
-    }
-    .into()
 }
 
 /// Whether a ref update was refused because the ref moved under it (the old value it was sent
@@ -410,94 +594,4 @@ fn differing_refs(target: &RefMap, wanted: &RefMap, cfg: &SyncConfig) -> usize {
         .filter(|(n, id)| target.get(*n) != Some(id))
         .count();
     moved + target.keys().filter(|n| !wanted.contains_key(*n)).count()
-}
-
-impl Run<'_> {
-    /// The target's refs: those already seen, or a fresh listing.
-    fn target(&mut self, summary: &mut Summary) -> Result<RefMap> {
-        match self.seen_target.take() {
-            Some(refs) => Ok(refs),
-            None => Ok(timed!(summary.plan, self.list_target(summary)?)),
-        }
-    }
-
-    /// A fresh listing of the target, retried after transient failures.
-    fn list_target(&self, summary: &mut Summary) -> Result<RefMap> {
-        let (refs, retried) = self
-            .retry
-            .run("listing the target", || self.session.list(&self.cfg.target));
-        summary.retries += retried;
-        refs
-    }
-
-    /// Look at the source and fetch from it when its refs differ from the cache's. A mirror
-    /// that is new and empty is seeded from the target first (unless --no-seed), so the source
-    /// sends only what the target lacks. A fetch that fails inside the cache (unreadable objects
-    /// or refs) rebuilds the cache once and tries again.
-    fn look(&mut self, summary: &mut Summary) -> Result<Look> {
-        let (cfg, session) = (self.cfg, self.session);
-        loop {
-            let cache = &self.cache;
-            if cfg.seed
-                && cache.created
-                && !summary.seeded
-                && libgit2::local_refs(&cache.repo)?.is_empty()
-            {
-                let (seed, retried) = timed!(
-                    summary.seed,
-                    self.retry.run("seeding from the target", || {
-                        session.look(&cache.repo, &cfg.target, false, "seed", |refs| {
-                            if !refs.is_empty() {
-                                info!(
-                                    "seeding the new cache from the target's {} refs, so the source sends only what the target lacks",
-                                    refs.len()
-                                );
-                            }
-                            !refs.is_empty()
-                        })
-                    })
-                );
-                summary.retries += retried;
-                let seed = seed?;
-                libgit2::leave_alone(&cfg.target.url, &seed.unsupported);
-                if let Some(stats) = seed.fetched {
-                    summary.transfer.seed.add(stats);
-                    summary.seeded = true;
-                }
-                self.seen_target = Some(seed.refs);
-            }
-            let local = libgit2::local_refs(&cache.repo)?;
-            let (looked, retried) = timed!(
-                summary.fetch,
-                self.retry.run("fetching from the source", || {
-                    session.look(&cache.repo, &cfg.source, true, "fetch", |refs| {
-                        // An empty listing never empties the cache unless mass deletes are
-                        // allowed: the delete guard decides what happens next.
-                        let fetch = *refs != local && (!refs.is_empty() || cfg.allow_mass_delete);
-                        if fetch {
-                            info!("fetching from {}", cfg.source.url);
-                        }
-                        fetch
-                    })
-                })
-            );
-            summary.retries += retried;
-            match looked {
-                Ok(look) => {
-                    if let Some(stats) = look.fetched {
-                        summary.transfer.fetch.add(stats);
-                    }
-                    self.unsupported.clone_from(&look.unsupported);
-                    return Ok(look);
-                }
-                Err(err) if !self.repaired && is_local_damage(&err) => {
-                    self.repaired = true;
-                    self.seen_target = None;
-                    self.cache
-                        .rebuild(&format!("the fetch failed inside the cache: {err:#}"))?;
-                }
-                Err(err) => return Err(err),
-            }
-        }
-    }
 }

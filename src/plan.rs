@@ -5,6 +5,7 @@
 
 use git2::{Oid, Repository};
 use serde::Serialize;
+use tracing::warn;
 
 use crate::refname::RefMap;
 use crate::select::RefFilter;
@@ -121,9 +122,79 @@ fn is_fast_forward(repo: &Repository, old: Oid, new: Oid) -> bool {
     is_commit(old) && is_commit(new) && repo.graph_descendant_of(new, old).unwrap_or(false)
 }
 
-/// The default for `--max-delete`: half the target's selected refs, at least 10.
-pub(crate) fn default_max_delete(target_refs: usize) -> usize {
-    (target_refs / 2).max(10)
+/// The delete guard, both of its rules: a source that lists no refs at all (a broken
+/// repository, wrong credentials a server answers with an empty list) and a plan deleting more
+/// than `--max-delete` refs each stop the run before that plan is pushed.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct DeleteGuard {
+    /// `--allow-mass-delete`: the guard is off.
+    pub(crate) allow_mass_delete: bool,
+    /// `--max-delete`; by default half the target's selected refs, at least 10.
+    pub(crate) max_delete: Option<usize>,
+}
+
+/// Why the delete guard refused a plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    SourceEmpty,
+    TooManyDeletes { planned: usize, limit: usize },
+}
+
+impl DeleteGuard {
+    /// Whether a fetch may prune the cache to the source's `refs`: an empty listing never empties
+    /// the cache unless mass deletes are allowed, so the guard sees the source as it was.
+    pub(crate) fn lets_fetch_prune_to(&self, refs: &RefMap) -> bool {
+        !refs.is_empty() || self.allow_mass_delete
+    }
+
+    /// Refuse a plan deleting `deletes` of the `on_target` selected refs on the target, made from
+    /// a source that listed no refs (`source_empty`) or some.
+    pub(crate) fn check(
+        &self,
+        source_empty: bool,
+        deletes: usize,
+        on_target: usize,
+    ) -> Result<(), Refusal> {
+        if self.allow_mass_delete {
+            if source_empty {
+                warn!(
+                    "the source is empty: deleting every selected ref on the target \
+                     (--allow-mass-delete)"
+                );
+            }
+            return Ok(());
+        }
+        if source_empty {
+            return Err(Refusal::SourceEmpty);
+        }
+        let limit = self.max_delete.unwrap_or((on_target / 2).max(10));
+        if deletes > limit {
+            return Err(Refusal::TooManyDeletes {
+                planned: deletes,
+                limit,
+            });
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refusal::SourceEmpty => write!(
+                f,
+                "delete guard: the source lists no refs at all, so mirroring it would empty the \
+                 target; check the source URL and credentials, or pass --allow-mass-delete if \
+                 emptying the target is intended"
+            ),
+            Refusal::TooManyDeletes { planned, limit } => write!(
+                f,
+                "delete guard: the plan deletes {planned} refs on the target, more than \
+                 --max-delete {limit}; check the source, or raise --max-delete or pass \
+                 --allow-mass-delete if this is intended"
+            ),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -192,8 +263,34 @@ mod tests {
     }
 
     #[test]
-    fn max_delete_default() {
-        assert_eq!(default_max_delete(0), 10);
-        assert_eq!(default_max_delete(30), 15);
+    fn the_guard_refuses_an_empty_source_and_mass_deletes() {
+        let guard = DeleteGuard {
+            allow_mass_delete: false,
+            max_delete: None,
+        };
+        assert_eq!(guard.check(true, 0, 5), Err(Refusal::SourceEmpty));
+        // Half the target's selected refs, at least 10.
+        assert_eq!(guard.check(false, 10, 0), Ok(()));
+        assert_eq!(
+            guard.check(false, 11, 0),
+            Err(Refusal::TooManyDeletes {
+                planned: 11,
+                limit: 10
+            })
+        );
+        assert_eq!(guard.check(false, 15, 30), Ok(()));
+        assert!(guard.check(false, 16, 30).is_err());
+        assert!(!guard.lets_fetch_prune_to(&RefMap::new()));
+        let off = DeleteGuard {
+            allow_mass_delete: true,
+            max_delete: Some(0),
+        };
+        assert_eq!(off.check(true, 100, 100), Ok(()));
+        assert!(off.lets_fetch_prune_to(&RefMap::new()));
+        let limited = DeleteGuard {
+            allow_mass_delete: false,
+            max_delete: Some(4),
+        };
+        assert!(limited.check(false, 5, 1000).is_err());
     }
 }
