@@ -56,11 +56,17 @@ pub(crate) enum Command {
 #[derive(Debug, Args)]
 pub(crate) struct SyncArgs {
     /// Repository to mirror: path, file://, git://, http(s)://, ssh:// or user@host:path.
-    #[arg(long, value_name = "URL", env = "BACKLOG_MIRROR_SOURCE")]
+    #[arg(long, value_name = "URL", env = "BACKLOG_MIRROR_SOURCE",
+          conflicts_with_all = ["backlog_space", "backlog_domain", "backlog_project", "backlog_repo"])]
     pub(crate) source: Option<String>,
 
     /// Remote to make an exact mirror of the source (same URL forms).
-    #[arg(long, value_name = "URL", env = "BACKLOG_MIRROR_TARGET")]
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "BACKLOG_MIRROR_TARGET",
+        conflicts_with = "codecommit_repo"
+    )]
     pub(crate) target: Option<String>,
 
     /// Directory holding the bare mirror [default: $XDG_CACHE_HOME/backlog-mirror or ~/.cache/backlog-mirror].
@@ -170,6 +176,7 @@ pub(crate) struct SyncArgs {
 
     /// SSH private key from this Parameter Store parameter (SecureString, read with decryption).
     #[arg(
+        group = "ssh-key",
         long,
         value_name = "NAME",
         env = "BACKLOG_MIRROR_SSH_KEY_SSM",
@@ -179,6 +186,7 @@ pub(crate) struct SyncArgs {
 
     /// SSH private key from this environment variable (e.g. set by a buildspec's parameter-store block).
     #[arg(
+        group = "ssh-key",
         long,
         value_name = "VAR",
         env = "BACKLOG_MIRROR_SSH_KEY_ENV",
@@ -188,6 +196,7 @@ pub(crate) struct SyncArgs {
 
     /// SSH private key from this file.
     #[arg(
+        group = "ssh-key",
         long,
         value_name = "PATH",
         env = "BACKLOG_MIRROR_SSH_KEY_FILE",
@@ -197,6 +206,7 @@ pub(crate) struct SyncArgs {
 
     /// Passphrase of an encrypted key, from this Parameter Store parameter.
     #[arg(
+        group = "ssh-passphrase",
         long,
         value_name = "NAME",
         env = "BACKLOG_MIRROR_SSH_PASSPHRASE_SSM",
@@ -206,6 +216,7 @@ pub(crate) struct SyncArgs {
 
     /// Passphrase of an encrypted key, from this environment variable.
     #[arg(
+        group = "ssh-passphrase",
         long,
         value_name = "VAR",
         env = "BACKLOG_MIRROR_SSH_PASSPHRASE_ENV",
@@ -215,6 +226,7 @@ pub(crate) struct SyncArgs {
 
     /// Passphrase of an encrypted key, from this file.
     #[arg(
+        group = "ssh-passphrase",
         long,
         value_name = "PATH",
         env = "BACKLOG_MIRROR_SSH_PASSPHRASE_FILE",
@@ -224,6 +236,7 @@ pub(crate) struct SyncArgs {
 
     /// Accept SSH host keys listed in this OpenSSH known_hosts file [default: ~/.ssh/known_hosts].
     #[arg(
+        group = "host-key-policy",
         long,
         value_name = "FILE",
         env = "BACKLOG_MIRROR_KNOWN_HOSTS",
@@ -233,6 +246,7 @@ pub(crate) struct SyncArgs {
 
     /// Accept the SSH host key with this fingerprint, e.g. SHA256:abc... (repeatable).
     #[arg(
+        group = "host-key-policy",
         long,
         value_name = "SHA256:...",
         value_delimiter = ',',
@@ -274,6 +288,7 @@ pub(crate) struct SyncArgs {
 
     /// HTTPS source password or token from this Parameter Store parameter.
     #[arg(
+        group = "source-password",
         long,
         value_name = "NAME",
         env = "BACKLOG_MIRROR_SOURCE_PASSWORD_SSM",
@@ -283,6 +298,7 @@ pub(crate) struct SyncArgs {
 
     /// HTTPS source password or token from this environment variable.
     #[arg(
+        group = "source-password",
         long,
         value_name = "VAR",
         env = "BACKLOG_MIRROR_SOURCE_PASSWORD_ENV",
@@ -292,6 +308,7 @@ pub(crate) struct SyncArgs {
 
     /// HTTPS source password or token from this file.
     #[arg(
+        group = "source-password",
         long,
         value_name = "PATH",
         env = "BACKLOG_MIRROR_SOURCE_PASSWORD_FILE",
@@ -301,6 +318,7 @@ pub(crate) struct SyncArgs {
 
     /// HTTPS target password or token (GitHub, GitLab...) from this Parameter Store parameter.
     #[arg(
+        group = "target-password",
         long,
         value_name = "NAME",
         env = "BACKLOG_MIRROR_TARGET_PASSWORD_SSM",
@@ -310,6 +328,7 @@ pub(crate) struct SyncArgs {
 
     /// HTTPS target password or token from this environment variable.
     #[arg(
+        group = "target-password",
         long,
         value_name = "VAR",
         env = "BACKLOG_MIRROR_TARGET_PASSWORD_ENV",
@@ -319,6 +338,7 @@ pub(crate) struct SyncArgs {
 
     /// HTTPS target password or token from this file.
     #[arg(
+        group = "target-password",
         long,
         value_name = "PATH",
         env = "BACKLOG_MIRROR_TARGET_PASSWORD_FILE",

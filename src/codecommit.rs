@@ -7,11 +7,12 @@
 //! differs from ordinary SigV4 and is easy to get wrong: the timestamp in the string to sign has
 //! no trailing `Z`; the `Z` appears only in the password, between timestamp and signature.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use anyhow::{Context, Result};
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
 
 use crate::secret::Secret;
 
@@ -250,7 +251,7 @@ pub(crate) fn sign(
     let scope = format!("{date}/{region}/codecommit/aws4_request");
     let string_to_sign = format!(
         "AWS4-HMAC-SHA256\n{stamp}\n{scope}\n{}",
-        hex(&Sha256::digest(canonical.as_bytes()))
+        hex::encode(Sha256::digest(canonical.as_bytes()))
     );
     let key = aws_sigv4::sign::v4::generate_signing_key(
         creds.secret_access_key,
@@ -266,37 +267,12 @@ pub(crate) fn sign(
     (username, format!("{stamp}Z{signature}"))
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// (`YYYYMMDD`, `YYYYMMDDTHHMMSS`) in UTC.
 fn timestamp(time: SystemTime) -> (String, String) {
-    let secs = time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    let (y, m, d) = civil_from_days(days as i64);
-    let date = format!("{y:04}{m:02}{d:02}");
-    let stamp = format!(
-        "{date}T{:02}{:02}{:02}",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    );
+    let t = OffsetDateTime::from(time);
+    let date = format!("{:04}{:02}{:02}", t.year(), u8::from(t.month()), t.day());
+    let stamp = format!("{date}T{:02}{:02}{:02}", t.hour(), t.minute(), t.second());
     (date, stamp)
-}
-
-/// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
 }
 
 /// Signs for one repository with credentials from the AWS chain, afresh on every call.
@@ -371,7 +347,7 @@ impl Signer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
+    use std::time::{Duration, UNIX_EPOCH};
 
     #[test]
     fn parses_every_form() {

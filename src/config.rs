@@ -349,18 +349,9 @@ fn flag_or_env(flag: &Option<String>, legacy_env: &str) -> Option<String> {
 
 /// `--backlog-space/-domain/-project/-repo` to `KEY@KEY.git.DOMAIN:/PROJECT/REPO.git`.
 /// An explicit `--source` wins over the reference buildspec's `BACKLOG_*` variables (they are
-/// defaults a project may carry), but not over our own `--backlog-*` flags: that is a conflict.
+/// defaults a project may carry); with our own `--backlog-*` flags it is a conflict `cli` refuses.
 fn backlog_source(args: &SyncArgs) -> anyhow::Result<Option<String>> {
-    let own_flags = args.backlog_space.is_some()
-        || args.backlog_domain.is_some()
-        || args.backlog_project.is_some()
-        || args.backlog_repo.is_some();
     if args.source.is_some() {
-        if own_flags {
-            return Err(usage(
-                "give either --source or the --backlog-* flags, not both",
-            ));
-        }
         return Ok(None);
     }
     let space = flag_or_env(&args.backlog_space, "BACKLOG_SPACE_KEY");
@@ -420,30 +411,30 @@ struct SecretSources {
 
 fn secret_sources(args: &SyncArgs) -> anyhow::Result<SecretSources> {
     let sources = SecretSources {
-        ssh_key: SecretSource::pick(
+        ssh_key: SecretSource::given(
             "ssh-key",
             args.ssh_key_ssm.as_ref(),
             args.ssh_key_env.as_ref(),
             args.ssh_key_file.as_ref(),
-        )?,
-        ssh_passphrase: SecretSource::pick(
+        ),
+        ssh_passphrase: SecretSource::given(
             "ssh-passphrase",
             args.ssh_passphrase_ssm.as_ref(),
             args.ssh_passphrase_env.as_ref(),
             args.ssh_passphrase_file.as_ref(),
-        )?,
-        source_password: SecretSource::pick(
+        ),
+        source_password: SecretSource::given(
             "source-password",
             args.source_password_ssm.as_ref(),
             args.source_password_env.as_ref(),
             args.source_password_file.as_ref(),
-        )?,
-        target_password: SecretSource::pick(
+        ),
+        target_password: SecretSource::given(
             "target-password",
             args.target_password_ssm.as_ref(),
             args.target_password_env.as_ref(),
             args.target_password_file.as_ref(),
-        )?,
+        ),
     };
     for secret in [
         &sources.ssh_key,
@@ -487,10 +478,11 @@ fn ssh_config(
 }
 
 fn host_key_policy(args: &SyncArgs) -> anyhow::Result<HostKeyPolicy> {
-    let given = usize::from(args.known_hosts.is_some())
-        + usize::from(!args.host_key_fingerprint.is_empty())
-        + usize::from(args.accept_new_host_key);
-    if given > 1 {
+    // `cli` refuses --known-hosts with --host-key-fingerprint; --accept-new-host-key is checked
+    // here, by its value: clap would count BACKLOG_MIRROR_ACCEPT_NEW_HOST_KEY=false as given.
+    if args.accept_new_host_key
+        && (args.known_hosts.is_some() || !args.host_key_fingerprint.is_empty())
+    {
         return Err(usage(
             "choose one host key policy: --known-hosts, --host-key-fingerprint or --accept-new-host-key",
         ));
@@ -526,10 +518,9 @@ fn host_key_policy(args: &SyncArgs) -> anyhow::Result<HostKeyPolicy> {
 /// The target, with CodeCommit's forms turned into the HTTPS URL that is actually contacted.
 fn target_remote(args: &SyncArgs) -> anyhow::Result<(RemoteUrl, Option<CodeCommit>)> {
     let shorthand = flag_or_env(&args.codecommit_repo, "CODECOMMIT_REPOSITORY_NAME");
+    // `--target` with `--codecommit-repo` is a conflict `cli` refuses; with the reference
+    // buildspec's CODECOMMIT_REPOSITORY_NAME, a default a project may carry, --target wins.
     let raw = match (&args.target, shorthand) {
-        (Some(_), Some(_)) if args.codecommit_repo.is_some() => {
-            return Err(usage("give either --target or --codecommit-repo, not both"));
-        }
         (Some(raw), _) => raw.clone(),
         (None, Some(name)) => format!("codecommit://{name}"),
         (None, None) => {

@@ -11,7 +11,7 @@ use anyhow::Context;
 use crate::error::usage;
 use crate::secret::Secret;
 
-/// Where a secret comes from: exactly one of `--<what>-ssm`, `--<what>-env`, `--<what>-file`.
+/// Where a secret comes from: one of `--<what>-ssm`, `--<what>-env`, `--<what>-file`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum SecretSource {
     Ssm { flag: String, name: String },
@@ -20,38 +20,30 @@ pub(crate) enum SecretSource {
 }
 
 impl SecretSource {
-    /// Pick the one source given for `what` (e.g. "ssh-key"); two or more is a usage error.
-    pub(crate) fn pick(
+    /// The source given for `what` (e.g. "ssh-key"), if any: `cli` lets at most one of the
+    /// three flags through.
+    pub(crate) fn given(
         what: &str,
         ssm: Option<&String>,
         env: Option<&String>,
         file: Option<&PathBuf>,
-    ) -> anyhow::Result<Option<SecretSource>> {
-        let mut given = Vec::new();
+    ) -> Option<SecretSource> {
         if let Some(name) = ssm {
-            given.push(SecretSource::Ssm {
+            return Some(SecretSource::Ssm {
                 flag: format!("--{what}-ssm"),
                 name: name.trim().to_string(),
             });
         }
         if let Some(var) = env {
-            given.push(SecretSource::Env {
+            return Some(SecretSource::Env {
                 flag: format!("--{what}-env"),
                 var: var.trim().to_string(),
             });
         }
-        if let Some(path) = file {
-            given.push(SecretSource::File {
-                flag: format!("--{what}-file"),
-                path: path.clone(),
-            });
-        }
-        if given.len() > 1 {
-            return Err(usage(format!(
-                "give only one of --{what}-ssm, --{what}-env and --{what}-file"
-            )));
-        }
-        Ok(given.pop())
+        file.map(|path| SecretSource::File {
+            flag: format!("--{what}-file"),
+            path: path.clone(),
+        })
     }
 
     pub(crate) fn flag(&self) -> &str {

@@ -308,17 +308,26 @@ fn host_matches(field: &str, names: &[String]) -> bool {
     matched
 }
 
+/// OpenSSH's host patterns: `*` and `?`, case-insensitive; every other character is itself
+/// (`[host]:port` is a name, not a character class), so globset is given them escaped.
 fn wildcard(pattern: &str, text: &str) -> bool {
-    fn go(p: &[u8], t: &[u8]) -> bool {
-        match (p.first(), t.first()) {
-            (None, None) => true,
-            (Some(b'*'), _) => go(&p[1..], t) || (!t.is_empty() && go(p, &t[1..])),
-            (Some(b'?'), Some(_)) => go(&p[1..], &t[1..]),
-            (Some(a), Some(b)) if a.eq_ignore_ascii_case(b) => go(&p[1..], &t[1..]),
-            _ => false,
+    let mut glob = String::with_capacity(pattern.len());
+    for c in pattern.chars() {
+        match c {
+            '[' | ']' | '{' | '}' => {
+                glob.push('[');
+                glob.push(c);
+                glob.push(']');
+            }
+            _ => glob.push(c),
         }
     }
-    go(pattern.as_bytes(), text.as_bytes())
+    globset::GlobBuilder::new(&glob)
+        .case_insensitive(true)
+        .literal_separator(false)
+        .backslash_escape(false)
+        .build()
+        .is_ok_and(|glob| glob.compile_matcher().is_match(text))
 }
 
 #[cfg(test)]
@@ -422,6 +431,27 @@ QyNTUxOQAAACDn4m0sJc0Kx9VUjzmB0bmRsS6ZfdGU0XzK8sDhA4lyJwAAAJhNa1qmTWta\n\
         assert!(
             matches!(policy.check(&key("unknown.example", None)), Verdict::Rejected(m) if m.contains("is not in"))
         );
+    }
+
+    #[test]
+    fn host_patterns_are_opensshs() {
+        for (pattern, host, matches) in [
+            ("*.example.com", "git.EXAMPLE.com", true),
+            ("git?.example.com", "git1.example.com", true),
+            ("git?.example.com", "git.example.com", false),
+            ("[127.0.0.1]:2222", "[127.0.0.1]:2222", true),
+            ("[127.0.0.1]:2222", "1", false),
+            ("[*]:2222", "[10.0.0.1]:2222", true),
+            ("{a,b}.example", "a.example", false),
+            ("a\\b", "a\\b", true),
+            ("*", "anything", true),
+        ] {
+            assert_eq!(wildcard(pattern, host), matches, "{pattern} {host}");
+        }
+        // A pattern of many stars against a long name that does not match: a backtracking
+        // matcher takes exponential time here.
+        let stars = "*a".repeat(30);
+        assert!(!wildcard(&stars, &"a".repeat(29)));
     }
 
     #[test]

@@ -261,6 +261,48 @@ fn every_bad_input_gets_one_line_its_exit_code_and_no_change() {
             mentions: "--ssh-key",
         },
         Case {
+            name: "two key sources, one from the environment",
+            args: base(&["--ssh-key-file", "/k"]),
+            env: vec![("BACKLOG_MIRROR_SSH_KEY_SSM", s("/backlog-mirror/ssh-key"))],
+            code: 2,
+            mentions: "--ssh-key-ssm",
+        },
+        Case {
+            name: "two passwords for the target",
+            args: base(&["--target-password-env", "T", "--target-password-file", "/t"]),
+            env: vec![],
+            code: 2,
+            mentions: "--target-password-",
+        },
+        Case {
+            name: "two host key policies",
+            args: base(&["--known-hosts", "/k", "--host-key-fingerprint", "SHA256:x"]),
+            env: vec![],
+            code: 2,
+            mentions: "--host-key-fingerprint",
+        },
+        Case {
+            name: "trust on first use with a known_hosts file",
+            args: base(&["--known-hosts", "/k", "--accept-new-host-key"]),
+            env: vec![],
+            code: 2,
+            mentions: "--accept-new-host-key",
+        },
+        Case {
+            name: "source and the backlog shorthand",
+            args: base(&["--backlog-space", "space"]),
+            env: vec![],
+            code: 2,
+            mentions: "--backlog-space",
+        },
+        Case {
+            name: "target and the codecommit shorthand",
+            args: base(&[]),
+            env: vec![("BACKLOG_MIRROR_CODECOMMIT_REPO", s("app"))],
+            code: 2,
+            mentions: "--codecommit-repo",
+        },
+        Case {
             name: "key env var unset",
             args: with(
                 "git@example.com:/p/r.git",
@@ -357,4 +399,26 @@ fn every_bad_input_gets_one_line_its_exit_code_and_no_change() {
         );
         assert_eq!(refs(&target), before, "{}: the target changed", case.name);
     }
+}
+
+/// The reference buildspec's variables (`BACKLOG_SPACE_KEY`, `CODECOMMIT_REPOSITORY_NAME`) are
+/// defaults a project may carry: a flag wins over them. A boolean set to false by its variable
+/// is not a choice: `BACKLOG_MIRROR_ACCEPT_NEW_HOST_KEY=false` goes with `--known-hosts`.
+#[test]
+fn flags_win_over_the_reference_buildspecs_variables() {
+    let sb = Sandbox::new();
+    let Pair { source, target, .. } = sb.pair("", &[]);
+    let known_hosts = sb.join("known_hosts");
+    std::fs::write(&known_hosts, "").unwrap();
+    let out = run(sb
+        .sync(&path_str(&source), &path_str(&target))
+        .arg("--known-hosts")
+        .arg(&known_hosts)
+        .env("BACKLOG_SPACE_KEY", "space")
+        .env("BACKLOG_PROJECT_KEY", "PROJ")
+        .env("BACKLOG_REPOSITORY_NAME", "app")
+        .env("CODECOMMIT_REPOSITORY_NAME", "app")
+        .env("BACKLOG_MIRROR_ACCEPT_NEW_HOST_KEY", "false"));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_mirror(&source, &target);
 }
