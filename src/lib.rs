@@ -33,6 +33,7 @@ mod secret;
 mod secret_source;
 mod select;
 mod ssh;
+#[cfg(target_os = "linux")]
 mod tcp;
 mod transfer;
 mod upload_pack;

@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use git2::{AutotagOption, Direction, FetchOptions, Oid, PushOptions, RemoteCallbacks};
 
-use tracing::warn;
+use tracing::{debug, warn};
 
 use crate::auth::Auth;
 use crate::git2_bytes;
@@ -58,7 +58,12 @@ pub(crate) fn init(timeout: Duration) -> Result<()> {
                 git2::opts::set_server_connect_timeout_in_milliseconds(millis)?;
                 git2::opts::set_server_timeout_in_milliseconds(millis)?;
             }
-            crate::tcp::register(millis, millis)?;
+            #[cfg(target_os = "linux")]
+            if own_socket_disabled() {
+                debug!("libgit2 connects with its own socket (BACKLOG_MIRROR_LIBGIT2_SOCKET)");
+            } else {
+                crate::tcp::register(millis, millis)?;
+            }
             crate::upload_pack::register()?;
             Ok(())
         })();
@@ -66,11 +71,25 @@ pub(crate) fn init(timeout: Duration) -> Result<()> {
     result.context("cannot configure libgit2")
 }
 
+/// `BACKLOG_MIRROR_LIBGIT2_SOCKET=1` (or `true`): let libgit2 connect with its own socket
+/// instead of `tcp`'s, should a libgit2 upgrade ever break the layout `tcp` relies on.
+#[cfg(target_os = "linux")]
+fn own_socket_disabled() -> bool {
+    std::env::var("BACKLOG_MIRROR_LIBGIT2_SOCKET")
+        .is_ok_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true"))
+}
+
+/// After a failed network operation, shut down the connections this thread opened (see `tcp`).
+fn cut_connections_of_this_thread() {
+    #[cfg(target_os = "linux")]
+    crate::tcp::cut_connections_of_this_thread();
+}
+
 impl Session {
     /// A libgit2 network failure on `url`, explained, with this thread's connections cut so
     /// libgit2's teardown does not wait on a peer that stopped answering.
     fn failed(&self, url: &RemoteUrl, what: &str, err: git2::Error) -> anyhow::Error {
-        crate::tcp::cut_connections_of_this_thread();
+        cut_connections_of_this_thread();
         self.auth.explain(url, what, err)
     }
 
@@ -203,7 +222,7 @@ impl Session {
             .packbuilder_parallelism(0);
         let pushed = git2_bytes::push(&mut anonymous, specs, &options);
         if pushed.is_err() {
-            crate::tcp::cut_connections_of_this_thread();
+            cut_connections_of_this_thread();
         }
         // Nothing is left to say to the remote; a failure to say goodbye changes nothing.
         let _ = anonymous.disconnect();

@@ -10,8 +10,13 @@
 //!
 //! libgit2 lets a program register its own "standard" stream (`git_stream_register`, a public
 //! API). Its SSH transport, however, reaches into the stream for the file descriptor, assuming
-//! libgit2's own socket stream layout; `SocketStream` keeps that layout (checked against the
-//! vendored libgit2 1.9, which Cargo.toml pins).
+//! libgit2's own socket stream layout (`git_socket_stream`, a private struct); `SocketStream`
+//! keeps that layout. Cargo.toml pins libgit2-sys exactly, so an upgrade is a deliberate change,
+//! and a test reads a stream libgit2 itself made through `SocketStream`, so it fails if the
+//! layout moved. Should it ever fail in the field, `BACKLOG_MIRROR_LIBGIT2_SOCKET=1` makes
+//! libgit2 connect with its own socket (no TCP_NODELAY, and no cutting of a dead connection: its
+//! teardown then waits out the network timeout). Linux only: the socket options, the layout and
+//! the tests are Linux's; elsewhere libgit2 keeps its own socket.
 
 use std::ffi::{CStr, CString, c_char, c_int, c_uint, c_void};
 use std::io::{ErrorKind, Read, Write};
@@ -245,7 +250,9 @@ fn open(host: &str, port: &str, connect_ms: c_int, io_ms: c_int) -> Result<RawFd
 }
 
 /// No Nagle; keepalive probes after a minute idle (a server computing a large pack says nothing
-/// for minutes, and NAT gateways drop silent flows); read and write timeouts.
+/// for minutes, and NAT gateways drop silent flows); read and write timeouts. libgit2's own
+/// socket, which this one replaces (it never runs beside it), sets the same keepalive for IPv4
+/// only, with 3 probes; this one covers IPv6 too and gives a slow link 6.
 fn configure(tcp: &TcpStream, io_ms: c_int) -> std::io::Result<()> {
     tcp.set_nodelay(true)?;
     tcp.set_read_timeout(millis(io_ms))?;
@@ -368,14 +375,79 @@ unsafe extern "C" fn free(stream: *mut GitStream) {
 mod tests {
     use super::*;
 
+    unsafe extern "C" {
+        /// libgit2's own constructor of the standard stream (internal, linked from the static
+        /// library): its registered replacement when there is one, else its own socket.
+        fn git_socket_stream_new(
+            out: *mut *mut GitStream,
+            host: *const c_char,
+            port: *const c_char,
+        ) -> c_int;
+    }
+
+    /// A stream libgit2 itself made and connected, read through `SocketStream`: every field
+    /// must be where libgit2 put it. Fails if an upgrade moved a field of `git_stream` or
+    /// `git_socket_stream`.
     #[test]
-    fn layout_matches_libgit2s_socket_stream() {
-        // git_stream: int, unsigned bit-fields, two ints, seven function pointers; then two
-        // strings and the descriptor, as libgit2's git_socket_stream on 64-bit Linux.
-        let ptr = std::mem::size_of::<usize>();
-        assert_eq!(std::mem::size_of::<GitStream>(), 16 + 7 * ptr);
-        assert_eq!(std::mem::offset_of!(SocketStream, host), 16 + 7 * ptr);
-        assert_eq!(std::mem::offset_of!(SocketStream, s), 16 + 9 * ptr);
+    fn libgit2s_own_socket_stream_reads_back_through_our_layout() {
+        libgit2_sys::init();
+        // Values to find in the stream's timeout fields (process-wide options; no other unit
+        // test opens a connection).
+        // SAFETY: libgit2 is initialised; setting options races with no other use here.
+        unsafe {
+            git2::opts::set_server_timeout_in_milliseconds(4321).unwrap();
+            git2::opts::set_server_connect_timeout_in_milliseconds(1234).unwrap();
+        }
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port().to_string();
+        let (host, port) = (
+            CString::new("127.0.0.1").unwrap(),
+            CString::new(port).unwrap(),
+        );
+        let mut stream: *mut GitStream = std::ptr::null_mut();
+        // SAFETY: valid C strings and an out pointer; libgit2 allocates the stream.
+        assert_eq!(
+            unsafe { git_socket_stream_new(&mut stream, host.as_ptr(), port.as_ptr()) },
+            0
+        );
+        // SAFETY: libgit2 made `stream`; it is a `git_socket_stream` if its connect is not ours,
+        // which the first assertion checks before anything else is read.
+        let ours = unsafe { &*stream.cast::<SocketStream>() };
+        let connect_fn = ours.parent.connect.expect("connect");
+        assert!(
+            !std::ptr::fn_addr_eq(
+                connect_fn,
+                connect as unsafe extern "C" fn(*mut GitStream) -> c_int
+            ),
+            "our stream is registered: this reads back our own layout"
+        );
+        assert_eq!(ours.parent.version, STREAM_VERSION);
+        assert_eq!(ours.parent.flags, 0);
+        assert_eq!(
+            (ours.parent.timeout, ours.parent.connect_timeout),
+            (4321, 1234)
+        );
+        assert!(ours.parent.certificate.is_none() && ours.parent.set_proxy.is_none());
+        assert!(ours.parent.read.is_some() && ours.parent.write.is_some());
+        assert!(ours.parent.close.is_some() && ours.parent.free.is_some());
+        // SAFETY: libgit2 stored NUL-terminated copies of the host and port.
+        let (got_host, got_port) =
+            unsafe { (CStr::from_ptr(ours.host), CStr::from_ptr(ours.port)) };
+        assert_eq!((got_host, got_port), (host.as_c_str(), port.as_c_str()));
+        assert_eq!(ours.s, -1, "not connected yet");
+        // SAFETY: libgit2's own connect on its own stream.
+        assert_eq!(unsafe { connect_fn(stream) }, 0);
+        let (accepted, peer) = listener.accept().unwrap();
+        // The descriptor at `s` is the connection the listener accepted.
+        // SAFETY: `s` is the connected socket; borrowed, never closed here.
+        let socket = ManuallyDrop::new(unsafe { TcpStream::from_raw_fd(ours.s) });
+        assert_eq!(socket.local_addr().unwrap(), peer);
+        drop(accepted);
+        // SAFETY: libgit2's own close and free, once.
+        unsafe {
+            (ours.parent.close.unwrap())(stream);
+            (ours.parent.free.unwrap())(stream);
+        }
     }
 
     #[test]

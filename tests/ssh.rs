@@ -262,3 +262,24 @@ fn accept_new_trusts_on_first_use_with_a_warning_and_no_policy_refuses() {
     );
     assert_mirror(&fx.source, &fx.target);
 }
+
+/// The escape hatch for a libgit2 whose socket layout changed (see src/tcp.rs):
+/// `BACKLOG_MIRROR_LIBGIT2_SOCKET=1` hands connections back to libgit2's own socket, and SSH,
+/// which reads the socket's descriptor out of the stream, still works.
+#[test]
+fn libgit2s_own_socket_still_mirrors_over_ssh() {
+    let fx = fixture(SshdOptions::default());
+    let key = fx.key("k", "ed25519", "openssh", None);
+    let pinned = fx.pinned();
+    let mut args = strs(&pinned);
+    let path = key.private_path.to_str().unwrap().to_string();
+    args.extend(["--ssh-key-file", &path, "-v"]);
+    let out = fx.sync(&args, &[("BACKLOG_MIRROR_LIBGIT2_SOCKET", "1")]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("libgit2 connects with its own socket"),
+        "{}",
+        out.stderr
+    );
+    assert_mirror(&fx.source, &fx.target);
+}
