@@ -63,9 +63,10 @@ pub(crate) struct Auth {
     pub(crate) host_keys: HostKeyPolicy,
     pub(crate) source: Login,
     pub(crate) target: Login,
-    /// Why the last host key was refused: libgit2 replaces a callback's message with its own
-    /// generic one, so the real reason is kept here for the error report.
-    rejection: std::sync::Mutex<Option<String>>,
+    /// Why the last host key of each end was refused: libgit2 replaces a callback's message
+    /// with its own generic one, so the real reason is kept here for the error report. By end:
+    /// the source's look and the target's listing run at once, on two threads.
+    rejection: std::sync::Mutex<[Option<String>; 2]>,
 }
 
 impl std::fmt::Debug for Auth {
@@ -92,7 +93,7 @@ impl Auth {
             host_keys,
             source,
             target,
-            rejection: std::sync::Mutex::new(None),
+            rejection: std::sync::Mutex::new([None, None]),
         }
     }
 
@@ -137,7 +138,7 @@ impl Auth {
                     Ok(CertificateCheckStatus::CertificateOk)
                 }
                 Verdict::Rejected(message) => {
-                    *self.rejection.lock().unwrap_or_else(|e| e.into_inner()) =
+                    self.rejection.lock().unwrap_or_else(|e| e.into_inner())[remote.end as usize] =
                         Some(message.clone());
                     Err(git2::Error::from_str(&message))
                 }
@@ -211,13 +212,11 @@ impl Auth {
         )))
     }
 
-    /// Turn a libgit2 failure on `url` into the error a person can act on.
-    pub(crate) fn explain(&self, url: &RemoteUrl, what: &str, err: git2::Error) -> anyhow::Error {
-        let rejection = self
-            .rejection
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
+    /// Turn a libgit2 failure on `remote` into the error a person can act on.
+    pub(crate) fn explain(&self, remote: &Remote, what: &str, err: git2::Error) -> anyhow::Error {
+        let url = &remote.url;
+        let rejection =
+            self.rejection.lock().unwrap_or_else(|e| e.into_inner())[remote.end as usize].take();
         if let Some(message) = rejection {
             return anyhow::anyhow!("{what} {}: {message}", url.redacted());
         }

@@ -7,6 +7,7 @@
 //! pass its check is rebuilt from scratch, never pushed from.
 
 use std::fs::{self, File};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -35,7 +36,7 @@ pub(crate) struct Cache {
     /// The packs the mirror held when this run opened it; any other was written by this run
     /// (libgit2's indexer checks a pack's checksum as it writes it) and needs no re-reading.
     packs_at_open: Vec<PathBuf>,
-    _lock: File,
+    lock: File,
 }
 
 impl std::fmt::Debug for Cache {
@@ -55,8 +56,13 @@ impl Cache {
             created,
             interrupted_push: push_mark_path(path).exists(),
             packs_at_open: if created { Vec::new() } else { packs(path) },
-            _lock: lock,
+            lock,
         })
+    }
+
+    /// The lock's descriptor, for a child's guard to hold while the child lives.
+    pub(crate) fn lock(&self) -> BorrowedFd<'_> {
+        self.lock.as_fd()
     }
 
     /// Record, before a push starts, that one is in flight; it outlives the run if the run is
@@ -144,15 +150,19 @@ impl Cache {
         let mut done = Vec::new();
         let failed = |ok: bool| if ok { "" } else { " (failed)" };
         if packs > MAX_PACKS {
-            let Some(ok) = crate::gitcli::run_local(&self.path, &["repack", "-a", "-d", "-q"])
+            let Some(ok) =
+                crate::gitcli::run_local(&self.path, &["repack", "-a", "-d", "-q"], self.lock())
             else {
                 return Ok(());
             };
             done.push(format!("repacked {packs} packs{}", failed(ok)));
         }
         if loose_refs > MAX_LOOSE_REFS {
-            let Some(ok) = crate::gitcli::run_local(&self.path, &["pack-refs", "--all", "--prune"])
-            else {
+            let Some(ok) = crate::gitcli::run_local(
+                &self.path,
+                &["pack-refs", "--all", "--prune"],
+                self.lock(),
+            ) else {
                 return Ok(());
             };
             done.push(format!("packed {loose_refs} loose refs{}", failed(ok)));

@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::io::{BufReader, Read};
+use std::os::fd::BorrowedFd;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::{OnceLock, mpsc};
@@ -71,7 +72,8 @@ pub(crate) fn upload_pack(path: &Path) -> Command {
 }
 
 /// `git push --porcelain` of `specs` from the bare repository at `git_dir`, with the same
-/// per-ref results as the libgit2 path. A push whose processes move no byte for `timeout` (the
+/// per-ref results as the libgit2 path, its process group's guard holding `hold` (the cache
+/// lock). A push whose processes move no byte for `timeout` (the
 /// target stopped reading or answering) is killed: git has no timeout of its own for git://,
 /// and its HTTP one (curl's low-speed limit, set too) does not cover a local receive-pack.
 pub(crate) fn push(
@@ -81,6 +83,7 @@ pub(crate) fn push(
     env: &[(String, String)],
     timeout: Duration,
     progress: &mut Progress,
+    hold: BorrowedFd<'_>,
 ) -> Result<PushOutcome> {
     let low_speed_time = timeout.as_secs_f64().ceil().max(1.0) as u64;
     let mut group = Group::spawn(
@@ -98,6 +101,7 @@ pub(crate) fn push(
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped()),
+        hold,
     )
     .context("cannot start git for the push; install git or use --push-engine libgit2")?;
     let child = group.child();
@@ -230,12 +234,13 @@ fn repository_argument(url: &RemoteUrl) -> Result<std::ffi::OsString> {
     }
 }
 
-/// Run `git ARGS` on the local repository at `git_dir` to the end, in its own guarded process
-/// group: whether it succeeded, or `None` when there is no git to run.
-pub(crate) fn run_local(git_dir: &Path, args: &[&str]) -> Option<bool> {
+/// Run `git ARGS` on the local repository at `git_dir` to the end, in its own process group
+/// whose guard holds `hold` (the cache lock): whether it succeeded, or `None` when there is no
+/// git to run.
+pub(crate) fn run_local(git_dir: &Path, args: &[&str], hold: BorrowedFd<'_>) -> Option<bool> {
     version()?;
     Some(
-        Group::spawn(isolated(git_dir).args(args).stdin(Stdio::null()))
+        Group::spawn(isolated(git_dir).args(args).stdin(Stdio::null()), hold)
             .and_then(|mut group| group.wait())
             .is_ok_and(|s| s.success()),
     )

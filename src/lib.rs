@@ -6,6 +6,25 @@
 //! over `mirror`, the only one that knows the order of a sync's steps, over the modules that do
 //! each step (`cache`, `plan`, `push`, `libgit2`, `gitcli`...), over the leaves they share
 //! (`remote`, `url`, `refname`, `secret`, `error`...). Nothing below `app` imports `cli`.
+//!
+//! # Process-wide state
+//!
+//! Several mirrors may run in one process, on several threads. What is global, and why that holds:
+//! - libgit2's options (no configuration search paths, timeouts), its transports and the socket
+//!   stream are set once, by `libgit2::init`, before threads start (libgit2's initialisation sets
+//!   OpenSSL's environment variables). The network timeout is process-wide: libgit2's SSH
+//!   transport reads it from a global, so `init` refuses a second, different one.
+//! - `tcp` keeps its sockets by thread, and a failure cuts only the failing thread's: a libgit2
+//!   operation runs on one thread. Per-push results (`git2_bytes`) are thread-local.
+//! - Credentials are per mirror (`auth::Auth`, from its config), and a host key refusal is kept
+//!   per end; a git child gets the CodeCommit helper's settings in its own environment.
+//! - The secret registry (`secret`) scrubs every mirror's secrets from every line, the safe
+//!   direction; it only grows (one signature per CodeCommit connection).
+//! - One current-thread AWS runtime (`aws`): `block_on` from several threads takes turns.
+//! - Each git child runs in its own process group with its own guard, which keeps its cache's
+//!   lock and closes every other descriptor it inherited (another mirror's lock or pipe).
+//! - Relative paths resolve against the working directory, which nothing changes. Progress lines
+//!   of concurrent mirrors interleave on stderr.
 
 mod app;
 mod auth;

@@ -5,7 +5,7 @@
 //! listing is the cheapest way to learn whether there is anything to do at all.
 
 use std::cell::RefCell;
-use std::sync::Once;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -35,40 +35,55 @@ pub(crate) struct Session {
 ///
 /// The search paths are set to the empty list, not to an empty directory: libgit2 then looks in
 /// no directory at all, so there is no path another local user could create first and fill.
+///
+/// What this sets is process-wide, and so is `timeout`: libgit2 keeps it in globals (its SSH
+/// transport reads it from one), so the first call decides it for every later connection, and a
+/// later call with another timeout is refused rather than silently ignored. Call it before
+/// starting threads: libgit2's initialisation sets OpenSSL's environment variables. Every call
+/// returns the first call's outcome.
 pub(crate) fn init(timeout: Duration) -> Result<()> {
-    static ONCE: Once = Once::new();
-    let mut result = Ok(());
-    ONCE.call_once(|| {
-        result = (|| -> Result<()> {
-            let millis = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
-            // SAFETY: called once, before any other libgit2 use in this process.
-            unsafe {
-                for level in [
-                    git2::ConfigLevel::System,
-                    git2::ConfigLevel::XDG,
-                    git2::ConfigLevel::Global,
-                    git2::ConfigLevel::ProgramData,
-                ] {
-                    git2::opts::set_search_path(level, "")?;
-                    anyhow::ensure!(
-                        git2::opts::get_search_path(level)?.as_bytes().is_empty(),
-                        "libgit2 kept a configuration search path for {level:?}"
-                    );
-                }
-                git2::opts::set_server_connect_timeout_in_milliseconds(millis)?;
-                git2::opts::set_server_timeout_in_milliseconds(millis)?;
-            }
-            #[cfg(target_os = "linux")]
-            if own_socket_disabled() {
-                debug!("libgit2 connects with its own socket (BACKLOG_MIRROR_LIBGIT2_SOCKET)");
-            } else {
-                crate::tcp::register(millis, millis)?;
-            }
-            crate::upload_pack::register()?;
-            Ok(())
-        })();
-    });
-    result.context("cannot configure libgit2")
+    static DONE: OnceLock<(Duration, Result<(), String>)> = OnceLock::new();
+    let (first, outcome) =
+        DONE.get_or_init(|| (timeout, configure(timeout).map_err(|e| format!("{e:#}"))));
+    if let Err(why) = outcome {
+        anyhow::bail!("cannot configure libgit2: {why}");
+    }
+    anyhow::ensure!(
+        *first == timeout,
+        "libgit2's network timeout is {} for this whole process; a second one ({}) cannot apply",
+        crate::duration::show(*first),
+        crate::duration::show(timeout)
+    );
+    Ok(())
+}
+
+fn configure(timeout: Duration) -> Result<()> {
+    let millis = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
+    // SAFETY: called once, before any other libgit2 use in this process.
+    unsafe {
+        for level in [
+            git2::ConfigLevel::System,
+            git2::ConfigLevel::XDG,
+            git2::ConfigLevel::Global,
+            git2::ConfigLevel::ProgramData,
+        ] {
+            git2::opts::set_search_path(level, "")?;
+            anyhow::ensure!(
+                git2::opts::get_search_path(level)?.as_bytes().is_empty(),
+                "libgit2 kept a configuration search path for {level:?}"
+            );
+        }
+        git2::opts::set_server_connect_timeout_in_milliseconds(millis)?;
+        git2::opts::set_server_timeout_in_milliseconds(millis)?;
+    }
+    #[cfg(target_os = "linux")]
+    if own_socket_disabled() {
+        debug!("libgit2 connects with its own socket (BACKLOG_MIRROR_LIBGIT2_SOCKET)");
+    } else {
+        crate::tcp::register(millis, millis)?;
+    }
+    crate::upload_pack::register()?;
+    Ok(())
 }
 
 /// `BACKLOG_MIRROR_LIBGIT2_SOCKET=1` (or `true`): let libgit2 connect with its own socket
@@ -88,9 +103,9 @@ fn cut_connections_of_this_thread() {
 impl Session {
     /// A libgit2 network failure on `url`, explained, with this thread's connections cut so
     /// libgit2's teardown does not wait on a peer that stopped answering.
-    fn failed(&self, url: &RemoteUrl, what: &str, err: git2::Error) -> anyhow::Error {
+    fn failed(&self, remote: &Remote, what: &str, err: git2::Error) -> anyhow::Error {
         cut_connections_of_this_thread();
-        self.auth.explain(url, what, err)
+        self.auth.explain(remote, what, err)
     }
 
     fn callbacks<'a>(&'a self, remote: &'a Remote) -> RemoteCallbacks<'a> {
@@ -123,7 +138,7 @@ impl Session {
         let url = &remote.url;
         let mut connection = connection
             .connect_auth(Direction::Fetch, Some(self.callbacks(remote)), None)
-            .map_err(|e| self.failed(url, "cannot connect to", e))?;
+            .map_err(|e| self.failed(remote, "cannot connect to", e))?;
         let heads = git2_bytes::remote_heads(connection.remote())
             .with_context(|| format!("cannot list the refs of {}", url.redacted()))?;
         Ok((connection, advertised(heads)))
@@ -173,7 +188,7 @@ impl Session {
         let connected = connection.remote();
         connected
             .download(&[MIRROR_REFSPEC], Some(&mut options))
-            .map_err(|e| self.failed(url, "cannot fetch from", e))?;
+            .map_err(|e| self.failed(remote, "cannot fetch from", e))?;
         progress.borrow_mut().finish();
         let stats = connected.stats();
         let fetched = TransferStats {
@@ -232,7 +247,7 @@ impl Session {
         let refs = match pushed {
             Ok(refs) => refs,
             Err(e) => {
-                let err = self.auth.explain(url, "cannot push to", e);
+                let err = self.auth.explain(remote, "cannot push to", e);
                 if remote_lines.is_empty() {
                     return Err(err);
                 }

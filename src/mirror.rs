@@ -374,7 +374,7 @@ impl Run<'_> {
                 self.session,
                 &self.cfg.push,
                 &self.cfg.target,
-                &self.cache.repo,
+                &self.cache,
                 &planned.plan,
                 commits,
                 planned.wanted.len(),

@@ -7,14 +7,17 @@
 //! a process group of its own, and a small guard process (forked from us, in that group) waits
 //! on a pipe whose write end only we hold: when we die by any means, even SIGKILL, the pipe
 //! reaches end-of-file and the guard kills the whole group, itself included. The guard also holds
-//! our descriptors, the cache lock among them, so the next run cannot take the lock before the
-//! group is dead.
+//! the cache lock, so the next run cannot take the lock before the group is dead; every other
+//! descriptor it inherited it closes at once. A fork copies every descriptor of the process,
+//! whichever thread opened it: kept, another mirror's lock would stay held, and the write end of
+//! another child's pipe (caught between its creation and that child's spawn) would keep its
+//! reader from ever seeing end-of-file while this group lives.
 //!
 //! The same group is what a stalled transfer is measured on: the bytes its processes read and
 //! write (`/proc/<pid>/io`) stop moving when the remote stops reading, whatever the transport.
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::process::{Child, Command, ExitStatus};
 
 /// A running child in its own process group, with the guard that ends the group if we die.
@@ -32,10 +35,11 @@ struct Guard {
 }
 
 impl Group {
-    /// Start `cmd` in a new process group watched by a guard. Without a guard (fork refused, or
-    /// not Linux) the child still gets its own group and dies with the thread that started it.
-    pub(crate) fn spawn(cmd: &mut Command) -> io::Result<Group> {
-        let guard = start_guard().ok();
+    /// Start `cmd` in a new process group watched by a guard that holds `hold` (the cache lock)
+    /// until the group is dead. Without a guard (fork refused, or not Linux) the child still
+    /// gets its own group and dies with the thread that started it.
+    pub(crate) fn spawn(cmd: &mut Command, hold: BorrowedFd<'_>) -> io::Result<Group> {
+        let guard = start_guard(hold).ok();
         let leader = guard.as_ref().map_or(0, |g| g.pid);
         set_up_child(cmd, leader);
         let child = match cmd.spawn() {
@@ -127,7 +131,19 @@ fn write_byte(fd: &OwnedFd, bytes: &[u8]) -> io::Result<()> {
 }
 
 #[cfg(target_os = "linux")]
-fn start_guard() -> io::Result<Guard> {
+fn start_guard(hold: BorrowedFd<'_>) -> io::Result<Guard> {
+    // The highest descriptor the guard closes one by one where close_range(2) is missing
+    // (Linux before 5.9); read here, as getrlimit is no call for a forked child.
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: an rlimit for getrlimit to fill.
+    let open_max = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0 {
+        libc::c_int::try_from(limit.rlim_cur).unwrap_or(libc::c_int::MAX)
+    } else {
+        4096
+    };
     let mut fds = [0 as libc::c_int; 2];
     // SAFETY: a two-element array for pipe2 to fill.
     if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
@@ -144,7 +160,7 @@ fn start_guard() -> io::Result<Guard> {
     }
     if pid == 0 {
         // SAFETY: see above; this function does not return.
-        unsafe { guard_main(read_end.as_raw_fd(), write_end.as_raw_fd()) }
+        unsafe { guard_main(read_end.as_raw_fd(), hold.as_raw_fd(), open_max) }
     }
     drop(read_end);
     // Both sides set the group, so it exists before the git child joins it, whichever runs
@@ -160,21 +176,22 @@ fn start_guard() -> io::Result<Guard> {
 }
 
 #[cfg(not(target_os = "linux"))]
-fn start_guard() -> io::Result<Guard> {
+fn start_guard(_hold: BorrowedFd<'_>) -> io::Result<Guard> {
     Err(io::Error::new(io::ErrorKind::Unsupported, "no guard here"))
 }
 
-/// The guard: wait until the pipe says "done" (a byte) or "parent gone" (end of file); on the
-/// latter, kill the whole group.
+/// The guard: close every descriptor but its pipe's read end and `hold`, then wait until the
+/// pipe says "done" (a byte) or "parent gone" (end of file); on the latter, kill the whole
+/// group.
 ///
 /// # Safety
 /// Only to be called in the child of `fork`.
 #[cfg(target_os = "linux")]
-unsafe fn guard_main(read_fd: libc::c_int, write_fd: libc::c_int) -> ! {
+unsafe fn guard_main(read_fd: libc::c_int, hold: libc::c_int, open_max: libc::c_int) -> ! {
     // SAFETY: async-signal-safe calls on descriptors this process inherited.
     unsafe {
         libc::setpgid(0, 0);
-        libc::close(write_fd);
+        close_all_but(read_fd, hold, open_max);
         let mut byte = 0u8;
         let n = loop {
             let n = libc::read(read_fd, (&mut byte as *mut u8).cast(), 1);
@@ -187,6 +204,49 @@ unsafe fn guard_main(read_fd: libc::c_int, write_fd: libc::c_int) -> ! {
             libc::kill(0, libc::SIGKILL);
         }
         libc::_exit(0)
+    }
+}
+
+/// Close descriptors 3 and up except `a` and `b`: close_range(2) where the kernel has it, else
+/// one by one up to `open_max`. Standard input and output stay: the parent's.
+///
+/// # Safety
+/// Only to be called in the child of `fork` (it closes descriptors other threads use).
+#[cfg(target_os = "linux")]
+unsafe fn close_all_but(a: libc::c_int, b: libc::c_int, open_max: libc::c_int) {
+    let (low, high) = (a.min(b), a.max(b));
+    let mut from = 3;
+    for keep in [low, high] {
+        if keep >= from {
+            if keep > from {
+                // SAFETY: closing a range of our own descriptors.
+                unsafe { close_range(from, keep - 1, open_max) };
+            }
+            from = keep + 1;
+        }
+    }
+    // SAFETY: as above.
+    unsafe { close_range(from, libc::c_int::MAX, open_max) };
+}
+
+/// # Safety
+/// As `close_all_but`.
+#[cfg(target_os = "linux")]
+unsafe fn close_range(first: libc::c_int, last: libc::c_int, open_max: libc::c_int) {
+    // SAFETY: a raw syscall on descriptor numbers; async-signal-safe.
+    let done = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            first as libc::c_uint,
+            last as libc::c_uint,
+            0,
+        )
+    };
+    if done != 0 {
+        for fd in first..=last.min(open_max) {
+            // SAFETY: closing a descriptor that may or may not be open.
+            unsafe { libc::close(fd) };
+        }
     }
 }
 
@@ -252,7 +312,13 @@ fn group_io_bytes(pgid: libc::pid_t) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::fd::AsFd;
     use std::process::Stdio;
+
+    /// A descriptor for the guard to hold: any open file.
+    fn lock_file() -> std::fs::File {
+        tempfile::tempfile().unwrap()
+    }
 
     fn alive(pid: libc::pid_t) -> bool {
         // SAFETY: signal 0 only checks that the process exists.
@@ -265,6 +331,7 @@ mod tests {
             Command::new("sh")
                 .args(["-c", "head -c 100000 /dev/zero >/dev/null; echo $$"])
                 .stdout(Stdio::piped()),
+            lock_file().as_fd(),
         )
         .unwrap();
         let pid = group.child().id() as libc::pid_t;
@@ -281,6 +348,7 @@ mod tests {
             Command::new("sh")
                 .args(["-c", "sleep 600 & echo $!; wait"])
                 .stdout(Stdio::piped()),
+            lock_file().as_fd(),
         )
         .unwrap();
         let mut line = String::new();
@@ -306,5 +374,48 @@ mod tests {
             unsafe { libc::close(fd) };
             assert_eq!(ready, 1, "the grandchild survived the group kill");
         }
+    }
+
+    /// A pipe another thread opened before this group started: the guard must not keep its
+    /// write end open, or the reader waits for the group to end instead of seeing end-of-file
+    /// when the writer closes (another mirror's git child, in one process). The cache lock it is
+    /// given, it keeps until the group is dead.
+    #[test]
+    fn the_guard_holds_the_lock_and_nothing_else() {
+        let (reader, writer) = std::io::pipe().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let lock_path = dir.path().join("lock");
+        let lock = std::fs::File::create(&lock_path).unwrap();
+        lock.lock().unwrap();
+        let mut group = Group::spawn(
+            Command::new("sh")
+                .args(["-c", "read line; exit 0"])
+                .stdin(Stdio::piped()),
+            lock.as_fd(),
+        )
+        .unwrap();
+        drop(writer);
+        drop(lock);
+        let mut poll = libc::pollfd {
+            fd: reader.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one pollfd for poll to fill.
+        let ready = unsafe { libc::poll(&mut poll, 1, 10_000) };
+        assert_eq!(
+            ready, 1,
+            "the pipe's reader saw no end-of-file: the guard holds its writer"
+        );
+        let mut again = std::fs::File::open(&lock_path).unwrap();
+        assert!(
+            again.try_lock().is_err(),
+            "the lock was released while the group lives"
+        );
+        drop(group.child().stdin.take());
+        assert!(group.wait().unwrap().success());
+        // The guard is gone with the group: the lock is free.
+        again = std::fs::File::open(&lock_path).unwrap();
+        assert!(again.try_lock().is_ok());
     }
 }

@@ -12,6 +12,7 @@ use anyhow::Result;
 use git2::Repository;
 use tracing::{debug, info};
 
+use crate::cache::Cache;
 use crate::error::RefProblem;
 use crate::gitcli;
 use crate::libgit2::Session;
@@ -240,12 +241,13 @@ pub(crate) fn execute(
     session: &Session,
     options: &PushOptions,
     target: &Remote,
-    repo: &Repository,
+    cache: &Cache,
     plan: &Plan,
     commits: Option<usize>,
     local_refs: usize,
     summary: &mut Summary,
 ) -> Result<Vec<RefProblem>> {
+    let repo = &cache.repo;
     let engine = choose_engine(options.engine, target);
     let hybrid = options.engine == PushEngine::Auto && target.url.scheme() != Scheme::Local;
     let batches = batches(repo, plan, engine, hybrid, options.batch_size, local_refs);
@@ -291,6 +293,7 @@ pub(crate) fn execute(
                     &git_env,
                     options.network_timeout,
                     &mut Progress::new("push", options.progress),
+                    cache.lock(),
                 ),
             };
             let err = match pushed {

@@ -17,8 +17,8 @@ use crate::url::{RemoteUrl, Scheme};
 /// Which end of the mirror a remote is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum End {
-    Source,
-    Target,
+    Source = 0,
+    Target = 1,
 }
 
 /// A repository the run talks to.
