@@ -20,7 +20,7 @@ const PREFIX: &str = "backlog-mirror-upload-pack://";
 
 /// Register the transport with libgit2. Call once, with the rest of libgit2's set-up.
 pub(crate) fn register() -> Result<(), git2::Error> {
-    // SAFETY: called once, from `remote::init`, before any transport is created.
+    // SAFETY: called once, from `libgit2::init`, before any transport is created.
     unsafe {
         git2::transport::register(SCHEME, |remote| Transport::smart(remote, false, UploadPack))
     }
