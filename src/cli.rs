@@ -3,7 +3,9 @@
 //! Every flag reads `BACKLOG_MIRROR_<FLAG>` too, so a buildspec can stay a block of `env:` lines
 //! and one bare `backlog-mirror sync`. Parsing here is purely syntactic; what needs the file system
 //! or cross-flag checks lives in `config`, which turns these raw values into a validated
-//! `SyncConfig`.
+//! `SyncConfig`. Settings that have a default are optional here and get it in `config`, so that
+//! values from several places (the command line, the environment, later a file) can be merged
+//! before they are checked.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -77,10 +79,10 @@ pub(crate) struct SyncArgs {
     #[arg(long, value_name = "NAME", env = "BACKLOG_MIRROR_MIRROR_NAME")]
     pub(crate) mirror_name: Option<String>,
 
-    /// How long to wait for another sync holding the same cache (e.g. 30s, 10m, 1h).
-    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration,
+    /// How long to wait for another sync holding the same cache (e.g. 30s, 10m, 1h) [default: 10m].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration,
           env = "BACKLOG_MIRROR_LOCK_TIMEOUT")]
-    pub(crate) lock_timeout: Duration,
+    pub(crate) lock_timeout: Option<Duration>,
 
     /// Do not fill an empty cache from the target before fetching from the source.
     #[arg(long, env = "BACKLOG_MIRROR_NO_SEED")]
@@ -94,10 +96,10 @@ pub(crate) struct SyncArgs {
     #[arg(long, env = "BACKLOG_MIRROR_ALLOW_MASS_DELETE")]
     pub(crate) allow_mass_delete: bool,
 
-    /// Fetch-and-push rounds while the source keeps moving during a sync.
-    #[arg(long, value_name = "N", default_value = "3", value_parser = parse_max_rounds, allow_negative_numbers = true,
+    /// Fetch-and-push rounds while the source keeps moving during a sync [default: 3].
+    #[arg(long, value_name = "N", value_parser = parse_max_rounds, allow_negative_numbers = true,
           env = "BACKLOG_MIRROR_MAX_ROUNDS")]
-    pub(crate) max_rounds: u32,
+    pub(crate) max_rounds: Option<u32>,
 
     /// Only mirror refs matching this glob on the full ref name (repeatable; `*` matches `/`).
     #[arg(
@@ -117,25 +119,24 @@ pub(crate) struct SyncArgs {
     )]
     pub(crate) exclude: Vec<String>,
 
-    /// Most ref updates in one push; larger plans are split (CodeCommit takes 4,000).
-    #[arg(long, value_name = "N", default_value = "4000", value_parser = parse_batch_size, allow_negative_numbers = true,
+    /// Most ref updates in one push; larger plans are split (CodeCommit takes 4,000) [default: 4000].
+    #[arg(long, value_name = "N", value_parser = parse_batch_size, allow_negative_numbers = true,
           env = "BACKLOG_MIRROR_BATCH_SIZE")]
-    pub(crate) batch_size: usize,
+    pub(crate) batch_size: Option<usize>,
 
-    /// Who builds and sends packs on push.
-    #[arg(long, value_enum, default_value_t = PushEngine::Auto, env = "BACKLOG_MIRROR_PUSH_ENGINE")]
-    pub(crate) push_engine: PushEngine,
+    /// Who builds and sends packs on push [default: auto].
+    #[arg(long, value_enum, env = "BACKLOG_MIRROR_PUSH_ENGINE")]
+    pub(crate) push_engine: Option<PushEngine>,
 
-    /// Give up on a remote that accepts no connection or sends nothing for this long.
-    #[arg(long, value_name = "DURATION", default_value = "2m", value_parser = parse_network_timeout,
+    /// Give up on a remote that accepts no connection or sends nothing for this long [default: 2m].
+    #[arg(long, value_name = "DURATION", value_parser = parse_network_timeout,
           env = "BACKLOG_MIRROR_NETWORK_TIMEOUT")]
-    pub(crate) network_timeout: Duration,
+    pub(crate) network_timeout: Option<Duration>,
 
     /// Retries of a network step after a transient failure (connection reset or refused, HTTP
-    /// 5xx, timeout), with exponential backoff; 0 to 10.
-    #[arg(long, value_name = "N", default_value = "2", value_parser = parse_retries,
-          env = "BACKLOG_MIRROR_RETRIES")]
-    pub(crate) retries: u32,
+    /// 5xx, timeout), with exponential backoff; 0 to 10 [default: 2].
+    #[arg(long, value_name = "N", value_parser = parse_retries, env = "BACKLOG_MIRROR_RETRIES")]
+    pub(crate) retries: Option<u32>,
 
     /// Backlog space key: with the other --backlog-* flags, builds the source URL
     /// KEY@KEY.git.DOMAIN:/PROJECT/REPO.git [env: BACKLOG_SPACE_KEY too].
@@ -354,14 +355,14 @@ pub(crate) struct SyncArgs {
     #[arg(long, env = "BACKLOG_MIRROR_DRY_RUN")]
     pub(crate) dry_run: bool,
 
-    /// Transfer progress on stderr.
-    #[arg(long, value_enum, default_value_t = ProgressMode::Auto, env = "BACKLOG_MIRROR_PROGRESS")]
-    pub(crate) progress: ProgressMode,
+    /// Transfer progress on stderr [default: auto].
+    #[arg(long, value_enum, env = "BACKLOG_MIRROR_PROGRESS")]
+    pub(crate) progress: Option<ProgressMode>,
 
-    /// Seconds between plain progress lines (CI logs).
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_progress_interval,
+    /// Time between plain progress lines (CI logs) [default: 10s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_progress_interval,
           env = "BACKLOG_MIRROR_PROGRESS_INTERVAL")]
-    pub(crate) progress_interval: Duration,
+    pub(crate) progress_interval: Option<Duration>,
 }
 
 #[derive(Debug, Args)]

@@ -11,7 +11,7 @@ use crate::cli::SyncArgs;
 use crate::codecommit::{self, CodeCommit};
 use crate::error::usage;
 use crate::plan::DeleteGuard;
-use crate::progress::ProgressOptions;
+use crate::progress::{ProgressMode, ProgressOptions};
 use crate::push::{PushEngine, PushOptions};
 use crate::remote::{Access, End, Remote};
 use crate::secret_source::SecretSource;
@@ -58,6 +58,9 @@ impl SyncConfig {
     }
 
     pub(crate) fn from_args(args: &SyncArgs) -> anyhow::Result<SyncConfig> {
+        let push_engine = args.push_engine.unwrap_or(PushEngine::Auto);
+        let batch_size = args.batch_size.unwrap_or(CODECOMMIT_MAX_REF_UPDATES);
+        let retries = args.retries.unwrap_or(2);
         let source_raw = match backlog_source(args)? {
             Some(backlog) => Some(backlog),
             None => args.source.clone(),
@@ -83,17 +86,17 @@ impl SyncConfig {
             None => default_cache_dir()?,
         };
         check_cache_dir(&cache_dir)?;
-        if args.push_engine == PushEngine::Git && crate::gitcli::version().is_none() {
+        if push_engine == PushEngine::Git && crate::gitcli::version().is_none() {
             return Err(usage(
                 "--push-engine git needs the git CLI on PATH; install git or use --push-engine auto",
             ));
         }
-        if codecommit.is_some() && args.batch_size > CODECOMMIT_MAX_REF_UPDATES {
+        if codecommit.is_some() && batch_size > CODECOMMIT_MAX_REF_UPDATES {
             return Err(usage(format!(
                 "--batch-size {} is more than CodeCommit accepts in one push \
                  ({CODECOMMIT_MAX_REF_UPDATES} ref updates); give at most \
                  {CODECOMMIT_MAX_REF_UPDATES}",
-                args.batch_size
+                batch_size
             )));
         }
         let secrets = secret_sources(args)?;
@@ -113,7 +116,7 @@ impl SyncConfig {
             url: target_url,
         };
         let ssh = ssh_config(args, &secrets, &source.url, &target.url)?;
-        if args.push_engine == PushEngine::Git
+        if push_engine == PushEngine::Git
             && let Some(why) = target.git_cannot_push()
         {
             return Err(usage(format!(
@@ -122,30 +125,30 @@ impl SyncConfig {
             )));
         }
         let progress = ProgressOptions {
-            mode: args.progress,
-            interval: args.progress_interval,
+            mode: args.progress.unwrap_or(ProgressMode::Auto),
+            interval: args.progress_interval.unwrap_or(Duration::from_secs(10)),
         };
         Ok(SyncConfig {
             source,
             target,
             cache_dir,
             mirror_name,
-            lock_timeout: args.lock_timeout,
+            lock_timeout: args.lock_timeout.unwrap_or(Duration::from_secs(600)),
             seed: !args.no_seed,
             guard: DeleteGuard {
                 allow_mass_delete: args.allow_mass_delete,
                 max_delete: args.max_delete,
             },
-            max_rounds: args.max_rounds,
+            max_rounds: args.max_rounds.unwrap_or(3),
             filter,
             push: PushOptions {
-                engine: args.push_engine,
-                batch_size: args.batch_size,
-                network_timeout: args.network_timeout,
-                retries: args.retries,
+                engine: push_engine,
+                batch_size,
+                network_timeout: args.network_timeout.unwrap_or(Duration::from_secs(120)),
+                retries,
                 progress,
             },
-            retries: args.retries,
+            retries,
             json: args.json,
             dry_run: args.dry_run,
             progress,
@@ -159,7 +162,7 @@ impl SyncConfig {
     }
 }
 
-/// CodeCommit refuses a push of more ref updates than this.
+/// CodeCommit refuses a push of more ref updates than this; also `--batch-size`'s default.
 const CODECOMMIT_MAX_REF_UPDATES: usize = 4000;
 
 fn remote_url(flag: &str, env: &str, raw: Option<&str>) -> anyhow::Result<RemoteUrl> {
