@@ -202,13 +202,14 @@ impl Session {
         })
     }
 
-    /// Push `specs` (`+src:dst` or `:dst`) in one connection. Returns each ref's outcome as the
-    /// target reported it.
+    /// Push `specs` (`+src:dst` or `:dst`) in one connection, each ref under its lease in
+    /// `leases` (see `git2_bytes::push`). Returns each ref's outcome as the target reported it.
     pub(crate) fn push(
         &self,
         repo: &git2::Repository,
         remote: &Remote,
         specs: &[String],
+        leases: std::collections::HashMap<String, Option<Oid>>,
     ) -> Result<PushOutcome> {
         let url = &remote.url;
         let mut anonymous = repo
@@ -235,7 +236,7 @@ impl Session {
         options
             .remote_callbacks(callbacks)
             .packbuilder_parallelism(0);
-        let pushed = git2_bytes::push(&mut anonymous, specs, &options);
+        let pushed = git2_bytes::push(&mut anonymous, specs, leases, &options);
         if pushed.is_err() {
             cut_connections_of_this_thread();
         }

@@ -137,6 +137,11 @@ fn is_local_damage(err: &anyhow::Error) -> bool {
 /// interrupted run's push landing late) before it gives up.
 const SETTLE_ATTEMPTS: u32 = 3;
 
+/// How many times a run looks again and plans anew because refs moved on the target under its
+/// plan (leases broken by another sync of the same mirror) before it gives up. Each retry
+/// follows a push by someone else, so two syncs racing settle in one or two.
+const LEASE_ATTEMPTS: u32 = 5;
+
 fn run(
     cfg: &SyncConfig,
     session: &Session,
@@ -167,6 +172,7 @@ fn run(
         match run.round(&look, round)? {
             Next::Done(status) => return Ok(status),
             Next::Again(repaired) => look = repaired,
+            Next::Lease(again) => look = again,
             Next::Settle => {}
             Next::Round(moved) if round < cfg.max_rounds => {
                 info!("the source changed during round {round}: catching up");
@@ -207,6 +213,9 @@ enum Next {
     Again(Look),
     /// The same round again, from the same look: the target changed under the push.
     Settle,
+    /// The same round again, from this fresh look at the source and a fresh listing of the
+    /// target: refs had moved on the target under the plan, and the push refused them.
+    Lease(Look),
     /// The source moved during the round (this look saw it): the next round.
     Round(Look),
 }
@@ -227,6 +236,8 @@ enum Pushed {
     /// The cache failed its check before the push; nothing was pushed.
     Damaged(String),
     Settle,
+    /// Leases broke: look again.
+    Lease,
 }
 
 impl Run<'_> {
@@ -296,6 +307,10 @@ impl Run<'_> {
                 Pushed::Done => {}
                 Pushed::Damaged(why) => return self.repair(&why).map(Next::Again),
                 Pushed::Settle => return Ok(Next::Settle),
+                // Whoever moved the target may have mirrored a newer source than this run's
+                // look: planning again from this run's cache alone could put an older value
+                // back. So look at the source again too.
+                Pushed::Lease => return Ok(Next::Lease(self.look()?)),
             }
         }
         let next = self.catch_up()?;
@@ -381,7 +396,10 @@ impl Run<'_> {
                 self.summary
             )?
         );
-        if unsettled && rejected.iter().all(|r| lost_a_race(&r.reason)) {
+        if !rejected.is_empty() && rejected.iter().all(|r| lost_a_race(&r.reason)) {
+            return self.lease_broken(rejected);
+        }
+        if unsettled && rejected.is_empty() {
             return self.settle(planned, &rejected);
         }
         if !rejected.is_empty() {
@@ -449,6 +467,30 @@ impl Run<'_> {
         );
         self.seen_target = Some(after);
         Ok(Pushed::Settle)
+    }
+
+    /// Refs moved on the target between this run's listing and its push, and the target refused
+    /// them (a broken lease): another sync of the same mirror pushed meanwhile, or an earlier
+    /// run's push landed late. Pushing from the old plan again could put older values back, and
+    /// failing would leave the newest push to whoever happens to run next; so look again.
+    fn lease_broken(&mut self, rejected: Vec<RefProblem>) -> Result<Pushed> {
+        if self.summary.lease_retries >= LEASE_ATTEMPTS {
+            warn!(
+                "refs kept moving on the target under this run's plans ({LEASE_ATTEMPTS} \
+                 retries): another writer keeps pushing to it"
+            );
+            return Err(Error::Rejected(rejected).into());
+        }
+        self.summary.forget_rejected(&rejected);
+        self.summary.lease_retries += 1;
+        warn!(
+            "{} ref(s) moved on the target since this run listed it (another sync of this \
+             mirror, or an earlier push landing late); the target refused them, so this run \
+             looks at the source and the target again",
+            rejected.len()
+        );
+        self.seen_target = None;
+        Ok(Pushed::Lease)
     }
 
     /// Catch-up: a push to the source during this run may have had its own webhook build

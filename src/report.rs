@@ -116,6 +116,9 @@ pub(crate) struct Summary {
     pub(crate) changes: Vec<ChangeReport>,
     pub(crate) transfer: Transfer,
     pub(crate) seconds: Seconds,
+    /// Plans made again because a ref had moved on the target since the plan's listing (its
+    /// lease broke: another sync of the same mirror, or an earlier push landing late).
+    pub(crate) lease_retries: u32,
 }
 
 impl Summary {
@@ -136,6 +139,7 @@ impl Summary {
             changes: Vec::new(),
             transfer: Transfer::default(),
             seconds: Seconds::default(),
+            lease_retries: 0,
         }
     }
 

@@ -18,6 +18,7 @@ mod generator;
 mod hostile_refs;
 mod https_passwords;
 mod interrupted;
+mod leases;
 mod mirror_exactness;
 mod reports;
 mod safety;
