@@ -15,7 +15,10 @@ use tracing::{debug, info, warn};
 
 use crate::cache::Cache;
 use crate::config::SyncConfig;
+use crate::control_plane::ControlPlane;
+use crate::default_branch::{self, DefaultBranch};
 use crate::error::{self, Error, RefProblem};
+use crate::lfs::{self, LfsPolicy};
 use crate::libgit2::{self, Look, Session, Unsupported};
 use crate::plan::{Action, Change, Plan};
 use crate::push;
@@ -148,6 +151,7 @@ fn run(
     summary: &mut Summary,
     unsupported: &mut Vec<Unsupported>,
 ) -> Result<Status> {
+    let default = prepare_target(cfg)?;
     let cache = timed!(
         summary,
         lock,
@@ -164,12 +168,21 @@ fn run(
         seen_target: None,
         unsupported,
         retry: Retry::new(cfg.retries),
+        default,
+        lfs_warned: false,
     };
     let mut look = run.first_look()?;
     let mut round = 1;
     loop {
         run.summary.rounds = round;
         match run.round(&look, round)? {
+            Next::Done(Status::InSync) => {
+                let head = look.head.as_deref();
+                let on_target =
+                    head.is_some_and(|h| look.refs.contains_key(h) && cfg.filter.selects(h));
+                run.summary.default_branch = Some(run.default.follow(head, on_target));
+                return Ok(Status::InSync);
+            }
             Next::Done(status) => return Ok(status),
             Next::Again(repaired) => look = repaired,
             Next::Lease(again) => look = again,
@@ -204,6 +217,10 @@ struct Run<'a> {
     /// The source's refs this tool cannot carry, as the last look saw them.
     unsupported: &'a mut Vec<Unsupported>,
     retry: Retry,
+    /// The target's default branch, and how to move it.
+    default: DefaultBranch,
+    /// Pushed refs using LFS were already reported.
+    lfs_warned: bool,
 }
 
 /// What a round leads to.
@@ -228,6 +245,8 @@ struct Planned {
     /// How many of the target's refs the filter selects.
     on_target: usize,
     target: RefMap,
+    /// The branch the source's `HEAD` named at the look this plan was made from.
+    source_head: Option<String>,
 }
 
 /// What a push step leads to.
@@ -252,7 +271,7 @@ impl Run<'_> {
                 scope.spawn(|| {
                     let start = Instant::now();
                     let (refs, retried) =
-                        retry.run("listing the target", || session.list(&cfg.target));
+                        retry.run("listing the target", || session.list_with_head(&cfg.target));
                     (refs, retried, start.elapsed().as_secs_f64())
                 })
             });
@@ -264,7 +283,9 @@ impl Run<'_> {
             Some(Ok((refs, retried, seconds))) => {
                 self.summary.seconds.plan += seconds;
                 self.summary.retries += retried;
-                self.seen_target = Some(refs?);
+                let (refs, head) = refs?;
+                self.default.advertised(head);
+                self.seen_target = Some(refs);
             }
             Some(Err(panic)) => std::panic::resume_unwind(panic),
             None => {}
@@ -289,6 +310,7 @@ impl Run<'_> {
             return Ok(Next::Done(self.finished()));
         };
         self.guard(look, &planned, round)?;
+        self.lfs(&planned.plan)?;
         if self.cfg.dry_run {
             for change in &planned.plan.changes {
                 self.summary.record(change, RefResult::Planned, None);
@@ -353,6 +375,7 @@ impl Run<'_> {
             wanted,
             on_target,
             target,
+            source_head: look.head.clone(),
         }))
     }
 
@@ -382,20 +405,21 @@ impl Run<'_> {
         };
         let unsettled = self.cache.interrupted_push;
         self.cache.mark_push(self.cfg.target.url.redacted())?;
-        let rejected = timed!(
-            self.summary,
-            push,
-            push::execute(
-                self.session,
-                &self.cfg.push,
-                &self.cfg.target,
-                &self.cache,
-                &planned.plan,
-                commits,
-                planned.wanted.len(),
-                self.summary
-            )?
-        );
+        // The target's default branch is deleted last, after the default moved to the source's
+        // (CodeCommit refuses to delete its default branch; a Git server's HEAD would dangle).
+        let (first, last) = self.default_last(planned);
+        let mut rejected = self.execute(&first, commits, planned.wanted.len())?;
+        if let Some((last, head)) = last {
+            if let Err(err) = self.default.set(&head) {
+                warn!(
+                    "cannot move the target's default branch to {} before deleting the old one: \
+                     {}",
+                    crate::refname::shown(&head),
+                    error::one_line(&err)
+                );
+            }
+            rejected.extend(self.execute(&last, Some(0), planned.wanted.len())?);
+        }
         if !rejected.is_empty() && rejected.iter().all(|r| lost_a_race(&r.reason)) {
             return self.lease_broken(rejected);
         }
@@ -411,6 +435,101 @@ impl Run<'_> {
         }
         self.cache.clear_push_mark()?;
         Ok(Pushed::Done)
+    }
+
+    /// Push one plan, timed.
+    fn execute(
+        &mut self,
+        plan: &Plan,
+        commits: Option<usize>,
+        local_refs: usize,
+    ) -> Result<Vec<RefProblem>> {
+        if plan.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(timed!(
+            self.summary,
+            push,
+            push::execute(
+                self.session,
+                &self.cfg.push,
+                &self.cfg.target,
+                &self.cache,
+                plan,
+                commits,
+                local_refs,
+                self.summary
+            )?
+        ))
+    }
+
+    /// The plan split so the deletion of the target's default branch comes last, with the branch
+    /// to make the default before it: when the plan deletes the target's default branch, the
+    /// target's default can be moved, and the source's default is on the target once the rest of
+    /// the plan is pushed.
+    fn default_last(&self, planned: &Planned) -> (Plan, Option<(Plan, String)>) {
+        let plan = planned.plan.clone();
+        let Some(current) = self.default.current() else {
+            return (plan, None);
+        };
+        let Some(head) = planned.source_head.clone() else {
+            return (plan, None);
+        };
+        let deletes_default = |c: &Change| c.action == Action::Delete && c.name == current;
+        let movable = self.default.movable()
+            && head != current
+            && planned.wanted.contains_key(&head)
+            && self.cfg.filter.selects(&head);
+        if !movable || !plan.changes.iter().any(deletes_default) {
+            return (plan, None);
+        }
+        let (last, changes): (Vec<Change>, Vec<Change>) =
+            plan.changes.into_iter().partition(deletes_default);
+        let first = Plan {
+            changes,
+            unchanged: plan.unchanged,
+        };
+        let last = Plan {
+            changes: last,
+            unchanged: 0,
+        };
+        (first, Some((last, head)))
+    }
+
+    /// Pushed refs using LFS: say so once (naming them), count them, and with `--lfs fail` stop
+    /// before anything of this plan is pushed.
+    fn lfs(&mut self, plan: &Plan) -> Result<()> {
+        let found = lfs::refs_using_lfs(&self.cache.repo, plan);
+        if found.is_empty() {
+            return Ok(());
+        }
+        self.summary.lfs_refs += found.len();
+        let mut names: Vec<String> = found
+            .iter()
+            .take(10)
+            .map(|n| crate::refname::shown(n))
+            .collect();
+        if found.len() > names.len() {
+            names.push(format!("and {} more", found.len() - names.len()));
+        }
+        let names = names.join(", ");
+        if self.cfg.lfs == LfsPolicy::Fail {
+            bail!(
+                "{} ref(s) to push use Git LFS ({names}): the target would hold LFS pointer \
+                 files, not their content; nothing was pushed (--lfs fail). Use --lfs warn to \
+                 mirror the pointers anyway",
+                found.len()
+            );
+        }
+        if !self.lfs_warned {
+            self.lfs_warned = true;
+            warn!(
+                "{} ref(s) use Git LFS ({names}): the target gets their LFS pointer files, not \
+                 the files' content (--lfs fail refuses to push them)",
+                found.len()
+            );
+        }
+        Ok(())
     }
 
     /// What the push is about to send must be readable: a cache damaged by a killed run must not
@@ -511,11 +630,13 @@ impl Run<'_> {
     /// A fresh listing of the target, retried after transient failures.
     fn list_target(&mut self) -> Result<RefMap> {
         let (session, target) = (self.session, &self.cfg.target);
-        let (refs, retried) = self
+        let (listed, retried) = self
             .retry
-            .run("listing the target", || session.list(target));
+            .run("listing the target", || session.list_with_head(target));
         self.summary.retries += retried;
-        refs
+        let (refs, head) = listed?;
+        self.default.advertised(head);
+        Ok(refs)
     }
 
     /// Look at the source and fetch from it when its refs differ from the cache's. A mirror
@@ -597,6 +718,7 @@ impl Run<'_> {
         );
         self.summary.retries += retried;
         let seed = seed?;
+        self.default.advertised(seed.head.clone());
         libgit2::leave_alone(&cfg.target.url, &seed.unsupported);
         if let Some(stats) = seed.fetched {
             self.summary.transfer.seed.add(stats);
@@ -636,4 +758,114 @@ fn differing_refs(target: &RefMap, wanted: &RefMap, cfg: &SyncConfig) -> usize {
         .filter(|(n, id)| target.get(*n) != Some(id))
         .count();
     moved + target.keys().filter(|n| !wanted.contains_key(*n)).count()
+}
+
+/// Make sure the target exists (creating it with `--create-target`) and learn how its default
+/// branch is read and moved. Runs before anything else: a missing target is exit 1 naming the
+/// command that creates it, before even the cache is touched.
+fn prepare_target(cfg: &SyncConfig) -> Result<DefaultBranch> {
+    use default_branch::Target;
+    if let Some(path) = cfg.target.url.local_path() {
+        let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        if !path.exists() {
+            if !cfg.create_target || cfg.dry_run {
+                bail!(
+                    "the target {} does not exist; create it with 'git init --bare {}', or pass \
+                     --create-target{}",
+                    path.display(),
+                    shell_word(&path.display().to_string()),
+                    if cfg.dry_run {
+                        " (a dry run creates nothing)"
+                    } else {
+                        ""
+                    }
+                );
+            }
+            git2::Repository::init_bare(&path).map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot create the target {}: {}",
+                    path.display(),
+                    e.message()
+                )
+            })?;
+            info!("created the target {} (--create-target)", path.display());
+        }
+        return Ok(DefaultBranch::new(Target::Local(path), None));
+    }
+    let Some(repo) = cfg.target.codecommit() else {
+        return Ok(DefaultBranch::new(Target::Other, None));
+    };
+    let api_overridden = ["AWS_ENDPOINT_URL_CODECOMMIT", "AWS_ENDPOINT_URL"]
+        .iter()
+        .any(|v| std::env::var(v).is_ok_and(|e| !e.trim().is_empty()));
+    if !crate::codecommit::is_aws_host(&repo.host) && !api_overridden {
+        // The Git endpoint is overridden and the API's is not: the API the SDK would call is
+        // not the one that serves this repository.
+        return Ok(DefaultBranch::unmanaged(format!(
+            "the CodeCommit Git endpoint is overridden ({}) and the API endpoint is not \
+             (AWS_ENDPOINT_URL_CODECOMMIT): default branch and --create-target not handled",
+            repo.host
+        )));
+    }
+    let api = ControlPlane::new(repo)?;
+    match api.get() {
+        Ok(Some(meta)) => {
+            let known = meta.default_branch.map(|b| format!("refs/heads/{b}"));
+            Ok(DefaultBranch::new(Target::CodeCommit(api), known))
+        }
+        Ok(None) if cfg.create_target && !cfg.dry_run => {
+            let description = source_description(cfg);
+            api.create(description.as_deref())?;
+            info!(
+                "created the CodeCommit repository '{}' in {} (--create-target)",
+                api.name, api.region
+            );
+            Ok(DefaultBranch::new(Target::CodeCommit(api), None))
+        }
+        Ok(None) => bail!(
+            "the CodeCommit repository '{}' does not exist in {}; create it with '{}', or pass \
+             --create-target{}",
+            api.name,
+            api.region,
+            api.create_command(),
+            if cfg.dry_run {
+                " (a dry run creates nothing)"
+            } else {
+                ""
+            }
+        ),
+        Err(err) => {
+            let why = error::one_line(&err);
+            warn!("{why}: the target's default branch is not managed in this run");
+            Ok(DefaultBranch::unmanaged(why))
+        }
+    }
+}
+
+/// `word` as one shell word: as it is when it needs no quoting, else single-quoted.
+fn shell_word(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-+:@%,=".contains(c));
+    if plain {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
+    }
+}
+
+/// The source's description, when it is a local repository that has one (gitweb's
+/// `description` file, unless git's placeholder): Backlog and other hosts do not say over Git.
+fn source_description(cfg: &SyncConfig) -> Option<String> {
+    let path = cfg.source.url.local_path()?;
+    let repo = git2::Repository::open(path).ok()?;
+    let text = std::fs::read_to_string(repo.path().join("description")).ok()?;
+    let text: String = text
+        .trim()
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(1000)
+        .collect();
+    (!text.is_empty() && !text.starts_with("Unnamed repository")).then_some(text)
 }
