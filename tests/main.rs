@@ -11,6 +11,7 @@ mod buildspec_run;
 mod cloudformation;
 mod codecommit_e2e;
 mod codecommit_signature;
+mod create_target;
 mod default_branch;
 mod deploy;
 mod dist;
