@@ -21,6 +21,7 @@ mod hostile_refs;
 mod https_passwords;
 mod interrupted;
 mod leases;
+mod lfs;
 mod mirror_exactness;
 mod reports;
 mod safety;
