@@ -71,17 +71,16 @@ pub(crate) fn upload_pack(path: &Path) -> Command {
     cmd
 }
 
-/// `git push --porcelain` of `specs` from the bare repository at `git_dir`, each ref under its
-/// lease in `leases` (`--force-with-lease=<ref>:<expect>`: git refuses a ref whose value on the
-/// target is not the one the plan saw, as "stale info"), with the same per-ref results as the
+/// `git push --porcelain` from the bare repository at `git_dir` of `updates`: each a refspec and
+/// its lease (`--force-with-lease=<ref>:<expect>`: git refuses a ref whose value on the target
+/// is not the one the plan saw, as "stale info"), with the same per-ref results as the
 /// libgit2 path, its process group's guard holding `hold` (the cache lock). A push whose processes move no byte for `timeout` (the
 /// target stopped reading or answering) is killed: git has no timeout of its own for git://,
 /// and its HTTP one (curl's low-speed limit, set too) does not cover a local receive-pack.
 pub(crate) fn push(
     git_dir: &Path,
     url: &RemoteUrl,
-    specs: &[String],
-    leases: &[String],
+    updates: &[(String, String)],
     env: &[(String, String)],
     timeout: Duration,
     progress: &mut Progress,
@@ -94,10 +93,10 @@ pub(crate) fn push(
             .args(["-c", "http.lowSpeedLimit=1", "-c"])
             .arg(format!("http.lowSpeedTime={low_speed_time}"))
             .args(["push", "--porcelain", "--progress", "--no-verify"])
-            .args(leases.iter().map(|lease| os_bytes(lease)))
+            .args(updates.iter().map(|(_, lease)| os_bytes(lease)))
             .arg("--")
             .arg(repository_argument(url)?)
-            .args(specs.iter().map(|spec| os_bytes(spec)))
+            .args(updates.iter().map(|(spec, _)| os_bytes(spec)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped()),

@@ -297,9 +297,8 @@ pub(crate) fn execute(
                     &target.url,
                     &pending
                         .iter()
-                        .map(|c| c.leased_refspec())
+                        .map(|c| (c.leased_refspec(), c.lease()))
                         .collect::<Vec<_>>(),
-                    &pending.iter().map(|c| c.lease()).collect::<Vec<_>>(),
                     &git_env,
                     options.network_timeout,
                     &mut Progress::new("push", options.progress),

@@ -120,7 +120,7 @@ fn a_missing_codecommit_repository_names_create_repository_and_is_created_on_req
     let missing = codecommit_sync(&sb, &server, &pair.source, &[]);
     assert_eq!(missing.code, 1, "{}", missing.stderr);
     assert_eq!(
-        quoted_command(&missing.json()["error"].as_str().unwrap()),
+        quoted_command(missing.json()["error"].as_str().unwrap()),
         "aws codecommit create-repository --repository-name team-app --region us-east-1"
     );
     assert!(!root.join("team-app").exists());
