@@ -770,8 +770,8 @@ fn prepare_target(cfg: &SyncConfig) -> Result<DefaultBranch> {
         if !path.exists() {
             if !cfg.create_target || cfg.dry_run {
                 bail!(
-                    "the target {} does not exist; create it with 'git init --bare {}', or pass \
-                     --create-target{}",
+                    "the target {} does not exist; to create it, run: git init --bare {} (or \
+                     pass --create-target){}",
                     path.display(),
                     shell_word(&path.display().to_string()),
                     if cfg.dry_run {
@@ -823,8 +823,8 @@ fn prepare_target(cfg: &SyncConfig) -> Result<DefaultBranch> {
             Ok(DefaultBranch::new(Target::CodeCommit(api), None))
         }
         Ok(None) => bail!(
-            "the CodeCommit repository '{}' does not exist in {}; create it with '{}', or pass \
-             --create-target{}",
+            "the CodeCommit repository '{}' does not exist in {}; to create it, run: {} (or pass \
+             --create-target){}",
             api.name,
             api.region,
             api.create_command(),

@@ -12,11 +12,12 @@ const REGION: &str = "us-east-1";
 const AKID: &str = "AKIAEXAMPLEBACKLOG03";
 const SECRET: &str = "canary-7f3a9c1e5b/create-target/SECRET";
 
-/// The command the error line quotes between `create it with '` and `', or pass`.
+/// The command the error line gives between `to create it, run: ` and ` (or pass`.
 fn quoted_command(error: &str) -> String {
-    let start = error.find("create it with '").expect("names a command") + "create it with '".len();
+    let lead = "to create it, run: ";
+    let start = error.find(lead).expect("names a command") + lead.len();
     let end = error[start..]
-        .find("', or pass --create-target")
+        .find(" (or pass --create-target)")
         .expect("end")
         + start;
     error[start..end].to_string()
@@ -26,14 +27,18 @@ fn quoted_command(error: &str) -> String {
 fn a_missing_local_target_names_git_init_and_is_created_on_request() {
     let sb = Sandbox::new();
     let pair = sb.pair("srv", &["dev"]);
-    let target = sb.join("new targets/app.git");
+    // A path a shell would split, expand or end a quote in: the command still makes it.
+    let target = sb.join("new targets/it's $(x).git");
     let (src, tgt) = (path_str(&pair.source), path_str(&target));
 
     let missing = run(&mut sb.sync(&src, &tgt));
     assert_eq!(missing.code, 1, "{}", missing.stderr);
     let error = missing.only_error();
     let command = quoted_command(error);
-    assert_eq!(command, format!("git init --bare '{tgt}'"));
+    assert_eq!(
+        command,
+        format!("git init --bare '{}'", tgt.replace('\'', "'\\''"))
+    );
     assert!(
         !target.exists() && !sb.cache_dir().exists(),
         "nothing is created"
