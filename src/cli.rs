@@ -14,6 +14,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::credential_helper::Operation;
 use crate::duration;
+use crate::lfs::LfsPolicy;
 use crate::progress::ProgressMode;
 use crate::push::PushEngine;
 
@@ -363,6 +364,16 @@ pub(crate) struct SyncArgs {
     #[arg(long, value_name = "DURATION", value_parser = parse_progress_interval,
           env = "BACKLOG_MIRROR_PROGRESS_INTERVAL")]
     pub(crate) progress_interval: Option<Duration>,
+
+    /// Create a missing target: a CodeCommit repository (CreateRepository) or a local bare
+    /// repository (git init --bare).
+    #[arg(long, env = "BACKLOG_MIRROR_CREATE_TARGET")]
+    pub(crate) create_target: bool,
+
+    /// When pushed branches use Git LFS (whose objects the target does not get): warn, or fail
+    /// before pushing anything [default: warn].
+    #[arg(long, value_enum, env = "BACKLOG_MIRROR_LFS")]
+    pub(crate) lfs: Option<LfsPolicy>,
 }
 
 #[derive(Debug, Args)]

@@ -126,6 +126,11 @@ fn region_of_host(host: &str) -> Option<String> {
     is_region(region).then(|| region.to_string())
 }
 
+/// Whether `host` is one of AWS's own CodeCommit Git endpoints (not an override).
+pub(crate) fn is_aws_host(host: &str) -> bool {
+    region_of_host(host).is_some()
+}
+
 /// Whether `host` is a CodeCommit Git endpoint (or the one `CODE_COMMIT_ENDPOINT` names).
 pub(crate) fn is_codecommit_host(host: &str) -> bool {
     region_of_host(host).is_some()

@@ -10,6 +10,7 @@ use std::time::Duration;
 use crate::cli::SyncArgs;
 use crate::codecommit::{self, CodeCommit};
 use crate::error::usage;
+use crate::lfs::LfsPolicy;
 use crate::plan::DeleteGuard;
 use crate::progress::{ProgressMode, ProgressOptions};
 use crate::push::{PushEngine, PushOptions};
@@ -39,6 +40,10 @@ pub(crate) struct SyncConfig {
     pub(crate) ssh: SshConfig,
     /// `--region`: for Parameter Store (CodeCommit's is resolved into the target).
     pub(crate) region: Option<String>,
+    /// `--create-target`: create a missing CodeCommit repository or local bare target.
+    pub(crate) create_target: bool,
+    /// `--lfs`: what pushed LFS pointers lead to.
+    pub(crate) lfs: LfsPolicy,
 }
 
 /// The SSH key and host key policy, shared by both ends; read only after every local check.
@@ -154,6 +159,8 @@ impl SyncConfig {
             progress,
             ssh,
             region: args.region.clone().filter(|r| !r.trim().is_empty()),
+            create_target: args.create_target,
+            lfs: args.lfs.unwrap_or_default(),
         })
     }
 
@@ -203,6 +210,11 @@ fn check_local(flag: &str, url: &RemoteUrl, is_source: bool) -> anyhow::Result<(
     let Some(path) = url.local_path() else {
         return Ok(());
     };
+    if !is_source && !path.exists() {
+        // Not bad usage: the run says how to create it (exit 1), or creates it with
+        // --create-target.
+        return Ok(());
+    }
     if !path.exists() {
         let hint = if is_source {
             "check the path"

@@ -105,6 +105,68 @@ thread_local! {
     /// Per-ref outcomes of the push running on this thread, by escaped name.
     static PUSH_RESULTS: RefCell<Option<HashMap<String, RefOutcome>>> =
         const { RefCell::new(None) };
+    /// The leases of the push running on this thread: each ref's value on the target as the
+    /// plan saw it (`None`: absent), by escaped name.
+    static LEASES: RefCell<Option<HashMap<String, Option<Oid>>>> = const { RefCell::new(None) };
+    /// Refs whose lease the target's advertisement broke: (escaped name, its value there).
+    static STALE: RefCell<Vec<(String, Option<Oid>)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// libgit2's `push_negotiation` callback, called once the target advertised its refs and before
+/// any object is packed: refuse the whole push when a ref's current value on the target (`src`
+/// of each update) is not the one the plan saw. libgit2 then sends each command with that
+/// advertised value as the old one, which the target's receive-pack checks again under its ref
+/// lock, so a ref moved after the advertisement is refused there.
+extern "C" fn check_leases(
+    updates: *mut *const raw::git_push_update,
+    len: libc::size_t,
+    _payload: *mut c_void,
+) -> c_int {
+    std::panic::catch_unwind(|| {
+        if updates.is_null() {
+            return 0;
+        }
+        // SAFETY: libgit2 passes `len` valid update pointers, live for the call.
+        let updates = unsafe { std::slice::from_raw_parts(updates, len) };
+        let mut stale = Vec::new();
+        LEASES.with(|leases| {
+            let leases = leases.borrow();
+            let Some(leases) = leases.as_ref() else {
+                return;
+            };
+            for &update in updates {
+                if update.is_null() {
+                    continue;
+                }
+                // SAFETY: a live update with a NUL-terminated destination name and ids.
+                let (name, current) = unsafe {
+                    let update = &*update;
+                    if update.dst_refname.is_null() {
+                        continue;
+                    }
+                    (
+                        refname::escape(CStr::from_ptr(update.dst_refname).to_bytes()),
+                        Oid::from_raw(&update.src),
+                    )
+                };
+                let current = (!current.is_zero()).then_some(current);
+                if let Some(&expected) = leases.get(&name)
+                    && expected != current
+                {
+                    stale.push((name, current));
+                }
+            }
+        });
+        if stale.is_empty() {
+            return 0;
+        }
+        STALE.with(|s| *s.borrow_mut() = stale);
+        let message = c"a ref moved on the target since the plan was made (lease broken)";
+        // SAFETY: a static NUL-terminated message; libgit2 copies it.
+        unsafe { raw::git_error_set_str(raw::GIT_ERROR_CALLBACK as c_int, message.as_ptr()) };
+        -1
+    })
+    .unwrap_or(-1)
 }
 
 /// libgit2's `push_update_reference` callback: record one ref's result by its bytes. It replaces
@@ -150,11 +212,15 @@ unsafe extern "C" {
     ) -> std::ffi::c_int;
 }
 
-/// Push `specs` (escaped refspecs) with `options` (whose callbacks, other than per-ref results,
-/// stay git2's) and return each ref's result as the target reported it.
+/// Push `specs` (escaped refspecs) with `options` (whose callbacks, other than per-ref results
+/// and lease checks, stay git2's) and return each ref's result as the target reported it.
+/// `leases` holds each pushed ref's value on the target as the plan saw it: when the target's
+/// advertisement differs for any, nothing is sent and every ref of the push is returned
+/// rejected as "stale info", the broken ones saying what the target has.
 pub(crate) fn push(
     remote: &mut git2::Remote<'_>,
     specs: &[String],
+    leases: HashMap<String, Option<Oid>>,
     options: &git2::PushOptions<'_>,
 ) -> Result<HashMap<String, RefOutcome>, git2::Error> {
     let c_specs = specs
@@ -169,11 +235,32 @@ pub(crate) fn push(
     // `raw()` points the callbacks' payload into `options`, which outlives the call.
     let mut raw_options = options.raw();
     raw_options.callbacks.push_update_reference = Some(record_result);
+    raw_options.callbacks.push_negotiation = Some(check_leases);
+    let names: Vec<String> = leases.keys().cloned().collect();
+    LEASES.with(|l| *l.borrow_mut() = Some(leases));
+    STALE.with(|s| s.borrow_mut().clear());
     PUSH_RESULTS.with(|results| *results.borrow_mut() = Some(HashMap::new()));
     // SAFETY: live remote; the refspec array points into `c_specs` and `pointers`, and the
     // options into `options`, all of which live until after the call.
     let code = unsafe { git_remote_upload(remote.raw(), &array, &raw_options) };
     let results = PUSH_RESULTS.with(|results| results.borrow_mut().take().unwrap_or_default());
+    LEASES.with(|l| l.borrow_mut().take());
+    let stale = STALE.with(|s| std::mem::take(&mut *s.borrow_mut()));
+    if code < 0 && !stale.is_empty() {
+        let mut refused: HashMap<String, RefOutcome> = names
+            .into_iter()
+            .map(|name| {
+                let why = "stale info: not sent, another ref of this push had moved on the target";
+                (name, RefOutcome::Rejected(why.to_string()))
+            })
+            .collect();
+        for (name, current) in stale {
+            let has = current.map_or_else(|| "nothing".to_string(), |id| id.to_string());
+            let why = format!("stale info: the target has {has}, not what the plan saw");
+            refused.insert(name, RefOutcome::Rejected(why));
+        }
+        return Ok(refused);
+    }
     check(code)?;
     Ok(results)
 }

@@ -71,15 +71,16 @@ pub(crate) fn upload_pack(path: &Path) -> Command {
     cmd
 }
 
-/// `git push --porcelain` of `specs` from the bare repository at `git_dir`, with the same
-/// per-ref results as the libgit2 path, its process group's guard holding `hold` (the cache
-/// lock). A push whose processes move no byte for `timeout` (the
+/// `git push --porcelain` from the bare repository at `git_dir` of `updates`: each a refspec and
+/// its lease (`--force-with-lease=<ref>:<expect>`: git refuses a ref whose value on the target
+/// is not the one the plan saw, as "stale info"), with the same per-ref results as the
+/// libgit2 path, its process group's guard holding `hold` (the cache lock). A push whose processes move no byte for `timeout` (the
 /// target stopped reading or answering) is killed: git has no timeout of its own for git://,
 /// and its HTTP one (curl's low-speed limit, set too) does not cover a local receive-pack.
 pub(crate) fn push(
     git_dir: &Path,
     url: &RemoteUrl,
-    specs: &[String],
+    updates: &[(String, String)],
     env: &[(String, String)],
     timeout: Duration,
     progress: &mut Progress,
@@ -91,13 +92,11 @@ pub(crate) fn push(
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .args(["-c", "http.lowSpeedLimit=1", "-c"])
             .arg(format!("http.lowSpeedTime={low_speed_time}"))
-            .args(["push", "--porcelain", "--progress", "--no-verify", "--"])
+            .args(["push", "--porcelain", "--progress", "--no-verify"])
+            .args(updates.iter().map(|(_, lease)| os_bytes(lease)))
+            .arg("--")
             .arg(repository_argument(url)?)
-            .args(specs.iter().map(|spec| {
-                <std::ffi::OsString as std::os::unix::ffi::OsStringExt>::from_vec(
-                    refname::to_bytes(spec),
-                )
-            }))
+            .args(updates.iter().map(|(spec, _)| os_bytes(spec)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped()),
@@ -208,6 +207,11 @@ pub(crate) fn push(
         stats,
         remote_lines,
     })
+}
+
+/// An escaped ref name, refspec or option holding one, as the bytes git must be given.
+fn os_bytes(escaped: &str) -> std::ffi::OsString {
+    <std::ffi::OsString as std::os::unix::ffi::OsStringExt>::from_vec(refname::to_bytes(escaped))
 }
 
 /// A push the watchdog ended: no byte moved for the whole network timeout.

@@ -121,12 +121,17 @@ impl Session {
     /// The refs a remote advertises under `refs/`, without those this tool cannot carry (they
     /// are left alone, and said so).
     pub(crate) fn list(&self, remote: &Remote) -> Result<RefMap> {
+        self.list_with_head(remote).map(|(refs, _)| refs)
+    }
+
+    /// As `list`, with the branch the remote's `HEAD` names (its default branch), if it says.
+    pub(crate) fn list_with_head(&self, remote: &Remote) -> Result<(RefMap, Option<String>)> {
         let url = &remote.url;
         let mut connection = git2::Remote::create_detached(fetch_location(url))
             .with_context(|| format!("cannot use {} as a remote", url.redacted()))?;
         let (_, listing) = self.connect(&mut connection, remote)?;
         leave_alone(url, &listing.unsupported);
-        Ok(listing.refs)
+        Ok((listing.refs, listing.head))
     }
 
     /// Open a fetch connection to `remote` and read the refs it advertises.
@@ -141,7 +146,14 @@ impl Session {
             .map_err(|e| self.failed(remote, "cannot connect to", e))?;
         let heads = git2_bytes::remote_heads(connection.remote())
             .with_context(|| format!("cannot list the refs of {}", url.redacted()))?;
-        Ok((connection, advertised(heads)))
+        let mut listing = advertised(heads);
+        // The `symref=HEAD:...` the remote advertised; none for an empty or detached HEAD.
+        listing.head = connection
+            .default_branch()
+            .ok()
+            .map(|name| refname::escape(&name))
+            .filter(|name| name.starts_with("refs/"));
+        Ok((connection, listing))
     }
 
     /// Connect to `remote` once, read its refs, and when `wanted` says so, download every ref's
@@ -160,12 +172,19 @@ impl Session {
         let mut anonymous = repo
             .remote_anonymous(&fetch_location(url))
             .with_context(|| format!("cannot use {} as a remote", url.redacted()))?;
-        let (mut connection, Listing { refs, unsupported }) =
-            self.connect(&mut anonymous, remote)?;
+        let (
+            mut connection,
+            Listing {
+                refs,
+                unsupported,
+                head,
+            },
+        ) = self.connect(&mut anonymous, remote)?;
         if !wanted(&refs) {
             return Ok(Look {
                 refs,
                 unsupported,
+                head,
                 fetched: None,
             });
         }
@@ -198,17 +217,19 @@ impl Session {
         Ok(Look {
             refs,
             unsupported,
+            head,
             fetched: Some(fetched),
         })
     }
 
-    /// Push `specs` (`+src:dst` or `:dst`) in one connection. Returns each ref's outcome as the
-    /// target reported it.
+    /// Push `specs` (`+src:dst` or `:dst`) in one connection, each ref under its lease in
+    /// `leases` (see `git2_bytes::push`). Returns each ref's outcome as the target reported it.
     pub(crate) fn push(
         &self,
         repo: &git2::Repository,
         remote: &Remote,
         specs: &[String],
+        leases: std::collections::HashMap<String, Option<Oid>>,
     ) -> Result<PushOutcome> {
         let url = &remote.url;
         let mut anonymous = repo
@@ -235,7 +256,7 @@ impl Session {
         options
             .remote_callbacks(callbacks)
             .packbuilder_parallelism(0);
-        let pushed = git2_bytes::push(&mut anonymous, specs, &options);
+        let pushed = git2_bytes::push(&mut anonymous, specs, leases, &options);
         if pushed.is_err() {
             cut_connections_of_this_thread();
         }
@@ -283,6 +304,8 @@ pub(crate) struct Look {
     pub(crate) refs: RefMap,
     /// The remote's refs this tool cannot carry, with why; neither fetched nor pushed.
     pub(crate) unsupported: Vec<Unsupported>,
+    /// The branch the remote's `HEAD` names, when it advertised one.
+    pub(crate) head: Option<String>,
     /// What was fetched, when the listing called for a fetch.
     pub(crate) fetched: Option<TransferStats>,
 }
@@ -300,6 +323,7 @@ pub(crate) struct Unsupported {
 struct Listing {
     refs: RefMap,
     unsupported: Vec<Unsupported>,
+    head: Option<String>,
 }
 
 /// The refs an advertisement lists under `refs/` (peeled `^{}` entries dropped), by name as
@@ -308,6 +332,7 @@ fn advertised(heads: Vec<(Vec<u8>, Oid)>) -> Listing {
     let mut listing = Listing {
         refs: RefMap::new(),
         unsupported: Vec::new(),
+        head: None,
     };
     for (name, id) in heads {
         if !name.starts_with(b"refs/") || name.ends_with(b"^{}") {

@@ -15,7 +15,10 @@ use tracing::{debug, info, warn};
 
 use crate::cache::Cache;
 use crate::config::SyncConfig;
+use crate::control_plane::ControlPlane;
+use crate::default_branch::{self, DefaultBranch};
 use crate::error::{self, Error, RefProblem};
+use crate::lfs::{self, LfsPolicy};
 use crate::libgit2::{self, Look, Session, Unsupported};
 use crate::plan::{Action, Change, Plan};
 use crate::push;
@@ -137,12 +140,18 @@ fn is_local_damage(err: &anyhow::Error) -> bool {
 /// interrupted run's push landing late) before it gives up.
 const SETTLE_ATTEMPTS: u32 = 3;
 
+/// How many times a run looks again and plans anew because refs moved on the target under its
+/// plan (leases broken by another sync of the same mirror) before it gives up. Each retry
+/// follows a push by someone else, so two syncs racing settle in one or two.
+const LEASE_ATTEMPTS: u32 = 5;
+
 fn run(
     cfg: &SyncConfig,
     session: &Session,
     summary: &mut Summary,
     unsupported: &mut Vec<Unsupported>,
 ) -> Result<Status> {
+    let default = prepare_target(cfg)?;
     let cache = timed!(
         summary,
         lock,
@@ -159,14 +168,24 @@ fn run(
         seen_target: None,
         unsupported,
         retry: Retry::new(cfg.retries),
+        default,
+        lfs_warned: false,
     };
     let mut look = run.first_look()?;
     let mut round = 1;
     loop {
         run.summary.rounds = round;
         match run.round(&look, round)? {
+            Next::Done(Status::InSync) => {
+                let head = look.head.as_deref();
+                let on_target =
+                    head.is_some_and(|h| look.refs.contains_key(h) && cfg.filter.selects(h));
+                run.summary.default_branch = Some(run.default.follow(head, on_target));
+                return Ok(Status::InSync);
+            }
             Next::Done(status) => return Ok(status),
             Next::Again(repaired) => look = repaired,
+            Next::Lease(again) => look = again,
             Next::Settle => {}
             Next::Round(moved) if round < cfg.max_rounds => {
                 info!("the source changed during round {round}: catching up");
@@ -198,6 +217,10 @@ struct Run<'a> {
     /// The source's refs this tool cannot carry, as the last look saw them.
     unsupported: &'a mut Vec<Unsupported>,
     retry: Retry,
+    /// The target's default branch, and how to move it.
+    default: DefaultBranch,
+    /// Pushed refs using LFS were already reported.
+    lfs_warned: bool,
 }
 
 /// What a round leads to.
@@ -207,6 +230,9 @@ enum Next {
     Again(Look),
     /// The same round again, from the same look: the target changed under the push.
     Settle,
+    /// The same round again, from this fresh look at the source and a fresh listing of the
+    /// target: refs had moved on the target under the plan, and the push refused them.
+    Lease(Look),
     /// The source moved during the round (this look saw it): the next round.
     Round(Look),
 }
@@ -219,6 +245,8 @@ struct Planned {
     /// How many of the target's refs the filter selects.
     on_target: usize,
     target: RefMap,
+    /// The branch the source's `HEAD` named at the look this plan was made from.
+    source_head: Option<String>,
 }
 
 /// What a push step leads to.
@@ -227,6 +255,8 @@ enum Pushed {
     /// The cache failed its check before the push; nothing was pushed.
     Damaged(String),
     Settle,
+    /// Leases broke: look again.
+    Lease,
 }
 
 impl Run<'_> {
@@ -241,7 +271,7 @@ impl Run<'_> {
                 scope.spawn(|| {
                     let start = Instant::now();
                     let (refs, retried) =
-                        retry.run("listing the target", || session.list(&cfg.target));
+                        retry.run("listing the target", || session.list_with_head(&cfg.target));
                     (refs, retried, start.elapsed().as_secs_f64())
                 })
             });
@@ -253,7 +283,9 @@ impl Run<'_> {
             Some(Ok((refs, retried, seconds))) => {
                 self.summary.seconds.plan += seconds;
                 self.summary.retries += retried;
-                self.seen_target = Some(refs?);
+                let (refs, head) = refs?;
+                self.default.advertised(head);
+                self.seen_target = Some(refs);
             }
             Some(Err(panic)) => std::panic::resume_unwind(panic),
             None => {}
@@ -278,6 +310,7 @@ impl Run<'_> {
             return Ok(Next::Done(self.finished()));
         };
         self.guard(look, &planned, round)?;
+        self.lfs(&planned.plan)?;
         if self.cfg.dry_run {
             for change in &planned.plan.changes {
                 self.summary.record(change, RefResult::Planned, None);
@@ -296,6 +329,10 @@ impl Run<'_> {
                 Pushed::Done => {}
                 Pushed::Damaged(why) => return self.repair(&why).map(Next::Again),
                 Pushed::Settle => return Ok(Next::Settle),
+                // Whoever moved the target may have mirrored a newer source than this run's
+                // look: planning again from this run's cache alone could put an older value
+                // back. So look at the source again too.
+                Pushed::Lease => return Ok(Next::Lease(self.look()?)),
             }
         }
         let next = self.catch_up()?;
@@ -338,6 +375,7 @@ impl Run<'_> {
             wanted,
             on_target,
             target,
+            source_head: look.head.clone(),
         }))
     }
 
@@ -367,21 +405,25 @@ impl Run<'_> {
         };
         let unsettled = self.cache.interrupted_push;
         self.cache.mark_push(self.cfg.target.url.redacted())?;
-        let rejected = timed!(
-            self.summary,
-            push,
-            push::execute(
-                self.session,
-                &self.cfg.push,
-                &self.cfg.target,
-                &self.cache,
-                &planned.plan,
-                commits,
-                planned.wanted.len(),
-                self.summary
-            )?
-        );
-        if unsettled && rejected.iter().all(|r| lost_a_race(&r.reason)) {
+        // The target's default branch is deleted last, after the default moved to the source's
+        // (CodeCommit refuses to delete its default branch; a Git server's HEAD would dangle).
+        let (first, last) = self.default_last(planned);
+        let mut rejected = self.execute(&first, commits, planned.wanted.len())?;
+        if let Some((last, head)) = last {
+            if let Err(err) = self.default.set(&head) {
+                warn!(
+                    "cannot move the target's default branch to {} before deleting the old one: \
+                     {}",
+                    crate::refname::shown(&head),
+                    error::one_line(&err)
+                );
+            }
+            rejected.extend(self.execute(&last, Some(0), planned.wanted.len())?);
+        }
+        if !rejected.is_empty() && rejected.iter().all(|r| lost_a_race(&r.reason)) {
+            return self.lease_broken(rejected);
+        }
+        if unsettled && rejected.is_empty() {
             return self.settle(planned, &rejected);
         }
         if !rejected.is_empty() {
@@ -393,6 +435,101 @@ impl Run<'_> {
         }
         self.cache.clear_push_mark()?;
         Ok(Pushed::Done)
+    }
+
+    /// Push one plan, timed.
+    fn execute(
+        &mut self,
+        plan: &Plan,
+        commits: Option<usize>,
+        local_refs: usize,
+    ) -> Result<Vec<RefProblem>> {
+        if plan.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(timed!(
+            self.summary,
+            push,
+            push::execute(
+                self.session,
+                &self.cfg.push,
+                &self.cfg.target,
+                &self.cache,
+                plan,
+                commits,
+                local_refs,
+                self.summary
+            )?
+        ))
+    }
+
+    /// The plan split so the deletion of the target's default branch comes last, with the branch
+    /// to make the default before it: when the plan deletes the target's default branch, the
+    /// target's default can be moved, and the source's default is on the target once the rest of
+    /// the plan is pushed.
+    fn default_last(&self, planned: &Planned) -> (Plan, Option<(Plan, String)>) {
+        let plan = planned.plan.clone();
+        let Some(current) = self.default.current() else {
+            return (plan, None);
+        };
+        let Some(head) = planned.source_head.clone() else {
+            return (plan, None);
+        };
+        let deletes_default = |c: &Change| c.action == Action::Delete && c.name == current;
+        let movable = self.default.movable()
+            && head != current
+            && planned.wanted.contains_key(&head)
+            && self.cfg.filter.selects(&head);
+        if !movable || !plan.changes.iter().any(deletes_default) {
+            return (plan, None);
+        }
+        let (last, changes): (Vec<Change>, Vec<Change>) =
+            plan.changes.into_iter().partition(deletes_default);
+        let first = Plan {
+            changes,
+            unchanged: plan.unchanged,
+        };
+        let last = Plan {
+            changes: last,
+            unchanged: 0,
+        };
+        (first, Some((last, head)))
+    }
+
+    /// Pushed refs using LFS: say so once (naming them), count them, and with `--lfs fail` stop
+    /// before anything of this plan is pushed.
+    fn lfs(&mut self, plan: &Plan) -> Result<()> {
+        let found = lfs::refs_using_lfs(&self.cache.repo, plan);
+        if found.is_empty() {
+            return Ok(());
+        }
+        self.summary.lfs_refs += found.len();
+        let mut names: Vec<String> = found
+            .iter()
+            .take(10)
+            .map(|n| crate::refname::shown(n))
+            .collect();
+        if found.len() > names.len() {
+            names.push(format!("and {} more", found.len() - names.len()));
+        }
+        let names = names.join(", ");
+        if self.cfg.lfs == LfsPolicy::Fail {
+            bail!(
+                "{} ref(s) to push use Git LFS ({names}): the target would hold LFS pointer \
+                 files, not their content; nothing was pushed (--lfs fail). Use --lfs warn to \
+                 mirror the pointers anyway",
+                found.len()
+            );
+        }
+        if !self.lfs_warned {
+            self.lfs_warned = true;
+            warn!(
+                "{} ref(s) use Git LFS ({names}): the target gets their LFS pointer files, not \
+                 the files' content (--lfs fail refuses to push them)",
+                found.len()
+            );
+        }
+        Ok(())
     }
 
     /// What the push is about to send must be readable: a cache damaged by a killed run must not
@@ -451,6 +588,30 @@ impl Run<'_> {
         Ok(Pushed::Settle)
     }
 
+    /// Refs moved on the target between this run's listing and its push, and the target refused
+    /// them (a broken lease): another sync of the same mirror pushed meanwhile, or an earlier
+    /// run's push landed late. Pushing from the old plan again could put older values back, and
+    /// failing would leave the newest push to whoever happens to run next; so look again.
+    fn lease_broken(&mut self, rejected: Vec<RefProblem>) -> Result<Pushed> {
+        if self.summary.lease_retries >= LEASE_ATTEMPTS {
+            warn!(
+                "refs kept moving on the target under this run's plans ({LEASE_ATTEMPTS} \
+                 retries): another writer keeps pushing to it"
+            );
+            return Err(Error::Rejected(rejected).into());
+        }
+        self.summary.forget_rejected(&rejected);
+        self.summary.lease_retries += 1;
+        warn!(
+            "{} ref(s) moved on the target since this run listed it (another sync of this \
+             mirror, or an earlier push landing late); the target refused them, so this run \
+             looks at the source and the target again",
+            rejected.len()
+        );
+        self.seen_target = None;
+        Ok(Pushed::Lease)
+    }
+
     /// Catch-up: a push to the source during this run may have had its own webhook build
     /// refused (CodeBuild's concurrency limit is 1); mirror it now rather than wait. When the
     /// source moved, this look already fetches the next round's objects.
@@ -469,11 +630,13 @@ impl Run<'_> {
     /// A fresh listing of the target, retried after transient failures.
     fn list_target(&mut self) -> Result<RefMap> {
         let (session, target) = (self.session, &self.cfg.target);
-        let (refs, retried) = self
+        let (listed, retried) = self
             .retry
-            .run("listing the target", || session.list(target));
+            .run("listing the target", || session.list_with_head(target));
         self.summary.retries += retried;
-        refs
+        let (refs, head) = listed?;
+        self.default.advertised(head);
+        Ok(refs)
     }
 
     /// Look at the source and fetch from it when its refs differ from the cache's. A mirror
@@ -555,6 +718,7 @@ impl Run<'_> {
         );
         self.summary.retries += retried;
         let seed = seed?;
+        self.default.advertised(seed.head.clone());
         libgit2::leave_alone(&cfg.target.url, &seed.unsupported);
         if let Some(stats) = seed.fetched {
             self.summary.transfer.seed.add(stats);
@@ -594,4 +758,114 @@ fn differing_refs(target: &RefMap, wanted: &RefMap, cfg: &SyncConfig) -> usize {
         .filter(|(n, id)| target.get(*n) != Some(id))
         .count();
     moved + target.keys().filter(|n| !wanted.contains_key(*n)).count()
+}
+
+/// Make sure the target exists (creating it with `--create-target`) and learn how its default
+/// branch is read and moved. Runs before anything else: a missing target is exit 1 naming the
+/// command that creates it, before even the cache is touched.
+fn prepare_target(cfg: &SyncConfig) -> Result<DefaultBranch> {
+    use default_branch::Target;
+    if let Some(path) = cfg.target.url.local_path() {
+        let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        if !path.exists() {
+            if !cfg.create_target || cfg.dry_run {
+                bail!(
+                    "the target {} does not exist; to create it, run: git init --bare {} (or \
+                     pass --create-target){}",
+                    path.display(),
+                    shell_word(&path.display().to_string()),
+                    if cfg.dry_run {
+                        " (a dry run creates nothing)"
+                    } else {
+                        ""
+                    }
+                );
+            }
+            git2::Repository::init_bare(&path).map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot create the target {}: {}",
+                    path.display(),
+                    e.message()
+                )
+            })?;
+            info!("created the target {} (--create-target)", path.display());
+        }
+        return Ok(DefaultBranch::new(Target::Local(path), None));
+    }
+    let Some(repo) = cfg.target.codecommit() else {
+        return Ok(DefaultBranch::new(Target::Other, None));
+    };
+    let api_overridden = ["AWS_ENDPOINT_URL_CODECOMMIT", "AWS_ENDPOINT_URL"]
+        .iter()
+        .any(|v| std::env::var(v).is_ok_and(|e| !e.trim().is_empty()));
+    if !crate::codecommit::is_aws_host(&repo.host) && !api_overridden {
+        // The Git endpoint is overridden and the API's is not: the API the SDK would call is
+        // not the one that serves this repository.
+        return Ok(DefaultBranch::unmanaged(format!(
+            "the CodeCommit Git endpoint is overridden ({}) and the API endpoint is not \
+             (AWS_ENDPOINT_URL_CODECOMMIT): default branch and --create-target not handled",
+            repo.host
+        )));
+    }
+    let api = ControlPlane::new(repo)?;
+    match api.get() {
+        Ok(Some(meta)) => {
+            let known = meta.default_branch.map(|b| format!("refs/heads/{b}"));
+            Ok(DefaultBranch::new(Target::CodeCommit(api), known))
+        }
+        Ok(None) if cfg.create_target && !cfg.dry_run => {
+            let description = source_description(cfg);
+            api.create(description.as_deref())?;
+            info!(
+                "created the CodeCommit repository '{}' in {} (--create-target)",
+                api.name, api.region
+            );
+            Ok(DefaultBranch::new(Target::CodeCommit(api), None))
+        }
+        Ok(None) => bail!(
+            "the CodeCommit repository '{}' does not exist in {}; to create it, run: {} (or pass \
+             --create-target){}",
+            api.name,
+            api.region,
+            api.create_command(),
+            if cfg.dry_run {
+                " (a dry run creates nothing)"
+            } else {
+                ""
+            }
+        ),
+        Err(err) => {
+            let why = error::one_line(&err);
+            warn!("{why}: the target's default branch is not managed in this run");
+            Ok(DefaultBranch::unmanaged(why))
+        }
+    }
+}
+
+/// `word` as one shell word: as it is when it needs no quoting, else single-quoted.
+fn shell_word(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-+:@%,=".contains(c));
+    if plain {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
+    }
+}
+
+/// The source's description, when it is a local repository that has one (gitweb's
+/// `description` file, unless git's placeholder): Backlog and other hosts do not say over Git.
+fn source_description(cfg: &SyncConfig) -> Option<String> {
+    let path = cfg.source.url.local_path()?;
+    let repo = git2::Repository::open(path).ok()?;
+    let text = std::fs::read_to_string(repo.path().join("description")).ok()?;
+    let text: String = text
+        .trim()
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(1000)
+        .collect();
+    (!text.is_empty() && !text.starts_with("Unnamed repository")).then_some(text)
 }

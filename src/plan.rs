@@ -46,6 +46,22 @@ impl Change {
             _ => format!("+{0}:{0}", self.name),
         }
     }
+
+    /// The refspec for a push that carries this change's lease separately (git's
+    /// `--force-with-lease`, see [`Change::lease`]): no `+`, which would override the lease.
+    pub(crate) fn leased_refspec(&self) -> String {
+        match self.action {
+            Action::Delete => format!(":{}", self.name),
+            _ => format!("{0}:{0}", self.name),
+        }
+    }
+
+    /// git's `--force-with-lease=<ref>:<expect>` for this change: the target's ref must still
+    /// be where the plan saw it (absent, for a create), or the target refuses it as stale.
+    pub(crate) fn lease(&self) -> String {
+        let expect = self.old.map(|o| o.to_string()).unwrap_or_default();
+        format!("--force-with-lease={}:{expect}", self.name)
+    }
 }
 
 #[derive(Debug, Default, Clone)]

@@ -283,13 +283,22 @@ pub(crate) fn execute(
         let mut pending: Vec<&Change> = batch.clone();
         let mut retried = 0;
         let mut outcome = loop {
-            let specs: Vec<String> = pending.iter().map(|c| c.refspec()).collect();
+            // Every update carries the value the plan saw as its lease: a ref another writer
+            // (a second sync of the same mirror) moved since is refused, never overwritten.
             let pushed = match engine {
-                Engine::Libgit2 => session.push(repo, target, &specs),
+                Engine::Libgit2 => session.push(
+                    repo,
+                    target,
+                    &pending.iter().map(|c| c.refspec()).collect::<Vec<_>>(),
+                    pending.iter().map(|c| (c.name.clone(), c.old)).collect(),
+                ),
                 Engine::Git => gitcli::push(
                     repo.path(),
                     &target.url,
-                    &specs,
+                    &pending
+                        .iter()
+                        .map(|c| (c.leased_refspec(), c.lease()))
+                        .collect::<Vec<_>>(),
                     &git_env,
                     options.network_timeout,
                     &mut Progress::new("push", options.progress),

@@ -116,6 +116,15 @@ pub(crate) struct Summary {
     pub(crate) changes: Vec<ChangeReport>,
     pub(crate) transfer: Transfer,
     pub(crate) seconds: Seconds,
+    /// Plans made again because a ref had moved on the target since the plan's listing (its
+    /// lease broke: another sync of the same mirror, or an earlier push landing late).
+    pub(crate) lease_retries: u32,
+    /// The default branch: the source's, the target's after the run, and whether it moved; null
+    /// when the run did not get as far as in sync.
+    pub(crate) default_branch: Option<crate::default_branch::DefaultBranchReport>,
+    /// Pushed refs whose commit uses Git LFS (`filter=lfs` in its root `.gitattributes`): the
+    /// target holds their pointers, not their content.
+    pub(crate) lfs_refs: usize,
 }
 
 impl Summary {
@@ -136,6 +145,9 @@ impl Summary {
             changes: Vec::new(),
             transfer: Transfer::default(),
             seconds: Seconds::default(),
+            lease_retries: 0,
+            default_branch: None,
+            lfs_refs: 0,
         }
     }
 

@@ -1,8 +1,10 @@
-//! CodeCommit's Git endpoint and the container credentials endpoint, on 127.0.0.1.
+//! CodeCommit's Git endpoint and control plane, and the container credentials endpoint, on
+//! 127.0.0.1.
 //!
-//! The Git endpoint is `codecommit_server.py`: git http-backend behind TLS (a test CA made at
-//! start) that admits a request only when its password verifies as a CodeCommit SigV4 signature,
-//! checked with botocore. It reports its port and CA on its first line, so readiness is read, not
+//! CodeCommit is `codecommit_server.py`: git http-backend behind TLS (a test CA made at start)
+//! that admits a request only when its password verifies as a CodeCommit SigV4 signature, checked
+//! with botocore; on the same port, the API calls `GetRepository`, `CreateRepository` and
+//! `UpdateDefaultBranch`, their SigV4 `Authorization` checked with botocore too. It reports its port and CA on its first line, so readiness is read, not
 //! polled.
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -22,6 +24,17 @@ pub type Cred<'a> = (&'a str, &'a str, Option<&'a str>);
 
 impl CodeCommitServer {
     pub fn start(root: &Path, region: &str, creds: &[Cred<'_>], max_ref_updates: usize) -> Self {
+        Self::start_denying(root, region, creds, max_ref_updates, &[])
+    }
+
+    /// As `start`, answering the API actions in `deny` with AccessDeniedException.
+    pub fn start_denying(
+        root: &Path,
+        region: &str,
+        creds: &[Cred<'_>],
+        max_ref_updates: usize,
+        deny: &[&str],
+    ) -> Self {
         let script = concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/tests/support/codecommit_server.py"
@@ -42,6 +55,9 @@ impl CodeCommitServer {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
+        for action in deny {
+            cmd.args(["--deny", action]);
+        }
         for (id, secret, token) in creds {
             match token {
                 Some(t) => cmd.args(["--cred", &format!("{id}:{secret}:{t}")]),
@@ -83,6 +99,23 @@ impl CodeCommitServer {
             ("SSL_CERT_FILE", ca.clone()),
             ("GIT_SSL_CAINFO", ca),
         ]
+    }
+
+    /// What points the AWS SDK's CodeCommit client (the control plane) at this server, besides
+    /// the test CA of `client_env`.
+    pub fn api_env(&self) -> [(&'static str, String); 1] {
+        [(
+            "AWS_ENDPOINT_URL_CODECOMMIT",
+            format!("https://127.0.0.1:{}", self.port),
+        )]
+    }
+
+    /// The control-plane calls the server answered, in order: (action, request JSON).
+    pub fn api_calls(&self) -> Vec<(String, serde_json::Value)> {
+        self.requests()
+            .into_iter()
+            .filter_map(|r| Some((r["action"].as_str()?.to_string(), r["request"].clone())))
+            .collect()
     }
 
     /// Log lines (JSON) of requests the server answered, with their status.
