@@ -290,6 +290,18 @@ fn is_our_config(arg: &str) -> bool {
         })
 }
 
+/// A lease (`--force-with-lease=<ref>:<expected id>`, the id empty for a create): git takes the
+/// whole argument as one option, so a ref name inside it cannot become an option of its own; it
+/// is still checked to be a full ref name and an id, nothing else.
+fn is_our_lease(arg: &str) -> bool {
+    arg.strip_prefix("--force-with-lease=refs/")
+        .and_then(|rest| rest.rsplit_once(':'))
+        .is_some_and(|(name, id)| {
+            !name.is_empty()
+                && (id.is_empty() || (id.len() == 40 && id.bytes().all(|b| b.is_ascii_hexdigit())))
+        })
+}
+
 /// The options this program itself writes before `--`; anything else there came from input.
 const OUR_OPTIONS: &[&str] = &[
     "git",
@@ -349,7 +361,7 @@ fn no_input_reaches_a_git_command_line_before_the_double_dash() {
             let dashes = argv.iter().position(|a| a == "--").unwrap_or(argv.len());
             for arg in &argv[..dashes] {
                 assert!(
-                    OUR_OPTIONS.contains(&arg.as_str()) || is_our_config(arg),
+                    OUR_OPTIONS.contains(&arg.as_str()) || is_our_config(arg) || is_our_lease(arg),
                     "{label}: '{arg}' precedes '--' in {argv:?}"
                 );
             }
