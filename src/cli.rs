@@ -14,6 +14,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::credential_helper::Operation;
 use crate::duration;
+use crate::metrics::{MetricsFormat, parse_namespace};
 use crate::progress::ProgressMode;
 use crate::push::PushEngine;
 
@@ -57,6 +58,49 @@ pub(crate) enum Command {
 
 #[derive(Debug, Args)]
 pub(crate) struct SyncArgs {
+    /// Mirror every repository of this TOML list ([defaults] and [[mirror]] tables; keys are
+    /// these flags' long names) instead of one --source/--target pair.
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "BACKLOG_MIRROR_CONFIG",
+        help_heading = "Mirror list"
+    )]
+    pub(crate) config: Option<PathBuf>,
+
+    /// Only the list's mirror of this name, or of this Backlog PROJECT/repo (repeatable;
+    /// comma-separated in the variable; empty: every mirror).
+    #[arg(
+        long,
+        value_name = "NAME",
+        value_delimiter = ',',
+        env = "BACKLOG_MIRROR_REPO",
+        help_heading = "Mirror list"
+    )]
+    pub(crate) repo: Vec<String>,
+
+    /// Mirrors of the list synced at once.
+    #[arg(long, value_name = "N", default_value_t = 4,
+          value_parser = clap::value_parser!(u16).range(1..=64),
+          env = "BACKLOG_MIRROR_JOBS", help_heading = "Mirror list")]
+    pub(crate) jobs: u16,
+
+    /// Print one CloudWatch embedded-metric-format line per mirror (stdout; stderr with --json).
+    #[arg(
+        long,
+        value_enum,
+        default_value_t = MetricsFormat::None,
+        env = "BACKLOG_MIRROR_METRICS",
+        help_heading = "Metrics"
+    )]
+    pub(crate) metrics: MetricsFormat,
+
+    /// CloudWatch namespace of those metrics.
+    #[arg(long, value_name = "NAMESPACE", default_value = "BacklogMirror",
+          value_parser = parse_namespace, env = "BACKLOG_MIRROR_METRICS_NAMESPACE",
+          help_heading = "Metrics")]
+    pub(crate) metrics_namespace: String,
+
     /// Repository to mirror: path, file://, git://, http(s)://, ssh:// or user@host:path.
     #[arg(long, value_name = "URL", env = "BACKLOG_MIRROR_SOURCE",
           conflicts_with_all = ["backlog_space", "backlog_domain", "backlog_project", "backlog_repo"])]
