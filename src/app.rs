@@ -21,6 +21,7 @@ use crate::libgit2::{self, Session};
 use crate::metrics::{self, MetricsFormat};
 use crate::mirror;
 use crate::mirror_list;
+use crate::progress::ProgressMode;
 use crate::report::{ListSummary, Named, Status, Summary};
 use crate::secret::{self, Secret};
 use crate::ssh;
@@ -198,6 +199,11 @@ fn sync_list(file: &Path, args: &SyncArgs, explicit: &ArgMatches, quiet: bool) -
         match SyncConfig::from_args(&listed.args) {
             Ok(mut cfg) => {
                 cfg.mirror_name = listed.name.clone();
+                // A bar redrawn in place cannot be shared by mirrors running at once.
+                if args.jobs > 1 && selected.len() > 1 && cfg.progress.mode == ProgressMode::Auto {
+                    cfg.progress.mode = ProgressMode::Plain;
+                    cfg.push.progress.mode = ProgressMode::Plain;
+                }
                 configs.push(cfg);
             }
             Err(err) => return report_error(&listed.locate(&list.file, err)),

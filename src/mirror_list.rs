@@ -61,7 +61,19 @@ pub(crate) struct MirrorList {
     /// The file as given, for messages.
     pub(crate) file: String,
     pub(crate) mirrors: Vec<Listed>,
+    /// The flags naming one repository that the command line or environment gave.
+    explicit_repository: Vec<String>,
 }
+
+/// Flags that name one repository: given on the command line (or by a left-over
+/// `BACKLOG_MIRROR_TARGET` in a buildspec) they would point every mirror at the same one.
+const ONE_REPOSITORY: &[&str] = &[
+    "source",
+    "target",
+    "codecommit-repo",
+    "backlog-project",
+    "backlog-repo",
+];
 
 /// Where a layer's value came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -148,14 +160,15 @@ pub(crate) fn load(path: &Path, explicit: &ArgMatches) -> anyhow::Result<MirrorL
         )));
     };
     let mut mirrors: Vec<Listed> = Vec::new();
-    for table in tables.iter() {
-        let DeValue::Table(table) = table.get_ref() else {
+    for item in tables.iter() {
+        let DeValue::Table(table) = item.get_ref() else {
             return Err(lines.error(
-                table.span().start,
+                item.span().start,
                 "each 'mirror' must be a [[mirror]] table",
             ));
         };
-        let (name, line) = mirror_name(&lines, table, table_start(table))?;
+        let start = table_start(table).unwrap_or(item.span().start);
+        let (name, line) = mirror_name(&lines, table, start)?;
         if let Some(first) = mirrors.iter().find(|m| m.name == name) {
             return Err(lines.error_at(
                 line,
@@ -169,7 +182,16 @@ pub(crate) fn load(path: &Path, explicit: &ArgMatches) -> anyhow::Result<MirrorL
         let listed = merge(&cmd, &lines, name, line, &defaults, &own, &explicit)?;
         mirrors.push(listed);
     }
-    Ok(MirrorList { file, mirrors })
+    let explicit_repository = ONE_REPOSITORY
+        .iter()
+        .filter(|k| explicit.contains_key(**k))
+        .map(|k| k.to_string())
+        .collect();
+    Ok(MirrorList {
+        file,
+        mirrors,
+        explicit_repository,
+    })
 }
 
 /// Every string of the file may be a URL with a password in it: registered before anything is
@@ -186,10 +208,9 @@ fn register_inputs(table: &DeTable<'_>) {
     table.values().for_each(|v| walk(v.get_ref()));
 }
 
-/// Where a table starts in the text: its first key (a `[[mirror]]` with no keys is caught by
-/// the missing name, at the array's place).
-fn table_start(table: &DeTable<'_>) -> usize {
-    table.keys().map(|k| k.span().start).min().unwrap_or(0)
+/// Where a table's first key is.
+fn table_start(table: &DeTable<'_>) -> Option<usize> {
+    table.keys().map(|k| k.span().start).min()
 }
 
 fn mirror_name(
@@ -545,10 +566,26 @@ impl MirrorList {
             .map(|n| n.trim())
             .filter(|n| !n.is_empty())
             .collect();
+        let selected = self.matching(&names)?;
+        if selected.len() > 1
+            && let Some(key) = self.explicit_repository.first()
+        {
+            return Err(usage(format!(
+                "--{key} (or BACKLOG_MIRROR_{}) names one repository, but {} mirrors of {} would \
+                 all use it; give it in the list, or select one mirror with --repo",
+                key.to_uppercase().replace('-', "_"),
+                selected.len(),
+                self.file
+            )));
+        }
+        Ok(selected)
+    }
+
+    fn matching(&self, names: &[&str]) -> anyhow::Result<Vec<&Listed>> {
         if names.is_empty() {
             return Ok(self.mirrors.iter().collect());
         }
-        for wanted in &names {
+        for wanted in names {
             if !self.mirrors.iter().any(|m| m.is(wanted)) {
                 let known: Vec<&str> = self
                     .mirrors

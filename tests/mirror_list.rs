@@ -189,6 +189,29 @@ fn a_repo_that_names_no_mirror_is_exit_2_touching_nothing() {
     assert!(without_list.only_error().contains("--config"));
 }
 
+/// A flag naming one repository, left in a buildspec's environment, would send every mirror to
+/// one target: refused unless one mirror is selected, where it wins as any flag does.
+#[test]
+fn a_flag_naming_one_repository_is_refused_for_several_mirrors() {
+    let sb = Sandbox::new();
+    let (a, b, other) = (repo(&sb, "a"), repo(&sb, "b"), repo(&sb, "other"));
+    let list = write_list(&sb, &[entry("a", &a), entry("b", &b)].concat());
+    let both = run(list_sync(&sb, &list).env("BACKLOG_MIRROR_TARGET", path_str(&other.target)));
+    assert_eq!(both.code, 2, "{}", both.stderr);
+    assert!(
+        both.only_error().contains("BACKLOG_MIRROR_TARGET"),
+        "{}",
+        both.stderr
+    );
+    assert!(refs(&other.target).is_empty() && !sb.cache_dir().exists());
+    let one = run(list_sync(&sb, &list)
+        .args(["--repo", "b"])
+        .env("BACKLOG_MIRROR_TARGET", path_str(&other.target)));
+    assert_eq!(one.code, 0, "{}", one.stderr);
+    assert_mirror(&b.source, &other.target);
+    assert!(refs(&b.target).is_empty());
+}
+
 /// The first mirror's source stalls (a proxy that forwards nothing back) until the test lets
 /// it go. With `--jobs 3` the two others finish while it is stuck: their metric lines, printed
 /// as each mirror ends, arrive before the stall is released. With `--jobs 1` they cannot start
