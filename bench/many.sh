@@ -4,6 +4,7 @@
 #
 #   bench/many.sh                 # 50 mirrors, --jobs 8, the release binary
 #   bench/many.sh 20 4            # 20 mirrors, --jobs 4
+#   SOURCES=git bench/many.sh     # sources served by git daemon on 127.0.0.1 (libgit2 over TCP)
 #   BIN=target/debug/backlog-mirror bench/many.sh
 #
 # Each repository is generated with git (a few commits, branches and tags); the first run fills
@@ -20,10 +21,19 @@ cd "$(dirname "$0")/.."
 mirrors=${1:-50}
 jobs=${2:-8}
 bin=${BIN:-target/release/backlog-mirror}
+sources=${SOURCES:-path}
 [[ -x /usr/bin/time ]] || { echo "bench/many.sh needs GNU time (apt-get install time)" >&2; exit 2; }
 [[ -x $bin ]] || cargo build --release --locked
 work=$(mktemp -d "${TMPDIR:-/tmp}/bm-many-XXXXXX")
-trap 'rm -rf "$work"' EXIT
+daemon=
+trap '[[ -n $daemon ]] && kill "$daemon"; rm -rf "$work"' EXIT
+if [[ $sources == git ]]; then
+  port=$((20000 + RANDOM % 20000))
+  mkdir -p "$work/src"
+  git daemon --listen=127.0.0.1 --port="$port" --export-all --base-path="$work/src" \
+    --reuseaddr "$work/src" 2>/dev/null &
+  daemon=$!
+fi
 export GIT_CONFIG_NOSYSTEM=1 GIT_CONFIG_GLOBAL=/dev/null GIT_AUTHOR_NAME=bench \
   GIT_AUTHOR_EMAIL=bench@example.com GIT_COMMITTER_NAME=bench GIT_COMMITTER_EMAIL=bench@example.com
 
@@ -42,8 +52,10 @@ for i in $(seq -w 1 "$mirrors"); do
   git init -q --bare "$work/src/r$i.git"
   git init -q --bare "$work/dst/r$i.git"
   git -C "$repo" push -q --mirror "$work/src/r$i.git"
+  source=$work/src/r$i.git
+  [[ $sources == git ]] && source=git://127.0.0.1:$port/r$i.git
   printf '[[mirror]]\nname = "PROJ/r%s"\nsource = "%s"\ntarget = "%s"\n\n' \
-    "$i" "$work/src/r$i.git" "$work/dst/r$i.git" >>"$list"
+    "$i" "$source" "$work/dst/r$i.git" >>"$list"
 done
 
 run() {
@@ -51,7 +63,7 @@ run() {
 }
 run
 /usr/bin/time -f '%e %M' -o "$work/time" "$bin" sync --config "$list" --cache-dir "$work/cache" \
-  --jobs "$jobs" --json >"$work/summary.json"
+  --jobs "$jobs" --json >"$work/summary.json" 2>"$work/summary.txt"
 read -r wall rss_kb <"$work/time"
 # The second measured run, its process tree's total RSS sampled.
 "$bin" sync --config "$list" --cache-dir "$work/cache" --jobs "$jobs" --quiet &
@@ -75,7 +87,7 @@ wait "$root"
 changed=$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(sum(m["refs"]["created"]+m["refs"]["updated"]+m["refs"]["forced"]+m["refs"]["deleted"] for m in d["mirrors"]), d["exit_code"], len(d["mirrors"]))' "$work/summary.json")
 read -r refs_changed code count <<<"$changed"
 rss_mb=$(awk -v k="$rss_kb" 'BEGIN { printf "%.1f", k / 1024 }')
-echo "backlog-mirror $($bin --version | cut -d' ' -f2) on $(nproc) cores: $count mirrors, --jobs $jobs, no-op run (exit $code, $refs_changed refs changed)"
+echo "backlog-mirror $($bin --version | cut -d' ' -f2) on $(nproc) cores: $count mirrors ($sources sources), --jobs $jobs, no-op run (exit $code, $refs_changed refs changed)"
 echo "  wall time  ${wall} s   (target < 3 s)"
 tree_mb=$(awk -v k="$tree_kb" 'BEGIN { printf "%.1f", k / 1024 }')
 echo "  peak RSS   ${rss_mb} MB, the binary alone"

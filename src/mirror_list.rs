@@ -125,6 +125,12 @@ pub(crate) fn load(path: &Path, explicit: &ArgMatches) -> anyhow::Result<MirrorL
     register_inputs(root.get_ref());
     let cmd = sync_command();
     let explicit = explicit_layer(&cmd, explicit);
+    if explicit.contains_key("mirror-name") {
+        return Err(usage(
+            "--mirror-name (or BACKLOG_MIRROR_MIRROR_NAME) does not apply with --config: each \
+             mirror's cache is named by its 'name' in the list",
+        ));
+    }
 
     let mut defaults = None;
     let mut tables = None;

@@ -442,3 +442,54 @@ impl ListSummary {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn named(name: &str, code: i32, status: Status) -> Named {
+        let mut summary = Summary::new("s", "t", "c", status == Status::DryRun);
+        summary.exit_code = code;
+        summary.status = status;
+        Named {
+            name: name.to_string(),
+            summary,
+        }
+    }
+
+    #[test]
+    fn a_list_takes_its_most_severe_code_and_that_mirrors_status() {
+        let run = |mirrors: Vec<Named>| {
+            let s = ListSummary::new(mirrors);
+            (s.exit_code, s.status)
+        };
+        use Status::*;
+        assert_eq!(run(vec![]), (0, InSync));
+        assert_eq!(
+            run(vec![named("a", 0, InSync), named("b", 0, DryRun)]),
+            (0, DryRun)
+        );
+        assert_eq!(
+            run(vec![named("a", 4, Failed), named("b", 2, Failed)]),
+            (2, Failed)
+        );
+        assert_eq!(
+            run(vec![named("a", 1, Failed), named("b", 2, Failed)]),
+            (1, Failed)
+        );
+        assert_eq!(
+            run(vec![named("a", 3, Refused), named("b", 1, Failed)]),
+            (3, Refused)
+        );
+        assert_eq!(
+            run(vec![named("a", 0, InSync), named("b", 4, Failed)]),
+            (4, Failed)
+        );
+        let json: serde_json::Value =
+            serde_json::from_str(&ListSummary::new(vec![named("x/y", 0, InSync)]).to_json())
+                .unwrap();
+        assert_eq!(json["schema"], 2);
+        assert_eq!(json["mirrors"][0]["name"], "x/y");
+        assert_eq!(json["mirrors"][0]["schema"], 1);
+    }
+}

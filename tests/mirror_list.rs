@@ -210,6 +210,14 @@ fn a_flag_naming_one_repository_is_refused_for_several_mirrors() {
     assert_eq!(one.code, 0, "{}", one.stderr);
     assert_mirror(&b.source, &other.target);
     assert!(refs(&b.target).is_empty());
+    let named = run(list_sync(&sb, &list).args(["--repo", "a", "--mirror-name", "x"]));
+    assert_eq!(named.code, 2, "{}", named.stderr);
+    assert!(
+        named.only_error().contains("--mirror-name"),
+        "{}",
+        named.stderr
+    );
+    assert!(refs(&a.target).is_empty());
 }
 
 /// The first mirror's source stalls (a proxy that forwards nothing back) until the test lets
