@@ -304,7 +304,10 @@ fn layer(
                 ),
             ));
         }
-        let Some(arg) = cmd.get_arguments().find(|a| a.get_long() == Some(key_name)) else {
+        let Some(arg) = cmd
+            .get_arguments()
+            .find(|a| a.get_long() == Some(key_name) && is_setting(a))
+        else {
             let hint = if key_name == NAME {
                 "; 'name' belongs in a [[mirror]] table"
             } else {
@@ -346,6 +349,14 @@ fn layer(
         );
     }
     Ok(out)
+}
+
+/// A flag that sets something (`--help` is clap's own).
+fn is_setting(arg: &clap::Arg) -> bool {
+    !matches!(
+        arg.get_action(),
+        ArgAction::Help | ArgAction::HelpShort | ArgAction::HelpLong | ArgAction::Version
+    )
 }
 
 /// A string or a whole number, as a flag's value.

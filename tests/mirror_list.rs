@@ -540,6 +540,19 @@ fn mistakes_in_the_list_name_file_line_and_key_and_touch_nothing() {
             "key 'network-timeout'",
         ),
         (
+            "two mirrors into one target",
+            format!(
+                "{good}{}",
+                entry("b", &b).replace(&path_str(&b.target), &format!("{t}/"))
+            ),
+            ":8: mirror 'b', key 'target': the same target as mirror 'a'",
+        ),
+        (
+            "clap's own flag",
+            format!("{good}help = true\n"),
+            ":5: unknown key 'help'",
+        ),
+        (
             "not TOML",
             format!("{good}retries = = 1\n"),
             "mirrors.toml:5:",
