@@ -97,9 +97,12 @@ struct Setting {
     line: Option<usize>,
 }
 
-/// `sync`'s flags, as clap knows them (the same definition the command line is parsed with).
+/// `sync`'s flags, as clap knows them (the same definition the command line is parsed with),
+/// without their variables: those were read with the command line, into the explicit layer.
 fn sync_command() -> Command {
-    let mut cmd = SyncArgs::augment_args(Command::new("sync")).no_binary_name(true);
+    let mut cmd = SyncArgs::augment_args(Command::new("sync"))
+        .no_binary_name(true)
+        .mut_args(|arg| arg.env(None));
     cmd.build();
     cmd
 }
@@ -374,17 +377,24 @@ fn scalar(value: &DeValue<'_>) -> Option<OsString> {
 }
 
 /// What the command line and the environment gave explicitly, by long name.
+///
+/// A flag given in both the list and the environment takes the environment's value, as the
+/// contract says: a deployment overrides its list without editing it.
 fn explicit_layer(cmd: &Command, matches: &ArgMatches) -> BTreeMap<String, Setting> {
     let mut out = BTreeMap::new();
     for arg in cmd.get_arguments() {
         let (Some(long), id) = (arg.get_long(), arg.get_id().as_str()) else {
             continue;
         };
-        if !matches!(
-            matches.value_source(id),
-            Some(ValueSource::CommandLine | ValueSource::EnvVariable)
-        ) {
-            continue;
+        match matches.value_source(id) {
+            Some(ValueSource::CommandLine) => {}
+            // An empty variable is a placeholder (a buildspec's `VAR: ""`): with a list it is
+            // no value at all, and the list's key (or the flag's default) applies.
+            Some(ValueSource::EnvVariable)
+                if matches
+                    .get_raw(id)
+                    .is_some_and(|mut raw| !raw.all(|v| v.is_empty())) => {}
+            _ => continue,
         }
         let value = match arg.get_action() {
             ArgAction::SetTrue => Value::Flag(matches.get_flag(id)),

@@ -449,6 +449,12 @@ fn flags_win_over_mirror_keys_which_win_over_defaults() {
     assert_eq!(env.code, 0, "{}", env.stderr);
     let c_refs: Vec<String> = refs(&c.target).into_keys().collect();
     assert_eq!(c_refs, ["refs/heads/main", "refs/tags/v1"]);
+    // An empty variable is a placeholder: the list's value stays.
+    let placeholder = run(list_sync(&sb, &list)
+        .args(["--repo", "d", "--dry-run", "--json"])
+        .env("BACKLOG_MIRROR_EXCLUDE", "")
+        .env("BACKLOG_MIRROR_HOST_KEY_FINGERPRINT", ""));
+    assert_eq!(placeholder.code, 0, "{}", placeholder.stderr);
     let own_empty = run(list_sync(&sb, &list).args(["--repo", "d"]));
     assert_eq!(own_empty.code, 0, "{}", own_empty.stderr);
     assert_mirror(&d.source, &d.target);
