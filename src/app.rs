@@ -263,7 +263,8 @@ fn sync_list(file: &Path, args: &SyncArgs, explicit: &ArgMatches, quiet: bool) -
                 loop {
                     let i = next.fetch_add(1, Ordering::SeqCst);
                     let Some(cfg) = configs.get(i) else { break };
-                    let span = tracing::info_span!("mirror", name = %cfg.mirror_name);
+                    // At error level, so that the name is on every line any log level lets through.
+                    let span = tracing::error_span!("mirror", name = %cfg.mirror_name);
                     let outcome = span.in_scope(|| {
                         let outcome = run_one(cfg);
                         if let Some(err) = &outcome.error {

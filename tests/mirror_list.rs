@@ -625,3 +625,38 @@ fn secrets_in_the_list_are_never_printed() {
     assert_no_secret(&failed, &[&url]);
     assert!(failed.stderr.contains("127.0.0.1:1"), "{}", failed.stderr);
 }
+
+/// Every log line of a list run names its mirror, at any level that lets it through, including
+/// those of the thread that lists the target while the source is looked at (a mirror whose cache
+/// exists), here a retry warning.
+#[test]
+fn every_log_line_of_a_mirror_carries_its_name() {
+    let sb = Sandbox::new();
+    let a = repo(&sb, "a");
+    let list = write_list(
+        &sb,
+        &format!(
+            "[[mirror]]\nname = \"PROJ/lt\"\nsource = \"{}\"\ntarget = \"git://127.0.0.1:1/x.git\"\n\
+             retries = 1\n",
+            path_str(&a.source)
+        ),
+    );
+    for round in ["new cache", "existing cache"] {
+        let run = run(list_sync(&sb, &list).arg("-q"));
+        assert_eq!(run.code, 1, "{round}: {}", run.stderr);
+        let logs: Vec<&str> = run
+            .stderr
+            .lines()
+            .filter(|l| l.starts_with(" WARN") || l.starts_with("ERROR"))
+            .collect();
+        assert!(
+            logs.iter().any(|l| l.contains("retrying")),
+            "{round}: no retry warning:\n{}",
+            run.stderr
+        );
+        for line in logs {
+            assert!(line.contains("mirror{name=PROJ/lt}"), "{round}: {line}");
+        }
+        assert!(sb.cache_dir().join("PROJ/lt.git").exists());
+    }
+}
