@@ -4,7 +4,7 @@
 //! and one bare `backlog-mirror sync`. Parsing here is purely syntactic; what needs the file system
 //! or cross-flag checks lives in `config`, which turns these raw values into a validated
 //! `SyncConfig`. Settings that have a default are optional here and get it in `config`, so that
-//! values from several places (the command line, the environment, later a file) can be merged
+//! values from several places (the command line, the environment, a mirror list) can be merged
 //! before they are checked.
 
 use std::path::PathBuf;
@@ -24,7 +24,8 @@ Exit codes:
   1  sync failed: network, authentication, or refs rejected by the target
   2  bad usage or configuration: the message names the flag or value
   3  refused by the delete guard; the message says what earlier rounds had pushed
-  4  the cache lock was not acquired within --lock-timeout";
+  4  the cache lock was not acquired within --lock-timeout
+With --config: the most severe of the mirrors' codes, 3 > 1 > 2 > 4 > 0.";
 
 #[derive(Debug, Parser)]
 #[command(
