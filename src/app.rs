@@ -24,6 +24,7 @@ use crate::mirror_list;
 use crate::progress::ProgressMode;
 use crate::report::{ListSummary, Named, Status, Summary};
 use crate::secret::{self, Secret};
+use crate::secret_source::SecretSource;
 use crate::ssh;
 
 /// The program: parse, set up logging, run, map the outcome to an exit code.
@@ -120,7 +121,7 @@ fn sync(args: &SyncArgs, quiet: bool) -> i32 {
     if let Err(err) = libgit2::init(cfg.network_timeout()) {
         return report_error(&err);
     }
-    let outcome = run_one(&cfg);
+    let outcome = run_one(&cfg, &SecretReads::default());
     let code = outcome.exit_code();
     emit_metrics(args, &cfg.mirror_name, &outcome.summary);
     if cfg.json {
@@ -141,8 +142,8 @@ fn sync(args: &SyncArgs, quiet: bool) -> i32 {
 }
 
 /// One mirror, its secrets read first: a secret that cannot be read fails this mirror only.
-fn run_one(cfg: &SyncConfig) -> mirror::Outcome {
-    match build_auth(cfg) {
+fn run_one(cfg: &SyncConfig, secrets: &SecretReads) -> mirror::Outcome {
+    match build_auth(cfg, secrets) {
         Ok(auth) => {
             let session = Session {
                 auth,
@@ -254,6 +255,7 @@ fn sync_list(file: &Path, args: &SyncArgs, explicit: &ArgMatches, quiet: bool) -
     {
         return report_error(&err);
     }
+    let secrets = SecretReads::default();
     let next = AtomicUsize::new(0);
     let results: Mutex<Vec<Option<Named>>> = Mutex::new(vec![None; configs.len()]);
     let workers = usize::from(args.jobs).min(configs.len());
@@ -266,7 +268,7 @@ fn sync_list(file: &Path, args: &SyncArgs, explicit: &ArgMatches, quiet: bool) -
                     // At error level, so that the name is on every line any log level lets through.
                     let span = tracing::error_span!("mirror", name = %cfg.mirror_name);
                     let outcome = span.in_scope(|| {
-                        let outcome = run_one(cfg);
+                        let outcome = run_one(cfg, &secrets);
                         if let Some(err) = &outcome.error {
                             tracing::error!("{}", error::one_line(err));
                         }
@@ -315,7 +317,7 @@ fn credential_helper(args: &CredentialHelperArgs) -> i32 {
 
 /// Read every secret the run needs (Parameter Store included) before the first connection, so a
 /// missing key fails fast and the transfer never stalls half-way on it.
-fn build_auth(cfg: &SyncConfig) -> anyhow::Result<Auth> {
+fn build_auth(cfg: &SyncConfig, secrets: &SecretReads) -> anyhow::Result<Auth> {
     let region = cfg.region.as_deref();
     let SshConfig {
         key,
@@ -325,14 +327,14 @@ fn build_auth(cfg: &SyncConfig) -> anyhow::Result<Auth> {
     } = &cfg.ssh;
     let ssh_key = match key {
         Some(source) => {
-            let raw = source.read(region)?;
+            let raw = secrets.read(source, region)?;
             let key = ssh::normalize_private_key(raw.expose())
                 .map_err(|why| error::usage(format!("{}: {why}", source.flag())))?;
             // A file written by `echo` or a pasted variable ends in a newline that is not part
             // of the passphrase; spaces may be, so only line endings go.
             let passphrase = passphrase
                 .as_ref()
-                .map(|p| p.read(region))
+                .map(|p| secrets.read(p, region))
                 .transpose()?
                 .map(|p| Secret::new(p.expose().trim_end_matches(['\r', '\n']).to_string()));
             if ssh::key_is_encrypted(&key) && passphrase.is_none() {
@@ -355,6 +357,28 @@ fn build_auth(cfg: &SyncConfig) -> anyhow::Result<Auth> {
         cfg.source.login(region)?,
         cfg.target.login(region)?,
     ))
+}
+
+/// The SSH key and passphrase read once per run, not once per mirror: a list's mirrors usually
+/// share the key of `[defaults]`, and 50 reads of one Parameter Store parameter at once would
+/// meet its request rate limit. Reads take turns, so a second mirror waits for the first's read
+/// and uses it; a failed read is not kept, so each mirror reports its own failure.
+#[derive(Default)]
+struct SecretReads {
+    read: Mutex<Vec<((SecretSource, Option<String>), Secret)>>,
+}
+
+impl SecretReads {
+    fn read(&self, source: &SecretSource, region: Option<&str>) -> anyhow::Result<Secret> {
+        let key = (source.clone(), region.map(str::to_string));
+        let mut read = self.read.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, secret)) = read.iter().find(|(k, _)| *k == key) {
+            return Ok(secret.clone());
+        }
+        let secret = source.read(region)?;
+        read.push((key, secret.clone()));
+        Ok(secret)
+    }
 }
 
 fn report_error(err: &anyhow::Error) -> i32 {

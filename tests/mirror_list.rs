@@ -660,3 +660,41 @@ fn every_log_line_of_a_mirror_carries_its_name() {
         assert!(sb.cache_dir().join("PROJ/lt.git").exists());
     }
 }
+
+/// The SSH key in Parameter Store, shared by every mirror through `[defaults]`, is read once
+/// per run: moto answers the set-up call and one read, then refuses every later request (its
+/// IAM knows no such user), so a second read would fail that mirror.
+#[test]
+fn a_shared_parameter_store_key_is_read_once_per_run() {
+    use crate::support::ssm::{Moto, REGION};
+    let sb = Sandbox::new();
+    let sshd = Sshd::start();
+    let key = keygen(&sb.join("keys"), "k", "ed25519", "openssh", None);
+    sshd.authorize(&key.public_line);
+    let moto = Moto::start(Some(2));
+    moto.put_secure_string("/backlog-mirror/ssh-key", &key.private_text);
+    let repos: Vec<Repo> = ["a", "b", "c"].iter().map(|n| repo(&sb, n)).collect();
+    let mut text = format!(
+        "[defaults]\nssh-key-ssm = \"/backlog-mirror/ssh-key\"\nregion = \"{REGION}\"\n\
+         host-key-fingerprint = [\"{}\"]\n\n",
+        sshd.host_key_fingerprints()[0]
+    );
+    for (name, r) in ["a", "b", "c"].iter().zip(&repos) {
+        text.push_str(&format!(
+            "[[mirror]]\nname = \"{name}\"\nsource = \"{}\"\ntarget = \"{}\"\n",
+            sshd.url(&r.source),
+            path_str(&r.target)
+        ));
+    }
+    let list = write_list(&sb, &text);
+    let mut cmd = list_sync(&sb, &list);
+    for (k, v) in moto.env("testing", CANARY) {
+        cmd.env(k, v);
+    }
+    let out = run(cmd.args(["--jobs", "3"]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    for r in &repos {
+        assert_mirror(&r.source, &r.target);
+    }
+    assert_no_secret(&out, &[key.private_text.lines().nth(1).unwrap()]);
+}
