@@ -3,6 +3,7 @@
 //! it calls, so tests of the library never print.
 
 use std::io::{IsTerminal, Write};
+use std::panic::AssertUnwindSafe;
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Mutex;
@@ -151,21 +152,24 @@ fn run_one(cfg: &SyncConfig, secrets: &SecretReads) -> mirror::Outcome {
             };
             mirror::sync(cfg, &session)
         }
-        Err(err) => {
-            let mut summary = Summary::new(
-                cfg.source.url.redacted(),
-                cfg.target.url.redacted(),
-                &cfg.mirror_path().display().to_string(),
-                cfg.dry_run,
-            );
-            summary.exit_code = error::exit_code(&err);
-            summary.status = Status::Failed;
-            summary.error = Some(error::one_line(&err));
-            mirror::Outcome {
-                summary,
-                error: Some(err),
-            }
-        }
+        Err(err) => failed(cfg, err),
+    }
+}
+
+/// The outcome of a mirror that failed before or outside its sync.
+fn failed(cfg: &SyncConfig, err: anyhow::Error) -> mirror::Outcome {
+    let mut summary = Summary::new(
+        cfg.source.url.redacted(),
+        cfg.target.url.redacted(),
+        &cfg.mirror_path().display().to_string(),
+        cfg.dry_run,
+    );
+    summary.exit_code = error::exit_code(&err);
+    summary.status = Status::Failed;
+    summary.error = Some(error::one_line(&err));
+    mirror::Outcome {
+        summary,
+        error: Some(err),
     }
 }
 
@@ -268,7 +272,20 @@ fn sync_list(file: &Path, args: &SyncArgs, explicit: &ArgMatches, quiet: bool) -
                     // At error level, so that the name is on every line any log level lets through.
                     let span = tracing::error_span!("mirror", name = %cfg.mirror_name);
                     let outcome = span.in_scope(|| {
-                        let outcome = run_one(cfg, &secrets);
+                        // A bug in one mirror's sync (the hook has printed the panic) is that
+                        // mirror's failure; its cache lock went with the unwinding.
+                        let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                            run_one(cfg, &secrets)
+                        }))
+                        .unwrap_or_else(|_| {
+                            failed(
+                                cfg,
+                                anyhow::anyhow!(
+                                    "backlog-mirror panicked syncing this mirror (a bug; please \
+                                     report it); the other mirrors went on"
+                                ),
+                            )
+                        });
                         if let Some(err) = &outcome.error {
                             tracing::error!("{}", error::one_line(err));
                         }
