@@ -382,8 +382,11 @@ fn build_auth(cfg: &SyncConfig, secrets: &SecretReads) -> anyhow::Result<Auth> {
 /// and uses it; a failed read is not kept, so each mirror reports its own failure.
 #[derive(Default)]
 struct SecretReads {
-    read: Mutex<Vec<((SecretSource, Option<String>), Secret)>>,
+    read: Mutex<Vec<(SecretKey, Secret)>>,
 }
+
+/// A secret's source and the region it was read in.
+type SecretKey = (SecretSource, Option<String>);
 
 impl SecretReads {
     fn read(&self, source: &SecretSource, region: Option<&str>) -> anyhow::Result<Secret> {

@@ -88,7 +88,7 @@ fn a_list_with_json_prints_one_line_per_mirror_on_stderr_matching_the_summary() 
              [[mirror]]\nname = \"down\"\nsource = \"git://127.0.0.1:1/x.git\"\ntarget = \"{}\"\nretries = 0\n",
             path_str(&ok.source),
             path_str(&ok.target),
-            path_str(&ok.target),
+            path_str(&init_bare(&sb.join("down/target.git"))),
         ),
     )
     .unwrap();
