@@ -122,7 +122,19 @@ fn sync(args: &SyncArgs, quiet: bool) -> i32 {
     if let Err(err) = libgit2::init(cfg.network_timeout()) {
         return report_error(&err);
     }
-    let outcome = run_one(&cfg, &SecretReads::default());
+    // A secret that cannot be read is one line, as any other setting found wrong.
+    let auth = match build_auth(&cfg, &SecretReads::default()) {
+        Ok(auth) => auth,
+        Err(err) => {
+            emit_metrics(args, &cfg.mirror_name, &failed_summary(&cfg, &err));
+            return report_error(&err);
+        }
+    };
+    let session = Session {
+        auth,
+        progress: cfg.progress,
+    };
+    let outcome = mirror::sync(&cfg, &session);
     let code = outcome.exit_code();
     emit_metrics(args, &cfg.mirror_name, &outcome.summary);
     if cfg.json {
@@ -142,7 +154,8 @@ fn sync(args: &SyncArgs, quiet: bool) -> i32 {
     code
 }
 
-/// One mirror, its secrets read first: a secret that cannot be read fails this mirror only.
+/// One mirror of a list, its secrets read first: a secret that cannot be read fails this
+/// mirror only.
 fn run_one(cfg: &SyncConfig, secrets: &SecretReads) -> mirror::Outcome {
     match build_auth(cfg, secrets) {
         Ok(auth) => {
@@ -158,19 +171,23 @@ fn run_one(cfg: &SyncConfig, secrets: &SecretReads) -> mirror::Outcome {
 
 /// The outcome of a mirror that failed before or outside its sync.
 fn failed(cfg: &SyncConfig, err: anyhow::Error) -> mirror::Outcome {
+    mirror::Outcome {
+        summary: failed_summary(cfg, &err),
+        error: Some(err),
+    }
+}
+
+fn failed_summary(cfg: &SyncConfig, err: &anyhow::Error) -> Summary {
     let mut summary = Summary::new(
         cfg.source.url.redacted(),
         cfg.target.url.redacted(),
         &cfg.mirror_path().display().to_string(),
         cfg.dry_run,
     );
-    summary.exit_code = error::exit_code(&err);
+    summary.exit_code = error::exit_code(err);
     summary.status = Status::Failed;
-    summary.error = Some(error::one_line(&err));
-    mirror::Outcome {
-        summary,
-        error: Some(err),
-    }
+    summary.error = Some(error::one_line(err));
+    summary
 }
 
 /// The mirror's EMF line, alone on its line: on stdout, or on stderr when stdout carries the
