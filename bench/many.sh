@@ -4,7 +4,9 @@
 #
 #   bench/many.sh                 # 50 mirrors, --jobs 8, the release binary
 #   bench/many.sh 20 4            # 20 mirrors, --jobs 4
-#   SOURCES=git bench/many.sh     # sources served by git daemon on 127.0.0.1 (libgit2 over TCP)
+#   SOURCES=git bench/many.sh     # sources served by git daemon on 127.0.0.1 (libgit2 over TCP;
+#                                 # its listen backlog is 5: above --jobs 5 a SYN may wait 1 s)
+#   KEEP=/tmp/s.json bench/many.sh  # keep the measured run's JSON summary
 #   BIN=target/debug/backlog-mirror bench/many.sh
 #
 # Each repository is generated with git (a few commits, branches and tags); the first run fills
@@ -26,7 +28,7 @@ sources=${SOURCES:-path}
 [[ -x $bin ]] || cargo build --release --locked
 work=$(mktemp -d "${TMPDIR:-/tmp}/bm-many-XXXXXX")
 daemon=
-trap '[[ -n $daemon ]] && kill "$daemon"; rm -rf "$work"' EXIT
+trap '[[ -n $daemon ]] && kill "$daemon"; [[ -n ${KEEP:-} ]] && cp "$work/summary.json" "$KEEP"; rm -rf "$work"' EXIT
 if [[ $sources == git ]]; then
   port=$((20000 + RANDOM % 20000))
   mkdir -p "$work/src"
