@@ -4,7 +4,7 @@
 //! and one bare `backlog-mirror sync`. Parsing here is purely syntactic; what needs the file system
 //! or cross-flag checks lives in `config`, which turns these raw values into a validated
 //! `SyncConfig`. Settings that have a default are optional here and get it in `config`, so that
-//! values from several places (the command line, the environment, later a file) can be merged
+//! values from several places (the command line, the environment, a mirror list) can be merged
 //! before they are checked.
 
 use std::path::PathBuf;
@@ -15,6 +15,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::credential_helper::Operation;
 use crate::duration;
 use crate::lfs::LfsPolicy;
+use crate::metrics::{MetricsFormat, parse_namespace};
 use crate::progress::ProgressMode;
 use crate::push::PushEngine;
 
@@ -24,7 +25,8 @@ Exit codes:
   1  sync failed: network, authentication, or refs rejected by the target
   2  bad usage or configuration: the message names the flag or value
   3  refused by the delete guard; the message says what earlier rounds had pushed
-  4  the cache lock was not acquired within --lock-timeout";
+  4  the cache lock was not acquired within --lock-timeout
+With --config: the most severe of the mirrors' codes, 3 > 1 > 2 > 4 > 0.";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -58,6 +60,49 @@ pub(crate) enum Command {
 
 #[derive(Debug, Args)]
 pub(crate) struct SyncArgs {
+    /// Mirror every repository of this TOML list ([defaults] and [[mirror]] tables; keys are
+    /// these flags' long names) instead of one --source/--target pair.
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "BACKLOG_MIRROR_CONFIG",
+        help_heading = "Mirror list"
+    )]
+    pub(crate) config: Option<PathBuf>,
+
+    /// Only the list's mirror of this name, or of this Backlog PROJECT/repo (repeatable;
+    /// comma-separated in the variable; empty: every mirror).
+    #[arg(
+        long,
+        value_name = "NAME",
+        value_delimiter = ',',
+        env = "BACKLOG_MIRROR_REPO",
+        help_heading = "Mirror list"
+    )]
+    pub(crate) repo: Vec<String>,
+
+    /// Mirrors of the list synced at once.
+    #[arg(long, value_name = "N", default_value_t = 4,
+          value_parser = clap::value_parser!(u16).range(1..=64),
+          env = "BACKLOG_MIRROR_JOBS", help_heading = "Mirror list")]
+    pub(crate) jobs: u16,
+
+    /// Print one CloudWatch embedded-metric-format line per mirror (stdout; stderr with --json).
+    #[arg(
+        long,
+        value_enum,
+        default_value_t = MetricsFormat::None,
+        env = "BACKLOG_MIRROR_METRICS",
+        help_heading = "Metrics"
+    )]
+    pub(crate) metrics: MetricsFormat,
+
+    /// CloudWatch namespace of those metrics.
+    #[arg(long, value_name = "NAMESPACE", default_value = "BacklogMirror",
+          value_parser = parse_namespace, env = "BACKLOG_MIRROR_METRICS_NAMESPACE",
+          help_heading = "Metrics")]
+    pub(crate) metrics_namespace: String,
+
     /// Repository to mirror: path, file://, git://, http(s)://, ssh:// or user@host:path.
     #[arg(long, value_name = "URL", env = "BACKLOG_MIRROR_SOURCE",
           conflicts_with_all = ["backlog_space", "backlog_domain", "backlog_project", "backlog_repo"])]

@@ -2,10 +2,12 @@
 //!
 //! The binary is one call into [`main`]; everything else is private to the crate, so rustc sees
 //! every item that nothing uses. The modules read top-down: `app` (the edge: logging, secrets,
-//! printing) over `cli` (the flags) and `config` (their validation into one mirror's settings),
-//! over `mirror`, the only one that knows the order of a sync's steps, over the modules that do
-//! each step (`cache`, `plan`, `push`, `libgit2`, `gitcli`...), over the leaves they share
-//! (`remote`, `url`, `refname`, `secret`, `error`...). Nothing below `app` imports `cli`.
+//! printing, running a list's mirrors on a pool of threads) over `cli` (the flags), `mirror_list`
+//! (a list's keys turned into those flags, per mirror) and `config` (their validation into one
+//! mirror's settings), over `mirror`, the only one that knows the order of a sync's steps, over
+//! the modules that do each step (`cache`, `plan`, `push`, `libgit2`, `gitcli`...), over the
+//! leaves they share (`remote`, `url`, `refname`, `secret`, `error`...). Nothing below `app` and
+//! `mirror_list` imports `cli`.
 //!
 //! # Process-wide state
 //!
@@ -42,7 +44,9 @@ mod git2_bytes;
 mod gitcli;
 mod lfs;
 mod libgit2;
+mod metrics;
 mod mirror;
+mod mirror_list;
 mod plan;
 mod process_group;
 mod progress;

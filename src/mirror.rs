@@ -266,9 +266,12 @@ impl Run<'_> {
     fn first_look(&mut self) -> Result<Look> {
         let (cfg, session, retry) = (self.cfg, self.session, self.retry);
         let overlap = !self.cache.created;
+        // The listing's log lines carry the mirror's name, as this thread's do.
+        let span = tracing::Span::current();
         let (look, listing) = std::thread::scope(|scope| {
             let listing = overlap.then(|| {
                 scope.spawn(|| {
+                    let _mirror = span.enter();
                     let start = Instant::now();
                     let (refs, retried) =
                         retry.run("listing the target", || session.list_with_head(&cfg.target));

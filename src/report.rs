@@ -320,3 +320,188 @@ impl serde_json::ser::Formatter for TerminalSafe {
 fn short(id: &str) -> &str {
     id.get(..10).unwrap_or(id)
 }
+
+/// The `--json` object of a run over a mirror list.
+pub(crate) const LIST_SCHEMA_VERSION: u32 = 2;
+
+/// One mirror of a list run: its schema-1 summary, named.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Named {
+    pub(crate) name: String,
+    #[serde(flatten)]
+    pub(crate) summary: Summary,
+}
+
+/// A run over a mirror list.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct ListSummary {
+    pub(crate) schema: u32,
+    pub(crate) status: Status,
+    pub(crate) exit_code: i32,
+    pub(crate) mirrors: Vec<Named>,
+}
+
+/// Exit codes from least to most severe: a list run exits with the most severe of its mirrors'.
+/// 4 (another sync holds the mirror, and will bring it up to date) is the mildest failure; 2
+/// (this mirror's settings failed a check made when its turn came, e.g. its secret) needs an
+/// edit but risks nothing; 1 (a target is left behind its source) is what the mirror exists to
+/// prevent; 3 (the delete guard stopped a mass delete) may be an accident at the source and
+/// needs a person before anything else.
+pub(crate) const SEVERITY: [i32; 5] = [
+    crate::error::exit::OK,
+    crate::error::exit::LOCKED,
+    crate::error::exit::USAGE,
+    crate::error::exit::FAILED,
+    crate::error::exit::DELETE_GUARD,
+];
+
+fn severity(code: i32) -> usize {
+    SEVERITY
+        .iter()
+        .position(|c| *c == code)
+        .unwrap_or(SEVERITY.len())
+}
+
+impl ListSummary {
+    pub(crate) fn new(mirrors: Vec<Named>) -> ListSummary {
+        let worst = mirrors
+            .iter()
+            .max_by_key(|m| severity(m.summary.exit_code))
+            .map(|m| &m.summary);
+        let exit_code = worst.map_or(crate::error::exit::OK, |s| s.exit_code);
+        let status = match worst {
+            Some(s) if s.exit_code != crate::error::exit::OK => s.status,
+            _ if mirrors.iter().any(|m| m.summary.status == Status::DryRun) => Status::DryRun,
+            _ => Status::InSync,
+        };
+        ListSummary {
+            schema: LIST_SCHEMA_VERSION,
+            status,
+            exit_code,
+            mirrors,
+        }
+    }
+
+    pub(crate) fn to_json(&self) -> String {
+        let mut out = Vec::new();
+        let mut serializer = serde_json::Serializer::with_formatter(&mut out, TerminalSafe);
+        match self.serialize(&mut serializer) {
+            Ok(()) => String::from_utf8_lossy(&out).into_owned(),
+            Err(e) => format!(
+                "{{\"schema\":{LIST_SCHEMA_VERSION},\"error\":\"cannot encode summary: {e}\"}}"
+            ),
+        }
+    }
+
+    /// One line per mirror, then the total.
+    pub(crate) fn write_human(&self, out: &mut dyn Write, seconds: f64) -> std::io::Result<()> {
+        let width = self
+            .mirrors
+            .iter()
+            .map(|m| m.name.len())
+            .max()
+            .unwrap_or(0)
+            .min(40);
+        for Named { name, summary: s } in &self.mirrors {
+            let r = &s.refs;
+            let head = match s.status {
+                Status::InSync => "in sync".to_string(),
+                Status::DryRun => "dry run".to_string(),
+                Status::Refused => format!("REFUSED (exit {})", s.exit_code),
+                Status::Failed => format!("FAILED (exit {})", s.exit_code),
+            };
+            write!(
+                out,
+                "  {name:<width$}  {head}: {} created, {} updated, {} forced, {} deleted, {} \
+                 rejected ({} round{}, {:.2} s)",
+                r.created,
+                r.updated,
+                r.forced,
+                r.deleted,
+                r.rejected,
+                s.rounds,
+                if s.rounds == 1 { "" } else { "s" },
+                s.seconds.total
+            )?;
+            match &s.error {
+                Some(error) => writeln!(out, ": {error}")?,
+                None => writeln!(out)?,
+            }
+        }
+        let count = |status: Status| {
+            self.mirrors
+                .iter()
+                .filter(|m| m.summary.status == status)
+                .count()
+        };
+        let mut parts = vec![format!("{} in sync", count(Status::InSync))];
+        for (status, word) in [
+            (Status::DryRun, "dry run"),
+            (Status::Failed, "failed"),
+            (Status::Refused, "refused"),
+        ] {
+            if count(status) > 0 {
+                parts.push(format!("{} {word}", count(status)));
+            }
+        }
+        writeln!(
+            out,
+            "backlog-mirror: {} mirror{}: {}; exit {} ({seconds:.2} s)",
+            self.mirrors.len(),
+            if self.mirrors.len() == 1 { "" } else { "s" },
+            parts.join(", "),
+            self.exit_code
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn named(name: &str, code: i32, status: Status) -> Named {
+        let mut summary = Summary::new("s", "t", "c", status == Status::DryRun);
+        summary.exit_code = code;
+        summary.status = status;
+        Named {
+            name: name.to_string(),
+            summary,
+        }
+    }
+
+    #[test]
+    fn a_list_takes_its_most_severe_code_and_that_mirrors_status() {
+        let run = |mirrors: Vec<Named>| {
+            let s = ListSummary::new(mirrors);
+            (s.exit_code, s.status)
+        };
+        use Status::*;
+        assert_eq!(run(vec![]), (0, InSync));
+        assert_eq!(
+            run(vec![named("a", 0, InSync), named("b", 0, DryRun)]),
+            (0, DryRun)
+        );
+        assert_eq!(
+            run(vec![named("a", 4, Failed), named("b", 2, Failed)]),
+            (2, Failed)
+        );
+        assert_eq!(
+            run(vec![named("a", 1, Failed), named("b", 2, Failed)]),
+            (1, Failed)
+        );
+        assert_eq!(
+            run(vec![named("a", 3, Refused), named("b", 1, Failed)]),
+            (3, Refused)
+        );
+        assert_eq!(
+            run(vec![named("a", 0, InSync), named("b", 4, Failed)]),
+            (4, Failed)
+        );
+        let json: serde_json::Value =
+            serde_json::from_str(&ListSummary::new(vec![named("x/y", 0, InSync)]).to_json())
+                .unwrap();
+        assert_eq!(json["schema"], 2);
+        assert_eq!(json["mirrors"][0]["name"], "x/y");
+        assert_eq!(json["mirrors"][0]["schema"], 1);
+    }
+}

@@ -1,0 +1,741 @@
+//! The mirror list: a TOML file of `[[mirror]]` tables over a `[defaults]` table, each key one of
+//! `sync`'s flags by its long name.
+//!
+//! Why keys are turned into a command line rather than deserialized into a struct of their own:
+//! each mirror's settings are assembled as arguments and parsed by the very clap definition of
+//! `sync`'s flags (`SyncArgs`). So every flag is a key, with the same value syntax, range checks
+//! and exclusions, the day it is added, and no key has code of its own; a second definition
+//! would drift from the flags the first time one was added to only one of them.
+//!
+//! Three layers, each above the one before: `[defaults]`, the mirror's own keys, and what the
+//! command line or a `BACKLOG_MIRROR_*` variable gave explicitly (clap's value source tells it
+//! from a default). A flag of a higher layer also removes the flags of lower layers that it
+//! excludes (a mirror's `source` drops the `backlog-*` keys of `[defaults]`), using the same
+//! exclusions clap enforces. Everything here is checked before any mirror runs: a bad list is
+//! exit 2 naming the file, the line and the key, and nothing is fetched or created.
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::path::Path;
+
+use clap::parser::ValueSource;
+use clap::{ArgAction, ArgMatches, Args, Command, FromArgMatches};
+use toml::de::{DeTable, DeValue};
+
+use crate::cli::SyncArgs;
+use crate::error::usage;
+
+/// Keys that describe one run of the program, not a mirror: refused in the file.
+const PER_RUN: &[&str] = &[
+    "config",
+    "repo",
+    "jobs",
+    "json",
+    "quiet",
+    "verbose",
+    "progress",
+    "metrics",
+    "metrics-namespace",
+    "mirror-name",
+];
+
+/// Keys of the file that are not flags.
+const NAME: &str = "name";
+const CODECOMMIT_PREFIX: &str = "codecommit-prefix";
+
+/// One mirror of the list, its flags merged and parsed.
+#[derive(Debug)]
+pub(crate) struct Listed {
+    pub(crate) name: String,
+    /// `PROJECT/repo` when the source is on Backlog.
+    pub(crate) identity: Option<String>,
+    pub(crate) args: SyncArgs,
+    /// Line of each key the file gave this mirror (its own or from `[defaults]`).
+    key_lines: BTreeMap<String, usize>,
+    /// Line of its `name`.
+    line: usize,
+}
+
+#[derive(Debug)]
+pub(crate) struct MirrorList {
+    /// The file as given, for messages.
+    pub(crate) file: String,
+    pub(crate) mirrors: Vec<Listed>,
+    /// The flags naming one repository that the command line or environment gave.
+    explicit_repository: Vec<String>,
+}
+
+/// Flags that name one repository: given on the command line (or by a left-over
+/// `BACKLOG_MIRROR_TARGET` in a buildspec) they would point every mirror at the same one.
+const ONE_REPOSITORY: &[&str] = &[
+    "source",
+    "target",
+    "codecommit-repo",
+    "backlog-project",
+    "backlog-repo",
+];
+
+/// Where a layer's value came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Layer {
+    Defaults,
+    Mirror,
+    Explicit,
+}
+
+#[derive(Debug, Clone)]
+enum Value {
+    Flag(bool),
+    Values(Vec<OsString>),
+}
+
+#[derive(Debug, Clone)]
+struct Setting {
+    layer: Layer,
+    value: Value,
+    /// Where the file gave it (none for the command line).
+    line: Option<usize>,
+}
+
+/// `sync`'s flags, as clap knows them (the same definition the command line is parsed with),
+/// without their variables: those were read with the command line, into the explicit layer.
+fn sync_command() -> Command {
+    let mut cmd = SyncArgs::augment_args(Command::new("sync"))
+        .no_binary_name(true)
+        .mut_args(|arg| arg.env(None));
+    cmd.build();
+    cmd
+}
+
+/// Read and check the list at `path`; `explicit` is `sync`'s matches from the command line.
+pub(crate) fn load(path: &Path, explicit: &ArgMatches) -> anyhow::Result<MirrorList> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        usage(format!(
+            "--config '{file}' cannot be read ({}); give the mirror list's path",
+            crate::error::io_reason(&e)
+        ))
+    })?;
+    let lines = Lines::new(&file, &text);
+    // toml's own messages quote the line they are about, which may hold a password: only its
+    // message and position are shown.
+    let root = DeTable::parse(&text).map_err(|e| {
+        lines.error(
+            e.span().map_or(0, |s| s.start),
+            e.message().trim_end_matches('\n').replace('\n', "; "),
+        )
+    })?;
+    register_inputs(root.get_ref());
+    let cmd = sync_command();
+    let explicit = explicit_layer(&cmd, explicit);
+    if explicit.contains_key("mirror-name") {
+        return Err(usage(
+            "--mirror-name (or BACKLOG_MIRROR_MIRROR_NAME) does not apply with --config: each \
+             mirror's cache is named by its 'name' in the list",
+        ));
+    }
+
+    let mut defaults = None;
+    let mut tables = None;
+    for (key, value) in root.get_ref() {
+        match (key.get_ref().as_ref(), value.get_ref()) {
+            ("defaults", DeValue::Table(table)) => defaults = Some(table),
+            ("mirror", DeValue::Array(array)) => tables = Some(array),
+            ("defaults", _) => {
+                return Err(lines.error(
+                    key.span().start,
+                    "'defaults' must be a table: write [defaults]",
+                ));
+            }
+            ("mirror", _) => {
+                return Err(lines.error(
+                    key.span().start,
+                    "'mirror' must be an array of tables: write [[mirror]] before each mirror",
+                ));
+            }
+            (other, _) => {
+                return Err(lines.error(
+                    key.span().start,
+                    format!("unknown key '{other}': the list has [defaults] and [[mirror]] tables"),
+                ));
+            }
+        }
+    }
+    let empty = DeTable::default();
+    let defaults = layer(&cmd, &lines, defaults.unwrap_or(&empty), Layer::Defaults)?;
+    let Some(tables) = tables.filter(|a| !a.is_empty()) else {
+        return Err(usage(format!(
+            "{file}: no [[mirror]] table; add one per repository (name, source, target)"
+        )));
+    };
+    let mut mirrors: Vec<Listed> = Vec::new();
+    for item in tables.iter() {
+        let DeValue::Table(table) = item.get_ref() else {
+            return Err(lines.error(
+                item.span().start,
+                "each 'mirror' must be a [[mirror]] table",
+            ));
+        };
+        let start = table_start(table).unwrap_or(item.span().start);
+        let (name, line) = mirror_name(&lines, table, start)?;
+        if let Some(first) = mirrors.iter().find(|m| m.name == name) {
+            return Err(lines.error_at(
+                line,
+                format!(
+                    "key 'name': '{name}' is already the name of the mirror at line {}; names must be unique",
+                    first.line
+                ),
+            ));
+        }
+        let own = layer(&cmd, &lines, table, Layer::Mirror)?;
+        let listed = merge(&cmd, &lines, name, line, &defaults, &own, &explicit)?;
+        mirrors.push(listed);
+    }
+    let explicit_repository = ONE_REPOSITORY
+        .iter()
+        .filter(|k| explicit.contains_key(**k))
+        .map(|k| k.to_string())
+        .collect();
+    Ok(MirrorList {
+        file,
+        mirrors,
+        explicit_repository,
+    })
+}
+
+/// Every string of the file may be a URL with a password in it: registered before anything is
+/// printed, so that no message repeats it.
+fn register_inputs(table: &DeTable<'_>) {
+    fn walk(value: &DeValue<'_>) {
+        match value {
+            DeValue::String(s) => crate::secret::register_input(s),
+            DeValue::Array(items) => items.iter().for_each(|v| walk(v.get_ref())),
+            DeValue::Table(table) => table.values().for_each(|v| walk(v.get_ref())),
+            _ => {}
+        }
+    }
+    table.values().for_each(|v| walk(v.get_ref()));
+}
+
+/// Where a table's first key is.
+fn table_start(table: &DeTable<'_>) -> Option<usize> {
+    table.keys().map(|k| k.span().start).min()
+}
+
+fn mirror_name(
+    lines: &Lines<'_>,
+    table: &DeTable<'_>,
+    at: usize,
+) -> anyhow::Result<(String, usize)> {
+    let Some((key, value)) = table.iter().find(|(k, _)| k.get_ref() == NAME) else {
+        return Err(lines.error(
+            at,
+            "a [[mirror]] has no key 'name'; give each mirror a unique name, e.g. name = \"PROJ/app\"",
+        ));
+    };
+    let line = lines.line(key.span().start);
+    let DeValue::String(name) = value.get_ref() else {
+        return Err(lines.error_at(
+            line,
+            "key 'name' must be a string, e.g. name = \"PROJ/app\"",
+        ));
+    };
+    if !valid_name(name) {
+        return Err(lines.error_at(
+            line,
+            format!(
+                "key 'name': '{name}' is not a mirror name: letters, digits, '.', '_' and '-', \
+                 starting with a letter or digit, with at most one '/' (PROJECT/repo), at most \
+                 100 characters"
+            ),
+        ));
+    }
+    Ok((name.to_string(), line))
+}
+
+/// `[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?`, at most 100 characters: it names
+/// the cache directory (`<cache-dir>/<name>.git`), so no `..`, no absolute path, no hidden file.
+pub(crate) fn valid_name(name: &str) -> bool {
+    let segment = |s: &str| {
+        s.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+    };
+    name.len() <= 100 && name.split('/').count() <= 2 && name.split('/').all(segment)
+}
+
+/// A table's keys as flag settings, each checked: a flag of `sync`, not a per-run one, of the
+/// type its flag takes.
+fn layer(
+    cmd: &Command,
+    lines: &Lines<'_>,
+    table: &DeTable<'_>,
+    which: Layer,
+) -> anyhow::Result<BTreeMap<String, Setting>> {
+    let mut out = BTreeMap::new();
+    for (key, value) in table {
+        let key_name: &str = key.get_ref();
+        let line = lines.line(key.span().start);
+        if key_name == NAME && which == Layer::Mirror {
+            continue;
+        }
+        if key_name == CODECOMMIT_PREFIX {
+            let DeValue::String(prefix) = value.get_ref() else {
+                return Err(lines.error_at(line, "key 'codecommit-prefix' must be a string"));
+            };
+            out.insert(
+                CODECOMMIT_PREFIX.to_string(),
+                Setting {
+                    layer: which,
+                    value: Value::Values(vec![OsString::from(prefix.as_ref())]),
+                    line: Some(line),
+                },
+            );
+            continue;
+        }
+        if PER_RUN.contains(&key_name) {
+            return Err(lines.error_at(
+                line,
+                format!(
+                    "key '{key_name}' is set per run, not per mirror; give --{key_name} (or its \
+                     BACKLOG_MIRROR_ variable) on the command line{}",
+                    if key_name == "mirror-name" {
+                        " (in a list, the cache is named by 'name')"
+                    } else {
+                        ""
+                    }
+                ),
+            ));
+        }
+        let Some(arg) = cmd
+            .get_arguments()
+            .find(|a| a.get_long() == Some(key_name) && is_setting(a))
+        else {
+            let hint = if key_name == NAME {
+                "; 'name' belongs in a [[mirror]] table"
+            } else {
+                ""
+            };
+            return Err(lines.error_at(
+                line,
+                format!(
+                    "unknown key '{key_name}': keys are the long names of 'backlog-mirror sync' \
+                     flags (see --help){hint}"
+                ),
+            ));
+        };
+        let wrong =
+            |expected: &str| lines.error_at(line, format!("key '{key_name}' must be {expected}"));
+        let value = match (arg.get_action(), value.get_ref()) {
+            (ArgAction::SetTrue, DeValue::Boolean(b)) => Value::Flag(*b),
+            (ArgAction::SetTrue, _) => return Err(wrong("true or false")),
+            (ArgAction::Append, DeValue::Array(items)) => Value::Values(
+                items
+                    .iter()
+                    .map(|v| scalar(v.get_ref()).ok_or_else(|| wrong("a list of strings")))
+                    .collect::<anyhow::Result<_>>()?,
+            ),
+            (ArgAction::Append, v) => Value::Values(vec![
+                scalar(v).ok_or_else(|| wrong("a string or a list of strings"))?,
+            ]),
+            (_, v) => Value::Values(vec![
+                scalar(v).ok_or_else(|| wrong("a string or a number"))?,
+            ]),
+        };
+        out.insert(
+            key_name.to_string(),
+            Setting {
+                layer: which,
+                value,
+                line: Some(line),
+            },
+        );
+    }
+    Ok(out)
+}
+
+/// A flag that sets something (`--help` is clap's own).
+fn is_setting(arg: &clap::Arg) -> bool {
+    !matches!(
+        arg.get_action(),
+        ArgAction::Help | ArgAction::HelpShort | ArgAction::HelpLong | ArgAction::Version
+    )
+}
+
+/// A string or a whole number, as a flag's value.
+fn scalar(value: &DeValue<'_>) -> Option<OsString> {
+    match value {
+        DeValue::String(s) => Some(OsString::from(s.as_ref())),
+        DeValue::Integer(i) => {
+            let digits = i.as_str().replace('_', "");
+            i64::from_str_radix(&digits, i.radix())
+                .ok()
+                .map(|n| OsString::from(n.to_string()))
+        }
+        _ => None,
+    }
+}
+
+/// What the command line and the environment gave explicitly, by long name.
+///
+/// A flag given in both the list and the environment takes the environment's value, as the
+/// contract says: a deployment overrides its list without editing it.
+fn explicit_layer(cmd: &Command, matches: &ArgMatches) -> BTreeMap<String, Setting> {
+    let mut out = BTreeMap::new();
+    for arg in cmd.get_arguments() {
+        let (Some(long), id) = (arg.get_long(), arg.get_id().as_str()) else {
+            continue;
+        };
+        match matches.value_source(id) {
+            Some(ValueSource::CommandLine) => {}
+            // An empty variable is a placeholder (a buildspec's `VAR: ""`): with a list it is
+            // no value at all, and the list's key (or the flag's default) applies.
+            Some(ValueSource::EnvVariable)
+                if matches
+                    .get_raw(id)
+                    .is_some_and(|mut raw| !raw.all(|v| v.is_empty())) => {}
+            _ => continue,
+        }
+        let value = match arg.get_action() {
+            ArgAction::SetTrue => Value::Flag(matches.get_flag(id)),
+            _ => Value::Values(
+                matches
+                    .get_raw(id)
+                    .map(|raw| raw.map(OsString::from).collect())
+                    .unwrap_or_default(),
+            ),
+        };
+        out.insert(
+            long.to_string(),
+            Setting {
+                layer: Layer::Explicit,
+                value,
+                line: None,
+            },
+        );
+    }
+    out
+}
+
+/// Whether clap refuses flags `a` and `b` together (a conflict either way, or one group).
+fn excludes(cmd: &Command, a: &str, b: &str) -> bool {
+    let find = |long: &str| cmd.get_arguments().find(|x| x.get_long() == Some(long));
+    let (Some(arg_a), Some(arg_b)) = (find(a), find(b)) else {
+        return false;
+    };
+    let conflicts = |x: &clap::Arg, y: &clap::Arg| {
+        cmd.get_arg_conflicts_with(x)
+            .iter()
+            .any(|c| c.get_id() == y.get_id())
+    };
+    // clap's derive puts every field in a group named after the struct, which excludes nothing.
+    let one_group = cmd.get_groups().any(|g| {
+        let ids: Vec<_> = g.get_args().collect();
+        !g.clone().is_multiple() && ids.contains(&arg_a.get_id()) && ids.contains(&arg_b.get_id())
+    });
+    conflicts(arg_a, arg_b) || conflicts(arg_b, arg_a) || one_group
+}
+
+/// The mirror's flags from the three layers, parsed by `sync`'s own definition.
+fn merge(
+    cmd: &Command,
+    lines: &Lines<'_>,
+    name: String,
+    line: usize,
+    defaults: &BTreeMap<String, Setting>,
+    own: &BTreeMap<String, Setting>,
+    explicit: &BTreeMap<String, Setting>,
+) -> anyhow::Result<Listed> {
+    let mut chosen: BTreeMap<String, Setting> = BTreeMap::new();
+    for layer in [defaults, own, explicit] {
+        for (key, setting) in layer {
+            chosen.retain(|k, s| s.layer == setting.layer || !excludes(cmd, k, key));
+            chosen.insert(key.clone(), setting.clone());
+        }
+    }
+    let key_lines: BTreeMap<String, usize> = chosen
+        .iter()
+        .filter_map(|(k, s)| s.line.map(|l| (k.clone(), l)))
+        .collect();
+    let here = |key: &str| key_lines.get(key).copied().unwrap_or(line);
+    let string = |key: &str| match chosen.get(key).map(|s| &s.value) {
+        Some(Value::Values(v)) => v.first().map(|s| s.to_string_lossy().into_owned()),
+        _ => None,
+    };
+    let identity = match (string("backlog-project"), string("backlog-repo")) {
+        (Some(project), Some(repo)) => Some(format!("{project}/{}", repo.trim_end_matches(".git"))),
+        _ => string("source").as_deref().and_then(backlog_identity),
+    };
+    if !chosen.contains_key("target")
+        && !chosen.contains_key("codecommit-repo")
+        && let Some(prefix) = chosen.get(CODECOMMIT_PREFIX).cloned()
+        && let Some(repo) = identity.as_ref().and_then(|i| i.split('/').nth(1))
+    {
+        let Value::Values(prefix_value) = &prefix.value else {
+            unreachable!("codecommit-prefix is read as a value")
+        };
+        let mut full = prefix_value.first().cloned().unwrap_or_default();
+        full.push(repo);
+        chosen.insert(
+            "codecommit-repo".to_string(),
+            Setting {
+                value: Value::Values(vec![full]),
+                ..prefix
+            },
+        );
+    }
+    chosen.remove(CODECOMMIT_PREFIX);
+    if !chosen.contains_key("source") && !chosen.contains_key("backlog-repo") {
+        return Err(lines.error_at(
+            line,
+            format!(
+                "mirror '{name}' has no key 'source': give 'source', or 'backlog-project' and \
+                 'backlog-repo' (with 'backlog-space' here or in [defaults])"
+            ),
+        ));
+    }
+    if !chosen.contains_key("target") && !chosen.contains_key("codecommit-repo") {
+        return Err(lines.error_at(
+            line,
+            format!(
+                "mirror '{name}' has no key 'target': give 'target' or 'codecommit-repo', or \
+                 'codecommit-prefix' with a Backlog source"
+            ),
+        ));
+    }
+    let mut argv: Vec<OsString> = Vec::new();
+    for (key, setting) in &chosen {
+        match &setting.value {
+            Value::Flag(true) => argv.push(format!("--{key}").into()),
+            Value::Flag(false) => {}
+            Value::Values(values) => {
+                for value in values {
+                    let mut arg = OsString::from(format!("--{key}="));
+                    arg.push(value);
+                    argv.push(arg);
+                }
+            }
+        }
+    }
+    let parsed = cmd
+        .clone()
+        .try_get_matches_from(argv)
+        .and_then(|m| SyncArgs::from_arg_matches(&m));
+    let args = parsed.map_err(|err| {
+        let text = err.render().to_string();
+        let first = text.lines().next().unwrap_or("invalid value");
+        let first = first.strip_prefix("error: ").unwrap_or(first);
+        let key = named_key(first, &key_lines);
+        match key {
+            Some(key) => {
+                lines.error_at(here(&key), format!("mirror '{name}', key '{key}': {first}"))
+            }
+            None => lines.error_at(line, format!("mirror '{name}': {first}")),
+        }
+    })?;
+    Ok(Listed {
+        name,
+        identity,
+        args,
+        key_lines,
+        line,
+    })
+}
+
+/// The first `--flag` a message names that the file gave, as its key.
+fn named_key(message: &str, key_lines: &BTreeMap<String, usize>) -> Option<String> {
+    message
+        .split("--")
+        .skip(1)
+        .map(|rest| {
+            rest.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+                .next()
+                .unwrap_or_default()
+        })
+        .find(|key| key_lines.contains_key(*key))
+        .map(str::to_string)
+}
+
+/// `PROJECT/repo` of a Backlog Git URL (`SPACE@SPACE.git.backlog.jp:/PROJECT/repo.git`,
+/// `https://SPACE.backlog.com/git/PROJECT/repo.git`), or none for any other host.
+fn backlog_identity(url: &str) -> Option<String> {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, r)| r);
+    let cut = rest.find([':', '/'])?;
+    let host = rest[..cut].to_ascii_lowercase();
+    let on_backlog = ["backlog.jp", "backlog.com", "backlogtool.com"]
+        .iter()
+        .any(|d| host.ends_with(&format!(".{d}")));
+    if !on_backlog {
+        return None;
+    }
+    let path = rest[cut..].trim_start_matches(':');
+    let path = path.split_once('/').map_or(path, |(port_or_empty, p)| {
+        if port_or_empty.chars().all(|c| c.is_ascii_digit()) {
+            p
+        } else {
+            path
+        }
+    });
+    let mut parts = path.split('/').filter(|s| !s.is_empty()).rev();
+    let repo = parts.next()?.trim_end_matches(".git");
+    let project = parts.next()?;
+    Some(format!("{project}/{repo}"))
+}
+
+impl MirrorList {
+    /// The mirrors `--repo` names (by name or Backlog `PROJECT/repo`); every one when none is
+    /// named. A name that matches nothing is a usage error: a webhook for a repository missing
+    /// from the list must not sync something else.
+    pub(crate) fn select(&self, names: &[String]) -> anyhow::Result<Vec<&Listed>> {
+        let names: Vec<&str> = names
+            .iter()
+            .map(|n| n.trim())
+            .filter(|n| !n.is_empty())
+            .collect();
+        let selected = self.matching(&names)?;
+        if selected.len() > 1
+            && let Some(key) = self.explicit_repository.first()
+        {
+            return Err(usage(format!(
+                "--{key} (or BACKLOG_MIRROR_{}) names one repository, but {} mirrors of {} would \
+                 all use it; give it in the list, or select one mirror with --repo",
+                key.to_uppercase().replace('-', "_"),
+                selected.len(),
+                self.file
+            )));
+        }
+        Ok(selected)
+    }
+
+    fn matching(&self, names: &[&str]) -> anyhow::Result<Vec<&Listed>> {
+        if names.is_empty() {
+            return Ok(self.mirrors.iter().collect());
+        }
+        for wanted in names {
+            if !self.mirrors.iter().any(|m| m.is(wanted)) {
+                let known: Vec<&str> = self
+                    .mirrors
+                    .iter()
+                    .take(10)
+                    .map(|m| m.name.as_str())
+                    .collect();
+                let more = if self.mirrors.len() > 10 { ", ..." } else { "" };
+                return Err(usage(format!(
+                    "{}: --repo '{}' matches no mirror's name or Backlog PROJECT/repo (the list has {}{more}); add it to the list or fix the name",
+                    self.file,
+                    crate::error::clip(wanted, 200),
+                    known.join(", ")
+                )));
+            }
+        }
+        Ok(self
+            .mirrors
+            .iter()
+            .filter(|m| names.iter().any(|n| m.is(n)))
+            .collect())
+    }
+}
+
+impl Listed {
+    fn is(&self, wanted: &str) -> bool {
+        self.name == wanted || self.identity.as_deref() == Some(wanted)
+    }
+
+    /// A problem with this mirror's settings found after the list was read (a value `config`
+    /// refused), placed at the key whose flag the message names, else at the mirror's name.
+    pub(crate) fn locate(&self, file: &str, err: anyhow::Error) -> anyhow::Error {
+        let message = crate::error::one_line(&err);
+        let at = named_key(&message, &self.key_lines);
+        let (line, what) = match &at {
+            Some(key) => (
+                self.key_lines[key],
+                format!("mirror '{}', key '{key}'", self.name),
+            ),
+            None => (self.line, format!("mirror '{}'", self.name)),
+        };
+        let code = crate::error::exit_code(&err);
+        let located = format!("{file}:{line}: {what}: {message}");
+        if code == crate::error::exit::USAGE {
+            usage(located)
+        } else {
+            anyhow::anyhow!(located)
+        }
+    }
+
+    /// Line of `key` when the file gave it to this mirror, else of its name.
+    pub(crate) fn line_of(&self, key: &str) -> usize {
+        self.key_lines.get(key).copied().unwrap_or(self.line)
+    }
+}
+
+/// Byte offsets to `FILE:LINE` messages.
+struct Lines<'a> {
+    file: &'a str,
+    text: &'a str,
+}
+
+impl<'a> Lines<'a> {
+    fn new(file: &'a str, text: &'a str) -> Self {
+        Lines { file, text }
+    }
+
+    fn line(&self, offset: usize) -> usize {
+        let end = offset.min(self.text.len());
+        self.text.as_bytes()[..end]
+            .iter()
+            .filter(|b| **b == b'\n')
+            .count()
+            + 1
+    }
+
+    fn error(&self, offset: usize, message: impl std::fmt::Display) -> anyhow::Error {
+        self.error_at(self.line(offset), message)
+    }
+
+    fn error_at(&self, line: usize, message: impl std::fmt::Display) -> anyhow::Error {
+        usage(format!("{}:{line}: {message}", self.file))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_safe_paths() {
+        for ok in ["PROJ/app", "a", "a.b-c_d", "A1/b.git"] {
+            assert!(valid_name(ok), "{ok}");
+        }
+        for bad in [
+            "", "/a", "a/", "../a", "a/../b", ".a", "a/.b", "a/b/c", "a b", "a\\b",
+        ] {
+            assert!(!valid_name(bad), "{bad}");
+        }
+        assert!(!valid_name(&"a".repeat(101)));
+    }
+
+    #[test]
+    fn backlog_urls_give_project_and_repo() {
+        for url in [
+            "space@space.git.backlog.jp:/PROJ/app.git",
+            "ssh://space@space.git.backlog.com/PROJ/app.git",
+            "https://u:p@space.backlog.jp/git/PROJ/app.git",
+            "https://space.backlog.com/git/PROJ/app",
+        ] {
+            assert_eq!(backlog_identity(url).as_deref(), Some("PROJ/app"), "{url}");
+        }
+        assert_eq!(backlog_identity("https://github.com/PROJ/app.git"), None);
+        assert_eq!(backlog_identity("/srv/PROJ/app.git"), None);
+    }
+
+    #[test]
+    fn exclusions_come_from_clap() {
+        let cmd = sync_command();
+        assert!(excludes(&cmd, "source", "backlog-space"));
+        assert!(excludes(&cmd, "backlog-repo", "source"));
+        assert!(excludes(&cmd, "ssh-key-env", "ssh-key-file"));
+        assert!(excludes(&cmd, "codecommit-repo", "target"));
+        assert!(!excludes(&cmd, "source", "target"));
+    }
+}
