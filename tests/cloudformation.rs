@@ -440,7 +440,10 @@ fn the_webhook_starts_exactly_this_project_through_an_aws_integration() {
         &json!([{"Effect": "Allow", "Action": "codebuild:StartBuild", "Resource": "<MirrorProject.Arn>"}])
     );
     let project = s.properties("MirrorProject");
-    assert_eq!(project["ConcurrentBuildLimit"], "3", "BuildConcurrency's default");
+    assert_eq!(
+        project["ConcurrentBuildLimit"], "3",
+        "BuildConcurrency's default"
+    );
     assert_eq!(project["Source"]["Type"], "NO_SOURCE");
     assert_eq!(project["Artifacts"]["Type"], "NO_ARTIFACTS");
 }
