@@ -790,9 +790,17 @@ put_object() {
 # upload BUCKET: the binary (unless the build downloads it) and the mirror list (unless the stack
 # keeps its own).
 upload() {
+  local kept
   [ -n "$1" ] || fail "stack $STACK_NAME has no ArtifactBucketName output to upload to"
   if [ "$UPLOAD" = 1 ]; then put_object "$1" "$BINARY_KEY" "$BINARY" "$BINARY_SHA256" binary; fi
-  if [ -n "$LIST_SHA256" ]; then put_object "$1" "$LIST_KEY" "$LIST_FILE" "$LIST_SHA256" "mirror list"; fi
+  if [ -n "$LIST_SHA256" ]; then
+    put_object "$1" "$LIST_KEY" "$LIST_FILE" "$LIST_SHA256" "mirror list"
+  else
+    # The stack keeps its list: it must still be there, or every build would fail to copy it.
+    kept="config/$(cur MirrorListSha256)/mirrors.toml"
+    aws_ s3api head-object --bucket "$1" --key "$kept" >/dev/null 2>&1 ||
+      fail "the stack's mirror list s3://$1/$kept is gone: deploy the list again with --mirror-list FILE"
+  fi
 }
 
 # The parameters passed: the ones given, plus those the script decides. Those not passed keep

@@ -307,6 +307,30 @@ fn a_mirror_list_is_uploaded_pinned_kept_and_replaced() {
     );
     assert!(!kept.stderr.contains("mirror list"), "{}", kept.stderr);
     assert_eq!(fx.event_count(), events, "a no-op run changed the stack");
+    // A kept list that is no longer in the bucket would fail every build: the command says so.
+    let gone = format!("config/{first_sha}/mirrors.toml");
+    fx.aws(&[
+        "s3api",
+        "delete-object",
+        "--bucket",
+        &fx.bucket(),
+        "--key",
+        &gone,
+    ]);
+    let out = fx.deploy(&args(&[]));
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains(&format!(
+            "{gone} is gone: deploy the list again with --mirror-list"
+        )),
+        "{}",
+        out.stderr
+    );
+    fx.deploy_ok(&args(&with_list));
+    assert!(
+        fx.object(&gone).is_some(),
+        "the list was not uploaded again"
+    );
 
     // Adding a repository: one edit of the list, the same command.
     let second = write_list(

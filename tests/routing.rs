@@ -517,9 +517,7 @@ fn the_repository_method_is_the_webhook_method_on_the_path_below_the_secret() {
         templates[FORM].as_str().unwrap(),
         templates[JSON].as_str().unwrap(),
     );
-    assert!(form.starts_with(&format!(
-        "#set($project = \"backlog-mirror\")#set($form = true)"
-    )));
+    assert!(form.starts_with("#set($project = \"backlog-mirror\")#set($form = true)"));
     assert_eq!(
         form.replacen("#set($form = true)", "#set($form = false)", 1),
         json
