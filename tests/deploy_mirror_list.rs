@@ -5,14 +5,12 @@
 //! update; without --mirror-list the single-repository flags write a list of one mirror; and a
 //! list the shell can tell is wrong stops the command before anything on AWS changes.
 
-mod support;
-
 use std::path::Path;
 use std::process::Command;
 
+use crate::support::moto::{MotoCfn, REGION, aws_cli_v2};
+use crate::support::*;
 use serde_json::Value;
-use support::moto::{MotoCfn, REGION, aws_cli_v2};
-use support::*;
 
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/deploy.sh");
 const STACK: &str = "space-test";

@@ -10,10 +10,7 @@
 //! README's verification step). cfn-lint and checkov run over the whole template in
 //! tests/cloudformation.rs; tests/deploy_mirror_list.rs deploys the alarms through moto.
 
-mod support;
-
-#[path = "support/stack.rs"]
-mod stack;
+use crate::support::stack;
 
 use std::collections::BTreeMap;
 use std::process::Command;
@@ -321,7 +318,7 @@ fn the_alarms_are_valid_put_metric_alarm_requests_and_moto_stores_them() {
             r
         })
         .collect();
-    let moto = support::ssm::Moto::start(None);
+    let moto = crate::support::ssm::Moto::start(None);
     let script = format!(
         "import botocore.validate\n\
          cw = boto3.client('cloudwatch', **kw)\n\

@@ -9,8 +9,7 @@
 //! $util.urlDecode fails as java.net.URLDecoder does. Every StartBuild body is parsed and checked
 //! against botocore's model of StartBuild's input; the exact body is asserted.
 
-#[path = "support/stack.rs"]
-mod stack;
+use crate::support::stack;
 
 use std::io::Write;
 use std::process::{Command, Stdio};
