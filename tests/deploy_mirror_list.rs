@@ -282,7 +282,7 @@ fn a_mirror_list_is_uploaded_pinned_kept_and_replaced() {
             a["Metrics"][0]["Expression"]
                 .as_str()
                 .unwrap()
-                .contains("SCHEMA(\"BacklogMirror\", Mirror)")
+                .contains("SCHEMA(\"BacklogMirror/backlog-mirror\", Mirror)")
         );
     }
     assert_eq!(alarms[1]["EvaluationPeriods"], 2);

@@ -99,6 +99,16 @@ fn the_project_runs_the_pinned_list_in_parallel_builds() {
         "3"
     );
     assert_eq!(defaults.build_env()["BACKLOG_MIRROR_JOBS"], "4");
+    // The binary prints its metrics under the namespace the alarms query, one per stack.
+    assert_eq!(
+        defaults.build_env()["BACKLOG_MIRROR_METRICS_NAMESPACE"],
+        NAMESPACE
+    );
+    let other = Stack::new(&t, &[("ProjectName", "mirrors-b")]);
+    assert_eq!(
+        other.build_env()["BACKLOG_MIRROR_METRICS_NAMESPACE"],
+        "BacklogMirror/mirrors-b"
+    );
 
     let spec: BTreeMap<String, String> = buildspec_variables();
     for name in env.keys().chain(spec.keys()) {
@@ -175,7 +185,9 @@ fn the_schedule_syncs_every_mirror() {
 
 /// What the binary prints per mirror (MANY-CONTRACT.md, "Metrics"), as CloudWatch's embedded
 /// metric format specifies it: the metadata the alarms' queries must match.
-const NAMESPACE: &str = "BacklogMirror";
+/// The stack names its namespace after the project (BACKLOG_MIRROR_METRICS_NAMESPACE) so two
+/// stacks in one account and region keep their mirrors apart; the default project name here.
+const NAMESPACE: &str = "BacklogMirror/backlog-mirror";
 const DIMENSION: &str = "Mirror";
 const METRICS: [&str; 4] = ["Succeeded", "Rounds", "RefsChanged", "Seconds"];
 
@@ -256,13 +268,13 @@ fn freshness_alarms_watch_each_mirror_within_what_metrics_insights_evaluates() {
         let failing = &all["MirrorFailingAlarm"];
         assert_eq!(
             failing["Metrics"][0]["Expression"],
-            "SELECT MIN(Succeeded) FROM SCHEMA(\"BacklogMirror\", Mirror) GROUP BY Mirror ORDER BY MIN() ASC"
+            "SELECT MIN(Succeeded) FROM SCHEMA(\"BacklogMirror/backlog-mirror\", Mirror) GROUP BY Mirror ORDER BY MIN() ASC"
         );
         assert_eq!(failing["TreatMissingData"], "notBreaching");
         let stale = &all["MirrorStaleAlarm"];
         assert_eq!(
             stale["Metrics"][0]["Expression"],
-            "SELECT MAX(Succeeded) FROM SCHEMA(\"BacklogMirror\", Mirror) GROUP BY Mirror ORDER BY MAX() ASC"
+            "SELECT MAX(Succeeded) FROM SCHEMA(\"BacklogMirror/backlog-mirror\", Mirror) GROUP BY Mirror ORDER BY MAX() ASC"
         );
         assert_eq!(stale["Metrics"][0]["Period"], 3600);
         assert_eq!(
@@ -273,7 +285,7 @@ fn freshness_alarms_watch_each_mirror_within_what_metrics_insights_evaluates() {
         let silent = &all["MirrorsSilentAlarm"];
         assert_eq!(
             silent["Metrics"][0]["Expression"],
-            "SELECT COUNT(Succeeded) FROM SCHEMA(\"BacklogMirror\", Mirror)",
+            "SELECT COUNT(Succeeded) FROM SCHEMA(\"BacklogMirror/backlog-mirror\", Mirror)",
             "one series over every mirror: missing means no sync at all"
         );
         assert_eq!(silent["TreatMissingData"], "breaching");
