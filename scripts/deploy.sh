@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Deploy backlog-mirror on AWS: build the binary, create or update the CloudFormation stack,
-# upload the binary into the stack's bucket, and print the webhook URL to register in Backlog.
+# Deploy backlog-mirror on AWS: build the binary, create or update the CloudFormation stack of a
+# Backlog space, upload the binary and the mirror list into the stack's bucket, and print the
+# webhook URL to register in Backlog.
 #
 #   scripts/deploy.sh [OPTIONS]                   create the stack, or update it
 #   scripts/deploy.sh --rotate-webhook-secret     the same, with a new webhook secret (new URL)
@@ -24,18 +25,35 @@
 #                              instead of the bucket; give --binary or --binary-sha256 with it
 #   --binary-sha256 HEX        the SHA-256 of the binary at --binary-url
 #
+# The mirror list (the repositories the stack mirrors, a TOML file of [[mirror]] tables; see the
+# README). It is uploaded like the binary, to config/<sha256>/mirrors.toml in the stack's bucket
+# before the stack points at it, and its SHA-256 is passed as MirrorListSha256, which the build
+# checks before the binary reads the list:
+#   --mirror-list FILE         the list to deploy. Checked here only as far as a shell can
+#                              without parsing TOML: UTF-8 text, at least one [[mirror]] table,
+#                              each with a name (PROJECT/repo) given once. The binary checks the
+#                              rest (every key, source, target, name) when a build starts; a bad
+#                              list fails that build (exit 2, nothing fetched) and sends the alert
+#   --backlog-project KEY      without --mirror-list: a list of one mirror, named PROJECT/repo,
+#   --backlog-repo NAME        from these three flags with --backlog-space and --backlog-domain
+#   --codecommit-repo NAME     (all three to create a stack; an existing stack keeps its list
+#                              when none of them is given)
+#
 # Stack parameters (not given: a new stack takes the template's default, an existing stack keeps
 # the value it has; give an empty value, e.g. --alert-email '', to reset an optional one):
 #   --project-name NAME        ProjectName: prefix of every resource name (default backlog-mirror)
-#   --backlog-space KEY        BacklogSpaceKey (required for a new stack)
+#   --backlog-space KEY        BacklogSpaceKey: the space the stack mirrors (required for a new
+#                              stack)
 #   --backlog-domain DOMAIN    BacklogDomain: backlog.jp or backlog.com
-#   --backlog-project KEY      BacklogProjectKey (required for a new stack)
-#   --backlog-repo NAME        BacklogRepositoryName (required for a new stack)
 #   --host-key-fingerprint FP  BacklogHostKeyFingerprint: SHA256:... (repeatable, or comma
 #                              separated; required for a new stack)
 #   --ssh-key-ssm NAME         SshKeyParameterName: the SecureString holding the deploy key
 #   --ssh-key-kms-key-arn ARN  SshKeyKmsKeyArn: the customer-managed key encrypting it, if any
-#   --codecommit-repo NAME     CodeCommitRepositoryName (required for a new stack)
+#   --codecommit-prefix PREFIX CodeCommitRepositoryPrefix: the build may create, pull from and
+#                              push to only CodeCommit repositories whose names start with it
+#                              ('' for any repository, the template's default: a warning)
+#   --build-concurrency N      BuildConcurrency: builds that may run at once (1-100)
+#   --sync-jobs N              SyncJobs: mirrors one build syncs at once (1-16)
 #   --architecture ARCH        Architecture: arm64 or x86_64 (a new stack: arm64)
 #   --compute-mode MODE        ComputeMode: Lambda or EC2
 #   --build-size SIZE          BuildSize: Small, Medium or Large
@@ -48,7 +66,10 @@
 #   --throttle-burst-limit N   ThrottleBurstLimit
 #   --build-timeout-minutes N  BuildTimeoutMinutes
 #   --schedule EXPR            ScheduleExpression: safety-net build schedule ('' turns it off)
-#   --alert-email ADDRESS      AlertEmail: notified of failed builds ('' for none)
+#   --alert-email ADDRESS      AlertEmail: notified of failed builds and of failing or stale
+#                              mirrors ('' for none)
+#   --stale-after-hours N      StaleAfterHours: alarm when a mirror's syncs have all failed for
+#                              N hours in a row (1-3)
 #   --log-retention-days N     LogRetentionDays
 #   --parameter KEY=VALUE      any other template parameter (repeatable)
 #
@@ -70,9 +91,10 @@
 # created and kept by CloudFormation; later runs do not pass it, so it changes only with
 # --rotate-webhook-secret. It is printed only inside the webhook URL.
 #
-# A second run with the same arguments changes nothing: the binary is uploaded only when its
-# content-addressed key is missing (or holds other content), and CloudFormation's change set
-# comes back empty, which is reported and not executed.
+# A second run with the same arguments changes nothing: the binary and the mirror list are
+# uploaded only when their content-addressed keys are missing (or hold other content), and
+# CloudFormation's change set comes back empty, which is reported and not executed. A changed
+# list is a new object and a new MirrorListSha256, so the stack is updated.
 #
 # Output: the webhook URL on stdout; progress on stderr. Exit codes: 0 done, 1 an AWS or build
 # step failed, 2 bad usage (one line naming the flag; nothing was changed).
@@ -108,12 +130,17 @@ PROJECT_NAME ProjectName
 LOG_RETENTION_DAYS LogRetentionDays
 BACKLOG_SPACE BacklogSpaceKey
 BACKLOG_DOMAIN BacklogDomain
-BACKLOG_PROJECT BacklogProjectKey
-BACKLOG_REPO BacklogRepositoryName
+BACKLOG_PROJECT -
+BACKLOG_REPO -
+MIRROR_LIST -
 HOST_KEY_FINGERPRINT BacklogHostKeyFingerprint
 SSH_KEY_SSM SshKeyParameterName
 SSH_KEY_KMS_KEY_ARN SshKeyKmsKeyArn
-CODECOMMIT_REPO CodeCommitRepositoryName
+CODECOMMIT_REPO -
+CODECOMMIT_PREFIX CodeCommitRepositoryPrefix
+BUILD_CONCURRENCY BuildConcurrency
+SYNC_JOBS SyncJobs
+STALE_AFTER_HOURS StaleAfterHours
 ARCHITECTURE Architecture
 COMPUTE_MODE ComputeMode
 BUILD_SIZE BuildSize
@@ -129,7 +156,7 @@ ALERT_EMAIL AlertEmail
 BINARY_URL BinaryUrl
 "
 # Parameters the script sets itself; --parameter may not.
-readonly MANAGED_PARAMETERS=" WebhookSecret BinarySha256 BinaryUrl Architecture ProjectName AllowedSourceIps "
+readonly MANAGED_PARAMETERS=" WebhookSecret BinarySha256 BinaryUrl Architecture ProjectName AllowedSourceIps MirrorListSha256 "
 
 flag_of() { printf -- '--%s' "$(printf '%s' "$1" | tr 'A-Z_' 'a-z-')"; }
 suffix_of() { printf '%s' "${1#--}" | tr 'a-z-' 'A-Z_'; }
@@ -291,6 +318,73 @@ check SCHEDULE '^((rate|cron)\(.+\))?$' 'rate(...), cron(...) or empty'
 check ALERT_EMAIL '^([^@[:space:]"\\]+@[^@[:space:]"\\]+\.[^@[:space:]"\\]+)?$' 'an email address or empty'
 check BINARY_URL '^https://[^[:space:]"\\]+$' 'an https:// URL'
 check BINARY_SHA256 '^[0-9a-f]{64}$' '64 lowercase hex digits'
+check CODECOMMIT_PREFIX '^[0-9A-Za-z._-]{0,99}$' 'the start of CodeCommit repository names (letters, digits, . _ -) or empty'
+check BUILD_CONCURRENCY '^([1-9][0-9]?|100)$' 'a number of builds from 1 to 100'
+check SYNC_JOBS '^([1-9]|1[0-6])$' 'a number of mirrors from 1 to 16'
+check STALE_AFTER_HOURS '^[1-3]$' '1, 2 or 3 (CloudWatch evaluates the alarms on the latest 3 hours only)'
+
+# ---------------------------------------------------------------------------------------------
+# The mirror list: a file, or one mirror written from the single-repository flags.
+
+readonly MIRROR_NAME='^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$'
+LIST_FROM_FLAGS=0
+if has BACKLOG_PROJECT || has BACKLOG_REPO || has CODECOMMIT_REPO; then LIST_FROM_FLAGS=1; fi
+
+# check_mirror_list FILE: what a shell can check of a TOML mirror list without parsing TOML
+# (table headers and simple name = "..." lines; a multi-line string could hide either, so with
+# one in the file the names are not required). The binary checks the whole file at build time.
+check_mirror_list() {
+  local file="$1" size lineno=0 line header=0 named=0 mirrors=0 multiline=0 name names=$'\n' earlier
+  local any_header='^[[:space:]]*\[' mirror_header='^[[:space:]]*\[\[[[:space:]]*mirror[[:space:]]*\]\][[:space:]]*(#.*)?$'
+  local name_key='^[[:space:]]*(name|"name"|'"'name'"')[[:space:]]*='
+  local simple_value='^[^=]*=[[:space:]]*("([^"\\]*)"|'"'([^']*)'"')[[:space:]]*(#.*)?$'
+  if ! [ -f "$file" ] || ! [ -r "$file" ]; then usage_error "--mirror-list: cannot read $file"; fi
+  size="$(wc -c <"$file" | tr -d ' ')"
+  [ "$size" -le 1048576 ] || usage_error "--mirror-list: $file has $size bytes; a mirror list is a text file of at most 1 MiB"
+  [ "$(tr -d '\000' <"$file" | wc -c | tr -d ' ')" = "$size" ] ||
+    usage_error "--mirror-list: $file holds NUL bytes: it is not a TOML text file"
+  if command -v iconv >/dev/null 2>&1 && ! iconv -f UTF-8 -t UTF-8 <"$file" >/dev/null 2>&1; then
+    usage_error "--mirror-list: $file is not UTF-8 text, which TOML requires"
+  fi
+  if grep -q -e '"""' -e "'''" "$file"; then multiline=1; fi
+  while IFS= read -r line || [ -n "$line" ]; do
+    lineno=$((lineno + 1))
+    line="${line%$'\r'}"
+    if [[ "$line" =~ $any_header ]]; then
+      if [ "$header" -gt 0 ] && [ "$named" = 0 ] && [ "$multiline" = 0 ]; then
+        usage_error "--mirror-list: $file line $header: a [[mirror]] table without a name (name = \"PROJECT/repo\")"
+      fi
+      header=0
+      if [[ "$line" =~ $mirror_header ]]; then
+        header=$lineno
+        named=0
+        mirrors=$((mirrors + 1))
+      fi
+    elif [ "$header" -gt 0 ] && [[ "$line" =~ $name_key ]]; then
+      named=1
+      [[ "$line" =~ $simple_value ]] || continue
+      name="${BASH_REMATCH[2]}${BASH_REMATCH[3]}"
+      if ! [[ "$name" =~ $MIRROR_NAME ]] || [ "${#name}" -gt 100 ]; then
+        usage_error "--mirror-list: $file line $lineno: '$name' is not a mirror name (PROJECT/repo: letters, digits, '.', '_', '-'; at most 100)"
+      fi
+      if [[ "$names" == *$'\n'"$name "* ]]; then
+        earlier="${names#*$'\n'"$name "}"
+        usage_error "--mirror-list: $file line $lineno: the name '$name' is taken by line ${earlier%%$'\n'*}"
+      fi
+      names+="$name $lineno"$'\n'
+    fi
+  done <"$file"
+  if [ "$header" -gt 0 ] && [ "$named" = 0 ] && [ "$multiline" = 0 ]; then
+    usage_error "--mirror-list: $file line $header: a [[mirror]] table without a name (name = \"PROJECT/repo\")"
+  fi
+  [ "$mirrors" -gt 0 ] || usage_error "--mirror-list: $file has no [[mirror]] table (see the README's mirror list)"
+}
+
+if has MIRROR_LIST; then
+  [ "$LIST_FROM_FLAGS" = 0 ] ||
+    usage_error "--mirror-list: give either the list or --backlog-project, --backlog-repo and --codecommit-repo (a list of one mirror), not both"
+  check_mirror_list "$(opt MIRROR_LIST)"
+fi
 
 if has ALLOWED_SOURCE_IPS; then
   ips="$(opt ALLOWED_SOURCE_IPS | tr -d '[:space:]')"
@@ -558,7 +652,7 @@ ROLLBACK_COMPLETE | ROLLBACK_FAILED | CREATE_FAILED | DELETE_FAILED)
 esac
 
 if [ "$CREATING" = 1 ]; then
-  for required in BACKLOG_SPACE BACKLOG_PROJECT BACKLOG_REPO HOST_KEY_FINGERPRINT CODECOMMIT_REPO; do
+  for required in BACKLOG_SPACE HOST_KEY_FINGERPRINT; do
     if [ -z "$(opt "$required")" ]; then
       usage_error "$(flag_of "$required") is required to create stack $STACK_NAME"
     fi
@@ -592,6 +686,51 @@ else
   PASS_SECRET=0
 fi
 
+# The mirror list: the file given; else one mirror from the single-repository flags (on an
+# existing stack, a stack from before mirror lists gives their old parameters); else the stack's
+# list stays (MirrorListSha256 is not passed, so CloudFormation keeps it).
+LIST_FILE=""
+if has MIRROR_LIST; then
+  LIST_FILE="$(opt MIRROR_LIST)"
+  LIST_WHAT="$LIST_FILE"
+elif [ "$LIST_FROM_FLAGS" = 1 ] || [ "$CREATING" = 1 ] || ! curhas MirrorListSha256; then
+  list_project="$(opt_or BACKLOG_PROJECT "$(cur BacklogProjectKey)")"
+  list_repo="$(opt_or BACKLOG_REPO "$(cur BacklogRepositoryName)")"
+  list_target="$(opt_or CODECOMMIT_REPO "$(cur CodeCommitRepositoryName)")"
+  for required in BACKLOG_PROJECT BACKLOG_REPO CODECOMMIT_REPO; do
+    case "$required" in
+    BACKLOG_PROJECT) value="$list_project" ;;
+    BACKLOG_REPO) value="$list_repo" ;;
+    CODECOMMIT_REPO) value="$list_target" ;;
+    esac
+    [ -n "$value" ] ||
+      usage_error "$(flag_of "$required") is required for a list of one mirror (or give --mirror-list FILE)"
+  done
+  list_name="$list_project/$list_repo"
+  if ! [[ "$list_name" =~ $MIRROR_NAME ]] || [ "${#list_name}" -gt 100 ]; then
+    usage_error "--backlog-repo: the mirror name '$list_name' must start each part with a letter or digit and have at most 100 characters"
+  fi
+  list_prefix="$(opt_or CODECOMMIT_PREFIX "$(cur CodeCommitRepositoryPrefix)")"
+  [[ "$list_target" == "$list_prefix"* ]] ||
+    usage_error "--codecommit-repo: '$list_target' does not start with the CodeCommit prefix '$list_prefix', so the build could not push to it (--codecommit-prefix)"
+  list_domain="$(opt_or BACKLOG_DOMAIN "$(cur BacklogDomain)")"
+  LIST_FILE="$WORK/mirrors.toml"
+  {
+    printf '# The mirror list of one repository, written by scripts/deploy.sh from --backlog-project,\n'
+    printf '# --backlog-repo and --codecommit-repo. Give --mirror-list FILE to deploy a list of your own.\n'
+    printf '[defaults]\nbacklog-space = "%s"\nbacklog-domain = "%s"\n' \
+      "$(opt_or BACKLOG_SPACE "$(cur BacklogSpaceKey)")" "${list_domain:-backlog.jp}"
+    printf '\n[[mirror]]\nname = "%s"\nbacklog-project = "%s"\nbacklog-repo = "%s"\ncodecommit-repo = "%s"\n' \
+      "$list_name" "$list_project" "$list_repo" "$list_target"
+  } >"$LIST_FILE"
+  LIST_WHAT="of one mirror, $list_name"
+fi
+LIST_SHA256=""
+if [ -n "$LIST_FILE" ]; then
+  LIST_SHA256="$(sha256_of_stdin <"$LIST_FILE")"
+  LIST_KEY="config/$LIST_SHA256/mirrors.toml"
+fi
+
 # The binary and where the build takes it from.
 UPLOAD=1
 if has BINARY_URL && [ -n "$(opt BINARY_URL)" ]; then
@@ -621,24 +760,47 @@ else
 fi
 BINARY_KEY="bin/$BINARY_SHA256/backlog-mirror-$RUST_TARGET"
 
+# Every flag is checked by now: what follows is progress, not usage.
+[ -z "$LIST_SHA256" ] || say "mirror list $LIST_WHAT (sha256 $LIST_SHA256)"
+if [ "$CREATING" = 1 ] && [ -z "$(opt CODECOMMIT_PREFIX)" ]; then
+  say "warning: no --codecommit-prefix: the build may create, pull from and push to every CodeCommit repository of the account in this region"
+fi
+
 render "$WORK/template.yaml" "$WEBHOOK_SECRET" "$ALLOWED_SOURCE_IPS" "$PROJECT_NAME"
 template_size="$(wc -c <"$WORK/template.yaml" | tr -d ' ')"
 
-# upload BUCKET: put the binary at its content-addressed key, unless it is there already.
-upload() {
-  local bucket="$1" stored size
-  stored="$(aws_ s3api head-object --bucket "$bucket" --key "$BINARY_KEY" \
+# put_object BUCKET KEY FILE SHA256 WHAT: put FILE at its content-addressed KEY, unless an object
+# there carries that checksum already.
+put_object() {
+  local bucket="$1" key="$2" file="$3" sha="$4" what="$5" stored size
+  stored="$(aws_ s3api head-object --bucket "$bucket" --key "$key" \
     --query 'Metadata.sha256' --output text 2>/dev/null || true)"
-  if [ "$stored" = "$BINARY_SHA256" ]; then
-    say "binary already in s3://$bucket/$BINARY_KEY"
+  if [ "$stored" = "$sha" ]; then
+    say "$what already in s3://$bucket/$key"
     return 0
   fi
-  say "uploading the binary to s3://$bucket/$BINARY_KEY"
-  aws_or_fail "uploading the binary" s3 cp --only-show-errors --metadata "sha256=$BINARY_SHA256" \
-    "$BINARY" "s3://$bucket/$BINARY_KEY" >/dev/null
-  size="$(aws_or_fail "checking the upload" s3api head-object --bucket "$bucket" --key "$BINARY_KEY" \
+  say "uploading the $what to s3://$bucket/$key"
+  aws_or_fail "uploading the $what" s3 cp --only-show-errors --metadata "sha256=$sha" \
+    "$file" "s3://$bucket/$key" >/dev/null
+  size="$(aws_or_fail "checking the upload" s3api head-object --bucket "$bucket" --key "$key" \
     --query ContentLength --output text)"
-  [ "$size" = "$(wc -c <"$BINARY" | tr -d ' ')" ] || fail "the uploaded binary has $size bytes, not the file's"
+  [ "$size" = "$(wc -c <"$file" | tr -d ' ')" ] || fail "the uploaded $what has $size bytes, not the file's"
+}
+
+# upload BUCKET: the binary (unless the build downloads it) and the mirror list (unless the stack
+# keeps its own).
+upload() {
+  local kept
+  [ -n "$1" ] || fail "stack $STACK_NAME has no ArtifactBucketName output to upload to"
+  if [ "$UPLOAD" = 1 ]; then put_object "$1" "$BINARY_KEY" "$BINARY" "$BINARY_SHA256" binary; fi
+  if [ -n "$LIST_SHA256" ]; then
+    put_object "$1" "$LIST_KEY" "$LIST_FILE" "$LIST_SHA256" "mirror list"
+  else
+    # The stack keeps its list: it must still be there, or every build would fail to copy it.
+    kept="config/$(cur MirrorListSha256)/mirrors.toml"
+    aws_ s3api head-object --bucket "$1" --key "$kept" >/dev/null 2>&1 ||
+      fail "the stack's mirror list s3://$1/$kept is gone: deploy the list again with --mirror-list FILE"
+  fi
 }
 
 # The parameters passed: the ones given, plus those the script decides. Those not passed keep
@@ -657,6 +819,7 @@ json_string() {
   printf ',%s' "$(json_string "BinarySha256=$BINARY_SHA256")"
   printf ',%s' "$(json_string "BinaryUrl=$BINARY_URL")"
   [ "$PASS_SECRET" = 1 ] && printf ',%s' "$(json_string "WebhookSecret=$WEBHOOK_SECRET")"
+  [ -n "$LIST_SHA256" ] && printf ',%s' "$(json_string "MirrorListSha256=$LIST_SHA256")"
   for suffix in $(printf '%s\n' "$VALUE_OPTIONS" | awk 'NF { print $1 }'); do
     param="$(param_of "$suffix")"
     if [ "$param" = - ] || ! has "$suffix"; then continue; fi
@@ -695,18 +858,11 @@ if [ "$CREATING" = 1 ]; then
   [ "$template_size" -le "$MAX_TEMPLATE_BODY" ] ||
     fail "the rendered template has $template_size bytes; a stack is created from at most $MAX_TEMPLATE_BODY (CloudFormation's TemplateBody limit)"
   deploy
-  BUCKET="$(stack_output ArtifactBucketName)"
-  if [ "$UPLOAD" = 1 ]; then
-    [ -n "$BUCKET" ] || fail "stack $STACK_NAME has no ArtifactBucketName output to upload the binary to"
-    upload "$BUCKET"
-  fi
+  upload "$(stack_output ArtifactBucketName)"
 else
   say "updating stack $STACK_NAME in account $account"
   BUCKET="$(stack_output ArtifactBucketName)"
-  if [ "$UPLOAD" = 1 ]; then
-    [ -n "$BUCKET" ] || fail "stack $STACK_NAME has no ArtifactBucketName output to upload the binary to"
-    upload "$BUCKET"
-  fi
+  upload "$BUCKET"
   if [ "$template_size" -gt "$MAX_TEMPLATE_BODY" ]; then
     [ -n "$BUCKET" ] || fail "the rendered template has $template_size bytes and there is no bucket to pass it through"
     deploy --s3-bucket "$BUCKET" --s3-prefix templates

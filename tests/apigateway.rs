@@ -133,8 +133,14 @@ fn backlogs_push_webhook_renders_exactly_one_start_build_for_this_project() {
             &body,
         ),
     ]);
+    // The payload names its repository: the build syncs that mirror (tests/routing.rs).
     for r in &results {
-        assert_eq!(start_build_of(r), json!({"projectName": "team-mirror"}));
+        assert_eq!(
+            start_build_of(r),
+            json!({"projectName": "team-mirror", "environmentVariablesOverride": [
+                {"name": "BACKLOG_MIRROR_REPO", "value": "PROJ/app", "type": "PLAINTEXT"}
+            ]})
+        );
     }
 }
 
@@ -167,7 +173,8 @@ fn the_rendered_request_is_a_valid_start_build() {
     );
 }
 
-/// JSON, garbage and hostile bodies change nothing: no field of the body reaches CodeBuild.
+/// JSON, garbage and hostile bodies that name no repository change nothing: no field of the body
+/// reaches CodeBuild (tests/routing.rs: the one name a body can give, and hostile ones).
 #[test]
 fn no_body_of_any_shape_changes_the_start_build_request() {
     let (integration, _) = method("backlog-mirror");

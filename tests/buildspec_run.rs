@@ -3,7 +3,8 @@
 //! with the environment CodeBuild gives a build (the buildspec's variables, then the project's as
 //! the CloudFormation stack sets them, CODEBUILD_* variables, container credentials). The binary
 //! it runs is the static release build of scripts/dist.sh, copied from S3 (moto_server, through
-//! the real AWS CLI) or downloaded over HTTP, and checked against its SHA-256 before it runs.
+//! the real AWS CLI) or downloaded over HTTP, and checked against its SHA-256 before it runs; the
+//! mirror list is copied from S3 and checked the same way.
 //! The sync reads its SSH key from Parameter Store (moto) under the name the stack gives it, pulls
 //! from OpenSSH's sshd and pushes to the CodeCommit stand-in, which verifies SigV4.
 
@@ -243,6 +244,19 @@ fn the_buildspec_copies_the_pinned_binary_from_s3_and_mirrors_with_the_stacks_ke
     let pinned = format!("bin/{sha}/backlog-mirror-{TARGET}");
     s3_put(&moto, &pinned, &binary);
     moto.put_secure_string(KEY_PARAMETER, &key.private_text);
+    // The stack's mirror list, content-addressed like the binary.
+    let list = sb.join("mirrors.toml");
+    std::fs::write(
+        &list,
+        format!(
+            "[[mirror]]\nname = \"PROJ/app\"\nsource = \"{}\"\ntarget = \"codecommit://app\"\n",
+            sshd.url(&source)
+        ),
+    )
+    .unwrap();
+    let list_sha = sha256(&list);
+    let list_key = format!("config/{list_sha}/mirrors.toml");
+    s3_put(&moto, &list_key, &list);
 
     // The project's environment as the stack sets it for these parameters.
     let t = stack::template();
@@ -255,21 +269,29 @@ fn the_buildspec_copies_the_pinned_binary_from_s3_and_mirrors_with_the_stacks_ke
             ("SshKeyParameterName", KEY_PARAMETER),
             ("BinarySha256", &sha),
             ("BacklogHostKeyFingerprint", &fingerprints),
-            ("CodeCommitRepositoryName", "app"),
+            ("MirrorListSha256", &list_sha),
         ],
     )
     .with_physical("ArtifactBucket", BUCKET)
     .build_env();
     assert_eq!(project["BACKLOG_MIRROR_SSH_KEY_SSM"], KEY_PARAMETER);
     assert_eq!(project["MIRROR_BIN_TARGET"], TARGET);
+    assert_eq!(project["MIRROR_LIST_BUCKET"], BUCKET);
 
     let spec = buildspec();
     let work = sb.join("codebuild/src");
     std::fs::create_dir_all(&work).unwrap();
     let bin_dir = sb.join("tmp/backlog-mirror-bin");
+    let list_dir = sb.join("tmp/backlog-mirror-list");
     let mut local = vec![
-        // Backlog and CodeCommit are local; so are S3 and Parameter Store.
+        // Backlog and CodeCommit are local; so are S3 and Parameter Store. Today's binary syncs
+        // the one mirror these name and leaves BACKLOG_MIRROR_CONFIG to the binary of issue 11.
         ("BACKLOG_MIRROR_SOURCE", sshd.url(&source)),
+        ("BACKLOG_MIRROR_TARGET", "codecommit://app".to_string()),
+        (
+            "BACKLOG_MIRROR_CONFIG",
+            path_str(&list_dir.join("mirrors.toml")),
+        ),
         ("AWS_ENDPOINT_URL_S3", moto.endpoint()),
         ("AWS_ENDPOINT_URL_SSM", moto.endpoint()),
         ("AWS_CONTAINER_CREDENTIALS_FULL_URI", creds.url.clone()),
@@ -292,7 +314,17 @@ fn the_buildspec_copies_the_pinned_binary_from_s3_and_mirrors_with_the_stacks_ke
         log.contains(&format!("s3://{BUCKET}/{pinned}")),
         "the binary did not come from the stack's bucket:\n{log}"
     );
-    assert!(log.contains(": OK"), "no checksum check in the log:\n{log}");
+    assert!(
+        log.contains(&format!("s3://{BUCKET}/{list_key}"))
+            && log.contains("mirrors.toml.download: OK")
+            && log.contains("backlog-mirror-bin/download: OK"),
+        "the list and the binary were not both copied and checked:\n{log}"
+    );
+    assert_eq!(
+        std::fs::read(list_dir.join("mirrors.toml")).unwrap(),
+        std::fs::read(&list).unwrap(),
+        "the list is not where BACKLOG_MIRROR_CONFIG says"
+    );
     assert!(
         log.contains("backlog-mirror 0.1"),
         "no --version line:\n{log}"
@@ -346,6 +378,30 @@ fn the_buildspec_copies_the_pinned_binary_from_s3_and_mirrors_with_the_stacks_ke
         !bin_dir.join("backlog-mirror").exists(),
         "the previous build's binary is still in place"
     );
+
+    // The same for the mirror list: replaced, or never uploaded, the build stops before the
+    // binary is even fetched, and no list is left where the binary reads it.
+    s3_put(&moto, &pinned, &binary);
+    let tampered_list = sb.join("tampered.toml");
+    std::fs::write(
+        &tampered_list,
+        "[[mirror]]\nname = \"PROJ/app\"\nsource = \"https://evil.example/x.git\"\ntarget = \"codecommit://app\"\n",
+    )
+    .unwrap();
+    s3_put(&moto, &list_key, &tampered_list);
+    let (code, log) = run_phases(&spec, &env, &work, ALL_PHASES);
+    assert_ne!(code, 0, "{log}");
+    assert!(log.contains("FAILED"), "sha256sum did not report:\n{log}");
+    assert!(!log.contains("[build]"), "{log}");
+    assert!(
+        !list_dir.join("mirrors.toml").exists() && !bin_dir.join("backlog-mirror").exists(),
+        "a list or binary is in place after a failed list check:\n{log}"
+    );
+    let mut no_list = env.clone();
+    no_list.insert("MIRROR_LIST_SHA256".into(), "0".repeat(64));
+    let (code, log) = run_phases(&spec, &no_list, &work, ALL_PHASES);
+    assert_ne!(code, 0, "{log}");
+    assert!(!log.contains("[build]"), "{log}");
 
     // A checksum nobody uploaded: the copy fails, nothing runs.
     let mut missing = env.clone();
@@ -417,6 +473,16 @@ fn a_binary_url_is_downloaded_checked_and_retried_through_dns_and_connection_err
     let spec = buildspec();
     let work = sb.join("src");
     std::fs::create_dir_all(&work).unwrap();
+    // The install phase copies the mirror list from the stack's bucket first.
+    let moto = Moto::start(None);
+    moto.boto(&format!(
+        "boto3.client('s3', **kw).create_bucket(Bucket='{BUCKET}', \
+         CreateBucketConfiguration={{'LocationConstraint': '{REGION}'}})"
+    ));
+    let list = sb.join("mirrors.toml");
+    std::fs::write(&list, "[[mirror]]\nname = \"PROJ/app\"\n").unwrap();
+    let list_sha = sha256(&list);
+    s3_put(&moto, &format!("config/{list_sha}/mirrors.toml"), &list);
     let run_install = |name: &str, url: String| {
         let t = stack::template();
         let project = stack::Stack::new(
@@ -425,6 +491,7 @@ fn a_binary_url_is_downloaded_checked_and_retried_through_dns_and_connection_err
                 ("Architecture", "x86_64"),
                 ("BinarySha256", &sha),
                 ("BinaryUrl", "https://releases.example.com/backlog-mirror"),
+                ("MirrorListSha256", &list_sha),
             ],
         )
         .with_physical("ArtifactBucket", BUCKET)
@@ -437,6 +504,13 @@ fn a_binary_url_is_downloaded_checked_and_retried_through_dns_and_connection_err
             &[
                 ("MIRROR_BIN_URL", url),
                 ("MIRROR_BIN_DIR", path_str(&bin_dir)),
+                (
+                    "BACKLOG_MIRROR_CONFIG",
+                    path_str(&sb.join(&format!("list-{name}/mirrors.toml"))),
+                ),
+                ("AWS_ENDPOINT_URL_S3", moto.endpoint()),
+                ("AWS_ACCESS_KEY_ID", "testing".to_string()),
+                ("AWS_SECRET_ACCESS_KEY", "testing".to_string()),
             ],
         );
         let (code, log) = run_phases(&spec, &env, &work, &["install"]);

@@ -437,7 +437,10 @@ fn the_webhook_starts_exactly_this_project_through_an_aws_integration() {
         &json!([{"Effect": "Allow", "Action": "codebuild:StartBuild", "Resource": "<MirrorProject.Arn>"}])
     );
     let project = s.properties("MirrorProject");
-    assert_eq!(project["ConcurrentBuildLimit"], 1);
+    assert_eq!(
+        project["ConcurrentBuildLimit"], "3",
+        "BuildConcurrency's default"
+    );
     assert_eq!(project["Source"]["Type"], "NO_SOURCE");
     assert_eq!(project["Artifacts"]["Type"], "NO_ARTIFACTS");
 }
@@ -452,7 +455,7 @@ fn statements(s: &Stack, role: &str) -> Vec<Value> {
 }
 
 #[test]
-fn the_build_role_reaches_one_repository_one_parameter_and_the_binary() {
+fn the_build_role_reaches_the_prefixed_repositories_one_parameter_the_binary_and_the_list() {
     let t = stack::template();
     let s = Stack::new(&t, &[("SshKeyParameterName", "/teams/app/deploy-key")]);
     let all = statements(&s, "BuildRole");
@@ -463,8 +466,9 @@ fn the_build_role_reaches_one_repository_one_parameter_and_the_binary() {
             .clone()
     };
     assert_eq!(
-        by_sid("MirrorRepository")["Resource"],
-        "arn:aws:codecommit:ap-northeast-1:123456789012:app-mirror"
+        by_sid("MirrorRepositories")["Resource"],
+        "arn:aws:codecommit:ap-northeast-1:123456789012:*",
+        "CodeCommitRepositoryPrefix's default is every repository (tests/many_stack.rs: a prefix)"
     );
     assert_eq!(
         by_sid("SshKey"),
@@ -472,9 +476,9 @@ fn the_build_role_reaches_one_repository_one_parameter_and_the_binary() {
                "Resource": "arn:aws:ssm:ap-northeast-1:123456789012:parameter/teams/app/deploy-key"})
     );
     assert_eq!(
-        by_sid("Binary"),
-        json!({"Sid": "Binary", "Effect": "Allow", "Action": "s3:GetObject",
-               "Resource": "<ArtifactBucket.Arn>/bin/*"})
+        by_sid("BinaryAndMirrorList"),
+        json!({"Sid": "BinaryAndMirrorList", "Effect": "Allow", "Action": "s3:GetObject",
+               "Resource": ["<ArtifactBucket.Arn>/bin/*", "<ArtifactBucket.Arn>/config/*"]})
     );
     // The default aws/ssm key needs no grant; nothing may decrypt with any key.
     assert!(
@@ -773,6 +777,16 @@ fn failed_builds_reach_the_alert_topic_with_repository_build_and_links() {
             "Action": "sns:Publish",
             "Resource": "<AlertTopic>",
             "Condition": {"ArnEquals": {"aws:SourceArn": "<FailedBuildRule.Arn>"}}
+        }, {
+            "Sid": "MirrorAlarmsOnly",
+            "Effect": "Allow",
+            "Principal": {"Service": "cloudwatch.amazonaws.com"},
+            "Action": "sns:Publish",
+            "Resource": "<AlertTopic>",
+            "Condition": {
+                "ArnLike": {"aws:SourceArn": "arn:aws:cloudwatch:ap-northeast-1:123456789012:alarm:backlog-mirror-mirror*"},
+                "StringEquals": {"aws:SourceAccount": "123456789012"}
+            }
         }])
     );
     assert!(!Stack::new(&t, &[]).exists("AlertTopic"));
@@ -846,8 +860,8 @@ fn failed_builds_reach_the_alert_topic_with_repository_build_and_links() {
             .find(|m| m.contains(&format!("ended {status} ")))
             .unwrap_or_else(|| panic!("no alert for {status}: {got:#?}"));
         for part in [
-            "example-space.git.backlog.jp:/PROJ/app.git",
-            "CodeCommit app-mirror",
+            "Backlog space example-space.backlog.jp",
+            "a line for each mirror",
             &format!("build/backlog-mirror:0b5f1a3c-{status}"),
             "exit status 1",
             &format!("stream=0b5f1a3c-{status}"),
@@ -886,12 +900,13 @@ fn the_outputs_are_the_contracts() {
         "LogRetentionDays",
         "BacklogSpaceKey",
         "BacklogDomain",
-        "BacklogProjectKey",
-        "BacklogRepositoryName",
+        "MirrorListSha256",
         "SshKeyParameterName",
         "SshKeyKmsKeyArn",
         "BacklogHostKeyFingerprint",
-        "CodeCommitRepositoryName",
+        "CodeCommitRepositoryPrefix",
+        "BuildConcurrency",
+        "StaleAfterHours",
         "WebhookSecret",
         "ThrottleRateLimit",
         "ThrottleBurstLimit",
@@ -911,6 +926,16 @@ fn the_outputs_are_the_contracts() {
         assert!(
             t["Parameters"].get(name).is_some(),
             "contract parameter {name} is missing"
+        );
+    }
+    for gone in [
+        "BacklogProjectKey",
+        "BacklogRepositoryName",
+        "CodeCommitRepositoryName",
+    ] {
+        assert!(
+            t["Parameters"].get(gone).is_none(),
+            "{gone}: one stack serves a space; the mirror list names the repositories"
         );
     }
     assert_eq!(t["Parameters"]["BinaryUrl"]["Default"], "");

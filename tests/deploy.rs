@@ -317,7 +317,22 @@ fn first_deploy_creates_the_stack_and_uploads_the_binary_and_a_second_run_change
     let secret = assert_webhook_url(&url).to_string();
     let stack = fx.stack();
     assert_eq!(stack["StackStatus"], "CREATE_COMPLETE", "{stack}");
-    assert_eq!(fx.parameter("BacklogRepositoryName"), "app");
+    // The list of one mirror written from the flags (the flag's repository, not the file's).
+    let list = fx.sb.join("mirrors.toml");
+    fx.aws(&[
+        "s3api",
+        "get-object",
+        "--bucket",
+        &fx.output("ArtifactBucketName"),
+        "--key",
+        &format!("config/{}/mirrors.toml", fx.parameter("MirrorListSha256")),
+        &list.to_string_lossy(),
+    ]);
+    let list = std::fs::read_to_string(&list).expect("mirror list");
+    assert!(
+        list.contains("name = \"PROJ/app\"\nbacklog-project = \"PROJ\"\nbacklog-repo = \"app\"\n"),
+        "{list}"
+    );
     assert_eq!(fx.parameter("BacklogSpaceKey"), "myspace");
     assert_eq!(fx.parameter("Architecture"), "x86_64");
     assert_eq!(fx.parameter("WebhookSecret"), secret);
@@ -344,7 +359,11 @@ fn first_deploy_creates_the_stack_and_uploads_the_binary_and_a_second_run_change
         "the uploaded object is not the binary"
     );
     let (versions, _) = fx.versions(&bucket);
-    assert_eq!(versions.len(), 1, "{versions:?}");
+    assert_eq!(
+        versions.len(),
+        2,
+        "the binary and the mirror list: {versions:?}"
+    );
     assert!(
         first.stderr.contains("uploading the binary"),
         "{}",
@@ -564,7 +583,11 @@ fn delete_empties_every_version_and_leaves_no_stack_and_no_objects() {
         "cache/mirror.tar",
     ]);
     let (versions, markers) = fx.versions(&bucket);
-    assert_eq!((versions.len(), markers), (4, 1), "{versions:?}");
+    assert_eq!(
+        (versions.len(), markers),
+        (5, 1),
+        "two binaries, the mirror list, the cache object twice: {versions:?}"
+    );
 
     let out = fx.deploy(&[
         "--delete".into(),

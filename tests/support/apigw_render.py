@@ -10,11 +10,21 @@ differences, each closer to AWS's documentation:
     rather than resolved by order, since AWS does not define an order;
   - $util.escapeJavaScript escapes like Apache Commons Lang (' becomes \\', non-ASCII becomes
     \\uXXXX), which is what the developer guide warns about, where LocalStack uses json.dumps;
-  - a status override must be a declared method response, or the call fails loudly here.
+  - a status override must be a declared method response, or the call fails loudly here;
+  - strings behave as java.lang.String: length() and substring() count UTF-16 code units,
+    indexOf() gives -1 when absent, replaceAll() takes Java's replacement syntax ($1, \$), and a
+    regular expression using a construct whose meaning differs between java.util.regex and
+    Python's re (\s, \w, \d, \b, \Z, \z, \p{..}, possessive quantifiers, inline flags other
+    than (?s) and (?i)) fails the template instead of being silently misread; airspeed maps
+    these methods onto Python's str with Python's semantics;
+  - $util.urlDecode fails on a % not followed by two hex digits, as java.net.URLDecoder does
+    (LocalStack's does not), and decodes bytes that are not UTF-8 to U+FFFD;
+  - $input.params() holds the request's path and query string parameters, given in the job.
 
 Reads a job (or a list of jobs) as JSON on stdin and writes the result (or the list) on stdout.
 
-  {"mode": "request", "integration": {...}, "request": {"method", "headers", "body"}}
+  {"mode": "request", "integration": {...},
+   "request": {"method", "headers", "body", "path": {...}, "query": {...}}}
     -> {"status": 200, "headers": {...}, "body": "<what the integration receives>"}
      | {"status": 415, "body": "{\"message\": \"Unsupported Media Type\"}"}
 
@@ -44,7 +54,7 @@ def escape_javascript(value):
         return None
     text = value if isinstance(value, str) else str(value)
     out = []
-    units = text.encode("utf-16-le")
+    units = text.encode("utf-16-le", "surrogatepass")
     for i in range(0, len(units), 2):
         ch = units[i] | (units[i + 1] << 8)
         if ch > 0x7F:
@@ -72,7 +82,13 @@ class Util:
     def urlDecode(self, value):
         from urllib.parse import unquote_plus
 
-        return unquote_plus(value)
+        bad = re.search(r"%(?![0-9A-Fa-f]{2})", value)
+        if bad:
+            raise TemplateFailure(
+                "java.lang.IllegalArgumentException: URLDecoder: illegal hex characters in escape "
+                "(%%) pattern at %d" % bad.start()
+            )
+        return unquote_plus(value, encoding="utf-8", errors="replace")
 
     def parseJson(self, value):
         return json.loads(value)
@@ -123,6 +139,75 @@ class TemplateFailure(Exception):
     pass
 
 
+# Regular-expression constructs that java.util.regex and Python's re read differently (or that
+# only one of them has); the templates must not use them, since this engine could not tell.
+_UNPORTABLE = re.compile(r"\\[swdbSWDBzZpPhHRXGQE]|[*+?}]\+|\(\?[^:=!<si)]|\(\?[si]+[^si:)]|\(\?<[^=!]")
+
+
+def _java_regex(pattern):
+    if _UNPORTABLE.search(pattern):
+        raise TemplateFailure("regular expression %r uses a construct Java and Python read differently" % pattern)
+    try:
+        return re.compile(pattern)
+    except re.error as err:
+        raise TemplateFailure("java.util.regex.PatternSyntaxException: %s in %r" % (err, pattern))
+
+
+def _java_replacement(replacement):
+    """Java's Matcher.replaceAll replacement syntax ($n a group, \\x a literal x) for re.sub."""
+    out, i = [], 0
+    while i < len(replacement):
+        c = replacement[i]
+        if c == "\\":
+            if i + 1 == len(replacement):
+                raise TemplateFailure("java.lang.IllegalArgumentException: character to be escaped is missing")
+            out.append(replacement[i + 1].replace("\\", "\\\\"))
+            i += 2
+        elif c == "$":
+            digits = re.match(r"[0-9]+", replacement[i + 1:])
+            if not digits:
+                raise TemplateFailure("java.lang.IllegalArgumentException: illegal group reference")
+            out.append("\\g<%s>" % digits.group(0))
+            i += 1 + len(digits.group(0))
+        else:
+            out.append("\\\\" if c == "\\" else c)
+            i += 1
+    return "".join(out)
+
+
+def _units(text):
+    return text.encode("utf-16-le", "surrogatepass")
+
+
+def _from_units(units):
+    return units.decode("utf-16-le", "surrogatepass")
+
+
+def _substring(text, start, end=None):
+    units = _units(text)
+    count = len(units) // 2
+    end = count if end is None else end
+    if not 0 <= start <= end <= count:
+        raise TemplateFailure("java.lang.StringIndexOutOfBoundsException: begin %s, end %s, length %s" % (start, end, count))
+    return _from_units(units[2 * start:2 * end])
+
+
+def _index_of(text, needle):
+    at = text.find(needle)
+    return -1 if at < 0 else len(_units(text[:at])) // 2
+
+
+airspeed.operators.__additional_methods__[str].update(
+    {
+        "length": lambda self: len(_units(self)) // 2,
+        "replaceAll": lambda self, pattern, repl: _java_regex(pattern).sub(_java_replacement(repl), self),
+        "matches": lambda self, pattern: _java_regex(pattern).fullmatch(self) is not None,
+        "substring": _substring,
+        "indexOf": _index_of,
+    }
+)
+
+
 def header(headers, name):
     for key, value in headers.items():
         if key.lower() == name.lower():
@@ -146,7 +231,11 @@ def context_for(request):
 
 
 def render(template, body, request, context):
-    params = {"path": {}, "querystring": {}, "header": dict(request.get("headers", {}))}
+    params = {
+        "path": dict(request.get("path", {})),
+        "querystring": dict(request.get("query", {})),
+        "header": dict(request.get("headers", {})),
+    }
     namespace = {"input": Input(body, params), "util": Util(), "context": context}
     try:
         return airspeed.Template(template).merge(namespace)

@@ -35,6 +35,14 @@ cloudformation/backlog-mirror.yaml as it is:
 8. A bucket's VersioningConfiguration is ignored. Here `Status: Enabled` enables versioning.
 9. `!FindInMap [BuildSize, ...]` finds the parameter BuildSize instead of the mapping of that
    name (CloudFormation keeps the two apart). Here it reads the template's Mappings.
+10. AWS::CloudWatch::Alarm is not modelled. Here it is put into moto's CloudWatch as PutMetricAlarm
+   would put it, after its properties pass botocore's model of PutMetricAlarm's input (a bad
+   alarm fails the stack, as CloudFormation's call would); moto stores a Metrics Insights query
+   and evaluates nothing, so what this shows is that the alarm is well-formed and deployed.
+11. The YAML short form `!Condition Name` (inside `!And`, `!Or`, `!Not`) becomes
+   `{"Fn::Condition": Name}`, which moto's condition parser does not know, so the condition is
+   false; CloudFormation reads it as `{"Condition": Name}` (user guide, "Condition functions").
+   Here it is read that way.
 
 Usage: python3 moto_cfn.py [moto_server arguments]
 """
@@ -42,6 +50,8 @@ Usage: python3 moto_cfn.py [moto_server arguments]
 import sys
 
 import moto.cloudformation.models as models
+import moto.cloudformation.utils as cfn_utils
+import moto.cloudwatch.models as cloudwatch_models
 import moto.cloudformation.parsing as parsing
 import moto.cloudformation.responses as responses
 import moto.s3.models as s3_models
@@ -117,6 +127,118 @@ class Placeholder(CloudFormationModel):
         cls, resource_name, cloudformation_json, account_id, region_name
     ):
         return None
+
+
+class CloudWatchAlarm(CloudFormationModel):
+    __module__ = "moto.cloudwatch.cfn_alarm"
+
+    def __init__(self, name, account_id, region_name):
+        self.name = name
+        self.account_id = account_id
+        self.region_name = region_name
+
+    @staticmethod
+    def cloudformation_name_type():
+        return "AlarmName"
+
+    @staticmethod
+    def cloudformation_type():
+        return "AWS::CloudWatch::Alarm"
+
+    @classmethod
+    def has_cfn_attr(cls, attr):
+        return attr == "Arn"
+
+    @property
+    def physical_resource_id(self):
+        return self.name
+
+    def get_cfn_attribute(self, attribute_name):
+        return f"arn:aws:cloudwatch:{self.region_name}:{self.account_id}:alarm:{self.name}"
+
+    @staticmethod
+    def _put(name, properties, account_id, region_name):
+        import botocore.session
+        import botocore.validate
+
+        params = dict(properties, AlarmName=name)
+        for key in ("EvaluationPeriods", "DatapointsToAlarm", "Period"):
+            if key in params:
+                params[key] = int(params[key])
+        if "Threshold" in params:
+            params["Threshold"] = float(params["Threshold"])
+        for query in params.get("Metrics", []):
+            if "Period" in query:
+                query["Period"] = int(query["Period"])
+        shape = botocore.session.get_session().get_service_model("cloudwatch").operation_model("PutMetricAlarm").input_shape
+        report = botocore.validate.ParamValidator().validate(params, shape)
+        if report.has_errors():
+            raise ValueError(f"AWS::CloudWatch::Alarm {name}: {report.generate_report()}")
+        backend = cloudwatch_models.cloudwatch_backends[account_id][region_name]
+        queries = [
+            cloudwatch_models.MetricDataQuery(
+                query_id=q["Id"],
+                label=q.get("Label"),
+                period=q.get("Period"),
+                return_data=q.get("ReturnData"),
+                expression=q.get("Expression"),
+            )
+            for q in params.get("Metrics", [])
+        ] or None
+        backend.put_metric_alarm(
+            name=name,
+            namespace=params.get("Namespace"),
+            metric_name=params.get("MetricName"),
+            comparison_operator=params["ComparisonOperator"],
+            evaluation_periods=params["EvaluationPeriods"],
+            period=params.get("Period"),
+            threshold=params.get("Threshold"),
+            statistic=params.get("Statistic"),
+            description=params.get("AlarmDescription"),
+            dimensions=params.get("Dimensions", []),
+            alarm_actions=params.get("AlarmActions", []),
+            metric_data_queries=queries,
+            datapoints_to_alarm=params.get("DatapointsToAlarm"),
+            ok_actions=params.get("OKActions", []),
+            insufficient_data_actions=params.get("InsufficientDataActions", []),
+            actions_enabled=params.get("ActionsEnabled", True),
+            treat_missing_data=params.get("TreatMissingData"),
+        )
+
+    @classmethod
+    def create_from_cloudformation_json(
+        cls, resource_name, cloudformation_json, account_id, region_name, **kwargs
+    ):
+        cls._put(resource_name, cloudformation_json.get("Properties", {}), account_id, region_name)
+        return cls(resource_name, account_id, region_name)
+
+    @classmethod
+    def update_from_cloudformation_json(
+        cls, original_resource, new_resource_name, cloudformation_json, account_id, region_name
+    ):
+        name = cloudformation_json.get("Properties", {}).get("AlarmName", original_resource.name)
+        if name != original_resource.name:
+            cloudwatch_models.cloudwatch_backends[account_id][region_name].delete_alarms([original_resource.name])
+        cls._put(name, cloudformation_json.get("Properties", {}), account_id, region_name)
+        return cls(name, account_id, region_name)
+
+    @classmethod
+    def delete_from_cloudformation_json(
+        cls, resource_name, cloudformation_json, account_id, region_name
+    ):
+        cloudwatch_models.cloudwatch_backends[account_id][region_name].delete_alarms([resource_name])
+
+    def delete(self, account_id, region_name):
+        cloudwatch_models.cloudwatch_backends[account_id][region_name].delete_alarms([self.name])
+
+
+_yaml_tag_constructor = cfn_utils.yaml_tag_constructor
+
+
+def yaml_tag_constructor(loader, tag, node):
+    if tag == "!Condition":
+        return {"Condition": loader.construct_scalar(node)}
+    return _yaml_tag_constructor(loader, tag, node)
 
 
 _resource_class_from_type = parsing.resource_class_from_type
@@ -238,6 +360,8 @@ def create_bucket(cls, resource_name, cloudformation_json, account_id, region_na
 
 
 parsing.resource_class_from_type = resource_class_from_type
+models.yaml_tag_constructor = yaml_tag_constructor
+responses.yaml_tag_constructor = yaml_tag_constructor
 s3_models.FakeBucket.create_from_cloudformation_json = classmethod(create_bucket)
 parsing.clean_json = clean_json
 parsing.parse_and_update_resource = parse_and_update_resource

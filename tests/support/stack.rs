@@ -24,13 +24,14 @@ pub const DEPLOYMENT: &str = "WebhookDeployment";
 /// Values every stack needs (the parameters without defaults), valid for their patterns.
 pub const REQUIRED: &[(&str, &str)] = &[
     ("BacklogSpaceKey", "example-space"),
-    ("BacklogProjectKey", "PROJ"),
-    ("BacklogRepositoryName", "app"),
     (
         "BacklogHostKeyFingerprint",
         "SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
     ),
-    ("CodeCommitRepositoryName", "app-mirror"),
+    (
+        "MirrorListSha256",
+        "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb",
+    ),
     (
         "WebhookSecret",
         "0123456789abcdef0123456789abcdef0123456789abcdef",
