@@ -6,7 +6,10 @@
 //! the real AWS CLI) or downloaded over HTTP, and checked against its SHA-256 before it runs; the
 //! mirror list is copied from S3 and checked the same way.
 //! The sync reads its SSH key from Parameter Store (moto) under the name the stack gives it, pulls
-//! from OpenSSH's sshd and pushes to the CodeCommit stand-in, which verifies SigV4.
+//! from OpenSSH's sshd and pushes to the CodeCommit stand-in, which verifies SigV4. The mirrors
+//! are the list's (MANY-CONTRACT.md): every mirror without an override, the one the webhook's
+//! BACKLOG_MIRROR_REPO names with one, exit 2 touching nothing for a name the list lacks, and one
+//! CloudWatch embedded-metric-format line per mirror synced.
 
 use crate::support::stack;
 
@@ -229,11 +232,23 @@ fn the_buildspec_copies_the_pinned_binary_from_s3_and_mirrors_with_the_stacks_ke
             ..GenSpec::default()
         },
     );
+    let other = generate_repo(
+        &sb.join("backlog/PROJ/lib.git"),
+        &GenSpec {
+            commits: 30,
+            files: 10,
+            blob_bytes: 500,
+            branches: 1,
+            packed: false,
+            ..GenSpec::default()
+        },
+    );
     let sshd = Sshd::start();
     let key = keygen(&sb.join("keys"), "deploy", "ed25519", "openssh", None);
     sshd.authorize(&key.public_line);
     let root = sb.join("codecommit");
     init_bare(&root.join("app"));
+    init_bare(&root.join("lib"));
     let server = CodeCommitServer::start(&root, REGION, &[(AKID, SECRET, Some(TOKEN))], 4000);
     let creds = ContainerCredentials::start(AKID, SECRET, TOKEN);
     let moto = Moto::start(None);
@@ -244,13 +259,15 @@ fn the_buildspec_copies_the_pinned_binary_from_s3_and_mirrors_with_the_stacks_ke
     let pinned = format!("bin/{sha}/backlog-mirror-{TARGET}");
     s3_put(&moto, &pinned, &binary);
     moto.put_secure_string(KEY_PARAMETER, &key.private_text);
-    // The stack's mirror list, content-addressed like the binary.
+    // The stack's mirror list, content-addressed like the binary: two mirrors.
     let list = sb.join("mirrors.toml");
     std::fs::write(
         &list,
         format!(
-            "[[mirror]]\nname = \"PROJ/app\"\nsource = \"{}\"\ntarget = \"codecommit://app\"\n",
-            sshd.url(&source)
+            "[[mirror]]\nname = \"PROJ/app\"\nsource = \"{}\"\ntarget = \"codecommit://app\"\n\n\
+             [[mirror]]\nname = \"PROJ/lib\"\nsource = \"{}\"\ntarget = \"codecommit://lib\"\n",
+            sshd.url(&source),
+            sshd.url(&other)
         ),
     )
     .unwrap();
@@ -284,10 +301,8 @@ fn the_buildspec_copies_the_pinned_binary_from_s3_and_mirrors_with_the_stacks_ke
     let bin_dir = sb.join("tmp/backlog-mirror-bin");
     let list_dir = sb.join("tmp/backlog-mirror-list");
     let mut local = vec![
-        // Backlog and CodeCommit are local; so are S3 and Parameter Store. Today's binary syncs
-        // the one mirror these name and leaves BACKLOG_MIRROR_CONFIG to the binary of issue 11.
-        ("BACKLOG_MIRROR_SOURCE", sshd.url(&source)),
-        ("BACKLOG_MIRROR_TARGET", "codecommit://app".to_string()),
+        // Backlog and CodeCommit are local; so are S3 and Parameter Store. The list names the
+        // mirrors; only where the buildspec puts it is the test's.
         (
             "BACKLOG_MIRROR_CONFIG",
             path_str(&list_dir.join("mirrors.toml")),
@@ -307,9 +322,12 @@ fn the_buildspec_copies_the_pinned_binary_from_s3_and_mirrors_with_the_stacks_ke
     let env = build_env(&sb, &spec, &project, &local);
     check_aws_cli(&env);
 
+    // No override (the schedule's build, or a webhook that names no repository): every mirror.
     let (code, log) = run_phases(&spec, &env, &work, ALL_PHASES);
     assert_eq!(code, 0, "{log}");
     assert_mirror(&source, &root.join("app"));
+    assert_mirror(&other, &root.join("lib"));
+    assert_eq!(metric_lines(&log), ["PROJ/app", "PROJ/lib"], "{log}");
     assert!(
         log.contains(&format!("s3://{BUCKET}/{pinned}")),
         "the binary did not come from the stack's bucket:\n{log}"
@@ -333,29 +351,54 @@ fn the_buildspec_copies_the_pinned_binary_from_s3_and_mirrors_with_the_stacks_ke
         assert!(!log.contains(secret), "a secret leaked:\n{log}");
     }
 
-    // Stateless: the cache directory is gone; the mirror is seeded from CodeCommit and stays exact.
+    // Both repositories move; the webhook of PROJ/app names it (the override the API's mapping
+    // passes): stateless, the cache gone, that mirror alone is seeded from CodeCommit and synced.
     std::fs::remove_dir_all(sb.join("tmp/backlog-mirror")).unwrap();
-    let dev = WorkRepo::init(&sb.join("dev"));
-    git(&dev.path, &["fetch", "-q", &path_str(&source), "main"]);
-    git(&dev.path, &["checkout", "-q", "-B", "main", "FETCH_HEAD"]);
-    dev.commit("new.txt", "pushed to Backlog", "new work");
-    git(
-        &dev.path,
-        &[
-            "push",
-            "-q",
-            &path_str(&source),
-            "main:main",
-            "main:refs/heads/feature",
-        ],
-    );
-    let (code, log) = run_phases(&spec, &env, &work, ALL_PHASES);
+    for (repo, name) in [(&source, "app"), (&other, "lib")] {
+        let dev = WorkRepo::init(&sb.join(&format!("dev-{name}")));
+        git(&dev.path, &["fetch", "-q", &path_str(repo), "main"]);
+        git(&dev.path, &["checkout", "-q", "-B", "main", "FETCH_HEAD"]);
+        dev.commit("new.txt", "pushed to Backlog", "new work");
+        git(
+            &dev.path,
+            &[
+                "push",
+                "-q",
+                &path_str(repo),
+                "main:main",
+                "main:refs/heads/feature",
+            ],
+        );
+    }
+    let lib_before = refs(&root.join("lib"));
+    let mut webhook = env.clone();
+    webhook.insert("BACKLOG_MIRROR_REPO".into(), "PROJ/app".into());
+    let (code, log) = run_phases(&spec, &webhook, &work, ALL_PHASES);
     assert_eq!(code, 0, "{log}");
     assert!(
         log.contains("seeding"),
         "the stateless run did not seed from CodeCommit:\n{log}"
     );
     assert_mirror(&source, &root.join("app"));
+    assert_eq!(
+        refs(&root.join("lib")),
+        lib_before,
+        "a build for PROJ/app synced PROJ/lib"
+    );
+    assert_eq!(metric_lines(&log), ["PROJ/app"], "{log}");
+
+    // A name the list does not have: exit 2, nothing touched.
+    let app_before = refs(&root.join("app"));
+    let mut unknown = env.clone();
+    unknown.insert("BACKLOG_MIRROR_REPO".into(), "PROJ/nope".into());
+    let (code, log) = run_phases(&spec, &unknown, &work, ALL_PHASES);
+    assert_eq!(code, 2, "{log}");
+    assert!(
+        log.contains("PROJ/nope"),
+        "the refusal does not name it:\n{log}"
+    );
+    assert_eq!(refs(&root.join("app")), app_before);
+    assert_eq!(refs(&root.join("lib")), lib_before);
 
     // Someone replaces the pinned object: the checksum stops the build before the file runs.
     let marker = sb.join("tampered-binary-ran");
@@ -409,6 +452,50 @@ fn the_buildspec_copies_the_pinned_binary_from_s3_and_mirrors_with_the_stacks_ke
     let (code, log) = run_phases(&spec, &missing, &work, ALL_PHASES);
     assert_ne!(code, 0, "{log}");
     assert!(!log.contains("[build]"), "{log}");
+}
+
+/// The Mirror of every embedded-metric-format line in a build log, in order, each checked against
+/// what the stack's alarms query (MANY-CONTRACT.md, "Metrics"; CloudWatch's "Specification:
+/// Embedded metric format": the log event is the JSON object alone, with _aws.Timestamp in
+/// milliseconds and every declared metric a number at the top level).
+fn metric_lines(log: &str) -> Vec<String> {
+    log.lines()
+        .filter(|l| l.starts_with('{') && l.contains("\"_aws\""))
+        .map(|l| {
+            let doc: serde_json::Value = serde_json::from_str(l)
+                .unwrap_or_else(|e| panic!("a metric line is not JSON alone ({e}): {l}"));
+            let meta = &doc["_aws"];
+            assert!(
+                meta["Timestamp"]
+                    .as_u64()
+                    .is_some_and(|t| t > 1_600_000_000_000),
+                "{l}"
+            );
+            let directive = &meta["CloudWatchMetrics"][0];
+            assert_eq!(directive["Namespace"], "BacklogMirror", "{l}");
+            assert!(
+                directive["Dimensions"]
+                    .as_array()
+                    .is_some_and(|sets| sets.contains(&serde_json::json!(["Mirror"]))),
+                "{l}"
+            );
+            let names: Vec<&str> = directive["Metrics"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| m["Name"].as_str().unwrap())
+                .collect();
+            for metric in ["Succeeded", "Rounds", "RefsChanged", "Seconds"] {
+                assert!(names.contains(&metric), "{metric} missing: {l}");
+                assert!(doc[metric].is_number(), "{metric} is not a number: {l}");
+            }
+            assert_eq!(doc["Succeeded"], 1, "{l}");
+            doc["Mirror"]
+                .as_str()
+                .expect("a Mirror dimension value")
+                .to_string()
+        })
+        .collect()
 }
 
 /// `python3 -m http.server` on 127.0.0.1 serving `dir`, stopped on drop.
