@@ -472,7 +472,11 @@ fn metric_lines(log: &str) -> Vec<String> {
                 "{l}"
             );
             let directive = &meta["CloudWatchMetrics"][0];
-            assert_eq!(directive["Namespace"], "BacklogMirror", "{l}");
+            // The project sets BACKLOG_MIRROR_METRICS_NAMESPACE to what its alarms query.
+            assert_eq!(
+                directive["Namespace"], "BacklogMirror/backlog-mirror",
+                "{l}"
+            );
             assert!(
                 directive["Dimensions"]
                     .as_array()
