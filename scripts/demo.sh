@@ -14,7 +14,7 @@ fi
 
 say "building (cargo build --release)"
 cargo build --release --locked --quiet
-BIN="$PWD/target/release/backlog-mirror"
+BIN="$(realpath "${CARGO_TARGET_DIR:-target}")/release/backlog-mirror"
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/backlog-mirror-demo.XXXXXX")
 if [ "${KEEP:-0}" = 1 ]; then
@@ -37,7 +37,7 @@ g tag -a v1.1 -m "release 1.1"
 g branch feature
 g branch old-experiment
 g notes add -m "reviewed"
-git init -q --bare "$WORK/source.git"
+git init -q --bare -b main "$WORK/source.git"
 g push -q --mirror "$WORK/source.git"
 git -C "$WORK/source.git" for-each-ref --format='  %(refname)'
 
