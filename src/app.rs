@@ -14,6 +14,7 @@ use clap::{ArgMatches, CommandFactory, FromArgMatches};
 use tracing_subscriber::EnvFilter;
 
 use crate::auth::{Auth, SshKey};
+use crate::aws;
 use crate::cli::{Cli, Command, CredentialHelperArgs, SyncArgs};
 use crate::config::{SshConfig, SyncConfig};
 use crate::duration;
@@ -122,6 +123,7 @@ fn sync(args: &SyncArgs, quiet: bool) -> i32 {
     if let Err(err) = libgit2::init(cfg.network_timeout()) {
         return report_error(&err);
     }
+    aws::set_network_timeout(cfg.network_timeout());
     // A secret that cannot be read is one line, as any other setting found wrong.
     let auth = match build_auth(&cfg, &SecretReads::default()) {
         Ok(auth) => auth,
@@ -271,10 +273,11 @@ fn sync_list(file: &Path, args: &SyncArgs, explicit: &ArgMatches, quiet: bool) -
             selected[0].name
         )));
     }
-    if let Some(first) = configs.first()
-        && let Err(err) = libgit2::init(first.network_timeout())
-    {
-        return report_error(&err);
+    if let Some(first) = configs.first() {
+        if let Err(err) = libgit2::init(first.network_timeout()) {
+            return report_error(&err);
+        }
+        aws::set_network_timeout(first.network_timeout());
     }
     let secrets = SecretReads::default();
     let next = AtomicUsize::new(0);

@@ -6,8 +6,10 @@
 //! OpenSSL probing sets environment variables, which is unsafe once other threads run.
 
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
+use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_ssm::error::ProvideErrorMetadata;
 
@@ -29,10 +31,39 @@ pub(crate) fn runtime() -> Result<&'static tokio::runtime::Runtime> {
     Ok(RUNTIME.get_or_init(|| rt))
 }
 
+/// How long an AWS call may wait on the network: `--network-timeout`, set once per process
+/// (as libgit2's) before any call; two minutes (the flag's default) where no run sets it, as in
+/// the credential helper git starts.
+static NETWORK_TIMEOUT: OnceLock<Duration> = OnceLock::new();
+
+/// Bound every later AWS call by `timeout`. The SDK waits on a read for ever by default: a
+/// Parameter Store, CodeCommit API or credential endpoint that accepts and then goes silent
+/// would hold the build until CodeBuild's own timeout, the one step `--network-timeout` did not
+/// reach. The first call decides, as for libgit2.
+pub(crate) fn set_network_timeout(timeout: Duration) {
+    let _ = NETWORK_TIMEOUT.set(timeout);
+}
+
+/// The SDK's timeouts for one network timeout: connect and each read bounded by it, one attempt
+/// by it too (every call we make is one small request and answer), and the whole operation
+/// (the SDK's own three attempts and backoff) by three times it.
+fn timeouts() -> TimeoutConfig {
+    let timeout = NETWORK_TIMEOUT
+        .get()
+        .copied()
+        .unwrap_or(Duration::from_secs(120));
+    TimeoutConfig::builder()
+        .connect_timeout(timeout)
+        .read_timeout(timeout)
+        .operation_attempt_timeout(timeout)
+        .operation_timeout(timeout.saturating_mul(3))
+        .build()
+}
+
 /// The SDK configuration from the default chain (env, profile, web identity, container
 /// credentials, IMDS), with `region` and `profile` overriding when given.
 pub(crate) fn sdk_config(region: Option<&str>, profile: Option<&str>) -> Result<SdkConfig> {
-    let mut loader = aws_config::defaults(BehaviorVersion::latest());
+    let mut loader = aws_config::defaults(BehaviorVersion::latest()).timeout_config(timeouts());
     if let Some(region) = region {
         loader = loader.region(Region::new(region.to_string()));
     }

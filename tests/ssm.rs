@@ -126,3 +126,56 @@ fn access_denied_is_one_clear_line_with_exit_1() {
     assert_no_secret(&out, &[secret]);
     assert!(refs(&fx.target).is_empty());
 }
+
+/// A Parameter Store that takes the request and never answers (a stalled proxy, a black-holed
+/// endpoint) is bounded by --network-timeout like every other network step: the run ends with
+/// one line saying it could not reach Parameter Store, and the target is untouched. Without the
+/// SDK's timeouts this run waits for ever.
+#[test]
+fn a_silent_parameter_store_is_bounded_by_the_network_timeout() {
+    use crate::support::fault_proxy::{Direction, Fault, FaultProxy};
+    let fx = fixture();
+    let moto = Moto::start(None);
+    moto.put_secure_string("/backlog-mirror/ssh-key", &fx.key.private_text);
+    let endpoint = moto.endpoint();
+    let port: u16 = endpoint
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("moto's port");
+    let proxy = FaultProxy::start(
+        port,
+        Fault::Stall {
+            dir: Direction::Downstream,
+            after: 0,
+        },
+    );
+    let mut cmd = bin();
+    cmd.env("HOME", fx.sb.home())
+        .args(["sync", "--source", &fx.sshd.url(&fx.source), "--target"])
+        .arg(&fx.target)
+        .arg("--cache-dir")
+        .arg(fx.sb.cache_dir())
+        .args([
+            "--host-key-fingerprint",
+            &fx.sshd.host_key_fingerprints()[0],
+        ])
+        .args(["--ssh-key-ssm", "/backlog-mirror/ssh-key"])
+        .args(["--network-timeout", "1s"]);
+    for (k, v) in moto.env("testing", CANARY) {
+        cmd.env(k, v);
+    }
+    cmd.env("AWS_ENDPOINT_URL_SSM", proxy.rewrite(&endpoint));
+    let out = run(&mut cmd);
+    assert!(proxy.fired() >= 1, "the proxy never held a request");
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert_eq!(out.stderr.trim().lines().count(), 1, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("--ssh-key-ssm '/backlog-mirror/ssh-key'")
+            && out.stderr.contains("Parameter Store"),
+        "{}",
+        out.stderr
+    );
+    assert!(refs(&fx.target).is_empty());
+}
