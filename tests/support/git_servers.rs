@@ -169,9 +169,9 @@ impl HttpGit {
         let log = Arc::new(Mutex::new(Vec::new()));
         let sink = log.clone();
         let acceptor = Acceptor::start(move |stream, _| {
-            if let Some(request) = serve(stream, &root, &options) {
-                sink.lock().unwrap_or_else(|e| e.into_inner()).push(request);
-            }
+            serve(stream, &root, &options, &|request| {
+                sink.lock().unwrap_or_else(|e| e.into_inner()).push(request)
+            });
         });
         HttpGit { acceptor, log }
     }
@@ -195,7 +195,14 @@ impl HttpGit {
 }
 
 /// Serve one request on `stream` (we answer `Connection: close`, which git and libgit2 accept).
-fn serve(stream: TcpStream, root: &Path, options: &HttpOptions) -> Option<Request> {
+/// The request is recorded before it is answered: a client may exit as soon as it has the
+/// answer, and a test counting requests then must already see it.
+fn serve(
+    stream: TcpStream,
+    root: &Path,
+    options: &HttpOptions,
+    record: &dyn Fn(Request),
+) -> Option<()> {
     let mut reader = BufReader::new(stream.try_clone().ok()?);
     let mut line = String::new();
     reader.read_line(&mut line).ok()?;
@@ -236,6 +243,11 @@ fn serve(stream: TcpStream, root: &Path, options: &HttpOptions) -> Option<Reques
         Some((p, q)) => (p.to_string(), q.to_string()),
         None => (target.clone(), String::new()),
     };
+    record(Request {
+        method: method.clone(),
+        path: path.clone(),
+        query: query.clone(),
+    });
     if let Some((user, password)) = &options.basic_auth {
         let expected = format!("Basic {}", base64(format!("{user}:{password}").as_bytes()));
         if header("authorization").as_deref() != Some(expected.as_str()) {
@@ -243,11 +255,7 @@ fn serve(stream: TcpStream, root: &Path, options: &HttpOptions) -> Option<Reques
             let _ = writer.write_all(
                 b"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"git\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
             );
-            return Some(Request {
-                method,
-                path,
-                query,
-            });
+            return Some(());
         }
     }
     let mut cmd = Command::new("git");
@@ -331,11 +339,7 @@ fn serve(stream: TcpStream, root: &Path, options: &HttpOptions) -> Option<Reques
     let _ = writer.flush();
     let _ = feeder.join();
     let _ = child.wait();
-    Some(Request {
-        method,
-        path,
-        query,
-    })
+    Some(())
 }
 
 fn base64(bytes: &[u8]) -> String {
