@@ -60,5 +60,6 @@ mod tcp;
 mod transfer;
 mod upload_pack;
 mod url;
+mod wire;
 
 pub use app::main;
