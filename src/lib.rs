@@ -47,6 +47,7 @@ mod plan;
 mod process_group;
 mod progress;
 mod push;
+mod receive_pack;
 mod refname;
 mod remote;
 mod report;
