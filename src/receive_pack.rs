@@ -323,22 +323,16 @@ impl<'a> Client<'a> {
                 .map_err(|e| io_error(e, url, self.timeout))?;
             Ok(stats)
         })();
-        // A server that refuses the request (a 401, a 413) may stop reading mid-body: its
-        // answer says more than our broken pipe.
-        let response = self.response(conn, "application/x-git-receive-pack-result");
-        match (sent, response) {
-            (Ok(stats), Ok(mut body)) => {
-                let band = wire::read_side_band(&mut PktReader::new(&mut body))
-                    .map_err(|e| timed(e, url, self.timeout))
-                    .with_context(|| format!("cannot read the push report of {url}"))?;
-                let mut done = outcome(changes, band, stats)?;
-                done.refs.extend(stale);
-                Ok(done)
-            }
-            (Err(e), Err(status)) if status.downcast_ref::<HttpStatus>().is_none() => Err(e),
-            (Ok(_), Err(e)) | (Err(_), Err(e)) => Err(e),
-            (Err(e), Ok(_)) => Err(e),
-        }
+        // A body cut short (the pack could not be built, the connection broke) gets no answer
+        // worth waiting for: the server would wait for the rest.
+        let stats = sent?;
+        let mut body = self.response(conn, "application/x-git-receive-pack-result")?;
+        let band = wire::read_side_band(&mut PktReader::new(&mut body))
+            .map_err(|e| timed(e, url, self.timeout))
+            .with_context(|| format!("cannot read the push report of {url}"))?;
+        let mut done = outcome(changes, band, stats)?;
+        done.refs.extend(stale);
+        Ok(done)
     }
 
     /// A request's head. It holds the credentials: written to the connection, never printed.
@@ -812,5 +806,91 @@ impl<R: BufRead> Read for Chunked<R> {
             read_line(&mut self.inner, &mut crlf)?;
         }
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::Action;
+
+    fn id(n: u8) -> Oid {
+        Oid::from_bytes(&[n; 20]).unwrap()
+    }
+
+    fn change(name: &str, old: Option<Oid>, new: Option<Oid>) -> Change {
+        let action = match (old, new) {
+            (None, _) => Action::Create,
+            (_, None) => Action::Delete,
+            _ => Action::Force,
+        };
+        Change {
+            name: name.to_string(),
+            action,
+            old,
+            new,
+        }
+    }
+
+    fn advertisement(refs: &[(&[u8], Oid)], caps: &str) -> wire::Advertisement {
+        wire::Advertisement {
+            refs: refs.iter().map(|(n, id)| (n.to_vec(), *id)).collect(),
+            capabilities: caps.split(' ').map(str::to_string).collect(),
+        }
+    }
+
+    #[test]
+    fn a_ref_that_moved_since_the_plan_is_stale_and_not_sent() {
+        let ad = advertisement(
+            &[(b"refs/heads/a", id(1)), (b"refs/heads/moved", id(9))],
+            "report-status delete-refs",
+        );
+        let a = change("refs/heads/a", Some(id(1)), Some(id(2)));
+        let moved = change("refs/heads/moved", Some(id(1)), Some(id(2)));
+        let created_meanwhile = change("refs/heads/moved", None, Some(id(2)));
+        let new = change("refs/heads/new", None, Some(id(3)));
+        let (held, stale) = leased(&[&a, &moved, &new], &ad);
+        assert_eq!(held.len(), 2);
+        assert_eq!(
+            stale["refs/heads/moved"],
+            RefOutcome::Rejected("stale info".to_string())
+        );
+        let (held, stale) = leased(&[&created_meanwhile], &ad);
+        assert!(held.is_empty() && stale.len() == 1);
+    }
+
+    #[test]
+    fn commands_carry_the_leases_and_the_capabilities_once() {
+        let ad = advertisement(&[], "report-status side-band-64k delete-refs quiet");
+        let update = change("refs/heads/caf\\xe9", Some(id(1)), Some(id(2)));
+        let delete = change("refs/tags/v1", Some(id(3)), None);
+        let bytes = commands(&[&update, &delete], &ad).unwrap();
+        let mut reader = PktReader::new(&bytes[..]);
+        let first = match reader.next().unwrap() {
+            Some(wire::Packet::Data(d)) => d,
+            other => panic!("{other:?}"),
+        };
+        let mut want = format!("{} {} refs/heads/caf", id(1), id(2)).into_bytes();
+        want.push(0xe9);
+        want.push(0);
+        want.extend_from_slice(
+            format!(
+                "report-status side-band-64k agent=backlog-mirror/{}\n",
+                env!("CARGO_PKG_VERSION")
+            )
+            .as_bytes(),
+        );
+        assert_eq!(first, want);
+        assert_eq!(
+            reader.next().unwrap(),
+            Some(wire::Packet::Data(
+                format!("{} {} refs/tags/v1\n", id(3), Oid::ZERO_SHA1).into_bytes()
+            ))
+        );
+        assert_eq!(reader.next().unwrap(), Some(wire::Packet::Flush));
+        // A target that cannot delete refs is told so, not sent a deletion.
+        let no_delete = advertisement(&[], "report-status");
+        let err = commands(&[&delete], &no_delete).unwrap_err();
+        assert!(err.to_string().contains("delete-refs"), "{err}");
     }
 }
