@@ -28,7 +28,8 @@ use crate::url::Scheme;
 /// Who builds and sends packs, as the user chose.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub(crate) enum PushEngine {
-    /// git's own pack-objects for large pushes when `git` is on PATH, libgit2 otherwise.
+    /// With `git` on PATH: our receive-pack client (`wire`) for HTTP(S) and git:// targets,
+    /// git push for local paths; libgit2 otherwise (SSH targets, no git).
     Auto,
     /// Always the git CLI (fails if git is missing).
     Git,
@@ -147,7 +148,11 @@ fn choose_engine(chosen: PushEngine, target: &Remote) -> Engine {
     match chosen {
         PushEngine::Libgit2 => Engine::Libgit2,
         PushEngine::Git => Engine::Git,
-        PushEngine::Wire if wire_serves => Engine::Wire,
+        // Our receive-pack client wherever it can go: one request per batch with git's
+        // delta-reusing pack, no refspec matching (git push over HTTPS is quadratic in refs),
+        // credentials of any kind in-process, no object sent twice (libgit2's push re-sends
+        // trees and blobs behind the target's tips).
+        PushEngine::Wire | PushEngine::Auto if wire_serves => Engine::Wire,
         PushEngine::Wire | PushEngine::Auto => {
             if chosen == PushEngine::Wire {
                 info!(
@@ -156,12 +161,10 @@ fn choose_engine(chosen: PushEngine, target: &Remote) -> Engine {
                     target.url
                 );
             }
-            // git wins on every push size: its pack-objects reuses the cache's stored deltas (a
-            // first mirror), and libgit2's push walks the whole history behind every ref the
-            // target advertises (a few commits on a long history). But git never gets a
-            // credential on its command line and an SSH key may exist only in memory, so
-            // password and SSH targets stay with libgit2; CodeCommit goes through git, which
-            // asks our credential helper for each signature.
+            // SSH targets (or no git): git's pack-objects reuses the cache's stored deltas, and
+            // libgit2's push walks the whole history behind every ref the target advertises.
+            // But git never gets a credential on its command line and an SSH key may exist only
+            // in memory, so those stay with libgit2.
             if target.git_cannot_push().is_none() && gitcli::version().is_some() {
                 Engine::Git
             } else {
@@ -337,7 +340,12 @@ pub(crate) fn execute(
                     pending.iter().map(|c| (c.name.clone(), c.old)).collect(),
                 ),
                 Engine::Wire => match &wire {
-                    Some(client) => client.push(repo, &pending, cache.lock()),
+                    Some(client) => client.push(
+                        repo,
+                        &pending,
+                        cache.lock(),
+                        &mut Progress::new("push", options.progress),
+                    ),
                     None => Err(anyhow::anyhow!("a wire batch without its client")),
                 },
                 Engine::Git => gitcli::push(

@@ -32,6 +32,7 @@ use git2::{Oid, Repository};
 
 use crate::plan::Change;
 use crate::process_group::Group;
+use crate::progress::Progress;
 use crate::refname;
 use crate::remote::{Login, Remote};
 use crate::secret::Secret;
@@ -185,11 +186,13 @@ impl<'a> Client<'a> {
         repo: &Repository,
         changes: &[&Change],
         hold: BorrowedFd<'_>,
+        progress: &mut Progress,
     ) -> Result<PushOutcome> {
         let result = match self.scheme {
-            Scheme::Git => self.push_git(repo, changes, hold),
-            _ => self.push_http(repo, changes, hold),
+            Scheme::Git => self.push_git(repo, changes, hold, progress),
+            _ => self.push_http(repo, changes, hold, progress),
         };
+        progress.finish();
         result.map_err(|e| self.in_words(e))
     }
 
@@ -208,6 +211,7 @@ impl<'a> Client<'a> {
         repo: &Repository,
         changes: &[&Change],
         hold: BorrowedFd<'_>,
+        progress: &mut Progress,
     ) -> Result<PushOutcome> {
         let url = self.remote.url.redacted();
         let mut conn = self.connect()?;
@@ -244,17 +248,25 @@ impl<'a> Client<'a> {
             .map_err(|e| io_error(e, url, self.timeout))?;
         if changes.iter().any(|c| c.new.is_some()) {
             let haves = haves(repo, &ad);
-            stats = send_pack(repo.path(), changes, &haves, hold, &mut |chunk| {
-                conn.write_all(chunk)
-                    .map_err(|e| io_error(e, url, self.timeout))
-            })?;
+            stats = send_pack(
+                repo.path(),
+                changes,
+                &haves,
+                ad.has("ofs-delta"),
+                hold,
+                progress,
+                &mut |chunk| {
+                    conn.write_all(chunk)
+                        .map_err(|e| io_error(e, url, self.timeout))
+                },
+            )?;
         }
         if let Conn::Plain(tcp) = &conn {
             // receive-pack reads the pack to its end; the half-close tells a proxy we are done.
             let _ = tcp.shutdown(Shutdown::Write);
         }
         let mut reader = PktReader::new(&mut conn);
-        let band = wire::read_side_band(&mut reader)
+        let band = wire::read_answer(&mut reader, ad.has("side-band-64k"))
             .map_err(|e| timed(e, url, self.timeout))
             .with_context(|| format!("cannot read the push report of {url}"))?;
         let mut done = outcome(changes, band, stats)?;
@@ -267,6 +279,7 @@ impl<'a> Client<'a> {
         repo: &Repository,
         changes: &[&Change],
         hold: BorrowedFd<'_>,
+        progress: &mut Progress,
     ) -> Result<PushOutcome> {
         let url = self.remote.url.redacted();
         let auth = self.authorization()?;
@@ -308,13 +321,22 @@ impl<'a> Client<'a> {
             let mut stats = TransferStats::default();
             if changes.iter().any(|c| c.new.is_some()) {
                 let haves = haves(repo, &ad);
+                let ofs = ad.has("ofs-delta");
                 let mut first = Some(std::mem::take(&mut body));
-                stats = send_pack(repo.path(), changes, &haves, hold, &mut |chunk| {
-                    // The commands go in the pack's first chunk: one write, one segment.
-                    let mut out = first.take().unwrap_or_default();
-                    out.extend_from_slice(chunk);
-                    write_chunk(&mut conn, &out).map_err(|e| io_error(e, url, self.timeout))
-                })?;
+                stats = send_pack(
+                    repo.path(),
+                    changes,
+                    &haves,
+                    ofs,
+                    hold,
+                    progress,
+                    &mut |chunk| {
+                        // The commands go in the pack's first chunk: one write, one segment.
+                        let mut out = first.take().unwrap_or_default();
+                        out.extend_from_slice(chunk);
+                        write_chunk(&mut conn, &out).map_err(|e| io_error(e, url, self.timeout))
+                    },
+                )?;
             } else {
                 write_chunk(&mut conn, &body).map_err(|e| io_error(e, url, self.timeout))?;
             }
@@ -327,7 +349,7 @@ impl<'a> Client<'a> {
         // worth waiting for: the server would wait for the rest.
         let stats = sent?;
         let mut body = self.response(conn, "application/x-git-receive-pack-result")?;
-        let band = wire::read_side_band(&mut PktReader::new(&mut body))
+        let band = wire::read_answer(&mut PktReader::new(&mut body), ad.has("side-band-64k"))
             .map_err(|e| timed(e, url, self.timeout))
             .with_context(|| format!("cannot read the push report of {url}"))?;
         let mut done = outcome(changes, band, stats)?;
@@ -601,7 +623,9 @@ fn send_pack(
     git_dir: &Path,
     changes: &[&Change],
     haves: &[Oid],
+    ofs_delta: bool,
     hold: BorrowedFd<'_>,
+    progress: &mut Progress,
     send: &mut dyn FnMut(&[u8]) -> Result<()>,
 ) -> Result<TransferStats> {
     let mut revs = String::new();
@@ -613,14 +637,8 @@ fn send_pack(
     }
     let mut group = Group::spawn(
         crate::gitcli::isolated(git_dir)
-            .args([
-                "pack-objects",
-                "--revs",
-                "--thin",
-                "--stdout",
-                "--delta-base-offset",
-                "-q",
-            ])
+            .args(["pack-objects", "--revs", "--thin", "--stdout", "-q"])
+            .args(ofs_delta.then_some("--delta-base-offset"))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped()),
@@ -659,6 +677,8 @@ fn send_pack(
             break Err(e);
         }
         stats.bytes += n;
+        // The pack's object count is known from its header, not how many went yet.
+        progress.update(stats.objects, 0, stats.bytes);
     };
     if sent.is_err() {
         group.kill();

@@ -230,6 +230,25 @@ pub(crate) fn read_side_band(reader: &mut PktReader<impl Read>) -> Result<SideBa
     }
 }
 
+/// The answer to a push: demultiplexed when side-band-64k was asked for, else the report's
+/// pkt-lines as they come, to their flush.
+pub(crate) fn read_answer(reader: &mut PktReader<impl Read>, side_band: bool) -> Result<SideBand> {
+    if side_band {
+        return read_side_band(reader);
+    }
+    let mut out = SideBand::default();
+    loop {
+        match reader.next()? {
+            None => return Ok(out),
+            Some(Packet::Flush) => {
+                flush(&mut out.data);
+                return Ok(out);
+            }
+            Some(Packet::Data(line)) => pkt(&mut out.data, &line)?,
+        }
+    }
+}
+
 /// receive-pack's report: whether it unpacked the pack, then each ref's result.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct Report {
@@ -492,6 +511,14 @@ mod tests {
             let err = parse_report(&packets(&lines)).unwrap_err();
             assert!(format!("{err:#}").contains(says), "{err:#}");
         }
+    }
+
+    #[test]
+    fn reads_a_report_without_side_band() {
+        let report = packets(&[Some(b"unpack ok\n"), Some(b"ok refs/heads/a\n"), None]);
+        let answer = read_answer(&mut PktReader::new(&report[..]), false).unwrap();
+        assert_eq!(answer.data, report);
+        assert_eq!(parse_report(&answer.data).unwrap().refs.len(), 1);
     }
 
     #[test]
