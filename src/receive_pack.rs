@@ -216,17 +216,13 @@ impl<'a> Client<'a> {
         let url = self.remote.url.redacted();
         let mut conn = self.connect()?;
         let mut hello = Vec::new();
-        let mut request = format!(
+        let request = format!(
             "git-receive-pack {}\0host={}\0",
             self.path,
             self.host_header()
-        )
-        .into_bytes();
-        if request.len() + 4 > wire::MAX_PKT {
-            request.truncate(0);
-            bail!("the path of {url} is too long for git://");
-        }
-        wire::pkt(&mut hello, &request)?;
+        );
+        wire::pkt(&mut hello, request.as_bytes())
+            .with_context(|| format!("the path of {url} is too long for git://"))?;
         conn.write_all(&hello)
             .map_err(|e| io_error(e, url, self.timeout))?;
         let ad = {
@@ -494,13 +490,16 @@ fn read_line(reader: &mut impl BufRead, line: &mut String) -> std::io::Result<()
     Ok(())
 }
 
+/// One chunk of a chunked request body, in one write (one TLS record, no tiny TCP segments).
 fn write_chunk(conn: &mut impl Write, data: &[u8]) -> std::io::Result<()> {
     if data.is_empty() {
         return Ok(());
     }
-    conn.write_all(format!("{:x}\r\n", data.len()).as_bytes())?;
-    conn.write_all(data)?;
-    conn.write_all(b"\r\n")
+    let mut chunk = format!("{:x}\r\n", data.len()).into_bytes();
+    chunk.reserve(data.len() + 2);
+    chunk.extend_from_slice(data);
+    chunk.extend_from_slice(b"\r\n");
+    conn.write_all(&chunk)
 }
 
 /// A write or read that failed, in words the retry policy knows.
