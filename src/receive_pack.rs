@@ -383,33 +383,40 @@ impl<'a> Client<'a> {
         let url = self.remote.url.redacted();
         let mut reader = BufReader::new(conn);
         let mut line = String::new();
-        read_line(&mut reader, &mut line).map_err(|e| io_error(e, url, self.timeout))?;
-        if line.is_empty() {
-            bail!("{url} closed the connection without an answer (unexpected eof)");
-        }
-        let status: u16 = line
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .filter(|_| line.starts_with("HTTP/1."))
-            .with_context(|| {
-                format!(
-                    "{url} answered '{}', not HTTP/1.x",
-                    crate::error::clip(line.trim(), 100)
-                )
-            })?;
-        let mut headers: HashMap<String, String> = HashMap::new();
-        loop {
-            line.clear();
+        // An interim answer (1xx) is followed by the real one.
+        let (status, headers) = loop {
             read_line(&mut reader, &mut line).map_err(|e| io_error(e, url, self.timeout))?;
-            let trimmed = line.trim_end();
-            if trimmed.is_empty() {
-                break;
+            if line.is_empty() {
+                bail!("{url} closed the connection without an answer (unexpected eof)");
             }
-            if let Some((k, v)) = trimmed.split_once(':') {
-                headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
+            let status: u16 = line
+                .split(' ')
+                .nth(1)
+                .and_then(|s| s.parse().ok())
+                .filter(|_| line.starts_with("HTTP/1."))
+                .with_context(|| {
+                    format!(
+                        "{url} answered '{}', not HTTP/1.x",
+                        crate::error::clip(line.trim(), 100)
+                    )
+                })?;
+            let mut headers: HashMap<String, String> = HashMap::new();
+            loop {
+                line.clear();
+                read_line(&mut reader, &mut line).map_err(|e| io_error(e, url, self.timeout))?;
+                let trimmed = line.trim_end();
+                if trimmed.is_empty() {
+                    break;
+                }
+                if let Some((k, v)) = trimmed.split_once(':') {
+                    headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
+                }
             }
-        }
+            line.clear();
+            if !(100..200).contains(&status) {
+                break (status, headers);
+            }
+        };
         if (300..400).contains(&status) {
             let to = headers.get("location").map_or("", String::as_str);
             bail!(HttpStatus {
@@ -447,7 +454,8 @@ impl<'a> Client<'a> {
             });
         }
         let kind = headers.get("content-type").map_or("", String::as_str);
-        if kind != expected {
+        let bare = kind.split(';').next().unwrap_or("").trim();
+        if !bare.eq_ignore_ascii_case(expected) {
             bail!(
                 "{url} answered with content type '{}', not {expected}: not a smart Git HTTP \
                  server for pushing",
@@ -911,5 +919,78 @@ mod tests {
         let no_delete = advertisement(&[], "report-status");
         let err = commands(&[&delete], &no_delete).unwrap_err();
         assert!(err.to_string().contains("delete-refs"), "{err}");
+    }
+
+    /// Serve `answer` on a loopback socket and read it with `Client::response`.
+    fn answered(answer: &'static [u8], expected: &str) -> Result<Vec<u8>> {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            stream.write_all(answer).unwrap();
+        });
+        let remote = Remote {
+            end: crate::remote::End::Target,
+            url: crate::url::RemoteUrl::parse(&format!("http://127.0.0.1:{port}/x.git")).unwrap(),
+            access: crate::remote::Access::Url,
+        };
+        let login = Login::Url;
+        let client = Client::new(&remote, &login, Duration::from_secs(10)).unwrap();
+        let conn = Conn::Plain(TcpStream::connect(("127.0.0.1", port)).unwrap());
+        let result = client.response(conn, expected).and_then(|mut body| {
+            let mut out = Vec::new();
+            body.read_to_end(&mut out)?;
+            Ok(out)
+        });
+        server.join().unwrap();
+        result
+    }
+
+    #[test]
+    fn reads_a_chunked_answer_after_an_interim_one() {
+        let body = answered(
+            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n\
+              Content-Type: application/x-git-receive-pack-result; charset=binary\r\n\
+              Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6;x=y\r\n world\r\n0\r\n\r\n",
+            "application/x-git-receive-pack-result",
+        )
+        .unwrap();
+        assert_eq!(body, b"hello world");
+    }
+
+    #[test]
+    fn a_redirect_is_refused_and_its_userinfo_not_shown() {
+        let err = answered(
+            b"HTTP/1.1 302 Found\r\nLocation: http://bob:canary-7f3a9c1e5b@127.0.0.2/x.git\r\n\
+              Content-Length: 0\r\n\r\n",
+            "application/x-git-receive-pack-result",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("redirected") && err.contains("127.0.0.2"),
+            "{err}"
+        );
+        assert!(!err.contains("canary-7f3a9c1e5b"), "{err}");
+    }
+
+    #[test]
+    fn an_answer_that_is_not_git_is_named() {
+        let err = answered(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 2\r\n\r\nhi",
+            "application/x-git-receive-pack-result",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("text/html") && err.contains("not a smart Git HTTP"),
+            "{err}"
+        );
+        let err = answered(
+            b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 3\r\n\r\nbad",
+            "application/x-git-receive-pack-result",
+        )
+        .unwrap_err();
+        assert!(crate::retry::is_transient(&err), "{err:#}");
     }
 }
