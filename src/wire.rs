@@ -14,6 +14,9 @@ use anyhow::{Context, Result, bail};
 /// The longest pkt-line, length prefix included (git's `LARGE_PACKET_MAX`).
 pub(crate) const MAX_PKT: usize = 65520;
 
+/// The longest push report read: 16 MiB, 4,000 refs' report is about 250 KiB.
+const MAX_REPORT: usize = 16 << 20;
+
 /// Append `data` as one pkt-line to `out`.
 pub(crate) fn pkt(out: &mut Vec<u8>, data: &[u8]) -> Result<()> {
     let len = data.len() + 4;
@@ -212,7 +215,14 @@ pub(crate) fn read_side_band(reader: &mut PktReader<impl Read>) -> Result<SideBa
             bail!("the target sent an empty side-band packet");
         };
         match band {
-            1 => out.data.extend_from_slice(rest),
+            1 => {
+                out.data.extend_from_slice(rest);
+                // A report names each ref once (about 60 bytes each): a stream without end is
+                // not one, and must not fill memory.
+                if out.data.len() > MAX_REPORT {
+                    bail!("the target's push report goes on past {MAX_REPORT} bytes");
+                }
+            }
             2 => {
                 out.progress.extend_from_slice(rest);
                 // A server that talks without end cannot fill memory.
@@ -244,7 +254,12 @@ pub(crate) fn read_answer(reader: &mut PktReader<impl Read>, side_band: bool) ->
                 flush(&mut out.data);
                 return Ok(out);
             }
-            Some(Packet::Data(line)) => pkt(&mut out.data, &line)?,
+            Some(Packet::Data(line)) => {
+                pkt(&mut out.data, &line)?;
+                if out.data.len() > MAX_REPORT {
+                    bail!("the target's push report goes on past {MAX_REPORT} bytes");
+                }
+            }
         }
     }
 }
@@ -511,6 +526,17 @@ mod tests {
             let err = parse_report(&packets(&lines)).unwrap_err();
             assert!(format!("{err:#}").contains(says), "{err:#}");
         }
+    }
+
+    #[test]
+    fn a_report_without_end_is_refused() {
+        let mut line = vec![1u8];
+        line.extend_from_slice(&[b'x'; 60000]);
+        let one = packets(&[Some(&line)]);
+        let endless = one.repeat(400);
+        let mut reader = PktReader::new(&endless[..]);
+        let err = read_side_band(&mut reader).unwrap_err();
+        assert!(err.to_string().contains("goes on past"), "{err}");
     }
 
     #[test]
