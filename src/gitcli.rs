@@ -41,7 +41,7 @@ pub(crate) fn version() -> Option<&'static str> {
 }
 
 /// A `git` command that ignores the machine's configuration and inherited repository variables.
-fn isolated(git_dir: &Path) -> Command {
+pub(crate) fn isolated(git_dir: &Path) -> Command {
     let mut cmd = Command::new("git");
     for (key, _) in std::env::vars_os() {
         let key_str = key.to_string_lossy();

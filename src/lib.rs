@@ -51,6 +51,7 @@ mod plan;
 mod process_group;
 mod progress;
 mod push;
+mod receive_pack;
 mod refname;
 mod remote;
 mod report;
@@ -64,5 +65,6 @@ mod tcp;
 mod transfer;
 mod upload_pack;
 mod url;
+mod wire;
 
 pub use app::main;

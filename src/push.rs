@@ -28,12 +28,17 @@ use crate::url::Scheme;
 /// Who builds and sends packs, as the user chose.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub(crate) enum PushEngine {
-    /// git's own pack-objects for large pushes when `git` is on PATH, libgit2 otherwise.
+    /// With `git` on PATH: our receive-pack client (`wire`) for HTTP(S) and git:// targets,
+    /// git push for local paths; libgit2 otherwise (SSH targets, no git).
     Auto,
     /// Always the git CLI (fails if git is missing).
     Git,
     /// Always in-process libgit2.
     Libgit2,
+    /// Our own receive-pack client (HTTP(S) and git:// targets; needs git for pack-objects):
+    /// one request per batch, the pack from `git pack-objects`. Other targets use `auto`'s
+    /// choice.
+    Wire,
 }
 
 /// How a run pushes.
@@ -53,6 +58,7 @@ pub(crate) struct PushOptions {
 enum Engine {
     Libgit2,
     Git,
+    Wire,
 }
 
 impl Engine {
@@ -60,6 +66,7 @@ impl Engine {
         match self {
             Engine::Libgit2 => "libgit2",
             Engine::Git => "git",
+            Engine::Wire => "wire",
         }
     }
 }
@@ -137,16 +144,27 @@ fn choose_engine(chosen: PushEngine, target: &Remote) -> Engine {
         }
         return Engine::Git;
     }
+    let wire_serves = crate::receive_pack::serves(target) && gitcli::version().is_some();
     match chosen {
         PushEngine::Libgit2 => Engine::Libgit2,
         PushEngine::Git => Engine::Git,
-        PushEngine::Auto => {
-            // git wins on every push size: its pack-objects reuses the cache's stored deltas (a
-            // first mirror), and libgit2's push walks the whole history behind every ref the
-            // target advertises (a few commits on a long history). But git never gets a
-            // credential on its command line and an SSH key may exist only in memory, so
-            // password and SSH targets stay with libgit2; CodeCommit goes through git, which
-            // asks our credential helper for each signature.
+        // Our receive-pack client wherever it can go: one request per batch with git's
+        // delta-reusing pack, no refspec matching (git push over HTTPS is quadratic in refs),
+        // credentials of any kind in-process, no object sent twice (libgit2's push re-sends
+        // trees and blobs behind the target's tips).
+        PushEngine::Wire | PushEngine::Auto if wire_serves => Engine::Wire,
+        PushEngine::Wire | PushEngine::Auto => {
+            if chosen == PushEngine::Wire {
+                info!(
+                    "--push-engine wire pushes to HTTP(S) and git:// targets with git installed; \
+                     {} goes the automatic way",
+                    target.url
+                );
+            }
+            // SSH targets (or no git): git's pack-objects reuses the cache's stored deltas, and
+            // libgit2's push walks the whole history behind every ref the target advertises.
+            // But git never gets a credential on its command line and an SSH key may exist only
+            // in memory, so those stay with libgit2.
             if target.git_cannot_push().is_none() && gitcli::version().is_some() {
                 Engine::Git
             } else {
@@ -193,7 +211,22 @@ fn batches<'p>(
         .filter(|c| c.action != Action::Delete)
         .map(|c| (time(c), c))
         .collect();
-    updates.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.name.cmp(&b.1.name)));
+    if engine == Engine::Wire {
+        // git's pack-objects sends each object once whatever the order, so the order is for a
+        // run cut short: what people use (branches, tags) is mirrored first.
+        let rank = |name: &str| {
+            if name.starts_with("refs/heads/") {
+                0
+            } else if name.starts_with("refs/tags/") {
+                1
+            } else {
+                2
+            }
+        };
+        updates.sort_by(|a, b| (rank(&a.1.name), &a.1.name).cmp(&(rank(&b.1.name), &b.1.name)));
+    } else {
+        updates.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.name.cmp(&b.1.name)));
+    }
     // A deletion that makes room for an update (`a` deleted, `a/b` created, or the reverse) goes
     // first: a target applies each ref on its own, in order, and cannot hold both at once.
     let updated: std::collections::BTreeSet<&str> =
@@ -253,6 +286,7 @@ pub(crate) fn execute(
     let batches = batches(repo, plan, engine, hybrid, options.batch_size, local_refs);
     let used = |e: Engine| batches.iter().any(|(b, _)| *b == e);
     let names = match (used(Engine::Git), used(Engine::Libgit2)) {
+        _ if used(Engine::Wire) => Engine::Wire.name(),
         (true, true) => "git+libgit2",
         (true, false) => Engine::Git.name(),
         _ => Engine::Libgit2.name(),
@@ -269,6 +303,19 @@ pub(crate) fn execute(
         target.git_env()?
     } else {
         Vec::new()
+    };
+    let login = match target.end {
+        crate::remote::End::Source => &session.auth.source,
+        crate::remote::End::Target => &session.auth.target,
+    };
+    let wire = if used(Engine::Wire) {
+        Some(crate::receive_pack::Client::new(
+            target,
+            login,
+            options.network_timeout,
+        )?)
+    } else {
+        None
     };
     let retry = Retry::new(options.retries);
     let mut rejected = Vec::new();
@@ -292,6 +339,15 @@ pub(crate) fn execute(
                     &pending.iter().map(|c| c.refspec()).collect::<Vec<_>>(),
                     pending.iter().map(|c| (c.name.clone(), c.old)).collect(),
                 ),
+                Engine::Wire => match &wire {
+                    Some(client) => client.push(
+                        repo,
+                        &pending,
+                        cache.lock(),
+                        &mut Progress::new("push", options.progress),
+                    ),
+                    None => Err(anyhow::anyhow!("a wire batch without its client")),
+                },
                 Engine::Git => gitcli::push(
                     repo.path(),
                     &target.url,

@@ -78,9 +78,13 @@ fn env_creds() -> Vec<(&'static str, &'static str)> {
 
 #[test]
 fn sync_signs_with_env_credentials_through_both_push_engines() {
-    let fx = fixture(&["by-libgit2", "by-git"]);
+    let fx = fixture(&["by-libgit2", "by-git", "by-wire"]);
     let server = CodeCommitServer::start(&fx.root, REGION, &[(AKID, SECRET, Some(TOKEN))], 0);
-    for (repo, engine) in [("by-libgit2", "libgit2"), ("by-git", "git")] {
+    for (repo, engine) in [
+        ("by-libgit2", "libgit2"),
+        ("by-git", "git"),
+        ("by-wire", "wire"),
+    ] {
         let out = fx.sync(
             &server,
             repo,
@@ -105,13 +109,16 @@ fn sync_signs_with_env_credentials_through_both_push_engines() {
         .filter(|r| r["status"] == 401 && r["why"] != "no credentials")
         .collect();
     assert!(refused.is_empty(), "{refused:?}");
-    // git sends the signature with its first request (http.proactiveAuth): no challenge at all.
+    // git (http.proactiveAuth) and our receive-pack client send the signature with their first
+    // request: no challenge at all.
     let challenged: Vec<_> = server
         .requests()
         .into_iter()
         .filter(|r| {
             let path = r["path"].as_str().unwrap_or("");
-            path.contains("/by-git/") && path.contains("receive-pack") && r["status"] == 401
+            (path.contains("/by-git/") || path.contains("/by-wire/"))
+                && path.contains("receive-pack")
+                && r["status"] == 401
         })
         .collect();
     assert!(challenged.is_empty(), "{challenged:?}");

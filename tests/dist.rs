@@ -322,13 +322,19 @@ fn tls() -> Tls {
 impl Tls {
     /// `sync` to `codecommit::REGION://app` through libgit2 (OpenSSL compiled in), never git's
     /// CLI (its own TLS library would prove nothing here), with `env` added.
-    fn sync(&self, mut cmd: Command, env: &[(&str, &OsString)]) -> Run {
+    fn sync(&self, cmd: Command, env: &[(&str, &OsString)]) -> Run {
+        self.sync_with("libgit2", cmd, env)
+    }
+
+    /// As `sync`, pushing with `engine` (`wire`: our own client, TLS through rustls with the
+    /// roots the same probe finds).
+    fn sync_with(&self, engine: &str, mut cmd: Command, env: &[(&str, &OsString)]) -> Run {
         cmd.env("HOME", self.sb.home())
             .env("CODE_COMMIT_ENDPOINT", self.server.endpoint())
             .env("AWS_ACCESS_KEY_ID", AKID)
             .env("AWS_SECRET_ACCESS_KEY", SECRET)
             .env("AWS_EC2_METADATA_DISABLED", "true")
-            .args(["sync", "--push-engine", "libgit2", "--source"])
+            .args(["sync", "--push-engine", engine, "--json", "--source"])
             .arg(&self.source)
             .args(["--target", &format!("codecommit::{REGION}://app")])
             .arg("--cache-dir")
@@ -493,11 +499,14 @@ fn https_finds_the_ca_bundle_where_amazon_linux_and_debian_keep_it() {
         ("pki-tls-only", PKI_TLS_ONLY),
         ("debian", DEBIAN),
     ] {
-        let fx = tls();
-        let cmd = with_etc(&dist, &fx.sb, name, layout, &fx.server.ca);
-        let out = fx.sync(cmd, &[]);
-        assert_eq!(out.code, 0, "{name}: {}", out.stderr);
-        assert_mirror(&fx.source, &fx.target());
+        for engine in ["libgit2", "wire"] {
+            let fx = tls();
+            let cmd = with_etc(&dist, &fx.sb, name, layout, &fx.server.ca);
+            let out = fx.sync_with(engine, cmd, &[]);
+            assert_eq!(out.code, 0, "{name}, {engine}: {}", out.stderr);
+            assert_mirror(&fx.source, &fx.target());
+            assert_eq!(out.json()["transfer"]["push"]["engine"], engine, "{name}");
+        }
     }
     // The same namespace with no CA anywhere: the successes above came from the layouts.
     let fx = tls();

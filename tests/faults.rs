@@ -108,7 +108,7 @@ fn assert_timed_out(label: &str, run: &Run, took: Duration, remote: &str) {
 #[test]
 fn a_target_that_stops_reading_ends_the_push_within_the_timeout() {
     for transport in ["git", "http"] {
-        for engine in ["git", "libgit2"] {
+        for engine in ["git", "libgit2", "wire"] {
             let label = format!("push over {transport} via {engine}");
             let sb = Sandbox::new();
             let source = sizeable_source(&sb);
@@ -317,6 +317,36 @@ fn a_transient_fault_once_succeeds_on_retry() {
                 request: "POST /target.git/git-receive-pack",
             },
             "libgit2",
+        ),
+        (
+            "push cut",
+            "git",
+            "target",
+            Fault::Cut {
+                dir: Direction::Upstream,
+                after: 100 * 1024,
+            },
+            "wire",
+        ),
+        (
+            "push cut",
+            "http",
+            "target",
+            Fault::Cut {
+                dir: Direction::Upstream,
+                after: 100 * 1024,
+            },
+            "wire",
+        ),
+        (
+            "push answers 502",
+            "http",
+            "target",
+            Fault::HttpStatusOn {
+                status: 502,
+                request: "POST /target.git/git-receive-pack",
+            },
+            "wire",
         ),
     ];
     for (what, transport, side, fault, engine) in cases {

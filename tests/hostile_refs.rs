@@ -229,7 +229,7 @@ fn hostile_ref_names_through_every_engine_and_transport() {
 
     let daemon = GitDaemon::start(&sb.join("srv"));
     for transport in ["local path", "git daemon"] {
-        for engine in ["git", "libgit2", "auto"] {
+        for engine in ["git", "libgit2", "auto", "wire"] {
             let name = format!("{}-{engine}.git", transport.replace(' ', "-"));
             let target = init_bare(&sb.join(&format!("srv/{name}")));
             let (src, tgt) = match transport {
@@ -296,7 +296,7 @@ fn names_git_can_carry_are_mirrored_exactly_with_exit_0() {
     let daemon = GitDaemon::start(&sb.join("srv"));
     let http = HttpGit::start(&sb.join("srv"));
     for transport in ["local path", "git daemon", "http"] {
-        for engine in ["git", "libgit2", "auto"] {
+        for engine in ["git", "libgit2", "auto", "wire"] {
             let name = format!("{}-{engine}.git", transport.replace(' ', "-"));
             let target = init_bare(&sb.join(&format!("srv/{name}")));
             let (src, tgt) = match transport {

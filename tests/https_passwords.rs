@@ -73,8 +73,9 @@ fn credentials_in_the_url_work_and_are_redacted_everywhere() {
     assert_no_secret(&out, &[]);
     let report = out.json();
     assert_eq!(report["source"], http.url("source.git"));
-    // git would need the password handed to it: auto keeps this push in-process.
-    assert_eq!(report["transfer"]["push"]["engine"], "libgit2");
+    // git would need the password handed to it: auto keeps this push in-process, through our
+    // own receive-pack client.
+    assert_eq!(report["transfer"]["push"]["engine"], "wire");
 }
 
 #[test]

@@ -166,6 +166,15 @@ fn killed_in_the_middle_of_a_git_push() {
     kill_then_recover("mid push (git)", &["--push-engine", "git"], KillAt::MidPush);
 }
 
+#[test]
+fn killed_in_the_middle_of_a_wire_push() {
+    kill_then_recover(
+        "mid push (wire)",
+        &["--push-engine", "wire"],
+        KillAt::MidPush,
+    );
+}
+
 fn mirror_in(cache_dir: &Path) -> PathBuf {
     std::fs::read_dir(cache_dir)
         .unwrap()
@@ -454,6 +463,8 @@ fn a_late_landing_during_the_next_runs_push_is_pushed_over() {
         ("libgit2", false),
         ("git", true),
         ("libgit2", true),
+        ("wire", false),
+        ("wire", true),
     ] {
         let sb = Sandbox::new();
         let (work, source, target) = doomed_branch_setup(&sb);

@@ -261,7 +261,7 @@ fn lease_retries(run: &Run) -> u64 {
 /// anything is sent. A looks again, finds the target already holding the source, and exits 0.
 #[test]
 fn the_newer_look_pushing_first_is_never_undone() {
-    for engine in ["git", "libgit2"] {
+    for engine in ["git", "libgit2", "wire"] {
         let race = Race::new(engine);
         let gate = &race.gate;
         race.move_source("s1");
@@ -300,7 +300,7 @@ fn the_newer_look_pushing_first_is_never_undone() {
 /// older.
 #[test]
 fn the_older_look_pushing_first_is_caught_up_and_the_newer_one_looks_again() {
-    for engine in ["git", "libgit2"] {
+    for engine in ["git", "libgit2", "wire"] {
         let race = Race::new(engine);
         let gate = &race.gate;
         let s1 = race.move_source("s1");

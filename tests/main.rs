@@ -35,3 +35,4 @@ mod ssh;
 mod ssm;
 mod target_rules;
 mod transports;
+mod wire_push;

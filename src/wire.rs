@@ -1,0 +1,560 @@
+//! Git's wire format as a receive-pack client needs it: pkt-lines, the ref advertisement,
+//! side-band-64k and report-status.
+//!
+//! We speak it ourselves (see `receive_pack`) because `git push` over HTTPS matches every refspec
+//! against every local and remote ref (quadratic in refs) and libgit2 rebuilds every delta. The
+//! parsers are strict: a line this module does not know is an error that quotes it, never a
+//! silent "the target said nothing", since a push whose report we misread could call a refused
+//! ref mirrored.
+
+use std::io::Read;
+
+use anyhow::{Context, Result, bail};
+
+/// The longest pkt-line, length prefix included (git's `LARGE_PACKET_MAX`).
+pub(crate) const MAX_PKT: usize = 65520;
+
+/// The longest push report read: 16 MiB, 4,000 refs' report is about 250 KiB.
+const MAX_REPORT: usize = 16 << 20;
+
+/// Append `data` as one pkt-line to `out`.
+pub(crate) fn pkt(out: &mut Vec<u8>, data: &[u8]) -> Result<()> {
+    let len = data.len() + 4;
+    if len > MAX_PKT {
+        bail!(
+            "a pkt-line of {len} bytes is longer than git's limit of {MAX_PKT} (a ref name too long \
+             to push?)"
+        );
+    }
+    out.extend_from_slice(format!("{len:04x}").as_bytes());
+    out.extend_from_slice(data);
+    Ok(())
+}
+
+/// Append a flush packet (`0000`).
+pub(crate) fn flush(out: &mut Vec<u8>) {
+    out.extend_from_slice(b"0000");
+}
+
+/// One packet read from the wire.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Packet {
+    Flush,
+    Data(Vec<u8>),
+}
+
+/// Reads pkt-lines from a byte stream.
+pub(crate) struct PktReader<R> {
+    inner: R,
+}
+
+impl<R: Read> PktReader<R> {
+    pub(crate) fn new(inner: R) -> Self {
+        PktReader { inner }
+    }
+
+    /// The next packet, or `None` at a clean end of stream (between packets).
+    pub(crate) fn next(&mut self) -> Result<Option<Packet>> {
+        let mut head = [0u8; 4];
+        let mut got = 0;
+        while got < 4 {
+            let n = self
+                .inner
+                .read(&mut head[got..])
+                .context("cannot read from the target")?;
+            if n == 0 {
+                if got == 0 {
+                    return Ok(None);
+                }
+                bail!("the target's answer ended inside a pkt-line length (unexpected eof)");
+            }
+            got += n;
+        }
+        let len = std::str::from_utf8(&head)
+            .ok()
+            .and_then(|s| usize::from_str_radix(s, 16).ok())
+            .with_context(|| {
+                format!(
+                    "the target sent '{}' where a pkt-line length belongs: not git's protocol",
+                    String::from_utf8_lossy(&head).escape_debug()
+                )
+            })?;
+        match len {
+            0 => return Ok(Some(Packet::Flush)),
+            1..=3 => bail!("the target sent a pkt-line of length {len}, which protocol v0 has not"),
+            _ if len > MAX_PKT => {
+                bail!("the target sent a pkt-line of {len} bytes, over git's limit")
+            }
+            _ => {}
+        }
+        let mut data = vec![0u8; len - 4];
+        self.inner.read_exact(&mut data).map_err(|e| {
+            anyhow::anyhow!("the target's answer ended inside a pkt-line (unexpected eof): {e}")
+        })?;
+        Ok(Some(Packet::Data(data)))
+    }
+
+    /// The next packet; the end of the stream is an error here.
+    fn expect(&mut self, what: &str) -> Result<Packet> {
+        self.next()?
+            .with_context(|| format!("the target's answer ended before {what} (unexpected eof)"))
+    }
+}
+
+/// A 40-hex object id.
+pub(crate) fn parse_id(hex: &[u8]) -> Option<git2::Oid> {
+    if hex.len() != 40 || !hex.iter().all(u8::is_ascii_hexdigit) {
+        return None;
+    }
+    git2::Oid::from_str(std::str::from_utf8(hex).ok()?).ok()
+}
+
+/// What receive-pack advertised: its refs (names as bytes, as on the wire) and capabilities.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Advertisement {
+    pub(crate) refs: Vec<(Vec<u8>, git2::Oid)>,
+    pub(crate) capabilities: Vec<String>,
+}
+
+impl Advertisement {
+    pub(crate) fn has(&self, capability: &str) -> bool {
+        self.capabilities
+            .iter()
+            .any(|c| c == capability || c.split_once('=').is_some_and(|(k, _)| k == capability))
+    }
+}
+
+/// Read receive-pack's advertisement up to its flush. Over smart HTTP it is preceded by
+/// `# service=git-receive-pack` and a flush, which `smart_http` expects.
+pub(crate) fn read_advertisement(
+    reader: &mut PktReader<impl Read>,
+    smart_http: bool,
+) -> Result<Advertisement> {
+    if smart_http {
+        match reader.expect("the service line")? {
+            Packet::Data(line) if trim_lf(&line) == b"# service=git-receive-pack" => {}
+            other => bail!(
+                "the target's listing does not start with '# service=git-receive-pack' but {}: \
+                 not a smart Git HTTP server for pushing",
+                shown_packet(&other)
+            ),
+        }
+        if reader.expect("the service line's flush")? != Packet::Flush {
+            bail!("the target's listing has no flush after its service line");
+        }
+    }
+    let mut ad = Advertisement::default();
+    let mut first = true;
+    loop {
+        let line = match reader.expect("the end of the ref listing")? {
+            Packet::Flush => break,
+            Packet::Data(line) => line,
+        };
+        let line = trim_lf(&line);
+        let (refpart, caps) = match line.iter().position(|&b| b == 0) {
+            Some(nul) if first => (&line[..nul], Some(&line[nul + 1..])),
+            Some(_) => bail!(
+                "the target's listing has capabilities after its first line: '{}'",
+                shown(line)
+            ),
+            None => (line, None),
+        };
+        if let Some(caps) = caps {
+            ad.capabilities = String::from_utf8_lossy(caps)
+                .split(' ')
+                .filter(|c| !c.is_empty())
+                .map(str::to_string)
+                .collect();
+        }
+        let bad = || {
+            anyhow::anyhow!(
+                "the target's listing has a line this tool does not understand: '{}'",
+                shown(line)
+            )
+        };
+        if refpart.len() < 42 || refpart[40] != b' ' {
+            return Err(bad());
+        }
+        let id = parse_id(&refpart[..40]).ok_or_else(bad)?;
+        let name = &refpart[41..];
+        // An empty repository advertises its capabilities on a pseudo-ref.
+        if first && id.is_zero() && name == b"capabilities^{}" {
+            first = false;
+            continue;
+        }
+        if name.is_empty() || id.is_zero() {
+            return Err(bad());
+        }
+        first = false;
+        // `.have` lines name objects of alternates, not refs: they still are objects the
+        // target has.
+        ad.refs.push((name.to_vec(), id));
+    }
+    Ok(ad)
+}
+
+/// What came back on the side-band of one push.
+#[derive(Debug, Default)]
+pub(crate) struct SideBand {
+    /// Channel 1: the report-status pkt-lines, concatenated.
+    pub(crate) data: Vec<u8>,
+    /// Channel 2: the target's messages and progress.
+    pub(crate) progress: Vec<u8>,
+}
+
+/// Demultiplex side-band-64k packets until the closing flush (or the end of the stream). Channel 3
+/// (the target's fatal error) ends it with that error.
+pub(crate) fn read_side_band(reader: &mut PktReader<impl Read>) -> Result<SideBand> {
+    let mut out = SideBand::default();
+    loop {
+        let packet = match reader.next()? {
+            None | Some(Packet::Flush) => return Ok(out),
+            Some(Packet::Data(p)) => p,
+        };
+        let Some((&band, rest)) = packet.split_first() else {
+            bail!("the target sent an empty side-band packet");
+        };
+        match band {
+            1 => {
+                out.data.extend_from_slice(rest);
+                // A report names each ref once (about 60 bytes each): a stream without end is
+                // not one, and must not fill memory.
+                if out.data.len() > MAX_REPORT {
+                    bail!("the target's push report goes on past {MAX_REPORT} bytes");
+                }
+            }
+            2 => {
+                out.progress.extend_from_slice(rest);
+                // A server that talks without end cannot fill memory.
+                if out.progress.len() > 1 << 20 {
+                    let cut = out.progress.len() - (1 << 19);
+                    out.progress.drain(..cut);
+                }
+            }
+            3 => bail!(
+                "the target reported a fatal error: {}",
+                String::from_utf8_lossy(rest).trim()
+            ),
+            other => bail!("the target sent side-band channel {other}, which does not exist"),
+        }
+    }
+}
+
+/// The answer to a push: demultiplexed when side-band-64k was asked for, else the report's
+/// pkt-lines as they come, to their flush.
+pub(crate) fn read_answer(reader: &mut PktReader<impl Read>, side_band: bool) -> Result<SideBand> {
+    if side_band {
+        return read_side_band(reader);
+    }
+    let mut out = SideBand::default();
+    loop {
+        match reader.next()? {
+            None => return Ok(out),
+            Some(Packet::Flush) => {
+                flush(&mut out.data);
+                return Ok(out);
+            }
+            Some(Packet::Data(line)) => {
+                pkt(&mut out.data, &line)?;
+                if out.data.len() > MAX_REPORT {
+                    bail!("the target's push report goes on past {MAX_REPORT} bytes");
+                }
+            }
+        }
+    }
+}
+
+/// receive-pack's report: whether it unpacked the pack, then each ref's result.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Report {
+    /// `Err(reason)` when `unpack <reason>` was not `ok`.
+    pub(crate) unpack: Result<(), String>,
+    /// Each ref named, with `None` for `ok` and the reason for `ng`.
+    pub(crate) refs: Vec<(Vec<u8>, Option<String>)>,
+}
+
+/// Parse report-status (the pkt-lines of side-band channel 1, or the bare answer without
+/// side-band): `unpack ok|<error>`, then `ok <ref>` or `ng <ref> <reason>` per command, then a
+/// flush.
+pub(crate) fn parse_report(data: &[u8]) -> Result<Report> {
+    let mut reader = PktReader::new(data);
+    let unpack = match reader.expect("the push's report")? {
+        Packet::Data(line) => {
+            let line = trim_lf(&line);
+            match line.strip_prefix(b"unpack ") {
+                Some(b"ok") => Ok(()),
+                Some(reason) => Err(String::from_utf8_lossy(reason).into_owned()),
+                None => bail!(
+                    "the target's push report starts with '{}', not 'unpack'",
+                    shown(line)
+                ),
+            }
+        }
+        Packet::Flush => bail!("the target's push report is empty"),
+    };
+    let mut refs = Vec::new();
+    loop {
+        let line = match reader.next()? {
+            Some(Packet::Flush) => break,
+            None => bail!("the target's push report ended without its flush (unexpected eof)"),
+            Some(Packet::Data(line)) => line,
+        };
+        let line = trim_lf(&line);
+        if let Some(name) = line.strip_prefix(b"ok ") {
+            if name.is_empty() {
+                bail!("the target's push report has an 'ok' without a ref name");
+            }
+            refs.push((name.to_vec(), None));
+        } else if let Some(rest) = line.strip_prefix(b"ng ") {
+            let Some(space) = rest.iter().position(|&b| b == b' ') else {
+                bail!(
+                    "the target's push report has an 'ng' line without a reason: '{}'",
+                    shown(line)
+                );
+            };
+            let reason = String::from_utf8_lossy(&rest[space + 1..]).into_owned();
+            refs.push((rest[..space].to_vec(), Some(reason)));
+        } else {
+            bail!(
+                "the target's push report has a line this tool does not understand: '{}'",
+                shown(line)
+            );
+        }
+    }
+    if reader.next()?.is_some() {
+        bail!("the target's push report goes on after its flush");
+    }
+    Ok(Report { unpack, refs })
+}
+
+fn trim_lf(line: &[u8]) -> &[u8] {
+    line.strip_suffix(b"\n").unwrap_or(line)
+}
+
+/// A line as it may be quoted in an error: lossy, escaped, at most 200 characters.
+fn shown(line: &[u8]) -> String {
+    crate::error::clip(
+        &String::from_utf8_lossy(line).escape_debug().to_string(),
+        200,
+    )
+}
+
+fn shown_packet(packet: &Packet) -> String {
+    match packet {
+        Packet::Flush => "a flush".to_string(),
+        Packet::Data(d) => format!("'{}'", shown(trim_lf(d))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn packets(lines: &[Option<&[u8]>]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for line in lines {
+            match line {
+                Some(data) => pkt(&mut out, data).unwrap(),
+                None => flush(&mut out),
+            }
+        }
+        out
+    }
+
+    const A: &str = "1111111111111111111111111111111111111111";
+    const B: &str = "2222222222222222222222222222222222222222";
+
+    #[test]
+    fn writes_and_reads_pkt_lines() {
+        let mut out = Vec::new();
+        pkt(&mut out, b"hello\n").unwrap();
+        flush(&mut out);
+        assert_eq!(out, b"000ahello\n0000");
+        let mut reader = PktReader::new(&out[..]);
+        assert_eq!(
+            reader.next().unwrap(),
+            Some(Packet::Data(b"hello\n".to_vec()))
+        );
+        assert_eq!(reader.next().unwrap(), Some(Packet::Flush));
+        assert_eq!(reader.next().unwrap(), None);
+        assert!(pkt(&mut out, &vec![b'x'; MAX_PKT]).is_err());
+    }
+
+    #[test]
+    fn refuses_broken_pkt_lines() {
+        for (bytes, says) in [
+            (&b"00"[..], "unexpected eof"),
+            (b"zzzz", "'zzzz'"),
+            (b"0002", "length 2"),
+            (b"0009abc", "unexpected eof"),
+            (b"ffff", "over git's limit"),
+        ] {
+            let err = PktReader::new(bytes).next().unwrap_err();
+            assert!(format!("{err:#}").contains(says), "{bytes:?}: {err:#}");
+        }
+    }
+
+    #[test]
+    fn reads_an_http_advertisement_with_byte_names() {
+        let first = format!("{A} refs/heads/main\0report-status side-band-64k delete-refs\n");
+        let mut odd = format!("{B} refs/heads/").into_bytes();
+        odd.extend_from_slice(b"caf\xe9\n");
+        let body = packets(&[
+            Some(b"# service=git-receive-pack\n"),
+            None,
+            Some(first.as_bytes()),
+            Some(&odd),
+            None,
+        ]);
+        let ad = read_advertisement(&mut PktReader::new(&body[..]), true).unwrap();
+        assert_eq!(ad.refs.len(), 2);
+        assert_eq!(ad.refs[0].0, b"refs/heads/main");
+        assert_eq!(ad.refs[1].0, b"refs/heads/caf\xe9");
+        assert_eq!(ad.refs[1].1.to_string(), B);
+        assert!(ad.has("side-band-64k") && ad.has("delete-refs") && !ad.has("quiet"));
+    }
+
+    #[test]
+    fn reads_an_empty_repositorys_advertisement() {
+        let zero = "0".repeat(40);
+        let line = format!("{zero} capabilities^{{}}\0report-status object-format=sha1\n");
+        let body = packets(&[Some(line.as_bytes()), None]);
+        let ad = read_advertisement(&mut PktReader::new(&body[..]), false).unwrap();
+        assert!(ad.refs.is_empty());
+        assert!(ad.has("object-format"));
+    }
+
+    #[test]
+    fn refuses_what_is_not_an_advertisement() {
+        let cases: Vec<(Vec<u8>, bool, &str)> = vec![
+            (
+                packets(&[Some(b"# service=git-upload-pack\n"), None]),
+                true,
+                "service",
+            ),
+            (
+                packets(&[Some(b"hello world\n"), None]),
+                false,
+                "'hello world'",
+            ),
+            (
+                packets(&[Some(format!("{A} refs/heads/a\n").as_bytes())]),
+                false,
+                "unexpected eof",
+            ),
+            (
+                packets(&[
+                    Some(format!("{A} refs/heads/a\0x\n").as_bytes()),
+                    Some(format!("{B} refs/heads/b\0y\n").as_bytes()),
+                    None,
+                ]),
+                false,
+                "capabilities after",
+            ),
+        ];
+        for (body, http, says) in cases {
+            let err = read_advertisement(&mut PktReader::new(&body[..]), http).unwrap_err();
+            assert!(format!("{err:#}").contains(says), "{err:#}");
+        }
+    }
+
+    fn side_band(report: &[u8], messages: &[u8]) -> Vec<u8> {
+        let mut one = vec![1u8];
+        one.extend_from_slice(report);
+        let mut two = vec![2u8];
+        two.extend_from_slice(messages);
+        packets(&[Some(&two), Some(&one), None])
+    }
+
+    #[test]
+    fn demultiplexes_and_parses_a_report() {
+        let report = packets(&[
+            Some(b"unpack ok\n"),
+            Some(b"ok refs/heads/main\n"),
+            Some(b"ng refs/heads/no pre-receive hook declined\n"),
+            Some(b"ok refs/heads/caf\xe9\n"),
+            None,
+        ]);
+        let stream = side_band(&report, b"error: hook says no to refs/heads/no\n");
+        let band = read_side_band(&mut PktReader::new(&stream[..])).unwrap();
+        assert_eq!(band.progress, b"error: hook says no to refs/heads/no\n");
+        let parsed = parse_report(&band.data).unwrap();
+        assert_eq!(parsed.unpack, Ok(()));
+        assert_eq!(
+            parsed.refs,
+            vec![
+                (b"refs/heads/main".to_vec(), None),
+                (
+                    b"refs/heads/no".to_vec(),
+                    Some("pre-receive hook declined".to_string())
+                ),
+                (b"refs/heads/caf\xe9".to_vec(), None),
+            ]
+        );
+    }
+
+    #[test]
+    fn an_unpack_error_is_kept() {
+        let report = packets(&[
+            Some(b"unpack index-pack abnormal exit\n"),
+            Some(b"ng refs/heads/a unpacker error\n"),
+            None,
+        ]);
+        let parsed = parse_report(&report).unwrap();
+        assert_eq!(parsed.unpack, Err("index-pack abnormal exit".to_string()));
+        assert_eq!(parsed.refs[0].1.as_deref(), Some("unpacker error"));
+    }
+
+    #[test]
+    fn refuses_a_report_it_does_not_understand() {
+        for (lines, says) in [
+            (vec![Some(&b"ok refs/heads/a\n"[..]), None], "not 'unpack'"),
+            (
+                vec![Some(b"unpack ok\n"), Some(b"option refname x\n"), None],
+                "'option refname x'",
+            ),
+            (
+                vec![Some(b"unpack ok\n"), Some(b"ng refs/heads/a\n"), None],
+                "without a reason",
+            ),
+            (
+                vec![Some(b"unpack ok\n"), Some(b"ok refs/heads/a\n")],
+                "without its flush",
+            ),
+            (vec![None], "empty"),
+        ] {
+            let err = parse_report(&packets(&lines)).unwrap_err();
+            assert!(format!("{err:#}").contains(says), "{err:#}");
+        }
+    }
+
+    #[test]
+    fn a_report_without_end_is_refused() {
+        let mut line = vec![1u8];
+        line.extend_from_slice(&[b'x'; 60000]);
+        let one = packets(&[Some(&line)]);
+        let endless = one.repeat(400);
+        let mut reader = PktReader::new(&endless[..]);
+        let err = read_side_band(&mut reader).unwrap_err();
+        assert!(err.to_string().contains("goes on past"), "{err}");
+    }
+
+    #[test]
+    fn reads_a_report_without_side_band() {
+        let report = packets(&[Some(b"unpack ok\n"), Some(b"ok refs/heads/a\n"), None]);
+        let answer = read_answer(&mut PktReader::new(&report[..]), false).unwrap();
+        assert_eq!(answer.data, report);
+        assert_eq!(parse_report(&answer.data).unwrap().refs.len(), 1);
+    }
+
+    #[test]
+    fn a_fatal_side_band_message_is_an_error_naming_it() {
+        let mut three = vec![3u8];
+        three.extend_from_slice(b"disk full\n");
+        let stream = packets(&[Some(&three)]);
+        let err = read_side_band(&mut PktReader::new(&stream[..])).unwrap_err();
+        assert!(err.to_string().contains("disk full"), "{err}");
+        let stream = packets(&[Some(b"\x07what")]);
+        assert!(read_side_band(&mut PktReader::new(&stream[..])).is_err());
+    }
+}
