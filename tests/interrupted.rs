@@ -498,12 +498,21 @@ fn a_late_landing_during_the_next_runs_push_is_pushed_over() {
                 landed = landed.display(),
             ),
         );
+        // Landed means the ref the next run's push conflicts with (or, without a conflict, the
+        // one it must delete) is committed: receive-pack commits each ref on its own, so the
+        // first committed transaction of a two-ref push is not yet the whole push.
+        let watched = if conflicting {
+            "refs/heads/main"
+        } else {
+            "refs/heads/doomed"
+        };
         install_hook(
             &target,
             "reference-transaction",
             &format!(
-                "#!/bin/sh\ncat >/dev/null\n\
-                 if [ \"$1\" = committed ] && mkdir '{once}' 2>/dev/null; then echo done > '{landed}'; fi\n\
+                "#!/bin/sh\nupdates=$(cat)\n\
+                 if [ \"$1\" = committed ] && printf '%s\\n' \"$updates\" | grep -q ' {watched}$' \
+                 && mkdir '{once}' 2>/dev/null; then echo done > '{landed}'; fi\n\
                  exit 0\n",
                 once = flag("landed-once"),
                 landed = landed.display(),
