@@ -13,37 +13,21 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::support::moto::{MotoCfn, REGION, aws_cli_v2};
+use crate::support::deploy::{BINARY, FINGERPRINT, Fixture, SCRIPT};
+use crate::support::moto::REGION;
 use crate::support::*;
-use serde_json::Value;
 
-const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/deploy.sh");
 const TEMPLATE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/cloudformation/backlog-mirror.yaml"
 );
 const STACK: &str = "mirror-test";
-const FINGERPRINT: &str = "SHA256:uNiVztksCsDhcc0u9e8BujQXVUpKZIDTMczCvj3tD2s";
 const RUST_TARGET: &str = "x86_64-unknown-linux-musl";
-/// Real x86_64 ELF executables: the deploy command treats the binary as opaque bytes once it has
-/// checked it is an ELF file for the stack's architecture, so small ones keep moto fast.
-const BINARY: &str = "/usr/bin/true";
+/// Another small x86_64 ELF executable than `BINARY`.
 const OTHER_BINARY: &str = "/usr/bin/false";
 
-struct Fixture {
-    sb: Sandbox,
-    moto: MotoCfn,
-    aws: String,
-}
-
 fn fixture() -> Fixture {
-    let sb = Sandbox::new();
-    let moto = MotoCfn::start(sb.path());
-    Fixture {
-        sb,
-        moto,
-        aws: aws_cli_v2(),
-    }
+    Fixture::new(STACK)
 }
 
 /// The parameters every stack needs, as flags.
@@ -76,176 +60,6 @@ fn base_args() -> Vec<String> {
 fn with(mut args: Vec<String>, more: &[&str]) -> Vec<String> {
     args.extend(more.iter().map(|s| s.to_string()));
     args
-}
-
-impl Fixture {
-    fn deploy_cmd(&self, args: &[String]) -> Command {
-        let mut cmd = Command::new("bash");
-        isolate(&mut cmd);
-        cmd.arg(SCRIPT)
-            .args(args)
-            .env("HOME", self.sb.home())
-            .env("BACKLOG_MIRROR_AWS_CLI", &self.aws)
-            .env("BACKLOG_MIRROR_AWS_ENDPOINT_URL", self.moto.endpoint());
-        for (k, v) in self.moto.env() {
-            cmd.env(k, v);
-        }
-        cmd
-    }
-
-    fn deploy(&self, args: &[String]) -> Run {
-        run(&mut self.deploy_cmd(args))
-    }
-
-    /// Deploy and return the webhook URL, the one line on stdout.
-    fn deploy_ok(&self, args: &[String]) -> (String, Run) {
-        let out = self.deploy(args);
-        assert_eq!(out.code, 0, "deploy failed:\n{}", out.stderr);
-        let lines: Vec<&str> = out.stdout.lines().collect();
-        assert_eq!(
-            lines.len(),
-            1,
-            "want the URL alone on stdout:\n{}",
-            out.stdout
-        );
-        let url = lines[0].to_string();
-        let secret = url.rsplit('/').next().unwrap_or_default();
-        assert!(
-            !out.stderr.contains(secret),
-            "the webhook secret was printed outside the URL:\n{}",
-            out.stderr
-        );
-        (url, out)
-    }
-
-    /// The AWS CLI against moto; JSON output parsed.
-    fn aws(&self, args: &[&str]) -> Value {
-        let out = self.aws_raw(args);
-        assert_eq!(out.code, 0, "aws {args:?} failed:\n{}", out.stderr);
-        if out.stdout.trim().is_empty() {
-            return Value::Null;
-        }
-        serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("aws {args:?}: {e}"))
-    }
-
-    fn aws_raw(&self, args: &[&str]) -> Run {
-        let mut cmd = Command::new(&self.aws);
-        isolate(&mut cmd);
-        cmd.args(["--endpoint-url", &self.moto.endpoint(), "--region", REGION])
-            .args(["--output", "json"])
-            .args(args)
-            .env("HOME", self.sb.home());
-        for (k, v) in self.moto.env() {
-            cmd.env(k, v);
-        }
-        run(&mut cmd)
-    }
-
-    fn stack(&self) -> Value {
-        self.aws(&["cloudformation", "describe-stacks", "--stack-name", STACK])["Stacks"][0].clone()
-    }
-
-    fn parameter(&self, key: &str) -> String {
-        let stack = self.stack();
-        stack["Parameters"]
-            .as_array()
-            .expect("parameters")
-            .iter()
-            .find(|p| p["ParameterKey"] == key)
-            .and_then(|p| p["ParameterValue"].as_str())
-            .unwrap_or_else(|| panic!("no parameter {key}"))
-            .to_string()
-    }
-
-    fn output(&self, key: &str) -> String {
-        let stack = self.stack();
-        stack["Outputs"]
-            .as_array()
-            .expect("outputs")
-            .iter()
-            .find(|o| o["OutputKey"] == key)
-            .and_then(|o| o["OutputValue"].as_str())
-            .unwrap_or_else(|| panic!("no output {key}"))
-            .to_string()
-    }
-
-    fn event_count(&self) -> usize {
-        self.aws(&[
-            "cloudformation",
-            "describe-stack-events",
-            "--stack-name",
-            STACK,
-        ])["StackEvents"]
-            .as_array()
-            .map_or(0, Vec::len)
-    }
-
-    /// (key, version id) of every object version in the bucket, and the delete markers' count.
-    fn versions(&self, bucket: &str) -> (Vec<(String, String)>, usize) {
-        let listed = self.aws(&["s3api", "list-object-versions", "--bucket", bucket]);
-        let versions = listed["Versions"]
-            .as_array()
-            .map(|vs| {
-                vs.iter()
-                    .map(|v| {
-                        (
-                            v["Key"].as_str().unwrap_or_default().to_string(),
-                            v["VersionId"].as_str().unwrap_or_default().to_string(),
-                        )
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        let markers = listed["DeleteMarkers"].as_array().map_or(0, Vec::len);
-        (versions, markers)
-    }
-
-    /// The logical ids of the stack's API deployments.
-    fn deployment_ids(&self) -> Vec<String> {
-        self.aws(&[
-            "cloudformation",
-            "list-stack-resources",
-            "--stack-name",
-            STACK,
-        ])["StackResourceSummaries"]
-            .as_array()
-            .expect("resources")
-            .iter()
-            .filter(|r| r["ResourceType"] == "AWS::ApiGateway::Deployment")
-            .filter_map(|r| r["LogicalResourceId"].as_str().map(str::to_string))
-            .collect()
-    }
-
-    fn assert_nothing_created(&self) {
-        let stacks = self.aws(&["cloudformation", "list-stacks"]);
-        assert_eq!(
-            stacks["StackSummaries"].as_array().map_or(0, Vec::len),
-            0,
-            "a stack was created: {stacks}"
-        );
-        let buckets = self.aws(&["s3api", "list-buckets"]);
-        assert_eq!(
-            buckets["Buckets"].as_array().map_or(0, Vec::len),
-            0,
-            "a bucket was created: {buckets}"
-        );
-    }
-
-    /// Say what this run of moto did not exercise, and check it modelled what the test relies on.
-    fn report_placeholders(&self) {
-        let placeholders = self.moto.placeholders();
-        eprintln!("resource types moto does not model (placeholders): {placeholders:?}");
-        for relied_on in [
-            "AWS::S3::Bucket",
-            "AWS::ApiGateway::RestApi",
-            "AWS::ApiGateway::Deployment",
-        ] {
-            assert!(
-                !placeholders.iter().any(|p| p == relied_on),
-                "{relied_on} was a placeholder"
-            );
-        }
-    }
 }
 
 fn sha256_of(path: &Path) -> String {
@@ -313,7 +127,7 @@ fn first_deploy_creates_the_stack_and_uploads_the_binary_and_a_second_run_change
     .map(|s| s.to_string())
     .collect();
 
-    let (url, first) = fx.deploy_ok(&args);
+    let (url, first) = fx.deploy_url(&args);
     let secret = assert_webhook_url(&url).to_string();
     let stack = fx.stack();
     assert_eq!(stack["StackStatus"], "CREATE_COMPLETE", "{stack}");
@@ -372,7 +186,7 @@ fn first_deploy_creates_the_stack_and_uploads_the_binary_and_a_second_run_change
 
     // Again, same arguments: no change set executed, no upload, the same URL.
     let events = fx.event_count();
-    let (again, second) = fx.deploy_ok(&args);
+    let (again, second) = fx.deploy_url(&args);
     assert_eq!(again, url);
     assert!(
         second.stderr.contains("no change set executed"),
@@ -394,7 +208,7 @@ fn first_deploy_creates_the_stack_and_uploads_the_binary_and_a_second_run_change
     // A first run stopped between the create and the upload: the next run uploads, and still
     // changes nothing else.
     fx.aws(&["s3api", "delete-object", "--bucket", &bucket, "--key", &key]);
-    let (again, third) = fx.deploy_ok(&args);
+    let (again, third) = fx.deploy_url(&args);
     assert_eq!(again, url);
     assert!(
         third.stderr.contains("uploading the binary"),
@@ -407,18 +221,22 @@ fn first_deploy_creates_the_stack_and_uploads_the_binary_and_a_second_run_change
         third.stderr
     );
     fx.aws(&["s3api", "head-object", "--bucket", &bucket, "--key", &key]);
-    fx.report_placeholders();
+    fx.report_placeholders(&[
+        "AWS::S3::Bucket",
+        "AWS::ApiGateway::RestApi",
+        "AWS::ApiGateway::Deployment",
+    ]);
 }
 
 #[test]
 fn the_webhook_url_is_kept_across_updates_and_changes_only_with_rotate_webhook_secret() {
     let fx = fixture();
-    let (url, _) = fx.deploy_ok(&base_args());
+    let (url, _) = fx.deploy_url(&base_args());
     let old_secret = assert_webhook_url(&url).to_string();
 
     // A real update that does not touch the secret (and turns the alerts on: resources whose
     // condition was false are created).
-    let (updated, out) = fx.deploy_ok(&with(
+    let (updated, out) = fx.deploy_url(&with(
         base_args(),
         &[
             "--throttle-rate-limit",
@@ -437,7 +255,7 @@ fn the_webhook_url_is_kept_across_updates_and_changes_only_with_rotate_webhook_s
     assert!(fx.output("AlertTopicArn").starts_with("arn:aws:sns:"));
     assert_eq!(updated, url, "an update changed the webhook URL");
 
-    let (rotated, out) = fx.deploy_ok(&with(base_args(), &["--rotate-webhook-secret"]));
+    let (rotated, out) = fx.deploy_url(&with(base_args(), &["--rotate-webhook-secret"]));
     let new_secret = assert_webhook_url(&rotated).to_string();
     assert_ne!(new_secret, old_secret);
     assert_eq!(
@@ -449,7 +267,7 @@ fn the_webhook_url_is_kept_across_updates_and_changes_only_with_rotate_webhook_s
     assert!(!out.stderr.contains(&old_secret), "{}", out.stderr);
     assert_eq!(fx.parameter("WebhookSecret"), new_secret);
 
-    let (kept, _) = fx.deploy_ok(&base_args());
+    let (kept, _) = fx.deploy_url(&base_args());
     assert_eq!(kept, rotated, "a plain run changed the rotated secret");
 }
 
@@ -533,10 +351,10 @@ fn a_changed_allowed_source_ips_gives_a_new_deployment() {
     );
 
     // Deployed: the new id replaces the old deployment resource.
-    fx.deploy_ok(&base_args());
+    fx.deploy_url(&base_args());
     let before = fx.deployment_ids();
     assert_eq!(before.len(), 1, "{before:?}");
-    fx.deploy_ok(&with(
+    fx.deploy_url(&with(
         base_args(),
         &["--allowed-source-ips", "203.0.113.0/24"],
     ));
@@ -545,7 +363,7 @@ fn a_changed_allowed_source_ips_gives_a_new_deployment() {
     assert_ne!(after, before, "the deployment was not replaced");
     assert_eq!(fx.parameter("AllowedSourceIps"), "203.0.113.0/24");
     // And it stays: the next run with the same list keeps it.
-    fx.deploy_ok(&with(
+    fx.deploy_url(&with(
         base_args(),
         &["--allowed-source-ips", "203.0.113.0/24"],
     ));
@@ -555,10 +373,10 @@ fn a_changed_allowed_source_ips_gives_a_new_deployment() {
 #[test]
 fn delete_empties_every_version_and_leaves_no_stack_and_no_objects() {
     let fx = fixture();
-    fx.deploy_ok(&base_args());
+    fx.deploy_url(&base_args());
     // A second binary, and what a build's S3 cache leaves in a versioned bucket: an overwritten
     // object and a delete marker.
-    fx.deploy_ok(&with(base_args(), &["--binary", OTHER_BINARY]));
+    fx.deploy_url(&with(base_args(), &["--binary", OTHER_BINARY]));
     let bucket = fx.output("ArtifactBucketName");
     let blob = fx.sb.join("blob");
     std::fs::write(&blob, "cache").expect("blob");

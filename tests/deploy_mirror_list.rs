@@ -8,30 +8,15 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::support::moto::{MotoCfn, REGION, aws_cli_v2};
+use crate::support::deploy::{BINARY, FINGERPRINT, Fixture, SCRIPT};
+use crate::support::moto::REGION;
 use crate::support::*;
 use serde_json::Value;
 
-const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/deploy.sh");
 const STACK: &str = "space-test";
-const FINGERPRINT: &str = "SHA256:uNiVztksCsDhcc0u9e8BujQXVUpKZIDTMczCvj3tD2s";
-/// A real x86_64 ELF executable: the deploy command treats the binary as opaque bytes.
-const BINARY: &str = "/usr/bin/true";
-
-struct Fixture {
-    sb: Sandbox,
-    moto: MotoCfn,
-    aws: String,
-}
 
 fn fixture() -> Fixture {
-    let sb = Sandbox::new();
-    let moto = MotoCfn::start(sb.path());
-    Fixture {
-        sb,
-        moto,
-        aws: aws_cli_v2(),
-    }
+    Fixture::new(STACK)
 }
 
 fn args(more: &[&str]) -> Vec<String> {
@@ -55,113 +40,14 @@ fn args(more: &[&str]) -> Vec<String> {
     .collect()
 }
 
-impl Fixture {
-    fn deploy(&self, args: &[String]) -> Run {
-        let mut cmd = Command::new("bash");
-        isolate(&mut cmd);
-        cmd.arg(SCRIPT)
-            .args(args)
-            .env("HOME", self.sb.home())
-            .env("BACKLOG_MIRROR_AWS_CLI", &self.aws)
-            .env("BACKLOG_MIRROR_AWS_ENDPOINT_URL", self.moto.endpoint());
-        for (k, v) in self.moto.env() {
-            cmd.env(k, v);
-        }
-        run(&mut cmd)
-    }
-
-    fn deploy_ok(&self, args: &[String]) -> Run {
-        let out = self.deploy(args);
-        assert_eq!(out.code, 0, "deploy failed:\n{}", out.stderr);
-        out
-    }
-
-    fn aws(&self, args: &[&str]) -> Value {
-        let mut cmd = Command::new(&self.aws);
-        isolate(&mut cmd);
-        cmd.args(["--endpoint-url", &self.moto.endpoint(), "--region", REGION])
-            .args(["--output", "json"])
-            .args(args)
-            .env("HOME", self.sb.home());
-        for (k, v) in self.moto.env() {
-            cmd.env(k, v);
-        }
-        let out = run(&mut cmd);
-        assert_eq!(out.code, 0, "aws {args:?} failed:\n{}", out.stderr);
-        if out.stdout.trim().is_empty() {
-            return Value::Null;
-        }
-        serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("aws {args:?}: {e}"))
-    }
-
-    fn stack(&self) -> Value {
-        self.aws(&["cloudformation", "describe-stacks", "--stack-name", STACK])["Stacks"][0].clone()
-    }
-
-    fn parameter(&self, key: &str) -> String {
-        self.stack()["Parameters"]
-            .as_array()
-            .expect("parameters")
-            .iter()
-            .find(|p| p["ParameterKey"] == key)
-            .and_then(|p| p["ParameterValue"].as_str())
-            .unwrap_or_else(|| panic!("no parameter {key}"))
-            .to_string()
-    }
-
-    fn bucket(&self) -> String {
-        self.stack()["Outputs"]
-            .as_array()
-            .expect("outputs")
-            .iter()
-            .find(|o| o["OutputKey"] == "ArtifactBucketName")
-            .and_then(|o| o["OutputValue"].as_str())
-            .expect("ArtifactBucketName")
-            .to_string()
-    }
-
-    fn event_count(&self) -> usize {
-        self.aws(&[
-            "cloudformation",
-            "describe-stack-events",
-            "--stack-name",
-            STACK,
-        ])["StackEvents"]
-            .as_array()
-            .map_or(0, Vec::len)
-    }
-
-    /// The object at KEY in the stack's bucket, or None.
-    fn object(&self, key: &str) -> Option<Vec<u8>> {
-        let listed = self.aws(&["s3api", "list-objects-v2", "--bucket", &self.bucket()]);
-        let present = listed["Contents"]
-            .as_array()
-            .is_some_and(|c| c.iter().any(|o| o["Key"] == key));
-        if !present {
-            return None;
-        }
-        let file = self.sb.join("object");
-        self.aws(&[
-            "s3api",
-            "get-object",
-            "--bucket",
-            &self.bucket(),
-            "--key",
-            key,
-            &file.to_string_lossy(),
-        ]);
-        Some(std::fs::read(&file).expect("downloaded object"))
-    }
-
-    /// The list the stack pins, read from where the build reads it.
-    fn pinned_list(&self) -> String {
-        let sha = self.parameter("MirrorListSha256");
-        let bytes = self
-            .object(&format!("config/{sha}/mirrors.toml"))
-            .unwrap_or_else(|| panic!("no object for the pinned list {sha}"));
-        assert_eq!(sha256_hex(&bytes), sha, "the object is not the pinned list");
-        String::from_utf8(bytes).expect("UTF-8 list")
-    }
+/// The list the stack pins, read from where the build reads it.
+fn pinned_list(fx: &Fixture) -> String {
+    let sha = fx.parameter("MirrorListSha256");
+    let bytes = fx
+        .object(&format!("config/{sha}/mirrors.toml"))
+        .unwrap_or_else(|| panic!("no object for the pinned list {sha}"));
+    assert_eq!(sha256_hex(&bytes), sha, "the object is not the pinned list");
+    String::from_utf8(bytes).expect("UTF-8 list")
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
@@ -217,7 +103,7 @@ fn a_mirror_list_is_uploaded_pinned_kept_and_replaced() {
     );
     let first_sha = sha256_hex(&std::fs::read(&first).unwrap());
     assert_eq!(fx.parameter("MirrorListSha256"), first_sha);
-    assert_eq!(fx.pinned_list(), std::fs::read_to_string(&first).unwrap());
+    assert_eq!(pinned_list(&fx), std::fs::read_to_string(&first).unwrap());
     for (key, value) in [
         ("CodeCommitRepositoryPrefix", "backlog-"),
         ("BuildConcurrency", "5"),
@@ -353,16 +239,14 @@ fn a_mirror_list_is_uploaded_pinned_kept_and_replaced() {
         fx.parameter("MirrorListSha256"),
         sha256_hex(&std::fs::read(&second).unwrap())
     );
-    assert!(fx.pinned_list().contains("name = \"OTHER/web\""));
+    assert!(pinned_list(&fx).contains("name = \"OTHER/web\""));
     // The list a running build pinned stays where it was.
     assert!(
         fx.object(&format!("config/{first_sha}/mirrors.toml"))
             .is_some()
     );
 
-    let placeholders = fx.moto.placeholders();
-    eprintln!("resource types moto does not model (placeholders): {placeholders:?}");
-    assert!(!placeholders.iter().any(|p| p == "AWS::CloudWatch::Alarm"));
+    fx.report_placeholders(&["AWS::CloudWatch::Alarm"]);
 }
 
 #[test]
@@ -392,7 +276,7 @@ fn single_repository_flags_write_a_list_of_one_mirror() {
         out.stderr
     );
     assert_eq!(
-        fx.pinned_list(),
+        pinned_list(&fx),
         "# The mirror list of one repository, written by scripts/deploy.sh from --backlog-project,\n\
          # --backlog-repo and --codecommit-repo. Give --mirror-list FILE to deploy a list of your own.\n\
          [defaults]\n\
@@ -422,10 +306,7 @@ fn single_repository_flags_write_a_list_of_one_mirror() {
         moved.stderr
     );
     assert_ne!(fx.parameter("MirrorListSha256"), sha);
-    assert!(
-        fx.pinned_list()
-            .contains("codecommit-repo = \"app-mirror-2\"\n")
-    );
+    assert!(pinned_list(&fx).contains("codecommit-repo = \"app-mirror-2\"\n"));
 
     // Only some of the three: which mirror would that be?
     let partial = fx.deploy(&args(&["--backlog-repo", "other"]));
