@@ -6,14 +6,11 @@
 //! emulates `$input`, `$util` and `$context` after LocalStack and AWS's developer guide. The
 //! template is evaluated for real parameters by tests/support/stack.rs.
 
-use crate::support::stack;
+use crate::support::{apigw, stack};
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use serde_json::{Value, json};
-
-const RENDER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/apigw_render.py");
 
 /// The method's integration and declared method responses, for a stack named `project`.
 fn method(project: &str) -> (Value, Vec<String>) {
@@ -29,28 +26,9 @@ fn method(project: &str) -> (Value, Vec<String>) {
     (m["Integration"].clone(), responses)
 }
 
-/// Run jobs through apigw_render.py in one process; one result per job.
+/// Run jobs through apigw_render.py; one result per job, none of them an error.
 fn run(jobs: &[Value]) -> Vec<Value> {
-    let mut child = Command::new("python3")
-        .arg(RENDER)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("python3 is missing ({e}): run ./scripts/test.sh"));
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(Value::Array(jobs.to_vec()).to_string().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "apigw_render.py failed (airspeed-ext missing? run ./scripts/test.sh):\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let results: Vec<Value> = serde_json::from_slice(&out.stdout).expect("results");
+    let results = apigw::render(jobs);
     for (job, result) in jobs.iter().zip(&results) {
         assert!(
             result.get("error").is_none(),

@@ -9,14 +9,13 @@
 //! $util.urlDecode fails as java.net.URLDecoder does. Every StartBuild body is parsed and checked
 //! against botocore's model of StartBuild's input; the exact body is asserted.
 
-use crate::support::stack;
+use crate::support::{apigw, stack};
 
 use std::io::Write;
 use std::process::{Command, Stdio};
 
 use serde_json::{Value, json};
 
-const RENDER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/apigw_render.py");
 const PROJECT: &str = "team-mirror";
 const FORM: &str = "application/x-www-form-urlencoded";
 const JSON: &str = "application/json";
@@ -25,30 +24,6 @@ const JSON: &str = "application/json";
 fn integration(method: &str) -> Value {
     let t = stack::template();
     stack::Stack::new(&t, &[("ProjectName", PROJECT)]).properties(method)["Integration"].clone()
-}
-
-/// Run jobs through apigw_render.py in one process; one result per job (errors included).
-fn render(jobs: &[Value]) -> Vec<Value> {
-    let mut child = Command::new("python3")
-        .arg(RENDER)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("python3 is missing ({e}): run ./scripts/test.sh"));
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(Value::Array(jobs.to_vec()).to_string().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "apigw_render.py failed (airspeed-ext missing? run ./scripts/test.sh):\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("results")
 }
 
 /// A POST as API Gateway hands it to the integration.
@@ -99,7 +74,7 @@ impl Post {
 fn start_builds(method: &str, posts: &[Post]) -> Vec<Value> {
     let integration = integration(method);
     let jobs: Vec<Value> = posts.iter().map(|p| p.job(&integration)).collect();
-    let bodies: Vec<Value> = render(&jobs)
+    let bodies: Vec<Value> = apigw::render(&jobs)
         .into_iter()
         .zip(posts)
         .map(|(r, p)| {
@@ -441,7 +416,7 @@ fn a_stray_percent_would_fail_url_decode_without_the_guard() {
         "RequestTemplates": {FORM: "$util.urlDecode($input.body)"},
         "RequestParameters": {}
     });
-    let results = render(&[
+    let results = apigw::render(&[
         post(FORM, "payload=%").job(&unguarded),
         post(FORM, "a=%ZZ").job(&unguarded),
         post(FORM, "a=%41%E3%81%82+b").job(&unguarded),
@@ -556,7 +531,7 @@ fn the_emulated_strings_behave_as_java_strings() {
         .iter()
         .map(|(t, _)| post(JSON, "").job(&raw(t)))
         .collect();
-    for (result, (template, want)) in render(&jobs).iter().zip(&cases) {
+    for (result, (template, want)) in apigw::render(&jobs).iter().zip(&cases) {
         match want {
             Ok(text) => assert_eq!(result["body"], *text, "{template}: {result}"),
             Err(text) => assert!(

@@ -3,6 +3,7 @@
 //! http-backend behind a small HTTP server) on 127.0.0.1. Nothing here imitates a server: each
 //! one is the program people run in production, started by the test and stopped on drop.
 
+pub mod apigw;
 pub mod codecommit;
 pub mod deploy;
 pub mod fault_proxy;
