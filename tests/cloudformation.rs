@@ -445,20 +445,11 @@ fn the_webhook_starts_exactly_this_project_through_an_aws_integration() {
     assert_eq!(project["Artifacts"]["Type"], "NO_ARTIFACTS");
 }
 
-fn statements(s: &Stack, role: &str) -> Vec<Value> {
-    s.properties(role)["Policies"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|p| p["PolicyDocument"]["Statement"].as_array().unwrap().clone())
-        .collect()
-}
-
 #[test]
 fn the_build_role_reaches_the_prefixed_repositories_one_parameter_the_binary_and_the_list() {
     let t = stack::template();
     let s = Stack::new(&t, &[("SshKeyParameterName", "/teams/app/deploy-key")]);
-    let all = statements(&s, "BuildRole");
+    let all = s.statements("BuildRole");
     let by_sid = |sid: &str| {
         all.iter()
             .find(|st| st["Sid"] == sid)
@@ -496,7 +487,8 @@ fn a_customer_managed_key_for_the_ssh_key_is_granted_through_ssm_only() {
     let t = stack::template();
     let key = "arn:aws:kms:ap-northeast-1:123456789012:key/11111111-2222-3333-4444-555555555555";
     let s = Stack::new(&t, &[("SshKeyKmsKeyArn", key)]);
-    let kms: Vec<Value> = statements(&s, "BuildRole")
+    let kms: Vec<Value> = s
+        .statements("BuildRole")
         .into_iter()
         .filter(|st| st.to_string().contains("kms:"))
         .collect();
@@ -622,7 +614,8 @@ fn the_artifact_bucket_is_private_encrypted_versioned_and_keeps_pinned_binaries(
     );
     assert_eq!(policy["PolicyDocument"]["Statement"][0]["Effect"], "Deny");
     // The S3 cache shares the bucket under cache/, and the build may write only there.
-    let cache: Vec<Value> = statements(&s, "BuildRole")
+    let cache: Vec<Value> = s
+        .statements("BuildRole")
         .into_iter()
         .filter(|st| st.to_string().contains("s3:PutObject"))
         .collect();

@@ -18,22 +18,14 @@ use std::process::Command;
 use serde_json::{Value, json};
 use stack::Stack;
 
-fn statements(s: &Stack, role: &str) -> Vec<Value> {
-    s.properties(role)["Policies"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|p| p["PolicyDocument"]["Statement"].as_array().unwrap().clone())
-        .collect()
-}
-
 /// The build role reaches CodeCommit only under the prefix: create, read, pull, push and the
 /// default branch, no more (no delete, no other repository).
 #[test]
 fn the_build_role_may_create_and_push_only_under_the_codecommit_prefix() {
     let t = stack::template();
     let s = Stack::new(&t, &[("CodeCommitRepositoryPrefix", "backlog-")]);
-    let codecommit: Vec<Value> = statements(&s, "BuildRole")
+    let codecommit: Vec<Value> = s
+        .statements("BuildRole")
         .into_iter()
         .filter(|st| st.to_string().contains("codecommit:"))
         .collect();
@@ -59,7 +51,8 @@ fn the_build_role_may_create_and_push_only_under_the_codecommit_prefix() {
     );
     assert_eq!(p["AllowedPattern"], "^[0-9A-Za-z._-]{0,99}$");
     // The list, like the binary, is read from the stack's bucket and nowhere else.
-    let s3: Vec<Value> = statements(&s, "BuildRole")
+    let s3: Vec<Value> = s
+        .statements("BuildRole")
         .into_iter()
         .filter(|st| st.to_string().contains("s3:"))
         .collect();

@@ -346,6 +346,16 @@ impl<'a> Stack<'a> {
             .unwrap_or(Value::Null)
     }
 
+    /// The statements of every inline policy of an IAM role.
+    pub fn statements(&self, role: &str) -> Vec<Value> {
+        self.properties(role)["Policies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|p| p["PolicyDocument"]["Statement"].as_array().unwrap().clone())
+            .collect()
+    }
+
     /// Resource types this stack creates.
     pub fn types(&self) -> Vec<String> {
         let mut types: Vec<String> = self.t["Resources"]
