@@ -11,9 +11,6 @@
 
 use crate::support::{apigw, stack};
 
-use std::io::Write;
-use std::process::{Command, Stdio};
-
 use serde_json::{Value, json};
 
 const PROJECT: &str = "team-mirror";
@@ -101,39 +98,8 @@ fn start_builds(method: &str, posts: &[Post]) -> Vec<Value> {
             body
         })
         .collect();
-    validate_against_botocore(&bodies);
+    apigw::assert_valid_start_builds(&bodies);
     bodies
-}
-
-fn validate_against_botocore(bodies: &[Value]) {
-    let out = Command::new("python3")
-        .args([
-            "-c",
-            "import json, sys, botocore.session, botocore.validate\n\
-             model = botocore.session.get_session().get_service_model('codebuild')\n\
-             shape = model.operation_model('StartBuild').input_shape\n\
-             for body in json.load(sys.stdin):\n\
-             \x20   report = botocore.validate.ParamValidator().validate(body, shape)\n\
-             \x20   assert not report.has_errors(), report.generate_report()",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .and_then(|mut child| {
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(Value::Array(bodies.to_vec()).to_string().as_bytes())?;
-            child.wait_with_output()
-        })
-        .expect("python3 with botocore");
-    assert!(
-        out.status.success(),
-        "StartBuild's model rejects a rendered body: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 fn syncs(name: &str) -> Value {

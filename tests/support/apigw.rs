@@ -32,3 +32,35 @@ pub fn render(jobs: &[Value]) -> Vec<Value> {
     );
     serde_json::from_slice(&out.stdout).expect("results")
 }
+
+/// Check each body against botocore's model of CodeBuild's StartBuild input.
+pub fn assert_valid_start_builds(bodies: &[Value]) {
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import json, sys, botocore.session, botocore.validate\n\
+             model = botocore.session.get_session().get_service_model('codebuild')\n\
+             shape = model.operation_model('StartBuild').input_shape\n\
+             for body in json.load(sys.stdin):\n\
+             \x20   report = botocore.validate.ParamValidator().validate(body, shape)\n\
+             \x20   assert not report.has_errors(), report.generate_report()",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(Value::Array(bodies.to_vec()).to_string().as_bytes())?;
+            child.wait_with_output()
+        })
+        .expect("python3 with botocore");
+    assert!(
+        out.status.success(),
+        "StartBuild's model rejects a rendered body: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
