@@ -13,7 +13,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::support::deploy::{BINARY, FINGERPRINT, Fixture, SCRIPT};
+use crate::support::deploy::{self, BINARY, FINGERPRINT, Fixture, SCRIPT};
 use crate::support::moto::REGION;
 use crate::support::*;
 
@@ -32,29 +32,17 @@ fn fixture() -> Fixture {
 
 /// The parameters every stack needs, as flags.
 fn base_args() -> Vec<String> {
-    [
-        "--stack-name",
+    deploy::args(
         STACK,
-        "--region",
-        REGION,
-        "--binary",
-        BINARY,
-        "--architecture",
-        "x86_64",
-        "--backlog-space",
-        "myspace",
-        "--backlog-project",
-        "PROJ",
-        "--backlog-repo",
-        "app",
-        "--codecommit-repo",
-        "app",
-        "--host-key-fingerprint",
-        FINGERPRINT,
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect()
+        &[
+            "--backlog-project",
+            "PROJ",
+            "--backlog-repo",
+            "app",
+            "--codecommit-repo",
+            "app",
+        ],
+    )
 }
 
 fn with(mut args: Vec<String>, more: &[&str]) -> Vec<String> {

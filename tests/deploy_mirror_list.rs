@@ -8,7 +8,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::support::deploy::{BINARY, FINGERPRINT, Fixture, SCRIPT};
+use crate::support::deploy::{self, Fixture, SCRIPT};
 use crate::support::moto::REGION;
 use crate::support::*;
 use serde_json::Value;
@@ -20,24 +20,7 @@ fn fixture() -> Fixture {
 }
 
 fn args(more: &[&str]) -> Vec<String> {
-    [
-        "--stack-name",
-        STACK,
-        "--region",
-        REGION,
-        "--binary",
-        BINARY,
-        "--architecture",
-        "x86_64",
-        "--backlog-space",
-        "myspace",
-        "--host-key-fingerprint",
-        FINGERPRINT,
-    ]
-    .iter()
-    .chain(more)
-    .map(|s| s.to_string())
-    .collect()
+    deploy::args(STACK, more)
 }
 
 /// The list the stack pins, read from where the build reads it.

@@ -16,6 +16,28 @@ pub const FINGERPRINT: &str = "SHA256:uNiVztksCsDhcc0u9e8BujQXVUpKZIDTMczCvj3tD2
 /// checked it is an ELF file for the stack's architecture, so a small one keeps moto fast.
 pub const BINARY: &str = "/usr/bin/true";
 
+/// The flags every stack named STACK needs, then MORE.
+pub fn args(stack: &str, more: &[&str]) -> Vec<String> {
+    [
+        "--stack-name",
+        stack,
+        "--region",
+        REGION,
+        "--binary",
+        BINARY,
+        "--architecture",
+        "x86_64",
+        "--backlog-space",
+        "myspace",
+        "--host-key-fingerprint",
+        FINGERPRINT,
+    ]
+    .iter()
+    .chain(more)
+    .map(|s| s.to_string())
+    .collect()
+}
+
 /// A sandbox, moto, the AWS CLI v2, and the name of the one stack the test deploys.
 pub struct Fixture {
     pub sb: Sandbox,
