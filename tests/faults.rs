@@ -57,34 +57,6 @@ fn run_bounded(cmd: &mut Command, limit: Duration) -> (Run, Duration) {
     (run, start.elapsed())
 }
 
-/// A server of one kind serving `srv/`: its URL for a repository, and its port.
-enum Server {
-    Daemon(GitDaemon),
-    Http(HttpGit),
-}
-
-impl Server {
-    fn start(kind: &str, root: &std::path::Path) -> Server {
-        match kind {
-            "git" => Server::Daemon(GitDaemon::start(root)),
-            _ => Server::Http(HttpGit::start(root)),
-        }
-    }
-
-    fn url(&self, repo: &str) -> String {
-        match self {
-            Server::Daemon(d) => d.url(repo),
-            Server::Http(h) => h.url(repo),
-        }
-    }
-
-    fn port(&self) -> u16 {
-        let url = self.url("x");
-        let rest = &url[url.find("127.0.0.1:").unwrap() + "127.0.0.1:".len()..];
-        rest[..rest.find('/').unwrap()].parse().unwrap()
-    }
-}
-
 const TIMEOUT: &str = "3s";
 /// The timeout, what the run does besides (about a second here), and room for a loaded machine;
 /// below what one wait too many costs (over SSH, libgit2's teardown waited three more timeouts).
@@ -113,7 +85,7 @@ fn a_target_that_stops_reading_ends_the_push_within_the_timeout() {
             let sb = Sandbox::new();
             let source = sizeable_source(&sb);
             init_bare(&sb.join("srv/target.git"));
-            let server = Server::start(transport, &sb.join("srv"));
+            let server = GitServer::start(transport, &sb.join("srv"));
             let proxy = FaultProxy::start(
                 server.port(),
                 Fault::Stall {
@@ -152,7 +124,7 @@ fn a_source_or_target_that_stops_answering_ends_the_run_within_the_timeout() {
             let sb = Sandbox::new();
             let source = sizeable_source(&sb);
             let target = init_bare(&sb.join("srv/target.git"));
-            let server = Server::start(transport, &sb.join("srv"));
+            let server = GitServer::start(transport, &sb.join("srv"));
             if side == "target listing" {
                 // An existing mirror, so the target is listed (not seeded from) on the next run.
                 let first = run(&mut sb.sync(&path_str(&source), &path_str(&target)));
@@ -354,7 +326,7 @@ fn a_transient_fault_once_succeeds_on_retry() {
         let sb = Sandbox::new();
         let source = sizeable_source(&sb);
         let target = init_bare(&sb.join("srv/target.git"));
-        let server = Server::start(transport, &sb.join("srv"));
+        let server = GitServer::start(transport, &sb.join("srv"));
         let proxy = FaultProxy::start_times(server.port(), fault, 1);
         let (src, tgt) = if side == "target" {
             (path_str(&source), proxy.rewrite(&server.url("target.git")))

@@ -35,27 +35,6 @@ fn reachable_objects(repo: &Path) -> usize {
         .count()
 }
 
-enum Server {
-    Daemon(GitDaemon),
-    Http(HttpGit),
-}
-
-impl Server {
-    fn start(kind: &str, root: &Path) -> Server {
-        match kind {
-            "git" => Server::Daemon(GitDaemon::start(root)),
-            _ => Server::Http(HttpGit::start(root)),
-        }
-    }
-
-    fn url(&self, repo: &str) -> String {
-        match self {
-            Server::Daemon(d) => d.url(repo),
-            Server::Http(h) => h.url(repo),
-        }
-    }
-}
-
 fn wire_sync(sb: &Sandbox, source: &Path, target: &str) -> Run {
     run(sb
         .sync(&path_str(source), target)
@@ -68,7 +47,7 @@ fn mirrors_exactly_with_each_object_sent_once_over_http_and_git_daemon() {
         let sb = Sandbox::new();
         let source = shaped_source(&sb, 40);
         let target = init_bare(&sb.join("srv/target.git"));
-        let server = Server::start(transport, &sb.join("srv"));
+        let server = GitServer::start(transport, &sb.join("srv"));
         let url = server.url("target.git");
 
         let out = wire_sync(&sb, &source, &url);

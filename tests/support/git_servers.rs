@@ -125,6 +125,36 @@ impl GitDaemon {
     }
 }
 
+/// Either server, for tests that run once per network transport: "git" is git daemon, anything
+/// else git http-backend.
+pub enum GitServer {
+    Daemon(GitDaemon),
+    Http(HttpGit),
+}
+
+impl GitServer {
+    pub fn start(kind: &str, root: &Path) -> GitServer {
+        match kind {
+            "git" => GitServer::Daemon(GitDaemon::start(root)),
+            _ => GitServer::Http(HttpGit::start(root)),
+        }
+    }
+
+    pub fn url(&self, repo: &str) -> String {
+        match self {
+            GitServer::Daemon(d) => d.url(repo),
+            GitServer::Http(h) => h.url(repo),
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        match self {
+            GitServer::Daemon(d) => d.acceptor.port,
+            GitServer::Http(h) => h.acceptor.port,
+        }
+    }
+}
+
 /// One HTTP request as the server saw it.
 #[derive(Debug, Clone)]
 pub struct Request {

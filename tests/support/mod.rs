@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 pub use fault_proxy::{Direction, Fault, FaultProxy};
-pub use git_servers::{GitDaemon, HttpGit, HttpOptions};
+pub use git_servers::{GitDaemon, GitServer, HttpGit, HttpOptions};
 pub use repos::*;
 pub use ssh_server::{KeyPair, Sshd, SshdOptions, keygen};
 
