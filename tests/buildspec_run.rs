@@ -78,23 +78,6 @@ fn has_interpreter(elf: &[u8]) -> bool {
     })
 }
 
-fn buildspec() -> serde_json::Value {
-    let out = Command::new("python3")
-        .args([
-            "-c",
-            "import json, sys, yaml\nprint(json.dumps(yaml.safe_load(open(sys.argv[1]))))",
-            concat!(env!("CARGO_MANIFEST_DIR"), "/buildspec.yml"),
-        ])
-        .output()
-        .expect("python3 with PyYAML (installed with cfn-lint by ./scripts/test.sh)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("buildspec as JSON")
-}
-
 fn sha256(path: &Path) -> String {
     let bytes = std::fs::read(path).expect("read");
     <sha2::Sha256 as sha2::Digest>::digest(&bytes)
@@ -295,7 +278,7 @@ fn the_buildspec_copies_the_pinned_binary_from_s3_and_mirrors_with_the_stacks_ke
     assert_eq!(project["MIRROR_BIN_TARGET"], TARGET);
     assert_eq!(project["MIRROR_LIST_BUCKET"], BUCKET);
 
-    let spec = buildspec();
+    let spec = stack::buildspec();
     let work = sb.join("codebuild/src");
     std::fs::create_dir_all(&work).unwrap();
     let bin_dir = sb.join("tmp/backlog-mirror-bin");
@@ -564,7 +547,7 @@ fn a_binary_url_is_downloaded_checked_and_retried_through_dns_and_connection_err
     std::fs::create_dir_all(&served).unwrap();
     std::fs::copy(&binary, served.join(format!("backlog-mirror-{TARGET}"))).unwrap();
     let http = HttpDir::start(&served);
-    let spec = buildspec();
+    let spec = stack::buildspec();
     let work = sb.join("src");
     std::fs::create_dir_all(&work).unwrap();
     // The install phase copies the mirror list from the stack's bucket first.

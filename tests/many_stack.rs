@@ -13,7 +13,6 @@
 use crate::support::stack;
 
 use std::collections::BTreeMap;
-use std::process::Command;
 
 use serde_json::{Value, json};
 use stack::Stack;
@@ -103,7 +102,8 @@ fn the_project_runs_the_pinned_list_in_parallel_builds() {
         "BacklogMirror/mirrors-b"
     );
 
-    let spec: BTreeMap<String, String> = buildspec_variables();
+    let spec: BTreeMap<String, String> =
+        serde_json::from_value(stack::buildspec()["env"]["variables"].clone()).expect("variables");
     for name in env.keys().chain(spec.keys()) {
         assert!(
             !matches!(
@@ -141,23 +141,6 @@ fn the_project_runs_the_pinned_list_in_parallel_builds() {
     let place = at(r#"mv "$BACKLOG_MIRROR_CONFIG.download" "$BACKLOG_MIRROR_CONFIG""#);
     let build = at("  build:\n");
     assert!(copy < check && check < place && place < build);
-}
-
-fn buildspec_variables() -> BTreeMap<String, String> {
-    let out = Command::new("python3")
-        .args([
-            "-c",
-            "import json, sys, yaml\nprint(json.dumps(yaml.safe_load(open(sys.argv[1]))['env']['variables']))",
-            concat!(env!("CARGO_MANIFEST_DIR"), "/buildspec.yml"),
-        ])
-        .output()
-        .expect("python3 with PyYAML");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("variables")
 }
 
 /// The hourly schedule starts the project with no input, so no BACKLOG_MIRROR_REPO: every mirror.

@@ -18,6 +18,24 @@ pub const TEMPLATE: &str = concat!(
     "/cloudformation/backlog-mirror.yaml"
 );
 
+/// buildspec.yml, which the template embeds as the project's BuildSpec, parsed by PyYAML.
+pub fn buildspec() -> Value {
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import json, sys, yaml\nprint(json.dumps(yaml.safe_load(open(sys.argv[1]))))",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/buildspec.yml"),
+        ])
+        .output()
+        .expect("python3 with PyYAML (installed with cfn-lint by ./scripts/test.sh)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("buildspec as JSON")
+}
+
 /// The contract's name for the deployment whose logical id the deploy command renders.
 pub const DEPLOYMENT: &str = "WebhookDeployment";
 
