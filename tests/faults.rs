@@ -200,6 +200,14 @@ fn an_ssh_peer_that_stops_ends_the_run_within_the_timeout() {
 /// summary) and the run ends exact.
 #[test]
 fn a_transient_fault_once_succeeds_on_retry() {
+    let push_cut = Fault::Cut {
+        dir: Direction::Upstream,
+        after: 100 * 1024,
+    };
+    let push_502 = Fault::HttpStatusOn {
+        status: 502,
+        request: "POST /target.git/git-receive-pack",
+    };
     // (label, transport, whose connection, fault, engine)
     let cases = [
         (
@@ -230,96 +238,15 @@ fn a_transient_fault_once_succeeds_on_retry() {
             Fault::HttpStatus(503),
             "auto",
         ),
-        (
-            "push cut",
-            "git",
-            "target",
-            Fault::Cut {
-                dir: Direction::Upstream,
-                after: 100 * 1024,
-            },
-            "git",
-        ),
-        (
-            "push cut",
-            "git",
-            "target",
-            Fault::Cut {
-                dir: Direction::Upstream,
-                after: 100 * 1024,
-            },
-            "libgit2",
-        ),
-        (
-            "push cut",
-            "http",
-            "target",
-            Fault::Cut {
-                dir: Direction::Upstream,
-                after: 100 * 1024,
-            },
-            "git",
-        ),
-        (
-            "push cut",
-            "http",
-            "target",
-            Fault::Cut {
-                dir: Direction::Upstream,
-                after: 100 * 1024,
-            },
-            "libgit2",
-        ),
-        (
-            "push answers 502",
-            "http",
-            "target",
-            Fault::HttpStatusOn {
-                status: 502,
-                request: "POST /target.git/git-receive-pack",
-            },
-            "git",
-        ),
-        (
-            "push answers 502",
-            "http",
-            "target",
-            Fault::HttpStatusOn {
-                status: 502,
-                request: "POST /target.git/git-receive-pack",
-            },
-            "libgit2",
-        ),
-        (
-            "push cut",
-            "git",
-            "target",
-            Fault::Cut {
-                dir: Direction::Upstream,
-                after: 100 * 1024,
-            },
-            "wire",
-        ),
-        (
-            "push cut",
-            "http",
-            "target",
-            Fault::Cut {
-                dir: Direction::Upstream,
-                after: 100 * 1024,
-            },
-            "wire",
-        ),
-        (
-            "push answers 502",
-            "http",
-            "target",
-            Fault::HttpStatusOn {
-                status: 502,
-                request: "POST /target.git/git-receive-pack",
-            },
-            "wire",
-        ),
+        ("push cut", "git", "target", push_cut, "git"),
+        ("push cut", "git", "target", push_cut, "libgit2"),
+        ("push cut", "http", "target", push_cut, "git"),
+        ("push cut", "http", "target", push_cut, "libgit2"),
+        ("push answers 502", "http", "target", push_502, "git"),
+        ("push answers 502", "http", "target", push_502, "libgit2"),
+        ("push cut", "git", "target", push_cut, "wire"),
+        ("push cut", "http", "target", push_cut, "wire"),
+        ("push answers 502", "http", "target", push_502, "wire"),
     ];
     for (what, transport, side, fault, engine) in cases {
         let label = format!("{what} over {transport} via {engine}");
