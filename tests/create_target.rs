@@ -86,29 +86,40 @@ fn a_dry_run_creates_nothing() {
     assert!(!target.exists());
 }
 
-fn codecommit_sync(
+/// A sync into `team-app` on the stand-in, signing with SECRET.
+fn codecommit_cmd(
     sb: &Sandbox,
     server: &CodeCommitServer,
     source: &std::path::Path,
-    extra: &[&str],
-) -> Run {
+    secret: &str,
+) -> std::process::Command {
     let mut cmd = bin();
     cmd.env("HOME", sb.home())
         .envs(server.client_env())
         .envs(server.api_env())
         .env("AWS_EC2_METADATA_DISABLED", "true")
         .env("AWS_ACCESS_KEY_ID", AKID)
-        .env("AWS_SECRET_ACCESS_KEY", SECRET)
-        .args(["sync", "--json", "--source"])
+        .env("AWS_SECRET_ACCESS_KEY", secret)
+        .args(["sync", "--source"])
         .arg(source)
         .args([
             "--target",
             &format!("codecommit::{REGION}://team-app"),
             "--cache-dir",
         ])
-        .arg(sb.cache_dir())
-        .args(extra);
-    let out = run(&mut cmd);
+        .arg(sb.cache_dir());
+    cmd
+}
+
+fn codecommit_sync(
+    sb: &Sandbox,
+    server: &CodeCommitServer,
+    source: &std::path::Path,
+    extra: &[&str],
+) -> Run {
+    let out = run(codecommit_cmd(sb, server, source, SECRET)
+        .arg("--json")
+        .args(extra));
     assert_no_secret(&out, &[SECRET]);
     out
 }
@@ -179,22 +190,12 @@ fn the_control_plane_refuses_a_wrong_signature_and_the_run_names_the_permission(
         denied.stderr
     );
     // A request signed with another secret is refused by the stand-in, as AWS would.
-    let mut cmd = bin();
-    cmd.env("HOME", sb.home())
-        .envs(server.client_env())
-        .envs(server.api_env())
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("AWS_ACCESS_KEY_ID", AKID)
-        .env("AWS_SECRET_ACCESS_KEY", "canary-7f3a9c1e5b-wrong")
-        .args(["sync", "--source"])
-        .arg(&pair.source)
-        .args([
-            "--target",
-            &format!("codecommit::{REGION}://team-app"),
-            "--cache-dir",
-        ])
-        .arg(sb.cache_dir());
-    let wrong = run(&mut cmd);
+    let wrong = run(&mut codecommit_cmd(
+        &sb,
+        &server,
+        &pair.source,
+        "canary-7f3a9c1e5b-wrong",
+    ));
     assert_ne!(wrong.code, 0, "{}", wrong.stderr);
     let bad: Vec<_> = server
         .requests()
