@@ -3,8 +3,7 @@
 //! template (see the script's docstring) and records the resource types moto does not model.
 //! The AWS CLI v2 talks to it as it would to AWS, through `--endpoint-url`.
 //!
-//! Like `ssm.rs`, the port is picked by binding port 0 and releasing it, and readiness is a real
-//! HTTP answer polled with a deadline.
+//! `MotoServer` starts moto for this and for `ssm.rs`.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -16,15 +15,17 @@ pub const REGION: &str = "ap-northeast-1";
 
 const LAUNCHER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/moto_cfn.py");
 
-pub struct MotoCfn {
+/// A moto server process on 127.0.0.1, however launched: the port is picked by binding port 0
+/// and releasing it (moto needs it on its command line), readiness is a real HTTP answer polled
+/// with a deadline, and a launch that lost its port to another process is tried again.
+pub struct MotoServer {
     child: Child,
     port: u16,
-    log: PathBuf,
 }
 
-impl MotoCfn {
-    /// Start the server; its stderr goes to `<dir>/moto.log`.
-    pub fn start(dir: &Path) -> MotoCfn {
+impl MotoServer {
+    /// Start the server `launch` makes for a port (stdin, stdout and stderr as it sets them).
+    pub fn start(mut launch: impl FnMut(u16) -> Command) -> MotoServer {
         let probe = Command::new("python3")
             .args(["-c", "import moto.server"])
             .output()
@@ -33,26 +34,15 @@ impl MotoCfn {
             probe.status.success(),
             "moto[server] is missing: run ./scripts/test.sh, which installs it"
         );
-        let log = dir.join("moto.log");
         for _ in 0..3 {
             let port = std::net::TcpListener::bind("127.0.0.1:0")
                 .and_then(|l| l.local_addr())
                 .expect("free port")
                 .port();
-            let child = Command::new("python3")
-                .args([LAUNCHER, "-H", "127.0.0.1", "-p", &port.to_string()])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(std::fs::File::create(&log).expect("moto log"))
-                .spawn()
-                .expect("start moto");
-            let mut moto = MotoCfn {
-                child,
-                port,
-                log: log.clone(),
-            };
-            if moto.wait_ready() {
-                return moto;
+            let child = launch(port).spawn().expect("start moto");
+            let mut server = MotoServer { child, port };
+            if server.wait_ready() {
+                return server;
             }
         }
         panic!("moto_server did not start on 127.0.0.1");
@@ -79,6 +69,38 @@ impl MotoCfn {
     pub fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
+}
+
+impl Drop for MotoServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub struct MotoCfn {
+    server: MotoServer,
+    log: PathBuf,
+}
+
+impl MotoCfn {
+    /// Start the server; its stderr goes to `<dir>/moto.log`.
+    pub fn start(dir: &Path) -> MotoCfn {
+        let log = dir.join("moto.log");
+        let server = MotoServer::start(|port| {
+            let mut cmd = Command::new("python3");
+            cmd.args([LAUNCHER, "-H", "127.0.0.1", "-p", &port.to_string()])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(&log).expect("moto log"));
+            cmd
+        });
+        MotoCfn { server, log }
+    }
+
+    pub fn endpoint(&self) -> String {
+        self.server.endpoint()
+    }
 
     /// The resource types moto does not model, which the stacks so far created as placeholders.
     pub fn placeholders(&self) -> Vec<String> {
@@ -99,13 +121,6 @@ impl MotoCfn {
             ("AWS_EC2_METADATA_DISABLED", "true".into()),
             ("AWS_PAGER", String::new()),
         ]
-    }
-}
-
-impl Drop for MotoCfn {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
