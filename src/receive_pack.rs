@@ -238,31 +238,28 @@ impl<'a> Client<'a> {
             return Ok(stale_only(stale));
         }
         let changes = &changes[..];
-        let commands = commands(changes, &ad)?;
-        let mut stats = TransferStats::default();
-        conn.write_all(&commands)
-            .map_err(|e| io_error(e, url, self.timeout))?;
-        if changes.iter().any(|c| c.new.is_some()) {
-            let haves = haves(repo, &ad);
-            stats = send_pack(
-                repo.path(),
-                changes,
-                &haves,
-                ad.has("ofs-delta"),
-                hold,
-                progress,
-                &mut |chunk| {
-                    conn.write_all(chunk)
-                        .map_err(|e| io_error(e, url, self.timeout))
-                },
-            )?;
-        }
+        let stats = send_body(repo, changes, &ad, hold, progress, &mut |chunk| {
+            conn.write_all(chunk)
+                .map_err(|e| io_error(e, url, self.timeout))
+        })?;
         if let Conn::Plain(tcp) = &conn {
             // receive-pack reads the pack to its end; the half-close tells a proxy we are done.
             let _ = tcp.shutdown(Shutdown::Write);
         }
-        let mut reader = PktReader::new(&mut conn);
-        let band = wire::read_answer(&mut reader, ad.has("side-band-64k"))
+        self.report(&mut conn, &ad, changes, stats, stale)
+    }
+
+    /// The push report that ends an exchange, as per-ref outcomes (the locally stale ones added).
+    fn report(
+        &self,
+        answer: &mut dyn Read,
+        ad: &wire::Advertisement,
+        changes: &[&Change],
+        stats: TransferStats,
+        stale: HashMap<String, RefOutcome>,
+    ) -> Result<PushOutcome> {
+        let url = self.remote.url.redacted();
+        let band = wire::read_answer(&mut PktReader::new(answer), ad.has("side-band-64k"))
             .map_err(|e| timed(e, url, self.timeout))
             .with_context(|| format!("cannot read the push report of {url}"))?;
         let mut done = outcome(changes, band, stats)?;
@@ -299,7 +296,6 @@ impl<'a> Client<'a> {
             return Ok(stale_only(stale));
         }
         let changes = &changes[..];
-        let mut body = commands(changes, &ad)?;
         let mut conn = self.connect()?;
         let head = self.request_head(
             "POST",
@@ -314,28 +310,9 @@ impl<'a> Client<'a> {
         let sent = (|| -> Result<TransferStats> {
             conn.write_all(head.as_bytes())
                 .map_err(|e| io_error(e, url, self.timeout))?;
-            let mut stats = TransferStats::default();
-            if changes.iter().any(|c| c.new.is_some()) {
-                let haves = haves(repo, &ad);
-                let ofs = ad.has("ofs-delta");
-                let mut first = Some(std::mem::take(&mut body));
-                stats = send_pack(
-                    repo.path(),
-                    changes,
-                    &haves,
-                    ofs,
-                    hold,
-                    progress,
-                    &mut |chunk| {
-                        // The commands go in the pack's first chunk: one write, one segment.
-                        let mut out = first.take().unwrap_or_default();
-                        out.extend_from_slice(chunk);
-                        write_chunk(&mut conn, &out).map_err(|e| io_error(e, url, self.timeout))
-                    },
-                )?;
-            } else {
-                write_chunk(&mut conn, &body).map_err(|e| io_error(e, url, self.timeout))?;
-            }
+            let stats = send_body(repo, changes, &ad, hold, progress, &mut |chunk| {
+                write_chunk(&mut conn, chunk).map_err(|e| io_error(e, url, self.timeout))
+            })?;
             conn.write_all(b"0\r\n\r\n")
                 .and_then(|()| conn.flush())
                 .map_err(|e| io_error(e, url, self.timeout))?;
@@ -345,12 +322,7 @@ impl<'a> Client<'a> {
         // worth waiting for: the server would wait for the rest.
         let stats = sent?;
         let mut body = self.response(conn, "application/x-git-receive-pack-result")?;
-        let band = wire::read_answer(&mut PktReader::new(&mut body), ad.has("side-band-64k"))
-            .map_err(|e| timed(e, url, self.timeout))
-            .with_context(|| format!("cannot read the push report of {url}"))?;
-        let mut done = outcome(changes, band, stats)?;
-        done.refs.extend(stale);
-        Ok(done)
+        self.report(&mut body, &ad, changes, stats, stale)
     }
 
     /// A request's head. It holds the credentials: written to the connection, never printed.
@@ -622,6 +594,37 @@ fn haves(repo: &Repository, ad: &wire::Advertisement) -> Vec<Oid> {
         .map(|(_, id)| *id)
         .filter(|id| seen.insert(*id) && odb.exists(*id))
         .collect()
+}
+
+/// A request's body, whatever carries it: the commands, then (unless every command deletes) the
+/// pack. The commands go in the pack's first piece: one write, one segment, one HTTP chunk.
+fn send_body(
+    repo: &Repository,
+    changes: &[&Change],
+    ad: &wire::Advertisement,
+    hold: BorrowedFd<'_>,
+    progress: &mut Progress,
+    send: &mut dyn FnMut(&[u8]) -> Result<()>,
+) -> Result<TransferStats> {
+    let commands = commands(changes, ad)?;
+    if !changes.iter().any(|c| c.new.is_some()) {
+        send(&commands)?;
+        return Ok(TransferStats::default());
+    }
+    let mut first = Some(commands);
+    send_pack(
+        repo.path(),
+        changes,
+        &haves(repo, ad),
+        ad.has("ofs-delta"),
+        hold,
+        progress,
+        &mut |chunk| {
+            let mut out = first.take().unwrap_or_default();
+            out.extend_from_slice(chunk);
+            send(&out)
+        },
+    )
 }
 
 /// Run `git pack-objects` in `git_dir` for the batch's new tips minus `haves`, handing each
