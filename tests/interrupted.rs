@@ -198,16 +198,7 @@ fn a_damaged_cache_is_rebuilt_and_the_run_finishes() {
             std::fs::create_dir_all(m.join("objects/pack")).unwrap();
         }),
         ("truncated pack", |m| {
-            for entry in std::fs::read_dir(m.join("objects/pack")).unwrap().flatten() {
-                if entry.path().extension().is_some_and(|e| e == "pack") {
-                    let len = entry.metadata().unwrap().len();
-                    let f = std::fs::OpenOptions::new()
-                        .write(true)
-                        .open(entry.path())
-                        .unwrap();
-                    f.set_len(len / 2).unwrap();
-                }
-            }
+            damage_packs(m, |f, len| f.set_len(len / 2).unwrap());
         }),
         ("garbage after packed-refs", |m| {
             let mut f = std::fs::OpenOptions::new()
@@ -217,18 +208,7 @@ fn a_damaged_cache_is_rebuilt_and_the_run_finishes() {
             std::io::Write::write_all(&mut f, b"garbage that is no ref line\n\x00\x01").unwrap();
         }),
         ("eight bytes overwritten in the pack", |m| {
-            use std::os::unix::fs::FileExt;
-            for entry in std::fs::read_dir(m.join("objects/pack")).unwrap().flatten() {
-                if entry.path().extension().is_some_and(|e| e == "pack") {
-                    let len = entry.metadata().unwrap().len();
-                    let f = std::fs::OpenOptions::new()
-                        .write(true)
-                        .open(entry.path())
-                        .unwrap();
-                    f.write_all_at(b"\xde\xad\xbe\xef\xde\xad\xbe\xef", len / 2)
-                        .unwrap();
-                }
-            }
+            damage_packs(m, overwrite_middle);
         }),
     ];
     for (label, damage) in damages {
@@ -593,21 +573,7 @@ fn damaged_objects_are_caught_before_they_are_sent() {
         assert_mirror(&source, &first_target);
         let mirror = mirror_in(&sb.cache_dir());
         git(&mirror, &["repack", "-a", "-d", "-q"]);
-        for entry in std::fs::read_dir(mirror.join("objects/pack"))
-            .unwrap()
-            .flatten()
-        {
-            if entry.path().extension().is_some_and(|e| e == "pack") {
-                use std::os::unix::fs::FileExt;
-                let len = entry.metadata().unwrap().len();
-                let f = std::fs::OpenOptions::new()
-                    .write(true)
-                    .open(entry.path())
-                    .unwrap();
-                f.write_all_at(&[0xde, 0xad, 0xbe, 0xef, 0xde, 0xad, 0xbe, 0xef], len / 2)
-                    .unwrap();
-            }
-        }
+        damage_packs(&mirror, overwrite_middle);
 
         let second_target = init_bare(&sb.join("srv/second.git"));
         let out = run(sb.sync(&src, &daemon.url("second.git")).args([
@@ -627,4 +593,29 @@ fn damaged_objects_are_caught_before_they_are_sent() {
         fsck(&second_target);
         fsck(&mirror_in(&sb.cache_dir()));
     }
+}
+
+/// Open each pack file of the bare repository `git_dir` for writing and hand it, with its
+/// length, to `damage`.
+fn damage_packs(git_dir: &Path, damage: impl Fn(&std::fs::File, u64)) {
+    for entry in std::fs::read_dir(git_dir.join("objects/pack"))
+        .unwrap()
+        .flatten()
+    {
+        if entry.path().extension().is_some_and(|e| e == "pack") {
+            let len = entry.metadata().unwrap().len();
+            let f = std::fs::OpenOptions::new()
+                .write(true)
+                .open(entry.path())
+                .unwrap();
+            damage(&f, len);
+        }
+    }
+}
+
+/// Eight bytes of garbage in the middle of a pack: its checksum no longer matches.
+fn overwrite_middle(f: &std::fs::File, len: u64) {
+    use std::os::unix::fs::FileExt;
+    f.write_all_at(b"\xde\xad\xbe\xef\xde\xad\xbe\xef", len / 2)
+        .unwrap();
 }
