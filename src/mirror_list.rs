@@ -245,8 +245,8 @@ fn mirror_name(
             line,
             format!(
                 "key 'name': '{name}' is not a mirror name: letters, digits, '.', '_' and '-', \
-                 starting with a letter or digit, with at most one '/' (PROJECT/repo), at most \
-                 100 characters"
+                 starting with a letter or digit, with at most one '/' (PROJECT/repo) and no \
+                 '.git' before it, at most 100 characters"
             ),
         ));
     }
@@ -255,13 +255,19 @@ fn mirror_name(
 
 /// `[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?`, at most 100 characters: it names
 /// the cache directory (`<cache-dir>/<name>.git`), so no `..`, no absolute path, no hidden file.
+/// A project part ending in `.git` is refused too: `a.git/b` would keep its cache inside the
+/// bare mirror of a mirror named `a` (`a.git/b.git`), which then refuses to open a directory it
+/// did not make.
 pub(crate) fn valid_name(name: &str) -> bool {
     let segment = |s: &str| {
         s.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
             && s.chars()
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
     };
-    name.len() <= 100 && name.split('/').count() <= 2 && name.split('/').all(segment)
+    let nests = name
+        .split_once('/')
+        .is_some_and(|(project, _)| project.ends_with(".git"));
+    name.len() <= 100 && name.split('/').count() <= 2 && name.split('/').all(segment) && !nests
 }
 
 /// A table's keys as flag settings, each checked: a flag of `sync`, not a per-run one, of the
@@ -708,7 +714,7 @@ mod tests {
             assert!(valid_name(ok), "{ok}");
         }
         for bad in [
-            "", "/a", "a/", "../a", "a/../b", ".a", "a/.b", "a/b/c", "a b", "a\\b",
+            "", "/a", "a/", "../a", "a/../b", ".a", "a/.b", "a/b/c", "a b", "a\\b", "a.git/b",
         ] {
             assert!(!valid_name(bad), "{bad}");
         }

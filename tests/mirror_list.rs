@@ -486,6 +486,14 @@ fn mistakes_in_the_list_name_file_line_and_key_and_touch_nothing() {
             ":2: key 'name': '../up' is not a mirror name",
         ),
         (
+            "a name whose cache would sit inside another mirror's",
+            format!(
+                "{good}[[mirror]]\nname = \"a.git/b\"\nsource = \"{s}\"\ntarget = \"{}\"\n",
+                path_str(&b.target)
+            ),
+            ":6: key 'name': 'a.git/b' is not a mirror name",
+        ),
+        (
             "no name",
             format!("[[mirror]]\nsource = \"{s}\"\ntarget = \"{t}\"\n"),
             ":2: a [[mirror]] has no key 'name'",
