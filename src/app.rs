@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use clap::{ArgMatches, CommandFactory, FromArgMatches};
 use tracing_subscriber::EnvFilter;
@@ -110,6 +110,14 @@ fn init_tracing(verbose: u8, quiet: bool) {
         .try_init();
 }
 
+/// The process-wide network settings, once, before any thread or connection: libgit2's (its
+/// timeouts, no machine configuration) and the AWS SDK's timeouts.
+fn init_network(timeout: Duration) -> anyhow::Result<()> {
+    libgit2::init(timeout)?;
+    aws::set_network_timeout(timeout);
+    Ok(())
+}
+
 fn sync(args: &SyncArgs, quiet: bool) -> i32 {
     if args.repo.iter().any(|r| !r.trim().is_empty()) {
         return report_error(&error::usage(
@@ -120,10 +128,9 @@ fn sync(args: &SyncArgs, quiet: bool) -> i32 {
         Ok(cfg) => cfg,
         Err(err) => return report_error(&err),
     };
-    if let Err(err) = libgit2::init(cfg.network_timeout()) {
+    if let Err(err) = init_network(cfg.network_timeout()) {
         return report_error(&err);
     }
-    aws::set_network_timeout(cfg.network_timeout());
     // A secret that cannot be read is one line, as any other setting found wrong.
     let auth = match build_auth(&cfg, &SecretReads::default()) {
         Ok(auth) => auth,
@@ -273,11 +280,10 @@ fn sync_list(file: &Path, args: &SyncArgs, explicit: &ArgMatches, quiet: bool) -
             selected[0].name
         )));
     }
-    if let Some(first) = configs.first() {
-        if let Err(err) = libgit2::init(first.network_timeout()) {
-            return report_error(&err);
-        }
-        aws::set_network_timeout(first.network_timeout());
+    if let Some(first) = configs.first()
+        && let Err(err) = init_network(first.network_timeout())
+    {
+        return report_error(&err);
     }
     let secrets = SecretReads::default();
     let next = AtomicUsize::new(0);
