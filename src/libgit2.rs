@@ -320,15 +320,15 @@ pub(crate) struct Unsupported {
 }
 
 /// An advertisement, split into the refs this tool carries and those it cannot.
-struct Listing {
-    refs: RefMap,
-    unsupported: Vec<Unsupported>,
+pub(crate) struct Listing {
+    pub(crate) refs: RefMap,
+    pub(crate) unsupported: Vec<Unsupported>,
     head: Option<String>,
 }
 
 /// The refs an advertisement lists under `refs/` (peeled `^{}` entries dropped), by name as
 /// bytes, so that no name can stop the listing.
-fn advertised(heads: Vec<(Vec<u8>, Oid)>) -> Listing {
+pub(crate) fn advertised(heads: Vec<(Vec<u8>, Oid)>) -> Listing {
     let mut listing = Listing {
         refs: RefMap::new(),
         unsupported: Vec::new(),

@@ -22,9 +22,12 @@ use crate::lfs::{self, LfsPolicy};
 use crate::libgit2::{self, Look, Session, Unsupported};
 use crate::plan::{Action, Change, Plan};
 use crate::push;
+use crate::receive_pack;
 use crate::refname::RefMap;
 use crate::report::{RefResult, Status, Summary};
 use crate::retry::Retry;
+use crate::url::Scheme;
+use crate::wire;
 
 /// A finished run: its summary (always filled in as far as the run got) and its error, if any.
 pub(crate) struct Outcome {
@@ -166,6 +169,7 @@ fn run(
         repaired: false,
         settle_attempts: 0,
         seen_target: None,
+        listed: None,
         unsupported,
         retry: Retry::new(cfg.retries),
         default,
@@ -214,6 +218,10 @@ struct Run<'a> {
     /// The target's refs as the seed, the first listing or a settle saw them: still current for
     /// the next plan, as nothing but this run pushes there.
     seen_target: Option<RefMap>,
+    /// The target's receive-pack advertisement from the listing `seen_target` last came from,
+    /// when our own client listed it (`Listed::ad`): the next push's first batch uses it
+    /// instead of asking again.
+    listed: Option<wire::Advertisement>,
     /// The source's refs this tool cannot carry, as the last look saw them.
     unsupported: &'a mut Vec<Unsupported>,
     retry: Retry,
@@ -266,6 +274,7 @@ impl Run<'_> {
     fn first_look(&mut self) -> Result<Look> {
         let (cfg, session, retry) = (self.cfg, self.session, self.retry);
         let overlap = !self.cache.created;
+        let head_wanted = self.wants_head();
         // The listing's log lines carry the mirror's name, as this thread's do.
         let span = tracing::Span::current();
         let (look, listing) = std::thread::scope(|scope| {
@@ -273,8 +282,9 @@ impl Run<'_> {
                 scope.spawn(|| {
                     let _mirror = span.enter();
                     let start = Instant::now();
-                    let (refs, retried) =
-                        retry.run("listing the target", || session.list_with_head(&cfg.target));
+                    let (refs, retried) = retry.run("listing the target", || {
+                        list_target(cfg, session, head_wanted)
+                    });
                     (refs, retried, start.elapsed().as_secs_f64())
                 })
             });
@@ -286,9 +296,10 @@ impl Run<'_> {
             Some(Ok((refs, retried, seconds))) => {
                 self.summary.seconds.plan += seconds;
                 self.summary.retries += retried;
-                let (refs, head) = refs?;
-                self.default.advertised(head);
-                self.seen_target = Some(refs);
+                let listed = refs?;
+                self.default.advertised(listed.head);
+                self.seen_target = Some(listed.refs);
+                self.listed = listed.ad;
             }
             Some(Err(panic)) => std::panic::resume_unwind(panic),
             None => {}
@@ -461,6 +472,7 @@ impl Run<'_> {
                 plan,
                 commits,
                 local_refs,
+                self.listed.take(),
                 self.summary
             )?
         ))
@@ -612,6 +624,7 @@ impl Run<'_> {
             rejected.len()
         );
         self.seen_target = None;
+        self.listed = None;
         Ok(Pushed::Lease)
     }
 
@@ -630,16 +643,24 @@ impl Run<'_> {
         }
     }
 
-    /// A fresh listing of the target, retried after transient failures.
+    /// A fresh listing of the target, retried after transient failures. Its advertisement,
+    /// when our client listed, is kept for the push planned from it.
     fn list_target(&mut self) -> Result<RefMap> {
-        let (session, target) = (self.session, &self.cfg.target);
-        let (listed, retried) = self
-            .retry
-            .run("listing the target", || session.list_with_head(target));
+        let (cfg, session, head_wanted) = (self.cfg, self.session, self.wants_head());
+        let (listed, retried) = self.retry.run("listing the target", || {
+            list_target(cfg, session, head_wanted)
+        });
         self.summary.retries += retried;
-        let (refs, head) = listed?;
-        self.default.advertised(head);
-        Ok(refs)
+        let listed = listed?;
+        self.default.advertised(listed.head);
+        self.listed = listed.ad;
+        Ok(listed.refs)
+    }
+
+    /// Whether the `HEAD` a listing of the target advertises is what this run knows of the
+    /// target's default branch (no API or file says better).
+    fn wants_head(&self) -> bool {
+        matches!(self.default.target, default_branch::Target::Other)
     }
 
     /// Look at the source and fetch from it when its refs differ from the cache's. A mirror
@@ -687,6 +708,7 @@ impl Run<'_> {
                 Err(err) if !self.repaired && is_local_damage(&err) => {
                     self.repaired = true;
                     self.seen_target = None;
+                    self.listed = None;
                     self.cache
                         .rebuild(&format!("the fetch failed inside the cache: {err:#}"))?;
                 }
@@ -728,8 +750,50 @@ impl Run<'_> {
             self.summary.seeded = true;
         }
         self.seen_target = Some(seed.refs);
+        self.listed = None;
         Ok(())
     }
+}
+
+/// The target's refs as one listing saw them, and what else that listing learned.
+struct Listed {
+    refs: RefMap,
+    /// The branch the target's `HEAD` names, when asked for and said.
+    head: Option<String>,
+    /// The receive-pack advertisement, when our own client listed.
+    ad: Option<wire::Advertisement>,
+}
+
+/// List the target. Where our receive-pack client pushes over HTTP(S), it lists too: one GET
+/// of the receive-pack advertisement with the credentials up front, which the push then uses as
+/// its own (git's two requests per sync, not libgit2's 401 and 200 and the push's own GET).
+/// receive-pack does not say where `HEAD` points, so when that is wanted (`head_wanted`: a
+/// target whose default branch only its listings tell) the upload-pack advertisement is asked
+/// for it. Elsewhere libgit2 lists, as it fetches. Refs this tool cannot carry are sorted out
+/// alike either way (`libgit2::advertised`).
+fn list_target(cfg: &SyncConfig, session: &Session, head_wanted: bool) -> Result<Listed> {
+    let target = &cfg.target;
+    let http = matches!(target.url.scheme(), Scheme::Http | Scheme::Https);
+    // A dry run pushes nothing, and may hold credentials that can only read.
+    if http && !cfg.dry_run && push::by_wire(cfg.push.engine, target) {
+        let client =
+            receive_pack::Client::new(target, &session.auth.target, cfg.push.network_timeout)?;
+        let ad = client.list()?;
+        let head = if head_wanted { client.head()? } else { None };
+        let listing = libgit2::advertised(ad.refs.clone());
+        libgit2::leave_alone(&target.url, &listing.unsupported);
+        return Ok(Listed {
+            refs: listing.refs,
+            head,
+            ad: Some(ad),
+        });
+    }
+    let (refs, head) = session.list_with_head(target)?;
+    Ok(Listed {
+        refs,
+        head,
+        ad: None,
+    })
 }
 
 /// Whether a ref update was refused because the ref moved under it (the old value it was sent

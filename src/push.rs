@@ -131,6 +131,12 @@ pub(crate) fn check_connectivity(
     Ok(commits)
 }
 
+/// Whether pushes to `target` go through our receive-pack client (`receive_pack`), whose
+/// listing of the target can then stand for the first push's advertisement.
+pub(crate) fn by_wire(chosen: PushEngine, target: &Remote) -> bool {
+    choose_engine(chosen, target) == Engine::Wire
+}
+
 fn choose_engine(chosen: PushEngine, target: &Remote) -> Engine {
     if target.url.scheme() == Scheme::Local {
         // libgit2 pushes to a local path by writing its refs itself: the target's hooks and
@@ -278,6 +284,7 @@ pub(crate) fn execute(
     plan: &Plan,
     commits: Option<usize>,
     local_refs: usize,
+    mut listed: Option<crate::wire::Advertisement>,
     summary: &mut Summary,
 ) -> Result<Vec<RefProblem>> {
     let repo = &cache.repo;
@@ -345,6 +352,9 @@ pub(crate) fn execute(
                         &pending,
                         cache.lock(),
                         &mut Progress::new("push", options.progress),
+                        // The listing the plan was made from, once: a retry or a later batch
+                        // asks again (the target changed since).
+                        listed.take(),
                     ),
                     None => Err(anyhow::anyhow!("a wire batch without its client")),
                 },

@@ -179,18 +179,98 @@ impl<'a> Client<'a> {
         Ok(Conn::Tls(Box::new(rustls::StreamOwned::new(tls, tcp))))
     }
 
+    /// The target's receive-pack advertisement: over HTTP(S) one GET, credentials up front (so
+    /// no 401 round trip); over git:// a connection that ends after it. Kept, it is the first
+    /// push's advertisement too (see `push`).
+    pub(crate) fn list(&self) -> Result<wire::Advertisement> {
+        let listed = match self.scheme {
+            Scheme::Git => self.list_git(),
+            _ => self
+                .authorization()
+                .and_then(|auth| self.advertisement_http("git-receive-pack", auth.as_ref())),
+        };
+        listed.map_err(|e| self.in_words(e))
+    }
+
+    /// The branch the target's `HEAD` names, from its upload-pack advertisement (receive-pack
+    /// does not say): one more request, credentials up front.
+    pub(crate) fn head(&self) -> Result<Option<String>> {
+        let listed = match self.scheme {
+            Scheme::Git => self.advertisement_git("git-upload-pack").map(|(conn, ad)| {
+                let _ = flush_and_close(conn);
+                ad
+            }),
+            _ => self
+                .authorization()
+                .and_then(|auth| self.advertisement_http("git-upload-pack", auth.as_ref())),
+        };
+        listed.map(|ad| ad.head()).map_err(|e| self.in_words(e))
+    }
+
+    fn list_git(&self) -> Result<wire::Advertisement> {
+        let (conn, ad) = self.advertisement_git("git-receive-pack")?;
+        let _ = flush_and_close(conn);
+        Ok(ad)
+    }
+
+    /// A git:// connection to `service`, its advertisement read.
+    pub(crate) fn advertisement_git(&self, service: &str) -> Result<(Conn, wire::Advertisement)> {
+        let url = self.remote.url.redacted();
+        let mut conn = self.connect()?;
+        let mut hello = Vec::new();
+        let request = format!("{service} {}\0host={}\0", self.path, self.host_header());
+        wire::pkt(&mut hello, request.as_bytes())
+            .with_context(|| format!("the path of {url} is too long for git://"))?;
+        conn.write_all(&hello)
+            .map_err(|e| io_error(e, url, self.timeout))?;
+        let ad = {
+            let mut reader = PktReader::new(&mut conn);
+            wire::read_service_advertisement(&mut reader, service, false)
+                .map_err(|e| timed(e, url, self.timeout))
+                .with_context(|| format!("cannot read the refs of {url}"))?
+        };
+        Ok((conn, ad))
+    }
+
+    /// `GET info/refs?service=<service>` and its advertisement.
+    pub(crate) fn advertisement_http(
+        &self,
+        service: &str,
+        auth: Option<&Secret>,
+    ) -> Result<wire::Advertisement> {
+        let url = self.remote.url.redacted();
+        let mut conn = self.connect()?;
+        let head = self.request_head(
+            "GET",
+            &format!("{}/info/refs?service={service}", self.path),
+            auth,
+            &[],
+        );
+        conn.write_all(head.as_bytes())
+            .map_err(|e| io_error(e, url, self.timeout))?;
+        let mut body = self.response(conn, &format!("application/x-{service}-advertisement"))?;
+        wire::read_service_advertisement(&mut PktReader::new(&mut body), service, true)
+            .map_err(|e| timed(e, url, self.timeout))
+            .with_context(|| format!("cannot read the refs of {url}"))
+    }
+
     /// Push one batch of `changes` from the cache at `repo` (its git directory), the pack
-    /// built by `git pack-objects` in a process group whose guard holds `hold`.
+    /// built by `git pack-objects` in a process group whose guard holds `hold`. `listed` is the
+    /// target's advertisement as this run's listing read it, when the plan was made from that
+    /// listing: over HTTP(S) it stands for the GET this push would make (receive-pack still
+    /// checks each command's old id, so a ref moved since is refused as a lost race). git://
+    /// reads the advertisement its own connection opens with anyway.
     pub(crate) fn push(
         &self,
         repo: &Repository,
         changes: &[&Change],
         hold: BorrowedFd<'_>,
         progress: &mut Progress,
+        listed: Option<wire::Advertisement>,
     ) -> Result<PushOutcome> {
         let result = match self.scheme {
             Scheme::Git => self.push_git(repo, changes, hold, progress),
-            _ => self.push_http(repo, changes, hold, progress),
+            _ => self.push_http(repo, changes, hold, progress, listed),
         };
         progress.finish();
         result.map_err(|e| self.in_words(e))
@@ -214,23 +294,7 @@ impl<'a> Client<'a> {
         progress: &mut Progress,
     ) -> Result<PushOutcome> {
         let url = self.remote.url.redacted();
-        let mut conn = self.connect()?;
-        let mut hello = Vec::new();
-        let request = format!(
-            "git-receive-pack {}\0host={}\0",
-            self.path,
-            self.host_header()
-        );
-        wire::pkt(&mut hello, request.as_bytes())
-            .with_context(|| format!("the path of {url} is too long for git://"))?;
-        conn.write_all(&hello)
-            .map_err(|e| io_error(e, url, self.timeout))?;
-        let ad = {
-            let mut reader = PktReader::new(&mut conn);
-            wire::read_advertisement(&mut reader, false)
-                .map_err(|e| timed(e, url, self.timeout))
-                .with_context(|| format!("cannot read the refs of {url}"))?
-        };
+        let (mut conn, ad) = self.advertisement_git("git-receive-pack")?;
         let (changes, stale) = leased(changes, &ad);
         if changes.is_empty() {
             // Nothing to ask: a flush ends the exchange.
@@ -273,23 +337,13 @@ impl<'a> Client<'a> {
         changes: &[&Change],
         hold: BorrowedFd<'_>,
         progress: &mut Progress,
+        listed: Option<wire::Advertisement>,
     ) -> Result<PushOutcome> {
         let url = self.remote.url.redacted();
         let auth = self.authorization()?;
-        let ad = {
-            let mut conn = self.connect()?;
-            let head = self.request_head(
-                "GET",
-                &format!("{}/info/refs?service=git-receive-pack", self.path),
-                auth.as_ref(),
-                &[],
-            );
-            conn.write_all(head.as_bytes())
-                .map_err(|e| io_error(e, url, self.timeout))?;
-            let mut body = self.response(conn, "application/x-git-receive-pack-advertisement")?;
-            wire::read_advertisement(&mut PktReader::new(&mut body), true)
-                .map_err(|e| timed(e, url, self.timeout))
-                .with_context(|| format!("cannot read the refs of {url}"))?
+        let ad = match listed {
+            Some(ad) => ad,
+            None => self.advertisement_http("git-receive-pack", auth.as_ref())?,
         };
         let (changes, stale) = leased(changes, &ad);
         if changes.is_empty() {
@@ -393,9 +447,9 @@ impl<'a> Client<'a> {
             let to = headers.get("location").map_or("", String::as_str);
             bail!(HttpStatus {
                 text: format!(
-                    "{url} redirected (HTTP {status}) to {}; a push is not sent after a \
-                     redirect, and credentials go only where they were given. If that is where \
-                     the repository now lives, use that URL",
+                    "{url} redirected (HTTP {status}) to {}; the redirect is not followed: \
+                     credentials go only where they were given, and a push body cannot be sent \
+                     twice. If that is where the repository now lives, use that URL",
                     crate::secret::redact_userinfo(to)
                 )
             });
@@ -765,8 +819,14 @@ fn tls_config() -> Result<Arc<rustls::ClientConfig>> {
         .map_err(|e| anyhow::anyhow!(e))
 }
 
+/// End a git:// exchange after its advertisement: a flush says "nothing to ask".
+fn flush_and_close(mut conn: Conn) -> std::io::Result<()> {
+    conn.write_all(b"0000")?;
+    conn.flush()
+}
+
 /// One connection, with or without TLS.
-enum Conn {
+pub(crate) enum Conn {
     Plain(TcpStream),
     Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
 }

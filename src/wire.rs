@@ -117,6 +117,15 @@ pub(crate) struct Advertisement {
 }
 
 impl Advertisement {
+    /// The branch `HEAD` names (`symref=HEAD:refs/heads/x`), when an upload-pack says.
+    pub(crate) fn head(&self) -> Option<String> {
+        self.capabilities
+            .iter()
+            .find_map(|c| c.strip_prefix("symref=HEAD:"))
+            .filter(|name| name.starts_with("refs/"))
+            .map(|name| crate::refname::escape(name.as_bytes()))
+    }
+
     pub(crate) fn has(&self, capability: &str) -> bool {
         self.capabilities
             .iter()
@@ -124,18 +133,20 @@ impl Advertisement {
     }
 }
 
-/// Read receive-pack's advertisement up to its flush. Over smart HTTP it is preceded by
-/// `# service=git-receive-pack` and a flush, which `smart_http` expects.
-pub(crate) fn read_advertisement(
+/// Read the advertisement of `service` (`git-receive-pack` or `git-upload-pack`) up to its
+/// flush; over smart HTTP after its `# service=...` line and flush.
+pub(crate) fn read_service_advertisement(
     reader: &mut PktReader<impl Read>,
+    service: &str,
     smart_http: bool,
 ) -> Result<Advertisement> {
     if smart_http {
+        let expected = format!("# service={service}");
         match reader.expect("the service line")? {
-            Packet::Data(line) if trim_lf(&line) == b"# service=git-receive-pack" => {}
+            Packet::Data(line) if trim_lf(&line) == expected.as_bytes() => {}
             other => bail!(
-                "the target's listing does not start with '# service=git-receive-pack' but {}: \
-                 not a smart Git HTTP server for pushing",
+                "the listing does not start with '{expected}' but {}: not a smart Git HTTP \
+                 server for {service}",
                 shown_packet(&other)
             ),
         }
@@ -406,7 +417,9 @@ mod tests {
             Some(&odd),
             None,
         ]);
-        let ad = read_advertisement(&mut PktReader::new(&body[..]), true).unwrap();
+        let ad =
+            read_service_advertisement(&mut PktReader::new(&body[..]), "git-receive-pack", true)
+                .unwrap();
         assert_eq!(ad.refs.len(), 2);
         assert_eq!(ad.refs[0].0, b"refs/heads/main");
         assert_eq!(ad.refs[1].0, b"refs/heads/caf\xe9");
@@ -419,7 +432,9 @@ mod tests {
         let zero = "0".repeat(40);
         let line = format!("{zero} capabilities^{{}}\0report-status object-format=sha1\n");
         let body = packets(&[Some(line.as_bytes()), None]);
-        let ad = read_advertisement(&mut PktReader::new(&body[..]), false).unwrap();
+        let ad =
+            read_service_advertisement(&mut PktReader::new(&body[..]), "git-receive-pack", false)
+                .unwrap();
         assert!(ad.refs.is_empty());
         assert!(ad.has("object-format"));
     }
@@ -453,7 +468,12 @@ mod tests {
             ),
         ];
         for (body, http, says) in cases {
-            let err = read_advertisement(&mut PktReader::new(&body[..]), http).unwrap_err();
+            let err = read_service_advertisement(
+                &mut PktReader::new(&body[..]),
+                "git-receive-pack",
+                http,
+            )
+            .unwrap_err();
             assert!(format!("{err:#}").contains(says), "{err:#}");
         }
     }

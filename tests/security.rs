@@ -491,9 +491,12 @@ fn credentials_never_follow_a_redirect_to_another_host() {
                 .args(&args);
             let out = run(&mut cmd);
             let case = format!("{name} (challenge first: {challenge})");
+            // libgit2 follows a redirect without the credentials; our receive-pack client (which
+            // lists and pushes HTTP targets) refuses it before following.
             assert!(
-                sink.requests() > before,
-                "{case}: the redirect was not followed at all"
+                sink.requests() > before || out.stderr.contains("the redirect is not followed"),
+                "{case}: the redirect was neither followed nor refused: {}",
+                out.stderr
             );
             assert_eq!(sink.authorizations(), Vec::<String>::new(), "{case}");
             assert_eq!(out.code, 1, "{case}: {}", out.stderr);

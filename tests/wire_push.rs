@@ -274,3 +274,118 @@ fn an_http_password_goes_up_front_and_never_shows() {
         http.requests()
     );
 }
+
+/// The requests of one sync that reached a Git endpoint of the CodeCommit stand-in (not its API).
+fn git_requests(server: &CodeCommitServer) -> Vec<serde_json::Value> {
+    server
+        .requests()
+        .into_iter()
+        .filter(|r| r["path"].as_str().is_some_and(|p| p.contains("/v1/repos/")))
+        .collect()
+}
+
+#[test]
+fn a_one_commit_incremental_makes_gits_two_requests_to_codecommit() {
+    let sb = Sandbox::new();
+    let pair = sb.pair("srv", &["dev"]);
+    let root = sb.join("codecommit");
+    let target = init_bare(&root.join("app"));
+    let server = CodeCommitServer::start(&root, REGION, &[(AKID, SECRET, None)], 4000);
+    let sync = || {
+        let out = run(sb
+            .sync(
+                &path_str(&pair.source),
+                &format!("codecommit::{REGION}://app"),
+            )
+            .envs(server.client_env())
+            .envs(server.api_env())
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_ACCESS_KEY_ID", AKID)
+            .env("AWS_SECRET_ACCESS_KEY", SECRET)
+            .args(["--push-engine", "wire", "--json"]));
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        assert_no_secret(&out, &[SECRET]);
+        out
+    };
+    sync();
+    push_a_commit(&pair.source, &sb.join("w2"), "b.txt", "second");
+    let before = git_requests(&server).len();
+    let out = sync();
+    assert_mirror(&pair.source, &target);
+    assert_eq!(out.json()["transfer"]["push"]["engine"], "wire");
+    let requests = git_requests(&server)[before..].to_vec();
+    // The listing is the push's advertisement: one GET (signed up front, no 401), one POST
+    // (was 4: libgit2's listing drew a 401, then the push asked for the advertisement again).
+    let shape: Vec<(String, String, u64)> = requests
+        .iter()
+        .map(|r| {
+            (
+                r["method"].as_str().unwrap_or("").to_string(),
+                r["path"].as_str().unwrap_or("").to_string(),
+                r["status"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
+    assert_eq!(shape.len(), 2, "{shape:?}");
+    assert!(
+        shape[0].0 == "GET" && shape[0].1.ends_with("/info/refs") && shape[0].2 == 200,
+        "{shape:?}"
+    );
+    assert!(
+        shape[1].0 == "POST" && shape[1].1.ends_with("/git-receive-pack") && shape[1].2 == 200,
+        "{shape:?}"
+    );
+}
+
+#[test]
+fn a_one_commit_incremental_to_smart_http_lists_once_and_asks_head_once() {
+    let sb = Sandbox::new();
+    let pair = sb.pair("srv", &["dev"]);
+    let password = format!("{CANARY}-count-password");
+    let http = HttpGit::start_with(
+        &sb.join("srv"),
+        HttpOptions {
+            basic_auth: Some(("mirror".into(), password.clone())),
+            ..HttpOptions::default()
+        },
+    );
+    let url = http.url("target.git").replace("http://", "http://mirror@");
+    let sync = || {
+        let out = run(sb
+            .sync(&path_str(&pair.source), &url)
+            .env("TARGET_PASSWORD", &password)
+            .args(["--target-password-env", "TARGET_PASSWORD"])
+            .args(["--push-engine", "wire", "--json"]));
+        assert_no_secret(&out, &[&password]);
+        out
+    };
+    assert_eq!(sync().code, 0);
+    push_a_commit(&pair.source, &sb.join("w2"), "b.txt", "second");
+    let before = http.requests().len();
+    let out = sync();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_mirror(&pair.source, &pair.target);
+    let requests = http.requests()[before..].to_vec();
+    let services: Vec<(&str, Option<&str>)> = requests
+        .iter()
+        .map(|r| (r.method.as_str(), r.service()))
+        .collect();
+    // The receive-pack listing (the push's advertisement), upload-pack's for where HEAD points
+    // (receive-pack does not say), the push, each with the password up front (was 4: libgit2's
+    // listing drew a 401 first).
+    assert_eq!(
+        services,
+        vec![
+            ("GET", Some("git-receive-pack")),
+            ("GET", Some("git-upload-pack")),
+            ("POST", Some("git-receive-pack")),
+        ],
+        "{requests:?}"
+    );
+    assert_eq!(
+        out.json()["default_branch"]["target"],
+        "refs/heads/main",
+        "{}",
+        out.stdout
+    );
+}
