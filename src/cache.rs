@@ -47,8 +47,15 @@ impl std::fmt::Debug for Cache {
 
 impl Cache {
     /// Lock `path` (waiting up to `timeout`), repair or create it.
+    #[cfg(test)]
     pub(crate) fn open(path: &Path, timeout: Duration) -> Result<Cache> {
-        let lock = acquire_lock(path, timeout)?;
+        Cache::open_locked(Lock::take(path, timeout)?)
+    }
+
+    /// Open or create the mirror whose lock is `lock`.
+    pub(crate) fn open_locked(lock: Lock) -> Result<Cache> {
+        let Lock { path, file: lock } = lock;
+        let path = path.as_path();
         let (repo, created) = open_or_create(path)?;
         Ok(Cache {
             path: path.to_path_buf(),
@@ -68,29 +75,13 @@ impl Cache {
     /// Record, before a push starts, that one is in flight; it outlives the run if the run is
     /// killed, so the next run knows to watch the target.
     pub(crate) fn mark_push(&self, target: &str) -> Result<()> {
-        let mark = push_mark_path(&self.path);
-        let text = format!(
-            "a push to {target} started by process {} and not yet seen settled\n",
-            std::process::id()
-        );
-        (|| {
-            let file = File::create(&mark)?;
-            std::io::Write::write_all(&mut &file, text.as_bytes())?;
-            file.sync_all()
-        })()
-        .with_context(|| format!("cannot write {}", mark.display()))
+        write_push_mark(&self.path, target)
     }
 
     /// The pushes of this cache have all ended and the target was seen as they left it.
     pub(crate) fn clear_push_mark(&mut self) -> Result<()> {
         self.interrupted_push = false;
-        let mark = push_mark_path(&self.path);
-        match fs::remove_file(&mark) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                Err(e).with_context(|| format!("cannot remove {}", mark.display()))
-            }
-            _ => Ok(()),
-        }
+        remove_push_mark(&self.path)
     }
 
     /// Throw the mirror away and start empty: for a cache that failed its check.
@@ -101,6 +92,49 @@ impl Cache {
         self.created = true;
         self.packs_at_open.clear();
         Ok(())
+    }
+}
+
+/// A mirror's lock, held without opening (or creating) the mirror: a run that needs no cache
+/// (the relay) still keeps every other run of the same mirror out, and leaves no directory
+/// behind.
+pub(crate) struct Lock {
+    path: PathBuf,
+    file: File,
+}
+
+impl Lock {
+    /// Lock the mirror at `path`, waiting up to `timeout`.
+    pub(crate) fn take(path: &Path, timeout: Duration) -> Result<Lock> {
+        Ok(Lock {
+            path: path.to_path_buf(),
+            file: acquire_lock(path, timeout)?,
+        })
+    }
+
+    /// The lock's descriptor, for a child's guard to hold while the child lives.
+    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
+        self.file.as_fd()
+    }
+
+    /// Whether the mirror exists on disk.
+    pub(crate) fn mirror_exists(&self) -> bool {
+        self.path.exists()
+    }
+
+    /// An earlier run's push never settled (see `Cache::interrupted_push`).
+    pub(crate) fn interrupted_push(&self) -> bool {
+        push_mark_path(&self.path).exists()
+    }
+
+    /// As `Cache::mark_push`: the mark lives beside the mirror, not in it.
+    pub(crate) fn mark_push(&self, target: &str) -> Result<()> {
+        write_push_mark(&self.path, target)
+    }
+
+    /// As `Cache::clear_push_mark`.
+    pub(crate) fn clear_push_mark(&self) -> Result<()> {
+        remove_push_mark(&self.path)
     }
 }
 
@@ -403,6 +437,30 @@ fn verify_pack(pack: &Path, idx: &Path) -> Result<(), String> {
 }
 
 /// Beside the mirror, not in it: a rebuilt mirror must not forget a push still in flight.
+fn write_push_mark(path: &Path, target: &str) -> Result<()> {
+    let mark = push_mark_path(path);
+    let text = format!(
+        "a push to {target} started by process {} and not yet seen settled\n",
+        std::process::id()
+    );
+    (|| {
+        let file = File::create(&mark)?;
+        std::io::Write::write_all(&mut &file, text.as_bytes())?;
+        file.sync_all()
+    })()
+    .with_context(|| format!("cannot write {}", mark.display()))
+}
+
+fn remove_push_mark(path: &Path) -> Result<()> {
+    let mark = push_mark_path(path);
+    match fs::remove_file(&mark) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(e).with_context(|| format!("cannot remove {}", mark.display()))
+        }
+        _ => Ok(()),
+    }
+}
+
 fn push_mark_path(path: &Path) -> PathBuf {
     let mut name = path.file_name().unwrap_or_default().to_os_string();
     name.push(".backlog-mirror-push");

@@ -53,6 +53,7 @@ mod progress;
 mod push;
 mod receive_pack;
 mod refname;
+mod relay;
 mod remote;
 mod report;
 mod retry;

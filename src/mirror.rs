@@ -10,10 +10,10 @@
 
 use std::time::Instant;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use tracing::{debug, info, warn};
 
-use crate::cache::Cache;
+use crate::cache::{Cache, Lock};
 use crate::config::SyncConfig;
 use crate::control_plane::ControlPlane;
 use crate::default_branch::{self, DefaultBranch};
@@ -24,6 +24,7 @@ use crate::plan::{Action, Change, Plan};
 use crate::push;
 use crate::receive_pack;
 use crate::refname::RefMap;
+use crate::relay;
 use crate::report::{RefResult, Status, Summary};
 use crate::retry::Retry;
 use crate::url::Scheme;
@@ -154,12 +155,36 @@ fn run(
     summary: &mut Summary,
     unsupported: &mut Vec<Unsupported>,
 ) -> Result<Status> {
-    let default = prepare_target(cfg)?;
-    let cache = timed!(
+    let mut default = prepare_target(cfg)?;
+    let lock = timed!(
         summary,
         lock,
-        Cache::open(&cfg.mirror_path(), cfg.lock_timeout)?
+        Lock::take(&cfg.mirror_path(), cfg.lock_timeout)?
     );
+    match relay_declined(cfg, &lock) {
+        Some(why) => debug!("no relay: {why}"),
+        None => {
+            let start = Instant::now();
+            let tried = relay(cfg, session, summary, unsupported, &mut default, &lock);
+            let report = summary.relay.get_or_insert_default();
+            report.seconds = start.elapsed().as_secs_f64();
+            match tried? {
+                Relayed::Done(status) => {
+                    report.relayed = true;
+                    return Ok(status);
+                }
+                Relayed::Declined(why) => {
+                    info!("not relaying ({why}): filling the cache");
+                    report.fallback = Some(why);
+                }
+                Relayed::Failed(why) => {
+                    warn!("the relay failed ({why}): going through the cache instead");
+                    report.fallback = Some(why);
+                }
+            }
+        }
+    }
+    let cache = timed!(summary, lock, Cache::open_locked(lock)?);
     debug!("cache {} (new: {})", cache.path.display(), cache.created);
     let mut run = Run {
         cfg,
@@ -794,6 +819,261 @@ fn list_target(cfg: &SyncConfig, session: &Session, head_wanted: bool) -> Result
         head,
         ad: None,
     })
+}
+
+/// What the relay led to.
+enum Relayed {
+    Done(Status),
+    /// The relay does not serve this run; nothing was pushed.
+    Declined(String),
+    /// The relay failed part-way (what it pushed stays pushed); the cache takes over.
+    Failed(String),
+}
+
+/// Why a run does not try the stateless relay (`relay`), or `None` when it does: it needs no
+/// cache on disk (one that exists is fresher than any relay), the wire engine for the target,
+/// trees it never sees to be of no concern (`--lfs fail` reads them), and no earlier push still
+/// landing (the cache's settle handles that).
+fn relay_declined(cfg: &SyncConfig, lock: &Lock) -> Option<&'static str> {
+    if lock.mirror_exists() {
+        Some("a cache exists")
+    } else if !cfg.seed {
+        Some("--no-seed: the cache is filled from the source alone")
+    } else if cfg.lfs == LfsPolicy::Fail {
+        Some("--lfs fail reads the trees of what is pushed, which only a cache holds")
+    } else if !push::by_wire(cfg.push.engine, &cfg.target) {
+        Some("the target is not pushed to by the wire engine")
+    } else if lock.interrupted_push() {
+        Some("an earlier run's push did not settle")
+    } else {
+        None
+    }
+}
+
+/// The stateless sync (see `relay`): with no cache on disk, plan from the target's listing and
+/// the source's advertisement, and push each batch with the pack the source's upload-pack
+/// makes of what the target lacks, relayed as it arrives. The same plan, filter, delete guard,
+/// dry run, leases, catch-up look and rounds as a run through the cache; a run this cannot
+/// serve, or a relay that fails, goes through the cache after it.
+fn relay(
+    cfg: &SyncConfig,
+    session: &Session,
+    summary: &mut Summary,
+    unsupported: &mut Vec<Unsupported>,
+    default: &mut DefaultBranch,
+    lock: &Lock,
+) -> Result<Relayed> {
+    let timeout = cfg.push.network_timeout;
+    let mut source = match relay::Source::new(&cfg.source, &session.auth.source, timeout, lock.fd())
+    {
+        Ok(source) => source,
+        Err(why) => return Ok(Relayed::Declined(why)),
+    };
+    let client = receive_pack::Client::new(&cfg.target, &session.auth.target, timeout)?;
+    let retry = Retry::new(cfg.retries);
+    let head_wanted = matches!(default.target, default_branch::Target::Other);
+    // An empty plan container: the plan compares ids, and no objects are here to tell a
+    // fast-forward from a forced update (each update is reported as forced).
+    let scratch = tempfile::tempdir().context("cannot make a scratch directory")?;
+    let empty = git2::Repository::init_bare(scratch.path())?;
+    let mut round = 1;
+    let mut next_look = None;
+    loop {
+        summary.rounds = round;
+        let (listed, retried) = timed!(
+            summary,
+            plan,
+            retry.run("listing the target", || list_target(
+                cfg,
+                session,
+                head_wanted
+            ))
+        );
+        summary.retries += retried;
+        let listed = listed?;
+        default.advertised(listed.head.clone());
+        if listed.refs.is_empty() && summary.refs.pushed() == 0 {
+            return Ok(Relayed::Declined(
+                "the target is empty: a first mirror fills the cache".into(),
+            ));
+        }
+        let ad = match next_look.take() {
+            Some(ad) => ad,
+            None => {
+                let (looked, retried) = timed!(
+                    summary,
+                    fetch,
+                    retry.run("looking at the source", || source.advertise())
+                );
+                summary.retries += retried;
+                match looked {
+                    Ok(ad) => ad,
+                    Err(err) => return Ok(Relayed::Failed(error::one_line(&err))),
+                }
+            }
+        };
+        if let Err(why) = relay::source_can_relay(&ad) {
+            return Ok(Relayed::Declined(why));
+        }
+        let source_listing = libgit2::advertised(ad.refs.clone());
+        unsupported.clone_from(&source_listing.unsupported);
+        let wanted = source_listing.refs;
+        let source_head = ad.head();
+        let filter = &cfg.filter;
+        let on_target = listed.refs.keys().filter(|n| filter.selects(n)).count();
+        if wanted.is_empty() && on_target == 0 {
+            return Ok(Relayed::Done(if cfg.dry_run {
+                Status::DryRun
+            } else {
+                Status::InSync
+            }));
+        }
+        let plan = timed!(
+            summary,
+            plan,
+            Plan::new(&empty, &wanted, &listed.refs, filter)
+        );
+        summary.refs.unchanged = plan.unchanged;
+        cfg.guard
+            .check(wanted.is_empty(), plan.deletes(), on_target)
+            .map_err(|refusal| Error::DeleteGuard {
+                refusal,
+                round,
+                pushed: summary.refs.pushed(),
+            })?;
+        if cfg.dry_run {
+            for change in &plan.changes {
+                summary.record(change, RefResult::Planned, None);
+            }
+            return Ok(Relayed::Done(Status::DryRun));
+        }
+        let in_sync = |default: &mut DefaultBranch, summary: &mut Summary| {
+            let head = source_head.as_deref();
+            let on_target = head.is_some_and(|h| wanted.contains_key(h) && filter.selects(h));
+            summary.default_branch = Some(default.follow(head, on_target));
+            Relayed::Done(Status::InSync)
+        };
+        if plan.is_empty() {
+            debug!("the target already matches: no push");
+            return Ok(in_sync(default, summary));
+        }
+        let current = default.current();
+        if default.movable()
+            && plan
+                .changes
+                .iter()
+                .any(|c| c.action == Action::Delete && Some(&c.name) == current.as_ref())
+        {
+            return Ok(Relayed::Declined(
+                "the plan deletes the target's default branch, which is moved first".into(),
+            ));
+        }
+        lock.mark_push(cfg.target.url.redacted())?;
+        let pushed = timed!(
+            summary,
+            push,
+            relay_push(&client, &mut source, &ad, &plan, listed.ad, cfg, summary)
+        );
+        let rejected = match pushed {
+            Ok(rejected) => rejected,
+            Err(err) => return Ok(Relayed::Failed(error::one_line(&err))),
+        };
+        if !rejected.is_empty() {
+            summary.forget_rejected(&rejected);
+            if rejected.iter().all(|r| lost_a_race(&r.reason))
+                && summary.lease_retries < LEASE_ATTEMPTS
+            {
+                summary.lease_retries += 1;
+                warn!(
+                    "{} ref(s) moved on the target since this run listed it; looking again",
+                    rejected.len()
+                );
+                continue;
+            }
+            let first = &rejected[0];
+            return Ok(Relayed::Failed(format!(
+                "the target refused {} ref(s), {} first: {}",
+                rejected.len(),
+                crate::refname::shown(&first.name),
+                first.reason
+            )));
+        }
+        lock.clear_push_mark()?;
+        // Catch-up, as through the cache: a push to the source during this run may have had
+        // its own build refused.
+        let (looked, retried) = timed!(
+            summary,
+            fetch,
+            retry.run("looking at the source", || source.advertise())
+        );
+        summary.retries += retried;
+        let next = looked?;
+        if libgit2::advertised(next.refs.clone()).refs == wanted {
+            return Ok(in_sync(default, summary));
+        }
+        if round >= cfg.max_rounds {
+            bail!(
+                "the source kept changing for {} rounds; the target holds the state of the last \
+                 round. Run sync again or raise --max-rounds",
+                cfg.max_rounds
+            );
+        }
+        info!("the source changed during round {round}: catching up");
+        round += 1;
+        next_look = Some(next);
+    }
+}
+
+/// Push `plan` in the wire engine's batches, each pack relayed from `source` (whose
+/// advertisement was `source_ad`); the first batch uses `listed`, the target's advertisement
+/// the plan was made from, when there is one. Refusals come back as today's; a failed relay
+/// (a damaged pack, an unpack error) is an error.
+fn relay_push(
+    client: &receive_pack::Client,
+    source: &mut relay::Source,
+    source_ad: &wire::Advertisement,
+    plan: &Plan,
+    mut listed: Option<wire::Advertisement>,
+    cfg: &SyncConfig,
+    summary: &mut Summary,
+) -> Result<Vec<RefProblem>> {
+    let batches = push::wire_batches(plan, cfg.push.batch_size);
+    summary.transfer.push.engine = Some("relay");
+    info!(
+        "relaying {} ref update(s) from {} to {} in {} batch(es), no cache",
+        plan.changes.len(),
+        cfg.source.url,
+        cfg.target.url,
+        batches.len()
+    );
+    let mut packer = relay::Relay {
+        source,
+        source_ofs_delta: source_ad.has("ofs-delta"),
+        source_quiet: source_ad.has("no-progress"),
+        relayed: Default::default(),
+    };
+    let mut rejected = Vec::new();
+    for batch in &batches {
+        let pushed = client.push_with(batch, &mut packer, listed.take());
+        let report = summary.relay.get_or_insert_default();
+        report.objects = packer.relayed.objects;
+        report.bytes = packer.relayed.bytes;
+        let mut outcome = pushed?;
+        if let Some(why) = outcome.refs.values().find_map(|o| match o {
+            crate::transfer::RefOutcome::Rejected(r) if r.starts_with("unpacker error") => {
+                Some(r.clone())
+            }
+            _ => None,
+        }) {
+            bail!("the target could not take the relayed pack: {why}");
+        }
+        push::explain_rejections(&mut outcome.refs, &outcome.remote_lines);
+        summary.transfer.push.batches += 1;
+        summary.transfer.push.objects += outcome.stats.objects;
+        summary.transfer.push.bytes += outcome.stats.bytes;
+        push::record(batch, &outcome.refs, summary, &mut rejected);
+    }
+    Ok(rejected)
 }
 
 /// Whether a ref update was refused because the ref moved under it (the old value it was sent

@@ -198,7 +198,7 @@ const GIT_REFSPEC_PAIRS: usize = 500_000;
 /// git sends the first (newest) refs, which brings the target nearly every object with git's
 /// fast, delta-reusing pack; libgit2 then sends the rest, which need few objects.
 fn batches<'p>(
-    repo: &Repository,
+    repo: Option<&Repository>,
     plan: &'p Plan,
     engine: Engine,
     hybrid: bool,
@@ -208,7 +208,7 @@ fn batches<'p>(
     let time = |change: &Change| {
         change
             .new
-            .and_then(|id| commit_of(repo, id))
+            .and_then(|id| commit_of(repo?, id))
             .map_or(i64::MIN, |c| c.time().seconds())
     };
     let mut updates: Vec<(i64, &Change)> = plan
@@ -259,6 +259,15 @@ fn batches<'p>(
     out
 }
 
+/// The batches of a push by our receive-pack client when no cache holds the objects (the relay):
+/// the wire engine's order and batch size.
+pub(crate) fn wire_batches(plan: &Plan, batch_size: usize) -> Vec<Vec<&Change>> {
+    batches(None, plan, Engine::Wire, false, batch_size, 0)
+        .into_iter()
+        .map(|(_, batch)| batch)
+        .collect()
+}
+
 /// Whether a ref named `name` keeps one of `names` from existing: one is a directory of the
 /// other (`refs/heads/a` and `refs/heads/a/b`).
 fn in_the_way(name: &str, names: &std::collections::BTreeSet<&str>) -> bool {
@@ -290,7 +299,14 @@ pub(crate) fn execute(
     let repo = &cache.repo;
     let engine = choose_engine(options.engine, target);
     let hybrid = options.engine == PushEngine::Auto && target.url.scheme() != Scheme::Local;
-    let batches = batches(repo, plan, engine, hybrid, options.batch_size, local_refs);
+    let batches = batches(
+        Some(repo),
+        plan,
+        engine,
+        hybrid,
+        options.batch_size,
+        local_refs,
+    );
     let used = |e: Engine| batches.iter().any(|(b, _)| *b == e);
     let names = match (used(Engine::Git), used(Engine::Libgit2)) {
         _ if used(Engine::Wire) => Engine::Wire.name(),
@@ -407,7 +423,7 @@ pub(crate) fn execute(
 /// Give each rejected ref the target's own words after its terse status ("pre-receive hook
 /// declined", "unpacker error"): the lines that name the ref, or else the lines that name no
 /// rejected ref (a message about the whole push, such as a full disk).
-fn explain_rejections(refs: &mut HashMap<String, RefOutcome>, lines: &[String]) {
+pub(crate) fn explain_rejections(refs: &mut HashMap<String, RefOutcome>, lines: &[String]) {
     if lines.is_empty() {
         return;
     }
@@ -453,7 +469,7 @@ fn explain_rejections(refs: &mut HashMap<String, RefOutcome>, lines: &[String]) 
     }
 }
 
-fn record(
+pub(crate) fn record(
     batch: &[&Change],
     refs: &HashMap<String, RefOutcome>,
     summary: &mut Summary,
@@ -527,7 +543,7 @@ mod tests {
                 .push(change(&format!("refs/heads/b{i:02}"), Action::Create, id));
         }
         // 100,000 refs in the cache: git gets 16 refspecs, the minimum.
-        let split = batches(&repo, &plan, Engine::Git, true, 20, 100_000);
+        let split = batches(Some(&repo), &plan, Engine::Git, true, 20, 100_000);
         let engines: Vec<_> = split.iter().map(|(e, b)| (*e, b.len())).collect();
         assert_eq!(
             engines,
@@ -542,11 +558,11 @@ mod tests {
         assert_eq!(split[2].1[4].name, "refs/heads/gone", "deletions last");
 
         // Few refs in the cache: git carries every batch.
-        let all_git = batches(&repo, &plan, Engine::Git, true, 10, 41);
+        let all_git = batches(Some(&repo), &plan, Engine::Git, true, 10, 41);
         assert!(all_git.iter().all(|(e, _)| *e == Engine::Git));
         assert_eq!(all_git.len(), 5);
         // An engine the user chose is kept for every batch.
-        let chosen = batches(&repo, &plan, Engine::Git, false, 10, 100_000);
+        let chosen = batches(Some(&repo), &plan, Engine::Git, false, 10, 100_000);
         assert!(chosen.iter().all(|(e, _)| *e == Engine::Git));
     }
 
@@ -567,7 +583,7 @@ mod tests {
             .push(change("refs/heads/b", Action::Create, ids[1]));
         plan.changes
             .push(change("refs/heads/ab", Action::Create, ids[1]));
-        let split = batches(&repo, &plan, Engine::Libgit2, false, 100, 10);
+        let split = batches(Some(&repo), &plan, Engine::Libgit2, false, 100, 10);
         let names: Vec<&str> = split[0].1.iter().map(|c| c.name.as_str()).collect();
         assert_eq!(
             names,

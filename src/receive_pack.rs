@@ -114,7 +114,7 @@ impl<'a> Client<'a> {
     }
 
     /// `Basic ...` for this target, made now (a CodeCommit signature is good for minutes).
-    fn authorization(&self) -> Result<Option<Secret>> {
+    pub(crate) fn authorization(&self) -> Result<Option<Secret>> {
         let url = &self.remote.url;
         let pair = match self.login {
             Login::Signed(signer) => {
@@ -142,7 +142,7 @@ impl<'a> Client<'a> {
         }))
     }
 
-    fn connect(&self) -> Result<Conn> {
+    pub(crate) fn connect(&self) -> Result<Conn> {
         let url = self.remote.url.redacted();
         let addrs: Vec<_> = (self.host.as_str(), self.port)
             .to_socket_addrs()
@@ -254,6 +254,39 @@ impl<'a> Client<'a> {
             .with_context(|| format!("cannot read the refs of {url}"))
     }
 
+    /// `POST git-upload-pack` with `body` (a fetch's wants, haves and `done`), the credentials
+    /// up front; returns the answer's body.
+    pub(crate) fn upload_pack_http(
+        &self,
+        auth: Option<&Secret>,
+        body: &[u8],
+    ) -> Result<Box<dyn Read>> {
+        let url = self.remote.url.redacted();
+        let mut conn = self.connect()?;
+        let length = body.len().to_string();
+        let head = self.request_head(
+            "POST",
+            &format!("{}/git-upload-pack", self.path),
+            auth,
+            &[
+                ("Content-Type", "application/x-git-upload-pack-request"),
+                ("Accept", "application/x-git-upload-pack-result"),
+                ("Content-Length", &length),
+            ],
+        );
+        let mut request = head.into_bytes();
+        request.extend_from_slice(body);
+        conn.write_all(&request)
+            .and_then(|()| conn.flush())
+            .map_err(|e| io_error(e, url, self.timeout))?;
+        self.response(conn, "application/x-git-upload-pack-result")
+    }
+
+    /// An error with every copy of a credential scrubbed, as this client's own errors are.
+    pub(crate) fn scrubbed(&self, err: anyhow::Error) -> anyhow::Error {
+        self.in_words(err)
+    }
+
     /// Push one batch of `changes` from the cache at `repo` (its git directory), the pack
     /// built by `git pack-objects` in a process group whose guard holds `hold`. `listed` is the
     /// target's advertisement as this run's listing read it, when the plan was made from that
@@ -268,11 +301,27 @@ impl<'a> Client<'a> {
         progress: &mut Progress,
         listed: Option<wire::Advertisement>,
     ) -> Result<PushOutcome> {
-        let result = match self.scheme {
-            Scheme::Git => self.push_git(repo, changes, hold, progress),
-            _ => self.push_http(repo, changes, hold, progress, listed),
+        let mut packer = PackObjects {
+            repo,
+            hold,
+            progress,
         };
-        progress.finish();
+        let result = self.push_with(changes, &mut packer, listed);
+        packer.progress.finish();
+        result
+    }
+
+    /// Push one batch of `changes`, the pack (when a command needs one) from `packer`.
+    pub(crate) fn push_with(
+        &self,
+        changes: &[&Change],
+        packer: &mut dyn Packer,
+        listed: Option<wire::Advertisement>,
+    ) -> Result<PushOutcome> {
+        let result = match self.scheme {
+            Scheme::Git => self.push_git(changes, packer),
+            _ => self.push_http(changes, packer, listed),
+        };
         result.map_err(|e| self.in_words(e))
     }
 
@@ -286,13 +335,7 @@ impl<'a> Client<'a> {
         }
     }
 
-    fn push_git(
-        &self,
-        repo: &Repository,
-        changes: &[&Change],
-        hold: BorrowedFd<'_>,
-        progress: &mut Progress,
-    ) -> Result<PushOutcome> {
+    fn push_git(&self, changes: &[&Change], packer: &mut dyn Packer) -> Result<PushOutcome> {
         let url = self.remote.url.redacted();
         let (mut conn, ad) = self.advertisement_git("git-receive-pack")?;
         let (changes, stale) = leased(changes, &ad);
@@ -302,7 +345,7 @@ impl<'a> Client<'a> {
             return Ok(stale_only(stale));
         }
         let changes = &changes[..];
-        let stats = send_body(repo, changes, &ad, hold, progress, &mut |chunk| {
+        let stats = send_body(changes, &ad, packer, &mut |chunk| {
             conn.write_all(chunk)
                 .map_err(|e| io_error(e, url, self.timeout))
         })?;
@@ -333,10 +376,8 @@ impl<'a> Client<'a> {
 
     fn push_http(
         &self,
-        repo: &Repository,
         changes: &[&Change],
-        hold: BorrowedFd<'_>,
-        progress: &mut Progress,
+        packer: &mut dyn Packer,
         listed: Option<wire::Advertisement>,
     ) -> Result<PushOutcome> {
         let url = self.remote.url.redacted();
@@ -364,7 +405,7 @@ impl<'a> Client<'a> {
         let sent = (|| -> Result<TransferStats> {
             conn.write_all(head.as_bytes())
                 .map_err(|e| io_error(e, url, self.timeout))?;
-            let stats = send_body(repo, changes, &ad, hold, progress, &mut |chunk| {
+            let stats = send_body(changes, &ad, packer, &mut |chunk| {
                 write_chunk(&mut conn, chunk).map_err(|e| io_error(e, url, self.timeout))
             })?;
             conn.write_all(b"0\r\n\r\n")
@@ -650,14 +691,51 @@ fn haves(repo: &Repository, ad: &wire::Advertisement) -> Vec<Oid> {
         .collect()
 }
 
+/// Where a push's pack comes from: `git pack-objects` in the cache, or a source's upload-pack
+/// relayed (`relay`).
+pub(crate) trait Packer {
+    /// Hand the pack for `changes` (some of them updates) to `send`, piece by piece, against
+    /// the target's advertisement `ad`; returns what was sent.
+    fn pack(
+        &mut self,
+        changes: &[&Change],
+        ad: &wire::Advertisement,
+        send: &mut dyn FnMut(&[u8]) -> Result<()>,
+    ) -> Result<TransferStats>;
+}
+
+/// The pack `git pack-objects` makes in the cache, its process group's guard holding `hold`.
+struct PackObjects<'r, 'p> {
+    repo: &'r Repository,
+    hold: BorrowedFd<'r>,
+    progress: &'p mut Progress,
+}
+
+impl Packer for PackObjects<'_, '_> {
+    fn pack(
+        &mut self,
+        changes: &[&Change],
+        ad: &wire::Advertisement,
+        send: &mut dyn FnMut(&[u8]) -> Result<()>,
+    ) -> Result<TransferStats> {
+        send_pack(
+            self.repo.path(),
+            changes,
+            &haves(self.repo, ad),
+            ad.has("ofs-delta"),
+            self.hold,
+            self.progress,
+            send,
+        )
+    }
+}
+
 /// A request's body, whatever carries it: the commands, then (unless every command deletes) the
 /// pack. The commands go in the pack's first piece: one write, one segment, one HTTP chunk.
 fn send_body(
-    repo: &Repository,
     changes: &[&Change],
     ad: &wire::Advertisement,
-    hold: BorrowedFd<'_>,
-    progress: &mut Progress,
+    packer: &mut dyn Packer,
     send: &mut dyn FnMut(&[u8]) -> Result<()>,
 ) -> Result<TransferStats> {
     let commands = commands(changes, ad)?;
@@ -666,19 +744,11 @@ fn send_body(
         return Ok(TransferStats::default());
     }
     let mut first = Some(commands);
-    send_pack(
-        repo.path(),
-        changes,
-        &haves(repo, ad),
-        ad.has("ofs-delta"),
-        hold,
-        progress,
-        &mut |chunk| {
-            let mut out = first.take().unwrap_or_default();
-            out.extend_from_slice(chunk);
-            send(&out)
-        },
-    )
+    packer.pack(changes, ad, &mut |chunk| {
+        let mut out = first.take().unwrap_or_default();
+        out.extend_from_slice(chunk);
+        send(&out)
+    })
 }
 
 /// Run `git pack-objects` in `git_dir` for the batch's new tips minus `haves`, handing each

@@ -98,6 +98,20 @@ pub(crate) struct Seconds {
     pub(crate) total: f64,
 }
 
+/// What the stateless relay did (see `relay`), when a run with no cache tried it.
+#[derive(Debug, Default, Clone, Serialize)]
+pub(crate) struct RelayReport {
+    /// The run mirrored straight from the source's upload-pack into the target, no cache.
+    pub(crate) relayed: bool,
+    /// Why the run went the cache's way instead (or after a part was relayed), when it did.
+    pub(crate) fallback: Option<String>,
+    /// Objects and bytes of the packs relayed (their headers' counts, the bytes streamed).
+    pub(crate) objects: usize,
+    pub(crate) bytes: usize,
+    /// Wall time of the relay: listings, plan, pushes and the catch-up look.
+    pub(crate) seconds: f64,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct Summary {
     pub(crate) schema: u32,
@@ -125,6 +139,8 @@ pub(crate) struct Summary {
     /// Pushed refs whose commit uses Git LFS (`filter=lfs` in its root `.gitattributes`): the
     /// target holds their pointers, not their content.
     pub(crate) lfs_refs: usize,
+    /// The stateless relay, when the run tried it (no cache on disk).
+    pub(crate) relay: Option<RelayReport>,
 }
 
 impl Summary {
@@ -148,6 +164,7 @@ impl Summary {
             lease_retries: 0,
             default_branch: None,
             lfs_refs: 0,
+            relay: None,
         }
     }
 
@@ -285,6 +302,18 @@ impl Summary {
             t.push.objects,
             human_bytes(t.push.bytes as u64),
         )?;
+        if let Some(relay) = &self.relay {
+            match (&relay.fallback, relay.relayed) {
+                (None, true) => writeln!(
+                    out,
+                    "  relayed {} objects ({}) from the source to the target, no cache",
+                    relay.objects,
+                    human_bytes(relay.bytes as u64)
+                )?,
+                (Some(why), _) => writeln!(out, "  relay: used the cache instead: {why}")?,
+                (None, false) => {}
+            }
+        }
         let s = &self.seconds;
         writeln!(
             out,

@@ -1,0 +1,508 @@
+//! The stateless sync's relay: the source's thin pack of exactly what the target lacks, streamed
+//! into the target's receive-pack, with no cache in between.
+//!
+//! A run with no cache on disk (CodeBuild's `CacheMode None`, every Lambda run) used to clone the
+//! whole target first so the source would send only the difference: on a 1 GiB repository 50 s
+//! and 1 GB of memory for a change of a few commits. The source can be told what the target has
+//! instead: every target tip goes to its upload-pack as a `have`, the changed source tips as
+//! `want`s, and the thin pack it answers is handed, as it arrives, to receive-pack as the push's
+//! pack (receive-pack completes thin packs against what it holds, and checks connectivity before
+//! it moves a ref, so a source that sends too little or the wrong thing moves nothing). A `have`
+//! the source does not know (a tip force-pushed away on the source) only makes the pack bigger.
+//! Time and memory then follow the change, not the repository.
+//!
+//! What is checked here: the pack's header, and its trailing SHA-1 over the bytes relayed. The
+//! last 20 bytes are held back until the checksum is known good, so a damaged pack never reaches
+//! receive-pack whole and moves no ref. Anything off (a source that cannot send thin packs or
+//! side-band, a checksum mismatch, an unpack error) fails the relay, and the run falls back to the
+//! cache (`mirror`).
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::process::{ChildStdin, ChildStdout, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use git2::Oid;
+use sha1::{Digest, Sha1};
+
+use crate::plan::Change;
+use crate::process_group::Group;
+use crate::receive_pack::{Client, Conn, Packer};
+use crate::remote::{Login, Remote};
+use crate::secret::Secret;
+use crate::transfer::TransferStats;
+use crate::url::Scheme;
+use crate::wire::{self, Packet, PktReader};
+
+/// How the source's upload-pack is reached.
+enum Transport<'a> {
+    /// git:// (TCP): stateful, one connection per fetch.
+    Git(Client<'a>),
+    /// Smart HTTP(S), CodeCommit included: stateless, the credentials up front.
+    Http(Client<'a>, Option<Secret>),
+    /// A local path or `file://`: `git upload-pack <path>` in its own process group, whose guard
+    /// holds the mirror's lock.
+    Local(PathBuf),
+}
+
+/// A two-way byte stream to a stateful upload-pack.
+trait Duplex: Read + Write {}
+impl<T: Read + Write> Duplex for T {}
+
+/// The source's upload-pack, for one run.
+pub(crate) struct Source<'a> {
+    transport: Transport<'a>,
+    /// A stateful transport's connection whose advertisement was read and which has not asked
+    /// for anything yet: the next fetch goes over it.
+    open: Option<Box<dyn Duplex + 'a>>,
+    hold: std::os::fd::BorrowedFd<'a>,
+    url: String,
+}
+
+/// Why the relay cannot serve this source (the run uses the cache instead).
+pub(crate) type Declined = String;
+
+impl<'a> Source<'a> {
+    /// The source as the relay can reach it, or why it cannot. git children hold `hold` (the
+    /// mirror's lock) through their group's guard.
+    pub(crate) fn new(
+        remote: &'a Remote,
+        login: &'a Login,
+        timeout: Duration,
+        hold: std::os::fd::BorrowedFd<'a>,
+    ) -> Result<Source<'a>, Declined> {
+        let client = || Client::new(remote, login, timeout).map_err(|e| format!("{e:#}"));
+        let transport = match remote.url.scheme() {
+            Scheme::Git => Transport::Git(client()?),
+            Scheme::Http | Scheme::Https => {
+                let client = client()?;
+                let auth = client.authorization().map_err(|e| format!("{e:#}"))?;
+                Transport::Http(client, auth)
+            }
+            Scheme::Local => match remote.url.local_path() {
+                Some(path) if crate::gitcli::version().is_some() => {
+                    Transport::Local(path.to_path_buf())
+                }
+                _ => {
+                    return Err("a local source is read through git, which is not installed".into());
+                }
+            },
+            // The SSH exec channel (`ssh_transport::exec(session, remote, "git-upload-pack
+            // '<path>'")`, a Read + Write stream) plugs in here as one more stateful transport:
+            // `connect` below opens it as it opens git:// and local ones.
+            Scheme::Ssh => return Err("SSH sources are not relayed yet".into()),
+        };
+        Ok(Source {
+            transport,
+            open: None,
+            hold,
+            url: remote.url.redacted().to_string(),
+        })
+    }
+
+    /// A fresh look at the source's upload-pack advertisement. A stateful transport keeps the
+    /// connection for the next fetch.
+    pub(crate) fn advertise(&mut self) -> Result<wire::Advertisement> {
+        self.close();
+        match &self.transport {
+            Transport::Http(client, auth) => client
+                .advertisement_http("git-upload-pack", auth.as_ref())
+                .map_err(|e| client.scrubbed(e)),
+            _ => {
+                let (conn, ad) = self.connect()?;
+                self.open = Some(conn);
+                Ok(ad)
+            }
+        }
+    }
+
+    /// Open a stateful transport's connection and read its advertisement.
+    fn connect(&self) -> Result<(Box<dyn Duplex + 'a>, wire::Advertisement)> {
+        match &self.transport {
+            Transport::Git(client) => {
+                let (conn, ad): (Conn, _) = client
+                    .advertisement_git("git-upload-pack")
+                    .map_err(|e| client.scrubbed(e))?;
+                Ok((Box::new(conn), ad))
+            }
+            Transport::Local(path) => {
+                let mut child = LocalUploadPack::spawn(path, self.hold)?;
+                let ad = wire::read_service_advertisement(
+                    &mut PktReader::new(&mut child),
+                    "git-upload-pack",
+                    false,
+                )
+                .with_context(|| format!("cannot read the refs of {}", self.url))?;
+                Ok((Box::new(child), ad))
+            }
+            Transport::Http(..) => bail!("smart HTTP has no connection to keep"),
+        }
+    }
+
+    /// Ask for `request` (wants, haves, `done`) and return the answer's stream.
+    fn fetch(&mut self, request: &[u8]) -> Result<Box<dyn Read + 'a>> {
+        if let Transport::Http(client, auth) = &self.transport {
+            return client
+                .upload_pack_http(auth.as_ref(), request)
+                .map_err(|e| client.scrubbed(e));
+        }
+        let mut conn = match self.open.take() {
+            Some(conn) => conn,
+            None => self.connect()?.0,
+        };
+        conn.write_all(request)
+            .and_then(|()| conn.flush())
+            .with_context(|| format!("cannot ask {} for the pack", self.url))?;
+        Ok(Box::new(conn))
+    }
+
+    /// End a kept connection: a flush tells upload-pack there is nothing to ask.
+    pub(crate) fn close(&mut self) {
+        if let Some(mut conn) = self.open.take() {
+            let _ = conn.write_all(b"0000").and_then(|()| conn.flush());
+        }
+    }
+}
+
+impl Drop for Source<'_> {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// Whether a source's advertisement lets the relay ask for a thin pack on side-band.
+pub(crate) fn source_can_relay(ad: &wire::Advertisement) -> Result<(), Declined> {
+    for needed in ["thin-pack", "side-band-64k"] {
+        if !ad.has(needed) {
+            return Err(format!("the source does not offer {needed}"));
+        }
+    }
+    if ad.capabilities.iter().any(|c| c == "object-format=sha256") {
+        return Err("the source uses SHA-256 object ids".into());
+    }
+    Ok(())
+}
+
+/// `git upload-pack <path>` as a two-way stream; killed with its group when dropped.
+struct LocalUploadPack {
+    group: Group,
+    stdin: ChildStdin,
+    stdout: ChildStdout,
+}
+
+impl LocalUploadPack {
+    fn spawn(path: &std::path::Path, hold: std::os::fd::BorrowedFd<'_>) -> Result<Self> {
+        let mut group = Group::spawn(
+            crate::gitcli::upload_pack(path)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null()),
+            hold,
+        )
+        .context("cannot start git upload-pack")?;
+        let child = group.child();
+        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+            bail!("git upload-pack: no pipes");
+        };
+        Ok(LocalUploadPack {
+            group,
+            stdin,
+            stdout,
+        })
+    }
+}
+
+impl Read for LocalUploadPack {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.stdout.read(buf)
+    }
+}
+
+impl Write for LocalUploadPack {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.stdin.write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.stdin.flush()
+    }
+}
+
+impl Drop for LocalUploadPack {
+    fn drop(&mut self) {
+        self.group.kill();
+        let _ = self.group.wait();
+    }
+}
+
+/// The pack of one push batch, relayed from the source.
+pub(crate) struct Relay<'s, 'a> {
+    pub(crate) source: &'s mut Source<'a>,
+    /// Whether the source offers `ofs-delta` (the target's advertisement says whether it takes
+    /// it).
+    pub(crate) source_ofs_delta: bool,
+    /// Whether the source can leave out its progress.
+    pub(crate) source_quiet: bool,
+    /// What all batches relayed so far.
+    pub(crate) relayed: TransferStats,
+}
+
+impl Packer for Relay<'_, '_> {
+    fn pack(
+        &mut self,
+        changes: &[&Change],
+        ad: &wire::Advertisement,
+        send: &mut dyn FnMut(&[u8]) -> Result<()>,
+    ) -> Result<TransferStats> {
+        // Every id the target advertises is an object it has (`.have` lines too): after an
+        // earlier batch, its advertisement holds that batch's tips.
+        let mut haves: Vec<Oid> = ad.refs.iter().map(|(_, id)| *id).collect();
+        haves.sort_unstable();
+        haves.dedup();
+        let mut wants: Vec<Oid> = changes
+            .iter()
+            .filter_map(|c| c.new)
+            .filter(|id| haves.binary_search(id).is_err())
+            .collect();
+        wants.sort_unstable();
+        wants.dedup();
+        let mut check = PackCheck::default();
+        if wants.is_empty() {
+            // Every new tip is already an object the target has: an empty pack.
+            check.feed(&empty_pack(), send)?;
+        } else {
+            let ofs_delta = self.source_ofs_delta && ad.has("ofs-delta");
+            let request = request(&wants, &haves, ofs_delta, self.source_quiet)?;
+            let answer = self.source.fetch(&request)?;
+            let url = self.source.url.clone();
+            demultiplex(answer, &mut check, send)
+                .with_context(|| format!("the relay from {url} failed"))?;
+        }
+        let stats = check.finish(send)?;
+        self.relayed.objects += stats.objects;
+        self.relayed.bytes += stats.bytes;
+        Ok(stats)
+    }
+}
+
+/// An upload-pack request: the wants (the first with the capabilities), a flush, every have,
+/// `done` (no negotiation rounds: the haves are all we know, and what the source does not know
+/// it ignores).
+fn request(wants: &[Oid], haves: &[Oid], ofs_delta: bool, quiet: bool) -> Result<Vec<u8>> {
+    let mut caps = String::from("thin-pack side-band-64k");
+    if ofs_delta {
+        caps.push_str(" ofs-delta");
+    }
+    if quiet {
+        caps.push_str(" no-progress");
+    }
+    caps.push_str(&format!(
+        " agent=backlog-mirror/{}",
+        env!("CARGO_PKG_VERSION")
+    ));
+    let mut out = Vec::new();
+    for (i, want) in wants.iter().enumerate() {
+        let line = if i == 0 {
+            format!("want {want} {caps}\n")
+        } else {
+            format!("want {want}\n")
+        };
+        wire::pkt(&mut out, line.as_bytes())?;
+    }
+    wire::flush(&mut out);
+    for have in haves {
+        wire::pkt(&mut out, format!("have {have}\n").as_bytes())?;
+    }
+    wire::pkt(&mut out, b"done\n")?;
+    Ok(out)
+}
+
+/// Read upload-pack's answer: one `NAK` or `ACK <id>`, then the pack on side-band channel 1
+/// (fed to `check`), its messages on 2, a fatal error on 3, to the closing flush.
+fn demultiplex(
+    answer: impl Read,
+    check: &mut PackCheck,
+    send: &mut dyn FnMut(&[u8]) -> Result<()>,
+) -> Result<()> {
+    let mut reader = PktReader::new(answer);
+    match reader.next()? {
+        Some(Packet::Data(line)) if line.starts_with(b"NAK") || line.starts_with(b"ACK ") => {}
+        Some(Packet::Data(line)) if line.starts_with(b"ERR ") => bail!(
+            "the source refused: {}",
+            String::from_utf8_lossy(&line[4..]).trim()
+        ),
+        other => bail!("the source answered {other:?} where NAK or ACK belongs"),
+    }
+    loop {
+        let packet = match reader.next()? {
+            Some(Packet::Data(packet)) => packet,
+            Some(Packet::Flush) => break,
+            None => bail!("the source's pack ended without its flush (unexpected eof)"),
+        };
+        match packet.split_first() {
+            Some((1, data)) => check.feed(data, send)?,
+            Some((2, _)) => {}
+            Some((3, why)) => bail!(
+                "the source reported a fatal error: {}",
+                String::from_utf8_lossy(why).trim()
+            ),
+            _ => bail!("the source sent a side-band packet that is not one"),
+        }
+    }
+    Ok(())
+}
+
+/// A pack of no objects.
+fn empty_pack() -> Vec<u8> {
+    let mut pack = b"PACK\0\0\0\x02\0\0\0\0".to_vec();
+    let sum = Sha1::digest(&pack);
+    pack.extend_from_slice(&sum);
+    pack
+}
+
+/// Checks a pack as it streams past: its header, and its trailing SHA-1 over every byte before
+/// it. The last 20 bytes seen are held back until the end, so the trailer goes on only once it
+/// matches: a damaged pack never reaches receive-pack whole.
+#[derive(Default)]
+struct PackCheck {
+    hasher: Sha1,
+    header: Vec<u8>,
+    held: Vec<u8>,
+    sent: usize,
+    objects: usize,
+}
+
+const TRAILER: usize = 20;
+
+impl PackCheck {
+    fn feed(&mut self, data: &[u8], send: &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<()> {
+        self.held.extend_from_slice(data);
+        if self.held.len() <= TRAILER {
+            return Ok(());
+        }
+        let cut = self.held.len() - TRAILER;
+        let out: Vec<u8> = self.held.drain(..cut).collect();
+        if self.header.len() < 12 {
+            let take = (12 - self.header.len()).min(out.len());
+            self.header.extend_from_slice(&out[..take]);
+            if self.header.len() == 12 {
+                self.objects = header_objects(&self.header)?;
+            }
+        }
+        self.hasher.update(&out);
+        self.sent += out.len();
+        send(&out)
+    }
+
+    fn finish(self, send: &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<TransferStats> {
+        if self.header.len() < 12 || self.held.len() < TRAILER {
+            bail!("the source's pack ended before its header and checksum");
+        }
+        if self.hasher.finalize().as_slice() != self.held.as_slice() {
+            bail!("the source's pack does not match its checksum (damaged on the way)");
+        }
+        send(&self.held)?;
+        Ok(TransferStats {
+            objects: self.objects,
+            bytes: self.sent + TRAILER,
+        })
+    }
+}
+
+/// The object count of a pack header (`PACK`, version 2 or 3, count).
+fn header_objects(header: &[u8]) -> Result<usize> {
+    if &header[..4] != b"PACK" {
+        bail!("the source sent something that is not a pack");
+    }
+    let version = u32::from_be_bytes([header[4], header[5], header[6], header[7]]);
+    if version != 2 && version != 3 {
+        bail!("the source sent a pack of version {version}, not 2 or 3");
+    }
+    Ok(u32::from_be_bytes([header[8], header[9], header[10], header[11]]) as usize)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn relayed(stream: &[u8]) -> Result<(Vec<u8>, TransferStats)> {
+        let mut out = Vec::new();
+        let mut check = PackCheck::default();
+        let mut send = |b: &[u8]| -> Result<()> {
+            out.extend_from_slice(b);
+            Ok(())
+        };
+        // In pieces, as a side-band delivers it.
+        for piece in stream.chunks(7) {
+            check.feed(piece, &mut send)?;
+        }
+        let stats = check.finish(&mut send)?;
+        Ok((out, stats))
+    }
+
+    fn pack_of(body: &[u8], objects: u32) -> Vec<u8> {
+        let mut pack = b"PACK\0\0\0\x02".to_vec();
+        pack.extend_from_slice(&objects.to_be_bytes());
+        pack.extend_from_slice(body);
+        let sum = Sha1::digest(&pack);
+        pack.extend_from_slice(&sum);
+        pack
+    }
+
+    #[test]
+    fn a_sound_pack_goes_through_whole() {
+        let pack = pack_of(b"some object bytes, as they come", 3);
+        let (out, stats) = relayed(&pack).unwrap();
+        assert_eq!(out, pack);
+        assert_eq!(stats.objects, 3);
+        assert_eq!(stats.bytes, pack.len());
+        let (out, _) = relayed(&empty_pack()).unwrap();
+        assert_eq!(out, empty_pack());
+    }
+
+    #[test]
+    fn a_damaged_pack_never_goes_through_whole() {
+        let mut pack = pack_of(b"some object bytes, as they come", 3);
+        pack[20] ^= 1;
+        let mut out = Vec::new();
+        let mut check = PackCheck::default();
+        let mut send = |b: &[u8]| -> Result<()> {
+            out.extend_from_slice(b);
+            Ok(())
+        };
+        check.feed(&pack, &mut send).unwrap();
+        let err = check.finish(&mut send).unwrap_err();
+        assert!(err.to_string().contains("checksum"), "{err}");
+        // The trailer was held back: receive-pack saw a pack cut short, and moves no ref.
+        assert_eq!(out.len(), pack.len() - TRAILER);
+        let short = &pack_of(b"x", 1)[..15];
+        assert!(relayed(short).is_err());
+        let mut not_a_pack = pack_of(b"x", 1);
+        not_a_pack[0] = b'K';
+        assert!(relayed(&not_a_pack).is_err());
+    }
+
+    #[test]
+    fn asks_once_with_the_capabilities_and_every_have() {
+        let a = Oid::from_bytes(&[1; 20]).unwrap();
+        let b = Oid::from_bytes(&[2; 20]).unwrap();
+        let bytes = request(&[a, b], &[b], true, true).unwrap();
+        let first = match PktReader::new(&bytes[..]).next().unwrap() {
+            Some(Packet::Data(line)) => String::from_utf8(line).unwrap(),
+            other => panic!("{other:?}"),
+        };
+        assert!(
+            first.starts_with(&format!(
+                "want {a} thin-pack side-band-64k ofs-delta no-progress agent=backlog-mirror/"
+            )),
+            "{first}"
+        );
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(text.contains(&format!("0032want {b}\n0000")), "{text}");
+        assert!(
+            text.ends_with(&format!("0032have {b}\n0009done\n")),
+            "{text}"
+        );
+    }
+}
