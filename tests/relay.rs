@@ -6,6 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::support::codecommit::CodeCommitServer;
 use crate::support::*;
 
 /// A source with branches, tags and pull-request heads on side commits.
@@ -118,4 +119,248 @@ fn a_stateless_incremental_relays_over_git_http_and_a_local_path_and_never_seeds
         assert_eq!(json["refs"]["deleted"], 1, "{json}");
         assert_eq!(json["status"], "in_sync", "{json}");
     }
+}
+
+/// A source and a target served by git daemon, the target already a mirror of the source (made
+/// by a first, cache-filling sync).
+struct Mirrored {
+    sb: Sandbox,
+    source: PathBuf,
+    target: PathBuf,
+    server: GitServer,
+}
+
+impl Mirrored {
+    fn new(transport: &str) -> Mirrored {
+        let sb = Sandbox::new();
+        let source = source_repo(&sb);
+        let target = init_bare(&sb.join("srv/target.git"));
+        let server = GitServer::start(transport, &sb.join("srv"));
+        let m = Mirrored {
+            sb,
+            source,
+            target,
+            server,
+        };
+        let first = m.sync(&[]);
+        assert_eq!(first.code, 0, "{}", first.stderr);
+        assert_mirror(&m.source, &m.target);
+        m
+    }
+
+    fn sync(&self, extra: &[&str]) -> Run {
+        stateless(
+            &self.sb,
+            &self.server.url("source.git"),
+            &self.server.url("target.git"),
+            extra,
+        )
+    }
+}
+
+#[test]
+fn a_target_tip_the_source_no_longer_has_still_mirrors_exactly() {
+    let m = Mirrored::new("git");
+    // main rewritten on the source (its old tip gone for good), a branch deleted.
+    let main = refs(&m.source)["refs/heads/main"].clone();
+    let tree = git(&m.source, &["rev-parse", &format!("{main}^{{tree}}")]);
+    let rewritten = git(
+        &m.source,
+        &[
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@example.com",
+            "commit-tree",
+            tree.trim(),
+            "-p",
+            &format!("{main}^"),
+            "-m",
+            "rewritten",
+        ],
+    );
+    update_ref(&m.source, "refs/heads/main", rewritten.trim());
+    delete_ref(&m.source, "refs/heads/branch1");
+    git(&m.source, &["reflog", "expire", "--expire=now", "--all"]);
+    git(&m.source, &["gc", "-q", "--prune=now"]);
+    assert!(git_ok(&m.source, &["cat-file", "-e", &main]).is_err());
+
+    let out = m.sync(&[]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_mirror(&m.source, &m.target);
+    fsck(&m.target);
+    let json = out.json();
+    assert_eq!(json["relay"]["relayed"], true, "{json}");
+    // Reported as forced: with no objects here, no update is known to be a fast-forward.
+    assert_eq!(json["refs"]["forced"], 1, "{json}");
+    assert_eq!(json["refs"]["deleted"], 1, "{json}");
+}
+
+#[test]
+fn deletions_alone_relay_no_pack() {
+    let m = Mirrored::new("http");
+    delete_ref(&m.source, "refs/heads/branch2");
+    delete_ref(&m.source, "refs/pull/3/head");
+    let out = m.sync(&[]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_mirror(&m.source, &m.target);
+    let json = out.json();
+    assert_eq!(json["relay"]["relayed"], true, "{json}");
+    assert_eq!(json["relay"]["bytes"], 0, "{json}");
+    assert_eq!(json["transfer"]["push"]["bytes"], 0, "{json}");
+    assert_eq!(json["refs"]["deleted"], 2, "{json}");
+}
+
+#[test]
+fn batches_build_on_each_other_and_send_no_object_twice() {
+    for transport in ["git", "http"] {
+        let m = Mirrored::new(transport);
+        let c1 = push_a_commit(&m.source, &m.sb.join("w1"), "one.txt", "one");
+        let c2 = push_a_commit(&m.source, &m.sb.join("w2"), "two.txt", "two");
+        update_ref(&m.source, "refs/heads/fresh", &c1);
+        update_ref(&m.source, "refs/pull/1/head", &c2);
+        let tag = refs(&m.source)
+            .into_keys()
+            .find(|n| n.starts_with("refs/tags/"))
+            .unwrap();
+        delete_ref(&m.source, &tag);
+        // One ref a batch: fresh (c1), main (c2 on c1: only c2's objects), pull/1 (c2, already
+        // there: an empty pack), the tag's deletion.
+        let out = m.sync(&["--batch-size", "1"]);
+        assert_eq!(out.code, 0, "{transport}: {}", out.stderr);
+        assert_mirror(&m.source, &m.target);
+        fsck(&m.target);
+        let json = out.json();
+        assert_eq!(json["relay"]["relayed"], true, "{json}");
+        assert_eq!(json["transfer"]["push"]["batches"], 4, "{json}");
+        // Two commits, each with its tree and one new blob.
+        assert_eq!(json["relay"]["objects"], 6, "{transport}: {json}");
+    }
+}
+
+#[test]
+fn a_relay_the_target_refuses_falls_back_to_the_cache_and_mirrors() {
+    let m = Mirrored::new("git");
+    // The target refuses the first push it is offered (a real hook, once), and takes the next.
+    install_hook(
+        &m.target,
+        "pre-receive",
+        "#!/bin/sh\nif [ -f refuse-once ]; then rm refuse-once; echo 'not this time' >&2; \
+         exit 1; fi\nexit 0\n",
+    );
+    std::fs::write(m.target.join("refuse-once"), "").unwrap();
+    change_source(&m.sb, &m.source, "w1");
+    let out = m.sync(&[]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_mirror(&m.source, &m.target);
+    fsck(&m.target);
+    let json = out.json();
+    assert_eq!(json["relay"]["relayed"], false, "{json}");
+    let why = json["relay"]["fallback"].as_str().unwrap_or_default();
+    assert!(why.contains("pre-receive hook declined"), "{json}");
+    assert_eq!(json["seeded"], true, "{json}");
+    assert_eq!(json["refs"]["rejected"], 0, "{json}");
+    assert!(!m.target.join("refuse-once").exists());
+}
+
+#[test]
+fn a_dry_run_relays_nothing() {
+    let m = Mirrored::new("http");
+    change_source(&m.sb, &m.source, "w1");
+    let before = refs(&m.target);
+    let out = m.sync(&["--dry-run"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(refs(&m.target), before);
+    let json = out.json();
+    assert_eq!(json["status"], "dry_run", "{json}");
+    assert_eq!(json["relay"]["bytes"], 0, "{json}");
+    assert_eq!(json["transfer"]["push"]["batches"], 0, "{json}");
+    assert_eq!(json["changes"].as_array().map(Vec::len), Some(4), "{json}");
+}
+
+#[test]
+fn the_delete_guard_stops_a_relayed_mass_delete() {
+    let m = Mirrored::new("git");
+    for name in refs(&m.source).into_keys() {
+        if name != "refs/heads/main" {
+            delete_ref(&m.source, &name);
+        }
+    }
+    let before = refs(&m.target);
+    let out = m.sync(&[]);
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    assert_eq!(refs(&m.target), before);
+    assert_eq!(out.json()["status"], "refused");
+}
+
+#[test]
+fn lfs_fail_goes_through_the_cache() {
+    let m = Mirrored::new("git");
+    change_source(&m.sb, &m.source, "w1");
+    let out = m.sync(&["--lfs", "fail"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_mirror(&m.source, &m.target);
+    let json = out.json();
+    assert_eq!(json["relay"], serde_json::Value::Null, "{json}");
+    assert_eq!(json["seeded"], true, "{json}");
+}
+
+const REGION: &str = "us-east-1";
+const AKID: &str = "AKIAEXAMPLEBACKLOG01";
+const SECRET: &str = "canary-7f3a9c1e5b/relay/EXAMPLEKEY";
+
+#[test]
+fn a_relay_from_a_password_source_into_codecommit_shows_no_secret() {
+    let sb = Sandbox::new();
+    let source = source_repo(&sb);
+    let password = format!("{CANARY}-relay-password");
+    let http = HttpGit::start_with(
+        &sb.join("srv"),
+        HttpOptions {
+            basic_auth: Some(("mirror".into(), password.clone())),
+            ..HttpOptions::default()
+        },
+    );
+    let root = sb.join("codecommit");
+    let target = init_bare(&root.join("app"));
+    git(&source, &["push", "-q", "--mirror", &path_str(&target)]);
+    change_source(&sb, &source, "w1");
+    let server = CodeCommitServer::start(&root, REGION, &[(AKID, SECRET, None)], 4000);
+    let src = http.url("source.git").replace("http://", "http://mirror@");
+    let cache = sb.join("fresh-cache");
+    let out = run(bin()
+        .env("HOME", sb.home())
+        .envs(server.client_env())
+        .envs(server.api_env())
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_ACCESS_KEY_ID", AKID)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET)
+        .env("SOURCE_PASSWORD", &password)
+        .args(["sync", "--json", "-vv", "--source", &src])
+        .args(["--source-password-env", "SOURCE_PASSWORD"])
+        .args(["--target", &format!("codecommit::{REGION}://app")])
+        .arg("--cache-dir")
+        .arg(&cache));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_mirror(&source, &target);
+    assert_eq!(out.json()["relay"]["relayed"], true, "{}", out.stdout);
+    assert!(packs_under(&cache).is_empty());
+    assert_no_secret(&out, &[&password, SECRET]);
+    for text in [&out.stdout, &out.stderr] {
+        assert!(
+            !text.contains("Authorization") && !text.contains("Basic "),
+            "a credential header leaked:\n{text}"
+        );
+    }
+    // The listing, the push: each carried its signature up front, none was challenged.
+    let git_requests: Vec<_> = server
+        .requests()
+        .into_iter()
+        .filter(|r| r["path"].as_str().is_some_and(|p| p.contains("/v1/repos/")))
+        .collect();
+    assert_eq!(git_requests.len(), 2, "{git_requests:?}");
+    assert!(
+        git_requests.iter().all(|r| r["status"] == 200),
+        "{git_requests:?}"
+    );
 }

@@ -321,18 +321,24 @@ fn a_one_commit_incremental_makes_gits_two_requests_to_codecommit() {
         .map(|r| {
             (
                 r["method"].as_str().unwrap_or("").to_string(),
-                r["path"].as_str().unwrap_or("").to_string(),
+                format!(
+                    "{}?{}",
+                    r["path"].as_str().unwrap_or(""),
+                    r["query"].as_str().unwrap_or("")
+                ),
                 r["status"].as_u64().unwrap_or(0),
             )
         })
         .collect();
     assert_eq!(shape.len(), 2, "{shape:?}");
     assert!(
-        shape[0].0 == "GET" && shape[0].1.ends_with("/info/refs") && shape[0].2 == 200,
+        shape[0].0 == "GET"
+            && shape[0].1.ends_with("/info/refs?service=git-receive-pack")
+            && shape[0].2 == 200,
         "{shape:?}"
     );
     assert!(
-        shape[1].0 == "POST" && shape[1].1.ends_with("/git-receive-pack") && shape[1].2 == 200,
+        shape[1].0 == "POST" && shape[1].1.ends_with("/git-receive-pack?") && shape[1].2 == 200,
         "{shape:?}"
     );
 }
