@@ -161,6 +161,7 @@ fn run(
         lock,
         Lock::take(&cfg.mirror_path(), cfg.lock_timeout)?
     );
+    let mut listed = None;
     match relay_declined(cfg, &lock) {
         Some(why) => debug!("no relay: {why}"),
         None => {
@@ -173,9 +174,10 @@ fn run(
                     report.relayed = true;
                     return Ok(status);
                 }
-                Relayed::Declined(why) => {
+                Relayed::Declined(why, listing) => {
                     info!("not relaying ({why}): filling the cache");
                     report.fallback = Some(why);
+                    listed = listing;
                 }
                 Relayed::Failed(why) => {
                     warn!("the relay failed ({why}): going through the cache instead");
@@ -186,6 +188,12 @@ fn run(
     }
     let cache = timed!(summary, lock, Cache::open_locked(lock)?);
     debug!("cache {} (new: {})", cache.path.display(), cache.created);
+    // The relay's listing of the target, when it declined after it and pushed nothing, is the
+    // first plan's.
+    let (seen_target, listed) = match listed {
+        Some(Listed { refs, ad, .. }) => (Some(refs), ad),
+        None => (None, None),
+    };
     let mut run = Run {
         cfg,
         session,
@@ -193,8 +201,8 @@ fn run(
         cache,
         repaired: false,
         settle_attempts: 0,
-        seen_target: None,
-        listed: None,
+        seen_target,
+        listed,
         unsupported,
         retry: Retry::new(cfg.retries),
         default,
@@ -694,9 +702,12 @@ impl Run<'_> {
     /// or refs) rebuilds the cache once and tries again.
     fn look(&mut self) -> Result<Look> {
         loop {
+            // A target this run just listed as empty has nothing to seed from.
+            let target_empty = self.seen_target.as_ref().is_some_and(RefMap::is_empty);
             if self.cfg.seed
                 && self.cache.created
                 && !self.summary.seeded
+                && !target_empty
                 && self.cache.refs()?.is_empty()
             {
                 self.seed()?;
@@ -824,8 +835,9 @@ fn list_target(cfg: &SyncConfig, session: &Session, head_wanted: bool) -> Result
 /// What the relay led to.
 enum Relayed {
     Done(Status),
-    /// The relay does not serve this run; nothing was pushed.
-    Declined(String),
+    /// The relay does not serve this run; nothing was pushed. The target's listing, when it got
+    /// that far.
+    Declined(String, Option<Listed>),
     /// The relay failed part-way (what it pushed stays pushed); the cache takes over.
     Failed(String),
 }
@@ -867,7 +879,7 @@ fn relay(
     let mut source = match relay::Source::new(&cfg.source, &session.auth.source, timeout, lock.fd())
     {
         Ok(source) => source,
-        Err(why) => return Ok(Relayed::Declined(why)),
+        Err(why) => return Ok(Relayed::Declined(why, None)),
     };
     let client = receive_pack::Client::new(&cfg.target, &session.auth.target, timeout)?;
     let retry = Retry::new(cfg.retries);
@@ -895,6 +907,7 @@ fn relay(
         if listed.refs.is_empty() && summary.refs.pushed() == 0 {
             return Ok(Relayed::Declined(
                 "the target is empty: a first mirror fills the cache".into(),
+                Some(listed),
             ));
         }
         let ad = match next_look.take() {
@@ -913,7 +926,7 @@ fn relay(
             }
         };
         if let Err(why) = relay::source_can_relay(&ad) {
-            return Ok(Relayed::Declined(why));
+            return Ok(Relayed::Declined(why, Some(listed)));
         }
         let source_listing = libgit2::advertised(ad.refs.clone());
         unsupported.clone_from(&source_listing.unsupported);
@@ -966,6 +979,7 @@ fn relay(
         {
             return Ok(Relayed::Declined(
                 "the plan deletes the target's default branch, which is moved first".into(),
+                Some(listed),
             ));
         }
         lock.mark_push(cfg.target.url.redacted())?;

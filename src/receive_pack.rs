@@ -497,7 +497,7 @@ impl<'a> Client<'a> {
         }
         if status != 200 {
             let why = match status {
-                401 | 403 => "the target refused our credentials (authentication failed)",
+                401 | 403 => "it refused the credentials (authentication failed)",
                 404 => "repository not found",
                 _ => "",
             };

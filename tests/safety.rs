@@ -170,7 +170,10 @@ fn seeding_from_the_target_makes_a_cold_cache_fetch_only_the_change() {
     );
 
     let cold_sb = Sandbox::new();
-    let cold = run(cold_sb.sync(&src, &tgt).arg("--json"));
+    // git pushes, so the cold run seeds (with the wire engine it would relay: see `relay`).
+    let cold = run(cold_sb
+        .sync(&src, &tgt)
+        .args(["--json", "--push-engine", "git"]));
     assert_eq!(cold.code, 0, "{}", cold.stderr);
     let warm = run(sb.sync(&src, &daemon.url("warm.git")).arg("--json"));
     assert_eq!(warm.code, 0, "{}", warm.stderr);
