@@ -30,7 +30,6 @@ use crate::plan::Change;
 use crate::process_group::Group;
 use crate::receive_pack::{Client, Conn, Packer};
 use crate::remote::{Login, Remote};
-use crate::secret::Secret;
 use crate::transfer::TransferStats;
 use crate::url::Scheme;
 use crate::wire::{self, Packet, PktReader};
@@ -39,8 +38,9 @@ use crate::wire::{self, Packet, PktReader};
 enum Transport<'a> {
     /// git:// (TCP): stateful, one connection per fetch.
     Git(Client<'a>),
-    /// Smart HTTP(S), CodeCommit included: stateless, the credentials up front.
-    Http(Client<'a>, Option<Secret>),
+    /// Smart HTTP(S), CodeCommit included: stateless, the credentials up front (made per
+    /// request: a CodeCommit signature is good for minutes).
+    Http(Client<'a>),
     /// A local path or `file://`: `git upload-pack <path>` in its own process group, whose guard
     /// holds the mirror's lock.
     Local(PathBuf),
@@ -75,11 +75,7 @@ impl<'a> Source<'a> {
         let client = || Client::new(remote, login, timeout).map_err(|e| format!("{e:#}"));
         let transport = match remote.url.scheme() {
             Scheme::Git => Transport::Git(client()?),
-            Scheme::Http | Scheme::Https => {
-                let client = client()?;
-                let auth = client.authorization().map_err(|e| format!("{e:#}"))?;
-                Transport::Http(client, auth)
-            }
+            Scheme::Http | Scheme::Https => Transport::Http(client()?),
             Scheme::Local => match remote.url.local_path() {
                 Some(path) if crate::gitcli::version().is_some() => {
                     Transport::Local(path.to_path_buf())
@@ -106,8 +102,9 @@ impl<'a> Source<'a> {
     pub(crate) fn advertise(&mut self) -> Result<wire::Advertisement> {
         self.close();
         match &self.transport {
-            Transport::Http(client, auth) => client
-                .advertisement_http("git-upload-pack", auth.as_ref())
+            Transport::Http(client) => client
+                .authorization()
+                .and_then(|auth| client.advertisement_http("git-upload-pack", auth.as_ref()))
                 .map_err(|e| client.scrubbed(e)),
             _ => {
                 let (conn, ad) = self.connect()?;
@@ -136,15 +133,16 @@ impl<'a> Source<'a> {
                 .with_context(|| format!("cannot read the refs of {}", self.url))?;
                 Ok((Box::new(child), ad))
             }
-            Transport::Http(..) => bail!("smart HTTP has no connection to keep"),
+            Transport::Http(_) => bail!("smart HTTP has no connection to keep"),
         }
     }
 
     /// Ask for `request` (wants, haves, `done`) and return the answer's stream.
     fn fetch(&mut self, request: &[u8]) -> Result<Box<dyn Read + 'a>> {
-        if let Transport::Http(client, auth) = &self.transport {
+        if let Transport::Http(client) = &self.transport {
             return client
-                .upload_pack_http(auth.as_ref(), request)
+                .authorization()
+                .and_then(|auth| client.upload_pack_http(auth.as_ref(), request))
                 .map_err(|e| client.scrubbed(e));
         }
         let mut conn = match self.open.take() {

@@ -364,3 +364,60 @@ fn a_relay_from_a_password_source_into_codecommit_shows_no_secret() {
         "{git_requests:?}"
     );
 }
+
+#[test]
+fn a_relay_killed_mid_pack_moves_nothing_and_the_next_run_mirrors() {
+    let sb = Sandbox::new();
+    let source = source_repo(&sb);
+    let target = init_bare(&sb.join("srv/target.git"));
+    git(&source, &["push", "-q", "--mirror", &path_str(&target)]);
+    // A change of about 300 KB that does not compress, from a source that sends 40 KB/s.
+    let work = WorkRepo::init(&sb.join("w1"));
+    git(&work.path, &["fetch", "-q", &path_str(&source), "main"]);
+    git(&work.path, &["checkout", "-q", "-B", "main", "FETCH_HEAD"]);
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    let noise: Vec<u8> = (0..300_000)
+        .map(|_| {
+            // xorshift64: bytes zlib cannot shrink.
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 24) as u8
+        })
+        .collect();
+    std::fs::write(work.path.join("noise.bin"), noise).unwrap();
+    git(&work.path, &["add", "noise.bin"]);
+    work.commit("small.txt", "small", "noise");
+    git(&work.path, &["push", "-q", &path_str(&source), "main:main"]);
+    let slow = HttpGit::start_with(
+        &sb.join("srv"),
+        HttpOptions {
+            throttle_bytes_per_sec: Some(40_000),
+            ..HttpOptions::default()
+        },
+    );
+    let daemon = GitDaemon::start(&sb.join("srv"));
+    let before = refs(&target);
+    let cache = sb.join("cache-killed");
+    let mut cmd = bin();
+    cmd.env("HOME", sb.home())
+        .args(["sync", "--source", &slow.url("source.git")])
+        .args(["--target", &daemon.url("target.git"), "--cache-dir"])
+        .arg(&cache);
+    let (killed_run, killed) = spawn_and_kill_when(&mut cmd, |line| line.contains("relaying"));
+    assert!(killed, "the relay finished first: {}", killed_run.stderr);
+    assert_eq!(refs(&target), before, "a killed relay moved refs");
+    fsck(&target);
+
+    // The next run knows a push did not settle: it goes through the cache, and mirrors.
+    let out = run(bin()
+        .env("HOME", sb.home())
+        .args(["sync", "--json", "--source", &slow.url("source.git")])
+        .args(["--target", &daemon.url("target.git"), "--cache-dir"])
+        .arg(&cache));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_mirror(&source, &target);
+    let json = out.json();
+    assert_eq!(json["relay"], serde_json::Value::Null, "{json}");
+    assert_eq!(json["seeded"], true, "{json}");
+}
