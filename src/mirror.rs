@@ -892,15 +892,33 @@ fn relay(
     let mut next_look = None;
     loop {
         summary.rounds = round;
-        let (listed, retried) = timed!(
-            summary,
-            plan,
-            retry.run("listing the target", || list_target(
-                cfg,
-                session,
-                head_wanted
-            ))
-        );
+        // The target's listing and the source's advertisement do not depend on each other:
+        // their round trips overlap, as a run's first look does.
+        let span = tracing::Span::current();
+        let (listed, looked) = std::thread::scope(|scope| {
+            let listing = scope.spawn(|| {
+                let _mirror = span.enter();
+                let start = Instant::now();
+                let (listed, retried) = retry.run("listing the target", || {
+                    list_target(cfg, session, head_wanted)
+                });
+                (listed, retried, start.elapsed().as_secs_f64())
+            });
+            let start = Instant::now();
+            let looked = match next_look.take() {
+                Some(ad) => (Ok(ad), 0),
+                None => retry.run("looking at the source", || source.advertise()),
+            };
+            (listing.join(), (looked, start.elapsed().as_secs_f64()))
+        });
+        let (listed, retried, seconds) = match listed {
+            Ok(listed) => listed,
+            Err(panic) => std::panic::resume_unwind(panic),
+        };
+        summary.seconds.plan += seconds;
+        summary.retries += retried;
+        let ((looked, retried), seconds) = looked;
+        summary.seconds.fetch += seconds;
         summary.retries += retried;
         let listed = listed?;
         default.advertised(listed.head.clone());
@@ -910,20 +928,9 @@ fn relay(
                 Some(listed),
             ));
         }
-        let ad = match next_look.take() {
-            Some(ad) => ad,
-            None => {
-                let (looked, retried) = timed!(
-                    summary,
-                    fetch,
-                    retry.run("looking at the source", || source.advertise())
-                );
-                summary.retries += retried;
-                match looked {
-                    Ok(ad) => ad,
-                    Err(err) => return Ok(Relayed::Failed(error::one_line(&err))),
-                }
-            }
+        let ad = match looked {
+            Ok(ad) => ad,
+            Err(err) => return Ok(Relayed::Failed(error::one_line(&err))),
         };
         if let Err(why) = relay::source_can_relay(&ad) {
             return Ok(Relayed::Declined(why, Some(listed)));
