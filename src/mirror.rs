@@ -316,7 +316,7 @@ impl Run<'_> {
                     let _mirror = span.enter();
                     let start = Instant::now();
                     let (refs, retried) = retry.run("listing the target", || {
-                        list_target(cfg, session, head_wanted)
+                        list_target(cfg, session, head_wanted, false)
                     });
                     (refs, retried, start.elapsed().as_secs_f64())
                 })
@@ -681,7 +681,7 @@ impl Run<'_> {
     fn list_target(&mut self) -> Result<RefMap> {
         let (cfg, session, head_wanted) = (self.cfg, self.session, self.wants_head());
         let (listed, retried) = self.retry.run("listing the target", || {
-            list_target(cfg, session, head_wanted)
+            list_target(cfg, session, head_wanted, false)
         });
         self.summary.retries += retried;
         let listed = listed?;
@@ -807,11 +807,18 @@ struct Listed {
 /// target whose default branch only its listings tell) the upload-pack advertisement is asked
 /// for it. Elsewhere libgit2 lists, as it fetches. Refs this tool cannot carry are sorted out
 /// alike either way (`libgit2::advertised`).
-fn list_target(cfg: &SyncConfig, session: &Session, head_wanted: bool) -> Result<Listed> {
+/// `relay`: the relay pushes, whatever engine the cache would use.
+fn list_target(
+    cfg: &SyncConfig,
+    session: &Session,
+    head_wanted: bool,
+    relay: bool,
+) -> Result<Listed> {
     let target = &cfg.target;
     let http = matches!(target.url.scheme(), Scheme::Http | Scheme::Https);
+    let wire = relay || push::by_wire(cfg.push.engine, target);
     // A dry run pushes nothing, and may hold credentials that can only read.
-    if http && !cfg.dry_run && push::by_wire(cfg.push.engine, target) {
+    if http && !cfg.dry_run && wire {
         let client =
             receive_pack::Client::new(target, &session.auth.target, cfg.push.network_timeout)?;
         let ad = client.list()?;
@@ -853,8 +860,8 @@ fn relay_declined(cfg: &SyncConfig, lock: &Lock) -> Option<&'static str> {
         Some("--no-seed: the cache is filled from the source alone")
     } else if cfg.lfs == LfsPolicy::Fail {
         Some("--lfs fail reads the trees of what is pushed, which only a cache holds")
-    } else if !push::by_wire(cfg.push.engine, &cfg.target) {
-        Some("the target is not pushed to by the wire engine")
+    } else if !push::may_relay(cfg.push.engine, &cfg.target) {
+        Some("the relay pushes to HTTP(S) and git:// targets with --push-engine auto or wire")
     } else if lock.interrupted_push() {
         Some("an earlier run's push did not settle")
     } else {
@@ -900,7 +907,7 @@ fn relay(
                 let _mirror = span.enter();
                 let start = Instant::now();
                 let (listed, retried) = retry.run("listing the target", || {
-                    list_target(cfg, session, head_wanted)
+                    list_target(cfg, session, head_wanted, true)
                 });
                 (listed, retried, start.elapsed().as_secs_f64())
             });

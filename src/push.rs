@@ -137,6 +137,13 @@ pub(crate) fn by_wire(chosen: PushEngine, target: &Remote) -> bool {
     choose_engine(chosen, target) == Engine::Wire
 }
 
+/// Whether the stateless relay may push to `target`: our receive-pack client serves it and the
+/// user did not ask for another engine. The relay needs no git (its pack comes from the
+/// source), unlike the wire engine's own pushes.
+pub(crate) fn may_relay(chosen: PushEngine, target: &Remote) -> bool {
+    matches!(chosen, PushEngine::Auto | PushEngine::Wire) && crate::receive_pack::serves(target)
+}
+
 fn choose_engine(chosen: PushEngine, target: &Remote) -> Engine {
     if target.url.scheme() == Scheme::Local {
         // libgit2 pushes to a local path by writing its refs itself: the target's hooks and

@@ -421,3 +421,21 @@ fn a_relay_killed_mid_pack_moves_nothing_and_the_next_run_mirrors() {
     assert_eq!(json["relay"], serde_json::Value::Null, "{json}");
     assert_eq!(json["seeded"], true, "{json}");
 }
+
+#[test]
+fn the_relay_needs_no_git_installed() {
+    let m = Mirrored::new("http");
+    change_source(&m.sb, &m.source, "w1");
+    let no_git = m.sb.join("no-git-bin");
+    std::fs::create_dir_all(&no_git).unwrap();
+    let cache = m.sb.join("cache-no-git");
+    let out = run(bin()
+        .env("HOME", m.sb.home())
+        .env("PATH", &no_git)
+        .args(["sync", "--json", "--source", &m.server.url("source.git")])
+        .args(["--target", &m.server.url("target.git"), "--cache-dir"])
+        .arg(&cache));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_mirror(&m.source, &m.target);
+    assert_eq!(out.json()["relay"]["relayed"], true, "{}", out.stdout);
+}
