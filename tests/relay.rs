@@ -439,3 +439,39 @@ fn the_relay_needs_no_git_installed() {
     assert_mirror(&m.source, &m.target);
     assert_eq!(out.json()["relay"]["relayed"], true, "{}", out.stdout);
 }
+
+#[test]
+fn a_push_to_the_source_during_a_relay_is_caught_up_in_a_second_round() {
+    let m = Mirrored::new("git");
+    change_source(&m.sb, &m.source, "w1");
+    let work = m.sb.join("during");
+    git(
+        m.sb.path(),
+        &["clone", "-q", &path_str(&m.source), &path_str(&work)],
+    );
+    // While the relay's push runs, the target's hook lands a commit on the source, once.
+    let marker = m.sb.join("pushed-during-relay");
+    install_hook(
+        &m.target,
+        "pre-receive",
+        &format!(
+            "#!/bin/sh\ncat >/dev/null\nunset GIT_QUARANTINE_PATH $(git rev-parse --local-env-vars)\n\
+             if [ ! -e '{mk}' ]; then touch '{mk}'; \
+             git -C '{w}' -c user.name=hook -c user.email=hook@example.com \
+             commit -q --allow-empty -m during-relay && \
+             git -C '{w}' push -q '{s}' HEAD:main; fi >'{mk}.log' 2>&1\nexit 0\n",
+            mk = marker.display(),
+            w = work.display(),
+            s = m.source.display()
+        ),
+    );
+    let out = m.sync(&[]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(marker.exists(), "the hook did not run");
+    assert_mirror(&m.source, &m.target);
+    let json = out.json();
+    let hook_log =
+        std::fs::read_to_string(m.sb.join("pushed-during-relay.log")).unwrap_or_default();
+    assert_eq!(json["rounds"], 2, "{json}\nhook said: {hook_log}");
+    assert_eq!(json["relay"]["relayed"], true, "{json}");
+}
