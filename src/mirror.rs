@@ -982,6 +982,8 @@ fn relay(
         };
         if plan.is_empty() {
             debug!("the target already matches: no push");
+            // After a lost race, this listing is the check a push left unsettled calls for.
+            lock.clear_push_mark()?;
             return Ok(in_sync(default, summary));
         }
         let current = default.current();

@@ -332,6 +332,17 @@ fn the_older_look_pushing_first_is_caught_up_and_the_newer_one_looks_again() {
         assert_eq!(b.code, 0, "{engine}: {}", b.stderr);
         assert!(pushed.is_empty(), "{engine}: B pushed again: {pushed:?}");
         assert!(lease_retries(&b) >= 1, "{engine}: {}", b.stdout);
+        // B saw the target in sync: no push of its is left unsettled for the next run.
+        let marks: Vec<_> = std::fs::read_dir(race.sb.join("cache-b"))
+            .unwrap()
+            .flatten()
+            .filter(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .ends_with(".backlog-mirror-push")
+            })
+            .collect();
+        assert!(marks.is_empty(), "{engine}: {marks:?}");
         race.assert_never_older(&s2);
     }
 }
