@@ -949,6 +949,9 @@ fn relay(
         let filter = &cfg.filter;
         let on_target = listed.refs.keys().filter(|n| filter.selects(n)).count();
         if wanted.is_empty() && on_target == 0 {
+            if !cfg.dry_run {
+                lock.clear_push_mark()?;
+            }
             return Ok(Relayed::Done(if cfg.dry_run {
                 Status::DryRun
             } else {
