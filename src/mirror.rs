@@ -1,6 +1,9 @@
 //! The order of a sync, and the only module that knows it.
 //!
-//! lock and repair the cache -> (seed an empty cache from the target) -> look: fetch from the
+//! lock -> (no cache on disk and a non-empty target: the stateless relay, `relay`, which plans
+//! from the two listings and streams the source's pack into the target, with the same guard,
+//! leases and rounds; done unless it declines or fails) -> open and repair the cache -> (seed an
+//! empty cache from the target) -> look: fetch from the
 //! source with prune -> plan against the target -> the delete guard -> push -> catch up: look at
 //! the source again and run another round while it moved. Two steps run a round again without
 //! using one up: repair (a cache that fails its check before a push is rebuilt once) and settle
