@@ -3,9 +3,9 @@
 //! lock -> (no cache on disk and a non-empty target: the stateless relay, `relay`, which plans
 //! from the two listings and streams the source's pack into the target, with the same guard,
 //! leases and rounds; done unless it declines or fails) -> open and repair the cache -> (seed an
-//! empty cache from the target) -> look: fetch from the
-//! source with prune -> plan against the target -> the delete guard -> push -> catch up: look at
-//! the source again and run another round while it moved. Two steps run a round again without
+//! empty cache from the target) -> look: fetch from the source with prune -> plan against the
+//! target -> the delete guard -> push -> catch up: look at the source again and run another round
+//! while it moved. Two steps run a round again without
 //! using one up: repair (a cache that fails its check before a push is rebuilt once) and settle
 //! (an earlier, interrupted run's push landed under this one). Each step is its own method and
 //! its work lives in its own module; this one decides when each runs and what counts as done:
