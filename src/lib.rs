@@ -60,6 +60,7 @@ mod secret;
 mod secret_source;
 mod select;
 mod ssh;
+mod ssh_transport;
 #[cfg(target_os = "linux")]
 mod tcp;
 mod transfer;

@@ -283,3 +283,127 @@ fn libgit2s_own_socket_still_mirrors_over_ssh() {
     );
     assert_mirror(&fx.source, &fx.target);
 }
+
+impl Fixture {
+    fn key_args(&self) -> Vec<String> {
+        let key = self.key("k", "ed25519", "openssh", None);
+        let mut args = self.pinned();
+        args.push("--ssh-key-file".to_string());
+        args.push(key.private_path.to_str().unwrap().to_string());
+        args
+    }
+}
+
+/// A sync with work looks at the source twice (the fetch, then the catch-up look after the push):
+/// both on one SSH connection, as `git fetch` needs one. libgit2's own transport, still there
+/// behind `BACKLOG_MIRROR_LIBGIT2_SSH=1`, opens a connection per look.
+#[test]
+fn a_one_commit_incremental_sync_opens_one_ssh_connection() {
+    let fx = fixture(SshdOptions::default());
+    let args = fx.key_args();
+    let out = fx.sync(&strs(&args), &[]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    for (n, (env, connections)) in [
+        (vec![], 1),
+        (vec![("BACKLOG_MIRROR_LIBGIT2_SSH", "1")], 2),
+        (vec![("BACKLOG_MIRROR_LIBGIT2_SOCKET", "1")], 1),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        push_a_commit(
+            &fx.source,
+            &fx.sb.join(&format!("work{n}")),
+            &format!("f{n}.txt"),
+            &format!("change {n}"),
+        );
+        let before = fx.sshd.connections();
+        let out = fx.sync(&strs(&args), &env);
+        assert_eq!(out.code, 0, "{env:?}: {}", out.stderr);
+        assert_mirror(&fx.source, &fx.target);
+        assert_eq!(
+            fx.sshd.connections() - before,
+            connections,
+            "{env:?}: SSH connections of a one-commit sync"
+        );
+    }
+}
+
+/// SSH targets are pushed through the same transport (libgit2 picks transports by scheme): an
+/// initial mirror and an incremental one from an SSH source to an SSH target end exact.
+#[test]
+fn an_ssh_target_is_pushed_over_the_runs_connection() {
+    let fx = fixture(SshdOptions::default());
+    let args = fx.key_args();
+    let target = fx.sshd.url(&fx.target);
+    let sync = |extra: &[&str]| {
+        let mut cmd = bin();
+        cmd.env("HOME", fx.sb.home())
+            .args([
+                "sync",
+                "--source",
+                &fx.sshd.url(&fx.source),
+                "--target",
+                &target,
+            ])
+            .arg("--cache-dir")
+            .arg(fx.sb.cache_dir())
+            .args(strs(&args))
+            .args(extra);
+        run(&mut cmd)
+    };
+    let before = fx.sshd.connections();
+    let out = sync(&[]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_mirror(&fx.source, &fx.target);
+    // Source and target live on one host for one user: one connection serves the look, the
+    // target's listing, the push and the catch-up.
+    assert_eq!(fx.sshd.connections() - before, 1);
+    push_a_commit(&fx.source, &fx.sb.join("work2"), "b.txt", "second");
+    let before = fx.sshd.connections();
+    let out = sync(&[]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_mirror(&fx.source, &fx.target);
+    // The source's look and the target's listing overlap, on a connection each.
+    assert!(fx.sshd.connections() - before <= 2);
+}
+
+/// A path is handed to the remote shell quoted as git quotes it: quotes, `;`, `!`, `$(...)` in
+/// the URL (as written or percent-encoded) reach git-upload-pack as part of a path that does not
+/// exist, nothing runs, and the server's own words make the one error line.
+#[test]
+fn a_hostile_path_runs_nothing_on_the_server() {
+    let fx = fixture(SshdOptions::default());
+    let args = fx.key_args();
+    let marker = fx.sb.join("pwned");
+    let base = format!(
+        "ssh://{}@127.0.0.1:{}{}",
+        fx.sshd.user(),
+        fx.sshd.port(),
+        fx.sb.path().display()
+    );
+    let m = marker.display().to_string();
+    for source in [
+        format!("{base}/x';touch {m};'.git"),
+        format!("{base}/x'!;touch {m};$(touch {m})`touch {m}`'.git"),
+        format!("{base}/x%27%3Btouch%20{}%3B%27.git", m.replace('/', "%2F")),
+    ] {
+        let mut cmd = bin();
+        cmd.env("HOME", fx.sb.home())
+            .args(["sync", "--source", &source, "--target"])
+            .arg(&fx.target)
+            .arg("--cache-dir")
+            .arg(fx.sb.cache_dir())
+            .args(strs(&args));
+        let out = run(&mut cmd);
+        assert_eq!(out.code, 1, "{source}: {}", out.stderr);
+        let error = out.only_error();
+        eprintln!("{error}");
+        assert!(
+            error.contains("does not appear to be a git repository"),
+            "{source}: {error}"
+        );
+        assert!(!marker.exists(), "{source}: the path ran a command");
+    }
+    assert!(refs(&fx.target).is_empty());
+}
