@@ -68,6 +68,7 @@ fn every_key_type_and_format_from_a_file() {
     let fx = fixture(SshdOptions {
         host_key_kinds: vec!["ed25519", "ecdsa", "rsa"],
         pubkey_accepted_algorithms: None,
+        force_command: None,
     });
     let pinned = fx.pinned();
     for (kind, format) in [
@@ -93,6 +94,7 @@ fn rsa_works_against_a_server_that_refuses_sha1_signatures() {
     let fx = fixture(SshdOptions {
         host_key_kinds: vec!["ed25519"],
         pubkey_accepted_algorithms: Some("ssh-ed25519,rsa-sha2-256,rsa-sha2-512".into()),
+        force_command: None,
     });
     let key = fx.key("rsa", "rsa", "openssh", None);
     let pinned = fx.pinned();
@@ -406,4 +408,71 @@ fn a_hostile_path_runs_nothing_on_the_server() {
         assert!(!marker.exists(), "{source}: the path ran a command");
     }
     assert!(refs(&fx.target).is_empty());
+}
+
+/// A server whose command stops mid-pack (the channel ends cleanly, the pack does not): one
+/// clear error line and nothing mirrored; with a retry allowed, the retry runs on a fresh
+/// channel and the mirror ends exact.
+#[test]
+fn a_channel_that_ends_mid_pack_is_one_clear_error_or_one_retry() {
+    let sb = Sandbox::new();
+    let source = generate_repo(
+        &sb.join("source.git"),
+        &GenSpec {
+            commits: 30,
+            files: 10,
+            fresh_bytes: 20_000,
+            branches: 1,
+            ..GenSpec::default()
+        },
+    );
+    let target = init_bare(&sb.join("target.git"));
+    let flag = sb.join("cut-next");
+    let script = sb.join("cut.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nif [ -e '{flag}' ]; then rm -f '{flag}'; eval \"$SSH_ORIGINAL_COMMAND\" \
+             | dd bs=1 count=20000 2>/dev/null; else eval \"$SSH_ORIGINAL_COMMAND\"; fi\n",
+            flag = flag.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let sshd = Sshd::start_with(SshdOptions {
+        force_command: Some(script.display().to_string()),
+        ..SshdOptions::default()
+    });
+    let key = keygen(&sb.join("keys"), "id", "ed25519", "openssh", None);
+    sshd.authorize(&key.public_line);
+    let sync = |retries: &str| {
+        std::fs::write(&flag, "").unwrap();
+        let mut cmd = sb.sync(&sshd.url(&source), &path_str(&target));
+        cmd.args([
+            "--json",
+            "--network-timeout",
+            "5s",
+            "--retries",
+            retries,
+            "--ssh-key-file",
+        ])
+        .arg(&key.private_path);
+        for fp in sshd.host_key_fingerprints() {
+            cmd.args(["--host-key-fingerprint", &fp]);
+        }
+        run(&mut cmd)
+    };
+    let out = sync("0");
+    assert!(!flag.exists(), "the cut never happened");
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    let error = out.only_error();
+    eprintln!("{error}");
+    assert!(error.contains(&sshd.url(&source)), "{error}");
+    assert!(refs(&target).is_empty());
+
+    let out = sync("1");
+    assert!(!flag.exists(), "the cut never happened");
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.json()["retries"], 1, "{}", out.stderr);
+    assert_mirror(&source, &target);
 }
