@@ -1,8 +1,10 @@
 //! Talking to remotes through libgit2, in-process.
 //!
 //! Listing, fetching and small pushes are fast here and need no `git` binary. Each call opens its
-//! own connection: libgit2 speaks protocol v0/v1, so every connect advertises all refs, and a
-//! listing is the cheapest way to learn whether there is anything to do at all.
+//! own conversation: libgit2 speaks protocol v0/v1, so every connect advertises all refs, and a
+//! listing is the cheapest way to learn whether there is anything to do at all. Over SSH the
+//! conversations of a run share one connection (`ssh_transport`), so each call names the mirror's
+//! credentials and remote to it.
 
 use std::cell::RefCell;
 use std::sync::OnceLock;

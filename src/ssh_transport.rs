@@ -383,7 +383,7 @@ fn tcp_connect(key: &Key, timeout_ms: u32) -> Result<TcpStream, git2::Error> {
     #[cfg(target_os = "linux")]
     let connected =
         crate::tcp::connect_to(&key.host, key.port, ms, ms).map_err(|(code, message)| {
-            let code = if code == libgit2_sys::GIT_TIMEOUT as i32 {
+            let code = if code == libgit2_sys::GIT_TIMEOUT {
                 ErrorCode::Timeout
             } else {
                 ErrorCode::GenericError

@@ -1,5 +1,5 @@
-//! The TCP socket under every libgit2 connection (git://, http://, https:// and SSH), with
-//! TCP_NODELAY set.
+//! The TCP socket under every libgit2 connection (git://, http://, https://, and SSH through
+//! `ssh_transport` or libgit2's own transport), with TCP_NODELAY set.
 //!
 //! libssh2 sends each SSH packet with its own `send()`, and libgit2's socket leaves Nagle's
 //! algorithm on, so a packet sent while the previous one is unacknowledged waits for the server's

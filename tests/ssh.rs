@@ -265,9 +265,10 @@ fn accept_new_trusts_on_first_use_with_a_warning_and_no_policy_refuses() {
     assert_mirror(&fx.source, &fx.target);
 }
 
-/// The escape hatch for a libgit2 whose socket layout changed (see src/tcp.rs):
-/// `BACKLOG_MIRROR_LIBGIT2_SOCKET=1` hands connections back to libgit2's own socket, and SSH,
-/// which reads the socket's descriptor out of the stream, still works.
+/// The escape hatches: `BACKLOG_MIRROR_LIBGIT2_SSH=1` hands SSH back to libgit2's own transport
+/// (src/ssh_transport.rs), and `BACKLOG_MIRROR_LIBGIT2_SOCKET=1` (for a libgit2 whose socket
+/// layout changed, see src/tcp.rs) hands connections back to libgit2's own socket; libgit2's SSH,
+/// which reads the socket's descriptor out of the stream, still works on it.
 #[test]
 fn libgit2s_own_socket_still_mirrors_over_ssh() {
     let fx = fixture(SshdOptions::default());
@@ -276,13 +277,20 @@ fn libgit2s_own_socket_still_mirrors_over_ssh() {
     let mut args = strs(&pinned);
     let path = key.private_path.to_str().unwrap().to_string();
     args.extend(["--ssh-key-file", &path, "-v"]);
-    let out = fx.sync(&args, &[("BACKLOG_MIRROR_LIBGIT2_SOCKET", "1")]);
-    assert_eq!(out.code, 0, "{}", out.stderr);
-    assert!(
-        out.stderr.contains("libgit2 connects with its own socket"),
-        "{}",
-        out.stderr
+    let out = fx.sync(
+        &args,
+        &[
+            ("BACKLOG_MIRROR_LIBGIT2_SOCKET", "1"),
+            ("BACKLOG_MIRROR_LIBGIT2_SSH", "1"),
+        ],
     );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    for said in [
+        "libgit2 connects with its own socket",
+        "SSH goes through libgit2's own transport",
+    ] {
+        assert!(out.stderr.contains(said), "{said}: {}", out.stderr);
+    }
     assert_mirror(&fx.source, &fx.target);
 }
 
