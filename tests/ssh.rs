@@ -484,3 +484,99 @@ fn a_channel_that_ends_mid_pack_is_one_clear_error_or_one_retry() {
     assert_eq!(out.json()["retries"], 1, "{}", out.stderr);
     assert_mirror(&source, &target);
 }
+
+/// With no key flag and `SSH_AUTH_SOCK` set, the running ssh-agent's keys log in; an agent
+/// holding only keys the server does not know is a refusal, said once.
+#[test]
+fn an_ssh_agent_logs_in_when_no_key_is_given() {
+    let fx = fixture(SshdOptions::default());
+    let good = fx.key("agent-good", "ed25519", "openssh", None);
+    let stranger = keygen(&fx.sb.join("keys"), "stranger", "ed25519", "openssh", None);
+    let pinned = fx.pinned();
+    for (key, code) in [(&stranger, 1), (&good, 0)] {
+        let socket = fx.sb.join(&format!("agent-{code}.sock"));
+        // Without -D the agent forks once its socket is listening, and prints its pid.
+        let started = std::process::Command::new("ssh-agent")
+            .arg("-a")
+            .arg(&socket)
+            .output()
+            .expect("ssh-agent");
+        let said = String::from_utf8_lossy(&started.stdout);
+        let pid: i32 = said
+            .split("SSH_AGENT_PID=")
+            .nth(1)
+            .and_then(|rest| rest.split(';').next())
+            .and_then(|pid| pid.parse().ok())
+            .unwrap_or_else(|| panic!("ssh-agent said {said}"));
+        let added = std::process::Command::new("ssh-add")
+            .arg(&key.private_path)
+            .env("SSH_AUTH_SOCK", &socket)
+            .output()
+            .expect("ssh-add");
+        assert!(added.status.success(), "{added:?}");
+        let out = fx.sync(
+            &strs(&pinned),
+            &[("SSH_AUTH_SOCK", socket.to_str().unwrap())],
+        );
+        // SAFETY: the agent this test started.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        assert_eq!(out.code, code, "{}", out.stderr);
+        if code == 1 {
+            assert!(
+                out.only_error().contains("refused the SSH key"),
+                "{}",
+                out.stderr
+            );
+            assert!(refs(&fx.target).is_empty());
+        } else {
+            assert_mirror(&fx.source, &fx.target);
+        }
+    }
+}
+
+/// A server that dropped the run's idle connection (here: its sshd killed by the target's hook,
+/// during the push) costs a new connection for the catch-up look, not a failure or a retry.
+#[test]
+fn a_dropped_idle_connection_is_replaced_without_a_retry() {
+    let sb = Sandbox::new();
+    let pids = sb.join("sshd-pids");
+    let script = sb.join("record.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\necho $PPID >> '{}'\neval \"$SSH_ORIGINAL_COMMAND\"\n",
+            pids.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let sshd = Sshd::start_with(SshdOptions {
+        force_command: Some(script.display().to_string()),
+        ..SshdOptions::default()
+    });
+    let work = WorkRepo::init(&sb.join("work"));
+    work.commit("a.txt", "one", "first");
+    let source = init_bare(&sb.join("source.git"));
+    work.push_mirror(&source);
+    let target = init_bare(&sb.join("target.git"));
+    install_hook(
+        &target,
+        "post-receive",
+        &format!("#!/bin/sh\nkill $(cat '{}')\n", pids.display()),
+    );
+    let key = keygen(&sb.join("keys"), "id", "ed25519", "openssh", None);
+    sshd.authorize(&key.public_line);
+    let mut cmd = sb.sync(&sshd.url(&source), &path_str(&target));
+    cmd.args(["--json", "--ssh-key-file"])
+        .arg(&key.private_path);
+    for fp in sshd.host_key_fingerprints() {
+        cmd.args(["--host-key-fingerprint", &fp]);
+    }
+    let out = run(&mut cmd);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.json()["retries"], 0, "{}", out.stderr);
+    assert_mirror(&source, &target);
+    let looks = std::fs::read_to_string(&pids).unwrap();
+    assert_eq!(looks.lines().count(), 2, "the look and the catch-up look");
+    assert_eq!(sshd.connections(), 2, "the catch-up look connected again");
+}
