@@ -54,6 +54,10 @@ static TIMEOUT_MS: AtomicU32 = AtomicU32::new(0);
 /// What a command's failure quotes of its stderr, at most.
 const STDERR_LIMIT: u64 = 64 * 1024;
 
+/// What a channel closed before the end of its output reads and drops, at most, so that its
+/// command ends on its own (a post-receive hook finishes); beyond, the command is stopped.
+const DRAIN_LIMIT: usize = 1024 * 1024;
+
 /// Whether `BACKLOG_MIRROR_LIBGIT2_SSH=1` (or `true`) leaves SSH to libgit2's own transport.
 pub(crate) fn disabled() -> bool {
     std::env::var("BACKLOG_MIRROR_LIBGIT2_SSH")
@@ -268,9 +272,9 @@ pub(crate) fn git_command(program: &str, url: &RemoteUrl) -> anyhow::Result<Stri
 /// &remote.url)` the channel's first bytes are the v0 ref advertisement. Write requests with
 /// `Write`, read answers with `Read` (0 bytes at the end of the command's output; a command that
 /// exited non-zero turns that end into an error quoting its stderr's first line), `send_eof`
-/// when there is nothing more to send, and `finish` to wait for the command's end and hand the
-/// connection back to the run. Dropping the channel closes it too (a command still running is
-/// told to stop). Failures read as libgit2's do, through `Auth::explain`.
+/// when there is nothing more to send, and `finish` to end the conversation and hand the
+/// connection back to the run (dropping the channel does the same, without the outcome).
+/// Failures read as libgit2's do, through `Auth::explain`.
 #[allow(
     dead_code,
     reason = "for the stateless relay, which speaks upload-pack itself"
@@ -622,9 +626,9 @@ impl Channel {
             .map_err(|e| self.broke("write to", e.into()))
     }
 
-    /// Wait for the command to end (it is told to stop if its output has not ended yet), and
-    /// hand the connection back to the run. An error when the command failed, quoting its
-    /// stderr.
+    /// End the conversation and hand the connection back to the run: the command's input is
+    /// ended, what it still outputs is read and dropped (beyond 1 MiB it is stopped), and the
+    /// channel closed. An error when the command failed, quoting its stderr's first line.
     #[allow(
         dead_code,
         reason = "for the stateless relay, which speaks upload-pack itself"
@@ -662,9 +666,14 @@ impl Channel {
         }
     }
 
-    /// Close the channel (after the command's output ended, or to stop it) and learn how the
-    /// command ended. Its stderr is read only once its output has ended: before, that could wait.
-    fn end(&mut self, output_ended: bool) -> Result<(), String> {
+    /// Close the channel and learn how the command ended. Before its output has ended, the
+    /// command is told its input has (git's servers then finish or stop) and what it still says
+    /// is read up to `DRAIN_LIMIT`. Its stderr is read only once its output has ended: before,
+    /// that could wait.
+    fn end(&mut self, mut output_ended: bool) -> Result<(), String> {
+        if !self.broken && !output_ended {
+            output_ended = self.drain();
+        }
         if self.broken {
             let outcome = Err(format!("the SSH connection for {} failed", self.what));
             self.ended = Some(outcome.clone());
@@ -704,6 +713,30 @@ impl Channel {
         };
         self.ended = Some(outcome.clone());
         outcome
+    }
+}
+
+impl Channel {
+    /// Send EOF and read what the command still says, dropped, up to `DRAIN_LIMIT`; whether its
+    /// output ended. A failure marks the connection broken.
+    fn drain(&mut self) -> bool {
+        if let Err(e) = self.channel.send_eof() {
+            self.broke("write to", e.into());
+            return false;
+        }
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut read = 0;
+        while read < DRAIN_LIMIT {
+            match self.channel.read(&mut buf) {
+                Ok(0) => return true,
+                Ok(n) => read += n,
+                Err(e) => {
+                    self.broke("read from", e);
+                    return false;
+                }
+            }
+        }
+        false
     }
 }
 

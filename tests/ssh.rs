@@ -580,3 +580,31 @@ fn a_dropped_idle_connection_is_replaced_without_a_retry() {
     assert_eq!(looks.lines().count(), 2, "the look and the catch-up look");
     assert_eq!(sshd.connections(), 2, "the catch-up look connected again");
 }
+
+/// A push to an SSH target lets the target's post-receive hook finish, however much it says
+/// (3 MB on stderr, more than a channel's window): its conversation ends when receive-pack does.
+#[test]
+fn a_post_receive_hook_on_an_ssh_target_runs_to_its_end() {
+    let fx = fixture(SshdOptions::default());
+    let args = fx.key_args();
+    let done = fx.sb.join("hook-done");
+    install_hook(
+        &fx.target,
+        "post-receive",
+        &format!(
+            "#!/bin/sh\nhead -c 3000000 /dev/zero | od -v >&2\ntouch '{}'\n",
+            done.display()
+        ),
+    );
+    let mut cmd = bin();
+    cmd.env("HOME", fx.sb.home())
+        .args(["sync", "--source", &fx.sshd.url(&fx.source), "--target"])
+        .arg(fx.sshd.url(&fx.target))
+        .arg("--cache-dir")
+        .arg(fx.sb.cache_dir())
+        .args(strs(&args));
+    let out = run(&mut cmd);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_mirror(&fx.source, &fx.target);
+    assert!(done.exists(), "the hook was cut short");
+}
