@@ -586,33 +586,31 @@ impl Channel {
         command: &str,
         what: &str,
     ) -> Result<Channel, git2::Error> {
-        let opened = connection
-            .session
-            .channel_session()
-            .map_err(|e| ssh_failure(&format!("cannot open an SSH channel for {what}"), &e))
-            .and_then(|mut channel| {
-                channel
-                    .exec(command)
-                    .map_err(|e| ssh_failure(&format!("cannot start {what}"), &e))?;
-                Ok(channel)
-            });
-        match opened {
-            Ok(channel) => {
-                connection.lend();
-                Ok(Channel {
-                    channel,
-                    connection: Some(connection),
-                    pool: Arc::clone(pool),
-                    what: what.to_string(),
-                    ended: None,
-                    broken: false,
-                })
-            }
+        // On failure the connection is cut before the channel is dropped: freeing an open
+        // channel waits for the server's answer.
+        let mut channel = match connection.session.channel_session() {
+            Ok(channel) => channel,
             Err(e) => {
                 connection.cut();
-                Err(e)
+                return Err(ssh_failure(
+                    &format!("cannot open an SSH channel for {what}"),
+                    &e,
+                ));
             }
+        };
+        if let Err(e) = channel.exec(command) {
+            connection.cut();
+            return Err(ssh_failure(&format!("cannot start {what}"), &e));
         }
+        connection.lend();
+        Ok(Channel {
+            channel,
+            connection: Some(connection),
+            pool: Arc::clone(pool),
+            what: what.to_string(),
+            ended: None,
+            broken: false,
+        })
     }
 
     /// Tell the command there is nothing more to read on its stdin.
@@ -770,6 +768,12 @@ impl Write for Channel {
                 "the SSH connection for {} failed",
                 self.what
             )));
+        }
+        if self.ended.is_some() {
+            // The command has ended and the channel is closed: what is written now is for
+            // nobody (libgit2 says goodbye with a flush after a fetch), and no reason to give up
+            // the connection.
+            return Ok(buf.len());
         }
         self.channel
             .write(buf)
