@@ -1,4 +1,5 @@
-//! Credentials and host-key checks handed to libgit2 when a remote asks for them.
+//! Credentials and host-key checks handed to libgit2 when a remote asks for them (SSH asks
+//! `ssh_transport` instead, which uses the same key, policy and messages).
 //!
 //! libgit2 calls the credentials callback again after every refusal, forever; a wrong key must end
 //! in one clear error, not a hung build, so attempts are counted. Credentials are produced inside
@@ -67,6 +68,9 @@ pub(crate) struct Auth {
     /// with its own generic one, so the real reason is kept here for the error report. By end:
     /// the source's look and the target's listing run at once, on two threads.
     rejection: std::sync::Mutex<[Option<String>; 2]>,
+    /// The SSH connections made with these credentials, kept for the rest of the run (see
+    /// `ssh_transport`): they live and end with the credentials that opened them.
+    pub(crate) ssh_connections: std::sync::Arc<crate::ssh_transport::Pool>,
 }
 
 impl std::fmt::Debug for Auth {
@@ -94,6 +98,7 @@ impl Auth {
             source,
             target,
             rejection: std::sync::Mutex::new([None, None]),
+            ssh_connections: Default::default(),
         }
     }
 
@@ -138,12 +143,17 @@ impl Auth {
                     Ok(CertificateCheckStatus::CertificateOk)
                 }
                 Verdict::Rejected(message) => {
-                    self.rejection.lock().unwrap_or_else(|e| e.into_inner())[remote.end as usize] =
-                        Some(message.clone());
+                    self.reject(remote.end, &message);
                     Err(git2::Error::from_str(&message))
                 }
             }
         });
+    }
+
+    /// Keep why `end`'s host key was refused, for `explain`.
+    pub(crate) fn reject(&self, end: End, message: &str) {
+        self.rejection.lock().unwrap_or_else(|e| e.into_inner())[end as usize] =
+            Some(message.to_string());
     }
 
     fn credentials(
@@ -258,7 +268,7 @@ impl Auth {
         })
     }
 
-    fn refused(&self, url: &RemoteUrl) -> String {
+    pub(crate) fn refused(&self, url: &RemoteUrl) -> String {
         if url.scheme() == Scheme::Ssh {
             format!(
                 "{} refused the SSH key for user '{}'; check that its public half is registered \

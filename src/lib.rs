@@ -18,6 +18,9 @@
 //!   transport reads it from a global, so `init` refuses a second, different one.
 //! - `tcp` keeps its sockets by thread, and a failure cuts only the failing thread's: a libgit2
 //!   operation runs on one thread. Per-push results (`git2_bytes`) are thread-local.
+//! - The SSH transport (`ssh_transport`) is registered once, but its connections are per mirror:
+//!   pooled in the mirror's `auth::Auth`, found through a thread-local that `libgit2::Session`
+//!   sets for the length of each libgit2 call, and lent to one conversation at a time.
 //! - Credentials are per mirror (`auth::Auth`, from its config), and a host key refusal is kept
 //!   per end; a git child gets the CodeCommit helper's settings in its own environment.
 //! - The secret registry (`secret`) scrubs every mirror's secrets from every line, the safe
@@ -61,6 +64,7 @@ mod secret;
 mod secret_source;
 mod select;
 mod ssh;
+mod ssh_transport;
 #[cfg(target_os = "linux")]
 mod tcp;
 mod transfer;

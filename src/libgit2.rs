@@ -1,8 +1,10 @@
 //! Talking to remotes through libgit2, in-process.
 //!
 //! Listing, fetching and small pushes are fast here and need no `git` binary. Each call opens its
-//! own connection: libgit2 speaks protocol v0/v1, so every connect advertises all refs, and a
-//! listing is the cheapest way to learn whether there is anything to do at all.
+//! own conversation: libgit2 speaks protocol v0/v1, so every connect advertises all refs, and a
+//! listing is the cheapest way to learn whether there is anything to do at all. Over SSH the
+//! conversations of a run share one connection (`ssh_transport`), so each call names the mirror's
+//! credentials and remote to it.
 
 use std::cell::RefCell;
 use std::sync::OnceLock;
@@ -82,6 +84,11 @@ fn configure(timeout: Duration) -> Result<()> {
     } else {
         crate::tcp::register(millis, millis)?;
     }
+    if crate::ssh_transport::disabled() {
+        debug!("SSH goes through libgit2's own transport (BACKLOG_MIRROR_LIBGIT2_SSH)");
+    } else {
+        crate::ssh_transport::register(u32::try_from(millis).unwrap_or(0))?;
+    }
     crate::upload_pack::register()?;
     Ok(())
 }
@@ -126,12 +133,14 @@ impl Session {
 
     /// As `list`, with the branch the remote's `HEAD` names (its default branch), if it says.
     pub(crate) fn list_with_head(&self, remote: &Remote) -> Result<(RefMap, Option<String>)> {
-        let url = &remote.url;
-        let mut connection = git2::Remote::create_detached(fetch_location(url))
-            .with_context(|| format!("cannot use {} as a remote", url.redacted()))?;
-        let (_, listing) = self.connect(&mut connection, remote)?;
-        leave_alone(url, &listing.unsupported);
-        Ok((listing.refs, listing.head))
+        crate::ssh_transport::for_remote(&self.auth, remote, || {
+            let url = &remote.url;
+            let mut connection = git2::Remote::create_detached(fetch_location(url))
+                .with_context(|| format!("cannot use {} as a remote", url.redacted()))?;
+            let (_, listing) = self.connect(&mut connection, remote)?;
+            leave_alone(url, &listing.unsupported);
+            Ok((listing.refs, listing.head))
+        })
     }
 
     /// Open a fetch connection to `remote` and read the refs it advertises.
@@ -168,57 +177,59 @@ impl Session {
         phase: &'static str,
         wanted: impl FnOnce(&RefMap) -> bool,
     ) -> Result<Look> {
-        let url = &remote.url;
-        let mut anonymous = repo
-            .remote_anonymous(&fetch_location(url))
-            .with_context(|| format!("cannot use {} as a remote", url.redacted()))?;
-        let (
-            mut connection,
-            Listing {
-                refs,
-                unsupported,
-                head,
-            },
-        ) = self.connect(&mut anonymous, remote)?;
-        if !wanted(&refs) {
-            return Ok(Look {
-                refs,
-                unsupported,
-                head,
-                fetched: None,
+        crate::ssh_transport::for_remote(&self.auth, remote, || {
+            let url = &remote.url;
+            let mut anonymous = repo
+                .remote_anonymous(&fetch_location(url))
+                .with_context(|| format!("cannot use {} as a remote", url.redacted()))?;
+            let (
+                mut connection,
+                Listing {
+                    refs,
+                    unsupported,
+                    head,
+                },
+            ) = self.connect(&mut anonymous, remote)?;
+            if !wanted(&refs) {
+                return Ok(Look {
+                    refs,
+                    unsupported,
+                    head,
+                    fetched: None,
+                });
+            }
+            let progress = RefCell::new(self.progress(phase));
+            // Smart HTTP is one request per step, so the download may be challenged again.
+            let mut callbacks = self.callbacks(remote);
+            callbacks.transfer_progress(|stats| {
+                progress.borrow_mut().update(
+                    stats.received_objects(),
+                    stats.total_objects(),
+                    stats.received_bytes(),
+                );
+                true
             });
-        }
-        let progress = RefCell::new(self.progress(phase));
-        // Smart HTTP is one request per step, so the download may be challenged again.
-        let mut callbacks = self.callbacks(remote);
-        callbacks.transfer_progress(|stats| {
-            progress.borrow_mut().update(
-                stats.received_objects(),
-                stats.total_objects(),
-                stats.received_bytes(),
-            );
-            true
-        });
-        let mut options = FetchOptions::new();
-        options
-            .remote_callbacks(callbacks)
-            .update_fetchhead(false)
-            .download_tags(AutotagOption::None);
-        let connected = connection.remote();
-        connected
-            .download(&[MIRROR_REFSPEC], Some(&mut options))
-            .map_err(|e| self.failed(remote, "cannot fetch from", e))?;
-        progress.borrow_mut().finish();
-        let stats = connected.stats();
-        let fetched = TransferStats {
-            objects: stats.received_objects(),
-            bytes: stats.received_bytes(),
-        };
-        Ok(Look {
-            refs,
-            unsupported,
-            head,
-            fetched: Some(fetched),
+            let mut options = FetchOptions::new();
+            options
+                .remote_callbacks(callbacks)
+                .update_fetchhead(false)
+                .download_tags(AutotagOption::None);
+            let connected = connection.remote();
+            connected
+                .download(&[MIRROR_REFSPEC], Some(&mut options))
+                .map_err(|e| self.failed(remote, "cannot fetch from", e))?;
+            progress.borrow_mut().finish();
+            let stats = connected.stats();
+            let fetched = TransferStats {
+                objects: stats.received_objects(),
+                bytes: stats.received_bytes(),
+            };
+            Ok(Look {
+                refs,
+                unsupported,
+                head,
+                fetched: Some(fetched),
+            })
         })
     }
 
@@ -231,57 +242,59 @@ impl Session {
         specs: &[String],
         leases: std::collections::HashMap<String, Option<Oid>>,
     ) -> Result<PushOutcome> {
-        let url = &remote.url;
-        let mut anonymous = repo
-            .remote_anonymous(url.as_git_url())
-            .with_context(|| format!("cannot use {} as a remote", url.redacted()))?;
-        let stats = RefCell::new(TransferStats::default());
-        // The target's own messages (a hook's words, an unpacker's error) arrive on the
-        // sideband, mixed with its progress.
-        let said = RefCell::new(Vec::<u8>::new());
-        let progress = RefCell::new(self.progress("push"));
-        let mut callbacks = self.callbacks(remote);
-        callbacks.sideband_progress(|data| {
-            said.borrow_mut().extend_from_slice(data);
-            true
-        });
-        callbacks.push_transfer_progress(|current, total, bytes| {
-            *stats.borrow_mut() = TransferStats {
-                objects: total,
-                bytes,
-            };
-            progress.borrow_mut().update(current, total, bytes);
-        });
-        let mut options = PushOptions::new();
-        options
-            .remote_callbacks(callbacks)
-            .packbuilder_parallelism(0);
-        let pushed = git2_bytes::push(&mut anonymous, specs, leases, &options);
-        if pushed.is_err() {
-            cut_connections_of_this_thread();
-        }
-        // Nothing is left to say to the remote; a failure to say goodbye changes nothing.
-        let _ = anonymous.disconnect();
-        progress.borrow_mut().finish();
-        drop(options);
-        let remote_lines = remote_messages(&String::from_utf8_lossy(&said.into_inner()));
-        let refs = match pushed {
-            Ok(refs) => refs,
-            Err(e) => {
-                let err = self.auth.explain(remote, "cannot push to", e);
-                if remote_lines.is_empty() {
-                    return Err(err);
-                }
-                return Err(anyhow::anyhow!(
-                    "{err:#}; the target said: {}",
-                    last_words(&remote_lines)
-                ));
+        crate::ssh_transport::for_remote(&self.auth, remote, || {
+            let url = &remote.url;
+            let mut anonymous = repo
+                .remote_anonymous(url.as_git_url())
+                .with_context(|| format!("cannot use {} as a remote", url.redacted()))?;
+            let stats = RefCell::new(TransferStats::default());
+            // The target's own messages (a hook's words, an unpacker's error) arrive on the
+            // sideband, mixed with its progress.
+            let said = RefCell::new(Vec::<u8>::new());
+            let progress = RefCell::new(self.progress("push"));
+            let mut callbacks = self.callbacks(remote);
+            callbacks.sideband_progress(|data| {
+                said.borrow_mut().extend_from_slice(data);
+                true
+            });
+            callbacks.push_transfer_progress(|current, total, bytes| {
+                *stats.borrow_mut() = TransferStats {
+                    objects: total,
+                    bytes,
+                };
+                progress.borrow_mut().update(current, total, bytes);
+            });
+            let mut options = PushOptions::new();
+            options
+                .remote_callbacks(callbacks)
+                .packbuilder_parallelism(0);
+            let pushed = git2_bytes::push(&mut anonymous, specs, leases, &options);
+            if pushed.is_err() {
+                cut_connections_of_this_thread();
             }
-        };
-        Ok(PushOutcome {
-            refs,
-            stats: stats.into_inner(),
-            remote_lines,
+            // Nothing is left to say to the remote; a failure to say goodbye changes nothing.
+            let _ = anonymous.disconnect();
+            progress.borrow_mut().finish();
+            drop(options);
+            let remote_lines = remote_messages(&String::from_utf8_lossy(&said.into_inner()));
+            let refs = match pushed {
+                Ok(refs) => refs,
+                Err(e) => {
+                    let err = self.auth.explain(remote, "cannot push to", e);
+                    if remote_lines.is_empty() {
+                        return Err(err);
+                    }
+                    return Err(anyhow::anyhow!(
+                        "{err:#}; the target said: {}",
+                        last_words(&remote_lines)
+                    ));
+                }
+            };
+            Ok(PushOutcome {
+                refs,
+                stats: stats.into_inner(),
+                remote_lines,
+            })
         })
     }
 }

@@ -1,5 +1,5 @@
-//! The TCP socket under every libgit2 connection (git://, http://, https:// and SSH), with
-//! TCP_NODELAY set.
+//! The TCP socket under every libgit2 connection (git://, http://, https://, and SSH through
+//! `ssh_transport` or libgit2's own transport), with TCP_NODELAY set.
 //!
 //! libssh2 sends each SSH packet with its own `send()`, and libgit2's socket leaves Nagle's
 //! algorithm on, so a packet sent while the previous one is unacknowledged waits for the server's
@@ -96,6 +96,18 @@ pub(crate) fn cut_connections_of_this_thread() {
             libc::shutdown(*fd, libc::SHUT_RDWR);
         }
     }
+}
+
+/// Count `fd` among this thread's connections until `untrack`, so that
+/// `cut_connections_of_this_thread` cuts it too: a connection `ssh_transport` lends to the
+/// operation running on this thread.
+pub(crate) fn track(fd: RawFd) {
+    open_sockets().push((fd, std::thread::current().id()));
+}
+
+/// Stop counting `fd` (see `track`); call before it is closed or lent to another thread.
+pub(crate) fn untrack(fd: RawFd) {
+    open_sockets().retain(|(open, _)| *open != fd);
 }
 
 /// Make every later libgit2 connection use this socket. Call once libgit2 is initialised.
@@ -215,6 +227,18 @@ fn open(host: &str, port: &str, connect_ms: c_int, io_ms: c_int) -> Result<RawFd
             format!("failed to connect to {host}: bad port '{port}'"),
         )
     })?;
+    connect_to(host, port, connect_ms, io_ms).map(IntoRawFd::into_raw_fd)
+}
+
+/// A TCP connection to `host:port`, set up as every connection of this tool is (see
+/// `configure`): for `ssh_transport`, which speaks SSH over it itself. The error is libgit2's
+/// code for it (`GIT_TIMEOUT` for a connect timeout) and a message naming the host.
+pub(crate) fn connect_to(
+    host: &str,
+    port: u16,
+    connect_ms: c_int,
+    io_ms: c_int,
+) -> Result<TcpStream, (c_int, String)> {
     let host_only = host.trim_start_matches('[').trim_end_matches(']');
     let addresses = (host_only, port)
         .to_socket_addrs()
@@ -229,7 +253,7 @@ fn open(host: &str, port: &str, connect_ms: c_int, io_ms: c_int) -> Result<RawFd
             Ok(tcp) => {
                 configure(&tcp, io_ms)
                     .map_err(|e| (-1, format!("failed to set up the socket to {host}: {e}")))?;
-                return Ok(tcp.into_raw_fd());
+                return Ok(tcp);
             }
             Err(e) if matches!(e.kind(), ErrorKind::TimedOut | ErrorKind::WouldBlock) => {
                 return Err((

@@ -160,6 +160,10 @@ fn an_ssh_peer_that_stops_ends_the_run_within_the_timeout() {
     // (what stalls, direction, after how many bytes)
     for (side, dir, after) in [
         ("source handshake", Direction::Downstream, 0),
+        // The key exchange is about 1,700 bytes from sshd: stalled while logging in, then
+        // while opening the channel.
+        ("source login", Direction::Downstream, 1_700),
+        ("source channel", Direction::Downstream, 2_000),
         ("source fetch", Direction::Downstream, 30 * 1024),
         ("target push", Direction::Upstream, 200 * 1024),
     ] {

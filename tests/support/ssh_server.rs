@@ -87,6 +87,9 @@ pub struct SshdOptions {
     pub host_key_kinds: Vec<&'static str>,
     /// `PubkeyAcceptedAlgorithms`, e.g. to refuse SHA-1 RSA signatures.
     pub pubkey_accepted_algorithms: Option<String>,
+    /// `ForceCommand`: what the server runs instead of the command asked for (which the
+    /// command finds in `$SSH_ORIGINAL_COMMAND`), to misbehave on purpose.
+    pub force_command: Option<String>,
 }
 
 impl Default for SshdOptions {
@@ -94,6 +97,7 @@ impl Default for SshdOptions {
         SshdOptions {
             host_key_kinds: vec!["ed25519"],
             pubkey_accepted_algorithms: None,
+            force_command: None,
         }
     }
 }
@@ -142,6 +146,9 @@ impl Sshd {
         ));
         if let Some(algs) = &options.pubkey_accepted_algorithms {
             config.push_str(&format!("PubkeyAcceptedAlgorithms {algs}\n"));
+        }
+        if let Some(command) = &options.force_command {
+            config.push_str(&format!("ForceCommand {command}\n"));
         }
         let config_path = dir.path().join("sshd_config");
         std::fs::write(&config_path, config).expect("sshd_config");
