@@ -886,8 +886,7 @@ fn relay(
     lock: &Lock,
 ) -> Result<Relayed> {
     let timeout = cfg.push.network_timeout;
-    let mut source = match relay::Source::new(&cfg.source, &session.auth.source, timeout, lock.fd())
-    {
+    let mut source = match relay::Source::new(&cfg.source, session, timeout, lock.fd()) {
         Ok(source) => source,
         Err(why) => return Ok(Relayed::Declined(why, None)),
     };

@@ -213,6 +213,14 @@ impl<'a> Client<'a> {
         Ok(ad)
     }
 
+    /// Which end this is, as messages name it.
+    fn peer(&self) -> &'static str {
+        match self.remote.end {
+            crate::remote::End::Source => "the source",
+            crate::remote::End::Target => "the target",
+        }
+    }
+
     /// A git:// connection to `service`, its advertisement read.
     pub(crate) fn advertisement_git(&self, service: &str) -> Result<(Conn, wire::Advertisement)> {
         let url = self.remote.url.redacted();
@@ -224,7 +232,7 @@ impl<'a> Client<'a> {
         conn.write_all(&hello)
             .map_err(|e| io_error(e, url, self.timeout))?;
         let ad = {
-            let mut reader = PktReader::new(&mut conn);
+            let mut reader = PktReader::from_peer(&mut conn, self.peer());
             wire::read_service_advertisement(&mut reader, service, false)
                 .map_err(|e| timed(e, url, self.timeout))
                 .with_context(|| format!("cannot read the refs of {url}"))?
@@ -249,9 +257,13 @@ impl<'a> Client<'a> {
         conn.write_all(head.as_bytes())
             .map_err(|e| io_error(e, url, self.timeout))?;
         let mut body = self.response(conn, &format!("application/x-{service}-advertisement"))?;
-        wire::read_service_advertisement(&mut PktReader::new(&mut body), service, true)
-            .map_err(|e| timed(e, url, self.timeout))
-            .with_context(|| format!("cannot read the refs of {url}"))
+        wire::read_service_advertisement(
+            &mut PktReader::from_peer(&mut body, self.peer()),
+            service,
+            true,
+        )
+        .map_err(|e| timed(e, url, self.timeout))
+        .with_context(|| format!("cannot read the refs of {url}"))
     }
 
     /// `POST git-upload-pack` with `body` (a fetch's wants, haves and `done`), the credentials
@@ -949,7 +961,7 @@ impl<R: BufRead> Read for Chunked<R> {
             read_line(&mut self.inner, &mut line)?;
             let size = line.trim().split(';').next().unwrap_or("");
             self.left = usize::from_str_radix(size, 16)
-                .map_err(|_| bad("a bad chunk size in the target's answer"))?;
+                .map_err(|_| bad("a bad chunk size in the HTTP answer"))?;
             if self.left == 0 {
                 self.done = true;
                 return Ok(0);

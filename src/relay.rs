@@ -44,6 +44,9 @@ enum Transport<'a> {
     /// A local path or `file://`: `git upload-pack <path>` in its own process group, whose guard
     /// holds the mirror's lock.
     Local(PathBuf),
+    /// SSH: `git-upload-pack '<path>'` on a channel of the run's connection to the host (the
+    /// one the catch-up look and any fallback reuse), one channel per fetch.
+    Ssh(&'a crate::libgit2::Session, &'a Remote),
 }
 
 /// A two-way byte stream to a stateful upload-pack.
@@ -68,10 +71,11 @@ impl<'a> Source<'a> {
     /// mirror's lock) through their group's guard.
     pub(crate) fn new(
         remote: &'a Remote,
-        login: &'a Login,
+        session: &'a crate::libgit2::Session,
         timeout: Duration,
         hold: std::os::fd::BorrowedFd<'a>,
     ) -> Result<Source<'a>, Declined> {
+        let login: &'a Login = &session.auth.source;
         let client = || Client::new(remote, login, timeout).map_err(|e| format!("{e:#}"));
         let transport = match remote.url.scheme() {
             Scheme::Git => Transport::Git(client()?),
@@ -84,10 +88,10 @@ impl<'a> Source<'a> {
                     return Err("a local source is read through git, which is not installed".into());
                 }
             },
-            // The SSH exec channel (`ssh_transport::exec(session, remote, "git-upload-pack
-            // '<path>'")`, a Read + Write stream) plugs in here as one more stateful transport:
-            // `connect` below opens it as it opens git:// and local ones.
-            Scheme::Ssh => return Err("SSH sources are not relayed yet".into()),
+            Scheme::Ssh if crate::ssh_transport::disabled() => {
+                return Err("BACKLOG_MIRROR_LIBGIT2_SSH is set: SSH goes through libgit2".into());
+            }
+            Scheme::Ssh => Transport::Ssh(session, remote),
         };
         Ok(Source {
             transport,
@@ -126,12 +130,23 @@ impl<'a> Source<'a> {
             Transport::Local(path) => {
                 let mut child = LocalUploadPack::spawn(path, self.hold)?;
                 let ad = wire::read_service_advertisement(
-                    &mut PktReader::new(&mut child),
+                    &mut PktReader::from_peer(&mut child, "the source"),
                     "git-upload-pack",
                     false,
                 )
                 .with_context(|| format!("cannot read the refs of {}", self.url))?;
                 Ok((Box::new(child), ad))
+            }
+            Transport::Ssh(session, remote) => {
+                let command = crate::ssh_transport::git_command("git-upload-pack", &remote.url)?;
+                let mut channel = crate::ssh_transport::exec(session, remote, &command)?;
+                let ad = wire::read_service_advertisement(
+                    &mut PktReader::from_peer(&mut channel, "the source"),
+                    "git-upload-pack",
+                    false,
+                )
+                .with_context(|| format!("cannot read the refs of {}", self.url))?;
+                Ok((Box::new(channel), ad))
             }
             Transport::Http(_) => bail!("smart HTTP has no connection to keep"),
         }
@@ -323,7 +338,7 @@ fn demultiplex(
     check: &mut PackCheck,
     send: &mut dyn FnMut(&[u8]) -> Result<()>,
 ) -> Result<()> {
-    let mut reader = PktReader::new(answer);
+    let mut reader = PktReader::from_peer(answer, "the source");
     match reader.next()? {
         Some(Packet::Data(line)) if line.starts_with(b"NAK") || line.starts_with(b"ACK ") => {}
         Some(Packet::Data(line)) if line.starts_with(b"ERR ") => bail!(

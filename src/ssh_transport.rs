@@ -256,10 +256,6 @@ pub(crate) fn sq_quote(text: &str) -> String {
 
 /// The command that serves `program` (`git-upload-pack` or `git-receive-pack`) for the
 /// repository at `url`, quoted as git does: `git-upload-pack '/srv/repo.git'`.
-#[allow(
-    dead_code,
-    reason = "for the stateless relay, which speaks upload-pack itself"
-)]
 pub(crate) fn git_command(program: &str, url: &RemoteUrl) -> anyhow::Result<String> {
     let at = Address::of(url).map_err(anyhow::Error::msg)?;
     Ok(format!("{program} {}", sq_quote(&at.path)))
@@ -271,14 +267,10 @@ pub(crate) fn git_command(program: &str, url: &RemoteUrl) -> anyhow::Result<Stri
 /// For code that speaks git's protocol to a server itself: with `git_command("git-upload-pack",
 /// &remote.url)` the channel's first bytes are the v0 ref advertisement. Write requests with
 /// `Write`, read answers with `Read` (0 bytes at the end of the command's output; a command that
-/// exited non-zero turns that end into an error quoting its stderr's first line), `send_eof`
-/// when there is nothing more to send, and `finish` to end the conversation and hand the
-/// connection back to the run (dropping the channel does the same, without the outcome).
+/// exited non-zero turns that end into an error quoting its stderr's first line). Dropping the
+/// channel ends the conversation (its input ended, what is left of its output read and dropped
+/// up to 1 MiB) and hands the connection back to the run.
 /// Failures read as libgit2's do, through `Auth::explain`.
-#[allow(
-    dead_code,
-    reason = "for the stateless relay, which speaks upload-pack itself"
-)]
 pub(crate) fn exec(
     session: &crate::libgit2::Session,
     remote: &Remote,
@@ -611,32 +603,6 @@ impl Channel {
             ended: None,
             broken: false,
         })
-    }
-
-    /// Tell the command there is nothing more to read on its stdin.
-    #[allow(
-        dead_code,
-        reason = "for the stateless relay, which speaks upload-pack itself"
-    )]
-    pub(crate) fn send_eof(&mut self) -> std::io::Result<()> {
-        self.channel
-            .send_eof()
-            .map_err(|e| self.broke("write to", e.into()))
-    }
-
-    /// End the conversation and hand the connection back to the run: the command's input is
-    /// ended, what it still outputs is read and dropped (beyond 1 MiB it is stopped), and the
-    /// channel closed. An error when the command failed, quoting its stderr's first line.
-    #[allow(
-        dead_code,
-        reason = "for the stateless relay, which speaks upload-pack itself"
-    )]
-    pub(crate) fn finish(mut self) -> anyhow::Result<()> {
-        let outcome = match &self.ended {
-            Some(outcome) => outcome.clone(),
-            None => self.end(false),
-        };
-        outcome.map_err(anyhow::Error::msg)
     }
 
     /// The connection failed: cut it (so nothing waits on it again) and say what failed.

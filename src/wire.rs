@@ -46,11 +46,19 @@ pub(crate) enum Packet {
 /// Reads pkt-lines from a byte stream.
 pub(crate) struct PktReader<R> {
     inner: R,
+    /// Who sends them, for messages: `the target`, or `the source` for the relay's upload-pack.
+    peer: &'static str,
 }
 
 impl<R: Read> PktReader<R> {
+    /// A reader of the target's packets.
     pub(crate) fn new(inner: R) -> Self {
-        PktReader { inner }
+        Self::from_peer(inner, "the target")
+    }
+
+    /// A reader of `peer`'s packets (`the source`): errors name it.
+    pub(crate) fn from_peer(inner: R, peer: &'static str) -> Self {
+        PktReader { inner, peer }
     }
 
     /// The next packet, or `None` at a clean end of stream (between packets).
@@ -61,12 +69,15 @@ impl<R: Read> PktReader<R> {
             let n = self
                 .inner
                 .read(&mut head[got..])
-                .context("cannot read from the target")?;
+                .with_context(|| format!("cannot read from {}", self.peer))?;
             if n == 0 {
                 if got == 0 {
                     return Ok(None);
                 }
-                bail!("the target's answer ended inside a pkt-line length (unexpected eof)");
+                bail!(
+                    "{}'s answer ended inside a pkt-line length (unexpected eof)",
+                    self.peer
+                );
             }
             got += n;
         }
@@ -75,29 +86,41 @@ impl<R: Read> PktReader<R> {
             .and_then(|s| usize::from_str_radix(s, 16).ok())
             .with_context(|| {
                 format!(
-                    "the target sent '{}' where a pkt-line length belongs: not git's protocol",
+                    "{} sent '{}' where a pkt-line length belongs: not git's protocol",
+                    self.peer,
                     String::from_utf8_lossy(&head).escape_debug()
                 )
             })?;
         match len {
             0 => return Ok(Some(Packet::Flush)),
-            1..=3 => bail!("the target sent a pkt-line of length {len}, which protocol v0 has not"),
+            1..=3 => bail!(
+                "{} sent a pkt-line of length {len}, which protocol v0 has not",
+                self.peer
+            ),
             _ if len > MAX_PKT => {
-                bail!("the target sent a pkt-line of {len} bytes, over git's limit")
+                bail!(
+                    "{} sent a pkt-line of {len} bytes, over git's limit",
+                    self.peer
+                )
             }
             _ => {}
         }
         let mut data = vec![0u8; len - 4];
+        let peer = self.peer;
         self.inner.read_exact(&mut data).map_err(|e| {
-            anyhow::anyhow!("the target's answer ended inside a pkt-line (unexpected eof): {e}")
+            anyhow::anyhow!("{peer}'s answer ended inside a pkt-line (unexpected eof): {e}")
         })?;
         Ok(Some(Packet::Data(data)))
     }
 
     /// The next packet; the end of the stream is an error here.
     fn expect(&mut self, what: &str) -> Result<Packet> {
-        self.next()?
-            .with_context(|| format!("the target's answer ended before {what} (unexpected eof)"))
+        self.next()?.with_context(|| {
+            format!(
+                "{}'s answer ended before {what} (unexpected eof)",
+                self.peer
+            )
+        })
     }
 }
 
@@ -151,7 +174,10 @@ pub(crate) fn read_service_advertisement(
             ),
         }
         if reader.expect("the service line's flush")? != Packet::Flush {
-            bail!("the target's listing has no flush after its service line");
+            bail!(
+                "{}'s listing has no flush after its service line",
+                reader.peer
+            );
         }
     }
     let mut ad = Advertisement::default();
@@ -165,7 +191,8 @@ pub(crate) fn read_service_advertisement(
         let (refpart, caps) = match line.iter().position(|&b| b == 0) {
             Some(nul) if first => (&line[..nul], Some(&line[nul + 1..])),
             Some(_) => bail!(
-                "the target's listing has capabilities after its first line: '{}'",
+                "{}'s listing has capabilities after its first line: '{}'",
+                reader.peer,
                 shown(line)
             ),
             None => (line, None),
@@ -179,7 +206,8 @@ pub(crate) fn read_service_advertisement(
         }
         let bad = || {
             anyhow::anyhow!(
-                "the target's listing has a line this tool does not understand: '{}'",
+                "{}'s listing has a line this tool does not understand: '{}'",
+                reader.peer,
                 shown(line)
             )
         };

@@ -353,3 +353,98 @@ fn a_refusal_is_tried_once() {
         "a mismatched host key was tried again"
     );
 }
+
+/// The stateless relay over SSH, its source stalled mid-pack: the relay ends within the
+/// timeout, the cache path it falls back to meets the same stall and ends too, the target keeps
+/// every ref it had (no half-relayed pack moved one), and the next run relays the change exact.
+#[test]
+fn an_ssh_source_that_stalls_mid_relay_moves_nothing_and_the_next_run_relays() {
+    let sb = Sandbox::new();
+    let source = sizeable_source(&sb);
+    let target = init_bare(&sb.join("srv/target.git"));
+    let server = GitServer::start("git", &sb.join("srv"));
+    let sshd = Sshd::start();
+    let key = keygen(&sb.join("keys"), "id", "ed25519", "openssh", None);
+    sshd.authorize(&key.public_line);
+    let sync = |src: &str, cache: &str| {
+        let mut cmd = bin();
+        cmd.env("HOME", sb.home())
+            .args(["sync", "--json", "--source", src, "--target"])
+            .arg(server.url("target.git"))
+            .arg("--cache-dir")
+            .arg(sb.join(cache))
+            .args([
+                "--network-timeout",
+                TIMEOUT,
+                "--retries",
+                "0",
+                "--ssh-key-file",
+            ])
+            .arg(&key.private_path);
+        for fp in sshd.host_key_fingerprints() {
+            cmd.args(["--host-key-fingerprint", &fp]);
+        }
+        cmd
+    };
+    let first = run(&mut sync(&sshd.url(&source), "cache-first"));
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    assert_mirror(&source, &target);
+
+    // A change whose pack is far larger than the proxy lets through: 200 KB that do not
+    // compress.
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    let noise: String = (0..200_000)
+        .map(|_| {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            char::from(b'!' + ((state >> 33) % 90) as u8)
+        })
+        .collect();
+    let work = WorkRepo::init(&sb.join("work"));
+    git(&work.path, &["fetch", "-q", &path_str(&source), "main"]);
+    git(&work.path, &["checkout", "-q", "-B", "main", "FETCH_HEAD"]);
+    work.commit("noise.txt", &noise, "noise");
+    git(&work.path, &["push", "-q", &path_str(&source), "main:main"]);
+    let before = refs(&target);
+    let proxy = FaultProxy::start(
+        sshd.port(),
+        Fault::Stall {
+            dir: Direction::Downstream,
+            after: 60 * 1024,
+        },
+    );
+    let stalled = proxy.rewrite(&sshd.url(&source));
+    let (out, took) = run_bounded(
+        &mut sync(&stalled, "cache-stalled"),
+        Duration::from_secs(60),
+    );
+    assert!(proxy.fired() > 0, "the stall never happened");
+    // The relay's timeout and the fallback's: two waits, and the run's own work.
+    assert!(
+        took < BOUND + Duration::from_secs(3),
+        "still running after {took:?}:\n{}",
+        out.stderr
+    );
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    eprintln!(
+        "relay stalled: ended after {took:.1?}: {}",
+        out.only_error()
+    );
+    assert!(out.stderr.contains(&stalled), "{}", out.stderr);
+    // The relay's own failure, as the fallback's warning and the summary give it, blames the
+    // source it read from, not the target.
+    let relay_said = out.json()["relay"]["fallback"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(relay_said.contains("the source"), "{relay_said}");
+    assert!(!relay_said.contains("the target"), "{relay_said}");
+    assert_eq!(refs(&target), before, "a stalled relay moved a ref");
+
+    let out = run(&mut sync(&sshd.url(&source), "cache-next"));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_mirror(&source, &target);
+    fsck(&target);
+    assert_eq!(out.json()["relay"]["relayed"], true, "{}", out.stdout);
+}

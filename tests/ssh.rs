@@ -608,3 +608,72 @@ fn a_post_receive_hook_on_an_ssh_target_runs_to_its_end() {
     assert_mirror(&fx.source, &fx.target);
     assert!(done.exists(), "the hook was cut short");
 }
+
+/// A run with no cache on disk relays an SSH source's thin pack into a git:// target: the
+/// change arrives exact, no cache is seeded, and the look, the pack and the catch-up look share
+/// one SSH connection (a channel each).
+#[test]
+fn a_stateless_incremental_from_ssh_is_relayed_on_one_connection() {
+    let fx = fixture(SshdOptions::default());
+    let args = fx.key_args();
+    let server = GitServer::start("git", fx.sb.path());
+    let target = server.url("target.git");
+    let sync = |cache: &str| {
+        run(bin()
+            .env("HOME", fx.sb.home())
+            .args(["sync", "--json", "--source", &fx.sshd.url(&fx.source)])
+            .args(["--target", &target, "--cache-dir"])
+            .arg(fx.sb.join(cache))
+            .args(strs(&args)))
+    };
+    let first = sync("cache-first");
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    assert_mirror(&fx.source, &fx.target);
+
+    push_a_commit(&fx.source, &fx.sb.join("work2"), "b.txt", "second");
+    delete_ref(&fx.source, "refs/tags/v1");
+    let before = fx.sshd.connections();
+    let out = sync("cache-empty");
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_mirror(&fx.source, &fx.target);
+    fsck(&fx.target);
+    let json = out.json();
+    assert_eq!(json["relay"]["relayed"], true, "{json}");
+    assert_eq!(json["seeded"], false, "{json}");
+    assert_eq!(json["transfer"]["push"]["engine"], "relay", "{json}");
+    // The commit, its tree, the new blob.
+    assert_eq!(json["relay"]["objects"], 3, "{json}");
+    assert_eq!(json["refs"]["deleted"], 1, "{json}");
+    assert_eq!(
+        fx.sshd.connections() - before,
+        1,
+        "SSH connections of the relay"
+    );
+    assert_eq!(
+        cache_objects(&fx.sb.join("cache-empty")),
+        0,
+        "the relay wrote a cache"
+    );
+
+    // libgit2's SSH transport behind the escape hatch has no channel to relay over: the run
+    // goes through the cache and still ends exact.
+    push_a_commit(&fx.source, &fx.sb.join("work3"), "c.txt", "third");
+    let mut cmd = bin();
+    cmd.env("HOME", fx.sb.home())
+        .env("BACKLOG_MIRROR_LIBGIT2_SSH", "1")
+        .args(["sync", "--json", "--source", &fx.sshd.url(&fx.source)])
+        .args(["--target", &target, "--cache-dir"])
+        .arg(fx.sb.join("cache-hatch"))
+        .args(strs(&args));
+    let out = run(&mut cmd);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_mirror(&fx.source, &fx.target);
+    let json = out.json();
+    assert_eq!(json["relay"]["relayed"], false, "{json}");
+    assert!(
+        json["relay"]["fallback"]
+            .as_str()
+            .is_some_and(|why| why.contains("BACKLOG_MIRROR_LIBGIT2_SSH")),
+        "{json}"
+    );
+}
