@@ -155,6 +155,17 @@ fn a_source_or_target_that_stops_answering_ends_the_run_within_the_timeout() {
     }
 }
 
+/// `cmd` logs in to `sshd` with `key`, its host keys pinned, and gives up at the first
+/// timeout.
+fn ssh_once(cmd: &mut Command, sshd: &Sshd, key: &KeyPair) {
+    cmd.args(["--network-timeout", TIMEOUT, "--retries", "0"])
+        .arg("--ssh-key-file")
+        .arg(&key.private_path);
+    for fp in sshd.host_key_fingerprints() {
+        cmd.args(["--host-key-fingerprint", &fp]);
+    }
+}
+
 #[test]
 fn an_ssh_peer_that_stops_ends_the_run_within_the_timeout() {
     // (what stalls, direction, after how many bytes)
@@ -183,17 +194,7 @@ fn an_ssh_peer_that_stops_ends_the_run_within_the_timeout() {
             (src.clone(), path_str(&target), src)
         };
         let mut cmd = sb.sync(&src, &tgt);
-        cmd.args([
-            "--network-timeout",
-            TIMEOUT,
-            "--retries",
-            "0",
-            "--ssh-key-file",
-        ])
-        .arg(&key.private_path);
-        for fp in sshd.host_key_fingerprints() {
-            cmd.args(["--host-key-fingerprint", &fp]);
-        }
+        ssh_once(&mut cmd, &sshd, &key);
         let (out, took) = run_bounded(&mut cmd, Duration::from_secs(60));
         assert!(proxy.fired() > 0, "{label}: the stall never happened");
         assert_timed_out(&label, &out, took, &stalled);
@@ -372,18 +373,8 @@ fn an_ssh_source_that_stalls_mid_relay_moves_nothing_and_the_next_run_relays() {
             .args(["sync", "--json", "--source", src, "--target"])
             .arg(server.url("target.git"))
             .arg("--cache-dir")
-            .arg(sb.join(cache))
-            .args([
-                "--network-timeout",
-                TIMEOUT,
-                "--retries",
-                "0",
-                "--ssh-key-file",
-            ])
-            .arg(&key.private_path);
-        for fp in sshd.host_key_fingerprints() {
-            cmd.args(["--host-key-fingerprint", &fp]);
-        }
+            .arg(sb.join(cache));
+        ssh_once(&mut cmd, &sshd, &key);
         cmd
     };
     let first = run(&mut sync(&sshd.url(&source), "cache-first"));
