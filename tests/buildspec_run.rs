@@ -338,7 +338,8 @@ fn the_buildspec_copies_the_pinned_binary_from_s3_and_mirrors_with_the_stacks_ke
     }
 
     // Both repositories move; the webhook of PROJ/app names it (the override the API's mapping
-    // passes): stateless, the cache gone, that mirror alone is seeded from CodeCommit and synced.
+    // passes): stateless, the cache gone, that mirror alone is synced, the change relayed from
+    // Backlog's upload-pack into CodeCommit with no cache.
     std::fs::remove_dir_all(sb.join("tmp/backlog-mirror")).unwrap();
     for (repo, name) in [(&source, "app"), (&other, "lib")] {
         let dev = WorkRepo::init(&sb.join(&format!("dev-{name}")));
@@ -362,8 +363,8 @@ fn the_buildspec_copies_the_pinned_binary_from_s3_and_mirrors_with_the_stacks_ke
     let (code, log) = run_phases(&spec, &webhook, &work, ALL_PHASES);
     assert_eq!(code, 0, "{log}");
     assert!(
-        log.contains("seeding"),
-        "the stateless run did not seed from CodeCommit:\n{log}"
+        log.contains("relaying") && log.contains("no cache") && !log.contains("seeding"),
+        "the stateless run did not relay the change:\n{log}"
     );
     assert_mirror(&source, &root.join("app"));
     assert_eq!(
