@@ -378,6 +378,7 @@ pub(crate) fn execute(
                         // The listing the plan was made from, once: a retry or a later batch
                         // asks again (the target changed since).
                         listed.take(),
+                        crate::receive_pack::Cut::for_plan(plan.changes.len(), batches.len()),
                     ),
                     None => Err(anyhow::anyhow!("a wire batch without its client")),
                 },

@@ -312,11 +312,13 @@ impl<'a> Client<'a> {
         hold: BorrowedFd<'_>,
         progress: &mut Progress,
         listed: Option<wire::Advertisement>,
+        cut: Cut,
     ) -> Result<PushOutcome> {
         let mut packer = PackObjects {
             repo,
             hold,
             progress,
+            cut,
         };
         let result = self.push_with(changes, &mut packer, listed);
         packer.progress.finish();
@@ -690,16 +692,65 @@ fn commands(changes: &[&Change], ad: &wire::Advertisement) -> Result<Vec<u8>> {
     Ok(out)
 }
 
-/// The ids the target advertises that the cache has: what the pack need not carry.
-fn haves(repo: &Repository, ad: &wire::Advertisement) -> Vec<Oid> {
+/// A plan of at most this many ref changes, pushed in one batch, cuts its pack against the
+/// advertised ids near it only (`Cut::Near`).
+const NEAR_CUT_CHANGES: usize = 100;
+
+/// Which of the target's advertised ids a pack is cut against (the objects it need not carry).
+///
+/// Every id makes the smallest pack, but git's walk (`pack-objects --revs`, and a source's
+/// upload-pack given them as haves) starts from each: on a mirror with 7,000 pull-request heads
+/// on side commits (the bench's pulls dataset), a one-commit change's pack took 0.36-0.39 s cut
+/// against every id and 0.03 s against the branches and tags, the same 1.3 KiB either way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Cut {
+    /// Every advertised id: a large plan (a first mirror's), or one in several batches, whose
+    /// later batches build on the tips the earlier ones left on the target. There the walk is
+    /// small beside the pack, and no object may go twice.
+    Every,
+    /// The batch's own refs' old ids, and the target's branches, tags and `.have`s: a few
+    /// changes. A new ref based on commits only some other ref (a pull request) reaches then
+    /// brings objects the target has: a bigger pack, still a correct one (receive-pack
+    /// completes a thin pack against all it holds).
+    Near,
+}
+
+impl Cut {
+    /// The cut for a plan of `changes` ref changes pushed in `batches` batches.
+    pub(crate) fn for_plan(changes: usize, batches: usize) -> Cut {
+        if batches <= 1 && changes <= NEAR_CUT_CHANGES {
+            Cut::Near
+        } else {
+            Cut::Every
+        }
+    }
+
+    /// The advertised ids `changes` are cut against, each once.
+    pub(crate) fn haves(self, ad: &wire::Advertisement, changes: &[&Change]) -> Vec<Oid> {
+        let near = |name: &[u8]| {
+            name.starts_with(b"refs/heads/") || name.starts_with(b"refs/tags/") || name == b".have"
+        };
+        let mut haves: Vec<Oid> = ad
+            .refs
+            .iter()
+            .filter(|(name, _)| self == Cut::Every || near(name))
+            .map(|(_, id)| *id)
+            .chain(changes.iter().filter_map(|c| c.old))
+            .collect();
+        haves.sort_unstable();
+        haves.dedup();
+        haves
+    }
+}
+
+/// The ids of `cut` that the cache has: what the pack need not carry.
+fn haves(repo: &Repository, ad: &wire::Advertisement, changes: &[&Change], cut: Cut) -> Vec<Oid> {
     let Ok(odb) = repo.odb() else {
         return Vec::new();
     };
-    let mut seen = HashSet::new();
-    ad.refs
-        .iter()
-        .map(|(_, id)| *id)
-        .filter(|id| seen.insert(*id) && odb.exists(*id))
+    cut.haves(ad, changes)
+        .into_iter()
+        .filter(|id| odb.exists(*id))
         .collect()
 }
 
@@ -721,6 +772,7 @@ struct PackObjects<'r, 'p> {
     repo: &'r Repository,
     hold: BorrowedFd<'r>,
     progress: &'p mut Progress,
+    cut: Cut,
 }
 
 impl Packer for PackObjects<'_, '_> {
@@ -733,7 +785,7 @@ impl Packer for PackObjects<'_, '_> {
         send_pack(
             self.repo.path(),
             changes,
-            &haves(self.repo, ad),
+            &haves(self.repo, ad, changes, self.cut),
             ad.has("ofs-delta"),
             self.hold,
             self.progress,
@@ -985,6 +1037,37 @@ impl<R: BufRead> Read for Chunked<R> {
 mod tests {
     use super::*;
     use crate::plan::Action;
+
+    #[test]
+    fn a_few_changes_are_cut_near_and_a_large_or_batched_plan_against_every_id() {
+        assert_eq!(Cut::for_plan(3, 1), Cut::Near);
+        assert_eq!(Cut::for_plan(NEAR_CUT_CHANGES, 1), Cut::Near);
+        assert_eq!(Cut::for_plan(NEAR_CUT_CHANGES + 1, 1), Cut::Every);
+        assert_eq!(Cut::for_plan(2, 2), Cut::Every);
+        let ad = wire::Advertisement {
+            refs: vec![
+                (b"refs/heads/main".to_vec(), id(1)),
+                (b"refs/tags/v1".to_vec(), id(2)),
+                (b"refs/pull/1/head".to_vec(), id(3)),
+                (b"refs/pull/2/head".to_vec(), id(4)),
+                (b".have".to_vec(), id(5)),
+                (b"refs/heads/dev".to_vec(), id(1)),
+            ],
+            capabilities: vec![],
+        };
+        let moved = change("refs/pull/2/head", Some(id(4)), Some(id(9)));
+        let created = change("refs/pull/7/head", None, Some(id(8)));
+        let changes = [&moved, &created];
+        // Branches, tags and `.have`s, the changed refs' old ids; each once.
+        assert_eq!(
+            Cut::Near.haves(&ad, &changes),
+            vec![id(1), id(2), id(4), id(5)]
+        );
+        assert_eq!(
+            Cut::Every.haves(&ad, &changes),
+            vec![id(1), id(2), id(3), id(4), id(5)]
+        );
+    }
 
     fn id(n: u8) -> Oid {
         Oid::from_bytes(&[n; 20]).unwrap()

@@ -28,7 +28,7 @@ use sha1::{Digest, Sha1};
 
 use crate::plan::Change;
 use crate::process_group::Group;
-use crate::receive_pack::{Client, Conn, Packer};
+use crate::receive_pack::{Client, Conn, Cut, Packer};
 use crate::remote::{Login, Remote};
 use crate::transfer::TransferStats;
 use crate::url::Scheme;
@@ -252,6 +252,8 @@ impl Drop for LocalUploadPack {
 /// The pack of one push batch, relayed from the source.
 pub(crate) struct Relay<'s, 'a> {
     pub(crate) source: &'s mut Source<'a>,
+    /// Which of the target's ids the source is told it has.
+    pub(crate) cut: Cut,
     /// Whether the source offers `ofs-delta` (the target's advertisement says whether it takes
     /// it).
     pub(crate) source_ofs_delta: bool,
@@ -269,14 +271,16 @@ impl Packer for Relay<'_, '_> {
         send: &mut dyn FnMut(&[u8]) -> Result<()>,
     ) -> Result<TransferStats> {
         // Every id the target advertises is an object it has (`.have` lines too): after an
-        // earlier batch, its advertisement holds that batch's tips.
-        let mut haves: Vec<Oid> = ad.refs.iter().map(|(_, id)| *id).collect();
-        haves.sort_unstable();
-        haves.dedup();
+        // earlier batch, its advertisement holds that batch's tips. The source is told the
+        // cut's share of them (see `Cut`); none is asked for.
+        let mut held: Vec<Oid> = ad.refs.iter().map(|(_, id)| *id).collect();
+        held.sort_unstable();
+        held.dedup();
+        let haves = self.cut.haves(ad, changes);
         let mut wants: Vec<Oid> = changes
             .iter()
             .filter_map(|c| c.new)
-            .filter(|id| haves.binary_search(id).is_err())
+            .filter(|id| held.binary_search(id).is_err())
             .collect();
         wants.sort_unstable();
         wants.dedup();

@@ -238,6 +238,47 @@ fn batches_build_on_each_other_and_send_no_object_twice() {
     }
 }
 
+/// A few changes are cut against the target's branches and tags only (`Cut::Near`): a new branch
+/// on top of a pull request's head, whose side commits no branch reaches, gets them again in its
+/// pack, and the target still ends exact and whole.
+#[test]
+fn a_branch_built_on_a_pull_request_head_arrives_exact() {
+    for transport in ["git", "http"] {
+        let m = Mirrored::new(transport);
+        let work = WorkRepo::init(&m.sb.join("on-pr"));
+        git(
+            &work.path,
+            &["fetch", "-q", &path_str(&m.source), "refs/pull/2/head"],
+        );
+        git(
+            &work.path,
+            &["checkout", "-q", "-B", "from-pr", "FETCH_HEAD"],
+        );
+        work.commit("on-pr.txt", "built on a pull request", "on a pull request");
+        git(
+            &work.path,
+            &[
+                "push",
+                "-q",
+                &path_str(&m.source),
+                "from-pr:refs/heads/from-pr",
+            ],
+        );
+        let out = m.sync(&[]);
+        assert_eq!(out.code, 0, "{transport}: {}", out.stderr);
+        assert_mirror(&m.source, &m.target);
+        fsck(&m.target);
+        let json = out.json();
+        assert_eq!(json["relay"]["relayed"], true, "{transport}: {json}");
+        assert_eq!(json["refs"]["created"], 1, "{json}");
+        // The new commit, its tree and blob, and at least the side commit under it.
+        assert!(
+            json["relay"]["objects"].as_u64().unwrap() > 3,
+            "{transport}: {json}"
+        );
+    }
+}
+
 #[test]
 fn a_relay_the_target_refuses_falls_back_to_the_cache_and_mirrors() {
     let m = Mirrored::new("git");
