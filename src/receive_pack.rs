@@ -232,7 +232,8 @@ impl<'a> Client<'a> {
         conn.write_all(&hello)
             .map_err(|e| io_error(e, url, self.timeout))?;
         let ad = {
-            let mut reader = PktReader::from_peer(&mut conn, self.peer());
+            // Buffered, as every advertisement is (see `wire::read_service_advertisement`).
+            let mut reader = PktReader::from_peer(BufReader::new(&mut conn), self.peer());
             wire::read_service_advertisement(&mut reader, service, false)
                 .map_err(|e| timed(e, url, self.timeout))
                 .with_context(|| format!("cannot read the refs of {url}"))?

@@ -17,7 +17,7 @@
 //! side-band, a checksum mismatch, an unpack error) fails the relay, and the run falls back to the
 //! cache (`mirror`).
 
-use std::io::{Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::path::PathBuf;
 use std::process::{ChildStdin, ChildStdout, Stdio};
 use std::time::Duration;
@@ -130,7 +130,7 @@ impl<'a> Source<'a> {
             Transport::Local(path) => {
                 let mut child = LocalUploadPack::spawn(path, self.hold)?;
                 let ad = wire::read_service_advertisement(
-                    &mut PktReader::from_peer(&mut child, "the source"),
+                    &mut PktReader::from_peer(BufReader::new(&mut child), "the source"),
                     "git-upload-pack",
                     false,
                 )
@@ -140,8 +140,9 @@ impl<'a> Source<'a> {
             Transport::Ssh(session, remote) => {
                 let command = crate::ssh_transport::git_command("git-upload-pack", &remote.url)?;
                 let mut channel = crate::ssh_transport::exec(session, remote, &command)?;
+                // Buffered, as every advertisement is (see `wire::read_service_advertisement`).
                 let ad = wire::read_service_advertisement(
-                    &mut PktReader::from_peer(&mut channel, "the source"),
+                    &mut PktReader::from_peer(BufReader::new(&mut channel), "the source"),
                     "git-upload-pack",
                     false,
                 )

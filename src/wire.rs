@@ -158,6 +158,10 @@ impl Advertisement {
 
 /// Read the advertisement of `service` (`git-receive-pack` or `git-upload-pack`) up to its
 /// flush; over smart HTTP after its `# service=...` line and flush.
+///
+/// Give it a buffered reader: unbuffered, each ref line costs two reads (a socket or SSH channel
+/// call each: 14,000 for a mirror of 7,000 refs). A buffer dropped afterwards loses nothing,
+/// because a v0 server sends nothing after the advertisement's flush until the client speaks.
 pub(crate) fn read_service_advertisement(
     reader: &mut PktReader<impl Read>,
     service: &str,
