@@ -458,7 +458,8 @@ impl Run<'_> {
         // The target's default branch is deleted last, after the default moved to the source's
         // (CodeCommit refuses to delete its default branch; a Git server's HEAD would dangle).
         let (first, last) = self.default_last(planned);
-        let mut rejected = self.execute(&first, commits, planned.wanted.len())?;
+        let head = planned.source_head.as_deref();
+        let mut rejected = self.execute(&first, commits, planned.wanted.len(), head)?;
         if let Some((last, head)) = last {
             if let Err(err) = self.default.set(&head) {
                 warn!(
@@ -468,7 +469,7 @@ impl Run<'_> {
                     error::one_line(&err)
                 );
             }
-            rejected.extend(self.execute(&last, Some(0), planned.wanted.len())?);
+            rejected.extend(self.execute(&last, Some(0), planned.wanted.len(), None)?);
         }
         if !rejected.is_empty() && rejected.iter().all(|r| lost_a_race(&r.reason)) {
             return self.lease_broken(rejected);
@@ -493,6 +494,7 @@ impl Run<'_> {
         plan: &Plan,
         commits: Option<usize>,
         local_refs: usize,
+        head: Option<&str>,
     ) -> Result<Vec<RefProblem>> {
         if plan.is_empty() {
             return Ok(Vec::new());
@@ -509,6 +511,7 @@ impl Run<'_> {
                 commits,
                 local_refs,
                 self.listed.take(),
+                head,
                 self.summary
             )?
         ))
@@ -1072,7 +1075,7 @@ fn relay_push(
     cfg: &SyncConfig,
     summary: &mut Summary,
 ) -> Result<Vec<RefProblem>> {
-    let batches = push::wire_batches(plan, cfg.push.batch_size);
+    let batches = push::wire_batches(plan, cfg.push.batch_size, source_ad.head().as_deref());
     summary.transfer.push.engine = Some("relay");
     info!(
         "relaying {} ref update(s) from {} to {} in {} batch(es), no cache",

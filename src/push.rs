@@ -201,7 +201,10 @@ const GIT_REFSPEC_PAIRS: usize = 500_000;
 
 /// The batches of a push and who sends each. Updates come first, newest commit first, deletions
 /// last: a run cut short must not have deleted what it never replaced, and the newest tips
-/// carry most of the objects. When git sends and the plan has more refs than git handles well,
+/// carry most of the objects. The source's default branch (`head`) goes before every other
+/// update: an empty CodeCommit repository takes the first branch pushed to it as its default,
+/// which then stays right even where this run cannot move it (no API endpoint, no permission),
+/// and cannot be a branch a later change deletes. When git sends and the plan has more refs than git handles well,
 /// git sends the first (newest) refs, which brings the target nearly every object with git's
 /// fast, delta-reusing pack; libgit2 then sends the rest, which need few objects.
 fn batches<'p>(
@@ -211,6 +214,7 @@ fn batches<'p>(
     hybrid: bool,
     batch_size: usize,
     local_refs: usize,
+    head: Option<&str>,
 ) -> Vec<(Engine, Vec<&'p Change>)> {
     let time = |change: &Change| {
         change
@@ -240,6 +244,13 @@ fn batches<'p>(
     } else {
         updates.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.name.cmp(&b.1.name)));
     }
+    if let Some(at) = updates
+        .iter()
+        .position(|(_, c)| Some(c.name.as_str()) == head)
+    {
+        let default = updates.remove(at);
+        updates.insert(0, default);
+    }
     // A deletion that makes room for an update (`a` deleted, `a/b` created, or the reverse) goes
     // first: a target applies each ref on its own, in order, and cannot hold both at once.
     let updated: std::collections::BTreeSet<&str> =
@@ -267,9 +278,13 @@ fn batches<'p>(
 }
 
 /// The batches of a push by our receive-pack client when no cache holds the objects (the relay):
-/// the wire engine's order and batch size.
-pub(crate) fn wire_batches(plan: &Plan, batch_size: usize) -> Vec<Vec<&Change>> {
-    batches(None, plan, Engine::Wire, false, batch_size, 0)
+/// the wire engine's order and batch size, the source's default branch `head` first.
+pub(crate) fn wire_batches<'p>(
+    plan: &'p Plan,
+    batch_size: usize,
+    head: Option<&str>,
+) -> Vec<Vec<&'p Change>> {
+    batches(None, plan, Engine::Wire, false, batch_size, 0, head)
         .into_iter()
         .map(|(_, batch)| batch)
         .collect()
@@ -301,6 +316,7 @@ pub(crate) fn execute(
     commits: Option<usize>,
     local_refs: usize,
     mut listed: Option<crate::wire::Advertisement>,
+    head: Option<&str>,
     summary: &mut Summary,
 ) -> Result<Vec<RefProblem>> {
     let repo = &cache.repo;
@@ -313,6 +329,7 @@ pub(crate) fn execute(
         hybrid,
         options.batch_size,
         local_refs,
+        head,
     );
     let used = |e: Engine| batches.iter().any(|(b, _)| *b == e);
     let names = match (used(Engine::Git), used(Engine::Libgit2)) {
@@ -551,7 +568,7 @@ mod tests {
                 .push(change(&format!("refs/heads/b{i:02}"), Action::Create, id));
         }
         // 100,000 refs in the cache: git gets 16 refspecs, the minimum.
-        let split = batches(Some(&repo), &plan, Engine::Git, true, 20, 100_000);
+        let split = batches(Some(&repo), &plan, Engine::Git, true, 20, 100_000, None);
         let engines: Vec<_> = split.iter().map(|(e, b)| (*e, b.len())).collect();
         assert_eq!(
             engines,
@@ -566,12 +583,60 @@ mod tests {
         assert_eq!(split[2].1[4].name, "refs/heads/gone", "deletions last");
 
         // Few refs in the cache: git carries every batch.
-        let all_git = batches(Some(&repo), &plan, Engine::Git, true, 10, 41);
+        let all_git = batches(Some(&repo), &plan, Engine::Git, true, 10, 41, None);
         assert!(all_git.iter().all(|(e, _)| *e == Engine::Git));
         assert_eq!(all_git.len(), 5);
         // An engine the user chose is kept for every batch.
-        let chosen = batches(Some(&repo), &plan, Engine::Git, false, 10, 100_000);
+        let chosen = batches(Some(&repo), &plan, Engine::Git, false, 10, 100_000, None);
         assert!(chosen.iter().all(|(e, _)| *e == Engine::Git));
+    }
+
+    #[test]
+    fn the_source_default_branch_goes_before_every_other_update() {
+        let dir = tempfile::tempdir().unwrap();
+        let (repo, ids) = commits(dir.path(), 6);
+        let mut plan = Plan::default();
+        plan.changes
+            .push(change("refs/heads/a", Action::Delete, ids[0]));
+        for (i, &id) in ids.iter().enumerate() {
+            plan.changes
+                .push(change(&format!("refs/heads/b{i}"), Action::Create, id));
+        }
+        plan.changes
+            .push(change("refs/heads/main", Action::Create, ids[2]));
+        for engine in [Engine::Wire, Engine::Git, Engine::Libgit2] {
+            let split = batches(
+                Some(&repo),
+                &plan,
+                engine,
+                false,
+                3,
+                10,
+                Some("refs/heads/main"),
+            );
+            let names: Vec<&str> = split
+                .iter()
+                .flat_map(|(_, b)| b.iter().map(|c| c.name.as_str()))
+                .collect();
+            assert_eq!(names[0], "refs/heads/main", "{engine:?}: {names:?}");
+            assert_eq!(
+                names.last(),
+                Some(&"refs/heads/a"),
+                "{engine:?}: deletions last"
+            );
+            assert_eq!(names.len(), 8);
+        }
+        // A default branch the plan does not change leaves the order alone.
+        let split = batches(
+            None,
+            &plan,
+            Engine::Wire,
+            false,
+            3,
+            10,
+            Some("refs/heads/zz"),
+        );
+        assert_eq!(split[0].1[0].name, "refs/heads/b0");
     }
 
     #[test]
@@ -591,7 +656,7 @@ mod tests {
             .push(change("refs/heads/b", Action::Create, ids[1]));
         plan.changes
             .push(change("refs/heads/ab", Action::Create, ids[1]));
-        let split = batches(Some(&repo), &plan, Engine::Libgit2, false, 100, 10);
+        let split = batches(Some(&repo), &plan, Engine::Libgit2, false, 100, 10, None);
         let names: Vec<&str> = split[0].1.iter().map(|c| c.name.as_str()).collect();
         assert_eq!(
             names,

@@ -194,3 +194,53 @@ fn the_stand_in_refuses_deleting_codecommits_default_branch() {
     );
     assert!(git_ok(&target, &["rev-parse", "--verify", "refs/heads/main"]).is_ok());
 }
+
+/// CodeCommit makes the first branch pushed to an empty repository its default. A first mirror
+/// in batches sends the source's default branch before any other, so the target's default is
+/// right even where this run cannot move it: here no API endpoint (the Git endpoint is
+/// overridden, the API's is not), and branches that sort before `main` filling the first
+/// batch otherwise. The source then deletes one of them: no default branch is in the way.
+#[test]
+fn a_first_mirror_in_batches_sends_the_default_branch_first() {
+    let sb = Sandbox::new();
+    let pair = sb.pair("srv", &["aaa1", "aaa2", "aaa3", "dev"]);
+    let root = sb.join("codecommit");
+    init_bare(&root.join("app"));
+    let server = CodeCommitServer::start(&root, REGION, &[(AKID, SECRET, None)], 2);
+    let sync = || {
+        let mut cmd = bin();
+        cmd.env("HOME", sb.home())
+            .envs(server.client_env())
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_ACCESS_KEY_ID", AKID)
+            .env("AWS_SECRET_ACCESS_KEY", SECRET)
+            .args(["sync", "--json", "--source"])
+            .arg(&pair.source)
+            .args(["--target", &format!("codecommit::{REGION}://app")])
+            .args(["--batch-size", "2", "--cache-dir"])
+            .arg(sb.cache_dir());
+        let out = run(&mut cmd);
+        assert_no_secret(&out, &[SECRET]);
+        out
+    };
+    assert_eq!(head(&pair.source), "refs/heads/main");
+    let first = sync();
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    let target = root.join("app");
+    assert_mirror(&pair.source, &target);
+    assert!(
+        first.json()["transfer"]["push"]["batches"]
+            .as_u64()
+            .unwrap()
+            >= 3,
+        "{}",
+        first.stdout
+    );
+    assert_eq!(head(&target), "refs/heads/main");
+    assert!(server.api_calls().is_empty(), "{:?}", server.api_calls());
+
+    git(&pair.source, &["update-ref", "-d", "refs/heads/aaa1"]);
+    let second = sync();
+    assert_eq!(second.code, 0, "{}", second.stderr);
+    assert_mirror(&pair.source, &target);
+}

@@ -392,11 +392,14 @@ fn an_ssh_source_that_stalls_mid_relay_moves_nothing_and_the_next_run_relays() {
             char::from(b'!' + ((state >> 33) % 90) as u8)
         })
         .collect();
-    let work = WorkRepo::init(&sb.join("work"));
-    git(&work.path, &["fetch", "-q", &path_str(&source), "main"]);
-    git(&work.path, &["checkout", "-q", "-B", "main", "FETCH_HEAD"]);
-    work.commit("noise.txt", &noise, "noise");
-    git(&work.path, &["push", "-q", &path_str(&source), "main:main"]);
+    push_a_commit_on(
+        &source,
+        &sb.join("work"),
+        "main",
+        "noise.txt",
+        &noise,
+        "refs/heads/main",
+    );
     let before = refs(&target);
     let proxy = FaultProxy::start(
         sshd.port(),

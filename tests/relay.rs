@@ -245,24 +245,13 @@ fn batches_build_on_each_other_and_send_no_object_twice() {
 fn a_branch_built_on_a_pull_request_head_arrives_exact() {
     for transport in ["git", "http"] {
         let m = Mirrored::new(transport);
-        let work = WorkRepo::init(&m.sb.join("on-pr"));
-        git(
-            &work.path,
-            &["fetch", "-q", &path_str(&m.source), "refs/pull/2/head"],
-        );
-        git(
-            &work.path,
-            &["checkout", "-q", "-B", "from-pr", "FETCH_HEAD"],
-        );
-        work.commit("on-pr.txt", "built on a pull request", "on a pull request");
-        git(
-            &work.path,
-            &[
-                "push",
-                "-q",
-                &path_str(&m.source),
-                "from-pr:refs/heads/from-pr",
-            ],
+        push_a_commit_on(
+            &m.source,
+            &m.sb.join("on-pr"),
+            "refs/pull/2/head",
+            "on-pr.txt",
+            "built on a pull request",
+            "refs/heads/from-pr",
         );
         let out = m.sync(&[]);
         assert_eq!(out.code, 0, "{transport}: {}", out.stderr);

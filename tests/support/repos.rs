@@ -174,11 +174,53 @@ impl Pair {
 /// A new commit on the source's `main`, made in a fresh work tree at `work` from what the source
 /// holds (a push to the source, as a developer makes one). Returns the commit.
 pub fn push_a_commit(source: &Path, work: &Path, file: &str, message: &str) -> String {
+    commit_and_push(
+        source,
+        work,
+        "main",
+        (file, message),
+        message,
+        "refs/heads/main",
+    )
+}
+
+/// A new commit writing `content` to `file` on top of the source's `from` (a ref), pushed to
+/// the source as `to`, made in a fresh work tree at `work`. Returns the commit.
+pub fn push_a_commit_on(
+    source: &Path,
+    work: &Path,
+    from: &str,
+    file: &str,
+    content: &str,
+    to: &str,
+) -> String {
+    // The message is not `content`, which may be longer than one argument may be.
+    commit_and_push(
+        source,
+        work,
+        from,
+        (file, content),
+        &format!("write {file}"),
+        to,
+    )
+}
+
+fn commit_and_push(
+    source: &Path,
+    work: &Path,
+    from: &str,
+    (file, content): (&str, &str),
+    message: &str,
+    to: &str,
+) -> String {
     let repo = WorkRepo::init(work);
-    git(&repo.path, &["fetch", "-q", &path_str(source), "main"]);
-    git(&repo.path, &["checkout", "-q", "-B", "main", "FETCH_HEAD"]);
-    let id = repo.commit(file, message, message);
-    git(&repo.path, &["push", "-q", &path_str(source), "main:main"]);
+    git(&repo.path, &["fetch", "-q", &path_str(source), from]);
+    git(&repo.path, &["checkout", "-q", "-B", "work", "FETCH_HEAD"]);
+    let id = repo.commit(file, content, message);
+    git(
+        &repo.path,
+        &["push", "-q", &path_str(source), &format!("work:{to}")],
+    );
     id
 }
 
