@@ -204,9 +204,10 @@ const GIT_REFSPEC_PAIRS: usize = 500_000;
 /// carry most of the objects. The source's default branch (`head`) goes before every other
 /// update: an empty CodeCommit repository takes the first branch pushed to it as its default,
 /// which then stays right even where this run cannot move it (no API endpoint, no permission),
-/// and cannot be a branch a later change deletes. When git sends and the plan has more refs than git handles well,
-/// git sends the first (newest) refs, which brings the target nearly every object with git's
-/// fast, delta-reusing pack; libgit2 then sends the rest, which need few objects.
+/// and cannot be a branch a later change deletes. When git sends and the plan has more refs
+/// than git handles well, git sends the first (newest) refs, which brings the target nearly
+/// every object with git's fast, delta-reusing pack; libgit2 then sends the rest, which need
+/// few objects.
 fn batches<'p>(
     repo: Option<&Repository>,
     plan: &'p Plan,
