@@ -79,9 +79,15 @@ impl DefaultBranch {
         }
     }
 
+    /// Whether only the `HEAD` the target's listings advertise tells its default branch (no
+    /// file or API says better, and nothing here can move it).
+    pub(crate) fn known_by_listings(&self) -> bool {
+        matches!(self.target, Target::Other)
+    }
+
     /// A listing of the target advertised `head` (only kept where nothing better is known).
     pub(crate) fn advertised(&mut self, head: Option<String>) {
-        if matches!(self.target, Target::Other) {
+        if self.known_by_listings() {
             self.known = head;
         }
     }
@@ -96,7 +102,7 @@ impl DefaultBranch {
 
     /// Whether this target's default branch can be moved by this run.
     pub(crate) fn movable(&self) -> bool {
-        !matches!(self.target, Target::Other)
+        !self.known_by_listings()
     }
 
     /// Make `branch` (a full ref name the target holds) the target's default branch; returns

@@ -310,7 +310,7 @@ impl Run<'_> {
     fn first_look(&mut self) -> Result<Look> {
         let (cfg, session, retry) = (self.cfg, self.session, self.retry);
         let overlap = !self.cache.created;
-        let head_wanted = self.wants_head();
+        let head_wanted = self.default.known_by_listings();
         // The listing's log lines carry the mirror's name, as this thread's do.
         let span = tracing::Span::current();
         let (look, listing) = std::thread::scope(|scope| {
@@ -685,7 +685,8 @@ impl Run<'_> {
     /// A fresh listing of the target, retried after transient failures. Its advertisement,
     /// when our client listed, is kept for the push planned from it.
     fn list_target(&mut self) -> Result<RefMap> {
-        let (cfg, session, head_wanted) = (self.cfg, self.session, self.wants_head());
+        let (cfg, session, head_wanted) =
+            (self.cfg, self.session, self.default.known_by_listings());
         let (listed, retried) = self.retry.run("listing the target", || {
             list_target(cfg, session, head_wanted, false)
         });
@@ -694,12 +695,6 @@ impl Run<'_> {
         self.default.advertised(listed.head);
         self.listed = listed.ad;
         Ok(listed.refs)
-    }
-
-    /// Whether the `HEAD` a listing of the target advertises is what this run knows of the
-    /// target's default branch (no API or file says better).
-    fn wants_head(&self) -> bool {
-        matches!(self.default.target, default_branch::Target::Other)
     }
 
     /// Look at the source and fetch from it when its refs differ from the cache's. A mirror
@@ -895,7 +890,7 @@ fn relay(
     };
     let client = receive_pack::Client::new(&cfg.target, &session.auth.target, timeout)?;
     let retry = Retry::new(cfg.retries);
-    let head_wanted = matches!(default.target, default_branch::Target::Other);
+    let head_wanted = default.known_by_listings();
     // An empty plan container: the plan compares ids, and no objects are here to tell a
     // fast-forward from a forced update (each update is reported as forced).
     let scratch = tempfile::tempdir().context("cannot make a scratch directory")?;
@@ -1106,11 +1101,7 @@ fn relay_push(
         }) {
             bail!("the target could not take the relayed pack: {why}");
         }
-        push::explain_rejections(&mut outcome.refs, &outcome.remote_lines);
-        summary.transfer.push.batches += 1;
-        summary.transfer.push.objects += outcome.stats.objects;
-        summary.transfer.push.bytes += outcome.stats.bytes;
-        push::record(batch, &outcome.refs, summary, &mut rejected);
+        push::record_batch(batch, &mut outcome, summary, &mut rejected);
     }
     Ok(rejected)
 }

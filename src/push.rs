@@ -365,6 +365,7 @@ pub(crate) fn execute(
     } else {
         None
     };
+    let cut = crate::receive_pack::Cut::for_plan(plan.changes.len(), batches.len());
     let retry = Retry::new(options.retries);
     let mut rejected = Vec::new();
     for (index, (engine, batch)) in batches.iter().enumerate() {
@@ -396,7 +397,7 @@ pub(crate) fn execute(
                         // The listing the plan was made from, once: a retry or a later batch
                         // asks again (the target changed since).
                         listed.take(),
-                        crate::receive_pack::Cut::for_plan(plan.changes.len(), batches.len()),
+                        cut,
                     ),
                     None => Err(anyhow::anyhow!("a wire batch without its client")),
                 },
@@ -437,19 +438,30 @@ pub(crate) fn execute(
                 break PushOutcome::default();
             }
         };
-        explain_rejections(&mut outcome.refs, &outcome.remote_lines);
-        summary.transfer.push.batches += 1;
-        summary.transfer.push.objects += outcome.stats.objects;
-        summary.transfer.push.bytes += outcome.stats.bytes;
-        record(&pending, &outcome.refs, summary, &mut rejected);
+        record_batch(&pending, &mut outcome, summary, &mut rejected);
     }
     Ok(rejected)
+}
+
+/// Count a pushed batch in `summary` and record each of its refs' results, a refused ref with
+/// the target's own words (and in `rejected`).
+pub(crate) fn record_batch(
+    batch: &[&Change],
+    outcome: &mut PushOutcome,
+    summary: &mut Summary,
+    rejected: &mut Vec<RefProblem>,
+) {
+    explain_rejections(&mut outcome.refs, &outcome.remote_lines);
+    summary.transfer.push.batches += 1;
+    summary.transfer.push.objects += outcome.stats.objects;
+    summary.transfer.push.bytes += outcome.stats.bytes;
+    record(batch, &outcome.refs, summary, rejected);
 }
 
 /// Give each rejected ref the target's own words after its terse status ("pre-receive hook
 /// declined", "unpacker error"): the lines that name the ref, or else the lines that name no
 /// rejected ref (a message about the whole push, such as a full disk).
-pub(crate) fn explain_rejections(refs: &mut HashMap<String, RefOutcome>, lines: &[String]) {
+fn explain_rejections(refs: &mut HashMap<String, RefOutcome>, lines: &[String]) {
     if lines.is_empty() {
         return;
     }
@@ -495,7 +507,7 @@ pub(crate) fn explain_rejections(refs: &mut HashMap<String, RefOutcome>, lines: 
     }
 }
 
-pub(crate) fn record(
+fn record(
     batch: &[&Change],
     refs: &HashMap<String, RefOutcome>,
     summary: &mut Summary,

@@ -142,7 +142,7 @@ impl<'a> Client<'a> {
         }))
     }
 
-    pub(crate) fn connect(&self) -> Result<Conn> {
+    fn connect(&self) -> Result<Conn> {
         let url = self.remote.url.redacted();
         let addrs: Vec<_> = (self.host.as_str(), self.port)
             .to_socket_addrs()
@@ -183,34 +183,28 @@ impl<'a> Client<'a> {
     /// no 401 round trip); over git:// a connection that ends after it. Kept, it is the first
     /// push's advertisement too (see `push`).
     pub(crate) fn list(&self) -> Result<wire::Advertisement> {
-        let listed = match self.scheme {
-            Scheme::Git => self.list_git(),
-            _ => self
-                .authorization()
-                .and_then(|auth| self.advertisement_http("git-receive-pack", auth.as_ref())),
-        };
-        listed.map_err(|e| self.in_words(e))
+        self.listing("git-receive-pack")
     }
 
     /// The branch the target's `HEAD` names, from its upload-pack advertisement (receive-pack
     /// does not say): one more request, credentials up front.
     pub(crate) fn head(&self) -> Result<Option<String>> {
+        Ok(self.listing("git-upload-pack")?.head())
+    }
+
+    /// `service`'s advertisement alone: over HTTP(S) one GET, credentials up front; over git://
+    /// a connection that ends after it.
+    fn listing(&self, service: &str) -> Result<wire::Advertisement> {
         let listed = match self.scheme {
-            Scheme::Git => self.advertisement_git("git-upload-pack").map(|(conn, ad)| {
+            Scheme::Git => self.advertisement_git(service).map(|(conn, ad)| {
                 let _ = flush_and_close(conn);
                 ad
             }),
             _ => self
                 .authorization()
-                .and_then(|auth| self.advertisement_http("git-upload-pack", auth.as_ref())),
+                .and_then(|auth| self.advertisement_http(service, auth.as_ref())),
         };
-        listed.map(|ad| ad.head()).map_err(|e| self.in_words(e))
-    }
-
-    fn list_git(&self) -> Result<wire::Advertisement> {
-        let (conn, ad) = self.advertisement_git("git-receive-pack")?;
-        let _ = flush_and_close(conn);
-        Ok(ad)
+        listed.map_err(|e| self.in_words(e))
     }
 
     /// Which end this is, as messages name it.
@@ -295,11 +289,6 @@ impl<'a> Client<'a> {
         self.response(conn, "application/x-git-upload-pack-result")
     }
 
-    /// An error with every copy of a credential scrubbed, as this client's own errors are.
-    pub(crate) fn scrubbed(&self, err: anyhow::Error) -> anyhow::Error {
-        self.in_words(err)
-    }
-
     /// Push one batch of `changes` from the cache at `repo` (its git directory), the pack
     /// built by `git pack-objects` in a process group whose guard holds `hold`. `listed` is the
     /// target's advertisement as this run's listing read it, when the plan was made from that
@@ -341,7 +330,7 @@ impl<'a> Client<'a> {
     }
 
     /// An error with every copy of a credential scrubbed (they are registered secrets).
-    fn in_words(&self, err: anyhow::Error) -> anyhow::Error {
+    pub(crate) fn in_words(&self, err: anyhow::Error) -> anyhow::Error {
         let text = crate::secret::redact_userinfo(&format!("{err:#}")).into_owned();
         if text == format!("{err:#}") {
             err

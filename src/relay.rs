@@ -109,7 +109,7 @@ impl<'a> Source<'a> {
             Transport::Http(client) => client
                 .authorization()
                 .and_then(|auth| client.advertisement_http("git-upload-pack", auth.as_ref()))
-                .map_err(|e| client.scrubbed(e)),
+                .map_err(|e| client.in_words(e)),
             _ => {
                 let (conn, ad) = self.connect()?;
                 self.open = Some(conn);
@@ -124,7 +124,7 @@ impl<'a> Source<'a> {
             Transport::Git(client) => {
                 let (conn, ad): (Conn, _) = client
                     .advertisement_git("git-upload-pack")
-                    .map_err(|e| client.scrubbed(e))?;
+                    .map_err(|e| client.in_words(e))?;
                 Ok((Box::new(conn), ad))
             }
             Transport::Local(path) => {
@@ -159,7 +159,7 @@ impl<'a> Source<'a> {
             return client
                 .authorization()
                 .and_then(|auth| client.upload_pack_http(auth.as_ref(), request))
-                .map_err(|e| client.scrubbed(e));
+                .map_err(|e| client.in_words(e));
         }
         let mut conn = match self.open.take() {
             Some(conn) => conn,
