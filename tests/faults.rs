@@ -383,15 +383,7 @@ fn an_ssh_source_that_stalls_mid_relay_moves_nothing_and_the_next_run_relays() {
 
     // A change whose pack is far larger than the proxy lets through: 200 KB that do not
     // compress.
-    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
-    let noise: String = (0..200_000)
-        .map(|_| {
-            state = state
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1_442_695_040_888_963_407);
-            char::from(b'!' + ((state >> 33) % 90) as u8)
-        })
-        .collect();
+    let noise = noise(200_000);
     push_a_commit_on(
         &source,
         &sb.join("work"),

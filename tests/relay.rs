@@ -505,3 +505,55 @@ fn a_push_to_the_source_during_a_relay_is_caught_up_in_a_second_round() {
     assert_eq!(json["rounds"], 2, "{json}\nhook said: {hook_log}");
     assert_eq!(json["relay"]["relayed"], true, "{json}");
 }
+
+/// A pack damaged on the way (one bit flipped by a proxy in front of the source, once): the relay
+/// refuses it before its checksum reaches the target, so no ref moves on the damaged pack; the
+/// run goes through the cache, whose fetch is clean, and ends exact with one push landed.
+#[test]
+fn a_pack_damaged_on_the_way_moves_nothing_and_the_cache_path_finishes() {
+    let m = Mirrored::new("git");
+    push_a_commit_on(
+        &m.source,
+        &m.sb.join("noise"),
+        "main",
+        "noise.txt",
+        &noise(200_000),
+        "refs/heads/main",
+    );
+    let landed = m.sb.join("landed.log");
+    install_hook(
+        &m.target,
+        "post-receive",
+        &format!("#!/bin/sh\ncat >> '{}'\n", landed.display()),
+    );
+    let proxy = FaultProxy::start_times(
+        m.server.port(),
+        Fault::Flip {
+            dir: Direction::Downstream,
+            after: 40 * 1024,
+        },
+        1,
+    );
+    let out = stateless(
+        &m.sb,
+        &proxy.rewrite(&m.server.url("source.git")),
+        &m.server.url("target.git"),
+        &[],
+    );
+    assert_eq!(proxy.fired(), 1, "the damage never happened");
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_mirror(&m.source, &m.target);
+    fsck(&m.target);
+    let json = out.json();
+    assert_eq!(json["relay"]["relayed"], false, "{json}");
+    assert!(
+        json["relay"]["fallback"]
+            .as_str()
+            .is_some_and(|why| why.contains("the source's pack does not match its checksum")),
+        "{json}"
+    );
+    // One push landed, the cache's: main moved once.
+    let log = std::fs::read_to_string(&landed).unwrap_or_default();
+    assert_eq!(log.lines().count(), 1, "{log}");
+    assert!(log.ends_with(" refs/heads/main\n"), "{log}");
+}

@@ -33,6 +33,9 @@ pub enum Fault {
     /// Once `after` bytes have passed in `dir`, stop reading in that direction and keep the
     /// connection open: a peer that stopped reading (or writing) without closing.
     Stall { dir: Direction, after: usize },
+    /// Once `after` bytes have passed in `dir`, flip the low bit of the next byte and forward
+    /// the rest unchanged: bytes damaged on the way, which TCP's checksum let through.
+    Flip { dir: Direction, after: usize },
     /// Reset every connection as soon as it is accepted.
     Refuse,
     /// Answer the first HTTP request with this status and close.
@@ -268,7 +271,9 @@ fn handle(client: TcpStream, upstream: u16, shared: &Arc<Shared>) {
 /// Copy `from` to `to` until either side closes, applying the fault to this direction.
 fn pump(mut from: TcpStream, mut to: TcpStream, dir: Direction, shared: &Shared) {
     let limit = match shared.fault {
-        Fault::Cut { dir: d, after } | Fault::Stall { dir: d, after }
+        Fault::Cut { dir: d, after }
+        | Fault::Stall { dir: d, after }
+        | Fault::Flip { dir: d, after }
             if d == dir && shared.armed() =>
         {
             Some(after)
@@ -285,6 +290,17 @@ fn pump(mut from: TcpStream, mut to: TcpStream, dir: Direction, shared: &Shared)
                     Fault::Stall { .. } => {
                         shared.wait_for_stop();
                         break;
+                    }
+                    Fault::Flip { .. } => {
+                        let n = match from.read(&mut buf) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        buf[0] ^= 1;
+                        if to.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                        return pump_clean(from, to, &mut buf);
                     }
                     _ => {
                         reset(&from);

@@ -184,6 +184,19 @@ pub fn push_a_commit(source: &Path, work: &Path, file: &str, message: &str) -> S
     )
 }
 
+/// `len` printable characters that do not compress: a change whose pack is as large as it.
+pub fn noise(len: usize) -> String {
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    (0..len)
+        .map(|_| {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            char::from(b'!' + ((state >> 33) % 90) as u8)
+        })
+        .collect()
+}
+
 /// A new commit writing `content` to `file` on top of the source's `from` (a ref), pushed to
 /// the source as `to`, made in a fresh work tree at `work`. Returns the commit.
 pub fn push_a_commit_on(
