@@ -351,7 +351,11 @@ pub(crate) fn advertised(heads: Vec<(Vec<u8>, Oid)>) -> Listing {
         if !name.starts_with(b"refs/") || name.ends_with(b"^{}") {
             continue;
         }
-        match refname::unsupported(&name) {
+        let why = refname::unsupported(&name).or_else(|| {
+            id.is_zero()
+                .then(|| "it is advertised with no object (the server holds it broken)".into())
+        });
+        match why {
             None => {
                 listing.refs.insert(refname::escape(&name), id);
             }

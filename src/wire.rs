@@ -225,7 +225,10 @@ pub(crate) fn read_service_advertisement(
             first = false;
             continue;
         }
-        if name.is_empty() || id.is_zero() {
+        // A zero id is how git advertises a ref it holds broken (a name it refuses, planted in
+        // packed-refs): a ref of the listing still, which `libgit2::advertised` reports as one
+        // this tool cannot carry, as it does for libgit2's own listings.
+        if name.is_empty() {
             return Err(bad());
         }
         first = false;
@@ -457,6 +460,38 @@ mod tests {
         assert_eq!(ad.refs[1].0, b"refs/heads/caf\xe9");
         assert_eq!(ad.refs[1].1.to_string(), B);
         assert!(ad.has("side-band-64k") && ad.has("delete-refs") && !ad.has("quiet"));
+    }
+
+    #[test]
+    fn reads_a_broken_ref_advertised_with_a_zero_id() {
+        let zero = "0".repeat(40);
+        let body = packets(&[
+            Some(format!("{A} refs/heads/main\0side-band-64k\n").as_bytes()),
+            Some(format!("{zero} refs/heads/a..b\n").as_bytes()),
+            None,
+        ]);
+        let ad =
+            read_service_advertisement(&mut PktReader::new(&body[..]), "git-upload-pack", false)
+                .unwrap();
+        assert_eq!(ad.refs.len(), 2);
+        assert_eq!(ad.refs[1].0, b"refs/heads/a..b");
+        assert!(ad.refs[1].1.is_zero());
+        // And a listing sorts it, and a valid name with no object, into what is not carried.
+        let listing = crate::libgit2::advertised(vec![
+            ad.refs[0].clone(),
+            ad.refs[1].clone(),
+            (b"refs/heads/fine".to_vec(), ad.refs[1].1),
+        ]);
+        assert_eq!(listing.refs.len(), 1);
+        let why: Vec<(&str, &str)> = listing
+            .unsupported
+            .iter()
+            .map(|u| (u.name.as_str(), u.why.as_str()))
+            .collect();
+        assert_eq!(why.len(), 2, "{why:?}");
+        assert!(why[0].1.contains("'..'"), "{why:?}");
+        assert_eq!(why[1].0, "refs/heads/fine");
+        assert!(why[1].1.contains("no object"), "{why:?}");
     }
 
     #[test]

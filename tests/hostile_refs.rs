@@ -229,7 +229,9 @@ fn hostile_ref_names_through_every_engine_and_transport() {
 
     let daemon = GitDaemon::start(&sb.join("srv"));
     for transport in ["local path", "git daemon"] {
-        for engine in ["git", "libgit2", "auto", "wire"] {
+        // "relay": auto, each run with an empty cache of its own (as a build in CodeBuild's
+        // CacheMode None): after the first mirror, every run over git daemon is relayed.
+        for engine in ["git", "libgit2", "auto", "wire", "relay"] {
             let name = format!("{}-{engine}.git", transport.replace(' ', "-"));
             let target = init_bare(&sb.join(&format!("srv/{name}")));
             let (src, tgt) = match transport {
@@ -237,15 +239,33 @@ fn hostile_ref_names_through_every_engine_and_transport() {
                 _ => (daemon.url("source.git"), daemon.url(&name)),
             };
             let label = format!("{transport} via {engine}");
-            let cache = sb.join(&format!("cache-{name}"));
+            let runs = std::cell::Cell::new(0);
             let sync = || {
+                runs.set(runs.get() + 1);
+                let cache = match engine {
+                    "relay" => sb.join(&format!("cache-{name}-{}", runs.get())),
+                    _ => sb.join(&format!("cache-{name}")),
+                };
                 let mut cmd = bin();
                 cmd.env("HOME", sb.home())
                     .args(["sync", "--source", &src, "--target", &tgt, "--json"])
                     .arg("--cache-dir")
                     .arg(&cache)
-                    .args(["--push-engine", engine]);
-                run(&mut cmd)
+                    .args([
+                        "--push-engine",
+                        if engine == "relay" { "auto" } else { engine },
+                    ]);
+                let out = run(&mut cmd);
+                if engine == "relay" && transport == "git daemon" && runs.get() > 1 {
+                    assert_eq!(
+                        out.json()["relay"]["relayed"],
+                        true,
+                        "{transport}: run {} was not relayed: {}",
+                        runs.get(),
+                        out.stdout
+                    );
+                }
+                out
             };
             let out = sync();
             check_run(&label, &out, &rows);
