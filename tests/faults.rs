@@ -434,3 +434,68 @@ fn an_ssh_source_that_stalls_mid_relay_moves_nothing_and_the_next_run_relays() {
     fsck(&target);
     assert_eq!(out.json()["relay"]["relayed"], true, "{}", out.stdout);
 }
+
+/// The stateless relay's target stops reading mid-pack (a proxy in front of git daemon): the
+/// relay's push ends within the timeout, the cache path it falls back to meets the same stall and
+/// ends too; exit 1 naming the target, which keeps every ref it had; the next run relays exact.
+#[test]
+fn a_target_that_stalls_mid_relay_moves_nothing_and_the_next_run_relays() {
+    let sb = Sandbox::new();
+    let source = sizeable_source(&sb);
+    let target = init_bare(&sb.join("srv/target.git"));
+    let server = GitServer::start("git", &sb.join("srv"));
+    let sync = |tgt: &str, cache: &str| {
+        let mut cmd = bin();
+        cmd.env("HOME", sb.home())
+            .args(["sync", "--json", "--source"])
+            .arg(server.url("source.git"))
+            .args(["--target", tgt, "--cache-dir"])
+            .arg(sb.join(cache))
+            .args(["--network-timeout", TIMEOUT, "--retries", "0"]);
+        cmd
+    };
+    let first = run(&mut sync(&server.url("target.git"), "cache-first"));
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    push_a_commit_on(
+        &source,
+        &sb.join("work"),
+        "main",
+        "noise.txt",
+        &noise(400_000),
+        "refs/heads/main",
+    );
+    let before = refs(&target);
+    let proxy = FaultProxy::start(
+        server.port(),
+        Fault::Stall {
+            dir: Direction::Upstream,
+            after: 100 * 1024,
+        },
+    );
+    let stalled = proxy.rewrite(&server.url("target.git"));
+    let (out, took) = run_bounded(
+        &mut sync(&stalled, "cache-stalled"),
+        Duration::from_secs(60),
+    );
+    assert!(proxy.fired() > 0, "the stall never happened");
+    // The relay's wait and the fallback's: two timeouts, and the run's own work.
+    assert!(
+        took < BOUND + Duration::from_secs(3),
+        "still running after {took:?}:\n{}",
+        out.stderr
+    );
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(out.only_error().contains(&stalled), "{}", out.stderr);
+    assert!(
+        out.json()["relay"]["fallback"].is_string(),
+        "the relay did not run first: {}",
+        out.stdout
+    );
+    assert_eq!(refs(&target), before, "a stalled relay moved a ref");
+
+    let out = run(&mut sync(&server.url("target.git"), "cache-next"));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_mirror(&source, &target);
+    fsck(&target);
+    assert_eq!(out.json()["relay"]["relayed"], true, "{}", out.stdout);
+}
