@@ -392,7 +392,6 @@ fn an_ssh_source_that_stalls_mid_relay_moves_nothing_and_the_next_run_relays() {
         &noise,
         "refs/heads/main",
     );
-    let before = refs(&target);
     let proxy = FaultProxy::start(
         sshd.port(),
         Fault::Stall {
@@ -401,23 +400,12 @@ fn an_ssh_source_that_stalls_mid_relay_moves_nothing_and_the_next_run_relays() {
         },
     );
     let stalled = proxy.rewrite(&sshd.url(&source));
-    let (out, took) = run_bounded(
+    let out = assert_relay_stalled(
         &mut sync(&stalled, "cache-stalled"),
-        Duration::from_secs(60),
+        &proxy,
+        &stalled,
+        &target,
     );
-    assert!(proxy.fired() > 0, "the stall never happened");
-    // The relay's timeout and the fallback's: two waits, and the run's own work.
-    assert!(
-        took < BOUND + Duration::from_secs(3),
-        "still running after {took:?}:\n{}",
-        out.stderr
-    );
-    assert_eq!(out.code, 1, "{}", out.stderr);
-    eprintln!(
-        "relay stalled: ended after {took:.1?}: {}",
-        out.only_error()
-    );
-    assert!(out.stderr.contains(&stalled), "{}", out.stderr);
     // The relay's own failure, as the fallback's warning and the summary give it, blames the
     // source it read from, not the target.
     let relay_said = out.json()["relay"]["fallback"]
@@ -426,13 +414,11 @@ fn an_ssh_source_that_stalls_mid_relay_moves_nothing_and_the_next_run_relays() {
         .to_string();
     assert!(relay_said.contains("the source"), "{relay_said}");
     assert!(!relay_said.contains("the target"), "{relay_said}");
-    assert_eq!(refs(&target), before, "a stalled relay moved a ref");
-
-    let out = run(&mut sync(&sshd.url(&source), "cache-next"));
-    assert_eq!(out.code, 0, "{}", out.stderr);
-    assert_mirror(&source, &target);
-    fsck(&target);
-    assert_eq!(out.json()["relay"]["relayed"], true, "{}", out.stdout);
+    assert_relays_exact(
+        &mut sync(&sshd.url(&source), "cache-next"),
+        &source,
+        &target,
+    );
 }
 
 /// The stateless relay's target stops reading mid-pack (a proxy in front of git daemon): the
@@ -464,7 +450,6 @@ fn a_target_that_stalls_mid_relay_moves_nothing_and_the_next_run_relays() {
         &noise(400_000),
         "refs/heads/main",
     );
-    let before = refs(&target);
     let proxy = FaultProxy::start(
         server.port(),
         Fault::Stall {
@@ -473,10 +458,30 @@ fn a_target_that_stalls_mid_relay_moves_nothing_and_the_next_run_relays() {
         },
     );
     let stalled = proxy.rewrite(&server.url("target.git"));
-    let (out, took) = run_bounded(
+    assert_relay_stalled(
         &mut sync(&stalled, "cache-stalled"),
-        Duration::from_secs(60),
+        &proxy,
+        &stalled,
+        &target,
     );
+    assert_relays_exact(
+        &mut sync(&server.url("target.git"), "cache-next"),
+        &source,
+        &target,
+    );
+}
+
+/// Run `cmd`, a stateless sync through `proxy`, which stalls mid-relay: the relay and the cache
+/// path it falls back to each end at the timeout; exit 1 naming `stalled`; no ref of `target`
+/// moved. Returns the run.
+fn assert_relay_stalled(
+    cmd: &mut Command,
+    proxy: &FaultProxy,
+    stalled: &str,
+    target: &std::path::Path,
+) -> Run {
+    let before = refs(target);
+    let (out, took) = run_bounded(cmd, Duration::from_secs(60));
     assert!(proxy.fired() > 0, "the stall never happened");
     // The relay's wait and the fallback's: two timeouts, and the run's own work.
     assert!(
@@ -485,17 +490,25 @@ fn a_target_that_stalls_mid_relay_moves_nothing_and_the_next_run_relays() {
         out.stderr
     );
     assert_eq!(out.code, 1, "{}", out.stderr);
-    assert!(out.only_error().contains(&stalled), "{}", out.stderr);
+    eprintln!(
+        "relay stalled: ended after {took:.1?}: {}",
+        out.only_error()
+    );
+    assert!(out.only_error().contains(stalled), "{}", out.stderr);
     assert!(
         out.json()["relay"]["fallback"].is_string(),
         "the relay did not run first: {}",
         out.stdout
     );
-    assert_eq!(refs(&target), before, "a stalled relay moved a ref");
+    assert_eq!(refs(target), before, "a stalled relay moved a ref");
+    out
+}
 
-    let out = run(&mut sync(&server.url("target.git"), "cache-next"));
+/// Run `cmd`, a stateless sync with nothing in the way: relayed, and `target` exact.
+fn assert_relays_exact(cmd: &mut Command, source: &std::path::Path, target: &std::path::Path) {
+    let out = run(cmd);
     assert_eq!(out.code, 0, "{}", out.stderr);
-    assert_mirror(&source, &target);
-    fsck(&target);
+    assert_mirror(source, target);
+    fsck(target);
     assert_eq!(out.json()["relay"]["relayed"], true, "{}", out.stdout);
 }
