@@ -66,10 +66,12 @@ impl<R: Read> PktReader<R> {
         let mut head = [0u8; 4];
         let mut got = 0;
         while got < 4 {
-            let n = self
-                .inner
-                .read(&mut head[got..])
-                .with_context(|| format!("cannot read from {}", self.peer))?;
+            let n = match self.inner.read(&mut head[got..]) {
+                // A signal landed mid-read (a socket with a receive timeout is not restarted
+                // after one): read again, as `read_exact` does.
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                read => read.with_context(|| format!("cannot read from {}", self.peer))?,
+            };
             if n == 0 {
                 if got == 0 {
                     return Ok(None);
@@ -409,6 +411,52 @@ mod tests {
 
     const A: &str = "1111111111111111111111111111111111111111";
     const B: &str = "2222222222222222222222222222222222222222";
+
+    /// A stream whose every other read is interrupted by a signal, and which hands out one byte
+    /// at a time.
+    struct Interrupted<'a> {
+        data: &'a [u8],
+        hit: bool,
+    }
+
+    impl Read for Interrupted<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            self.hit = !self.hit;
+            if self.hit {
+                return Err(std::io::ErrorKind::Interrupted.into());
+            }
+            let Some((first, rest)) = self.data.split_first() else {
+                return Ok(0);
+            };
+            match buf.first_mut() {
+                Some(slot) => *slot = *first,
+                None => return Ok(0),
+            }
+            self.data = rest;
+            Ok(1)
+        }
+    }
+
+    #[test]
+    fn a_read_interrupted_by_a_signal_is_read_again() {
+        let bytes = packets(&[Some(b"one\n"), None, Some(b"two\n")]);
+        let mut reader = PktReader::new(Interrupted {
+            data: &bytes,
+            hit: false,
+        });
+        let mut seen = Vec::new();
+        while let Some(packet) = reader.next().unwrap() {
+            seen.push(packet);
+        }
+        assert_eq!(
+            seen,
+            vec![
+                Packet::Data(b"one\n".to_vec()),
+                Packet::Flush,
+                Packet::Data(b"two\n".to_vec())
+            ]
+        );
+    }
 
     #[test]
     fn writes_and_reads_pkt_lines() {
