@@ -43,6 +43,7 @@ mod credential_helper;
 mod default_branch;
 mod duration;
 mod error;
+mod fetch;
 mod git2_bytes;
 mod gitcli;
 mod lfs;

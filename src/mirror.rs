@@ -21,6 +21,7 @@ use crate::config::SyncConfig;
 use crate::control_plane::ControlPlane;
 use crate::default_branch::{self, DefaultBranch};
 use crate::error::{self, Error, RefProblem};
+use crate::fetch;
 use crate::lfs::{self, LfsPolicy};
 use crate::libgit2::{self, Look, Session, Unsupported};
 use crate::plan::{Action, Change, Plan};
@@ -129,6 +130,9 @@ macro_rules! timed {
 /// Whether a failed fetch failed because of the cache itself rather than the network or remote.
 fn is_local_damage(err: &anyhow::Error) -> bool {
     use git2::ErrorClass;
+    if err.chain().any(|cause| cause.is::<fetch::CacheRefused>()) {
+        return true;
+    }
     err.chain()
         .find_map(|cause| cause.downcast_ref::<git2::Error>())
         .is_some_and(|e| {
@@ -699,8 +703,9 @@ impl Run<'_> {
 
     /// Look at the source and fetch from it when its refs differ from the cache's. A mirror
     /// that is new and empty is seeded from the target first (unless --no-seed), so the source
-    /// sends only what the target lacks. A fetch that fails inside the cache (unreadable objects
-    /// or refs) rebuilds the cache once and tries again.
+    /// sends only what the target lacks. A cache that holds refs fetches through our own client
+    /// (`fetch`), an empty one through libgit2. A fetch that fails inside the cache (unreadable
+    /// objects or refs) rebuilds the cache once and tries again.
     fn look(&mut self) -> Result<Look> {
         loop {
             // A target this run just listed as empty has nothing to seed from.
@@ -726,18 +731,35 @@ impl Run<'_> {
                         }
                         fetch
                     };
-                    let look = session.look(&cache.repo, &cfg.source, "fetch", decide)?;
+                    let ours = (!local.is_empty() && !fetch::disabled())
+                        .then(|| {
+                            let timeout = cfg.push.network_timeout;
+                            fetch::look(cache, &local, &cfg.source, session, timeout, decide)
+                        })
+                        .transpose()?;
+                    let (look, engine) = match ours {
+                        Some(Ok(look)) => (look, "wire"),
+                        Some(Err(why)) => {
+                            debug!("fetching through libgit2: {why}");
+                            let look = session.look(&cache.repo, &cfg.source, "fetch", decide)?;
+                            (look, "libgit2")
+                        }
+                        None => (
+                            session.look(&cache.repo, &cfg.source, "fetch", decide)?,
+                            "libgit2",
+                        ),
+                    };
                     if look.fetched.is_some() {
                         cache.record(&look.refs, true, &cfg.source.url)?;
                     }
-                    Ok(look)
+                    Ok((look, engine))
                 })
             );
             self.summary.retries += retried;
             match looked {
-                Ok(look) => {
+                Ok((look, engine)) => {
                     if let Some(stats) = look.fetched {
-                        self.summary.transfer.fetch.add(stats);
+                        self.summary.transfer.fetch.add(stats, engine);
                     }
                     self.unsupported.clone_from(&look.unsupported);
                     return Ok(look);

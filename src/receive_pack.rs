@@ -717,15 +717,27 @@ impl Cut {
 
     /// The advertised ids `changes` are cut against, each once.
     pub(crate) fn haves(self, ad: &wire::Advertisement, changes: &[&Change]) -> Vec<Oid> {
+        self.pick(
+            ad.refs.iter().map(|(name, id)| (name.as_slice(), *id)),
+            changes.iter().filter_map(|c| c.old),
+        )
+    }
+
+    /// Of `refs` (a listing's names and ids), those this cut keeps, with `olds` (the old ids of
+    /// the refs that change), each once.
+    pub(crate) fn pick<'n>(
+        self,
+        refs: impl IntoIterator<Item = (&'n [u8], Oid)>,
+        olds: impl IntoIterator<Item = Oid>,
+    ) -> Vec<Oid> {
         let near = |name: &[u8]| {
             name.starts_with(b"refs/heads/") || name.starts_with(b"refs/tags/") || name == b".have"
         };
-        let mut haves: Vec<Oid> = ad
-            .refs
-            .iter()
+        let mut haves: Vec<Oid> = refs
+            .into_iter()
             .filter(|(name, _)| self == Cut::Every || near(name))
-            .map(|(_, id)| *id)
-            .chain(changes.iter().filter_map(|c| c.old))
+            .map(|(_, id)| id)
+            .chain(olds)
             .collect();
         haves.sort_unstable();
         haves.dedup();

@@ -171,6 +171,23 @@ impl<'a> Source<'a> {
         Ok(Box::new(conn))
     }
 
+    /// Ask for the pack of `wants` less what `haves` reach, and hand it to `send` piece by piece
+    /// as it arrives, checked (see `PackCheck`): the trailer goes to `send` only once it matches.
+    pub(crate) fn fetch_pack(
+        &mut self,
+        wants: &[Oid],
+        haves: &[Oid],
+        ask: Ask,
+        send: &mut dyn FnMut(&[u8]) -> Result<()>,
+    ) -> Result<TransferStats> {
+        let request = request(wants, haves, ask)?;
+        let answer = self.fetch(&request)?;
+        let mut check = PackCheck::default();
+        demultiplex(answer, &mut check, send)
+            .with_context(|| format!("the pack from {} failed", self.url))?;
+        check.finish(send)
+    }
+
     /// End a kept connection: a flush tells upload-pack there is nothing to ask.
     pub(crate) fn close(&mut self) {
         if let Some(mut conn) = self.open.take() {
@@ -285,34 +302,47 @@ impl Packer for Relay<'_, '_> {
             .collect();
         wants.sort_unstable();
         wants.dedup();
-        let mut check = PackCheck::default();
-        if wants.is_empty() {
+        let stats = if wants.is_empty() {
             // Every new tip is already an object the target has: an empty pack.
+            let mut check = PackCheck::default();
             check.feed(&empty_pack(), send)?;
+            check.finish(send)?
         } else {
-            let ofs_delta = self.source_ofs_delta && ad.has("ofs-delta");
-            let request = request(&wants, &haves, ofs_delta, self.source_quiet)?;
-            let answer = self.source.fetch(&request)?;
-            let url = self.source.url.clone();
-            demultiplex(answer, &mut check, send)
-                .with_context(|| format!("the relay from {url} failed"))?;
-        }
-        let stats = check.finish(send)?;
+            let ask = Ask {
+                thin: true,
+                ofs_delta: self.source_ofs_delta && ad.has("ofs-delta"),
+                quiet: self.source_quiet,
+            };
+            self.source.fetch_pack(&wants, &haves, ask, send)?
+        };
         self.relayed.objects += stats.objects;
         self.relayed.bytes += stats.bytes;
         Ok(stats)
     }
 }
 
+/// What a fetch asks of the source's upload-pack besides objects.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Ask {
+    /// A thin pack: deltas against objects the haves reach, left out of the pack.
+    pub(crate) thin: bool,
+    pub(crate) ofs_delta: bool,
+    /// No progress messages on side-band channel 2.
+    pub(crate) quiet: bool,
+}
+
 /// An upload-pack request: the wants (the first with the capabilities), a flush, every have,
 /// `done` (no negotiation rounds: the haves are all we know, and what the source does not know
 /// it ignores).
-fn request(wants: &[Oid], haves: &[Oid], ofs_delta: bool, quiet: bool) -> Result<Vec<u8>> {
-    let mut caps = String::from("thin-pack side-band-64k");
-    if ofs_delta {
+fn request(wants: &[Oid], haves: &[Oid], ask: Ask) -> Result<Vec<u8>> {
+    let mut caps = String::from("side-band-64k");
+    if ask.thin {
+        caps.push_str(" thin-pack");
+    }
+    if ask.ofs_delta {
         caps.push_str(" ofs-delta");
     }
-    if quiet {
+    if ask.quiet {
         caps.push_str(" no-progress");
     }
     caps.push_str(&format!(
@@ -505,14 +535,19 @@ mod tests {
     fn asks_once_with_the_capabilities_and_every_have() {
         let a = Oid::from_bytes(&[1; 20]).unwrap();
         let b = Oid::from_bytes(&[2; 20]).unwrap();
-        let bytes = request(&[a, b], &[b], true, true).unwrap();
+        let ask = Ask {
+            thin: true,
+            ofs_delta: true,
+            quiet: true,
+        };
+        let bytes = request(&[a, b], &[b], ask).unwrap();
         let first = match PktReader::new(&bytes[..]).next().unwrap() {
             Some(Packet::Data(line)) => String::from_utf8(line).unwrap(),
             other => panic!("{other:?}"),
         };
         assert!(
             first.starts_with(&format!(
-                "want {a} thin-pack side-band-64k ofs-delta no-progress agent=backlog-mirror/"
+                "want {a} side-band-64k thin-pack ofs-delta no-progress agent=backlog-mirror/"
             )),
             "{first}"
         );
@@ -521,6 +556,17 @@ mod tests {
         assert!(
             text.ends_with(&format!("0032have {b}\n0009done\n")),
             "{text}"
+        );
+        let whole = Ask {
+            thin: false,
+            ofs_delta: false,
+            quiet: false,
+        };
+        let bytes = request(&[a], &[], whole).unwrap();
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(
+            text.contains(&format!("want {a} side-band-64k agent=")),
+            "a pack for the cache is thin only when asked: {text}"
         );
     }
 }

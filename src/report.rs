@@ -84,8 +84,25 @@ pub(crate) struct PushStats {
 #[derive(Debug, Default, Clone, Serialize)]
 pub(crate) struct Transfer {
     pub(crate) seed: TransferStats,
-    pub(crate) fetch: TransferStats,
+    pub(crate) fetch: FetchStats,
     pub(crate) push: PushStats,
+}
+
+/// What the fetches from the source brought, and whose client fetched last: `wire` (our own,
+/// into a cache that holds a mirror: see `fetch`) or `libgit2`.
+#[derive(Debug, Default, Clone, Serialize)]
+pub(crate) struct FetchStats {
+    pub(crate) objects: usize,
+    pub(crate) bytes: usize,
+    pub(crate) engine: Option<&'static str>,
+}
+
+impl FetchStats {
+    pub(crate) fn add(&mut self, stats: TransferStats, engine: &'static str) {
+        self.objects += stats.objects;
+        self.bytes += stats.bytes;
+        self.engine = Some(engine);
+    }
 }
 
 #[derive(Debug, Default, Clone, Serialize)]

@@ -131,6 +131,8 @@ const TRANSIENT: &[&str] = &[
     "unexpected end of file",
     "invalid eof state",
     "could not read from remote repository",
+    // A pack whose checksum did not hold (`relay::PackCheck`): bytes damaged on the way.
+    "damaged on the way",
 ];
 
 /// Whether `err` is a failure another attempt may not meet.
@@ -200,6 +202,7 @@ mod tests {
             ),
             anyhow::anyhow!("git push to x failed: fatal: the remote end hung up unexpectedly"),
             anyhow::anyhow!("git push to x failed: error: RPC failed; HTTP 502 curl 22"),
+            anyhow::anyhow!("the source's pack does not match its checksum (damaged on the way)"),
         ];
         for err in &transient {
             assert!(is_transient(err), "{err:#}");

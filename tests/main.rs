@@ -36,4 +36,5 @@ mod ssh;
 mod ssm;
 mod target_rules;
 mod transports;
+mod warm_fetch;
 mod wire_push;

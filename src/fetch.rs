@@ -1,0 +1,232 @@
+//! The fetch into a cache that already holds a mirror, through our own upload-pack client.
+//!
+//! libgit2's fetch negotiates from every ref the cache holds: on a mirror of 7,000 pull-request
+//! heads a one-commit sync walked and sent all of them as haves and stat'ed each ref twice while
+//! updating, and that was most of what kept an incremental sync above plain git's. A mirror
+//! knows better what it holds: its refs are the source's last state. So the source is asked in
+//! one request, with the cache's branches and tags and the old ids of the refs that moved as
+//! haves (`Cut::Near`, as the relay cuts; every ref for a change of many refs), and the pack it
+//! answers is stored through libgit2's indexer, which completes a thin pack from the cache's
+//! own objects. The refs are recorded by the caller, as after every fetch (`Cache::record`).
+//!
+//! A pack the indexer refuses is read on to its end: when its checksum holds, the pack was
+//! sound and the fault is the cache's (the caller's repair rebuilds it); when it does not, the
+//! pack was damaged on the way, a network failure like any other (retried). A source this client
+//! cannot serve (no side-band, SHA-256, SSH through libgit2) leaves the fetch to libgit2, as
+//! does `BACKLOG_MIRROR_LIBGIT2_FETCH=1`.
+
+use std::cell::RefCell;
+use std::io::Write;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use git2::Oid;
+
+use crate::cache::Cache;
+use crate::libgit2::{self, Look, Session};
+use crate::progress::Progress;
+use crate::receive_pack::Cut;
+use crate::refname::RefMap;
+use crate::relay::{self, Ask, Declined};
+use crate::remote::Remote;
+use crate::transfer::TransferStats;
+
+/// `BACKLOG_MIRROR_LIBGIT2_FETCH=1` (or `true`): fetch into a warm cache through libgit2, should
+/// a source ever answer this client in a way it does not expect.
+pub(crate) fn disabled() -> bool {
+    std::env::var("BACKLOG_MIRROR_LIBGIT2_FETCH")
+        .is_ok_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true"))
+}
+
+/// Look at `remote` and, when `wanted` says so, fetch what the cache (whose refs are `local`)
+/// lacks into it; or why this client cannot serve the source, before anything was asked for.
+pub(crate) fn look(
+    cache: &Cache,
+    local: &RefMap,
+    remote: &Remote,
+    session: &Session,
+    timeout: Duration,
+    wanted: impl FnOnce(&RefMap) -> bool,
+) -> Result<Result<Look, Declined>> {
+    let mut source = match relay::Source::new(remote, session, timeout, cache.lock()) {
+        Ok(source) => source,
+        Err(why) => return Ok(Err(why)),
+    };
+    let ad = source.advertise()?;
+    if let Err(why) = can_fetch(&ad) {
+        return Ok(Err(why));
+    }
+    let listing = libgit2::advertised(ad.refs.clone());
+    let mut look = Look {
+        refs: listing.refs,
+        unsupported: listing.unsupported,
+        head: ad.head(),
+        fetched: None,
+    };
+    if !wanted(&look.refs) {
+        return Ok(Ok(look));
+    }
+    let odb = cache
+        .repo
+        .odb()
+        .with_context(|| format!("cannot read the objects of {}", cache.path.display()))?;
+    let (wants, haves) = ask(local, &look.refs, |id| odb.exists(id));
+    let fetched = if wants.is_empty() {
+        // Refs deleted, or moved to objects the cache has: nothing to download.
+        TransferStats::default()
+    } else {
+        let ask = Ask {
+            thin: ad.has("thin-pack"),
+            ofs_delta: ad.has("ofs-delta"),
+            quiet: ad.has("no-progress"),
+        };
+        let progress = RefCell::new(Progress::new("fetch", session.progress));
+        let stats = store(&mut source, &odb, &wants, &haves, ask, &progress)?;
+        progress.borrow_mut().finish();
+        stats
+    };
+    look.fetched = Some(fetched);
+    Ok(Ok(look))
+}
+
+/// Whether this client can fetch from a source that advertised `ad`: it reads the pack on
+/// side-band and knows SHA-1 ids only.
+fn can_fetch(ad: &crate::wire::Advertisement) -> Result<(), Declined> {
+    if !ad.has("side-band-64k") {
+        return Err("the source does not offer side-band-64k".into());
+    }
+    if ad.capabilities.iter().any(|c| c == "object-format=sha256") {
+        return Err("the source uses SHA-256 object ids".into());
+    }
+    Ok(())
+}
+
+/// What to ask the source for, the cache holding `local` and the source `remote`: the new ids
+/// the cache has no object for, and the haves the cut of a change of that size keeps.
+fn ask(local: &RefMap, remote: &RefMap, has: impl Fn(Oid) -> bool) -> (Vec<Oid>, Vec<Oid>) {
+    let moved: Vec<(&String, Oid)> = remote
+        .iter()
+        .filter(|(name, id)| local.get(*name) != Some(id))
+        .map(|(name, id)| (name, *id))
+        .collect();
+    let mut wants: Vec<Oid> = moved
+        .iter()
+        .map(|(_, id)| *id)
+        .filter(|id| !has(*id))
+        .collect();
+    wants.sort_unstable();
+    wants.dedup();
+    let olds = moved
+        .iter()
+        .filter_map(|(name, _)| local.get(*name).copied());
+    let haves = Cut::for_plan(moved.len(), 1)
+        .pick(local.iter().map(|(name, id)| (name.as_bytes(), *id)), olds);
+    (wants, haves)
+}
+
+/// Fetch the pack of `wants` into the cache's objects (see the module's words on a refused
+/// pack).
+fn store(
+    source: &mut relay::Source,
+    odb: &git2::Odb,
+    wants: &[Oid],
+    haves: &[Oid],
+    ask: Ask,
+    progress: &RefCell<Progress>,
+) -> Result<TransferStats> {
+    let mut writer = odb
+        .packwriter()
+        .context("cannot start a pack in the cache")?;
+    writer.progress(|p| {
+        progress
+            .borrow_mut()
+            .update(p.received_objects(), p.total_objects(), p.received_bytes());
+        true
+    });
+    let mut refused: Option<git2::Error> = None;
+    let stats = source.fetch_pack(wants, haves, ask, &mut |data| {
+        if refused.is_none() && writer.write_all(data).is_err() {
+            refused = Some(git2::Error::last_error(-1));
+        }
+        Ok(())
+    })?;
+    let stored = match refused {
+        Some(err) => Err(err),
+        None => writer.commit().map(drop),
+    };
+    stored.map_err(CacheRefused)?;
+    Ok(stats)
+}
+
+/// The source's pack arrived whole (its checksum held), and the cache could not store it: the
+/// fault is the cache's (a base object of a thin pack unreadable, a full disk), which the
+/// caller's repair rebuilds once.
+#[derive(Debug)]
+pub(crate) struct CacheRefused(git2::Error);
+
+impl std::fmt::Display for CacheRefused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the source's pack arrived whole, but the cache could not store it: {}",
+            self.0.message()
+        )
+    }
+}
+
+impl std::error::Error for CacheRefused {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(n: u8) -> Oid {
+        Oid::from_bytes(&[n; 20]).unwrap()
+    }
+
+    fn refs(list: &[(&str, u8)]) -> RefMap {
+        list.iter().map(|(n, i)| (n.to_string(), id(*i))).collect()
+    }
+
+    #[test]
+    fn asks_for_what_moved_against_the_branches_tags_and_old_ids() {
+        let local = refs(&[
+            ("refs/heads/main", 1),
+            ("refs/tags/v1", 2),
+            ("refs/pull/1/head", 3),
+            ("refs/pull/2/head", 4),
+            ("refs/heads/gone", 5),
+        ]);
+        let remote = refs(&[
+            ("refs/heads/main", 6),
+            ("refs/tags/v1", 2),
+            ("refs/pull/1/head", 3),
+            ("refs/pull/2/head", 7),
+            ("refs/heads/new", 8),
+            ("refs/heads/back", 3),
+        ]);
+        let held = [1, 2, 3, 4, 5];
+        let (wants, haves) = ask(&local, &remote, |i| held.iter().any(|h| id(*h) == i));
+        // `back` points at an object the cache has: not asked for.
+        assert_eq!(wants, vec![id(6), id(7), id(8)]);
+        // main's and pull 2's old ids, and the branches and tags; not pull 1's head, which
+        // did not move.
+        assert_eq!(haves, vec![id(1), id(2), id(4), id(5)]);
+    }
+
+    #[test]
+    fn a_change_of_many_refs_is_cut_against_every_ref() {
+        let local: RefMap = (0..200u8)
+            .map(|i| (format!("refs/pull/{i}/head"), id(i)))
+            .collect();
+        let remote: RefMap = (0..200u8)
+            .map(|i| (format!("refs/pull/{i}/head"), id(i.wrapping_add(1))))
+            .collect();
+        let (wants, haves) = ask(&local, &remote, |_| false);
+        assert_eq!(haves.len(), 200);
+        assert_eq!(wants.len(), 200);
+        // Nothing moved and no branch or tag: nothing to ask, nothing to cut against.
+        let (wants, haves) = ask(&local, &local, |_| true);
+        assert!(wants.is_empty() && haves.is_empty());
+    }
+}

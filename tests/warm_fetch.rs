@@ -1,0 +1,256 @@
+//! The fetch into a cache that already holds a mirror goes through our own upload-pack client
+//! (one request, haves cut near the change, the pack stored through libgit2's indexer). Real
+//! servers (git daemon, git http-backend, a local path); each test changes the source the ways a
+//! mirror meets, checks the client that fetched (`transfer.fetch.engine` in the JSON summary),
+//! and that the target ends exact. A cache that cannot store a sound pack is rebuilt; a pack
+//! damaged on the way is fetched again, the cache kept.
+
+use std::path::PathBuf;
+
+use crate::support::*;
+
+/// A source whose `main` holds a 20 KB file (so a small change to it travels as a delta against
+/// the old version: a thin pack), with branches, tags and pull-request heads; an empty target;
+/// both served by `transport`; one sync done.
+struct Warm {
+    sb: Sandbox,
+    source: PathBuf,
+    target: PathBuf,
+    server: Option<GitServer>,
+    /// A proxy the source is reached through, when a test damages the way.
+    proxy: Option<FaultProxy>,
+}
+
+impl Warm {
+    fn new(transport: &str) -> Warm {
+        Warm::through(transport, None)
+    }
+
+    /// As `new`, the source reached through a proxy with `fault` (which fires once).
+    fn through(transport: &str, fault: Option<Fault>) -> Warm {
+        let sb = Sandbox::new();
+        let source = generate_shaped_repo(
+            &sb.join("srv/source.git"),
+            &ShapedSpec {
+                commits: 60,
+                files: 10,
+                blob_bytes: 300,
+                fresh_bytes: 150,
+                pull_requests: 8,
+                branches: 3,
+                tags: 3,
+            },
+        )
+        .0;
+        push_a_commit_on(
+            &source,
+            &sb.join("big"),
+            "main",
+            "big.txt",
+            &noise(20_000),
+            "refs/heads/main",
+        );
+        let target = init_bare(&sb.join("srv/target.git"));
+        let server = (transport != "local").then(|| GitServer::start(transport, &sb.join("srv")));
+        let proxy = fault.map(|fault| {
+            let port = server.as_ref().expect("a proxy needs a server").port();
+            FaultProxy::start_times(port, fault, 1)
+        });
+        let warm = Warm {
+            sb,
+            source,
+            target,
+            server,
+            proxy,
+        };
+        let first = warm.sync(&[]);
+        assert_eq!(first.code, 0, "{}", first.stderr);
+        assert_mirror(&warm.source, &warm.target);
+        warm
+    }
+
+    fn source_url(&self) -> String {
+        match (&self.server, &self.proxy) {
+            (Some(server), Some(proxy)) => proxy.rewrite(&server.url("source.git")),
+            (Some(server), None) => server.url("source.git"),
+            (None, _) => path_str(&self.source),
+        }
+    }
+
+    fn sync_from(&self, source: &str, extra: &[&str]) -> Run {
+        let target = match &self.server {
+            Some(server) => server.url("target.git"),
+            None => path_str(&self.target),
+        };
+        run(self
+            .sb
+            .sync(source, &target)
+            .args(["--json", "--retries", "2"])
+            .args(extra))
+    }
+
+    fn sync(&self, extra: &[&str]) -> Run {
+        self.sync_from(&self.source_url(), extra)
+    }
+
+    /// `main`'s big file changed a little, a branch made on a pull-request head, a tag deleted,
+    /// a pull request moved to the new commit.
+    fn change(&self, work: &str) -> String {
+        let mut text = noise(20_000);
+        text.push_str(work);
+        let id = push_a_commit_on(
+            &self.source,
+            &self.sb.join(work),
+            "main",
+            "big.txt",
+            &text,
+            "refs/heads/main",
+        );
+        let pulls = refs(&self.source);
+        let on_pull = &pulls["refs/pull/2/head"];
+        update_ref(&self.source, &format!("refs/heads/{work}"), on_pull);
+        if let Some(tag) = pulls.keys().find(|n| n.starts_with("refs/tags/")) {
+            delete_ref(&self.source, tag);
+        }
+        update_ref(&self.source, "refs/pull/1/head", &id);
+        id
+    }
+}
+
+fn fetch_engine(out: &Run) -> String {
+    out.json()["transfer"]["fetch"]["engine"]
+        .as_str()
+        .unwrap_or("none")
+        .to_string()
+}
+
+#[test]
+fn a_warm_fetch_goes_through_our_client_over_git_http_and_a_local_path() {
+    for transport in ["git", "http", "local"] {
+        let w = Warm::new(transport);
+        w.change("one");
+        let out = w.sync(&[]);
+        assert_eq!(out.code, 0, "{transport}: {}", out.stderr);
+        assert_mirror(&w.source, &w.target);
+        assert_eq!(fetch_engine(&out), "wire", "{transport}: {}", out.stdout);
+        let fetched = &out.json()["transfer"]["fetch"];
+        // The commit, its tree and the changed file: not the whole history.
+        let objects = fetched["objects"].as_u64().unwrap();
+        assert!((1..=5).contains(&objects), "{transport}: {fetched}");
+        fsck(&w.sb.cache_dir().join(mirror_dir(&w.sb.cache_dir())));
+        // The escape hatch gives libgit2's fetch back, exact too.
+        w.change("two");
+        let out = run(w
+            .sb
+            .sync(&w.source_url(), &target_of(&w))
+            .args(["--json"])
+            .env("BACKLOG_MIRROR_LIBGIT2_FETCH", "1"));
+        assert_eq!(out.code, 0, "{transport}: {}", out.stderr);
+        assert_mirror(&w.source, &w.target);
+        assert_eq!(fetch_engine(&out), "libgit2", "{transport}: {}", out.stdout);
+    }
+}
+
+fn target_of(w: &Warm) -> String {
+    match &w.server {
+        Some(server) => server.url("target.git"),
+        None => path_str(&w.target),
+    }
+}
+
+/// The one mirror directory a sandbox's cache holds.
+fn mirror_dir(cache: &std::path::Path) -> PathBuf {
+    let dirs: Vec<PathBuf> = std::fs::read_dir(cache)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .collect();
+    assert_eq!(dirs.len(), 1, "{dirs:?}");
+    dirs[0].file_name().unwrap().into()
+}
+
+#[test]
+fn refs_moved_to_objects_the_cache_holds_download_nothing() {
+    let w = Warm::new("git");
+    let before = refs(&w.source);
+    let main = &before["refs/heads/main"];
+    let parent = git(&w.source, &["rev-parse", &format!("{main}^")]);
+    update_ref(&w.source, "refs/heads/main", &parent);
+    update_ref(&w.source, "refs/heads/copy", &before["refs/pull/3/head"]);
+    let branch = before
+        .keys()
+        .find(|n| n.starts_with("refs/heads/") && *n != "refs/heads/main")
+        .unwrap();
+    delete_ref(&w.source, branch);
+    let out = w.sync(&[]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_mirror(&w.source, &w.target);
+    assert_eq!(fetch_engine(&out), "wire", "{}", out.stdout);
+    assert_eq!(
+        out.json()["transfer"]["fetch"]["objects"],
+        0,
+        "{}",
+        out.stdout
+    );
+}
+
+/// The cache's objects gone (its refs kept): the source's thin pack is sound but cannot be
+/// completed from them. The cache is rebuilt once and the run ends exact.
+#[test]
+fn a_cache_that_cannot_store_a_sound_pack_is_rebuilt_and_the_run_ends_exact() {
+    let w = Warm::new("git");
+    let cache = w.sb.cache_dir().join(mirror_dir(&w.sb.cache_dir()));
+    for entry in std::fs::read_dir(cache.join("objects/pack"))
+        .unwrap()
+        .flatten()
+    {
+        std::fs::remove_file(entry.path()).unwrap();
+    }
+    w.change("one");
+    let out = w.sync(&[]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_mirror(&w.source, &w.target);
+    assert!(
+        out.stderr.contains("rebuilding the cache from scratch")
+            && out.stderr.contains("the cache could not store it"),
+        "{}",
+        out.stderr
+    );
+    fsck(&cache);
+}
+
+/// One bit flipped in the source's answer (a proxy in front of git daemon, once, 100 KiB into a
+/// connection: past the whole first mirror, inside the 200 KB change): the pack fails its
+/// checksum, the fetch is tried again, and the cache is kept.
+#[test]
+fn a_pack_damaged_on_the_way_is_fetched_again_and_the_cache_kept() {
+    let fault = Fault::Flip {
+        dir: Direction::Downstream,
+        after: 100 * 1024,
+    };
+    let w = Warm::through("git", Some(fault));
+    let proxy = w.proxy.as_ref().unwrap();
+    assert_eq!(proxy.fired(), 0, "the first mirror met the damage");
+    push_a_commit_on(
+        &w.source,
+        &w.sb.join("noise"),
+        "main",
+        "noise.txt",
+        &noise(200_000),
+        "refs/heads/main",
+    );
+    let out = w.sync(&[]);
+    assert_eq!(proxy.fired(), 1, "the damage never happened");
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_mirror(&w.source, &w.target);
+    assert!(
+        out.stderr.contains("damaged on the way") && !out.stderr.contains("rebuilding"),
+        "{}",
+        out.stderr
+    );
+    let json = out.json();
+    assert_eq!(json["retries"], 1, "{json}");
+    assert_eq!(json["seeded"], false, "{json}");
+    assert_eq!(fetch_engine(&out), "wire", "{json}");
+}
