@@ -7,7 +7,7 @@ use std::process::Command;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Sample, Scenario, Size, Tool};
+use crate::samples::{Sample, Scenario, Size, Tool};
 
 /// What the figures were measured on.
 #[derive(Debug, Clone, Serialize)]
