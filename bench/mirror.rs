@@ -85,6 +85,7 @@ struct Args {
     bench: bool,
 }
 
+/// What a dataset is generated from.
 #[derive(Debug, Clone)]
 enum Shape {
     Line(GenSpec),
