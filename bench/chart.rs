@@ -6,8 +6,8 @@ use std::path::Path;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
+use crate::samples::{Scenario, Tool};
 use crate::summary::{Figures, Report};
-use crate::{Scenario, Tool};
 
 const FONT_FILES: [&str; 2] = [
     "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
