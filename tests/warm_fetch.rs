@@ -77,16 +77,18 @@ impl Warm {
         }
     }
 
-    fn sync_from(&self, source: &str, extra: &[&str]) -> Run {
+    fn command(&self, source: &str, extra: &[&str]) -> std::process::Command {
         let target = match &self.server {
             Some(server) => server.url("target.git"),
             None => path_str(&self.target),
         };
-        run(self
-            .sb
-            .sync(source, &target)
-            .args(["--json", "--retries", "2"])
-            .args(extra))
+        let mut cmd = self.sb.sync(source, &target);
+        cmd.args(["--json", "--retries", "2"]).args(extra);
+        cmd
+    }
+
+    fn sync_from(&self, source: &str, extra: &[&str]) -> Run {
+        run(&mut self.command(source, extra))
     }
 
     fn sync(&self, extra: &[&str]) -> Run {
@@ -253,4 +255,50 @@ fn a_pack_damaged_on_the_way_is_fetched_again_and_the_cache_kept() {
     assert_eq!(json["retries"], 1, "{json}");
     assert_eq!(json["seeded"], false, "{json}");
     assert_eq!(fetch_engine(&out), "wire", "{json}");
+}
+
+/// Killed while the source's pack streams into the cache (the link stalls once, 100 KiB into the
+/// pack, and the kill comes then): the cache's refs have not moved, whatever the indexer left is
+/// cleared, and the next run fetches again and ends exact.
+#[test]
+fn a_warm_fetch_killed_mid_pack_leaves_nothing_the_next_run_cannot_finish() {
+    let fault = Fault::Stall {
+        dir: Direction::Downstream,
+        after: 100 * 1024,
+    };
+    let w = Warm::through("git", Some(fault));
+    let proxy = w.proxy.as_ref().unwrap();
+    let cache = w.sb.cache_dir().join(mirror_dir(&w.sb.cache_dir()));
+    let before = refs(&cache);
+    push_a_commit_on(
+        &w.source,
+        &w.sb.join("noise"),
+        "main",
+        "noise.txt",
+        &noise(400_000),
+        "refs/heads/main",
+    );
+    let mut sync = w
+        .command(&w.source_url(), &[])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    proxy.wait_fired();
+    sync.kill().unwrap();
+    sync.wait().unwrap();
+    assert_eq!(refs(&cache), before, "the cache's refs moved on a pack never stored");
+    let out = w.sync(&[]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_mirror(&w.source, &w.target);
+    assert_eq!(fetch_engine(&out), "wire", "{}", out.stdout);
+    fsck(&cache);
+    let halves: Vec<_> = std::fs::read_dir(cache.join("objects/pack"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.starts_with("pack-"))
+        .collect();
+    assert!(halves.is_empty(), "half-written packs left: {halves:?}");
 }
