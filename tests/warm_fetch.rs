@@ -288,7 +288,11 @@ fn a_warm_fetch_killed_mid_pack_leaves_nothing_the_next_run_cannot_finish() {
     proxy.wait_fired();
     sync.kill().unwrap();
     sync.wait().unwrap();
-    assert_eq!(refs(&cache), before, "the cache's refs moved on a pack never stored");
+    assert_eq!(
+        refs(&cache),
+        before,
+        "the cache's refs moved on a pack never stored"
+    );
     let out = w.sync(&[]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_mirror(&w.source, &w.target);
