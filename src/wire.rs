@@ -161,8 +161,8 @@ impl Advertisement {
 /// The most bytes of ref lines an advertisement may carry: 512 MiB.
 ///
 /// Each pkt-line is bounded (`MAX_PKT`), their number is not: a broken or hostile server could
-/// send refs until memory runs out, and everything read is kept (about as many bytes in memory as
-/// on the wire). git itself sets no bound (`get_remote_heads` reads refs until the flush). A ref
+/// send refs until memory runs out, and everything read is kept (in memory, once to twice the
+/// bytes on the wire). git itself sets no bound (`get_remote_heads` reads refs until the flush). A ref
 /// line is about 100 bytes (40 hex, a name, the length): the 7,000 refs of a mirror with its
 /// pull-request heads advertise under 1 MiB, and 512 MiB is some five million refs, more than any
 /// real repository carries, yet within the memory of the smallest CodeBuild machine (3 GB). A
