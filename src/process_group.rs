@@ -39,6 +39,16 @@ impl Group {
     /// until the group is dead. Without a guard (fork refused, or not Linux) the child still
     /// gets its own group and dies with the thread that started it.
     pub(crate) fn spawn(cmd: &mut Command, hold: BorrowedFd<'_>) -> io::Result<Group> {
+        Self::spawn_holding(cmd, Some(hold))
+    }
+
+    /// `spawn`, with a guard that holds `hold` only when there is one: a child that neither
+    /// writes nor reads the cache (`git upload-pack` on a source, for libgit2) still dies with
+    /// us, with every process it started.
+    pub(crate) fn spawn_holding(
+        cmd: &mut Command,
+        hold: Option<BorrowedFd<'_>>,
+    ) -> io::Result<Group> {
         let guard = start_guard(hold).ok();
         let leader = guard.as_ref().map_or(0, |g| g.pid);
         set_up_child(cmd, leader);
@@ -131,7 +141,7 @@ fn write_byte(fd: &OwnedFd, bytes: &[u8]) -> io::Result<()> {
 }
 
 #[cfg(target_os = "linux")]
-fn start_guard(hold: BorrowedFd<'_>) -> io::Result<Guard> {
+fn start_guard(hold: Option<BorrowedFd<'_>>) -> io::Result<Guard> {
     // The highest descriptor the guard closes one by one where close_range(2) is missing
     // (Linux before 5.9); read here, as getrlimit is no call for a forked child.
     let mut limit = libc::rlimit {
@@ -160,7 +170,13 @@ fn start_guard(hold: BorrowedFd<'_>) -> io::Result<Guard> {
     }
     if pid == 0 {
         // SAFETY: see above; this function does not return.
-        unsafe { guard_main(read_end.as_raw_fd(), hold.as_raw_fd(), open_max) }
+        unsafe {
+            guard_main(
+                read_end.as_raw_fd(),
+                hold.map_or(read_end.as_raw_fd(), |fd| fd.as_raw_fd()),
+                open_max,
+            )
+        }
     }
     drop(read_end);
     // Both sides set the group, so it exists before the git child joins it, whichever runs
@@ -176,13 +192,13 @@ fn start_guard(hold: BorrowedFd<'_>) -> io::Result<Guard> {
 }
 
 #[cfg(not(target_os = "linux"))]
-fn start_guard(_hold: BorrowedFd<'_>) -> io::Result<Guard> {
+fn start_guard(_hold: Option<BorrowedFd<'_>>) -> io::Result<Guard> {
     Err(io::Error::new(io::ErrorKind::Unsupported, "no guard here"))
 }
 
-/// The guard: close every descriptor but its pipe's read end and `hold`, then wait until the
-/// pipe says "done" (a byte) or "parent gone" (end of file); on the latter, kill the whole
-/// group.
+/// The guard: close every descriptor but its pipe's read end and `hold` (the read end again when
+/// there is nothing to hold), then wait until the pipe says "done" (a byte) or "parent gone" (end
+/// of file); on the latter, kill the whole group.
 ///
 /// # Safety
 /// Only to be called in the child of `fork`.

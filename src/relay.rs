@@ -19,7 +19,6 @@
 
 use std::io::{BufReader, Read, Write};
 use std::path::PathBuf;
-use std::process::{ChildStdin, ChildStdout, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -27,10 +26,10 @@ use git2::Oid;
 use sha1::{Digest, Sha1};
 
 use crate::plan::Change;
-use crate::process_group::Group;
 use crate::receive_pack::{Client, Conn, Cut, Packer};
 use crate::remote::{Login, Remote};
 use crate::transfer::TransferStats;
+use crate::upload_pack::UploadPack;
 use crate::url::Scheme;
 use crate::wire::{self, Packet, PktReader};
 
@@ -42,7 +41,7 @@ enum Transport<'a> {
     /// request: a CodeCommit signature is good for minutes).
     Http(Client<'a>),
     /// A local path or `file://`: `git upload-pack <path>` in its own process group, whose guard
-    /// holds the mirror's lock.
+    /// holds the mirror's lock (`upload_pack::UploadPack`).
     Local(PathBuf),
     /// SSH: `git-upload-pack '<path>'` on a channel of the run's connection to the host (the
     /// one the catch-up look and any fallback reuse), one channel per fetch.
@@ -128,7 +127,7 @@ impl<'a> Source<'a> {
                 Ok((Box::new(conn), ad))
             }
             Transport::Local(path) => {
-                let mut child = LocalUploadPack::spawn(path, self.hold)?;
+                let mut child = UploadPack::spawn(path, Some(self.hold))?;
                 let ad = wire::read_service_advertisement(
                     &mut PktReader::from_peer(BufReader::new(&mut child), "the source"),
                     "git-upload-pack",
@@ -213,58 +212,6 @@ pub(crate) fn source_can_relay(ad: &wire::Advertisement) -> Result<(), Declined>
         return Err("the source uses SHA-256 object ids".into());
     }
     Ok(())
-}
-
-/// `git upload-pack <path>` as a two-way stream; killed with its group when dropped.
-struct LocalUploadPack {
-    group: Group,
-    stdin: ChildStdin,
-    stdout: ChildStdout,
-}
-
-impl LocalUploadPack {
-    fn spawn(path: &std::path::Path, hold: std::os::fd::BorrowedFd<'_>) -> Result<Self> {
-        let mut group = Group::spawn(
-            crate::gitcli::upload_pack(path)
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::null()),
-            hold,
-        )
-        .context("cannot start git upload-pack")?;
-        let child = group.child();
-        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
-            bail!("git upload-pack: no pipes");
-        };
-        Ok(LocalUploadPack {
-            group,
-            stdin,
-            stdout,
-        })
-    }
-}
-
-impl Read for LocalUploadPack {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        self.stdout.read(buf)
-    }
-}
-
-impl Write for LocalUploadPack {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.stdin.write(buf)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.stdin.flush()
-    }
-}
-
-impl Drop for LocalUploadPack {
-    fn drop(&mut self) {
-        self.group.kill();
-        let _ = self.group.wait();
-    }
 }
 
 /// The pack of one push batch, relayed from the source.

@@ -158,8 +158,20 @@ impl Advertisement {
     }
 }
 
+/// The most bytes of ref lines an advertisement may carry: 512 MiB.
+///
+/// Each pkt-line is bounded (`MAX_PKT`), their number is not: a broken or hostile server could
+/// send refs until memory runs out, and everything read is kept (in memory, once to twice the
+/// bytes on the wire). git itself sets no bound (`get_remote_heads` reads refs until the flush). A ref
+/// line is about 100 bytes (40 hex, a name, the length): the 7,000 refs of a mirror with its
+/// pull-request heads advertise under 1 MiB, and 512 MiB is some five million refs, more than any
+/// real repository carries, yet within the memory of the smallest CodeBuild machine (3 GB). A
+/// count of refs would not do: names up to 65 KB each would let a million refs fill 65 GB.
+pub(crate) const MAX_ADVERTISEMENT: usize = 512 << 20;
+
 /// Read the advertisement of `service` (`git-receive-pack` or `git-upload-pack`) up to its
-/// flush; over smart HTTP after its `# service=...` line and flush.
+/// flush; over smart HTTP after its `# service=...` line and flush. One that goes on past
+/// `MAX_ADVERTISEMENT` bytes is an error.
 ///
 /// Give it a buffered reader: unbuffered, each ref line costs two reads (a socket or SSH channel
 /// call each: 14,000 for a mirror of 7,000 refs). A buffer dropped afterwards loses nothing,
@@ -168,6 +180,17 @@ pub(crate) fn read_service_advertisement(
     reader: &mut PktReader<impl Read>,
     service: &str,
     smart_http: bool,
+) -> Result<Advertisement> {
+    read_advertisement_within(reader, service, smart_http, MAX_ADVERTISEMENT)
+}
+
+/// `read_service_advertisement` with the bound as a parameter (`budget` bytes of ref lines,
+/// length prefixes included), so that tests need not send 512 MiB.
+fn read_advertisement_within(
+    reader: &mut PktReader<impl Read>,
+    service: &str,
+    smart_http: bool,
+    budget: usize,
 ) -> Result<Advertisement> {
     if smart_http {
         let expected = format!("# service={service}");
@@ -188,11 +211,28 @@ pub(crate) fn read_service_advertisement(
     }
     let mut ad = Advertisement::default();
     let mut first = true;
+    let mut read = 0usize;
     loop {
         let line = match reader.expect("the end of the ref listing")? {
             Packet::Flush => break,
             Packet::Data(line) => line,
         };
+        read += line.len() + 4;
+        if read > budget {
+            bail!(
+                "{}'s ref listing goes on past {} ({} refs so far): no real repository \
+                 advertises that much, so its server is broken or hostile; check that {} names \
+                 the repository you mean and what serves it",
+                reader.peer,
+                crate::progress::human_bytes(budget as u64),
+                ad.refs.len(),
+                if reader.peer == "the source" {
+                    "--source"
+                } else {
+                    "--target"
+                }
+            );
+        }
         let line = trim_lf(&line);
         let (refpart, caps) = match line.iter().position(|&b| b == 0) {
             Some(nul) if first => (&line[..nul], Some(&line[nul + 1..])),
@@ -591,6 +631,99 @@ mod tests {
             .unwrap_err();
             assert!(format!("{err:#}").contains(says), "{err:#}");
         }
+    }
+
+    /// A server that advertises refs without end, made up as they are read (nothing stored),
+    /// counting the bytes handed out.
+    struct EndlessRefs {
+        line: Vec<u8>,
+        at: usize,
+        handed: usize,
+    }
+
+    impl EndlessRefs {
+        fn new(smart_http: bool) -> EndlessRefs {
+            let mut head = Vec::new();
+            if smart_http {
+                head = packets(&[Some(b"# service=git-upload-pack\n"), None]);
+            }
+            head.extend(packets(&[Some(
+                format!("{A} refs/heads/main\0side-band-64k\n").as_bytes(),
+            )]));
+            EndlessRefs {
+                line: head,
+                at: 0,
+                handed: 0,
+            }
+        }
+    }
+
+    impl Read for EndlessRefs {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            if self.at == self.line.len() {
+                let name = format!("{B} refs/pull/{}/head\n", self.handed);
+                self.line = packets(&[Some(name.as_bytes())]);
+                self.at = 0;
+            }
+            let n = buf.len().min(self.line.len() - self.at);
+            buf[..n].copy_from_slice(&self.line[self.at..n + self.at]);
+            self.at += n;
+            self.handed += n;
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn an_advertisement_without_end_is_refused() {
+        const BUDGET: usize = 64 << 10;
+        for (peer, flag, smart_http) in [
+            ("the source", "--source", false),
+            ("the target", "--target", true),
+        ] {
+            let mut endless = EndlessRefs::new(smart_http);
+            let err = read_advertisement_within(
+                &mut PktReader::from_peer(&mut endless, peer),
+                "git-upload-pack",
+                smart_http,
+                BUDGET,
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(
+                err.starts_with(&format!("{peer}'s ref listing goes on past 64.0 KiB (")),
+                "{err}"
+            );
+            assert!(err.contains(flag) && !err.contains('\n'), "{err}");
+            // It stopped at the bound: one line past it at most.
+            assert!(
+                endless.handed <= BUDGET + 100 && endless.handed > BUDGET - 100,
+                "read {} bytes for a budget of {BUDGET}",
+                endless.handed
+            );
+        }
+        // The bound the public reader uses, as its documentation says; and an advertisement
+        // just under a bound is read whole.
+        assert_eq!(MAX_ADVERTISEMENT, 512 << 20);
+        assert!(crate::progress::human_bytes(MAX_ADVERTISEMENT as u64) == "512.0 MiB");
+        let body = packets(&[Some(format!("{A} refs/heads/main\0x\n").as_bytes()), None]);
+        let exact = body.len() - 4;
+        let ad = read_advertisement_within(
+            &mut PktReader::new(&body[..]),
+            "git-receive-pack",
+            false,
+            exact,
+        )
+        .unwrap();
+        assert_eq!(ad.refs.len(), 1);
+        assert!(
+            read_advertisement_within(
+                &mut PktReader::new(&body[..]),
+                "git-receive-pack",
+                false,
+                exact - 1
+            )
+            .is_err()
+        );
     }
 
     fn side_band(report: &[u8], messages: &[u8]) -> Vec<u8> {
