@@ -70,7 +70,7 @@ pub(crate) fn look(
         .repo
         .odb()
         .with_context(|| format!("cannot read the objects of {}", cache.path.display()))?;
-    let (wants, haves) = ask(local, &look.refs, |id| odb.exists(id));
+    let (wants, haves) = ask(local, &look.refs, look.head.as_deref(), |id| odb.exists(id));
     let fetched = if wants.is_empty() {
         // Refs deleted, or moved to objects the cache has: nothing to download.
         TransferStats::default()
@@ -101,9 +101,22 @@ fn can_fetch(ad: &crate::wire::Advertisement) -> Result<(), Declined> {
     Ok(())
 }
 
-/// What to ask the source for, the cache holding `local` and the source `remote`: the new ids
-/// the cache has no object for, and the haves the cut of a change of that size keeps.
-fn ask(local: &RefMap, remote: &RefMap, has: impl Fn(Oid) -> bool) -> (Vec<Oid>, Vec<Oid>) {
+/// A near cut of more ids than this keeps only the moved refs' old ids and the source's default
+/// branch. The source's upload-pack reads every have before it packs: on a mirror of 10,000
+/// branches, 10,000 haves cost it 84 ms for a one-commit change that one have serves in 6 ms.
+/// The price: a new branch forked from an unmoved branch other than the default brings that
+/// branch's commits again (a bigger fetch, never a wrong one).
+const NEAR_HAVES: usize = 1_000;
+
+/// What to ask the source for, the cache holding `local` and the source `remote` (whose default
+/// branch is `head`): the new ids the cache has no object for, and the haves the cut of a change
+/// of that size keeps.
+fn ask(
+    local: &RefMap,
+    remote: &RefMap,
+    head: Option<&str>,
+    has: impl Fn(Oid) -> bool,
+) -> (Vec<Oid>, Vec<Oid>) {
     let moved: Vec<(&String, Oid)> = remote
         .iter()
         .filter(|(name, id)| local.get(*name) != Some(id))
@@ -116,11 +129,23 @@ fn ask(local: &RefMap, remote: &RefMap, has: impl Fn(Oid) -> bool) -> (Vec<Oid>,
         .collect();
     wants.sort_unstable();
     wants.dedup();
-    let olds = moved
-        .iter()
-        .filter_map(|(name, _)| local.get(*name).copied());
-    let haves = Cut::for_plan(moved.len(), 1)
-        .pick(local.iter().map(|(name, id)| (name.as_bytes(), *id)), olds);
+    let olds = || {
+        moved
+            .iter()
+            .filter_map(|(name, _)| local.get(*name).copied())
+    };
+    let cut = Cut::for_plan(moved.len(), 1);
+    let mut haves = cut.pick(
+        local.iter().map(|(name, id)| (name.as_bytes(), *id)),
+        olds(),
+    );
+    if cut == Cut::Near && haves.len() > NEAR_HAVES {
+        haves = olds()
+            .chain(head.and_then(|h| local.get(h)).copied())
+            .collect();
+        haves.sort_unstable();
+        haves.dedup();
+    }
     (wants, haves)
 }
 
@@ -206,7 +231,8 @@ mod tests {
             ("refs/heads/back", 3),
         ]);
         let held = [1, 2, 3, 4, 5];
-        let (wants, haves) = ask(&local, &remote, |i| held.iter().any(|h| id(*h) == i));
+        let held = |i| held.iter().any(|h| id(*h) == i);
+        let (wants, haves) = ask(&local, &remote, Some("refs/heads/main"), held);
         // `back` points at an object the cache has: not asked for.
         assert_eq!(wants, vec![id(6), id(7), id(8)]);
         // main's and pull 2's old ids, and the branches and tags; not pull 1's head, which
@@ -222,11 +248,37 @@ mod tests {
         let remote: RefMap = (0..200u8)
             .map(|i| (format!("refs/pull/{i}/head"), id(i.wrapping_add(1))))
             .collect();
-        let (wants, haves) = ask(&local, &remote, |_| false);
+        let (wants, haves) = ask(&local, &remote, None, |_| false);
         assert_eq!(haves.len(), 200);
         assert_eq!(wants.len(), 200);
         // Nothing moved and no branch or tag: nothing to ask, nothing to cut against.
-        let (wants, haves) = ask(&local, &local, |_| true);
+        let (wants, haves) = ask(&local, &local, None, |_| true);
         assert!(wants.is_empty() && haves.is_empty());
+    }
+
+    #[test]
+    fn a_near_cut_of_too_many_branches_keeps_the_old_ids_and_the_default_branch() {
+        let oid = |i: u32| Oid::from_bytes(&[&i.to_be_bytes()[..], &[9; 16]].concat()).unwrap();
+        let mut local: RefMap = (0..1_500u32)
+            .map(|i| (format!("refs/heads/b{i}"), oid(i)))
+            .collect();
+        local.insert("refs/heads/main".into(), oid(5_000));
+        let mut remote = local.clone();
+        remote.insert("refs/heads/b7".into(), oid(6_000));
+        let (wants, haves) = ask(&local, &remote, Some("refs/heads/main"), |_| false);
+        assert_eq!(wants, vec![oid(6_000)]);
+        let mut expected = vec![oid(7), oid(5_000)];
+        expected.sort_unstable();
+        assert_eq!(haves, expected);
+        // Under the cap, every branch stays.
+        let few: RefMap = local
+            .iter()
+            .take(NEAR_HAVES)
+            .map(|(n, i)| (n.clone(), *i))
+            .collect();
+        let mut moved = few.clone();
+        moved.insert("refs/heads/b7".into(), oid(6_000));
+        let (_, haves) = ask(&few, &moved, Some("refs/heads/main"), |_| false);
+        assert_eq!(haves.len(), NEAR_HAVES);
     }
 }

@@ -84,6 +84,66 @@ pub(crate) fn check_connectivity(
     plan: &Plan,
     target: &RefMap,
 ) -> Result<usize, String> {
+    match near_walk(repo, plan, target, NEAR_WALK)? {
+        Some(commits) => Ok(commits),
+        None => full_walk(repo, plan, target),
+    }
+}
+
+/// How many commits the near walk reads before it leaves the check to the full walk.
+const NEAR_WALK: usize = 1_000;
+
+/// The check for the usual change, a few commits on top of what the target holds: walk back from
+/// the new tips, stopping at the target's tips, reading each commit and its tree. The full walk
+/// reads a commit for every one of the target's refs first (to order them by time): 85 ms on a
+/// mirror of 10,000 branches, for a change of one commit. Where the new history meets the target's
+/// below its tips (a branch forked from deep in the history, a merge of an old commit), this walk
+/// would read ancestors the push does not send, so past `limit` commits it gives up (`None`) and
+/// the full walk decides. Below the limit it may count a commit the target reaches but has no tip
+/// on (the log's count, never what is sent): it reads more than the push sends, never less.
+fn near_walk(
+    repo: &Repository,
+    plan: &Plan,
+    target: &RefMap,
+    limit: usize,
+) -> Result<Option<usize>, String> {
+    let tips: std::collections::HashSet<git2::Oid> = target.values().copied().collect();
+    let mut todo = Vec::new();
+    for change in &plan.changes {
+        let Some(new) = change.new else { continue };
+        let object = repo.find_object(new, None).map_err(|_| {
+            format!(
+                "{} points to {new}, which the cache does not have",
+                crate::refname::shown(&change.name)
+            )
+        })?;
+        // A tag of a tree or blob: having the object is all there is to check.
+        if let Ok(commit) = object.peel_to_commit() {
+            todo.push(commit.id());
+        }
+    }
+    let odb = repo.odb().map_err(|e| e.message().to_string())?;
+    let mut seen = std::collections::HashSet::new();
+    while let Some(id) = todo.pop() {
+        if tips.contains(&id) || !seen.insert(id) {
+            continue;
+        }
+        if seen.len() > limit {
+            return Ok(None);
+        }
+        let commit = repo
+            .find_commit(id)
+            .map_err(|e| format!("commit {id} is unreadable: {}", e.message()))?;
+        if !odb.exists(commit.tree_id()) {
+            return Err(format!("commit {id} has no tree {}", commit.tree_id()));
+        }
+        todo.extend(commit.parent_ids());
+    }
+    Ok(Some(seen.len()))
+}
+
+/// The check ordered by time against every target tip: exact whatever the shape of the history.
+fn full_walk(repo: &Repository, plan: &Plan, target: &RefMap) -> Result<usize, String> {
     // (commit time, id, hide): libgit2 keeps pushed and hidden commits in call order, last call
     // first, and its limiting walk only stops early when that list runs newest first; in any
     // other order it walks every ancestor of every hidden tip down to the root (the whole
@@ -567,6 +627,60 @@ mod tests {
             old,
             new,
         }
+    }
+
+    #[test]
+    fn the_near_walk_counts_what_goes_and_leaves_deep_history_to_the_full_walk() {
+        let dir = tempfile::tempdir().unwrap();
+        let (repo, ids) = commits(dir.path(), 40);
+        // The target holds every 5th commit as a branch, up to ids[29]; main moves to ids[32].
+        let target: RefMap = (0..30)
+            .step_by(5)
+            .map(|i| (format!("refs/heads/t{i}"), ids[i]))
+            .chain([("refs/heads/main".to_string(), ids[29])])
+            .collect();
+        let mut plan = Plan::default();
+        let mut moved = change("refs/heads/main", Action::FastForward, ids[32]);
+        moved.old = Some(ids[29]);
+        plan.changes.push(moved);
+        assert_eq!(near_walk(&repo, &plan, &target, 100), Ok(Some(3)));
+        assert_eq!(check_connectivity(&repo, &plan, &target), Ok(3));
+        assert_eq!(full_walk(&repo, &plan, &target), Ok(3));
+        // A new branch at ids[39] over an empty target: 40 commits, past a limit of 10.
+        let empty = RefMap::new();
+        let mut fresh = Plan::default();
+        fresh
+            .changes
+            .push(change("refs/heads/new", Action::Create, ids[39]));
+        assert_eq!(near_walk(&repo, &fresh, &empty, 10), Ok(None));
+        assert_eq!(check_connectivity(&repo, &fresh, &empty), Ok(40));
+        // A commit whose tree is gone is found by the near walk.
+        let tree = repo.find_commit(ids[0]).unwrap().tree_id();
+        let sig = git2::Signature::now("t", "t@example.com").unwrap();
+        let mut raw = format!(
+            "tree {}\nparent {}\n",
+            Oid::from_bytes(&[7; 20]).unwrap(),
+            ids[32]
+        );
+        raw.push_str(&format!(
+            "author t <t@example.com> {} +0000\n",
+            sig.when().seconds()
+        ));
+        raw.push_str(&format!(
+            "committer t <t@example.com> {} +0000\n\nbroken\n",
+            sig.when().seconds()
+        ));
+        let broken = repo
+            .odb()
+            .unwrap()
+            .write(git2::ObjectType::Commit, raw.as_bytes())
+            .unwrap();
+        assert_ne!(tree, Oid::from_bytes(&[7; 20]).unwrap());
+        let mut bad = Plan::default();
+        bad.changes
+            .push(change("refs/heads/main", Action::FastForward, broken));
+        let err = check_connectivity(&repo, &bad, &target).unwrap_err();
+        assert!(err.contains("has no tree"), "{err}");
     }
 
     #[test]
