@@ -84,10 +84,48 @@ pub(crate) fn check_connectivity(
     plan: &Plan,
     target: &RefMap,
 ) -> Result<usize, String> {
-    match near_walk(repo, plan, target, NEAR_WALK)? {
-        Some(commits) => Ok(commits),
-        None => full_walk(repo, plan, target),
+    let tips = new_commits(repo, plan)?;
+    if tips.is_empty() {
+        return Ok(0);
     }
+    match near_walk(repo, &tips, target, NEAR_WALK)? {
+        Some(commits) => Ok(commits),
+        None => full_walk(repo, &tips, target),
+    }
+}
+
+/// The commits the plan's new ids name (tags peeled); a tag of a tree or blob has none, having
+/// the object is all there is to check.
+fn new_commits<'r>(repo: &'r Repository, plan: &Plan) -> Result<Vec<git2::Commit<'r>>, String> {
+    let mut commits = Vec::new();
+    for change in &plan.changes {
+        let Some(new) = change.new else { continue };
+        let object = repo.find_object(new, None).map_err(|_| {
+            format!(
+                "{} points to {new}, which the cache does not have",
+                crate::refname::shown(&change.name)
+            )
+        })?;
+        if let Ok(commit) = object.peel_to_commit() {
+            commits.push(commit);
+        }
+    }
+    Ok(commits)
+}
+
+/// Commit `id`, readable and with its tree.
+fn readable_commit<'r>(
+    repo: &'r Repository,
+    odb: &git2::Odb,
+    id: git2::Oid,
+) -> Result<git2::Commit<'r>, String> {
+    let commit = repo
+        .find_commit(id)
+        .map_err(|e| format!("commit {id} is unreadable: {}", e.message()))?;
+    if !odb.exists(commit.tree_id()) {
+        return Err(format!("commit {id} has no tree {}", commit.tree_id()));
+    }
+    Ok(commit)
 }
 
 /// How many commits the near walk reads before it leaves the check to the full walk.
@@ -103,25 +141,12 @@ const NEAR_WALK: usize = 1_000;
 /// on (the log's count, never what is sent): it reads more than the push sends, never less.
 fn near_walk(
     repo: &Repository,
-    plan: &Plan,
+    new: &[git2::Commit],
     target: &RefMap,
     limit: usize,
 ) -> Result<Option<usize>, String> {
     let tips: std::collections::HashSet<git2::Oid> = target.values().copied().collect();
-    let mut todo = Vec::new();
-    for change in &plan.changes {
-        let Some(new) = change.new else { continue };
-        let object = repo.find_object(new, None).map_err(|_| {
-            format!(
-                "{} points to {new}, which the cache does not have",
-                crate::refname::shown(&change.name)
-            )
-        })?;
-        // A tag of a tree or blob: having the object is all there is to check.
-        if let Ok(commit) = object.peel_to_commit() {
-            todo.push(commit.id());
-        }
-    }
+    let mut todo: Vec<git2::Oid> = new.iter().map(git2::Commit::id).collect();
     let odb = repo.odb().map_err(|e| e.message().to_string())?;
     let mut seen = std::collections::HashSet::new();
     while let Some(id) = todo.pop() {
@@ -131,40 +156,21 @@ fn near_walk(
         if seen.len() > limit {
             return Ok(None);
         }
-        let commit = repo
-            .find_commit(id)
-            .map_err(|e| format!("commit {id} is unreadable: {}", e.message()))?;
-        if !odb.exists(commit.tree_id()) {
-            return Err(format!("commit {id} has no tree {}", commit.tree_id()));
-        }
-        todo.extend(commit.parent_ids());
+        todo.extend(readable_commit(repo, &odb, id)?.parent_ids());
     }
     Ok(Some(seen.len()))
 }
 
 /// The check ordered by time against every target tip: exact whatever the shape of the history.
-fn full_walk(repo: &Repository, plan: &Plan, target: &RefMap) -> Result<usize, String> {
+fn full_walk(repo: &Repository, new: &[git2::Commit], target: &RefMap) -> Result<usize, String> {
     // (commit time, id, hide): libgit2 keeps pushed and hidden commits in call order, last call
     // first, and its limiting walk only stops early when that list runs newest first; in any
     // other order it walks every ancestor of every hidden tip down to the root (the whole
     // history, on every sync). So feed it oldest first.
-    let mut starts: Vec<(i64, git2::Oid, bool)> = Vec::new();
-    for change in &plan.changes {
-        let Some(new) = change.new else { continue };
-        let object = repo.find_object(new, None).map_err(|_| {
-            format!(
-                "{} points to {new}, which the cache does not have",
-                crate::refname::shown(&change.name)
-            )
-        })?;
-        // A tag of a tree or blob: having the object is all there is to check.
-        if let Ok(commit) = object.peel_to_commit() {
-            starts.push((commit.time().seconds(), commit.id(), false));
-        }
-    }
-    if starts.is_empty() {
-        return Ok(0);
-    }
+    let mut starts: Vec<(i64, git2::Oid, bool)> = new
+        .iter()
+        .map(|commit| (commit.time().seconds(), commit.id(), false))
+        .collect();
     for &have in target.values() {
         if let Some(commit) = commit_of(repo, have) {
             starts.push((commit.time().seconds(), commit.id(), true));
@@ -180,12 +186,7 @@ fn full_walk(repo: &Repository, plan: &Plan, target: &RefMap) -> Result<usize, S
     let mut commits = 0;
     for id in walk {
         let id = id.map_err(|e| format!("cannot walk the history to push: {}", e.message()))?;
-        let commit = repo
-            .find_commit(id)
-            .map_err(|e| format!("commit {id} is unreadable: {}", e.message()))?;
-        if !odb.exists(commit.tree_id()) {
-            return Err(format!("commit {id} has no tree {}", commit.tree_id()));
-        }
+        readable_commit(repo, &odb, id)?;
         commits += 1;
     }
     Ok(commits)
@@ -643,16 +644,18 @@ mod tests {
         let mut moved = change("refs/heads/main", Action::FastForward, ids[32]);
         moved.old = Some(ids[29]);
         plan.changes.push(moved);
-        assert_eq!(near_walk(&repo, &plan, &target, 100), Ok(Some(3)));
+        let tips = new_commits(&repo, &plan).unwrap();
+        assert_eq!(near_walk(&repo, &tips, &target, 100), Ok(Some(3)));
         assert_eq!(check_connectivity(&repo, &plan, &target), Ok(3));
-        assert_eq!(full_walk(&repo, &plan, &target), Ok(3));
+        assert_eq!(full_walk(&repo, &tips, &target), Ok(3));
         // A new branch at ids[39] over an empty target: 40 commits, past a limit of 10.
         let empty = RefMap::new();
         let mut fresh = Plan::default();
         fresh
             .changes
             .push(change("refs/heads/new", Action::Create, ids[39]));
-        assert_eq!(near_walk(&repo, &fresh, &empty, 10), Ok(None));
+        let fresh_tips = new_commits(&repo, &fresh).unwrap();
+        assert_eq!(near_walk(&repo, &fresh_tips, &empty, 10), Ok(None));
         assert_eq!(check_connectivity(&repo, &fresh, &empty), Ok(40));
         // A commit whose tree is gone is found by the near walk.
         let tree = repo.find_commit(ids[0]).unwrap().tree_id();
