@@ -453,8 +453,8 @@ impl Run<'_> {
     /// Check the cache, then push the plan. A push the target partly refused because an earlier
     /// run's push landed under it is settled: pushed again from a fresh listing.
     fn push(&mut self, planned: &Planned) -> Result<Pushed> {
-        let commits = match timed!(self.summary, plan, self.check(planned)) {
-            Ok(commits) => commits,
+        let checked = match timed!(self.summary, plan, self.check(planned)) {
+            Ok(checked) => checked,
             Err(why) => return Ok(Pushed::Damaged(why)),
         };
         let unsettled = self.cache.interrupted_push;
@@ -463,7 +463,7 @@ impl Run<'_> {
         // (CodeCommit refuses to delete its default branch; a Git server's HEAD would dangle).
         let (first, last) = self.default_last(planned);
         let head = planned.source_head.as_deref();
-        let mut rejected = self.execute(&first, commits, planned.wanted.len(), head)?;
+        let mut rejected = self.execute(&first, checked.as_ref(), planned.wanted.len(), head)?;
         if let Some((last, head)) = last {
             if let Err(err) = self.default.set(&head) {
                 warn!(
@@ -473,7 +473,8 @@ impl Run<'_> {
                     error::one_line(&err)
                 );
             }
-            rejected.extend(self.execute(&last, Some(0), planned.wanted.len(), None)?);
+            let nothing = push::Checked::default();
+            rejected.extend(self.execute(&last, Some(&nothing), planned.wanted.len(), None)?);
         }
         if !rejected.is_empty() && rejected.iter().all(|r| lost_a_race(&r.reason)) {
             return self.lease_broken(rejected);
@@ -496,7 +497,7 @@ impl Run<'_> {
     fn execute(
         &mut self,
         plan: &Plan,
-        commits: Option<usize>,
+        checked: Option<&push::Checked>,
         local_refs: usize,
         head: Option<&str>,
     ) -> Result<Vec<RefProblem>> {
@@ -512,7 +513,7 @@ impl Run<'_> {
                 &self.cfg.target,
                 &self.cache,
                 plan,
-                commits,
+                checked,
                 local_refs,
                 self.listed.take(),
                 head,
@@ -595,12 +596,13 @@ impl Run<'_> {
     /// in this run (verifying them records them, at no cost); the checks are for what earlier,
     /// possibly killed, runs and the disk left, and skipping the walk on a first mirror saves a
     /// walk of the whole history. Returns how many commits the push sends, when counted.
-    fn check(&self, planned: &Planned) -> Result<Option<usize>, String> {
+    fn check(&self, planned: &Planned) -> Result<Option<push::Checked>, String> {
         self.cache.verify_packs()?;
         if self.cache.created {
             return Ok(None);
         }
-        push::check_connectivity(&self.cache.repo, &planned.plan, &planned.target).map(Some)
+        let head = planned.source_head.as_deref();
+        push::check_connectivity(&self.cache.repo, &planned.plan, &planned.target, head).map(Some)
     }
 
     /// Rebuild a cache that failed its check before a push, once, and look at the source again.

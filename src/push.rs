@@ -18,6 +18,7 @@ use crate::gitcli;
 use crate::libgit2::Session;
 use crate::plan::{Action, Change, Plan};
 use crate::progress::{Progress, ProgressOptions};
+use crate::receive_pack::Cut;
 use crate::refname::RefMap;
 use crate::remote::Remote;
 use crate::report::{RefResult, Summary};
@@ -83,15 +84,41 @@ pub(crate) fn check_connectivity(
     repo: &Repository,
     plan: &Plan,
     target: &RefMap,
-) -> Result<usize, String> {
+    head: Option<&str>,
+) -> Result<Checked, String> {
     let tips = new_commits(repo, plan)?;
     if tips.is_empty() {
-        return Ok(0);
+        return Ok(Checked::default());
     }
     match near_walk(repo, &tips, target, NEAR_WALK)? {
-        Some(commits) => Ok(commits),
-        None => full_walk(repo, &tips, target),
+        Some(mut checked) => {
+            // The default branch's history holds most of what a new branch starts from: a walk
+            // that went down through it before meeting a tip (a branch made from an older commit
+            // of it) would otherwise send those commits again.
+            if let (Some(boundary), Some(&id)) =
+                (checked.boundary.as_mut(), head.and_then(|h| target.get(h)))
+            {
+                boundary.push(id);
+                boundary.sort_unstable();
+                boundary.dedup();
+            }
+            Ok(checked)
+        }
+        None => full_walk(repo, &tips, target).map(|commits| Checked {
+            commits,
+            boundary: None,
+        }),
     }
+}
+
+/// What the pre-push check found.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct Checked {
+    /// How many commits the push sends (for the log).
+    pub(crate) commits: usize,
+    /// The target's tips the new history meets, when the near walk ended at one on every path
+    /// (no root reached): what the push's pack may be cut against (`Cut::Boundary`).
+    pub(crate) boundary: Option<Vec<git2::Oid>>,
 }
 
 /// The commits the plan's new ids name (tags peeled); a tag of a tree or blob has none, having
@@ -144,21 +171,32 @@ fn near_walk(
     new: &[git2::Commit],
     target: &RefMap,
     limit: usize,
-) -> Result<Option<usize>, String> {
+) -> Result<Option<Checked>, String> {
     let tips: std::collections::HashSet<git2::Oid> = target.values().copied().collect();
     let mut todo: Vec<git2::Oid> = new.iter().map(git2::Commit::id).collect();
     let odb = repo.odb().map_err(|e| e.message().to_string())?;
     let mut seen = std::collections::HashSet::new();
+    let mut met = std::collections::BTreeSet::new();
+    let mut rooted = false;
     while let Some(id) = todo.pop() {
-        if tips.contains(&id) || !seen.insert(id) {
+        if tips.contains(&id) {
+            met.insert(id);
+            continue;
+        }
+        if !seen.insert(id) {
             continue;
         }
         if seen.len() > limit {
             return Ok(None);
         }
-        todo.extend(readable_commit(repo, &odb, id)?.parent_ids());
+        let commit = readable_commit(repo, &odb, id)?;
+        rooted |= commit.parent_count() == 0;
+        todo.extend(commit.parent_ids());
     }
-    Ok(Some(seen.len()))
+    Ok(Some(Checked {
+        commits: seen.len(),
+        boundary: (!rooted).then(|| met.into_iter().collect()),
+    }))
 }
 
 /// The check ordered by time against every target tip: exact whatever the shape of the history.
@@ -375,7 +413,7 @@ pub(crate) fn execute(
     target: &Remote,
     cache: &Cache,
     plan: &Plan,
-    commits: Option<usize>,
+    checked: Option<&Checked>,
     local_refs: usize,
     mut listed: Option<crate::wire::Advertisement>,
     head: Option<&str>,
@@ -401,7 +439,9 @@ pub(crate) fn execute(
         _ => Engine::Libgit2.name(),
     };
     summary.transfer.push.engine = Some(names);
-    let to_send = commits.map_or_else(String::new, |n| format!(" ({n} commit(s) to send)"));
+    let to_send = checked.map_or_else(String::new, |c| {
+        format!(" ({} commit(s) to send)", c.commits)
+    });
     info!(
         "pushing {} ref update(s) to {} in {} batch(es) via {names}{to_send}",
         plan.changes.len(),
@@ -426,7 +466,10 @@ pub(crate) fn execute(
     } else {
         None
     };
-    let cut = crate::receive_pack::Cut::for_plan(plan.changes.len(), batches.len());
+    let mut cut = Cut::for_plan(plan.changes.len(), batches.len());
+    if let (Cut::Near, Some(tips)) = (&cut, checked.and_then(|c| c.boundary.clone())) {
+        cut = Cut::Boundary(tips);
+    }
     let retry = Retry::new(options.retries);
     let mut rejected = Vec::new();
     for (index, (engine, batch)) in batches.iter().enumerate() {
@@ -458,7 +501,7 @@ pub(crate) fn execute(
                         // The listing the plan was made from, once: a retry or a later batch
                         // asks again (the target changed since).
                         listed.take(),
-                        cut,
+                        cut.clone(),
                     ),
                     None => Err(anyhow::anyhow!("a wire batch without its client")),
                 },
@@ -645,8 +688,16 @@ mod tests {
         moved.old = Some(ids[29]);
         plan.changes.push(moved);
         let tips = new_commits(&repo, &plan).unwrap();
-        assert_eq!(near_walk(&repo, &tips, &target, 100), Ok(Some(3)));
-        assert_eq!(check_connectivity(&repo, &plan, &target), Ok(3));
+        // It meets the target at ids[29], main's old tip: the pack's cut.
+        let near = Checked {
+            commits: 3,
+            boundary: Some(vec![ids[29]]),
+        };
+        assert_eq!(
+            near_walk(&repo, &tips, &target, 100),
+            Ok(Some(near.clone()))
+        );
+        assert_eq!(check_connectivity(&repo, &plan, &target, None), Ok(near));
         assert_eq!(full_walk(&repo, &tips, &target), Ok(3));
         // A new branch at ids[39] over an empty target: 40 commits, past a limit of 10.
         let empty = RefMap::new();
@@ -656,7 +707,39 @@ mod tests {
             .push(change("refs/heads/new", Action::Create, ids[39]));
         let fresh_tips = new_commits(&repo, &fresh).unwrap();
         assert_eq!(near_walk(&repo, &fresh_tips, &empty, 10), Ok(None));
-        assert_eq!(check_connectivity(&repo, &fresh, &empty), Ok(40));
+        let whole = Checked {
+            commits: 40,
+            boundary: None,
+        };
+        assert_eq!(
+            check_connectivity(&repo, &fresh, &empty, None),
+            Ok(whole.clone())
+        );
+        // Under the limit, a walk that reaches the root meets the target nowhere: no cut.
+        assert_eq!(near_walk(&repo, &fresh_tips, &empty, 100), Ok(Some(whole)));
+        // A new branch forked from ids[12], below the target's tips t10, t15: the walk goes
+        // through ids[12] and ids[11] and meets t10.
+        let mut fork = Plan::default();
+        fork.changes
+            .push(change("refs/heads/fork", Action::Create, ids[12]));
+        let fork_tips = new_commits(&repo, &fork).unwrap();
+        assert_eq!(
+            near_walk(&repo, &fork_tips, &target, 100),
+            Ok(Some(Checked {
+                commits: 2,
+                boundary: Some(vec![ids[10]]),
+            }))
+        );
+        // With the default branch named, its tip joins the cut: the fork's commits are main's.
+        let mut with_main = vec![ids[10], ids[29]];
+        with_main.sort_unstable();
+        assert_eq!(
+            check_connectivity(&repo, &fork, &target, Some("refs/heads/main")),
+            Ok(Checked {
+                commits: 2,
+                boundary: Some(with_main),
+            })
+        );
         // A commit whose tree is gone is found by the near walk.
         let tree = repo.find_commit(ids[0]).unwrap().tree_id();
         let sig = git2::Signature::now("t", "t@example.com").unwrap();
@@ -682,7 +765,7 @@ mod tests {
         let mut bad = Plan::default();
         bad.changes
             .push(change("refs/heads/main", Action::FastForward, broken));
-        let err = check_connectivity(&repo, &bad, &target).unwrap_err();
+        let err = check_connectivity(&repo, &bad, &target, None).unwrap_err();
         assert!(err.contains("has no tree"), "{err}");
     }
 

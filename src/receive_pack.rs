@@ -692,7 +692,7 @@ const NEAR_CUT_CHANGES: usize = 100;
 /// upload-pack given them as haves) starts from each: on a mirror with 7,000 pull-request heads
 /// on side commits (the bench's pulls dataset), a one-commit change's pack took 0.36-0.39 s cut
 /// against every id and 0.03 s against the branches and tags, the same 1.3 KiB either way.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Cut {
     /// Every advertised id: a large plan (a first mirror's), or one in several batches, whose
     /// later batches build on the tips the earlier ones left on the target. There the walk is
@@ -703,6 +703,11 @@ pub(crate) enum Cut {
     /// brings objects the target has: a bigger pack, still a correct one (receive-pack
     /// completes a thin pack against all it holds).
     Near,
+    /// The target's tips where the new history meets it, as the pre-push walk found them
+    /// (`push::check_connectivity`), and the changed refs' old ids: the near cut of a target
+    /// whose branches are many (10,000 branches made git's walk cost 70 ms for one commit).
+    /// Only a walk that ended at a target tip on every path gives one.
+    Boundary(Vec<Oid>),
 }
 
 impl Cut {
@@ -716,7 +721,7 @@ impl Cut {
     }
 
     /// The advertised ids `changes` are cut against, each once.
-    pub(crate) fn haves(self, ad: &wire::Advertisement, changes: &[&Change]) -> Vec<Oid> {
+    pub(crate) fn haves(&self, ad: &wire::Advertisement, changes: &[&Change]) -> Vec<Oid> {
         self.pick(
             ad.refs.iter().map(|(name, id)| (name.as_slice(), *id)),
             changes.iter().filter_map(|c| c.old),
@@ -726,19 +731,22 @@ impl Cut {
     /// Of `refs` (a listing's names and ids), those this cut keeps, with `olds` (the old ids of
     /// the refs that change), each once.
     pub(crate) fn pick<'n>(
-        self,
+        &self,
         refs: impl IntoIterator<Item = (&'n [u8], Oid)>,
         olds: impl IntoIterator<Item = Oid>,
     ) -> Vec<Oid> {
         let near = |name: &[u8]| {
             name.starts_with(b"refs/heads/") || name.starts_with(b"refs/tags/") || name == b".have"
         };
-        let mut haves: Vec<Oid> = refs
-            .into_iter()
-            .filter(|(name, _)| self == Cut::Every || near(name))
-            .map(|(_, id)| id)
-            .chain(olds)
-            .collect();
+        let mut haves: Vec<Oid> = match self {
+            Cut::Boundary(tips) => tips.iter().copied().chain(olds).collect(),
+            Cut::Every | Cut::Near => refs
+                .into_iter()
+                .filter(|(name, _)| *self == Cut::Every || near(name))
+                .map(|(_, id)| id)
+                .chain(olds)
+                .collect(),
+        };
         haves.sort_unstable();
         haves.dedup();
         haves
@@ -746,7 +754,7 @@ impl Cut {
 }
 
 /// The ids of `cut` that the cache has: what the pack need not carry.
-fn haves(repo: &Repository, ad: &wire::Advertisement, changes: &[&Change], cut: Cut) -> Vec<Oid> {
+fn haves(repo: &Repository, ad: &wire::Advertisement, changes: &[&Change], cut: &Cut) -> Vec<Oid> {
     let Ok(odb) = repo.odb() else {
         return Vec::new();
     };
@@ -787,7 +795,7 @@ impl Packer for PackObjects<'_, '_> {
         send_pack(
             self.repo.path(),
             changes,
-            &haves(self.repo, ad, changes, self.cut),
+            &haves(self.repo, ad, changes, &self.cut),
             ad.has("ofs-delta"),
             self.hold,
             self.progress,
@@ -1068,6 +1076,11 @@ mod tests {
         assert_eq!(
             Cut::Every.haves(&ad, &changes),
             vec![id(1), id(2), id(3), id(4), id(5)]
+        );
+        // Where the walk met the target, and the old ids; not the other branches and tags.
+        assert_eq!(
+            Cut::Boundary(vec![id(3)]).haves(&ad, &changes),
+            vec![id(3), id(4)]
         );
     }
 
