@@ -395,3 +395,47 @@ fn a_one_commit_incremental_to_smart_http_lists_once_and_asks_head_once() {
         out.stdout
     );
 }
+
+/// A branch made from an older commit of main, with light tags below it: the push's pack is cut
+/// where the new history meets the target and against main's tip (`Cut::Boundary`), so it
+/// carries the new commit alone, not the main commits between the fork and the tag below it.
+#[test]
+fn a_branch_from_an_older_commit_of_main_sends_only_its_own_commit() {
+    let sb = Sandbox::new();
+    let work = WorkRepo::init(&sb.join("work"));
+    for i in 0..30 {
+        work.commit(
+            &format!("f{}.txt", i % 7),
+            &format!("{i}\n"),
+            &format!("c{i}"),
+        );
+        if i % 5 == 0 {
+            work.tag_light(&format!("t{i}"));
+        }
+    }
+    let source = init_bare(&sb.join("source.git"));
+    work.push_mirror(&source);
+    let target = init_bare(&sb.join("srv/target.git"));
+    let server = GitServer::start("git", &sb.join("srv"));
+    let url = server.url("target.git");
+    let first = wire_sync(&sb, &source, &url);
+    assert_eq!(first.code, 0, "{}", first.stderr);
+
+    // main~2 is c27, three commits above the tag t25.
+    let fork = git(&source, &["rev-parse", "main~2"]);
+    push_a_commit_on(
+        &source,
+        &sb.join("fork"),
+        &fork,
+        "fork.txt",
+        "fork\n",
+        "refs/heads/fork",
+    );
+    let out = wire_sync(&sb, &source, &url);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_mirror(&source, &target);
+    fsck(&target);
+    let push = &out.json()["transfer"]["push"];
+    // The commit, its tree, the new blob.
+    assert_eq!(push["objects"], 3, "{push}");
+}
