@@ -257,6 +257,19 @@ mod tests {
     }
 
     #[test]
+    fn a_source_without_side_band_or_with_sha256_ids_is_left_to_libgit2() {
+        let ad = |caps: &[&str]| crate::wire::Advertisement {
+            refs: Vec::new(),
+            capabilities: caps.iter().map(|c| c.to_string()).collect(),
+        };
+        assert!(can_fetch(&ad(&["side-band-64k", "thin-pack"])).is_ok());
+        let why = can_fetch(&ad(&["side-band", "thin-pack"])).unwrap_err();
+        assert!(why.contains("side-band-64k"), "{why}");
+        let why = can_fetch(&ad(&["side-band-64k", "object-format=sha256"])).unwrap_err();
+        assert!(why.contains("SHA-256"), "{why}");
+    }
+
+    #[test]
     fn a_near_cut_of_too_many_branches_keeps_the_old_ids_and_the_default_branch() {
         let oid = |i: u32| Oid::from_bytes(&[&i.to_be_bytes()[..], &[9; 16]].concat()).unwrap();
         let mut local: RefMap = (0..1_500u32)

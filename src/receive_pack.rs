@@ -455,6 +455,7 @@ impl<'a> Client<'a> {
         let mut reader = BufReader::new(conn);
         let mut line = String::new();
         // An interim answer (1xx) is followed by the real one.
+        let mut interim = 0;
         let (status, headers) = loop {
             read_line(&mut reader, &mut line).map_err(|e| io_error(e, url, self.timeout))?;
             if line.is_empty() {
@@ -472,12 +473,20 @@ impl<'a> Client<'a> {
                     )
                 })?;
             let mut headers: HashMap<String, String> = HashMap::new();
+            let mut count = 0;
             loop {
                 line.clear();
                 read_line(&mut reader, &mut line).map_err(|e| io_error(e, url, self.timeout))?;
                 let trimmed = line.trim_end();
                 if trimmed.is_empty() {
                     break;
+                }
+                count += 1;
+                if count > MAX_HEADERS {
+                    bail!(
+                        "{url} sent more than {MAX_HEADERS} header lines in one answer: not a Git \
+                         HTTP server this tool can talk to; check the URL and what serves it"
+                    );
                 }
                 if let Some((k, v)) = trimmed.split_once(':') {
                     headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
@@ -486,6 +495,13 @@ impl<'a> Client<'a> {
             line.clear();
             if !(100..200).contains(&status) {
                 break (status, headers);
+            }
+            interim += 1;
+            if interim > MAX_INTERIM {
+                bail!(
+                    "{url} sent more than {MAX_INTERIM} interim (1xx) answers before its answer: \
+                     not a Git HTTP server this tool can talk to; check the URL and what serves it"
+                );
             }
         };
         if (300..400).contains(&status) {
@@ -1004,6 +1020,14 @@ impl Write for Conn {
     }
 }
 
+/// Header lines one HTTP answer may have: a Git server behind a load balancer sends a dozen or two.
+/// Each line is bounded (`read_line`); without a bound on their number, a server that keeps
+/// sending headers would hold the run (each line resets the read timeout) and grow its memory.
+const MAX_HEADERS: usize = 100;
+
+/// Interim (1xx) answers before the real one: a server sends one `100 Continue`, if any.
+const MAX_INTERIM: usize = 5;
+
 /// A chunked (`Transfer-Encoding: chunked`) response body.
 struct Chunked<R> {
     inner: R,
@@ -1187,6 +1211,36 @@ mod tests {
         });
         server.join().unwrap();
         result
+    }
+
+    #[test]
+    fn an_answer_that_never_ends_its_headers_is_refused() {
+        let expected = "application/x-git-receive-pack-result";
+        let mut many = String::from("HTTP/1.1 200 OK\r\n");
+        for i in 0..=MAX_HEADERS {
+            many.push_str(&format!("X-Flood-{i}: {i}\r\n"));
+        }
+        many.push_str("\r\n");
+        let err = answered(Box::leak(many.into_bytes().into_boxed_slice()), expected)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("more than 100 header lines"), "{err}");
+        let interim = "HTTP/1.1 100 Continue\r\n\r\n".repeat(MAX_INTERIM + 1);
+        let err = answered(Box::leak(interim.into_bytes().into_boxed_slice()), expected)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("more than 5 interim"), "{err}");
+        // At the bounds, the answer is read.
+        let mut fine = "HTTP/1.1 100 Continue\r\n\r\n".repeat(MAX_INTERIM);
+        fine.push_str("HTTP/1.1 200 OK\r\n");
+        for i in 0..MAX_HEADERS - 2 {
+            fine.push_str(&format!("X-Fine-{i}: {i}\r\n"));
+        }
+        fine.push_str(&format!(
+            "Content-Type: {expected}\r\nContent-Length: 2\r\n\r\nok"
+        ));
+        let body = answered(Box::leak(fine.into_bytes().into_boxed_slice()), expected).unwrap();
+        assert_eq!(body, b"ok");
     }
 
     #[test]
