@@ -34,6 +34,22 @@ struct Guard {
     release: OwnedFd,
 }
 
+/// Collect, on a thread, the first `kept` bytes a child writes to stderr (what an error quotes),
+/// and drain the rest, so the child never blocks on a full pipe. The thread ends when the child
+/// closes its stderr.
+pub(crate) fn collect_stderr(
+    mut pipe: std::process::ChildStderr,
+    kept: u64,
+) -> std::thread::JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        use std::io::Read;
+        let mut text = Vec::new();
+        let _ = (&mut pipe).take(kept).read_to_end(&mut text);
+        let _ = io::copy(&mut pipe, &mut io::sink());
+        text
+    })
+}
+
 impl Group {
     /// Start `cmd` in a new process group watched by a guard that holds `hold` (the cache lock)
     /// until the group is dead. Without a guard (fork refused, or not Linux) the child still

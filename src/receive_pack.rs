@@ -874,11 +874,7 @@ fn send_pack(
     let mut stdout = child.stdout.take().context("pack-objects: no stdout")?;
     let stderr = child.stderr.take().context("pack-objects: no stderr")?;
     let writer = std::thread::spawn(move || stdin.write_all(revs.as_bytes()));
-    let errors = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = stderr.take(64 * 1024).read_to_string(&mut text);
-        text
-    });
+    let errors = crate::process_group::collect_stderr(stderr, 64 * 1024);
     let mut stats = TransferStats::default();
     let mut header = Vec::with_capacity(12);
     let mut buf = vec![0u8; 64 * 1024];
@@ -909,7 +905,7 @@ fn send_pack(
     }
     let status = group.wait().context("git pack-objects did not finish")?;
     let _ = writer.join();
-    let said = errors.join().unwrap_or_default();
+    let said = String::from_utf8_lossy(&errors.join().unwrap_or_default()).into_owned();
     sent?;
     if !status.success() || header.len() < 12 || &header[..4] != b"PACK" {
         bail!(

@@ -118,15 +118,10 @@ impl UploadPack {
         )
         .context("cannot start git upload-pack")?;
         let child = group.child();
-        let stderr = child.stderr.take().map(|mut pipe| {
-            std::thread::spawn(move || {
-                let mut text = Vec::new();
-                let _ = (&mut pipe).take(STDERR_KEPT).read_to_end(&mut text);
-                // Drained to the end, so git never blocks on a full pipe.
-                let _ = std::io::copy(&mut pipe, &mut std::io::sink());
-                text
-            })
-        });
+        let stderr = child
+            .stderr
+            .take()
+            .map(|pipe| crate::process_group::collect_stderr(pipe, STDERR_KEPT));
         let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
             anyhow::bail!("git upload-pack: no pipes");
         };
