@@ -34,8 +34,7 @@ use crate::transfer::TransferStats;
 /// `BACKLOG_MIRROR_LIBGIT2_FETCH=1` (or `true`): fetch into a warm cache through libgit2, should
 /// a source ever answer this client in a way it does not expect.
 pub(crate) fn disabled() -> bool {
-    std::env::var("BACKLOG_MIRROR_LIBGIT2_FETCH")
-        .is_ok_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true"))
+    libgit2::hatch("BACKLOG_MIRROR_LIBGIT2_FETCH")
 }
 
 /// Look at `remote` and, when `wanted` says so, fetch what the cache (whose refs are `local`)
@@ -53,7 +52,7 @@ pub(crate) fn look(
         Err(why) => return Ok(Err(why)),
     };
     let ad = source.advertise()?;
-    if let Err(why) = can_fetch(&ad) {
+    if let Err(why) = relay::source_can_fetch(&ad) {
         return Ok(Err(why));
     }
     let listing = libgit2::advertised(ad.refs.clone());
@@ -87,18 +86,6 @@ pub(crate) fn look(
     };
     look.fetched = Some(fetched);
     Ok(Ok(look))
-}
-
-/// Whether this client can fetch from a source that advertised `ad`: it reads the pack on
-/// side-band and knows SHA-1 ids only.
-fn can_fetch(ad: &crate::wire::Advertisement) -> Result<(), Declined> {
-    if !ad.has("side-band-64k") {
-        return Err("the source does not offer side-band-64k".into());
-    }
-    if ad.capabilities.iter().any(|c| c == "object-format=sha256") {
-        return Err("the source uses SHA-256 object ids".into());
-    }
-    Ok(())
 }
 
 /// A near cut of more ids than this keeps only the moved refs' old ids and the source's default
@@ -262,10 +249,11 @@ mod tests {
             refs: Vec::new(),
             capabilities: caps.iter().map(|c| c.to_string()).collect(),
         };
-        assert!(can_fetch(&ad(&["side-band-64k", "thin-pack"])).is_ok());
-        let why = can_fetch(&ad(&["side-band", "thin-pack"])).unwrap_err();
+        assert!(relay::source_can_fetch(&ad(&["side-band-64k", "thin-pack"])).is_ok());
+        let why = relay::source_can_fetch(&ad(&["side-band", "thin-pack"])).unwrap_err();
         assert!(why.contains("side-band-64k"), "{why}");
-        let why = can_fetch(&ad(&["side-band-64k", "object-format=sha256"])).unwrap_err();
+        let why =
+            relay::source_can_fetch(&ad(&["side-band-64k", "object-format=sha256"])).unwrap_err();
         assert!(why.contains("SHA-256"), "{why}");
     }
 

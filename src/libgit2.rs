@@ -97,8 +97,13 @@ fn configure(timeout: Duration) -> Result<()> {
 /// instead of `tcp`'s, should a libgit2 upgrade ever break the layout `tcp` relies on.
 #[cfg(target_os = "linux")]
 fn own_socket_disabled() -> bool {
-    std::env::var("BACKLOG_MIRROR_LIBGIT2_SOCKET")
-        .is_ok_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true"))
+    hatch("BACKLOG_MIRROR_LIBGIT2_SOCKET")
+}
+
+/// Whether the escape hatch `var` (a `BACKLOG_MIRROR_LIBGIT2_*` variable, no flag) is set to `1`
+/// or `true`: one part of the run handed back to libgit2's own code.
+pub(crate) fn hatch(var: &str) -> bool {
+    std::env::var(var).is_ok_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true"))
 }
 
 /// After a failed network operation, shut down the connections this thread opened (see `tcp`).

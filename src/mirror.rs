@@ -733,23 +733,21 @@ impl Run<'_> {
                         }
                         fetch
                     };
-                    let ours = (!local.is_empty() && !fetch::disabled())
-                        .then(|| {
-                            let timeout = cfg.push.network_timeout;
-                            fetch::look(cache, &local, &cfg.source, session, timeout, decide)
-                        })
-                        .transpose()?;
+                    let ours = if local.is_empty() {
+                        Err("the cache is empty".into())
+                    } else if fetch::disabled() {
+                        Err("BACKLOG_MIRROR_LIBGIT2_FETCH is set".into())
+                    } else {
+                        let timeout = cfg.push.network_timeout;
+                        fetch::look(cache, &local, &cfg.source, session, timeout, decide)?
+                    };
                     let (look, engine) = match ours {
-                        Some(Ok(look)) => (look, "wire"),
-                        Some(Err(why)) => {
+                        Ok(look) => (look, "wire"),
+                        Err(why) => {
                             debug!("fetching through libgit2: {why}");
                             let look = session.look(&cache.repo, &cfg.source, "fetch", decide)?;
                             (look, "libgit2")
                         }
-                        None => (
-                            session.look(&cache.repo, &cfg.source, "fetch", decide)?,
-                            "libgit2",
-                        ),
                     };
                     if look.fetched.is_some() {
                         cache.record(&look.refs, true, &cfg.source.url)?;

@@ -203,10 +203,17 @@ impl Drop for Source<'_> {
 
 /// Whether a source's advertisement lets the relay ask for a thin pack on side-band.
 pub(crate) fn source_can_relay(ad: &wire::Advertisement) -> Result<(), Declined> {
-    for needed in ["thin-pack", "side-band-64k"] {
-        if !ad.has(needed) {
-            return Err(format!("the source does not offer {needed}"));
-        }
+    if !ad.has("thin-pack") {
+        return Err("the source does not offer thin-pack".into());
+    }
+    source_can_fetch(ad)
+}
+
+/// Whether this client can fetch from a source that advertised `ad` at all (the warm fetch
+/// needs no more): it reads the pack on side-band and knows SHA-1 ids only.
+pub(crate) fn source_can_fetch(ad: &wire::Advertisement) -> Result<(), Declined> {
+    if !ad.has("side-band-64k") {
+        return Err("the source does not offer side-band-64k".into());
     }
     if ad.capabilities.iter().any(|c| c == "object-format=sha256") {
         return Err("the source uses SHA-256 object ids".into());

@@ -60,8 +60,7 @@ const DRAIN_LIMIT: usize = 1024 * 1024;
 
 /// Whether `BACKLOG_MIRROR_LIBGIT2_SSH=1` (or `true`) leaves SSH to libgit2's own transport.
 pub(crate) fn disabled() -> bool {
-    std::env::var("BACKLOG_MIRROR_LIBGIT2_SSH")
-        .is_ok_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true"))
+    crate::libgit2::hatch("BACKLOG_MIRROR_LIBGIT2_SSH")
 }
 
 /// Register the transport with libgit2 for `ssh://` (and so for `user@host:path`, which libgit2
