@@ -320,24 +320,18 @@ fn request(wants: &[Oid], haves: &[Oid], ask: Ask) -> Result<Vec<u8>> {
     Ok(out)
 }
 
-/// Read upload-pack's answer: one `NAK` or `ACK <id>`, then the pack on side-band channel 1
-/// (fed to `check`), its messages on 2, a fatal error on 3, to the closing flush.
+/// Read upload-pack's answer: its acknowledgments, however many (`wire::read_acknowledgments`),
+/// then the pack on side-band channel 1 (fed to `check`), its messages on 2, a fatal error on 3,
+/// to the closing flush.
 fn demultiplex(
     answer: impl Read,
     check: &mut PackCheck,
     send: &mut dyn FnMut(&[u8]) -> Result<()>,
 ) -> Result<()> {
     let mut reader = PktReader::from_peer(answer, "the source");
-    match reader.next()? {
-        Some(Packet::Data(line)) if line.starts_with(b"NAK") || line.starts_with(b"ACK ") => {}
-        Some(Packet::Data(line)) if line.starts_with(b"ERR ") => bail!(
-            "the source refused: {}",
-            String::from_utf8_lossy(&line[4..]).trim()
-        ),
-        other => bail!("the source answered {other:?} where NAK or ACK belongs"),
-    }
+    let mut next = wire::read_acknowledgments(&mut reader)?.first;
     loop {
-        let packet = match reader.next()? {
+        let packet = match next.take() {
             Some(Packet::Data(packet)) => packet,
             Some(Packet::Flush) => break,
             None => bail!("the source's pack ended without its flush (unexpected eof)"),
@@ -351,6 +345,7 @@ fn demultiplex(
             ),
             _ => bail!("the source sent a side-band packet that is not one"),
         }
+        next = reader.next()?;
     }
     Ok(())
 }

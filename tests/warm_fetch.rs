@@ -306,3 +306,64 @@ fn a_warm_fetch_killed_mid_pack_leaves_nothing_the_next_run_cannot_finish() {
         .collect();
     assert!(halves.is_empty(), "half-written packs left: {halves:?}");
 }
+
+/// A source of two branches, `b` on `main`'s parent, whose two commits are made so that
+/// `main`'s tip sorts before its parent: asked with both as haves, in id order, git's
+/// upload-pack (no multi_ack) acknowledges `main` (its first common object) and then `b` again
+/// (a parent of an object it knows the client has), two ACKs before the pack. `main` then
+/// moves on and the warm sync must read both.
+#[test]
+fn a_warm_fetch_reads_every_ack_before_the_pack_over_each_transport() {
+    for transport in ["local", "git", "http"] {
+        let sb = Sandbox::new();
+        let work = WorkRepo::init(&sb.join("work"));
+        let mut tries = 0;
+        let (parent, tip) = loop {
+            tries += 1;
+            assert!(tries < 64, "no pair of commits in id order after 64 tries");
+            git(
+                &work.path,
+                &["checkout", "-q", "--orphan", &format!("try{tries}")],
+            );
+            let parent = work.commit("f", &format!("one {tries}"), "one");
+            let tip = work.commit("f", &format!("two {tries}"), "two");
+            if tip < parent {
+                break (parent, tip);
+            }
+        };
+        let source = init_bare(&sb.join("srv/source.git"));
+        let target = init_bare(&sb.join("srv/target.git"));
+        update_ref_from(&source, &work.path, "refs/heads/main", &tip);
+        update_ref(&source, "refs/heads/b", &parent);
+        let server = (transport != "local").then(|| GitServer::start(transport, &sb.join("srv")));
+        let url = |repo: &std::path::Path, name: &str| match &server {
+            Some(server) => server.url(name),
+            None => path_str(repo),
+        };
+        let sync = || {
+            run(sb
+                .sync(&url(&source, "source.git"), &url(&target, "target.git"))
+                .args(["--json", "--retries", "0"]))
+        };
+        let first = sync();
+        assert_eq!(first.code, 0, "{transport}: {}", first.stderr);
+        work.checkout(&format!("try{tries}"));
+        let next = work.commit("f", "three", "three");
+        update_ref_from(&source, &work.path, "refs/heads/main", &next);
+        for round in 0..2 {
+            let out = sync();
+            assert_eq!(out.code, 0, "{transport}, round {round}: {}", out.stderr);
+            assert_mirror(&source, &target);
+        }
+        let out = sync();
+        assert_eq!(fetch_engine(&out), "none", "{transport}: {}", out.stdout);
+    }
+}
+
+/// Point `name` of the bare `repo` at `id`, an object of the work repository `from`.
+fn update_ref_from(repo: &std::path::Path, from: &std::path::Path, name: &str, id: &str) {
+    git(
+        from,
+        &["push", "-q", "-f", &path_str(repo), &format!("{id}:{name}")],
+    );
+}
