@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install what the test suite and the benchmark drive for real on a fresh Debian/Ubuntu machine:
-# git, OpenSSH's sshd, GNU time, OpenSSL, musl-gcc for the static build, a font for the benchmark's
+# git, OpenSSH's sshd, Squid (a forward proxy), GNU time, OpenSSL, musl-gcc for the static build, a font for the benchmark's
 # chart, the AWS CLI v2 (Debian's awscli, for scripts/deploy.sh) and the pinned Python tools of
 # scripts/requirements-test.txt.
 # Skips what is present.
@@ -32,9 +32,13 @@ command -v make >/dev/null || missing+=(make)
 command -v unshare >/dev/null || missing+=(util-linux)
 # scripts/deploy.sh needs the AWS CLI v2; tests/deploy.rs drives Debian's (/usr/bin/aws) against moto.
 [ -x /usr/bin/aws ] || missing+=(awscli)
+# A real forward proxy for tests/proxy.rs (HTTP_PROXY, HTTPS_PROXY's CONNECT, NO_PROXY).
+command -v squid >/dev/null || [ -x /usr/sbin/squid ] || missing+=(squid)
 if [ ${#missing[@]} -gt 0 ]; then
   as_root apt-get update -qq
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+  # Debian starts the proxy it installs as a service; the tests start their own.
+  if [[ " ${missing[*]} " == *" squid "* ]]; then as_root service squid stop >/dev/null 2>&1 || true; fi
 else
   echo "all present"
 fi

@@ -1,34 +1,24 @@
-//! The AWS side of a run: one small runtime, the SDK's credential chain, Parameter Store.
+//! The AWS side of a run: one SDK configuration per region and profile, Parameter Store.
 //!
-//! The AWS SDK is async; the rest of the tool is a straight line of blocking steps. One
-//! current-thread runtime, started only when something AWS is needed, keeps it that way (a run
-//! mirroring between two plain Git hosts never starts it). libgit2 must be initialised first: its
-//! OpenSSL probing sets environment variables, which is unsafe once other threads run.
+//! The AWS SDK is async; the rest of the tool is a straight line of blocking steps that waits on
+//! it through the process's runtime (`runtime`), started only when something needs it.
 
-use std::sync::OnceLock;
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Result, anyhow};
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_ssm::error::ProvideErrorMetadata;
+use aws_smithy_http_client::{Connector, proxy::ProxyConfig, tls};
+use aws_smithy_runtime_api::client::http::{SharedHttpClient, SharedHttpConnector, http_client_fn};
 
 use crate::error::usage;
 use crate::secret::Secret;
 
 pub(crate) fn runtime() -> Result<&'static tokio::runtime::Runtime> {
-    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-    if let Some(rt) = RUNTIME.get() {
-        return Ok(rt);
-    }
-    // git2 sets OpenSSL's environment variables when it initialises, which is not safe once
-    // the runtime may have threads; have it do so now (the call does nothing else).
-    git2::opts::enable_caching(true);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the AWS SDK's runtime")?;
-    Ok(RUNTIME.get_or_init(|| rt))
+    crate::runtime::get()
 }
 
 /// How long an AWS call may wait on the network: `--network-timeout`, set once per process
@@ -61,16 +51,56 @@ fn timeouts() -> TimeoutConfig {
 }
 
 /// The SDK configuration from the default chain (env, profile, web identity, container
-/// credentials, IMDS), with `region` and `profile` overriding when given.
+/// credentials, IMDS), with `region` and `profile` overriding when given. One per (region,
+/// profile) per process: every client made from it shares its credential cache, so a list of
+/// fifty mirrors resolves the container's credentials once, not once per call.
 pub(crate) fn sdk_config(region: Option<&str>, profile: Option<&str>) -> Result<SdkConfig> {
-    let mut loader = aws_config::defaults(BehaviorVersion::latest()).timeout_config(timeouts());
+    type Key = (Option<String>, Option<String>);
+    static CONFIGS: OnceLock<Mutex<HashMap<Key, SdkConfig>>> = OnceLock::new();
+    let key = (region.map(str::to_string), profile.map(str::to_string));
+    let configs = CONFIGS.get_or_init(Default::default);
+    if let Some(config) = configs.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+        return Ok(config.clone());
+    }
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .timeout_config(timeouts())
+        .http_client(http_client());
     if let Some(region) = region {
         loader = loader.region(Region::new(region.to_string()));
     }
     if let Some(profile) = profile {
         loader = loader.profile_name(profile);
     }
-    Ok(runtime()?.block_on(loader.load()))
+    let config = runtime()?.block_on(loader.load());
+    configs
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(key, config.clone());
+    Ok(config)
+}
+
+/// The SDK's HTTP client as its default is, with the proxies of the environment (`HTTPS_PROXY`,
+/// `NO_PROXY`... as curl reads them), which the default leaves out. One connection pool for the
+/// process.
+fn http_client() -> SharedHttpClient {
+    let connector: Mutex<Option<SharedHttpConnector>> = Mutex::new(None);
+    http_client_fn(move |settings, components| {
+        let mut kept = connector.lock().unwrap_or_else(|e| e.into_inner());
+        kept.get_or_insert_with(|| {
+            let mut builder = Connector::builder()
+                .connector_settings(settings.clone())
+                .proxy_config(ProxyConfig::from_env());
+            builder.set_sleep_impl(components.sleep_impl());
+            SharedHttpConnector::new(
+                builder
+                    .tls_provider(tls::Provider::Rustls(
+                        tls::rustls_provider::CryptoMode::AwsLc,
+                    ))
+                    .build(),
+            )
+        })
+        .clone()
+    })
 }
 
 /// The region to use: `explicit` when given (a flag, a URL), else what the SDK's providers find

@@ -14,13 +14,13 @@ use std::process::{Command, Stdio};
 use std::sync::{OnceLock, mpsc};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 
-use crate::duration;
 use crate::process_group::Group;
 use crate::progress::Progress;
 use crate::refname;
 use crate::transfer::{PushOutcome, RefOutcome, TransferStats, last_words, remote_messages};
+use crate::transport::error::NetError;
 use crate::url::RemoteUrl;
 
 /// `git --version` if a git binary is on PATH.
@@ -163,9 +163,11 @@ pub(crate) fn push(
     let status = group.wait().context("git push did not finish")?;
     let _ = stderr_reader.join();
     if stalled {
-        return Err(Stalled {
-            remote: url.redacted().to_string(),
-            waited: duration::show(timeout),
+        return Err(NetError::Stalled {
+            url: format!("git push to {}", url.redacted()),
+            doing: "moved no data",
+            timeout,
+            why: "the target stopped reading or answering",
         }
         .into());
     }
@@ -196,11 +198,15 @@ pub(crate) fn push(
         } else {
             format!("; the target said: {}", last_words(&remote_lines))
         };
-        bail!(
-            "git push to {} failed: {}{said}",
-            url.redacted(),
-            reason.trim()
-        );
+        return Err(NetError::Git {
+            text: format!(
+                "git push to {} failed: {}{said}",
+                url.redacted(),
+                reason.trim()
+            ),
+            spurious: git_says_transient(&messages),
+        }
+        .into());
     }
     Ok(PushOutcome {
         refs,
@@ -214,15 +220,43 @@ fn os_bytes(escaped: &str) -> std::ffi::OsString {
     <std::ffi::OsString as std::os::unix::ffi::OsStringExt>::from_vec(refname::to_bytes(escaped))
 }
 
-/// A push the watchdog ended: no byte moved for the whole network timeout.
-#[derive(Debug, thiserror::Error)]
-#[error(
-    "git push to {remote} moved no data for {waited} (--network-timeout): the target stopped \
-     reading or answering"
-)]
-pub(crate) struct Stalled {
-    pub(crate) remote: String,
-    pub(crate) waited: String,
+/// Whether git's own lines say its push failed on the way (a connection reset or cut, a 5xx,
+/// no connection) rather than for a reason another attempt meets again (credentials, a missing
+/// repository, a hook's refusal). git gives nothing but words, so they are read here, where it
+/// ran, and nowhere else.
+fn git_says_transient(lines: &[String]) -> bool {
+    const NEVER: &[&str] = &[
+        "authentication",
+        "could not read username",
+        "could not read password",
+        "permission denied",
+        "not found",
+        "does not appear to be a git repository",
+        "http 40",
+        "error: 40",
+    ];
+    const TRANSIENT: &[&str] = &[
+        "connection reset",
+        "connection refused",
+        "connection timed out",
+        "timed out",
+        "broken pipe",
+        "hung up unexpectedly",
+        "early eof",
+        "unexpected disconnect",
+        "rpc failed",
+        "http 5",
+        "error: 5",
+        "failed to connect",
+        "unable to connect",
+        "could not resolve host",
+        "temporary failure in name resolution",
+        "network is unreachable",
+        "no route to host",
+        "could not read from remote repository",
+    ];
+    let text = lines.join("\n").to_lowercase();
+    !NEVER.iter().any(|p| text.contains(p)) && TRANSIENT.iter().any(|p| text.contains(p))
 }
 
 /// The repository as `git push` must be given it. Everything from input goes after `--`, so it

@@ -61,6 +61,7 @@ mod relay;
 mod remote;
 mod report;
 mod retry;
+mod runtime;
 mod secret;
 mod secret_source;
 mod select;
@@ -69,6 +70,7 @@ mod ssh_transport;
 #[cfg(target_os = "linux")]
 mod tcp;
 mod transfer;
+mod transport;
 mod upload_pack;
 mod url;
 mod wire;

@@ -156,7 +156,11 @@ impl Session {
     ) -> Result<(git2::RemoteConnection<'repo, 'r, 'r>, Listing)> {
         let url = &remote.url;
         let mut connection = connection
-            .connect_auth(Direction::Fetch, Some(self.callbacks(remote)), None)
+            .connect_auth(
+                Direction::Fetch,
+                Some(self.callbacks(remote)),
+                Some(proxy()),
+            )
             .map_err(|e| self.failed(remote, "cannot connect to", e))?;
         let heads = git2_bytes::remote_heads(connection.remote())
             .with_context(|| format!("cannot list the refs of {}", url.redacted()))?;
@@ -217,6 +221,7 @@ impl Session {
             let mut options = FetchOptions::new();
             options
                 .remote_callbacks(callbacks)
+                .proxy_options(proxy())
                 .update_fetchhead(false)
                 .download_tags(AutotagOption::None);
             let connected = connection.remote();
@@ -272,6 +277,7 @@ impl Session {
             let mut options = PushOptions::new();
             options
                 .remote_callbacks(callbacks)
+                .proxy_options(proxy())
                 .packbuilder_parallelism(0);
             let pushed = git2_bytes::push(&mut anonymous, specs, leases, &options);
             if pushed.is_err() {
@@ -384,4 +390,12 @@ pub(crate) fn leave_alone(url: &RemoteUrl, unsupported: &[Unsupported]) {
             skipped.why
         );
     }
+}
+
+/// libgit2's proxy from the environment (`https_proxy`, `http_proxy`, `no_proxy`, either case)
+/// for HTTP(S) remotes, as git and our own HTTP client read it.
+fn proxy<'a>() -> git2::ProxyOptions<'a> {
+    let mut proxy = git2::ProxyOptions::new();
+    proxy.auto();
+    proxy
 }

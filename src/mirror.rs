@@ -705,8 +705,8 @@ impl Run<'_> {
 
     /// Look at the source and fetch from it when its refs differ from the cache's. A mirror
     /// that is new and empty is seeded from the target first (unless --no-seed), so the source
-    /// sends only what the target lacks. A cache that holds refs fetches through our own client
-    /// (`fetch`), an empty one through libgit2. A fetch that fails inside the cache (unreadable
+    /// sends only what the target lacks. Both fetch through our own upload-pack client (`fetch`)
+    /// where it serves the remote, else through libgit2. A fetch that fails inside the cache (unreadable
     /// objects or refs) rebuilds the cache once and tries again.
     fn look(&mut self) -> Result<Look> {
         loop {
@@ -733,9 +733,7 @@ impl Run<'_> {
                         }
                         fetch
                     };
-                    let ours = if local.is_empty() {
-                        Err("the cache is empty".into())
-                    } else if fetch::disabled() {
+                    let ours = if fetch::disabled() {
                         Err("BACKLOG_MIRROR_LIBGIT2_FETCH is set".into())
                     } else {
                         let timeout = cfg.push.network_timeout;
@@ -793,7 +791,20 @@ impl Run<'_> {
                     }
                     !refs.is_empty()
                 };
-                let look = session.look(&cache.repo, &cfg.target, "seed", decide)?;
+                let ours = if fetch::disabled() {
+                    Err("BACKLOG_MIRROR_LIBGIT2_FETCH is set".into())
+                } else {
+                    let timeout = cfg.push.network_timeout;
+                    let empty = RefMap::new();
+                    fetch::look(cache, &empty, &cfg.target, session, timeout, decide)?
+                };
+                let look = match ours {
+                    Ok(look) => look,
+                    Err(why) => {
+                        debug!("seeding through libgit2: {why}");
+                        session.look(&cache.repo, &cfg.target, "seed", decide)?
+                    }
+                };
                 if look.fetched.is_some() {
                     cache.record(&look.refs, false, &cfg.target.url)?;
                 }
@@ -828,7 +839,8 @@ struct Listed {
 /// its own (git's two requests per sync, not libgit2's 401 and 200 and the push's own GET).
 /// receive-pack does not say where `HEAD` points, so when that is wanted (`head_wanted`: a
 /// target whose default branch only its listings tell) the upload-pack advertisement is asked
-/// for it. Elsewhere libgit2 lists, as it fetches. Refs this tool cannot carry are sorted out
+/// for it. Other HTTP(S) targets are listed by the same client's upload-pack advertisement
+/// (a dry run's credentials may only read); the rest by libgit2. Refs this tool cannot carry are sorted out
 /// alike either way (`libgit2::advertised`).
 /// `relay`: the relay pushes, whatever engine the cache would use.
 fn list_target(
@@ -852,6 +864,19 @@ fn list_target(
             refs: listing.refs,
             head,
             ad: Some(ad),
+        });
+    }
+    if http && !crate::fetch::disabled() {
+        // The upload-pack advertisement: read access is enough, and it names HEAD's branch.
+        let client =
+            receive_pack::Client::new(target, &session.auth.target, cfg.push.network_timeout)?;
+        let ad = client.upload_listing()?;
+        let listing = libgit2::advertised(ad.refs.clone());
+        libgit2::leave_alone(&target.url, &listing.unsupported);
+        return Ok(Listed {
+            refs: listing.refs,
+            head: ad.head(),
+            ad: None,
         });
     }
     let (refs, head) = session.list_with_head(target)?;

@@ -18,12 +18,11 @@
 //! given for one origin, and a push body cannot be replayed anyway.
 
 use std::collections::{HashMap, HashSet};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
 use std::os::fd::BorrowedFd;
 use std::path::Path;
 use std::process::Stdio;
-use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -37,8 +36,11 @@ use crate::refname;
 use crate::remote::{Login, Remote};
 use crate::secret::Secret;
 use crate::transfer::{PushOutcome, RefOutcome, TransferStats, remote_messages};
+use crate::transport::error::NetError;
+use crate::transport::http::{Http, Request};
 use crate::url::Scheme;
 use crate::wire::{self, PktReader};
+use http::{HeaderValue, Method};
 
 /// Whether this client can push to `remote`.
 pub(crate) fn serves(remote: &Remote) -> bool {
@@ -146,7 +148,11 @@ impl<'a> Client<'a> {
         let url = self.remote.url.redacted();
         let addrs: Vec<_> = (self.host.as_str(), self.port)
             .to_socket_addrs()
-            .with_context(|| format!("cannot resolve the host of {url}"))?
+            .map_err(|e| NetError::Resolve {
+                url: url.to_string(),
+                temporary: e.to_string().contains("Temporary failure"),
+                detail: e.to_string(),
+            })?
             .collect();
         let mut last = None;
         let mut tcp = None;
@@ -161,22 +167,22 @@ impl<'a> Client<'a> {
         }
         let tcp = match (tcp, last) {
             (Some(tcp), _) => tcp,
-            (None, Some(e)) => {
-                return Err(e).with_context(|| format!("failed to connect to {url}"));
+            (None, last) => {
+                return Err(NetError::Connect {
+                    url: url.to_string(),
+                    detail: last.map_or("the host has no address".to_string(), |e| e.to_string()),
+                }
+                .into());
             }
-            (None, None) => bail!("failed to connect to {url}: the host has no address"),
         };
         tcp.set_nodelay(true)?;
         tcp.set_read_timeout(Some(self.timeout))?;
         tcp.set_write_timeout(Some(self.timeout))?;
-        if self.scheme != Scheme::Https {
-            return Ok(Conn::Plain(tcp));
-        }
-        let name = rustls::pki_types::ServerName::try_from(self.host.clone())
-            .with_context(|| format!("{url} has a host name TLS cannot check"))?;
-        let tls = rustls::ClientConnection::new(tls_config()?, name)
-            .with_context(|| format!("cannot start TLS with {url}"))?;
-        Ok(Conn::Tls(Box::new(rustls::StreamOwned::new(tls, tcp))))
+        Ok(Conn {
+            tcp,
+            url: url.to_string(),
+            timeout: self.timeout,
+        })
     }
 
     /// The target's receive-pack advertisement: over HTTP(S) one GET, credentials up front (so
@@ -189,7 +195,13 @@ impl<'a> Client<'a> {
     /// The branch the target's `HEAD` names, from its upload-pack advertisement (receive-pack
     /// does not say): one more request, credentials up front.
     pub(crate) fn head(&self) -> Result<Option<String>> {
-        Ok(self.listing("git-upload-pack")?.head())
+        Ok(self.upload_listing()?.head())
+    }
+
+    /// The upload-pack advertisement: refs (tags peeled too) and where `HEAD` points, for an
+    /// account that may only read.
+    pub(crate) fn upload_listing(&self) -> Result<wire::Advertisement> {
+        self.listing("git-upload-pack")
     }
 
     /// `service`'s advertisement alone: over HTTP(S) one GET, credentials up front; over git://
@@ -242,22 +254,20 @@ impl<'a> Client<'a> {
         auth: Option<&Secret>,
     ) -> Result<wire::Advertisement> {
         let url = self.remote.url.redacted();
-        let mut conn = self.connect()?;
-        let head = self.request_head(
-            "GET",
-            &format!("{}/info/refs?service={service}", self.path),
+        let request = self.request(
+            Method::GET,
+            &format!("/info/refs?service={service}"),
             auth,
             &[],
-        );
-        conn.write_all(head.as_bytes())
-            .map_err(|e| io_error(e, url, self.timeout))?;
-        let mut body = self.response(conn, &format!("application/x-{service}-advertisement"))?;
+        )?;
+        let answer = self.http()?.send(request, None)?.check_success()?;
+        answer.check_type(&format!("application/x-{service}-advertisement"), "for Git")?;
+        let mut body = answer.body;
         wire::read_service_advertisement(
             &mut PktReader::from_peer(&mut body, self.peer()),
             service,
             true,
         )
-        .map_err(|e| timed(e, url, self.timeout))
         .with_context(|| format!("cannot read the refs of {url}"))
     }
 
@@ -268,25 +278,73 @@ impl<'a> Client<'a> {
         auth: Option<&Secret>,
         body: &[u8],
     ) -> Result<Box<dyn Read>> {
-        let url = self.remote.url.redacted();
-        let mut conn = self.connect()?;
-        let length = body.len().to_string();
-        let head = self.request_head(
-            "POST",
-            &format!("{}/git-upload-pack", self.path),
+        let request = self.request(
+            Method::POST,
+            "/git-upload-pack",
             auth,
             &[
-                ("Content-Type", "application/x-git-upload-pack-request"),
-                ("Accept", "application/x-git-upload-pack-result"),
-                ("Content-Length", &length),
+                ("content-type", "application/x-git-upload-pack-request"),
+                ("accept", "application/x-git-upload-pack-result"),
             ],
-        );
-        let mut request = head.into_bytes();
-        request.extend_from_slice(body);
-        conn.write_all(&request)
-            .and_then(|()| conn.flush())
-            .map_err(|e| io_error(e, url, self.timeout))?;
-        self.response(conn, "application/x-git-upload-pack-result")
+        )?;
+        let answer = self
+            .http()?
+            .send(request, Some(body.to_vec()))?
+            .check_success()?;
+        answer.check_type("application/x-git-upload-pack-result", "for fetching")?;
+        Ok(Box::new(answer.body))
+    }
+
+    /// The process's HTTP client.
+    fn http(&self) -> Result<&'static Http> {
+        crate::transport::http::shared(self.timeout)
+    }
+
+    /// A request for `path_and_query` under the repository's URL. The credentials go in its
+    /// headers, never in a message.
+    fn request(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        auth: Option<&Secret>,
+        extra: &[(&'static str, &str)],
+    ) -> Result<Request> {
+        let scheme = if self.scheme == Scheme::Https {
+            "https"
+        } else {
+            "http"
+        };
+        let uri: http::Uri = format!(
+            "{scheme}://{}{}{path_and_query}",
+            self.host_header(),
+            self.path
+        )
+        .parse()
+        .with_context(|| {
+            format!(
+                "cannot make a request URL of {}",
+                self.remote.url.redacted()
+            )
+        })?;
+        let mut headers = Vec::new();
+        if let Some(auth) = auth {
+            let mut value = HeaderValue::from_str(auth.expose())
+                .context("the credentials cannot go in an HTTP header")?;
+            value.set_sensitive(true);
+            headers.push((http::header::AUTHORIZATION, value));
+        }
+        for (name, value) in extra {
+            headers.push((
+                http::header::HeaderName::from_static(name),
+                HeaderValue::from_str(value)?,
+            ));
+        }
+        Ok(Request {
+            method,
+            uri,
+            headers,
+            shown: self.remote.url.redacted().to_string(),
+        })
     }
 
     /// Push one batch of `changes` from the cache at `repo` (its git directory), the pack
@@ -353,10 +411,8 @@ impl<'a> Client<'a> {
             conn.write_all(chunk)
                 .map_err(|e| io_error(e, url, self.timeout))
         })?;
-        if let Conn::Plain(tcp) = &conn {
-            // receive-pack reads the pack to its end; the half-close tells a proxy we are done.
-            let _ = tcp.shutdown(Shutdown::Write);
-        }
+        // receive-pack reads the pack to its end; the half-close tells a proxy we are done.
+        let _ = conn.tcp.shutdown(Shutdown::Write);
         self.report(&mut conn, &ad, changes, stats, stale)
     }
 
@@ -384,7 +440,6 @@ impl<'a> Client<'a> {
         packer: &mut dyn Packer,
         listed: Option<wire::Advertisement>,
     ) -> Result<PushOutcome> {
-        let url = self.remote.url.redacted();
         let auth = self.authorization()?;
         let ad = match listed {
             Some(ad) => ad,
@@ -395,221 +450,43 @@ impl<'a> Client<'a> {
             return Ok(stale_only(stale));
         }
         let changes = &changes[..];
-        let mut conn = self.connect()?;
-        let head = self.request_head(
-            "POST",
-            &format!("{}/git-receive-pack", self.path),
+        let request = self.request(
+            Method::POST,
+            "/git-receive-pack",
             auth.as_ref(),
             &[
-                ("Content-Type", "application/x-git-receive-pack-request"),
-                ("Accept", "application/x-git-receive-pack-result"),
-                ("Transfer-Encoding", "chunked"),
+                ("content-type", "application/x-git-receive-pack-request"),
+                ("accept", "application/x-git-receive-pack-result"),
             ],
-        );
-        let sent = (|| -> Result<TransferStats> {
-            conn.write_all(head.as_bytes())
-                .map_err(|e| io_error(e, url, self.timeout))?;
-            let stats = send_body(changes, &ad, packer, &mut |chunk| {
-                write_chunk(&mut conn, chunk).map_err(|e| io_error(e, url, self.timeout))
-            })?;
-            conn.write_all(b"0\r\n\r\n")
-                .and_then(|()| conn.flush())
-                .map_err(|e| io_error(e, url, self.timeout))?;
-            Ok(stats)
-        })();
-        // A body cut short (the pack could not be built, the connection broke) gets no answer
-        // worth waiting for: the server would wait for the rest.
-        let stats = sent?;
-        let mut body = self.response(conn, "application/x-git-receive-pack-result")?;
+        )?;
+        // A body cut short (the pack could not be built, the connection broke) is never
+        // completed, so the server takes none of it.
+        let (stats, answer) = self
+            .http()?
+            .send_streaming(request, |send| send_body(changes, &ad, packer, send))?;
+        let answer = answer.check_success()?;
+        answer.check_type("application/x-git-receive-pack-result", "for pushing")?;
+        let mut body = answer.body;
         self.report(&mut body, &ad, changes, stats, stale)
     }
-
-    /// A request's head. It holds the credentials: written to the connection, never printed.
-    fn request_head(
-        &self,
-        method: &str,
-        path_and_query: &str,
-        auth: Option<&Secret>,
-        extra: &[(&str, &str)],
-    ) -> String {
-        let mut head = format!(
-            "{method} {path_and_query} HTTP/1.1\r\nHost: {}\r\nUser-Agent: git/backlog-mirror-{}\r\n\
-             Git-Protocol: version=0\r\nPragma: no-cache\r\nConnection: close\r\n",
-            self.host_header(),
-            env!("CARGO_PKG_VERSION")
-        );
-        if let Some(auth) = auth {
-            head.push_str(&format!("Authorization: {}\r\n", auth.expose()));
-        }
-        for (k, v) in extra {
-            head.push_str(&format!("{k}: {v}\r\n"));
-        }
-        head.push_str("\r\n");
-        head
-    }
-
-    /// Read a response's head; a status other than 200 or a content type other than `expected`
-    /// is an error. Returns the body.
-    fn response(&self, conn: Conn, expected: &str) -> Result<Box<dyn Read>> {
-        let url = self.remote.url.redacted();
-        let mut reader = BufReader::new(conn);
-        let mut line = String::new();
-        // An interim answer (1xx) is followed by the real one.
-        let mut interim = 0;
-        let (status, headers) = loop {
-            read_line(&mut reader, &mut line).map_err(|e| io_error(e, url, self.timeout))?;
-            if line.is_empty() {
-                bail!("{url} closed the connection without an answer (unexpected eof)");
-            }
-            let status: u16 = line
-                .split(' ')
-                .nth(1)
-                .and_then(|s| s.parse().ok())
-                .filter(|_| line.starts_with("HTTP/1."))
-                .with_context(|| {
-                    format!(
-                        "{url} answered '{}', not HTTP/1.x",
-                        crate::error::clip(line.trim(), 100)
-                    )
-                })?;
-            let mut headers: HashMap<String, String> = HashMap::new();
-            let mut count = 0;
-            loop {
-                line.clear();
-                read_line(&mut reader, &mut line).map_err(|e| io_error(e, url, self.timeout))?;
-                let trimmed = line.trim_end();
-                if trimmed.is_empty() {
-                    break;
-                }
-                count += 1;
-                if count > MAX_HEADERS {
-                    bail!(
-                        "{url} sent more than {MAX_HEADERS} header lines in one answer: not a Git \
-                         HTTP server this tool can talk to; check the URL and what serves it"
-                    );
-                }
-                if let Some((k, v)) = trimmed.split_once(':') {
-                    headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
-                }
-            }
-            line.clear();
-            if !(100..200).contains(&status) {
-                break (status, headers);
-            }
-            interim += 1;
-            if interim > MAX_INTERIM {
-                bail!(
-                    "{url} sent more than {MAX_INTERIM} interim (1xx) answers before its answer: \
-                     not a Git HTTP server this tool can talk to; check the URL and what serves it"
-                );
-            }
-        };
-        if (300..400).contains(&status) {
-            let to = headers.get("location").map_or("", String::as_str);
-            bail!(HttpStatus {
-                text: format!(
-                    "{url} redirected (HTTP {status}) to {}; the redirect is not followed: \
-                     credentials go only where they were given, and a push body cannot be sent \
-                     twice. If that is where the repository now lives, use that URL",
-                    crate::secret::redact_userinfo(to)
-                )
-            });
-        }
-        if status != 200 {
-            let why = match status {
-                401 | 403 => "it refused the credentials (authentication failed)",
-                404 => "repository not found",
-                _ => "",
-            };
-            let mut text = String::new();
-            let _ = (&mut reader).take(400).read_to_string(&mut text);
-            let said = crate::error::clip(text.trim(), 200);
-            bail!(HttpStatus {
-                text: format!(
-                    "{url} answered HTTP {status}{}{}",
-                    if why.is_empty() {
-                        String::new()
-                    } else {
-                        format!(": {why}")
-                    },
-                    if said.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" ({said})")
-                    }
-                )
-            });
-        }
-        let kind = headers.get("content-type").map_or("", String::as_str);
-        let bare = kind.split(';').next().unwrap_or("").trim();
-        if !bare.eq_ignore_ascii_case(expected) {
-            bail!(
-                "{url} answered with content type '{}', not {expected}: not a smart Git HTTP \
-                 server for pushing",
-                crate::error::clip(kind, 100)
-            );
-        }
-        let chunked = headers
-            .get("transfer-encoding")
-            .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
-        if chunked {
-            return Ok(Box::new(Chunked {
-                inner: reader,
-                left: 0,
-                done: false,
-            }));
-        }
-        match headers.get("content-length") {
-            Some(n) => {
-                let n: u64 = n
-                    .parse()
-                    .with_context(|| format!("{url} sent a bad Content-Length"))?;
-                Ok(Box::new(reader.take(n)))
-            }
-            None => Ok(Box::new(reader)),
-        }
-    }
 }
 
-/// An HTTP answer that is not a success: not retried unless it is a 5xx.
-#[derive(Debug, thiserror::Error)]
-#[error("{text}")]
-struct HttpStatus {
-    text: String,
-}
-
-fn read_line(reader: &mut impl BufRead, line: &mut String) -> std::io::Result<()> {
-    let mut bytes = Vec::new();
-    reader.take(16 * 1024).read_until(b'\n', &mut bytes)?;
-    *line = String::from_utf8_lossy(&bytes).into_owned();
-    Ok(())
-}
-
-/// One chunk of a chunked request body, in one write (one TLS record, no tiny TCP segments).
-fn write_chunk(conn: &mut impl Write, data: &[u8]) -> std::io::Result<()> {
-    if data.is_empty() {
-        return Ok(());
-    }
-    let mut chunk = format!("{:x}\r\n", data.len()).into_bytes();
-    chunk.reserve(data.len() + 2);
-    chunk.extend_from_slice(data);
-    chunk.extend_from_slice(b"\r\n");
-    conn.write_all(&chunk)
-}
-
-/// A write or read that failed, in words the retry policy knows.
+/// A write or read on a git:// connection that failed, in the kind the retry policy reads.
 fn io_error(err: std::io::Error, url: &str, timeout: Duration) -> anyhow::Error {
-    if matches!(
-        err.kind(),
-        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-    ) {
-        return anyhow::anyhow!(
-            "the push to {url} moved no data for {} (--network-timeout): the target stopped \
-             reading or answering",
-            crate::duration::show(timeout)
-        );
+    if let Some(ours) = err.get_ref().and_then(|e| e.downcast_ref::<NetError>()) {
+        return anyhow::anyhow!("{ours}").context(NetError::io(&err, url, timeout));
     }
-    anyhow::anyhow!("the connection to {url} failed: {err}")
+    match err.kind() {
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
+            anyhow::Error::new(NetError::Stalled {
+                url: format!("the push to {url}"),
+                doing: "moved no data",
+                timeout,
+                why: "the target stopped reading or answering",
+            })
+        }
+        _ => anyhow::Error::new(NetError::io(&err, url, timeout)),
+    }
 }
 
 /// A read error from the pkt-line layer, with a timeout said as one.
@@ -947,119 +824,45 @@ fn outcome(changes: &[&Change], band: wire::SideBand, stats: TransferStats) -> R
     })
 }
 
-/// The TLS settings: the system's roots, loaded once.
-fn tls_config() -> Result<Arc<rustls::ClientConfig>> {
-    static CONFIG: OnceLock<Result<Arc<rustls::ClientConfig>, String>> = OnceLock::new();
-    CONFIG
-        .get_or_init(|| {
-            let mut roots = rustls::RootCertStore::empty();
-            let found = rustls_native_certs::load_native_certs();
-            let (added, _) = roots.add_parsable_certificates(found.certs);
-            if added == 0 {
-                return Err(format!(
-                    "no trusted TLS root certificates found (set SSL_CERT_FILE){}",
-                    found
-                        .errors
-                        .first()
-                        .map(|e| format!(": {e}"))
-                        .unwrap_or_default()
-                ));
-            }
-            let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-            rustls::ClientConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
-                .map(|b| Arc::new(b.with_root_certificates(roots).with_no_client_auth()))
-                .map_err(|e| e.to_string())
-        })
-        .clone()
-        .map_err(|e| anyhow::anyhow!(e))
-}
-
 /// End a git:// exchange after its advertisement: a flush says "nothing to ask".
 fn flush_and_close(mut conn: Conn) -> std::io::Result<()> {
     conn.write_all(b"0000")?;
     conn.flush()
 }
 
-/// One connection, with or without TLS.
-pub(crate) enum Conn {
-    Plain(TcpStream),
-    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+/// A git:// connection. A read or write that waits past the timeout fails as a stall
+/// (`NetError::Stalled`), not as the socket's "resource temporarily unavailable".
+pub(crate) struct Conn {
+    tcp: TcpStream,
+    url: String,
+    timeout: Duration,
+}
+
+impl Conn {
+    fn stalled(&self, err: std::io::Error) -> std::io::Error {
+        match err.kind() {
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                NetError::io(&err, &self.url, self.timeout),
+            ),
+            _ => err,
+        }
+    }
 }
 
 impl Read for Conn {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        match self {
-            Conn::Plain(s) => s.read(buf),
-            Conn::Tls(s) => match s.read(buf) {
-                // A server that closes without close_notify after a complete answer.
-                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(0),
-                other => other,
-            },
-        }
+        self.tcp.read(buf).map_err(|e| self.stalled(e))
     }
 }
 
 impl Write for Conn {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        match self {
-            Conn::Plain(s) => s.write(buf),
-            Conn::Tls(s) => s.write(buf),
-        }
+        self.tcp.write(buf).map_err(|e| self.stalled(e))
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
-        match self {
-            Conn::Plain(s) => s.flush(),
-            Conn::Tls(s) => s.flush(),
-        }
-    }
-}
-
-/// Header lines one HTTP answer may have: a Git server behind a load balancer sends a dozen or two.
-/// Each line is bounded (`read_line`); without a bound on their number, a server that keeps
-/// sending headers would hold the run (each line resets the read timeout) and grow its memory.
-const MAX_HEADERS: usize = 100;
-
-/// Interim (1xx) answers before the real one: a server sends one `100 Continue`, if any.
-const MAX_INTERIM: usize = 5;
-
-/// A chunked (`Transfer-Encoding: chunked`) response body.
-struct Chunked<R> {
-    inner: R,
-    left: usize,
-    done: bool,
-}
-
-impl<R: BufRead> Read for Chunked<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let bad =
-            |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_string());
-        if self.done || buf.is_empty() {
-            return Ok(0);
-        }
-        if self.left == 0 {
-            let mut line = String::new();
-            read_line(&mut self.inner, &mut line)?;
-            let size = line.trim().split(';').next().unwrap_or("");
-            self.left = usize::from_str_radix(size, 16)
-                .map_err(|_| bad("a bad chunk size in the HTTP answer"))?;
-            if self.left == 0 {
-                self.done = true;
-                return Ok(0);
-            }
-        }
-        let want = buf.len().min(self.left);
-        let n = self.inner.read(&mut buf[..want])?;
-        if n == 0 {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
-        self.left -= n;
-        if self.left == 0 {
-            let mut crlf = String::new();
-            read_line(&mut self.inner, &mut crlf)?;
-        }
-        Ok(n)
+        self.tcp.flush()
     }
 }
 
@@ -1182,108 +985,5 @@ mod tests {
         let no_delete = advertisement(&[], "report-status");
         let err = commands(&[&delete], &no_delete).unwrap_err();
         assert!(err.to_string().contains("delete-refs"), "{err}");
-    }
-
-    /// Serve `answer` on a loopback socket and read it with `Client::response`.
-    fn answered(answer: &'static [u8], expected: &str) -> Result<Vec<u8>> {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let server = std::thread::spawn(move || {
-            let (mut stream, _) = listener.accept().unwrap();
-            stream.write_all(answer).unwrap();
-        });
-        let remote = Remote {
-            end: crate::remote::End::Target,
-            url: crate::url::RemoteUrl::parse(&format!("http://127.0.0.1:{port}/x.git")).unwrap(),
-            access: crate::remote::Access::Url,
-        };
-        let login = Login::Url;
-        let client = Client::new(&remote, &login, Duration::from_secs(10)).unwrap();
-        let conn = Conn::Plain(TcpStream::connect(("127.0.0.1", port)).unwrap());
-        let result = client.response(conn, expected).and_then(|mut body| {
-            let mut out = Vec::new();
-            body.read_to_end(&mut out)?;
-            Ok(out)
-        });
-        server.join().unwrap();
-        result
-    }
-
-    #[test]
-    fn an_answer_that_never_ends_its_headers_is_refused() {
-        let expected = "application/x-git-receive-pack-result";
-        let mut many = String::from("HTTP/1.1 200 OK\r\n");
-        for i in 0..=MAX_HEADERS {
-            many.push_str(&format!("X-Flood-{i}: {i}\r\n"));
-        }
-        many.push_str("\r\n");
-        let err = answered(Box::leak(many.into_bytes().into_boxed_slice()), expected)
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("more than 100 header lines"), "{err}");
-        let interim = "HTTP/1.1 100 Continue\r\n\r\n".repeat(MAX_INTERIM + 1);
-        let err = answered(Box::leak(interim.into_bytes().into_boxed_slice()), expected)
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("more than 5 interim"), "{err}");
-        // At the bounds, the answer is read.
-        let mut fine = "HTTP/1.1 100 Continue\r\n\r\n".repeat(MAX_INTERIM);
-        fine.push_str("HTTP/1.1 200 OK\r\n");
-        for i in 0..MAX_HEADERS - 2 {
-            fine.push_str(&format!("X-Fine-{i}: {i}\r\n"));
-        }
-        fine.push_str(&format!(
-            "Content-Type: {expected}\r\nContent-Length: 2\r\n\r\nok"
-        ));
-        let body = answered(Box::leak(fine.into_bytes().into_boxed_slice()), expected).unwrap();
-        assert_eq!(body, b"ok");
-    }
-
-    #[test]
-    fn reads_a_chunked_answer_after_an_interim_one() {
-        let body = answered(
-            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n\
-              Content-Type: application/x-git-receive-pack-result; charset=binary\r\n\
-              Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6;x=y\r\n world\r\n0\r\n\r\n",
-            "application/x-git-receive-pack-result",
-        )
-        .unwrap();
-        assert_eq!(body, b"hello world");
-    }
-
-    #[test]
-    fn a_redirect_is_refused_and_its_userinfo_not_shown() {
-        let err = answered(
-            b"HTTP/1.1 302 Found\r\nLocation: http://bob:canary-7f3a9c1e5b@127.0.0.2/x.git\r\n\
-              Content-Length: 0\r\n\r\n",
-            "application/x-git-receive-pack-result",
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(
-            err.contains("redirected") && err.contains("127.0.0.2"),
-            "{err}"
-        );
-        assert!(!err.contains("canary-7f3a9c1e5b"), "{err}");
-    }
-
-    #[test]
-    fn an_answer_that_is_not_git_is_named() {
-        let err = answered(
-            b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 2\r\n\r\nhi",
-            "application/x-git-receive-pack-result",
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(
-            err.contains("text/html") && err.contains("not a smart Git HTTP"),
-            "{err}"
-        );
-        let err = answered(
-            b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 3\r\n\r\nbad",
-            "application/x-git-receive-pack-result",
-        )
-        .unwrap_err();
-        assert!(crate::retry::is_transient(&err), "{err:#}");
     }
 }

@@ -29,6 +29,7 @@ use crate::plan::Change;
 use crate::receive_pack::{Client, Conn, Cut, Packer};
 use crate::remote::{Login, Remote};
 use crate::transfer::TransferStats;
+use crate::transport::error::NetError;
 use crate::upload_pack::UploadPack;
 use crate::url::Scheme;
 use crate::wire::{self, Packet, PktReader};
@@ -74,7 +75,10 @@ impl<'a> Source<'a> {
         timeout: Duration,
         hold: std::os::fd::BorrowedFd<'a>,
     ) -> Result<Source<'a>, Declined> {
-        let login: &'a Login = &session.auth.source;
+        let login: &'a Login = match remote.end {
+            crate::remote::End::Source => &session.auth.source,
+            crate::remote::End::Target => &session.auth.target,
+        };
         let client = || Client::new(remote, login, timeout).map_err(|e| format!("{e:#}"));
         let transport = match remote.url.scheme() {
             Scheme::Git => Transport::Git(client()?),
@@ -334,7 +338,13 @@ fn demultiplex(
         let packet = match next.take() {
             Some(Packet::Data(packet)) => packet,
             Some(Packet::Flush) => break,
-            None => bail!("the source's pack ended without its flush (unexpected eof)"),
+            None => {
+                return Err(NetError::Broken {
+                    url: "the source".to_string(),
+                    detail: "its pack ended without its flush (unexpected eof)".to_string(),
+                }
+                .into());
+            }
         };
         match packet.split_first() {
             Some((1, data)) => check.feed(data, send)?,
@@ -397,7 +407,10 @@ impl PackCheck {
             bail!("the source's pack ended before its header and checksum");
         }
         if self.hasher.finalize().as_slice() != self.held.as_slice() {
-            bail!("the source's pack does not match its checksum (damaged on the way)");
+            return Err(NetError::Damaged {
+                what: "the source's pack".to_string(),
+            }
+            .into());
         }
         send(&self.held)?;
         Ok(TransferStats {

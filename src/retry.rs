@@ -4,16 +4,17 @@
 //! front end, or a timeout often succeed a moment later, and a webhook-driven mirror that gives
 //! up on the first one leaves the target stale until the next push. What cannot succeed is never
 //! tried again: an authentication refusal (retrying it can lock an account), a host key that does
-//! not match, refs the target rejected, the delete guard. The classification is positive: only
-//! failures recognised as transient are retried, so an unknown failure costs one attempt.
+//! not match, refs the target rejected, the delete guard. The classification is positive and by
+//! type: each transport says what kind its failure is where it happens (`IsSpurious`), no message
+//! is read here, and a failure of no known kind costs one attempt.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Result;
-use git2::{ErrorClass, ErrorCode};
 use tracing::warn;
 
 use crate::duration;
+use crate::transport::error::{IsSpurious, NetError};
 
 /// How often a step is tried again, and how long to wait between attempts.
 #[derive(Debug, Clone, Copy)]
@@ -86,143 +87,96 @@ fn one_line(err: &anyhow::Error) -> String {
     format!("{err:#}").replace('\n', " ")
 }
 
-/// Failures that a later attempt cannot fix, whatever else the message says.
-const NEVER: &[&str] = &[
-    "authentication",
-    "credentials",
-    "password",
-    "username",
-    "host key",
-    "permission denied",
-    "status code: 40",
-    "returned error: 40",
-    "http 40",
-    "not found",
-    "does not appear to be a git repository",
-    "no such repository",
-];
-
-/// Failures of the network or of an overloaded server.
-const TRANSIENT: &[&str] = &[
-    "connection reset",
-    "connection refused",
-    "connection was reset",
-    "broken pipe",
-    "timed out",
-    "hung up unexpectedly",
-    "unexpected disconnect",
-    "early eof",
-    "unexpected eof",
-    "status code: 5",
-    "returned error: 5",
-    "http 5",
-    "rpc failed",
-    "could not read from socket",
-    "could not write to socket",
-    "failed getting banner",
-    "unable to exchange encryption keys",
-    "failed to connect",
-    "unable to connect",
-    "network is unreachable",
-    "no route to host",
-    "temporary failure in name resolution",
-    "moved no data",
-    "connection closed",
-    "unexpected end of file",
-    "invalid eof state",
-    "could not read from remote repository",
-    // A pack whose checksum did not hold (`relay::PackCheck`): bytes damaged on the way.
-    "damaged on the way",
-];
-
-/// Whether `err` is a failure another attempt may not meet.
+/// Whether `err` is a failure another attempt may not meet: the first typed failure in its
+/// chain says (`IsSpurious`). A refusal this tool made itself (`error::Error`: the delete guard,
+/// a usage error, rejected refs) never is, nor is a failure of no known kind.
 pub(crate) fn is_transient(err: &anyhow::Error) -> bool {
-    if err
-        .chain()
-        .any(|c| c.downcast_ref::<crate::error::Error>().is_some())
-    {
-        return false;
-    }
-    let text = format!("{err:#}").to_lowercase();
-    if NEVER.iter().any(|p| text.contains(p)) {
-        return false;
-    }
-    if err
-        .chain()
-        .any(|c| c.downcast_ref::<crate::gitcli::Stalled>().is_some())
-    {
-        return true;
-    }
-    if let Some(e) = err.chain().find_map(|c| c.downcast_ref::<git2::Error>()) {
-        match e.code() {
-            ErrorCode::Auth | ErrorCode::Certificate => return false,
-            ErrorCode::Timeout => return true,
-            // The connection ended mid-answer (libgit2's "could not read from remote
-            // repository" on a cut stream).
-            ErrorCode::Eof if matches!(e.class(), ErrorClass::Net | ErrorClass::Ssh) => {
-                return true;
-            }
-            _ => {}
-        }
-        if !matches!(
-            e.class(),
-            ErrorClass::Net | ErrorClass::Ssh | ErrorClass::Http | ErrorClass::Ssl | ErrorClass::Os
-        ) {
+    for cause in err.chain() {
+        if cause.downcast_ref::<crate::error::Error>().is_some() {
             return false;
         }
+        if let Some(verdict) = spurious(cause) {
+            return verdict;
+        }
     }
-    TRANSIENT.iter().any(|p| text.contains(p))
+    false
+}
+
+/// The verdict of one cause, when it is of a kind that has one.
+fn spurious(cause: &(dyn std::error::Error + 'static)) -> Option<bool> {
+    if let Some(e) = cause.downcast_ref::<NetError>() {
+        return Some(e.is_spurious());
+    }
+    if let Some(e) = cause.downcast_ref::<std::io::Error>() {
+        // An I/O error made from one of ours (a stalled read) carries it inside.
+        if let Some(inner) = e.get_ref().and_then(|i| i.downcast_ref::<NetError>()) {
+            return Some(inner.is_spurious());
+        }
+        return Some(e.is_spurious());
+    }
+    if let Some(e) = cause.downcast_ref::<git2::Error>() {
+        return Some(e.is_spurious());
+    }
+    None
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    use git2::{ErrorClass, ErrorCode};
+
     fn git2_error(class: ErrorClass, code: ErrorCode, message: &str) -> anyhow::Error {
         anyhow::Error::new(git2::Error::new(code, class, message)).context("cannot fetch from x")
     }
 
+    fn reset() -> anyhow::Error {
+        anyhow::Error::new(std::io::Error::from(std::io::ErrorKind::ConnectionReset))
+            .context("cannot read the refs of x")
+    }
+
     #[test]
-    fn classifies_what_is_worth_another_attempt() {
+    fn decides_by_the_kind_of_failure_never_by_its_words() {
+        let stalled = NetError::io(
+            &std::io::ErrorKind::WouldBlock.into(),
+            "git://h/r",
+            Duration::from_secs(1),
+        );
         let transient = [
-            git2_error(
-                ErrorClass::Net,
-                ErrorCode::GenericError,
-                "connection reset by peer",
-            ),
-            git2_error(
-                ErrorClass::Net,
-                ErrorCode::Timeout,
-                "could not read from socket: timed out",
-            ),
+            git2_error(ErrorClass::Net, ErrorCode::Timeout, "whatever it says"),
             git2_error(
                 ErrorClass::Http,
                 ErrorCode::GenericError,
                 "unexpected http status code: 503",
             ),
-            anyhow::anyhow!("git push to x failed: fatal: the remote end hung up unexpectedly"),
-            anyhow::anyhow!("git push to x failed: error: RPC failed; HTTP 502 curl 22"),
-            anyhow::anyhow!("the source's pack does not match its checksum (damaged on the way)"),
+            reset(),
+            anyhow::Error::new(std::io::Error::new(std::io::ErrorKind::TimedOut, stalled))
+                .context("cannot read"),
+            anyhow::Error::new(NetError::HttpStatus {
+                status: 502,
+                text: "x answered HTTP 502".into(),
+            }),
+            anyhow::Error::new(NetError::Damaged {
+                what: "the source's pack".into(),
+            }),
         ];
         for err in &transient {
             assert!(is_transient(err), "{err:#}");
         }
         let permanent = [
-            git2_error(ErrorClass::Net, ErrorCode::Auth, "authentication required"),
-            git2_error(
-                ErrorClass::Http,
-                ErrorCode::GenericError,
-                "unexpected http status code: 404",
-            ),
-            git2_error(
-                ErrorClass::Odb,
-                ErrorCode::GenericError,
-                "object not found - connection reset",
-            ),
-            anyhow::anyhow!("cannot connect to ssh://h/r: the host key of h does not match"),
-            anyhow::anyhow!("git push to x failed: fatal: Authentication failed for 'x'"),
-            anyhow::anyhow!("something nobody has seen before"),
+            git2_error(ErrorClass::Net, ErrorCode::Auth, "connection reset"),
+            anyhow::Error::new(NetError::HttpStatus {
+                status: 401,
+                text: "x answered HTTP 401, connection reset".into(),
+            }),
+            anyhow::Error::new(NetError::Protocol("timed out, connection reset".into())),
+            // Words alone, however transient they sound, are no kind of failure.
+            anyhow::anyhow!("connection reset by peer: timed out (damaged on the way)"),
             crate::error::usage("--source: connection refused, oddly"),
+            crate::error::usage("x").context(NetError::Broken {
+                url: "u".into(),
+                detail: "reset".into(),
+            }),
         ];
         for err in &permanent {
             assert!(!is_transient(err), "{err:#}");
@@ -240,7 +194,7 @@ mod tests {
         let (result, retried) = policy.run("step", || {
             calls += 1;
             if calls < 3 {
-                anyhow::bail!("connection reset by peer")
+                return Err(reset());
             }
             Ok(calls)
         });
@@ -248,14 +202,14 @@ mod tests {
         let mut calls = 0;
         let (result, retried) = policy.run("step", || -> Result<()> {
             calls += 1;
-            anyhow::bail!("authentication failed")
+            Err(git2_error(ErrorClass::Http, ErrorCode::Auth, "401"))
         });
         assert!(result.is_err());
         assert_eq!((calls, retried), (1, 0));
         let mut calls = 0;
         let (_, retried) = policy.run("step", || -> Result<()> {
             calls += 1;
-            anyhow::bail!("timed out")
+            Err(git2_error(ErrorClass::Net, ErrorCode::Timeout, "timed out"))
         });
         assert_eq!((calls, retried), (3, 2));
     }

@@ -364,8 +364,18 @@ fn ssh_failure(what: &str, e: &ssh2::Error) -> git2::Error {
             ),
         )
     } else {
+        // The connection itself failed (its banner, key exchange, socket): what another attempt
+        // may not meet, said by code so the retry policy reads no words.
+        let cut = matches!(
+            e.code(),
+            ssh2::ErrorCode::Session(-1 | -2 | -3 | -5 | -7 | -8 | -13 | -30 | -43)
+        );
         git2::Error::new(
-            ErrorCode::GenericError,
+            if cut {
+                ErrorCode::Eof
+            } else {
+                ErrorCode::GenericError
+            },
             ErrorClass::Ssh,
             format!("{what}: {}", e.message()),
         )
@@ -622,10 +632,13 @@ impl Channel {
                 ),
             )
         } else {
-            std::io::Error::other(format!(
-                "could not {doing} {}: unexpected disconnect of the SSH connection ({e})",
-                self.what
-            ))
+            std::io::Error::new(
+                ErrorKind::ConnectionAborted,
+                format!(
+                    "could not {doing} {}: unexpected disconnect of the SSH connection ({e})",
+                    self.what
+                ),
+            )
         }
     }
 

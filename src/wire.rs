@@ -11,6 +11,8 @@ use std::io::Read;
 
 use anyhow::{Context, Result, bail};
 
+use crate::transport::error::NetError;
+
 /// The longest pkt-line, length prefix included (git's `LARGE_PACKET_MAX`).
 pub(crate) const MAX_PKT: usize = 65520;
 
@@ -76,10 +78,7 @@ impl<R: Read> PktReader<R> {
                 if got == 0 {
                     return Ok(None);
                 }
-                bail!(
-                    "{}'s answer ended inside a pkt-line length (unexpected eof)",
-                    self.peer
-                );
+                return Err(self.cut_short("inside a pkt-line length").into());
             }
             got += n;
         }
@@ -108,11 +107,21 @@ impl<R: Read> PktReader<R> {
             _ => {}
         }
         let mut data = vec![0u8; len - 4];
-        let peer = self.peer;
-        self.inner.read_exact(&mut data).map_err(|e| {
-            anyhow::anyhow!("{peer}'s answer ended inside a pkt-line (unexpected eof): {e}")
-        })?;
+        if let Err(e) = self.inner.read_exact(&mut data) {
+            return Err(match e.kind() {
+                std::io::ErrorKind::UnexpectedEof => self.cut_short("inside a pkt-line").into(),
+                _ => anyhow::Error::new(e).context(format!("cannot read from {}", self.peer)),
+            });
+        }
         Ok(Some(Packet::Data(data)))
+    }
+
+    /// The stream ended where more was due: the connection was cut.
+    fn cut_short(&self, where_: &str) -> NetError {
+        NetError::Broken {
+            url: self.peer.to_string(),
+            detail: format!("its answer ended {where_} (unexpected eof)"),
+        }
     }
 
     /// The next packet; the end of the stream is an error here.

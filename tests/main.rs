@@ -27,6 +27,7 @@ mod many_stack;
 mod metrics;
 mod mirror_exactness;
 mod mirror_list;
+mod proxy;
 mod relay;
 mod reports;
 mod routing;

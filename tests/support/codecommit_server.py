@@ -53,7 +53,8 @@ def make_certs(directory):
     key, csr, crt = (os.path.join(directory, n) for n in ("server.key", "server.csr", "server.crt"))
     ext = os.path.join(directory, "ext.cnf")
     with open(ext, "w") as f:
-        f.write("subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n")
+        f.write("subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:codecommit.proxy-only.test\n"
+                "basicConstraints=CA:FALSE\n")
     run = lambda *a: subprocess.run(a, check=True, capture_output=True)
     run("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", ca_key, "-out", ca_crt,
         "-days", "2", "-subj", "/CN=backlog-mirror test CA")
@@ -116,6 +117,18 @@ def count_ref_updates(body):
 
 class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+
+    def parse_request(self):
+        # A request in absolute form (`POST https://host/ HTTP/1.1`, as a client that reached
+        # the server through a proxy may send it) names the same resource as its path alone:
+        # HTTP/1.1 servers must accept both (RFC 9112, section 3.2.2).
+        if not super().parse_request():
+            return False
+        for scheme in ("https://", "http://"):
+            if self.path.startswith(scheme):
+                rest = self.path[len(scheme):]
+                self.path = "/" + rest.partition("/")[2]
+        return True
 
     def log_message(self, *args):
         pass

@@ -9,6 +9,7 @@ pub mod deploy;
 pub mod fault_proxy;
 mod git_servers;
 pub mod moto;
+pub mod proxy;
 pub mod redirect;
 mod repos;
 mod ssh_server;
@@ -43,6 +44,10 @@ pub fn isolate(cmd: &mut Command) {
             || key == "SSH_AUTH_SOCK"
             || key == "RUST_LOG"
             || key == "XDG_CACHE_HOME"
+            || key.eq_ignore_ascii_case("http_proxy")
+            || key.eq_ignore_ascii_case("https_proxy")
+            || key.eq_ignore_ascii_case("all_proxy")
+            || key.eq_ignore_ascii_case("no_proxy")
         {
             cmd.env_remove(&key);
         }

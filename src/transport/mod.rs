@@ -1,0 +1,4 @@
+//! The ways to a remote: HTTP(S), and what they fail with.
+
+pub(crate) mod error;
+pub(crate) mod http;
