@@ -372,7 +372,8 @@ mod tests {
             "*\trefs/heads/a\t[new branch]\n",
         ] {
             let err = parse_porcelain(odd.as_bytes()).unwrap_err().to_string();
-            assert!(err.contains(odd.trim_end()), "{err}");
+            // Quoted escaped: a tab is `\t`.
+            assert!(err.contains(&odd.trim_end().replace('\t', "\\t")), "{err}");
         }
     }
 

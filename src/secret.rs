@@ -133,13 +133,41 @@ pub(crate) fn scrub(text: &str) -> String {
     redact_userinfo(&out).into_owned()
 }
 
-/// A writer that scrubs each write: the log output's last line of defence.
+/// A writer that scrubs each write and escapes what could drive the terminal or break the line:
+/// the log output's last line of defence. Each write is one log event, one line: its final
+/// newline stays, and so do the colour sequences the log formatter writes itself (it escapes the
+/// ESC of any it is given to print).
 pub(crate) struct ScrubbingWriter<W: Write>(pub W);
 
 impl<W: Write> Write for ScrubbingWriter<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let text = String::from_utf8_lossy(buf);
-        self.0.write_all(scrub(&text).as_bytes())?;
+        let text = scrub(&String::from_utf8_lossy(buf));
+        let (line, end) = match text.strip_suffix('\n') {
+            Some(line) => (line, "\n"),
+            None => (text.as_str(), ""),
+        };
+        let mut out = String::with_capacity(text.len());
+        let mut rest = line;
+        while let Some(at) = rest.find('\x1b') {
+            out.push_str(&crate::error::escape(&rest[..at]));
+            let colour = rest[at + 1..]
+                .strip_prefix('[')
+                .and_then(|r| {
+                    r.find(|c: char| !(c.is_ascii_digit() || c == ';'))
+                        .map(|n| (r, n))
+                })
+                .filter(|(r, n)| r[*n..].starts_with('m'))
+                .map(|(_, n)| n + 3);
+            let taken = colour.unwrap_or(1);
+            match colour {
+                Some(_) => out.push_str(&rest[at..at + taken]),
+                None => out.push_str(&crate::error::escape(&rest[at..at + taken])),
+            }
+            rest = &rest[at + taken..];
+        }
+        out.push_str(&crate::error::escape(rest));
+        out.push_str(end);
+        self.0.write_all(out.as_bytes())?;
         Ok(buf.len())
     }
 
@@ -274,6 +302,18 @@ mod tests {
         let mut out = Vec::new();
         write!(ScrubbingWriter(&mut out), "x writer-canary-123 y").unwrap();
         assert_eq!(String::from_utf8(out).unwrap(), "x <redacted> y");
+    }
+
+    #[test]
+    fn writer_escapes_all_but_its_own_colours_and_line_end() {
+        let mut out = Vec::new();
+        ScrubbingWriter(&mut out)
+            .write_all(b"\x1b[2m WARN\x1b[0m said \x1b]0;t\x07\r\nforged\x1b[1;31\n")
+            .unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "\x1b[2m WARN\x1b[0m said \\u{1b}]0;t\\u{7}\\r\\nforged\\u{1b}[1;31\n"
+        );
     }
 
     #[test]

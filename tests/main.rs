@@ -28,6 +28,7 @@ mod metrics;
 mod mirror_exactness;
 mod mirror_list;
 mod relay;
+mod remote_text;
 mod reports;
 mod routing;
 mod safety;
