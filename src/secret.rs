@@ -51,25 +51,179 @@ fn registry() -> &'static Mutex<Vec<String>> {
     REGISTRY.get_or_init(|| Mutex::new(Vec::new()))
 }
 
-/// Remember `value` (and each of its lines, for multi-line keys) as something never to print.
-/// Values shorter than 6 characters are not registered: scrubbing them would mangle ordinary text
-/// and they are not secrets worth the name.
+/// Base64 runs that only a registered secret makes: each found run is scrubbed whole, with the
+/// base64 characters around it (see [`base64_runs`]).
+fn base64_registry() -> &'static Mutex<Vec<Base64Run>> {
+    static REGISTRY: OnceLock<Mutex<Vec<Base64Run>>> = OnceLock::new();
+    REGISTRY.get_or_init(|| Mutex::new(Vec::new()))
+}
+
+/// A run of base64 characters a secret's bytes alone decide, and the alphabet it is written in.
+#[derive(PartialEq, Eq)]
+struct Base64Run {
+    text: String,
+    url_safe: bool,
+}
+
+/// Remember `value` (and each of its lines, for multi-line keys) as something never to print,
+/// in each form a server or library may echo it in: percent-encoded, JSON-escaped, and base64
+/// (standard and URL-safe, padded or not, alone or inside a longer encoding such as the
+/// `user:password` of a `Basic` header). Values shorter than 6 characters are not registered:
+/// scrubbing them would mangle ordinary text and they are not secrets worth the name.
 pub(crate) fn register(value: &str) {
-    let mut list = registry().lock().unwrap_or_else(|e| e.into_inner());
-    let mut add = |v: &str| {
-        let v = v.trim();
-        if v.len() >= 6 && !list.iter().any(|known| known == v) {
-            list.push(v.to_string());
+    let value = value.trim();
+    {
+        let mut list = registry().lock().unwrap_or_else(|e| e.into_inner());
+        let mut add = |v: &str| {
+            let v = v.trim();
+            if v.len() >= 6 && !list.iter().any(|known| known == v) {
+                list.push(v.to_string());
+            }
+        };
+        add(value);
+        for line in value.lines() {
+            if !line.starts_with("-----") {
+                add(line);
+            }
         }
-    };
-    add(value);
-    for line in value.lines() {
-        if !line.starts_with("-----") {
-            add(line);
+        if value.len() >= 6 {
+            for form in encoded_forms(value) {
+                add(&form);
+            }
+        }
+        // Longest first, so a value containing another is replaced whole.
+        list.sort_by_key(|v| std::cmp::Reverse(v.len()));
+    }
+    if value.len() >= 6 {
+        let mut runs = base64_registry().lock().unwrap_or_else(|e| e.into_inner());
+        for run in base64_runs(value.as_bytes()) {
+            if !runs.contains(&run) {
+                runs.push(run);
+            }
         }
     }
-    // Longest first, so a value containing another is replaced whole.
-    list.sort_by_key(|v| std::cmp::Reverse(v.len()));
+}
+
+/// `value` percent-encoded (every byte but letters and digits, or only those a URL's userinfo
+/// must encode; hex in either case) and JSON-escaped, where that differs from `value`.
+fn encoded_forms(value: &str) -> Vec<String> {
+    use percent_encoding::{AsciiSet, CONTROLS, NON_ALPHANUMERIC, utf8_percent_encode};
+    const USERINFO: &AsciiSet = &CONTROLS
+        .add(b' ')
+        .add(b'"')
+        .add(b'#')
+        .add(b'%')
+        .add(b'/')
+        .add(b':')
+        .add(b';')
+        .add(b'<')
+        .add(b'=')
+        .add(b'>')
+        .add(b'?')
+        .add(b'@')
+        .add(b'[')
+        .add(b'\\')
+        .add(b']')
+        .add(b'^')
+        .add(b'`')
+        .add(b'{')
+        .add(b'|')
+        .add(b'}');
+    let mut forms = Vec::new();
+    for set in [NON_ALPHANUMERIC, USERINFO] {
+        let upper = utf8_percent_encode(value, set).to_string();
+        let lower = lower_hex_escapes(&upper);
+        forms.extend([upper, lower]);
+    }
+    if let Ok(json) = serde_json::to_string(value) {
+        forms.push(json[1..json.len() - 1].to_string());
+    }
+    forms.retain(|f| f != value);
+    forms
+}
+
+/// `%2F` written `%2f`.
+fn lower_hex_escapes(encoded: &str) -> String {
+    let mut out = String::with_capacity(encoded.len());
+    let mut hex_left = 0;
+    for c in encoded.chars() {
+        if hex_left > 0 {
+            out.push(c.to_ascii_lowercase());
+            hex_left -= 1;
+        } else {
+            out.push(c);
+            if c == '%' {
+                hex_left = 2;
+            }
+        }
+    }
+    out
+}
+
+/// The base64 characters that `bytes` alone decide, wherever they stand in a longer encoding:
+/// for each of the three offsets the bytes can start at in a 3-byte group, the characters that
+/// carry no bit of what comes before or after them, in the standard and the URL-safe alphabet.
+/// A `Basic` header's `user:password` holds the password at one of these offsets; so does any
+/// token that embeds it.
+fn base64_runs(bytes: &[u8]) -> Vec<Base64Run> {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
+    let mut runs = Vec::new();
+    for offset in 0..3 {
+        let mut padded = vec![0u8; offset];
+        padded.extend_from_slice(bytes);
+        // Characters wholly inside the secret's bits: from the first after the offset's bits
+        // to the last that ends before the secret does.
+        let first = (offset * 8).div_ceil(6);
+        let last = padded.len() * 8 / 6;
+        for (engine, url_safe) in [(STANDARD_NO_PAD, false), (URL_SAFE_NO_PAD, true)] {
+            let encoded = engine.encode(&padded);
+            if let Some(text) = encoded.get(first..last).filter(|t| t.len() >= 6) {
+                let run = Base64Run {
+                    text: text.to_string(),
+                    url_safe,
+                };
+                if !runs.contains(&run) {
+                    runs.push(run);
+                }
+            }
+        }
+    }
+    runs
+}
+
+/// Whether `c` belongs to a base64 encoding in the given alphabet (padding included).
+fn is_base64(c: u8, url_safe: bool) -> bool {
+    c.is_ascii_alphanumeric()
+        || c == b'='
+        || if url_safe {
+            c == b'-' || c == b'_'
+        } else {
+            c == b'+' || c == b'/'
+        }
+}
+
+/// `text` with each base64 encoding that holds a registered secret replaced whole.
+fn scrub_base64(mut text: String) -> String {
+    let runs = base64_registry().lock().unwrap_or_else(|e| e.into_inner());
+    for run in runs.iter() {
+        let mut from = 0;
+        while let Some(found) = text[from..].find(&run.text) {
+            let at = from + found;
+            let bytes = text.as_bytes();
+            let start = bytes[..at]
+                .iter()
+                .rposition(|&c| !is_base64(c, run.url_safe))
+                .map_or(0, |p| p + 1);
+            let end = bytes[at..]
+                .iter()
+                .position(|&c| !is_base64(c, run.url_safe))
+                .map_or(bytes.len(), |p| at + p);
+            text.replace_range(start..end, "<redacted>");
+            from = start + "<redacted>".len();
+        }
+    }
+    text
 }
 
 /// Raw input values that may hold userinfo, each with its printable form.
@@ -124,12 +278,15 @@ pub(crate) fn scrub(text: &str) -> String {
             out = out.replace(raw.as_str(), shown);
         }
     }
-    let list = registry().lock().unwrap_or_else(|e| e.into_inner());
-    for secret in list.iter() {
-        if out.contains(secret.as_str()) {
-            out = out.replace(secret.as_str(), "<redacted>");
+    {
+        let list = registry().lock().unwrap_or_else(|e| e.into_inner());
+        for secret in list.iter() {
+            if out.contains(secret.as_str()) {
+                out = out.replace(secret.as_str(), "<redacted>");
+            }
         }
     }
+    out = scrub_base64(out);
     redact_userinfo(&out).into_owned()
 }
 
@@ -293,6 +450,41 @@ mod tests {
         assert_eq!(
             clean,
             "invalid value '<redacted>@host:team/app.git' and https://<redacted>@h/x"
+        );
+    }
+
+    #[test]
+    fn encoded_copies_of_a_secret_are_scrubbed_whole() {
+        use base64::Engine as _;
+        use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+        let secret = "b64/unit?secret~9";
+        register(secret);
+        for prefix in ["", "u", "us", "user:", "Basic x:"] {
+            let plain = format!("{prefix}{secret}");
+            for encoded in [STANDARD.encode(&plain), URL_SAFE_NO_PAD.encode(&plain)] {
+                let text = format!("token {encoded} rejected, ({encoded})");
+                assert_eq!(
+                    scrub(&text),
+                    "token <redacted> rejected, (<redacted>)",
+                    "{plain}"
+                );
+            }
+        }
+        for encoded in [
+            "b64%2Funit%3Fsecret%7E9",
+            "b64%2funit%3fsecret%7e9",
+            "b64%2Funit%3Fsecret~9",
+        ] {
+            assert_eq!(
+                scrub(&format!("at {encoded}.")),
+                "at <redacted>.",
+                "{encoded}"
+            );
+        }
+        // Text that merely looks like base64 stays.
+        assert_eq!(
+            scrub("token QUJDREVGR0hJSktM ok"),
+            "token QUJDREVGR0hJSktM ok"
         );
     }
 

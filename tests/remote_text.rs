@@ -5,6 +5,10 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
+use std::process::Command;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
 
 use crate::support::*;
 
@@ -171,6 +175,92 @@ fn a_hooks_refusal_is_escaped_in_the_summary_and_the_json() {
             reason.contains("boom"),
             "the hook's words are gone: {reason}"
         );
+    }
+    assert!(refs(&target).is_empty());
+}
+
+/// `text` with every byte but ASCII letters and digits percent-encoded, hex written by `hex`.
+fn percent_encoded(text: &str, hex: fn(u8) -> String) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' => (b as char).to_string(),
+            _ => hex(b),
+        })
+        .collect()
+}
+
+/// Every form of `password` (and of `bob:password`) a server may echo: base64 in both alphabets,
+/// padded or not, alone, after one or two other bytes (the three ways it can sit in a longer
+/// encoding) and as the `user:password` of a `Basic` header; percent-encoded; JSON-escaped.
+fn echoed_forms(password: &str) -> Vec<String> {
+    let mut forms = Vec::new();
+    for plain in [
+        format!("bob:{password}"),
+        password.to_string(),
+        format!("x{password}"),
+        format!("xy{password}"),
+        format!("token={password};"),
+    ] {
+        for engine in [STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD] {
+            forms.push(engine.encode(plain.as_bytes()));
+        }
+    }
+    for hex in [|b: u8| format!("%{b:02X}"), |b: u8| format!("%{b:02x}")] {
+        forms.push(percent_encoded(password, hex));
+    }
+    let json = serde_json::to_string(password).unwrap();
+    forms.push(json[1..json.len() - 1].to_string());
+    forms
+}
+
+/// A server that echoes the credentials it was sent, in any encoding, in its refusal: the
+/// refusal is shown, the credentials in none of their forms, whichever route brought them (a
+/// password variable, userinfo in the URL, userinfo in BACKLOG_MIRROR_TARGET).
+#[test]
+fn credentials_echoed_back_encoded_are_scrubbed() {
+    let sb = Sandbox::new();
+    let Pair { source, target, .. } = sb.pair("srv", &[]);
+    let (src, tgt) = (path_str(&source), path_str(&target));
+    let password = format!("{CANARY}/p@s\"s w+rd?");
+    let forms = echoed_forms(&password);
+    let encoded = percent_encoded(&password, |b| format!("%{b:02X}"));
+    for form in &forms {
+        let body = format!("token {form} rejected");
+        let server = Hostile::answering("401 Unauthorized", body.as_bytes());
+        let with_userinfo = server.url(Some(&format!("bob:{encoded}")));
+        let routes: Vec<(&str, Command)> = vec![
+            ("target, password variable", {
+                let mut cmd = sb.sync(&src, &server.url(Some("bob")));
+                cmd.args(["--target-password-env", "TOKEN"]);
+                cmd
+            }),
+            ("target, userinfo", sb.sync(&src, &with_userinfo)),
+            ("target, BACKLOG_MIRROR_TARGET", {
+                let mut cmd = bin();
+                cmd.env("HOME", sb.home())
+                    .env("BACKLOG_MIRROR_TARGET", &with_userinfo)
+                    .args(["sync", "--source", &src, "--cache-dir"])
+                    .arg(sb.cache_dir());
+                cmd
+            }),
+            ("source, password variable", {
+                let mut cmd = sb.sync(&server.url(Some("bob")), &tgt);
+                cmd.args(["--source-password-env", "TOKEN"]);
+                cmd
+            }),
+        ];
+        for (route, mut cmd) in routes {
+            let out = run(cmd.env("TOKEN", &password).arg("--json"));
+            assert_eq!(out.code, 1, "{route} {form}: {}", out.stderr);
+            assert_no_secret(&out, &[form.as_str()]);
+            if route.starts_with("target") {
+                let error = out.only_error();
+                assert!(
+                    error.contains("token <redacted> rejected"),
+                    "{route} {form}: {error}"
+                );
+            }
+        }
     }
     assert!(refs(&target).is_empty());
 }
