@@ -252,11 +252,6 @@ pub(crate) fn register_input(raw: &str) {
 /// program reads, as a possible carrier of userinfo (see [`register_input`]). Call first thing,
 /// before anything can print.
 pub(crate) fn register_inputs(args: impl IntoIterator<Item = std::ffi::OsString>) {
-    let ours = |name: &str| {
-        ["BACKLOG_", "CODECOMMIT_", "CODE_COMMIT_"]
-            .iter()
-            .any(|p| name.starts_with(p))
-    };
     let env = std::env::vars_os()
         .filter(|(k, _)| ours(&k.to_string_lossy()))
         .map(|(_, v)| v);
@@ -267,6 +262,76 @@ pub(crate) fn register_inputs(args: impl IntoIterator<Item = std::ffi::OsString>
             register_input(after);
         }
     }
+}
+
+/// Whether this program reads the environment variable `name` as a setting (its own, or
+/// git-remote-codecommit's).
+fn ours(name: &str) -> bool {
+    ["BACKLOG_", "CODECOMMIT_", "CODE_COMMIT_"]
+        .iter()
+        .any(|p| name.starts_with(p))
+}
+
+/// Names of the environment variables that hold a secret: those the `--*-env` flags name.
+fn secret_variables() -> &'static Mutex<Vec<std::ffi::OsString>> {
+    static NAMES: OnceLock<Mutex<Vec<std::ffi::OsString>>> = OnceLock::new();
+    NAMES.get_or_init(|| Mutex::new(Vec::new()))
+}
+
+/// Remember that the environment variable `name` holds a secret, so no child inherits it.
+pub(crate) fn register_variable(name: &str) {
+    let mut names = secret_variables().lock().unwrap_or_else(|e| e.into_inner());
+    if !names.iter().any(|known| known == name) {
+        names.push(name.into());
+    }
+}
+
+/// Whether a child process (git, and through it a local target's hooks) may inherit the
+/// environment variable `name=value`. Not a variable a `--*-env` flag names, nor one of our own
+/// settings (a URL there may carry a password), nor an AWS one (keys, session tokens, the
+/// container credentials endpoint: git needs none, and the CodeCommit credential helper is given
+/// them explicitly), nor any whose value holds a secret the run registered, whatever its name.
+pub(crate) fn child_may_inherit(name: &std::ffi::OsStr, value: &std::ffi::OsStr) -> bool {
+    let shown = name.to_string_lossy();
+    if ours(&shown) || shown.starts_with("AWS_") {
+        return false;
+    }
+    if secret_variables()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .any(|known| known == name)
+    {
+        return false;
+    }
+    !holds_secret(&value.to_string_lossy())
+}
+
+/// The `AWS_*` variables of this process: what our CodeCommit credential helper, run by git,
+/// needs to sign (see [`child_may_inherit`]).
+pub(crate) fn aws_environment() -> Vec<(String, String)> {
+    std::env::vars()
+        .filter(|(name, _)| name.starts_with("AWS_"))
+        .collect()
+}
+
+/// Whether `text` holds a registered secret or input with userinfo, in any registered form.
+fn holds_secret(text: &str) -> bool {
+    inputs()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .any(|(raw, _)| text.contains(raw.as_str()))
+        || registry()
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .any(|secret| text.contains(secret.as_str()))
+        || base64_registry()
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .any(|run| text.contains(&run.text))
 }
 
 /// `text` with every registered secret replaced by `<redacted>`, every registered input that may
@@ -486,6 +551,22 @@ mod tests {
             scrub("token QUJDREVGR0hJSktM ok"),
             "token QUJDREVGR0hJSktM ok"
         );
+    }
+
+    #[test]
+    fn children_inherit_no_secret_by_name_prefix_or_value() {
+        use std::ffi::OsStr;
+        register("inherit-canary-value");
+        register_variable("MY_TOKEN_VARIABLE");
+        let may = |name: &str, value: &str| child_may_inherit(OsStr::new(name), OsStr::new(value));
+        assert!(may("PATH", "/usr/bin:/bin"));
+        assert!(may("HTTPS_PROXY", "http://proxy:3128"));
+        assert!(!may("MY_TOKEN_VARIABLE", "x"));
+        assert!(!may("COPY", "prefix-inherit-canary-value-suffix"));
+        assert!(!may("AWS_SESSION_TOKEN", "t"));
+        assert!(!may("AWS_REGION", "eu-west-3"));
+        assert!(!may("BACKLOG_MIRROR_TARGET", "/srv/t.git"));
+        assert!(!may("CODECOMMIT_REPOSITORY_NAME", "app"));
     }
 
     #[test]
