@@ -73,7 +73,7 @@ fn usage_error(err: &clap::Error) -> ExitCode {
     let _ = writeln!(
         std::io::stderr(),
         "error: {}; see 'backlog-mirror {} --help'",
-        secret::scrub(first),
+        error::escape(&secret::scrub(first)),
         if text.contains("credential-helper") {
             "credential-helper"
         } else {

@@ -97,22 +97,87 @@ fn format_rejected(refs: &[RefProblem]) -> String {
 /// How much of a reason (a target's message, a libgit2 error) one ref's entry shows.
 pub(crate) const MAX_REASON_CHARS: usize = 160;
 
-/// `text` cut to `max` characters, marked when cut: messages quote ref names and names can be
-/// kilobytes long.
+/// `text` from outside (what a server, git or a hook said, a value quoted back) as it may be
+/// shown: trimmed, every character that could drive a terminal, break the line or reorder it
+/// escaped ([`escape`]), and cut to at most `max` characters, then marked with the length of the
+/// whole. A remote cannot forge a line of ours, set a terminal's title or colours, or fill a log.
 pub(crate) fn clip(text: &str, max: usize) -> String {
-    match text.char_indices().nth(max) {
-        Some((cut, _)) => format!("{}...", &text[..cut]),
-        None => text.to_string(),
+    let text = text.trim();
+    let mut out = String::new();
+    let mut shown = 0;
+    for c in text.chars() {
+        let piece = escape_char(c);
+        let width = piece.as_deref().map_or(1, |p| p.chars().count());
+        if shown + width > max {
+            return format!("{out}... ({} characters)", text.chars().count());
+        }
+        shown += width;
+        match piece {
+            Some(p) => out.push_str(&p),
+            None => out.push(c),
+        }
     }
+    out
 }
 
-/// An error's one line as printed: its chain, secrets and userinfo scrubbed, then any single
-/// word of more than 200 characters (a ref name, a path, a server's message quoting one) cut to
-/// its start and its length, so that no line runs to kilobytes. Scrubbing comes first: a cut
-/// could leave half a password that no longer looks like one.
+/// Whether printing `c` raw could drive a terminal (C0 and C1 controls, DEL), end or break the
+/// line (CR, LF, the Unicode line and paragraph separators), or reorder or hide the text around
+/// it (bidirectional and zero-width formatting characters).
+fn unsafe_to_show(c: char) -> bool {
+    crate::refname::moves_the_terminal(c)
+        || matches!(
+            c,
+            '\u{61c}'
+                | '\u{200b}'..='\u{200d}'
+                | '\u{2028}'
+                | '\u{2029}'
+                | '\u{2060}'..='\u{2064}'
+                | '\u{206a}'..='\u{206f}'
+                | '\u{feff}'
+        )
+}
+
+/// How `c` is written when it is not safe to show raw (`\n`, `\r`, `\t`, else `\u{1b}`).
+fn escape_char(c: char) -> Option<String> {
+    if !unsafe_to_show(c) {
+        return None;
+    }
+    Some(match c {
+        '\n' => "\\n".to_string(),
+        '\r' => "\\r".to_string(),
+        '\t' => "\\t".to_string(),
+        _ => format!("\\u{{{:x}}}", u32::from(c)),
+    })
+}
+
+/// `text` with every character that is not safe to show raw escaped: the last line of defence
+/// for whatever reaches the final error line, the JSON summary or the log, from whichever party.
+pub(crate) fn escape(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(unsafe_to_show) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        match escape_char(c) {
+            Some(p) => out.push_str(&p),
+            None => out.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// The longest error line printed: five refused refs with their reasons fit well within it.
+const MAX_LINE_CHARS: usize = 4000;
+
+/// An error's one line as printed: its chain, secrets and userinfo scrubbed, every character
+/// that could drive the terminal or break the line escaped (whatever a server or library put in
+/// the chain), then any single word of more than 200 characters (a ref name, a path, a server's
+/// message quoting one) cut to its start and its length, and the whole line to
+/// [`MAX_LINE_CHARS`], so that no line runs to kilobytes. Scrubbing comes first: a cut could
+/// leave half a password that no longer looks like one, and an escape could split one.
 pub(crate) fn one_line(err: &anyhow::Error) -> String {
     const LONGEST_WORD: usize = 200;
-    crate::secret::scrub(&format!("{err:#}"))
+    let line = escape(&crate::secret::scrub(&format!("{err:#}")))
         .split(' ')
         .map(|word| match word.char_indices().nth(LONGEST_WORD) {
             Some(_) => format!(
@@ -123,7 +188,11 @@ pub(crate) fn one_line(err: &anyhow::Error) -> String {
             None => word.to_string(),
         })
         .collect::<Vec<_>>()
-        .join(" ")
+        .join(" ");
+    match line.char_indices().nth(MAX_LINE_CHARS) {
+        Some((cut, _)) => format!("{}... ({} characters)", &line[..cut], line.chars().count()),
+        None => line,
+    }
 }
 
 impl Error {
@@ -188,6 +257,43 @@ mod tests {
         assert!(line.contains("... (4030 characters)"), "{line}");
         assert!(line.contains("https://<redacted>@h/x.git"), "{line}");
         assert!(!line.contains("ppppp"), "{line}");
+    }
+
+    #[test]
+    fn what_is_clipped_cannot_drive_a_terminal_or_break_the_line() {
+        let said =
+            "\x1b[31mred\x07\x1b]0;title\x07\nbacklog-mirror: in sync\r\0\u{9b}\u{202e}\u{2028}ok";
+        assert_eq!(
+            clip(said, 1000),
+            "\\u{1b}[31mred\\u{7}\\u{1b}]0;title\\u{7}\\nbacklog-mirror: in sync\\r\\u{0}\\u{9b}\\u{202e}\\u{2028}ok"
+        );
+        assert_eq!(clip("  plain words\n", 1000), "plain words");
+        // Cut by what is shown, never inside an escape, and marked with the whole length.
+        assert_eq!(clip("ab\0cd", 5), "ab... (5 characters)");
+        assert_eq!(clip("ab\0cd", 7), "ab\\u{0}... (5 characters)");
+        let long = "x".repeat(10_000);
+        assert_eq!(clip(&long, 3), "xxx... (10000 characters)");
+        assert_eq!(escape("a\tb"), "a\\tb");
+        assert!(matches!(
+            escape("plain"),
+            std::borrow::Cow::Borrowed("plain")
+        ));
+    }
+
+    #[test]
+    fn one_line_escapes_whatever_the_chain_holds_and_stays_bounded() {
+        let err = anyhow::anyhow!("server said \x1b]0;pwned\x07\nbacklog-mirror: in sync")
+            .context("listing the target failed");
+        let line = one_line(&err);
+        assert!(!line.chars().any(char::is_control), "{line:?}");
+        assert!(
+            line.contains("\\u{1b}]0;pwned\\u{7}\\nbacklog-mirror"),
+            "{line}"
+        );
+        let words = vec!["word"; 5000].join(" ");
+        let line = one_line(&anyhow::anyhow!("{words}"));
+        assert!(line.chars().count() < MAX_LINE_CHARS + 30, "{}", line.len());
+        assert!(line.ends_with("... (24999 characters)"), "{line}");
     }
 
     #[test]

@@ -28,7 +28,10 @@ pub(crate) fn version() -> Option<&'static str> {
     static VERSION: OnceLock<Option<String>> = OnceLock::new();
     VERSION
         .get_or_init(|| {
-            let out = isolated(Path::new("."))
+            // Asked before the secrets are read, so given nothing but where git is.
+            let out = Command::new("git")
+                .env_clear()
+                .envs(std::env::var_os("PATH").map(|path| ("PATH", path)))
                 .arg("--version")
                 .stdin(Stdio::null())
                 .output()
@@ -40,9 +43,10 @@ pub(crate) fn version() -> Option<&'static str> {
         .as_deref()
 }
 
-/// A `git` command that ignores the machine's configuration and inherited repository variables.
+/// A `git` command that ignores the machine's configuration and inherited repository variables,
+/// and inherits none of the run's secrets (`process_group::command`).
 pub(crate) fn isolated(git_dir: &Path) -> Command {
-    let mut cmd = Command::new("git");
+    let mut cmd = crate::process_group::command("git");
     for (key, _) in std::env::vars_os() {
         let key_str = key.to_string_lossy();
         let keep = key_str.starts_with("GIT_SSL_")
@@ -406,7 +410,8 @@ mod tests {
             "*\trefs/heads/a\t[new branch]\n",
         ] {
             let err = parse_porcelain(odd.as_bytes()).unwrap_err().to_string();
-            assert!(err.contains(odd.trim_end()), "{err}");
+            // Quoted escaped: a tab is `\t`.
+            assert!(err.contains(&odd.trim_end().replace('\t', "\\t")), "{err}");
         }
     }
 

@@ -101,6 +101,8 @@ impl Remote {
             "BACKLOG_MIRROR_CODECOMMIT_ENDPOINT".to_string(),
             self.url.authority(),
         ));
+        // The helper signs with the run's AWS credentials, which git children do not inherit.
+        env.extend(crate::secret::aws_environment());
         Ok(env)
     }
 

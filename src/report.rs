@@ -51,7 +51,8 @@ impl ChangeReport {
             old: change.old.map(|o| o.to_string()),
             new: change.new.map(|o| o.to_string()),
             result,
-            reason,
+            // A target's words: escaped, one line, bounded, in the JSON as in the human summary.
+            reason: reason.map(|r| crate::error::clip(&r, crate::error::MAX_REASON_CHARS)),
         }
     }
 }
@@ -249,11 +250,7 @@ impl Summary {
                 crate::refname::shown(&change.name)
             )?;
             match &change.reason {
-                Some(reason) => writeln!(
-                    out,
-                    ": rejected: {}",
-                    crate::error::clip(reason, crate::error::MAX_REASON_CHARS)
-                )?,
+                Some(reason) => writeln!(out, ": rejected: {reason}")?,
                 None => writeln!(out)?,
             }
         }
@@ -327,7 +324,11 @@ impl Summary {
                     relay.objects,
                     human_bytes(relay.bytes as u64)
                 )?,
-                (Some(why), _) => writeln!(out, "  relay: used the cache instead: {why}")?,
+                (Some(why), _) => writeln!(
+                    out,
+                    "  relay: used the cache instead: {}",
+                    crate::error::escape(why)
+                )?,
                 (None, false) => {}
             }
         }

@@ -51,25 +51,179 @@ fn registry() -> &'static Mutex<Vec<String>> {
     REGISTRY.get_or_init(|| Mutex::new(Vec::new()))
 }
 
-/// Remember `value` (and each of its lines, for multi-line keys) as something never to print.
-/// Values shorter than 6 characters are not registered: scrubbing them would mangle ordinary text
-/// and they are not secrets worth the name.
+/// Base64 runs that only a registered secret makes: each found run is scrubbed whole, with the
+/// base64 characters around it (see [`base64_runs`]).
+fn base64_registry() -> &'static Mutex<Vec<Base64Run>> {
+    static REGISTRY: OnceLock<Mutex<Vec<Base64Run>>> = OnceLock::new();
+    REGISTRY.get_or_init(|| Mutex::new(Vec::new()))
+}
+
+/// A run of base64 characters a secret's bytes alone decide, and the alphabet it is written in.
+#[derive(PartialEq, Eq)]
+struct Base64Run {
+    text: String,
+    url_safe: bool,
+}
+
+/// Remember `value` (and each of its lines, for multi-line keys) as something never to print,
+/// in each form a server or library may echo it in: percent-encoded, JSON-escaped, and base64
+/// (standard and URL-safe, padded or not, alone or inside a longer encoding such as the
+/// `user:password` of a `Basic` header). Values shorter than 6 characters are not registered:
+/// scrubbing them would mangle ordinary text and they are not secrets worth the name.
 pub(crate) fn register(value: &str) {
-    let mut list = registry().lock().unwrap_or_else(|e| e.into_inner());
-    let mut add = |v: &str| {
-        let v = v.trim();
-        if v.len() >= 6 && !list.iter().any(|known| known == v) {
-            list.push(v.to_string());
+    let value = value.trim();
+    {
+        let mut list = registry().lock().unwrap_or_else(|e| e.into_inner());
+        let mut add = |v: &str| {
+            let v = v.trim();
+            if v.len() >= 6 && !list.iter().any(|known| known == v) {
+                list.push(v.to_string());
+            }
+        };
+        add(value);
+        for line in value.lines() {
+            if !line.starts_with("-----") {
+                add(line);
+            }
         }
-    };
-    add(value);
-    for line in value.lines() {
-        if !line.starts_with("-----") {
-            add(line);
+        if value.len() >= 6 {
+            for form in encoded_forms(value) {
+                add(&form);
+            }
+        }
+        // Longest first, so a value containing another is replaced whole.
+        list.sort_by_key(|v| std::cmp::Reverse(v.len()));
+    }
+    if value.len() >= 6 {
+        let mut runs = base64_registry().lock().unwrap_or_else(|e| e.into_inner());
+        for run in base64_runs(value.as_bytes()) {
+            if !runs.contains(&run) {
+                runs.push(run);
+            }
         }
     }
-    // Longest first, so a value containing another is replaced whole.
-    list.sort_by_key(|v| std::cmp::Reverse(v.len()));
+}
+
+/// `value` percent-encoded (every byte but letters and digits, or only those a URL's userinfo
+/// must encode; hex in either case) and JSON-escaped, where that differs from `value`.
+fn encoded_forms(value: &str) -> Vec<String> {
+    use percent_encoding::{AsciiSet, CONTROLS, NON_ALPHANUMERIC, utf8_percent_encode};
+    const USERINFO: &AsciiSet = &CONTROLS
+        .add(b' ')
+        .add(b'"')
+        .add(b'#')
+        .add(b'%')
+        .add(b'/')
+        .add(b':')
+        .add(b';')
+        .add(b'<')
+        .add(b'=')
+        .add(b'>')
+        .add(b'?')
+        .add(b'@')
+        .add(b'[')
+        .add(b'\\')
+        .add(b']')
+        .add(b'^')
+        .add(b'`')
+        .add(b'{')
+        .add(b'|')
+        .add(b'}');
+    let mut forms = Vec::new();
+    for set in [NON_ALPHANUMERIC, USERINFO] {
+        let upper = utf8_percent_encode(value, set).to_string();
+        let lower = lower_hex_escapes(&upper);
+        forms.extend([upper, lower]);
+    }
+    if let Ok(json) = serde_json::to_string(value) {
+        forms.push(json[1..json.len() - 1].to_string());
+    }
+    forms.retain(|f| f != value);
+    forms
+}
+
+/// `%2F` written `%2f`.
+fn lower_hex_escapes(encoded: &str) -> String {
+    let mut out = String::with_capacity(encoded.len());
+    let mut hex_left = 0;
+    for c in encoded.chars() {
+        if hex_left > 0 {
+            out.push(c.to_ascii_lowercase());
+            hex_left -= 1;
+        } else {
+            out.push(c);
+            if c == '%' {
+                hex_left = 2;
+            }
+        }
+    }
+    out
+}
+
+/// The base64 characters that `bytes` alone decide, wherever they stand in a longer encoding:
+/// for each of the three offsets the bytes can start at in a 3-byte group, the characters that
+/// carry no bit of what comes before or after them, in the standard and the URL-safe alphabet.
+/// A `Basic` header's `user:password` holds the password at one of these offsets; so does any
+/// token that embeds it.
+fn base64_runs(bytes: &[u8]) -> Vec<Base64Run> {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
+    let mut runs = Vec::new();
+    for offset in 0..3 {
+        let mut padded = vec![0u8; offset];
+        padded.extend_from_slice(bytes);
+        // Characters wholly inside the secret's bits: from the first after the offset's bits
+        // to the last that ends before the secret does.
+        let first = (offset * 8).div_ceil(6);
+        let last = padded.len() * 8 / 6;
+        for (engine, url_safe) in [(STANDARD_NO_PAD, false), (URL_SAFE_NO_PAD, true)] {
+            let encoded = engine.encode(&padded);
+            if let Some(text) = encoded.get(first..last).filter(|t| t.len() >= 6) {
+                let run = Base64Run {
+                    text: text.to_string(),
+                    url_safe,
+                };
+                if !runs.contains(&run) {
+                    runs.push(run);
+                }
+            }
+        }
+    }
+    runs
+}
+
+/// Whether `c` belongs to a base64 encoding in the given alphabet (padding included).
+fn is_base64(c: u8, url_safe: bool) -> bool {
+    c.is_ascii_alphanumeric()
+        || c == b'='
+        || if url_safe {
+            c == b'-' || c == b'_'
+        } else {
+            c == b'+' || c == b'/'
+        }
+}
+
+/// `text` with each base64 encoding that holds a registered secret replaced whole.
+fn scrub_base64(mut text: String) -> String {
+    let runs = base64_registry().lock().unwrap_or_else(|e| e.into_inner());
+    for run in runs.iter() {
+        let mut from = 0;
+        while let Some(found) = text[from..].find(&run.text) {
+            let at = from + found;
+            let bytes = text.as_bytes();
+            let start = bytes[..at]
+                .iter()
+                .rposition(|&c| !is_base64(c, run.url_safe))
+                .map_or(0, |p| p + 1);
+            let end = bytes[at..]
+                .iter()
+                .position(|&c| !is_base64(c, run.url_safe))
+                .map_or(bytes.len(), |p| at + p);
+            text.replace_range(start..end, "<redacted>");
+            from = start + "<redacted>".len();
+        }
+    }
+    text
 }
 
 /// Raw input values that may hold userinfo, each with its printable form.
@@ -98,11 +252,6 @@ pub(crate) fn register_input(raw: &str) {
 /// program reads, as a possible carrier of userinfo (see [`register_input`]). Call first thing,
 /// before anything can print.
 pub(crate) fn register_inputs(args: impl IntoIterator<Item = std::ffi::OsString>) {
-    let ours = |name: &str| {
-        ["BACKLOG_", "CODECOMMIT_", "CODE_COMMIT_"]
-            .iter()
-            .any(|p| name.starts_with(p))
-    };
     let env = std::env::vars_os()
         .filter(|(k, _)| ours(&k.to_string_lossy()))
         .map(|(_, v)| v);
@@ -115,6 +264,76 @@ pub(crate) fn register_inputs(args: impl IntoIterator<Item = std::ffi::OsString>
     }
 }
 
+/// Whether this program reads the environment variable `name` as a setting (its own, or
+/// git-remote-codecommit's).
+fn ours(name: &str) -> bool {
+    ["BACKLOG_", "CODECOMMIT_", "CODE_COMMIT_"]
+        .iter()
+        .any(|p| name.starts_with(p))
+}
+
+/// Names of the environment variables that hold a secret: those the `--*-env` flags name.
+fn secret_variables() -> &'static Mutex<Vec<std::ffi::OsString>> {
+    static NAMES: OnceLock<Mutex<Vec<std::ffi::OsString>>> = OnceLock::new();
+    NAMES.get_or_init(|| Mutex::new(Vec::new()))
+}
+
+/// Remember that the environment variable `name` holds a secret, so no child inherits it.
+pub(crate) fn register_variable(name: &str) {
+    let mut names = secret_variables().lock().unwrap_or_else(|e| e.into_inner());
+    if !names.iter().any(|known| known == name) {
+        names.push(name.into());
+    }
+}
+
+/// Whether a child process (git, and through it a local target's hooks) may inherit the
+/// environment variable `name=value`. Not a variable a `--*-env` flag names, nor one of our own
+/// settings (a URL there may carry a password), nor an AWS one (keys, session tokens, the
+/// container credentials endpoint: git needs none, and the CodeCommit credential helper is given
+/// them explicitly), nor any whose value holds a secret the run registered, whatever its name.
+pub(crate) fn child_may_inherit(name: &std::ffi::OsStr, value: &std::ffi::OsStr) -> bool {
+    let shown = name.to_string_lossy();
+    if ours(&shown) || shown.starts_with("AWS_") {
+        return false;
+    }
+    if secret_variables()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .any(|known| known == name)
+    {
+        return false;
+    }
+    !holds_secret(&value.to_string_lossy())
+}
+
+/// The `AWS_*` variables of this process: what our CodeCommit credential helper, run by git,
+/// needs to sign (see [`child_may_inherit`]).
+pub(crate) fn aws_environment() -> Vec<(String, String)> {
+    std::env::vars()
+        .filter(|(name, _)| name.starts_with("AWS_"))
+        .collect()
+}
+
+/// Whether `text` holds a registered secret or input with userinfo, in any registered form.
+fn holds_secret(text: &str) -> bool {
+    inputs()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .any(|(raw, _)| text.contains(raw.as_str()))
+        || registry()
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .any(|secret| text.contains(secret.as_str()))
+        || base64_registry()
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .any(|run| text.contains(&run.text))
+}
+
 /// `text` with every registered secret replaced by `<redacted>`, every registered input that may
 /// hold userinfo by its redacted form, and the userinfo of every URL in it removed.
 pub(crate) fn scrub(text: &str) -> String {
@@ -124,22 +343,53 @@ pub(crate) fn scrub(text: &str) -> String {
             out = out.replace(raw.as_str(), shown);
         }
     }
-    let list = registry().lock().unwrap_or_else(|e| e.into_inner());
-    for secret in list.iter() {
-        if out.contains(secret.as_str()) {
-            out = out.replace(secret.as_str(), "<redacted>");
+    {
+        let list = registry().lock().unwrap_or_else(|e| e.into_inner());
+        for secret in list.iter() {
+            if out.contains(secret.as_str()) {
+                out = out.replace(secret.as_str(), "<redacted>");
+            }
         }
     }
+    out = scrub_base64(out);
     redact_userinfo(&out).into_owned()
 }
 
-/// A writer that scrubs each write: the log output's last line of defence.
+/// A writer that scrubs each write and escapes what could drive the terminal or break the line:
+/// the log output's last line of defence. Each write is one log event, one line: its final
+/// newline stays, and so do the colour sequences the log formatter writes itself (it escapes the
+/// ESC of any it is given to print).
 pub(crate) struct ScrubbingWriter<W: Write>(pub W);
 
 impl<W: Write> Write for ScrubbingWriter<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let text = String::from_utf8_lossy(buf);
-        self.0.write_all(scrub(&text).as_bytes())?;
+        let text = scrub(&String::from_utf8_lossy(buf));
+        let (line, end) = match text.strip_suffix('\n') {
+            Some(line) => (line, "\n"),
+            None => (text.as_str(), ""),
+        };
+        let mut out = String::with_capacity(text.len());
+        let mut rest = line;
+        while let Some(at) = rest.find('\x1b') {
+            out.push_str(&crate::error::escape(&rest[..at]));
+            let colour = rest[at + 1..]
+                .strip_prefix('[')
+                .and_then(|r| {
+                    r.find(|c: char| !(c.is_ascii_digit() || c == ';'))
+                        .map(|n| (r, n))
+                })
+                .filter(|(r, n)| r[*n..].starts_with('m'))
+                .map(|(_, n)| n + 3);
+            let taken = colour.unwrap_or(1);
+            match colour {
+                Some(_) => out.push_str(&rest[at..at + taken]),
+                None => out.push_str(&crate::error::escape(&rest[at..at + taken])),
+            }
+            rest = &rest[at + taken..];
+        }
+        out.push_str(&crate::error::escape(rest));
+        out.push_str(end);
+        self.0.write_all(out.as_bytes())?;
         Ok(buf.len())
     }
 
@@ -269,11 +519,74 @@ mod tests {
     }
 
     #[test]
+    fn encoded_copies_of_a_secret_are_scrubbed_whole() {
+        use base64::Engine as _;
+        use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+        let secret = "b64/unit?secret~9";
+        register(secret);
+        for prefix in ["", "u", "us", "user:", "Basic x:"] {
+            let plain = format!("{prefix}{secret}");
+            for encoded in [STANDARD.encode(&plain), URL_SAFE_NO_PAD.encode(&plain)] {
+                let text = format!("token {encoded} rejected, ({encoded})");
+                assert_eq!(
+                    scrub(&text),
+                    "token <redacted> rejected, (<redacted>)",
+                    "{plain}"
+                );
+            }
+        }
+        for encoded in [
+            "b64%2Funit%3Fsecret%7E9",
+            "b64%2funit%3fsecret%7e9",
+            "b64%2Funit%3Fsecret~9",
+        ] {
+            assert_eq!(
+                scrub(&format!("at {encoded}.")),
+                "at <redacted>.",
+                "{encoded}"
+            );
+        }
+        // Text that merely looks like base64 stays.
+        assert_eq!(
+            scrub("token QUJDREVGR0hJSktM ok"),
+            "token QUJDREVGR0hJSktM ok"
+        );
+    }
+
+    #[test]
+    fn children_inherit_no_secret_by_name_prefix_or_value() {
+        use std::ffi::OsStr;
+        register("inherit-canary-value");
+        register_variable("MY_TOKEN_VARIABLE");
+        let may = |name: &str, value: &str| child_may_inherit(OsStr::new(name), OsStr::new(value));
+        assert!(may("PATH", "/usr/bin:/bin"));
+        assert!(may("HTTPS_PROXY", "http://proxy:3128"));
+        assert!(!may("MY_TOKEN_VARIABLE", "x"));
+        assert!(!may("COPY", "prefix-inherit-canary-value-suffix"));
+        assert!(!may("AWS_SESSION_TOKEN", "t"));
+        assert!(!may("AWS_REGION", "eu-west-3"));
+        assert!(!may("BACKLOG_MIRROR_TARGET", "/srv/t.git"));
+        assert!(!may("CODECOMMIT_REPOSITORY_NAME", "app"));
+    }
+
+    #[test]
     fn writer_scrubs() {
         register("writer-canary-123");
         let mut out = Vec::new();
         write!(ScrubbingWriter(&mut out), "x writer-canary-123 y").unwrap();
         assert_eq!(String::from_utf8(out).unwrap(), "x <redacted> y");
+    }
+
+    #[test]
+    fn writer_escapes_all_but_its_own_colours_and_line_end() {
+        let mut out = Vec::new();
+        ScrubbingWriter(&mut out)
+            .write_all(b"\x1b[2m WARN\x1b[0m said \x1b]0;t\x07\r\nforged\x1b[1;31\n")
+            .unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "\x1b[2m WARN\x1b[0m said \\u{1b}]0;t\\u{7}\\r\\nforged\\u{1b}[1;31\n"
+        );
     }
 
     #[test]

@@ -35,6 +35,7 @@ impl SecretSource {
             });
         }
         if let Some(var) = env {
+            crate::secret::register_variable(var.trim());
             return Some(SecretSource::Env {
                 flag: format!("--{what}-env"),
                 var: var.trim().to_string(),

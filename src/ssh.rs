@@ -184,6 +184,7 @@ impl HostKeyPolicy {
                      refusing to connect (possible man-in-the-middle, or the key changed)",
                     path.display()
                 )),
+                Ok(Lookup::Revoked) => Verdict::Rejected(revoked(&shown_host, &seen, path)),
                 Ok(Lookup::Unknown) => Verdict::Rejected(format!(
                     "{shown_host} is not in {} (its key is {seen}); add it, or pin it with \
                      --host-key-fingerprint {seen} after checking it with the host's owner",
@@ -194,13 +195,20 @@ impl HostKeyPolicy {
             HostKeyPolicy::AcceptNew(known) => {
                 if let Some(path) = known
                     && path.exists()
-                    && let Ok(Lookup::Mismatch) = lookup(path, key)
                 {
-                    return Verdict::Rejected(format!(
-                        "host key of {shown_host} is {seen}, which does not match its entry in {}; \
-                         refusing to connect even with --accept-new-host-key",
-                        path.display()
-                    ));
+                    match lookup(path, key) {
+                        Ok(Lookup::Mismatch) => {
+                            return Verdict::Rejected(format!(
+                                "host key of {shown_host} is {seen}, which does not match its \
+                                 entry in {}; refusing to connect even with --accept-new-host-key",
+                                path.display()
+                            ));
+                        }
+                        Ok(Lookup::Revoked) => {
+                            return Verdict::Rejected(revoked(&shown_host, &seen, path));
+                        }
+                        _ => {}
+                    }
                 }
                 Verdict::TrustedOnFirstUse(format!(
                     "trusting {shown_host}'s host key {seen} on first use (--accept-new-host-key); \
@@ -215,9 +223,20 @@ impl HostKeyPolicy {
     }
 }
 
+/// The refusal of a key a known_hosts file revokes.
+fn revoked(shown_host: &str, seen: &str, path: &Path) -> String {
+    format!(
+        "host key of {shown_host} is {seen}, which {} marks @revoked; refusing to connect \
+         (the key must never be accepted again: ask the host's owner for its new key)",
+        path.display()
+    )
+}
+
 enum Lookup {
     Match,
     Mismatch,
+    /// A `@revoked` line for the host holds this very key.
+    Revoked,
     Unknown,
 }
 
@@ -237,6 +256,9 @@ fn lookup(path: &Path, key: &PresentedKey<'_>) -> Result<Lookup, String> {
     };
     let presented = key.raw.map(|raw| STANDARD.encode(raw));
     let mut listed = false;
+    let mut matched = false;
+    // Every line is read before a verdict: a revoked key is refused wherever its `@revoked` line
+    // stands, even after a plain line that lists the same key (OpenSSH's "REVOKED HOST KEY").
     for line in text.lines() {
         let line = line.trim();
         if line.is_empty() || line.starts_with('#') {
@@ -255,23 +277,21 @@ fn lookup(path: &Path, key: &PresentedKey<'_>) -> Result<Lookup, String> {
         if marker == Some("@cert-authority") || !host_matches(first, &names) {
             continue;
         }
-        let same_key =
-            presented.as_deref() == Some(blob) && key.key_type.is_none_or(|t| t == key_type);
         if marker == Some("@revoked") {
-            if same_key {
-                return Ok(Lookup::Mismatch);
+            // The blob names its own type: the same blob is the same key, whatever the line's
+            // type field says.
+            if presented.as_deref() == Some(blob) {
+                return Ok(Lookup::Revoked);
             }
             continue;
         }
         listed = true;
-        if same_key {
-            return Ok(Lookup::Match);
-        }
+        matched |= presented.as_deref() == Some(blob) && key.key_type.is_none_or(|t| t == key_type);
     }
-    Ok(if listed {
-        Lookup::Mismatch
-    } else {
-        Lookup::Unknown
+    Ok(match (matched, listed) {
+        (true, _) => Lookup::Match,
+        (false, true) => Lookup::Mismatch,
+        (false, false) => Lookup::Unknown,
     })
 }
 
@@ -430,6 +450,41 @@ QyNTUxOQAAACDn4m0sJc0Kx9VUjzmB0bmRsS6ZfdGU0XzK8sDhA4lyJwAAAJhNa1qmTWta\n\
         );
         assert!(
             matches!(policy.check(&key("unknown.example", None)), Verdict::Rejected(m) if m.contains("is not in"))
+        );
+    }
+
+    #[test]
+    fn a_revoked_key_loses_to_no_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let raw = b"hostkey-bytes";
+        let blob = STANDARD.encode(raw);
+        let sha = [1u8; 32];
+        let key = PresentedKey {
+            host: "example.com",
+            port: None,
+            key_type: Some("ssh-ed25519"),
+            raw: Some(raw),
+            sha256: Some(&sha),
+        };
+        let file = dir.path().join("known_hosts");
+        let plain = format!("example.com ssh-ed25519 {blob}\n");
+        let revoked = format!("@revoked * ssh-rsa {blob}\n");
+        for text in [format!("{plain}{revoked}"), format!("{revoked}{plain}")] {
+            std::fs::write(&file, &text).unwrap();
+            for policy in [
+                HostKeyPolicy::KnownHosts(file.clone()),
+                HostKeyPolicy::AcceptNew(Some(file.clone())),
+            ] {
+                assert!(
+                    matches!(policy.check(&key), Verdict::Rejected(m) if m.contains("@revoked")),
+                    "{text}"
+                );
+            }
+        }
+        std::fs::write(&file, &plain).unwrap();
+        assert_eq!(
+            HostKeyPolicy::KnownHosts(file).check(&key),
+            Verdict::Trusted
         );
     }
 

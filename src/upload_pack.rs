@@ -147,7 +147,7 @@ impl UploadPack {
                     .and_then(|reader| reader.join().ok())
                     .unwrap_or_default();
                 match String::from_utf8_lossy(&text).lines().next() {
-                    Some(line) => format!("git upload-pack: {}", line.trim()),
+                    Some(line) => format!("git upload-pack: {}", crate::error::clip(line, 300)),
                     None => format!("git upload-pack {status}"),
                 }
             }));

@@ -29,6 +29,7 @@ mod mirror_exactness;
 mod mirror_list;
 mod proxy;
 mod relay;
+mod remote_text;
 mod reports;
 mod routing;
 mod safety;

@@ -764,3 +764,165 @@ fn a_codecommit_region_from_an_aws_profile_is_used() {
         );
     }
 }
+
+/// A local target's hook sees the environment git was given, and git the one we give it: none
+/// of the run's secrets may be in it, whichever route brought them (a variable a `--*-env` flag
+/// names, by flag or by `BACKLOG_MIRROR_*_ENV`, a short password, an SSH key and its passphrase,
+/// userinfo in a `BACKLOG_MIRROR_*` URL, AWS credentials).
+#[test]
+fn no_secret_reaches_a_local_targets_hooks() {
+    let sb = Sandbox::new();
+    let (source, _evil, target) = source_and_evil(&sb);
+    let dump = sb.join("hook-env");
+    install_hook(
+        &target,
+        "pre-receive",
+        &format!(
+            "#!/bin/sh\ncat >/dev/null\n{{ echo '--- run'; env; }} >>'{}'\n",
+            dump.display()
+        ),
+    );
+    let password = format!("{CANARY}-http");
+    let http = HttpGit::start_with(
+        &sb.join("srv"),
+        HttpOptions {
+            basic_auth: Some(("mirror".into(), password.clone())),
+            ..HttpOptions::default()
+        },
+    );
+    let short = HttpGit::start_with(
+        &sb.join("srv"),
+        HttpOptions {
+            basic_auth: Some(("mirror".into(), "pw1".into())),
+            ..HttpOptions::default()
+        },
+    );
+    let sshd = Sshd::start();
+    let passphrase = format!("{CANARY}-passphrase");
+    let key = keygen(
+        &sb.join("keys"),
+        "k",
+        "ed25519",
+        "openssh",
+        Some(&passphrase),
+    );
+    sshd.authorize(&key.public_line);
+    let as_mirror = |url: String| url.replace("http://", "http://mirror@");
+    let userinfo = http
+        .url("source.git")
+        .replace("http://", &format!("http://mirror:{password}@"));
+    let tgt = path_str(&target);
+    let everywhere: Vec<(&str, String)> = vec![
+        ("AWS_ACCESS_KEY_ID", "AKIAEXAMPLEHOOKS0001".to_string()),
+        ("AWS_SECRET_ACCESS_KEY", format!("{CANARY}-aws-secret")),
+        ("AWS_SESSION_TOKEN", format!("{CANARY}-aws-session")),
+        (
+            "AWS_CONTAINER_AUTHORIZATION_TOKEN",
+            format!("{CANARY}-aws-container"),
+        ),
+        (
+            "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+            format!("/v2/{CANARY}"),
+        ),
+        // Inert here (--target wins), but inherited all the same before the fix.
+        (
+            "BACKLOG_MIRROR_TARGET",
+            format!("https://u:{CANARY}-target@git.example.com/x.git"),
+        ),
+    ];
+    /// (what the case is, --source, extra arguments, extra environment)
+    type Case = (
+        &'static str,
+        String,
+        Vec<String>,
+        Vec<(&'static str, String)>,
+    );
+    let cases: Vec<Case> = vec![
+        (
+            "--source-password-env",
+            as_mirror(http.url("source.git")),
+            vec!["--source-password-env".into(), "TOKEN".into()],
+            vec![("TOKEN", password.clone())],
+        ),
+        (
+            "BACKLOG_MIRROR_SOURCE_PASSWORD_ENV",
+            as_mirror(http.url("source.git")),
+            vec![],
+            vec![
+                ("BACKLOG_MIRROR_SOURCE_PASSWORD_ENV", "TOKEN".into()),
+                ("TOKEN", password.clone()),
+            ],
+        ),
+        (
+            "a short password",
+            as_mirror(short.url("source.git")),
+            vec!["--source-password-env".into(), "SHORT".into()],
+            vec![("SHORT", "pw1".into())],
+        ),
+        (
+            "userinfo in BACKLOG_MIRROR_SOURCE",
+            String::new(),
+            vec![],
+            vec![("BACKLOG_MIRROR_SOURCE", userinfo)],
+        ),
+        (
+            "--ssh-key-env",
+            sshd.url(&source),
+            vec![
+                "--ssh-key-env".into(),
+                "KEY".into(),
+                "--ssh-passphrase-env".into(),
+                "KEY_PASS".into(),
+                "--accept-new-host-key".into(),
+            ],
+            vec![
+                ("KEY", key.private_text.clone()),
+                ("KEY_PASS", passphrase.clone()),
+            ],
+        ),
+    ];
+    let work = sb.join("commits");
+    for (i, (name, src, args, env)) in cases.iter().enumerate() {
+        push_a_commit(&source, &work, &format!("f{i}"), name);
+        let mut cmd = bin();
+        cmd.env("HOME", sb.home())
+            .args(["sync", "--target", &tgt, "--cache-dir"])
+            .arg(sb.cache_dir())
+            .args(if src.is_empty() {
+                vec![]
+            } else {
+                vec!["--source", src.as_str()]
+            })
+            .args(args)
+            .envs(everywhere.iter().map(|(k, v)| (*k, v.as_str())))
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())));
+        let out = run(&mut cmd);
+        assert_eq!(out.code, 0, "{name}: {}", out.stderr);
+        assert_mirror(&source, &target);
+        let seen = std::fs::read_to_string(&dump).unwrap_or_default();
+        assert_eq!(
+            seen.matches("--- run").count(),
+            i + 1,
+            "{name}: the hook did not run"
+        );
+        let key_lines = key
+            .private_text
+            .lines()
+            .filter(|l| l.len() > 20 && !l.starts_with("-----"));
+        for line in seen.lines() {
+            let variable = line.split('=').next().unwrap_or("");
+            assert!(
+                !line.contains(CANARY)
+                    && !line.contains("pw1")
+                    && !line.contains("AKIAEXAMPLEHOOKS")
+                    && !["TOKEN", "SHORT", "KEY", "KEY_PASS"].contains(&variable)
+                    && !variable.starts_with("AWS_")
+                    && !variable.starts_with("BACKLOG_"),
+                "{name}: the hook saw {line}"
+            );
+        }
+        for line in key_lines {
+            assert!(!seen.contains(line), "{name}: the hook saw the SSH key");
+        }
+    }
+}

@@ -239,6 +239,52 @@ fn a_host_key_mismatch_is_refused_before_any_transfer() {
     assert!(refs(&fx.target).is_empty());
 }
 
+/// A key that known_hosts marks `@revoked` is refused wherever that line stands: after a plain
+/// line listing the same key (which used to win), before it, from `--known-hosts`, from
+/// `~/.ssh/known_hosts` by default, and with `--accept-new-host-key`.
+#[test]
+fn a_revoked_host_key_is_refused_wherever_its_line_stands() {
+    let fx = fixture(SshdOptions::default());
+    let key = fx.key("k", "ed25519", "openssh", None);
+    let path = key.private_path.to_str().unwrap().to_string();
+    let known = fx.sb.home().join(".ssh/known_hosts");
+    std::fs::create_dir_all(known.parent().unwrap()).unwrap();
+    fx.sshd.write_known_hosts(&known, false);
+    let plain = std::fs::read_to_string(&known).unwrap();
+    let revoked: String = plain.lines().map(|l| format!("@revoked {l}\n")).collect();
+    let known_str = path_str(&known);
+    let policies = [
+        vec!["--known-hosts", known_str.as_str()],
+        vec![],
+        vec!["--accept-new-host-key"],
+    ];
+    for (order, text) in [
+        ("plain first", format!("{plain}{revoked}")),
+        ("revoked first", format!("{revoked}{plain}")),
+    ] {
+        std::fs::write(&known, text).unwrap();
+        for policy in &policies {
+            let mut args = policy.clone();
+            args.extend(["--ssh-key-file", &path]);
+            let out = fx.sync(&args, &[]);
+            assert_eq!(out.code, 1, "{order} {policy:?}: {}", out.stderr);
+            let error = out.only_error();
+            assert!(error.contains("@revoked"), "{order} {policy:?}: {error}");
+            assert_eq!(
+                cache_objects(&fx.sb.cache_dir()),
+                0,
+                "{order} {policy:?}: refs were fetched"
+            );
+        }
+    }
+    assert!(refs(&fx.target).is_empty());
+    // The same file without its revocations lets the run in: the refusal was the revocation.
+    std::fs::write(&known, plain).unwrap();
+    let out = fx.sync(&["--ssh-key-file", &path], &[]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_mirror(&fx.source, &fx.target);
+}
+
 #[test]
 fn accept_new_trusts_on_first_use_with_a_warning_and_no_policy_refuses() {
     let fx = fixture(SshdOptions::default());
