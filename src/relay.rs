@@ -351,7 +351,7 @@ fn demultiplex(
             Some((2, _)) => {}
             Some((3, why)) => bail!(
                 "the source reported a fatal error: {}",
-                String::from_utf8_lossy(why).trim()
+                crate::error::clip(&String::from_utf8_lossy(why), 300)
             ),
             _ => bail!("the source sent a side-band packet that is not one"),
         }

@@ -63,7 +63,7 @@ impl Retry {
         let delay = exponential.mul_f64(0.5 + 0.5 * jitter());
         warn!(
             "{what} failed ({}); retrying in {} (retry {retry} of {})",
-            one_line(err),
+            crate::error::one_line(err),
             duration::show(Duration::from_millis(delay.as_millis() as u64)),
             self.retries
         );
@@ -81,10 +81,6 @@ fn jitter() -> f64 {
     x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
     x ^= x >> 33;
     (x % 1_000_000) as f64 / 1_000_000.0
-}
-
-fn one_line(err: &anyhow::Error) -> String {
-    format!("{err:#}").replace('\n', " ")
 }
 
 /// Whether `err` is a failure another attempt may not meet: the first typed failure in its

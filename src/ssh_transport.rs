@@ -680,7 +680,7 @@ impl Channel {
                 Ok(code) => {
                     let said = String::from_utf8_lossy(&stderr);
                     Err(match said.lines().map(str::trim).find(|l| !l.is_empty()) {
-                        Some(line) => format!("{}: {line}", self.what),
+                        Some(line) => format!("{}: {}", self.what, crate::error::clip(line, 300)),
                         None => format!("{} exited with {code}", self.what),
                     })
                 }

@@ -414,7 +414,7 @@ pub(crate) fn read_side_band(reader: &mut PktReader<impl Read>) -> Result<SideBa
             }
             3 => bail!(
                 "the target reported a fatal error: {}",
-                String::from_utf8_lossy(rest).trim()
+                crate::error::clip(&String::from_utf8_lossy(rest), 300)
             ),
             other => bail!("the target sent side-band channel {other}, which does not exist"),
         }
@@ -464,7 +464,7 @@ pub(crate) fn parse_report(data: &[u8]) -> Result<Report> {
             let line = trim_lf(&line);
             match line.strip_prefix(b"unpack ") {
                 Some(b"ok") => Ok(()),
-                Some(reason) => Err(String::from_utf8_lossy(reason).into_owned()),
+                Some(reason) => Err(crate::error::clip(&String::from_utf8_lossy(reason), 300)),
                 None => bail!(
                     "the target's push report starts with '{}', not 'unpack'",
                     shown(line)
@@ -493,7 +493,7 @@ pub(crate) fn parse_report(data: &[u8]) -> Result<Report> {
                     shown(line)
                 );
             };
-            let reason = String::from_utf8_lossy(&rest[space + 1..]).into_owned();
+            let reason = crate::error::clip(&String::from_utf8_lossy(&rest[space + 1..]), 300);
             refs.push((rest[..space].to_vec(), Some(reason)));
         } else {
             bail!(
