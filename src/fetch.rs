@@ -55,7 +55,7 @@ pub(crate) fn look(
     if let Err(why) = relay::source_can_fetch(&ad) {
         return Ok(Err(why));
     }
-    let listing = libgit2::advertised(ad.refs.clone());
+    let listing = libgit2::advertised(&ad.refs);
     let mut look = Look {
         refs: listing.refs,
         unsupported: listing.unsupported,

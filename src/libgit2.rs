@@ -164,7 +164,7 @@ impl Session {
             .map_err(|e| self.failed(remote, "cannot connect to", e))?;
         let heads = git2_bytes::remote_heads(connection.remote())
             .with_context(|| format!("cannot list the refs of {}", url.redacted()))?;
-        let mut listing = advertised(heads);
+        let mut listing = advertised(&heads);
         // The `symref=HEAD:...` the remote advertised; none for an empty or detached HEAD.
         listing.head = connection
             .default_branch()
@@ -352,13 +352,14 @@ pub(crate) struct Listing {
 
 /// The refs an advertisement lists under `refs/` (peeled `^{}` entries dropped), by name as
 /// bytes, so that no name can stop the listing.
-pub(crate) fn advertised(heads: Vec<(Vec<u8>, Oid)>) -> Listing {
+pub(crate) fn advertised(heads: &[(Vec<u8>, Oid)]) -> Listing {
     let mut listing = Listing {
         refs: RefMap::new(),
         unsupported: Vec::new(),
         head: None,
     };
     for (name, id) in heads {
+        let (name, id) = (name.as_slice(), *id);
         if !name.starts_with(b"refs/") || name.ends_with(b"^{}") {
             continue;
         }

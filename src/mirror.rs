@@ -858,7 +858,7 @@ fn list_target(
             receive_pack::Client::new(target, &session.auth.target, cfg.push.network_timeout)?;
         let ad = client.list()?;
         let head = if head_wanted { client.head()? } else { None };
-        let listing = libgit2::advertised(ad.refs.clone());
+        let listing = libgit2::advertised(&ad.refs);
         libgit2::leave_alone(&target.url, &listing.unsupported);
         return Ok(Listed {
             refs: listing.refs,
@@ -871,7 +871,7 @@ fn list_target(
         let client =
             receive_pack::Client::new(target, &session.auth.target, cfg.push.network_timeout)?;
         let ad = client.upload_listing()?;
-        let listing = libgit2::advertised(ad.refs.clone());
+        let listing = libgit2::advertised(&ad.refs);
         libgit2::leave_alone(&target.url, &listing.unsupported);
         return Ok(Listed {
             refs: listing.refs,
@@ -989,7 +989,7 @@ fn relay(
         if let Err(why) = relay::source_can_relay(&ad) {
             return Ok(Relayed::Declined(why, Some(listed)));
         }
-        let source_listing = libgit2::advertised(ad.refs.clone());
+        let source_listing = libgit2::advertised(&ad.refs);
         unsupported.clone_from(&source_listing.unsupported);
         let wanted = source_listing.refs;
         let source_head = ad.head();
@@ -1088,7 +1088,7 @@ fn relay(
         );
         summary.retries += retried;
         let next = looked?;
-        if libgit2::advertised(next.refs.clone()).refs == wanted {
+        if libgit2::advertised(&next.refs).refs == wanted {
             return Ok(in_sync(default, summary));
         }
         if round >= cfg.max_rounds {

@@ -240,7 +240,7 @@ impl<'a> Client<'a> {
         let ad = {
             // Buffered, as every advertisement is (see `wire::read_service_advertisement`).
             let mut reader = PktReader::from_peer(BufReader::new(&mut conn), self.peer());
-            wire::read_service_advertisement(&mut reader, service, false)
+            wire::read_service_advertisement(&mut reader, service, false, self.timeout)
                 .map_err(|e| timed(e, url, self.timeout))
                 .with_context(|| format!("cannot read the refs of {url}"))?
         };
@@ -267,6 +267,7 @@ impl<'a> Client<'a> {
             &mut PktReader::from_peer(&mut body, self.peer()),
             service,
             true,
+            self.timeout,
         )
         .with_context(|| format!("cannot read the refs of {url}"))
     }

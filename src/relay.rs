@@ -61,6 +61,10 @@ pub(crate) struct Source<'a> {
     open: Option<Box<dyn Duplex + 'a>>,
     hold: std::os::fd::BorrowedFd<'a>,
     url: String,
+    /// Which end this upload-pack serves, as messages name it: the source, or the target a new
+    /// cache is seeded from.
+    peer: &'static str,
+    timeout: Duration,
 }
 
 /// Why the relay cannot serve this source (the run uses the cache instead).
@@ -101,6 +105,11 @@ impl<'a> Source<'a> {
             open: None,
             hold,
             url: remote.url.redacted().to_string(),
+            peer: match remote.end {
+                crate::remote::End::Source => "the source",
+                crate::remote::End::Target => "the target",
+            },
+            timeout,
         })
     }
 
@@ -133,9 +142,10 @@ impl<'a> Source<'a> {
             Transport::Local(path) => {
                 let mut child = UploadPack::spawn(path, Some(self.hold))?;
                 let ad = wire::read_service_advertisement(
-                    &mut PktReader::from_peer(BufReader::new(&mut child), "the source"),
+                    &mut PktReader::from_peer(BufReader::new(&mut child), self.peer),
                     "git-upload-pack",
                     false,
+                    self.timeout,
                 )
                 .with_context(|| format!("cannot read the refs of {}", self.url))?;
                 Ok((Box::new(child), ad))
@@ -145,9 +155,10 @@ impl<'a> Source<'a> {
                 let mut channel = crate::ssh_transport::exec(session, remote, &command)?;
                 // Buffered, as every advertisement is (see `wire::read_service_advertisement`).
                 let ad = wire::read_service_advertisement(
-                    &mut PktReader::from_peer(BufReader::new(&mut channel), "the source"),
+                    &mut PktReader::from_peer(BufReader::new(&mut channel), self.peer),
                     "git-upload-pack",
                     false,
+                    self.timeout,
                 )
                 .with_context(|| format!("cannot read the refs of {}", self.url))?;
                 Ok((Box::new(channel), ad))

@@ -50,6 +50,32 @@ pub(crate) struct PktReader<R> {
     inner: R,
     /// Who sends them, for messages: `the target`, or `the source` for the relay's upload-pack.
     peer: &'static str,
+    /// While set, the stream must keep a pace (`Pace`): a peer trickling bytes cannot hold a
+    /// step that every single read lets pass.
+    pace: Option<Pace>,
+}
+
+/// A low-speed limit over one step: after `timeout`, at least `PACE_BYTES` more per `timeout`
+/// on average. A server sends its ref advertisement at once and at the link's speed (7,000
+/// refs are under 1 MiB); one that sends it a byte a second keeps every read under the network
+/// timeout, and would otherwise hold the run for days.
+#[derive(Debug, Clone, Copy)]
+struct Pace {
+    started: std::time::Instant,
+    timeout: std::time::Duration,
+    bytes: u64,
+}
+
+/// What a paced step must move per network timeout, past the first.
+const PACE_BYTES: u64 = 1 << 20;
+
+impl Pace {
+    fn behind(&self) -> bool {
+        let allowed = self
+            .timeout
+            .saturating_add(self.timeout.mul_f64(self.bytes as f64 / PACE_BYTES as f64));
+        self.started.elapsed() > allowed
+    }
 }
 
 impl<R: Read> PktReader<R> {
@@ -60,7 +86,37 @@ impl<R: Read> PktReader<R> {
 
     /// A reader of `peer`'s packets (`the source`): errors name it.
     pub(crate) fn from_peer(inner: R, peer: &'static str) -> Self {
-        PktReader { inner, peer }
+        PktReader {
+            inner,
+            peer,
+            pace: None,
+        }
+    }
+
+    /// Read from the stream, counting for the pace and failing once it is behind it.
+    fn read_some(&mut self, buf: &mut [u8]) -> Result<usize> {
+        let n = loop {
+            match self.inner.read(buf) {
+                // A signal landed mid-read (a socket with a receive timeout is not restarted
+                // after one): read again, as `read_exact` does.
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                read => break read.with_context(|| format!("cannot read from {}", self.peer))?,
+            }
+        };
+        if let Some(pace) = &mut self.pace {
+            pace.bytes += n as u64;
+            if pace.behind() {
+                return Err(NetError::Stalled {
+                    url: self.peer.to_string(),
+                    doing: "sent too little",
+                    timeout: pace.timeout,
+                    why: "its ref listing trickles in: at least 1 MiB per timeout is due once \
+                          the first has passed",
+                }
+                .into());
+            }
+        }
+        Ok(n)
     }
 
     /// The next packet, or `None` at a clean end of stream (between packets).
@@ -68,12 +124,7 @@ impl<R: Read> PktReader<R> {
         let mut head = [0u8; 4];
         let mut got = 0;
         while got < 4 {
-            let n = match self.inner.read(&mut head[got..]) {
-                // A signal landed mid-read (a socket with a receive timeout is not restarted
-                // after one): read again, as `read_exact` does.
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                read => read.with_context(|| format!("cannot read from {}", self.peer))?,
-            };
+            let n = self.read_some(&mut head[got..])?;
             if n == 0 {
                 if got == 0 {
                     return Ok(None);
@@ -107,11 +158,12 @@ impl<R: Read> PktReader<R> {
             _ => {}
         }
         let mut data = vec![0u8; len - 4];
-        if let Err(e) = self.inner.read_exact(&mut data) {
-            return Err(match e.kind() {
-                std::io::ErrorKind::UnexpectedEof => self.cut_short("inside a pkt-line").into(),
-                _ => anyhow::Error::new(e).context(format!("cannot read from {}", self.peer)),
-            });
+        let mut got = 0;
+        while got < data.len() {
+            match self.read_some(&mut data[got..])? {
+                0 => return Err(self.cut_short("inside a pkt-line").into()),
+                n => got += n,
+            }
         }
         Ok(Some(Packet::Data(data)))
     }
@@ -167,20 +219,30 @@ impl Advertisement {
     }
 }
 
-/// The most bytes of ref lines an advertisement may carry: 512 MiB.
+/// What one ref advertisement may hold: 2,000,000 refs in 256 MiB of ref lines.
 ///
 /// Each pkt-line is bounded (`MAX_PKT`), their number is not: a broken or hostile server could
-/// send refs until memory runs out, and everything read is kept (in memory, once to twice the
-/// bytes on the wire). git itself sets no bound (`get_remote_heads` reads refs until the flush). A ref
-/// line is about 100 bytes (40 hex, a name, the length): the 7,000 refs of a mirror with its
-/// pull-request heads advertise under 1 MiB, and 512 MiB is some five million refs, more than any
-/// real repository carries, yet within the memory of the smallest CodeBuild machine (3 GB). A
-/// count of refs would not do: names up to 65 KB each would let a million refs fill 65 GB.
-pub(crate) const MAX_ADVERTISEMENT: usize = 512 << 20;
+/// send refs until memory runs out. git itself sets no bound (`get_remote_heads` reads refs
+/// until the flush). What is read is kept twice (the advertisement, and the listing made from
+/// it), at about 100 bytes a ref besides its name: at the bounds, about a gigabyte, within the
+/// smallest CodeBuild machine (3 GB). Both bounds are needed: short names make a count the
+/// limit, names of up to 65 KB the bytes. The 7,000 refs of a mirror with its pull-request heads
+/// advertise under 1 MiB, and no real repository comes near either bound.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Budget {
+    pub(crate) bytes: usize,
+    pub(crate) refs: usize,
+}
+
+pub(crate) const MAX_ADVERTISEMENT: Budget = Budget {
+    bytes: 256 << 20,
+    refs: 2_000_000,
+};
 
 /// Read the advertisement of `service` (`git-receive-pack` or `git-upload-pack`) up to its
-/// flush; over smart HTTP after its `# service=...` line and flush. One that goes on past
-/// `MAX_ADVERTISEMENT` bytes is an error.
+/// flush; over smart HTTP after its `# service=...` line and flush. One past
+/// `MAX_ADVERTISEMENT`, or that trickles in slower than the pace `timeout` sets (`Pace`), is an
+/// error; so is a server's `ERR` line, in its own words.
 ///
 /// Give it a buffered reader: unbuffered, each ref line costs two reads (a socket or SSH channel
 /// call each: 14,000 for a mirror of 7,000 refs). A buffer dropped afterwards loses nothing,
@@ -189,17 +251,25 @@ pub(crate) fn read_service_advertisement(
     reader: &mut PktReader<impl Read>,
     service: &str,
     smart_http: bool,
+    timeout: std::time::Duration,
 ) -> Result<Advertisement> {
-    read_advertisement_within(reader, service, smart_http, MAX_ADVERTISEMENT)
+    reader.pace = Some(Pace {
+        started: std::time::Instant::now(),
+        timeout,
+        bytes: 0,
+    });
+    let ad = read_advertisement_within(reader, service, smart_http, MAX_ADVERTISEMENT);
+    reader.pace = None;
+    ad
 }
 
-/// `read_service_advertisement` with the bound as a parameter (`budget` bytes of ref lines,
-/// length prefixes included), so that tests need not send 512 MiB.
+/// `read_service_advertisement` with the bounds as a parameter, so that tests need not send
+/// 256 MiB.
 fn read_advertisement_within(
     reader: &mut PktReader<impl Read>,
     service: &str,
     smart_http: bool,
-    budget: usize,
+    budget: Budget,
 ) -> Result<Advertisement> {
     if smart_http {
         let expected = format!("# service={service}");
@@ -226,14 +296,23 @@ fn read_advertisement_within(
             Packet::Flush => break,
             Packet::Data(line) => line,
         };
-        read += line.len() + 4;
-        if read > budget {
-            bail!(
-                "{}'s ref listing goes on past {} ({} refs so far): no real repository \
-                 advertises that much, so its server is broken or hostile; check that {} names \
-                 the repository you mean and what serves it",
+        if first && let Some(why) = line.strip_prefix(b"ERR ") {
+            return Err(NetError::Protocol(format!(
+                "{} refused: {}",
                 reader.peer,
-                crate::progress::human_bytes(budget as u64),
+                shown(trim_lf(why))
+            ))
+            .into());
+        }
+        read += line.len() + 4;
+        if read > budget.bytes || ad.refs.len() >= budget.refs {
+            bail!(
+                "{}'s ref listing goes on past {} or {} refs ({} refs so far): no real \
+                 repository advertises that much, so its server is broken or hostile; check \
+                 that {} names the repository you mean and what serves it",
+                reader.peer,
+                crate::progress::human_bytes(budget.bytes as u64),
+                budget.refs,
                 ad.refs.len(),
                 if reader.peer == "the source" {
                     "--source"
@@ -542,6 +621,7 @@ mod tests {
         out
     }
 
+    const T: std::time::Duration = std::time::Duration::from_secs(60);
     const A: &str = "1111111111111111111111111111111111111111";
     const B: &str = "2222222222222222222222222222222222222222";
 
@@ -709,7 +789,7 @@ mod tests {
             None,
         ]);
         let ad =
-            read_service_advertisement(&mut PktReader::new(&body[..]), "git-receive-pack", true)
+            read_service_advertisement(&mut PktReader::new(&body[..]), "git-receive-pack", true, T)
                 .unwrap();
         assert_eq!(ad.refs.len(), 2);
         assert_eq!(ad.refs[0].0, b"refs/heads/main");
@@ -727,13 +807,13 @@ mod tests {
             None,
         ]);
         let ad =
-            read_service_advertisement(&mut PktReader::new(&body[..]), "git-upload-pack", false)
+            read_service_advertisement(&mut PktReader::new(&body[..]), "git-upload-pack", false, T)
                 .unwrap();
         assert_eq!(ad.refs.len(), 2);
         assert_eq!(ad.refs[1].0, b"refs/heads/a..b");
         assert!(ad.refs[1].1.is_zero());
         // And a listing sorts it, and a valid name with no object, into what is not carried.
-        let listing = crate::libgit2::advertised(vec![
+        let listing = crate::libgit2::advertised(&[
             ad.refs[0].clone(),
             ad.refs[1].clone(),
             (b"refs/heads/fine".to_vec(), ad.refs[1].1),
@@ -755,9 +835,13 @@ mod tests {
         let zero = "0".repeat(40);
         let line = format!("{zero} capabilities^{{}}\0report-status object-format=sha1\n");
         let body = packets(&[Some(line.as_bytes()), None]);
-        let ad =
-            read_service_advertisement(&mut PktReader::new(&body[..]), "git-receive-pack", false)
-                .unwrap();
+        let ad = read_service_advertisement(
+            &mut PktReader::new(&body[..]),
+            "git-receive-pack",
+            false,
+            T,
+        )
+        .unwrap();
         assert!(ad.refs.is_empty());
         assert!(ad.has("object-format"));
     }
@@ -795,6 +879,7 @@ mod tests {
                 &mut PktReader::new(&body[..]),
                 "git-receive-pack",
                 http,
+                T,
             )
             .unwrap_err();
             assert!(format!("{err:#}").contains(says), "{err:#}");
@@ -842,8 +927,8 @@ mod tests {
     }
 
     #[test]
-    fn an_advertisement_without_end_is_refused() {
-        const BUDGET: usize = 64 << 10;
+    fn an_advertisement_without_end_is_refused_by_bytes_or_by_count() {
+        const BYTES: usize = 64 << 10;
         for (peer, flag, smart_http) in [
             ("the source", "--source", false),
             ("the target", "--target", true),
@@ -853,28 +938,48 @@ mod tests {
                 &mut PktReader::from_peer(&mut endless, peer),
                 "git-upload-pack",
                 smart_http,
-                BUDGET,
+                Budget {
+                    bytes: BYTES,
+                    refs: usize::MAX,
+                },
             )
             .unwrap_err()
             .to_string();
             assert!(
-                err.starts_with(&format!("{peer}'s ref listing goes on past 64.0 KiB (")),
+                err.starts_with(&format!("{peer}'s ref listing goes on past 64.0 KiB or ")),
                 "{err}"
             );
             assert!(err.contains(flag) && !err.contains('\n'), "{err}");
             // It stopped at the bound: one line past it at most.
             assert!(
-                endless.handed <= BUDGET + 100 && endless.handed > BUDGET - 100,
-                "read {} bytes for a budget of {BUDGET}",
+                endless.handed <= BYTES + 100 && endless.handed > BYTES - 100,
+                "read {} bytes for a budget of {BYTES}",
                 endless.handed
             );
+            // Short names: the count is the bound that holds.
+            let mut endless = EndlessRefs::new(smart_http);
+            let err = read_advertisement_within(
+                &mut PktReader::from_peer(&mut endless, peer),
+                "git-upload-pack",
+                smart_http,
+                Budget {
+                    bytes: usize::MAX,
+                    refs: 1000,
+                },
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(err.contains("or 1000 refs (1000 refs so far)"), "{err}");
         }
-        // The bound the public reader uses, as its documentation says; and an advertisement
+        // The bounds the public reader uses, as its documentation says; and an advertisement
         // just under a bound is read whole.
-        assert_eq!(MAX_ADVERTISEMENT, 512 << 20);
-        assert!(crate::progress::human_bytes(MAX_ADVERTISEMENT as u64) == "512.0 MiB");
+        assert_eq!(MAX_ADVERTISEMENT.bytes, 256 << 20);
+        assert_eq!(MAX_ADVERTISEMENT.refs, 2_000_000);
         let body = packets(&[Some(format!("{A} refs/heads/main\0x\n").as_bytes()), None]);
-        let exact = body.len() - 4;
+        let exact = Budget {
+            bytes: body.len() - 4,
+            refs: 1,
+        };
         let ad = read_advertisement_within(
             &mut PktReader::new(&body[..]),
             "git-receive-pack",
@@ -883,14 +988,103 @@ mod tests {
         )
         .unwrap();
         assert_eq!(ad.refs.len(), 1);
-        assert!(
-            read_advertisement_within(
-                &mut PktReader::new(&body[..]),
-                "git-receive-pack",
-                false,
-                exact - 1
-            )
-            .is_err()
+        for tight in [
+            Budget {
+                bytes: exact.bytes - 1,
+                ..exact
+            },
+            Budget { refs: 0, ..exact },
+        ] {
+            assert!(
+                read_advertisement_within(
+                    &mut PktReader::new(&body[..]),
+                    "git-receive-pack",
+                    false,
+                    tight
+                )
+                .is_err()
+            );
+        }
+    }
+
+    /// A peer that hands out one byte every `every`.
+    struct Trickle {
+        data: Vec<u8>,
+        at: usize,
+        every: std::time::Duration,
+    }
+
+    impl Read for Trickle {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            if self.at == self.data.len() || buf.is_empty() {
+                return Ok(0);
+            }
+            std::thread::sleep(self.every);
+            buf[0] = self.data[self.at];
+            self.at += 1;
+            Ok(1)
+        }
+    }
+
+    #[test]
+    fn an_advertisement_that_trickles_in_ends_at_its_pace() {
+        let mut lines: Vec<String> = (0..50).map(|i| format!("{A} refs/heads/b{i}\n")).collect();
+        lines[0] = format!("{A} refs/heads/b0\0x\n");
+        let mut body: Vec<Option<&[u8]>> = lines.iter().map(|l| Some(l.as_bytes())).collect();
+        body.push(None);
+        let stream = packets(&body);
+        let every = std::time::Duration::from_millis(5);
+        // Each read comes well within the timeout; the whole listing cannot.
+        let mut trickle = Trickle {
+            data: stream.clone(),
+            at: 0,
+            every,
+        };
+        let timeout = std::time::Duration::from_millis(200);
+        let started = std::time::Instant::now();
+        let err = read_service_advertisement(
+            &mut PktReader::from_peer(&mut trickle, "the source"),
+            "git-upload-pack",
+            false,
+            timeout,
+        )
+        .unwrap_err();
+        assert!(started.elapsed() < timeout * 3, "{:?}", started.elapsed());
+        assert!(trickle.at < stream.len(), "read it all: {err:#}");
+        assert!(format!("{err:#}").contains("--network-timeout"), "{err:#}");
+        assert!(crate::retry::is_transient(&err), "{err:#}");
+        // The same listing at the same pace, with time enough, is read whole.
+        let mut trickle = Trickle {
+            data: stream.clone(),
+            at: 0,
+            every: std::time::Duration::ZERO,
+        };
+        let ad = read_service_advertisement(
+            &mut PktReader::from_peer(&mut trickle, "the source"),
+            "git-upload-pack",
+            false,
+            timeout,
+        )
+        .unwrap();
+        assert_eq!(ad.refs.len(), 50);
+    }
+
+    #[test]
+    fn an_err_line_instead_of_refs_is_the_servers_refusal_in_its_words() {
+        let body = packets(&[Some(
+            b"ERR access denied or repository not exported: /x.git\n",
+        )]);
+        let err = read_service_advertisement(
+            &mut PktReader::from_peer(&body[..], "the source"),
+            "git-upload-pack",
+            false,
+            T,
+        )
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            err,
+            "the source refused: access denied or repository not exported: /x.git"
         );
     }
 
