@@ -363,7 +363,7 @@ pub(crate) fn advertised(heads: &[(Vec<u8>, Oid)]) -> Listing {
         if !name.starts_with(b"refs/") || name.ends_with(b"^{}") {
             continue;
         }
-        let why = refname::unsupported(&name).or_else(|| {
+        let why = refname::unsupported(name).or_else(|| {
             id.is_zero()
                 .then(|| "it is advertised with no object (the server holds it broken)".into())
         });
