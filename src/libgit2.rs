@@ -369,10 +369,10 @@ pub(crate) fn advertised(heads: &[(Vec<u8>, Oid)]) -> Listing {
         });
         match why {
             None => {
-                listing.refs.insert(refname::escape(&name), id);
+                listing.refs.insert(refname::escape(name), id);
             }
             Some(why) => listing.unsupported.push(Unsupported {
-                name: refname::escape(&name),
+                name: refname::escape(name),
                 id,
                 why,
             }),
