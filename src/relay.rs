@@ -542,4 +542,52 @@ mod tests {
             "a pack for the cache is thin only when asked: {text}"
         );
     }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        fn check_in_pieces(pack: &[u8], pieces: &[usize]) -> Result<(Vec<u8>, TransferStats)> {
+            let mut out = Vec::new();
+            let mut check = PackCheck::default();
+            let mut send = |b: &[u8]| -> Result<()> {
+                out.extend_from_slice(b);
+                Ok(())
+            };
+            let mut at = 0;
+            for &size in pieces.iter().cycle().take(pack.len() + 1) {
+                if at >= pack.len() {
+                    break;
+                }
+                let end = (at + size.max(1)).min(pack.len());
+                check.feed(&pack[at..end], &mut send)?;
+                at = end;
+            }
+            let stats = check.finish(&mut send)?;
+            Ok((out, stats))
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            #[test]
+            fn a_sound_pack_passes_whole_in_any_pieces_and_a_flipped_bit_never_does(
+                body in proptest::collection::vec(any::<u8>(), 0..400),
+                objects in 0u32..1000,
+                pieces in proptest::collection::vec(1usize..50, 1..8),
+                flip in any::<proptest::sample::Index>(),
+                bit in 0u8..8,
+            ) {
+                let pack = pack_of(&body, objects);
+                let (out, stats) = check_in_pieces(&pack, &pieces).unwrap();
+                prop_assert_eq!(&out, &pack);
+                prop_assert_eq!(stats.objects, objects as usize);
+                let mut damaged = pack.clone();
+                let at = flip.index(damaged.len());
+                damaged[at] ^= 1 << bit;
+                prop_assert!(check_in_pieces(&damaged, &pieces).is_err());
+            }
+        }
+    }
 }
