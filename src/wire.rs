@@ -593,10 +593,7 @@ fn trim_lf(line: &[u8]) -> &[u8] {
 
 /// A line as it may be quoted in an error: lossy, escaped, at most 200 characters.
 fn shown(line: &[u8]) -> String {
-    crate::error::clip(
-        &String::from_utf8_lossy(line).escape_debug().to_string(),
-        200,
-    )
+    crate::error::clip(&String::from_utf8_lossy(line), 200)
 }
 
 fn shown_packet(packet: &Packet) -> String {

@@ -186,8 +186,8 @@ fn json_summary_has_the_documented_schema() {
         assert!(report["transfer"][leg]["bytes"].is_u64(), "{leg}: {report}");
     }
     assert!(report["transfer"]["fetch"]["objects"].as_u64().unwrap() > 0);
-    // A first mirror fills the empty cache through libgit2 (see `fetch`).
-    assert_eq!(report["transfer"]["fetch"]["engine"], "libgit2");
+    // A first mirror fills the empty cache through our own upload-pack client too.
+    assert_eq!(report["transfer"]["fetch"]["engine"], "wire");
     // auto hands a push to git whenever git is installed and the target needs no credential.
     assert_eq!(report["transfer"]["push"]["engine"], "git");
     assert_eq!(report["rounds"], 1);

@@ -265,12 +265,7 @@ impl Response {
                     "{url} redirected (HTTP {status}) to {}; the redirect is not followed: \
                      credentials go only where they were given, and a push body cannot be sent \
                      twice. If that is where the repository now lives, use that URL",
-                    crate::error::clip(
-                        &crate::secret::redact_userinfo(&to)
-                            .escape_debug()
-                            .to_string(),
-                        200
-                    )
+                    crate::error::clip(&crate::secret::redact_userinfo(&to), 200)
                 ),
             }));
         }
@@ -284,13 +279,7 @@ impl Response {
             let mut said = Vec::new();
             let mut body = self.body;
             let _ = (&mut body).take(400).read_to_end(&mut said);
-            let said = crate::error::clip(
-                &String::from_utf8_lossy(&said)
-                    .trim()
-                    .escape_debug()
-                    .to_string(),
-                200,
-            );
+            let said = crate::error::clip(&String::from_utf8_lossy(&said), 200);
             let said = if said.is_empty() {
                 String::new()
             } else {
@@ -317,7 +306,7 @@ impl Response {
                 "{} answered with content type '{}', not {expected}: not a smart Git HTTP \
                  server {what}",
                 self.url,
-                crate::error::clip(&kind.escape_debug().to_string(), 100)
+                crate::error::clip(&kind, 100)
             ))));
         }
         Ok(())
@@ -650,7 +639,7 @@ fn chain_text(err: &(dyn std::error::Error + 'static)) -> String {
         }
         source = e.source();
     }
-    crate::error::clip(&parts.join(": ").escape_debug().to_string(), 300)
+    crate::error::clip(&parts.join(": "), 300)
 }
 
 /// The TLS settings: the system's roots, loaded once (`SSL_CERT_FILE` and `SSL_CERT_DIR`
