@@ -14,18 +14,17 @@ use clap::{ArgMatches, CommandFactory, FromArgMatches};
 use tracing_subscriber::EnvFilter;
 
 use crate::auth::{Auth, SshKey};
-use crate::aws;
+use crate::base::duration;
+use crate::base::error::{self, exit};
+use crate::base::progress::ProgressMode;
+use crate::base::secret::{self, Secret};
 use crate::cli::{Cli, Command, CredentialHelperArgs, SyncArgs};
 use crate::config::{SshConfig, SyncConfig};
-use crate::duration;
-use crate::error::{self, exit};
 use crate::libgit2::{self, Session};
 use crate::metrics::{self, MetricsFormat};
 use crate::mirror;
 use crate::mirror_list;
-use crate::progress::ProgressMode;
 use crate::report::{ListSummary, Named, Status, Summary};
-use crate::secret::{self, Secret};
 use crate::secret_source::SecretSource;
 use crate::ssh;
 
@@ -73,7 +72,7 @@ fn usage_error(err: &clap::Error) -> ExitCode {
     let _ = writeln!(
         std::io::stderr(),
         "error: {}; see 'backlog-mirror {} --help'",
-        error::escape(&secret::scrub(first)),
+        crate::base::text::escape(&secret::scrub(first)),
         if text.contains("credential-helper") {
             "credential-helper"
         } else {
@@ -114,7 +113,7 @@ fn init_tracing(verbose: u8, quiet: bool) {
 /// timeouts, no machine configuration) and the AWS SDK's timeouts.
 fn init_network(timeout: Duration) -> anyhow::Result<()> {
     libgit2::init(timeout)?;
-    aws::set_network_timeout(timeout);
+    crate::aws::config::set_network_timeout(timeout);
     Ok(())
 }
 
@@ -352,7 +351,7 @@ fn sync_list(file: &Path, args: &SyncArgs, explicit: &ArgMatches, quiet: bool) -
 fn credential_helper(args: &CredentialHelperArgs) -> i32 {
     let stdin = std::io::stdin().lock();
     let stdout = std::io::stdout().lock();
-    match crate::credential_helper::run(args.operation, stdin, stdout) {
+    match crate::aws::credential_helper::run(args.operation, stdin, stdout) {
         Ok(()) => exit::OK,
         Err(err) => report_error(&err),
     }

@@ -11,10 +11,10 @@ use std::cell::Cell;
 use git2::{CertificateCheckStatus, Cred, CredentialType, RemoteCallbacks};
 use tracing::warn;
 
+use crate::base::secret::Secret;
+use crate::base::url::{RemoteUrl, Scheme};
 use crate::remote::{End, Login, Remote};
-use crate::secret::Secret;
 use crate::ssh::{HostKeyPolicy, PresentedKey, Verdict};
-use crate::url::{RemoteUrl, Scheme};
 
 /// Why credentials for `url` must not answer libgit2's request for `asked`, the URL it is
 /// actually talking to: an HTTP(S) server redirected it to another origin (scheme, host, port).
@@ -42,7 +42,7 @@ fn elsewhere(url: &RemoteUrl, asked: &str) -> Option<String> {
         "{} redirected to {}, another host; the credentials given for {} are not sent there. \
          If that is where the repository now lives, use that URL",
         url.redacted(),
-        crate::secret::redact_userinfo(asked),
+        crate::base::secret::redact_userinfo(asked),
         url.authority()
     ))
 }

@@ -15,11 +15,11 @@ use anyhow::{Context, Result};
 use git2::{Oid, Repository};
 use tracing::{info, warn};
 
-use crate::duration;
-use crate::error::{Error, usage};
+use crate::base::duration;
+use crate::base::error::{Error, usage};
+use crate::base::refname::{self, RefMap};
+use crate::base::url::RemoteUrl;
 use crate::git2_bytes;
-use crate::refname::{self, RefMap};
-use crate::url::RemoteUrl;
 
 /// A file in the mirror's git dir that says the directory is ours to repair or delete.
 const MARKER: &str = "backlog-mirror-cache";
@@ -476,7 +476,7 @@ fn acquire_lock(path: &Path, timeout: Duration) -> Result<File> {
             usage(format!(
                 "--cache-dir '{}' cannot be created ({}); choose a writable directory",
                 dir.display(),
-                crate::error::io_reason(&e)
+                crate::base::error::io_reason(&e)
             ))
         })?;
     }

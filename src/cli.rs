@@ -12,11 +12,11 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::credential_helper::Operation;
-use crate::duration;
+use crate::aws::credential_helper::Operation;
+use crate::base::duration;
+use crate::base::progress::ProgressMode;
 use crate::lfs::LfsPolicy;
 use crate::metrics::{MetricsFormat, parse_namespace};
-use crate::progress::ProgressMode;
 use crate::push::PushEngine;
 
 pub(crate) const EXIT_CODES: &str = "\

@@ -7,18 +7,18 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::aws::codecommit::{self, CodeCommit};
+use crate::base::error::usage;
+use crate::base::progress::{ProgressMode, ProgressOptions};
+use crate::base::url::{RemoteUrl, Scheme};
 use crate::cli::SyncArgs;
-use crate::codecommit::{self, CodeCommit};
-use crate::error::usage;
 use crate::lfs::LfsPolicy;
 use crate::plan::DeleteGuard;
-use crate::progress::{ProgressMode, ProgressOptions};
 use crate::push::{PushEngine, PushOptions};
 use crate::remote::{Access, End, Remote};
 use crate::secret_source::SecretSource;
 use crate::select::RefFilter;
 use crate::ssh::{HostKeyPolicy, parse_fingerprint};
-use crate::url::{RemoteUrl, Scheme};
 
 /// One mirror's settings, checked.
 #[derive(Debug, Clone)]
@@ -181,11 +181,11 @@ fn remote_url(flag: &str, env: &str, raw: Option<&str>) -> anyhow::Result<Remote
     let url = RemoteUrl::parse(raw).map_err(|reason| {
         usage(format!(
             "{flag} '{}' {reason}",
-            crate::secret::redact_raw(raw)
+            crate::base::secret::redact_raw(raw)
         ))
     })?;
     if let Some(password) = url.password() {
-        crate::secret::register(password);
+        crate::base::secret::register(password);
     }
     Ok(url)
 }
@@ -336,7 +336,7 @@ fn check_cache_dir(dir: &Path) -> anyhow::Result<()> {
     if let Err(e) = writable(existing) {
         return Err(usage(format!(
             "--cache-dir '{shown}' is not writable ({}); choose a writable directory",
-            crate::error::io_reason(&e)
+            crate::base::error::io_reason(&e)
         )));
     }
     Ok(())
@@ -544,7 +544,7 @@ fn target_remote(args: &SyncArgs) -> anyhow::Result<(RemoteUrl, Option<CodeCommi
             ));
         }
     };
-    let shown = || crate::secret::redact_raw(&raw);
+    let shown = || crate::base::secret::redact_raw(&raw);
     let Some(repo) =
         codecommit::parse(&raw).map_err(|why| usage(format!("--target '{}' {why}", shown())))?
     else {
@@ -554,8 +554,8 @@ fn target_remote(args: &SyncArgs) -> anyhow::Result<(RemoteUrl, Option<CodeCommi
         ));
     };
     let given = repo.region.clone().or_else(|| args.region.clone());
-    let region =
-        crate::aws::region(given.as_deref(), repo.profile.as_deref())?.ok_or_else(|| {
+    let region = crate::aws::config::region(given.as_deref(), repo.profile.as_deref())?
+        .ok_or_else(|| {
             usage(format!(
                 "--target '{}' needs an AWS region: write codecommit::REGION://{}, pass \
              --region, set AWS_REGION or give the AWS profile a region",
@@ -581,7 +581,7 @@ fn target_remote(args: &SyncArgs) -> anyhow::Result<(RemoteUrl, Option<CodeCommi
             return Err(usage(format!(
                 "{name} '{}' is not a host name with an optional port; give e.g. \
                  git-codecommit-fips.us-east-1.amazonaws.com or 127.0.0.1:8443",
-                crate::secret::redact_raw(&value)
+                crate::base::secret::redact_raw(&value)
             )));
         }
     }

@@ -23,8 +23,8 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 use tracing::{info, warn};
 
-use crate::control_plane::ControlPlane;
-use crate::refname;
+use crate::aws::control_plane::ControlPlane;
+use crate::base::refname;
 
 /// How the target's default branch is read and moved.
 pub(crate) enum Target {
@@ -191,7 +191,7 @@ impl DefaultBranch {
                     report.changed = self.moved;
                     report.target = self.current();
                 }
-                Err(err) => report.warning = Some(crate::error::one_line(&err)),
+                Err(err) => report.warning = Some(crate::base::error::one_line(&err)),
             }
         }
         if let Some(warning) = &report.warning {

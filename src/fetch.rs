@@ -22,14 +22,14 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use git2::Oid;
 
+use crate::base::progress::Progress;
+use crate::base::refname::RefMap;
+use crate::base::transfer::TransferStats;
 use crate::cache::Cache;
 use crate::libgit2::{self, Look, Session};
-use crate::progress::Progress;
 use crate::receive_pack::Cut;
-use crate::refname::RefMap;
 use crate::relay::{self, Ask, Declined};
 use crate::remote::Remote;
-use crate::transfer::TransferStats;
 
 /// `BACKLOG_MIRROR_LIBGIT2_FETCH=1` (or `true`): fetch into a warm cache through libgit2, should
 /// a source ever answer this client in a way it does not expect.

@@ -4,7 +4,7 @@
 //! `str::from_utf8(..).unwrap()`, so one branch named in Latin-1 panics every run, and it takes
 //! ref names and refspecs as `&str`, so such a branch could never be written or pushed either.
 //! libgit2 itself works on bytes. These wrappers call it directly with the names of
-//! [`crate::refname`]'s escaped form turned back into bytes, and nothing else: everything that
+//! [`crate::base::refname`]'s escaped form turned back into bytes, and nothing else: everything that
 //! git2 handles correctly stays with git2.
 
 use std::cell::RefCell;
@@ -14,8 +14,8 @@ use std::ffi::{CStr, c_char, c_int, c_void};
 use git2::{Binding, Oid};
 use libgit2_sys as raw;
 
-use crate::refname;
-use crate::transfer::RefOutcome;
+use crate::base::refname;
+use crate::base::transfer::RefOutcome;
 
 fn check(code: c_int) -> Result<(), git2::Error> {
     if code < 0 {

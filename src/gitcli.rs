@@ -16,12 +16,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
-use crate::process_group::Group;
-use crate::progress::Progress;
-use crate::refname;
-use crate::transfer::{PushOutcome, RefOutcome, TransferStats, last_words, remote_messages};
+use crate::base::process_group::Group;
+use crate::base::progress::Progress;
+use crate::base::refname;
+use crate::base::transfer::{PushOutcome, RefOutcome, TransferStats, last_words, remote_messages};
+use crate::base::url::RemoteUrl;
 use crate::transport::error::NetError;
-use crate::url::RemoteUrl;
 
 /// `git --version` if a git binary is on PATH.
 pub(crate) fn version() -> Option<&'static str> {
@@ -46,7 +46,7 @@ pub(crate) fn version() -> Option<&'static str> {
 /// A `git` command that ignores the machine's configuration and inherited repository variables,
 /// and inherits none of the run's secrets (`process_group::command`).
 pub(crate) fn isolated(git_dir: &Path) -> Command {
-    let mut cmd = crate::process_group::command("git");
+    let mut cmd = crate::base::process_group::command("git");
     for (key, _) in std::env::vars_os() {
         let key_str = key.to_string_lossy();
         let keep = key_str.starts_with("GIT_SSL_")
@@ -358,7 +358,7 @@ fn parse_porcelain(text: &[u8]) -> Result<HashMap<String, RefOutcome>> {
         let unknown = || {
             anyhow::anyhow!(
                 "git push printed a line this tool does not understand: '{}'",
-                crate::error::clip(&String::from_utf8_lossy(line), 200)
+                crate::base::text::clip(&String::from_utf8_lossy(line), 200)
             )
         };
         let mut fields = line.splitn(3, |&b| b == b'\t');

@@ -16,12 +16,12 @@ use git2::{AutotagOption, Direction, FetchOptions, Oid, PushOptions, RemoteCallb
 use tracing::{debug, warn};
 
 use crate::auth::Auth;
+use crate::base::progress::{Progress, ProgressOptions};
+use crate::base::refname::{self, RefMap};
+use crate::base::transfer::{PushOutcome, TransferStats, last_words, remote_messages};
+use crate::base::url::RemoteUrl;
 use crate::git2_bytes;
-use crate::progress::{Progress, ProgressOptions};
-use crate::refname::{self, RefMap};
 use crate::remote::Remote;
-use crate::transfer::{PushOutcome, TransferStats, last_words, remote_messages};
-use crate::url::RemoteUrl;
 
 /// What every transfer of a run needs besides the remote.
 #[derive(Debug)]
@@ -53,8 +53,8 @@ pub(crate) fn init(timeout: Duration) -> Result<()> {
     anyhow::ensure!(
         *first == timeout,
         "libgit2's network timeout is {} for this whole process; a second one ({}) cannot apply",
-        crate::duration::show(*first),
-        crate::duration::show(timeout)
+        crate::base::duration::show(*first),
+        crate::base::duration::show(timeout)
     );
     Ok(())
 }

@@ -16,22 +16,22 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use tracing::{debug, info, warn};
 
+use crate::aws::control_plane::ControlPlane;
+use crate::base::error::{self, Error, RefProblem};
+use crate::base::refname::RefMap;
+use crate::base::url::Scheme;
 use crate::cache::{Cache, Lock};
 use crate::config::SyncConfig;
-use crate::control_plane::ControlPlane;
 use crate::default_branch::{self, DefaultBranch};
-use crate::error::{self, Error, RefProblem};
 use crate::fetch;
 use crate::lfs::{self, LfsPolicy};
 use crate::libgit2::{self, Look, Session, Unsupported};
 use crate::plan::{Action, Change, Plan};
 use crate::push;
 use crate::receive_pack;
-use crate::refname::RefMap;
 use crate::relay;
 use crate::report::{RefResult, Status, Summary};
 use crate::retry::Retry;
-use crate::url::Scheme;
 use crate::wire;
 
 /// A finished run: its summary (always filled in as far as the run got) and its error, if any.
@@ -469,7 +469,7 @@ impl Run<'_> {
                 warn!(
                     "cannot move the target's default branch to {} before deleting the old one: \
                      {}",
-                    crate::refname::shown(&head),
+                    crate::base::refname::shown(&head),
                     error::one_line(&err)
                 );
             }
@@ -566,7 +566,7 @@ impl Run<'_> {
         let mut names: Vec<String> = found
             .iter()
             .take(10)
-            .map(|n| crate::refname::shown(n))
+            .map(|n| crate::base::refname::shown(n))
             .collect();
         if found.len() > names.len() {
             names.push(format!("and {} more", found.len() - names.len()));
@@ -1074,7 +1074,7 @@ fn relay(
             return Ok(Relayed::Failed(format!(
                 "the target refused {} ref(s), {} first: {}",
                 rejected.len(),
-                crate::refname::shown(&first.name),
+                crate::base::refname::shown(&first.name),
                 first.reason
             )));
         }
@@ -1141,7 +1141,7 @@ fn relay_push(
         report.bytes = packer.relayed.bytes;
         let mut outcome = pushed?;
         if let Some(why) = outcome.refs.values().find_map(|o| match o {
-            crate::transfer::RefOutcome::Rejected(r) if r.starts_with("unpacker error") => {
+            crate::base::transfer::RefOutcome::Rejected(r) if r.starts_with("unpacker error") => {
                 Some(r.clone())
             }
             _ => None,
@@ -1222,7 +1222,7 @@ fn prepare_target(cfg: &SyncConfig) -> Result<DefaultBranch> {
     let api_overridden = ["AWS_ENDPOINT_URL_CODECOMMIT", "AWS_ENDPOINT_URL"]
         .iter()
         .any(|v| std::env::var(v).is_ok_and(|e| !e.trim().is_empty()));
-    if !crate::codecommit::is_aws_host(&repo.host) && !api_overridden {
+    if !crate::aws::codecommit::is_aws_host(&repo.host) && !api_overridden {
         // The Git endpoint is overridden and the API's is not: the API the SDK would call is
         // not the one that serves this repository.
         return Ok(DefaultBranch::unmanaged(format!(

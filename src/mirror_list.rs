@@ -22,8 +22,8 @@ use clap::parser::ValueSource;
 use clap::{ArgAction, ArgMatches, Args, Command, FromArgMatches};
 use toml::de::{DeTable, DeValue};
 
+use crate::base::error::usage;
 use crate::cli::SyncArgs;
-use crate::error::usage;
 
 /// Keys that describe one run of the program, not a mirror: refused in the file.
 const PER_RUN: &[&str] = &[
@@ -113,7 +113,7 @@ pub(crate) fn load(path: &Path, explicit: &ArgMatches) -> anyhow::Result<MirrorL
     let text = std::fs::read_to_string(path).map_err(|e| {
         usage(format!(
             "--config '{file}' cannot be read ({}); give the mirror list's path",
-            crate::error::io_reason(&e)
+            crate::base::error::io_reason(&e)
         ))
     })?;
     let lines = Lines::new(&file, &text);
@@ -208,7 +208,7 @@ pub(crate) fn load(path: &Path, explicit: &ArgMatches) -> anyhow::Result<MirrorL
 fn register_inputs(table: &DeTable<'_>) {
     fn walk(value: &DeValue<'_>) {
         match value {
-            DeValue::String(s) => crate::secret::register_input(s),
+            DeValue::String(s) => crate::base::secret::register_input(s),
             DeValue::Array(items) => items.iter().for_each(|v| walk(v.get_ref())),
             DeValue::Table(table) => table.values().for_each(|v| walk(v.get_ref())),
             _ => {}
@@ -630,7 +630,7 @@ impl MirrorList {
                 return Err(usage(format!(
                     "{}: --repo '{}' matches no mirror's name or Backlog PROJECT/repo (the list has {}{more}); add it to the list or fix the name",
                     self.file,
-                    crate::error::clip(wanted, 200),
+                    crate::base::text::clip(wanted, 200),
                     known.join(", ")
                 )));
             }
@@ -651,7 +651,7 @@ impl Listed {
     /// A problem with this mirror's settings found after the list was read (a value `config`
     /// refused), placed at the key whose flag the message names, else at the mirror's name.
     pub(crate) fn locate(&self, file: &str, err: anyhow::Error) -> anyhow::Error {
-        let message = crate::error::one_line(&err);
+        let message = crate::base::error::one_line(&err);
         let at = named_key(&message, &self.key_lines);
         let (line, what) = match &at {
             Some(key) => (
@@ -660,9 +660,9 @@ impl Listed {
             ),
             None => (self.line, format!("mirror '{}'", self.name)),
         };
-        let code = crate::error::exit_code(&err);
+        let code = crate::base::error::exit_code(&err);
         let located = format!("{file}:{line}: {what}: {message}");
-        if code == crate::error::exit::USAGE {
+        if code == crate::base::error::exit::USAGE {
             usage(located)
         } else {
             anyhow::anyhow!(located)

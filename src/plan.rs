@@ -7,7 +7,8 @@ use git2::{Oid, Repository};
 use serde::Serialize;
 use tracing::warn;
 
-use crate::refname::RefMap;
+use crate::base::error::Refusal;
+use crate::base::refname::RefMap;
 use crate::select::RefFilter;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -149,13 +150,6 @@ pub(crate) struct DeleteGuard {
     pub(crate) max_delete: Option<usize>,
 }
 
-/// Why the delete guard refused a plan.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Refusal {
-    SourceEmpty,
-    TooManyDeletes { planned: usize, limit: usize },
-}
-
 impl DeleteGuard {
     /// Whether a fetch may prune the cache to the source's `refs`: an empty listing never empties
     /// the cache unless mass deletes are allowed, so the guard sees the source as it was.
@@ -191,25 +185,6 @@ impl DeleteGuard {
             });
         }
         Ok(())
-    }
-}
-
-impl std::fmt::Display for Refusal {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Refusal::SourceEmpty => write!(
-                f,
-                "delete guard: the source lists no refs at all, so mirroring it would empty the \
-                 target; check the source URL and credentials, or pass --allow-mass-delete if \
-                 emptying the target is intended"
-            ),
-            Refusal::TooManyDeletes { planned, limit } => write!(
-                f,
-                "delete guard: the plan deletes {planned} refs on the target, more than \
-                 --max-delete {limit}; check the source, or raise --max-delete or pass \
-                 --allow-mass-delete if this is intended"
-            ),
-        }
     }
 }
 

@@ -12,19 +12,19 @@ use anyhow::Result;
 use git2::Repository;
 use tracing::{debug, info};
 
+use crate::base::error::RefProblem;
+use crate::base::progress::{Progress, ProgressOptions};
+use crate::base::refname::RefMap;
+use crate::base::transfer::{PushOutcome, RefOutcome};
+use crate::base::url::Scheme;
 use crate::cache::Cache;
-use crate::error::RefProblem;
 use crate::gitcli;
 use crate::libgit2::Session;
 use crate::plan::{Action, Change, Plan};
-use crate::progress::{Progress, ProgressOptions};
 use crate::receive_pack::Cut;
-use crate::refname::RefMap;
 use crate::remote::Remote;
 use crate::report::{RefResult, Summary};
 use crate::retry::{self, Retry};
-use crate::transfer::{PushOutcome, RefOutcome};
-use crate::url::Scheme;
 
 /// Who builds and sends packs, as the user chose.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -130,7 +130,7 @@ fn new_commits<'r>(repo: &'r Repository, plan: &Plan) -> Result<Vec<git2::Commit
         let object = repo.find_object(new, None).map_err(|_| {
             format!(
                 "{} points to {new}, which the cache does not have",
-                crate::refname::shown(&change.name)
+                crate::base::refname::shown(&change.name)
             )
         })?;
         if let Ok(commit) = object.peel_to_commit() {
@@ -905,7 +905,7 @@ mod tests {
             })
             .collect();
         text.push_str("remote: Resolving deltas: 100% (3/3)\n");
-        let lines = crate::transfer::remote_messages(&text);
+        let lines = crate::base::transfer::remote_messages(&text);
         assert_eq!(lines.len(), 8, "{lines:?}");
         explain_rejections(&mut statuses, &lines);
         for i in 0..8 {

@@ -29,16 +29,16 @@ use anyhow::{Context, Result, bail};
 use base64::Engine as _;
 use git2::{Oid, Repository};
 
+use crate::base::process_group::Group;
+use crate::base::progress::Progress;
+use crate::base::refname;
+use crate::base::secret::Secret;
+use crate::base::transfer::{PushOutcome, RefOutcome, TransferStats, remote_messages};
+use crate::base::url::Scheme;
 use crate::plan::Change;
-use crate::process_group::Group;
-use crate::progress::Progress;
-use crate::refname;
 use crate::remote::{Login, Remote};
-use crate::secret::Secret;
-use crate::transfer::{PushOutcome, RefOutcome, TransferStats, remote_messages};
 use crate::transport::error::NetError;
 use crate::transport::http::{Http, Request};
-use crate::url::Scheme;
 use crate::wire::{self, PktReader};
 use http::{HeaderValue, Method};
 
@@ -390,7 +390,7 @@ impl<'a> Client<'a> {
 
     /// An error with every copy of a credential scrubbed (they are registered secrets).
     pub(crate) fn in_words(&self, err: anyhow::Error) -> anyhow::Error {
-        let text = crate::secret::redact_userinfo(&format!("{err:#}")).into_owned();
+        let text = crate::base::secret::redact_userinfo(&format!("{err:#}")).into_owned();
         if text == format!("{err:#}") {
             err
         } else {
@@ -752,7 +752,7 @@ fn send_pack(
     let mut stdout = child.stdout.take().context("pack-objects: no stdout")?;
     let stderr = child.stderr.take().context("pack-objects: no stderr")?;
     let writer = std::thread::spawn(move || stdin.write_all(revs.as_bytes()));
-    let errors = crate::process_group::collect_stderr(stderr, 64 * 1024);
+    let errors = crate::base::process_group::collect_stderr(stderr, 64 * 1024);
     let mut stats = TransferStats::default();
     let mut header = Vec::with_capacity(12);
     let mut buf = vec![0u8; 64 * 1024];
@@ -788,7 +788,7 @@ fn send_pack(
     if !status.success() || header.len() < 12 || &header[..4] != b"PACK" {
         bail!(
             "git pack-objects could not build the pack ({status}): {}",
-            crate::error::clip(said.trim(), 300)
+            crate::base::text::clip(said.trim(), 300)
         );
     }
     Ok(stats)

@@ -25,13 +25,13 @@ use anyhow::{Context, Result, bail};
 use git2::Oid;
 use sha1::{Digest, Sha1};
 
+use crate::base::transfer::TransferStats;
+use crate::base::url::Scheme;
 use crate::plan::Change;
 use crate::receive_pack::{Client, Conn, Cut, Packer};
 use crate::remote::{Login, Remote};
-use crate::transfer::TransferStats;
 use crate::transport::error::NetError;
 use crate::upload_pack::UploadPack;
-use crate::url::Scheme;
 use crate::wire::{self, Packet, PktReader};
 
 /// How the source's upload-pack is reached.
@@ -362,7 +362,7 @@ fn demultiplex(
             Some((2, _)) => {}
             Some((3, why)) => bail!(
                 "the source reported a fatal error: {}",
-                crate::error::clip(&String::from_utf8_lossy(why), 300)
+                crate::base::text::clip(&String::from_utf8_lossy(why), 300)
             ),
             _ => bail!("the source sent a side-band packet that is not one"),
         }

@@ -9,10 +9,10 @@
 
 use anyhow::{Context, Result};
 
-use crate::codecommit::{CodeCommit, Signer};
-use crate::secret::Secret;
+use crate::aws::codecommit::{CodeCommit, Signer};
+use crate::base::secret::Secret;
+use crate::base::url::{RemoteUrl, Scheme};
 use crate::secret_source::SecretSource;
-use crate::url::{RemoteUrl, Scheme};
 
 /// Which end of the mirror a remote is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,7 +102,7 @@ impl Remote {
             self.url.authority(),
         ));
         // The helper signs with the run's AWS credentials, which git children do not inherit.
-        env.extend(crate::secret::aws_environment());
+        env.extend(crate::base::secret::aws_environment());
         Ok(env)
     }
 

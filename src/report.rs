@@ -8,10 +8,10 @@ use std::io::Write;
 
 use serde::Serialize;
 
-use crate::error::RefProblem;
+use crate::base::error::RefProblem;
+use crate::base::progress::human_bytes;
+use crate::base::transfer::TransferStats;
 use crate::plan::{Action, Change};
-use crate::progress::human_bytes;
-use crate::transfer::TransferStats;
 
 pub(crate) const SCHEMA_VERSION: u32 = 1;
 
@@ -52,7 +52,8 @@ impl ChangeReport {
             new: change.new.map(|o| o.to_string()),
             result,
             // A target's words: escaped, one line, bounded, in the JSON as in the human summary.
-            reason: reason.map(|r| crate::error::clip(&r, crate::error::MAX_REASON_CHARS)),
+            reason: reason
+                .map(|r| crate::base::text::clip(&r, crate::base::error::MAX_REASON_CHARS)),
         }
     }
 }
@@ -247,7 +248,7 @@ impl Summary {
             write!(
                 out,
                 " {mark} {:<40} {verb}{planned} {ids}",
-                crate::refname::shown(&change.name)
+                crate::base::refname::shown(&change.name)
             )?;
             match &change.reason {
                 Some(reason) => writeln!(out, ": rejected: {reason}")?,
@@ -327,7 +328,7 @@ impl Summary {
                 (Some(why), _) => writeln!(
                     out,
                     "  relay: used the cache instead: {}",
-                    crate::error::escape(why)
+                    crate::base::text::escape(why)
                 )?,
                 (None, false) => {}
             }
@@ -354,7 +355,7 @@ impl serde_json::ser::Formatter for TerminalSafe {
     {
         let mut start = 0;
         for (at, c) in fragment.char_indices() {
-            if crate::refname::moves_the_terminal(c) {
+            if crate::base::refname::moves_the_terminal(c) {
                 writer.write_all(&fragment.as_bytes()[start..at])?;
                 write!(writer, "\\u{:04x}", u32::from(c))?;
                 start = at + c.len_utf8();
@@ -395,11 +396,11 @@ pub(crate) struct ListSummary {
 /// prevent; 3 (the delete guard stopped a mass delete) may be an accident at the source and
 /// needs a person before anything else.
 pub(crate) const SEVERITY: [i32; 5] = [
-    crate::error::exit::OK,
-    crate::error::exit::LOCKED,
-    crate::error::exit::USAGE,
-    crate::error::exit::FAILED,
-    crate::error::exit::DELETE_GUARD,
+    crate::base::error::exit::OK,
+    crate::base::error::exit::LOCKED,
+    crate::base::error::exit::USAGE,
+    crate::base::error::exit::FAILED,
+    crate::base::error::exit::DELETE_GUARD,
 ];
 
 fn severity(code: i32) -> usize {
@@ -415,9 +416,9 @@ impl ListSummary {
             .iter()
             .max_by_key(|m| severity(m.summary.exit_code))
             .map(|m| &m.summary);
-        let exit_code = worst.map_or(crate::error::exit::OK, |s| s.exit_code);
+        let exit_code = worst.map_or(crate::base::error::exit::OK, |s| s.exit_code);
         let status = match worst {
-            Some(s) if s.exit_code != crate::error::exit::OK => s.status,
+            Some(s) if s.exit_code != crate::base::error::exit::OK => s.status,
             _ if mirrors.iter().any(|m| m.summary.status == Status::DryRun) => Status::DryRun,
             _ => Status::InSync,
         };

@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::Result;
 use tracing::warn;
 
-use crate::duration;
+use crate::base::duration;
 use crate::transport::error::{IsSpurious, NetError};
 
 /// How often a step is tried again, and how long to wait between attempts.
@@ -63,7 +63,7 @@ impl Retry {
         let delay = exponential.mul_f64(0.5 + 0.5 * jitter());
         warn!(
             "{what} failed ({}); retrying in {} (retry {retry} of {})",
-            crate::error::one_line(err),
+            crate::base::error::one_line(err),
             duration::show(Duration::from_millis(delay.as_millis() as u64)),
             self.retries
         );
@@ -88,7 +88,7 @@ fn jitter() -> f64 {
 /// a usage error, rejected refs) never is, nor is a failure of no known kind.
 pub(crate) fn is_transient(err: &anyhow::Error) -> bool {
     for cause in err.chain() {
-        if cause.downcast_ref::<crate::error::Error>().is_some() {
+        if cause.downcast_ref::<crate::base::error::Error>().is_some() {
             return false;
         }
         if let Some(verdict) = spurious(cause) {
@@ -168,8 +168,8 @@ mod tests {
             anyhow::Error::new(NetError::Protocol("timed out, connection reset".into())),
             // Words alone, however transient they sound, are no kind of failure.
             anyhow::anyhow!("connection reset by peer: timed out (damaged on the way)"),
-            crate::error::usage("--source: connection refused, oddly"),
-            crate::error::usage("x").context(NetError::Broken {
+            crate::base::error::usage("--source: connection refused, oddly"),
+            crate::base::error::usage("x").context(NetError::Broken {
                 url: "u".into(),
                 detail: "reset".into(),
             }),

@@ -8,8 +8,8 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 
-use crate::error::usage;
-use crate::secret::Secret;
+use crate::base::error::usage;
+use crate::base::secret::Secret;
 
 /// Where a secret comes from: one of `--<what>-ssm`, `--<what>-env`, `--<what>-file`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,7 +35,7 @@ impl SecretSource {
             });
         }
         if let Some(var) = env {
-            crate::secret::register_variable(var.trim());
+            crate::base::secret::register_variable(var.trim());
             return Some(SecretSource::Env {
                 flag: format!("--{what}-env"),
                 var: var.trim().to_string(),
@@ -74,7 +74,7 @@ impl SecretSource {
                 Err(e) => Err(usage(format!(
                     "{flag} '{}' cannot be read ({})",
                     path.display(),
-                    crate::error::io_reason(&e)
+                    crate::base::error::io_reason(&e)
                 ))),
             },
             SecretSource::Ssm { .. } => Ok(()),
@@ -86,7 +86,7 @@ impl SecretSource {
         self.check_local()?;
         let value = match self {
             SecretSource::Ssm { flag, name } => {
-                return crate::aws::get_parameter(flag, name, region);
+                return crate::aws::config::get_parameter(flag, name, region);
             }
             SecretSource::Env { var, .. } => std::env::var(var).unwrap_or_default(),
             SecretSource::File { flag, path } => std::fs::read_to_string(path)

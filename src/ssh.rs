@@ -247,7 +247,7 @@ fn lookup(path: &Path, key: &PresentedKey<'_>) -> Result<Lookup, String> {
         format!(
             "cannot read known_hosts file {}: {}",
             path.display(),
-            crate::error::io_reason(&e)
+            crate::base::error::io_reason(&e)
         )
     })?;
     let names: Vec<String> = match key.port {

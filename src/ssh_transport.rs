@@ -38,10 +38,10 @@ use git2::{ErrorClass, ErrorCode};
 use tracing::{debug, warn};
 
 use crate::auth::Auth;
+use crate::base::secret::Secret;
+use crate::base::url::{RemoteUrl, Scheme};
 use crate::remote::{End, Remote};
-use crate::secret::Secret;
 use crate::ssh::{PresentedKey, Verdict};
-use crate::url::{RemoteUrl, Scheme};
 
 /// libssh2's error codes this module tells apart (`libssh2.h`).
 const LIBSSH2_ERROR_TIMEOUT: i32 = -9;
@@ -352,7 +352,7 @@ fn start(
 
 fn ssh_failure(what: &str, e: &ssh2::Error) -> git2::Error {
     if e.code() == ssh2::ErrorCode::Session(LIBSSH2_ERROR_TIMEOUT) {
-        let after = crate::duration::show(std::time::Duration::from_millis(u64::from(
+        let after = crate::base::duration::show(std::time::Duration::from_millis(u64::from(
             TIMEOUT_MS.load(Ordering::SeqCst),
         )));
         git2::Error::new(
@@ -621,7 +621,7 @@ impl Channel {
             connection.cut();
         }
         if matches!(e.kind(), ErrorKind::TimedOut | ErrorKind::WouldBlock) {
-            let after = crate::duration::show(std::time::Duration::from_millis(u64::from(
+            let after = crate::base::duration::show(std::time::Duration::from_millis(u64::from(
                 TIMEOUT_MS.load(Ordering::SeqCst),
             )));
             std::io::Error::new(
@@ -680,7 +680,9 @@ impl Channel {
                 Ok(code) => {
                     let said = String::from_utf8_lossy(&stderr);
                     Err(match said.lines().map(str::trim).find(|l| !l.is_empty()) {
-                        Some(line) => format!("{}: {}", self.what, crate::error::clip(line, 300)),
+                        Some(line) => {
+                            format!("{}: {}", self.what, crate::base::text::clip(line, 300))
+                        }
                         None => format!("{} exited with {code}", self.what),
                     })
                 }

@@ -27,7 +27,7 @@ use std::thread::JoinHandle;
 use anyhow::{Context, Result};
 use git2::transport::{Service, SmartSubtransport, SmartSubtransportStream, Transport};
 
-use crate::process_group::Group;
+use crate::base::process_group::Group;
 
 /// The URL scheme of the transport (never seen outside this process).
 const SCHEME: &str = "backlog-mirror-upload-pack";
@@ -121,7 +121,7 @@ impl UploadPack {
         let stderr = child
             .stderr
             .take()
-            .map(|pipe| crate::process_group::collect_stderr(pipe, STDERR_KEPT));
+            .map(|pipe| crate::base::process_group::collect_stderr(pipe, STDERR_KEPT));
         let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
             anyhow::bail!("git upload-pack: no pipes");
         };
@@ -147,7 +147,9 @@ impl UploadPack {
                     .and_then(|reader| reader.join().ok())
                     .unwrap_or_default();
                 match String::from_utf8_lossy(&text).lines().next() {
-                    Some(line) => format!("git upload-pack: {}", crate::error::clip(line, 300)),
+                    Some(line) => {
+                        format!("git upload-pack: {}", crate::base::text::clip(line, 300))
+                    }
                     None => format!("git upload-pack {status}"),
                 }
             }));

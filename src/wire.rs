@@ -209,7 +209,7 @@ impl Advertisement {
             .iter()
             .find_map(|c| c.strip_prefix("symref=HEAD:"))
             .filter(|name| name.starts_with("refs/"))
-            .map(|name| crate::refname::escape(name.as_bytes()))
+            .map(|name| crate::base::refname::escape(name.as_bytes()))
     }
 
     pub(crate) fn has(&self, capability: &str) -> bool {
@@ -311,7 +311,7 @@ fn read_advertisement_within(
                  repository advertises that much, so its server is broken or hostile; check \
                  that {} names the repository you mean and what serves it",
                 reader.peer,
-                crate::progress::human_bytes(budget.bytes as u64),
+                crate::base::progress::human_bytes(budget.bytes as u64),
                 budget.refs,
                 ad.refs.len(),
                 if reader.peer == "the source" {
@@ -493,7 +493,7 @@ pub(crate) fn read_side_band(reader: &mut PktReader<impl Read>) -> Result<SideBa
             }
             3 => bail!(
                 "the target reported a fatal error: {}",
-                crate::error::clip(&String::from_utf8_lossy(rest), 300)
+                crate::base::text::clip(&String::from_utf8_lossy(rest), 300)
             ),
             other => bail!("the target sent side-band channel {other}, which does not exist"),
         }
@@ -543,7 +543,10 @@ pub(crate) fn parse_report(data: &[u8]) -> Result<Report> {
             let line = trim_lf(&line);
             match line.strip_prefix(b"unpack ") {
                 Some(b"ok") => Ok(()),
-                Some(reason) => Err(crate::error::clip(&String::from_utf8_lossy(reason), 300)),
+                Some(reason) => Err(crate::base::text::clip(
+                    &String::from_utf8_lossy(reason),
+                    300,
+                )),
                 None => bail!(
                     "the target's push report starts with '{}', not 'unpack'",
                     shown(line)
@@ -572,7 +575,7 @@ pub(crate) fn parse_report(data: &[u8]) -> Result<Report> {
                     shown(line)
                 );
             };
-            let reason = crate::error::clip(&String::from_utf8_lossy(&rest[space + 1..]), 300);
+            let reason = crate::base::text::clip(&String::from_utf8_lossy(&rest[space + 1..]), 300);
             refs.push((rest[..space].to_vec(), Some(reason)));
         } else {
             bail!(
@@ -593,7 +596,7 @@ fn trim_lf(line: &[u8]) -> &[u8] {
 
 /// A line as it may be quoted in an error: lossy, escaped, at most 200 characters.
 fn shown(line: &[u8]) -> String {
-    crate::error::clip(&String::from_utf8_lossy(line), 200)
+    crate::base::text::clip(&String::from_utf8_lossy(line), 200)
 }
 
 fn shown_packet(packet: &Packet) -> String {

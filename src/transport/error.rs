@@ -29,7 +29,7 @@ pub(crate) enum NetError {
     /// The remote sent or took nothing for `timeout`, or too little for too long.
     #[error(
         "{url} {doing} for {} (--network-timeout): {why}",
-        crate::duration::show(*timeout)
+        crate::base::duration::show(*timeout)
     )]
     Stalled {
         url: String,

@@ -59,7 +59,7 @@ pub(crate) fn shared(timeout: Duration) -> Result<&'static Http> {
 
 impl Http {
     fn new(timeout: Duration) -> Result<Http> {
-        let runtime = crate::runtime::get()?.handle().clone();
+        let runtime = crate::base::runtime::get()?.handle().clone();
         let proxies = Arc::new(Matcher::from_env());
         let mut tcp = HttpConnector::new();
         tcp.enforce_http(false);
@@ -265,7 +265,7 @@ impl Response {
                     "{url} redirected (HTTP {status}) to {}; the redirect is not followed: \
                      credentials go only where they were given, and a push body cannot be sent \
                      twice. If that is where the repository now lives, use that URL",
-                    crate::error::clip(&crate::secret::redact_userinfo(&to), 200)
+                    crate::base::text::clip(&crate::base::secret::redact_userinfo(&to), 200)
                 ),
             }));
         }
@@ -279,7 +279,7 @@ impl Response {
             let mut said = Vec::new();
             let mut body = self.body;
             let _ = (&mut body).take(400).read_to_end(&mut said);
-            let said = crate::error::clip(&String::from_utf8_lossy(&said), 200);
+            let said = crate::base::text::clip(&String::from_utf8_lossy(&said), 200);
             let said = if said.is_empty() {
                 String::new()
             } else {
@@ -306,7 +306,7 @@ impl Response {
                 "{} answered with content type '{}', not {expected}: not a smart Git HTTP \
                  server {what}",
                 self.url,
-                crate::error::clip(&kind, 100)
+                crate::base::text::clip(&kind, 100)
             ))));
         }
         Ok(())
@@ -639,7 +639,7 @@ fn chain_text(err: &(dyn std::error::Error + 'static)) -> String {
         }
         source = e.source();
     }
-    crate::error::clip(&parts.join(": "), 300)
+    crate::base::text::clip(&parts.join(": "), 300)
 }
 
 /// The TLS settings: the system's roots, loaded once (`SSL_CERT_FILE` and `SSL_CERT_DIR`

@@ -5,8 +5,6 @@
 //! `anyhow` chain with context added where it happened; this type marks the few outcomes that need
 //! their own code so `main` can map them without parsing messages.
 
-use crate::plan::Refusal;
-
 /// Exit codes, as documented in `--help` and the README.
 pub(crate) mod exit {
     pub(crate) const OK: i32 = 0;
@@ -48,6 +46,32 @@ pub(crate) enum Error {
     Unmirrorable(Vec<RefProblem>),
 }
 
+/// Why the delete guard refused a plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    SourceEmpty,
+    TooManyDeletes { planned: usize, limit: usize },
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refusal::SourceEmpty => write!(
+                f,
+                "delete guard: the source lists no refs at all, so mirroring it would empty the \
+                 target; check the source URL and credentials, or pass --allow-mass-delete if \
+                 emptying the target is intended"
+            ),
+            Refusal::TooManyDeletes { planned, limit } => write!(
+                f,
+                "delete guard: the plan deletes {planned} refs on the target, more than \
+                 --max-delete {limit}; check the source, or raise --max-delete or pass \
+                 --allow-mass-delete if this is intended"
+            ),
+        }
+    }
+}
+
 /// A ref that could not be mirrored, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct RefProblem {
@@ -83,8 +107,8 @@ fn format_rejected(refs: &[RefProblem]) -> String {
         .map(|problem| {
             format!(
                 "{} ({})",
-                crate::refname::shown(&problem.name),
-                clip(&problem.reason, MAX_REASON_CHARS)
+                crate::base::refname::shown(&problem.name),
+                crate::base::text::clip(&problem.reason, MAX_REASON_CHARS)
             )
         })
         .collect();
@@ -97,75 +121,6 @@ fn format_rejected(refs: &[RefProblem]) -> String {
 /// How much of a reason (a target's message, a libgit2 error) one ref's entry shows.
 pub(crate) const MAX_REASON_CHARS: usize = 160;
 
-/// `text` from outside (what a server, git or a hook said, a value quoted back) as it may be
-/// shown: trimmed, every character that could drive a terminal, break the line or reorder it
-/// escaped ([`escape`]), and cut to at most `max` characters, then marked with the length of the
-/// whole. A remote cannot forge a line of ours, set a terminal's title or colours, or fill a log.
-pub(crate) fn clip(text: &str, max: usize) -> String {
-    let text = text.trim();
-    let mut out = String::new();
-    let mut shown = 0;
-    for c in text.chars() {
-        let piece = escape_char(c);
-        let width = piece.as_deref().map_or(1, |p| p.chars().count());
-        if shown + width > max {
-            return format!("{out}... ({} characters)", text.chars().count());
-        }
-        shown += width;
-        match piece {
-            Some(p) => out.push_str(&p),
-            None => out.push(c),
-        }
-    }
-    out
-}
-
-/// Whether printing `c` raw could drive a terminal (C0 and C1 controls, DEL), end or break the
-/// line (CR, LF, the Unicode line and paragraph separators), or reorder or hide the text around
-/// it (bidirectional and zero-width formatting characters).
-fn unsafe_to_show(c: char) -> bool {
-    crate::refname::moves_the_terminal(c)
-        || matches!(
-            c,
-            '\u{61c}'
-                | '\u{200b}'..='\u{200d}'
-                | '\u{2028}'
-                | '\u{2029}'
-                | '\u{2060}'..='\u{2064}'
-                | '\u{206a}'..='\u{206f}'
-                | '\u{feff}'
-        )
-}
-
-/// How `c` is written when it is not safe to show raw (`\n`, `\r`, `\t`, else `\u{1b}`).
-fn escape_char(c: char) -> Option<String> {
-    if !unsafe_to_show(c) {
-        return None;
-    }
-    Some(match c {
-        '\n' => "\\n".to_string(),
-        '\r' => "\\r".to_string(),
-        '\t' => "\\t".to_string(),
-        _ => format!("\\u{{{:x}}}", u32::from(c)),
-    })
-}
-
-/// `text` with every character that is not safe to show raw escaped: the last line of defence
-/// for whatever reaches the final error line, the JSON summary or the log, from whichever party.
-pub(crate) fn escape(text: &str) -> std::borrow::Cow<'_, str> {
-    if !text.chars().any(unsafe_to_show) {
-        return std::borrow::Cow::Borrowed(text);
-    }
-    let mut out = String::with_capacity(text.len() + 16);
-    for c in text.chars() {
-        match escape_char(c) {
-            Some(p) => out.push_str(&p),
-            None => out.push(c),
-        }
-    }
-    std::borrow::Cow::Owned(out)
-}
-
 /// The longest error line printed: five refused refs with their reasons fit well within it.
 const MAX_LINE_CHARS: usize = 4000;
 
@@ -177,7 +132,7 @@ const MAX_LINE_CHARS: usize = 4000;
 /// leave half a password that no longer looks like one, and an escape could split one.
 pub(crate) fn one_line(err: &anyhow::Error) -> String {
     const LONGEST_WORD: usize = 200;
-    let line = escape(&crate::secret::scrub(&format!("{err:#}")))
+    let line = crate::base::text::escape(&crate::base::secret::scrub(&format!("{err:#}")))
         .split(' ')
         .map(|word| match word.char_indices().nth(LONGEST_WORD) {
             Some(_) => format!(
@@ -257,27 +212,6 @@ mod tests {
         assert!(line.contains("... (4030 characters)"), "{line}");
         assert!(line.contains("https://<redacted>@h/x.git"), "{line}");
         assert!(!line.contains("ppppp"), "{line}");
-    }
-
-    #[test]
-    fn what_is_clipped_cannot_drive_a_terminal_or_break_the_line() {
-        let said =
-            "\x1b[31mred\x07\x1b]0;title\x07\nbacklog-mirror: in sync\r\0\u{9b}\u{202e}\u{2028}ok";
-        assert_eq!(
-            clip(said, 1000),
-            "\\u{1b}[31mred\\u{7}\\u{1b}]0;title\\u{7}\\nbacklog-mirror: in sync\\r\\u{0}\\u{9b}\\u{202e}\\u{2028}ok"
-        );
-        assert_eq!(clip("  plain words\n", 1000), "plain words");
-        // Cut by what is shown, never inside an escape, and marked with the whole length.
-        assert_eq!(clip("ab\0cd", 5), "ab... (5 characters)");
-        assert_eq!(clip("ab\0cd", 7), "ab\\u{0}... (5 characters)");
-        let long = "x".repeat(10_000);
-        assert_eq!(clip(&long, 3), "xxx... (10000 characters)");
-        assert_eq!(escape("a\tb"), "a\\tb");
-        assert!(matches!(
-            escape("plain"),
-            std::borrow::Cow::Borrowed("plain")
-        ));
     }
 
     #[test]

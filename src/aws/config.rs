@@ -14,11 +14,11 @@ use aws_sdk_ssm::error::ProvideErrorMetadata;
 use aws_smithy_http_client::{Connector, proxy::ProxyConfig, tls};
 use aws_smithy_runtime_api::client::http::{SharedHttpClient, SharedHttpConnector, http_client_fn};
 
-use crate::error::usage;
-use crate::secret::Secret;
+use crate::base::error::usage;
+use crate::base::secret::Secret;
 
 pub(crate) fn runtime() -> Result<&'static tokio::runtime::Runtime> {
-    crate::runtime::get()
+    crate::base::runtime::get()
 }
 
 /// How long an AWS call may wait on the network: `--network-timeout`, set once per process
@@ -168,7 +168,7 @@ pub(crate) fn get_parameter(flag: &str, name: &str, region: Option<&str>) -> Res
                 }
                 "" => anyhow!(
                     "{flag} '{name}': cannot reach Parameter Store in {region}: {}",
-                    crate::error::chain_line(&err)
+                    crate::base::error::chain_line(&err)
                 ),
                 _ => anyhow!("{flag} '{name}': Parameter Store in {region} said {code}: {message}"),
             });

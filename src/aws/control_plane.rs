@@ -12,7 +12,7 @@
 use anyhow::{Result, anyhow};
 use aws_sdk_codecommit::error::{ProvideErrorMetadata, SdkError};
 
-use crate::codecommit::CodeCommit;
+use crate::aws::codecommit::CodeCommit;
 
 /// One CodeCommit repository's control plane.
 pub(crate) struct ControlPlane {
@@ -52,7 +52,7 @@ pub(crate) enum ApiError {
 
 impl ControlPlane {
     pub(crate) fn new(repo: &CodeCommit) -> Result<ControlPlane> {
-        let config = crate::aws::sdk_config(Some(&repo.region), repo.profile.as_deref())?;
+        let config = crate::aws::config::sdk_config(Some(&repo.region), repo.profile.as_deref())?;
         Ok(ControlPlane {
             client: aws_sdk_codecommit::Client::new(&config),
             name: repo.name.clone(),
@@ -62,7 +62,7 @@ impl ControlPlane {
 
     /// The repository's metadata, or `None` when it does not exist.
     pub(crate) fn get(&self) -> Result<Option<Metadata>> {
-        let sent = crate::aws::runtime()?.block_on(
+        let sent = crate::aws::config::runtime()?.block_on(
             self.client
                 .get_repository()
                 .repository_name(&self.name)
@@ -87,7 +87,7 @@ impl ControlPlane {
             .create_repository()
             .repository_name(&self.name)
             .set_repository_description(description.map(str::to_string));
-        match crate::aws::runtime()?.block_on(request.send()) {
+        match crate::aws::config::runtime()?.block_on(request.send()) {
             Ok(_) => Ok(()),
             // Another sync of the same mirror created it first: that is what was wanted.
             Err(err) if err.code() == Some("RepositoryNameExistsException") => Ok(()),
@@ -102,7 +102,7 @@ impl ControlPlane {
             .update_default_branch()
             .repository_name(&self.name)
             .default_branch_name(branch);
-        crate::aws::runtime()?
+        crate::aws::config::runtime()?
             .block_on(request.send())
             .map(|_| ())
             .map_err(|err| self.failed("UpdateDefaultBranch", err))
@@ -136,7 +136,7 @@ impl ControlPlane {
             });
         }
         let detail = match (code.as_str(), err.message()) {
-            ("", _) => crate::error::chain_line(&err),
+            ("", _) => crate::base::error::chain_line(&err),
             (code, Some(message)) => format!("{code}: {message}"),
             (code, None) => code.to_string(),
         };

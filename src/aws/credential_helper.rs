@@ -12,7 +12,7 @@ use std::io::{BufRead, Write};
 
 use anyhow::{Context, Result};
 
-use crate::codecommit::{self, Signer};
+use crate::aws::codecommit::{self, Signer};
 
 /// What git asks of a credential helper.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -64,7 +64,7 @@ pub(crate) fn run(op: Operation, input: impl BufRead, mut output: impl Write) ->
         _ => None,
     };
     let given = from_host.or_else(|| std::env::var("BACKLOG_MIRROR_REGION").ok());
-    let region = crate::aws::region(given.as_deref(), None)?;
+    let region = crate::aws::config::region(given.as_deref(), None)?;
     let signer = Signer::new(region.as_deref(), None, host, &name)?;
     let (username, password) = signer.credentials()?;
     // The one place a password is written, by design: git reads it from our stdout.

@@ -135,7 +135,7 @@ impl RemoteUrl {
             .filter(|u| !u.is_empty())
             .map(percent_decode);
         if let Some(encoded) = parsed.password() {
-            crate::secret::register(encoded);
+            crate::base::secret::register(encoded);
         }
         let password = parsed.password().map(percent_decode);
         let mut shown = parsed.clone();

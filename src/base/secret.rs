@@ -371,7 +371,7 @@ impl<W: Write> Write for ScrubbingWriter<W> {
         let mut out = String::with_capacity(text.len());
         let mut rest = line;
         while let Some(at) = rest.find('\x1b') {
-            out.push_str(&crate::error::escape(&rest[..at]));
+            out.push_str(&crate::base::text::escape(&rest[..at]));
             let colour = rest[at + 1..]
                 .strip_prefix('[')
                 .and_then(|r| {
@@ -383,11 +383,11 @@ impl<W: Write> Write for ScrubbingWriter<W> {
             let taken = colour.unwrap_or(1);
             match colour {
                 Some(_) => out.push_str(&rest[at..at + taken]),
-                None => out.push_str(&crate::error::escape(&rest[at..at + taken])),
+                None => out.push_str(&crate::base::text::escape(&rest[at..at + taken])),
             }
             rest = &rest[at + taken..];
         }
-        out.push_str(&crate::error::escape(rest));
+        out.push_str(&crate::base::text::escape(rest));
         out.push_str(end);
         self.0.write_all(out.as_bytes())?;
         Ok(buf.len())

@@ -14,7 +14,7 @@ use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvid
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
-use crate::secret::Secret;
+use crate::base::secret::Secret;
 
 /// A CodeCommit repository as the user named it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -303,9 +303,9 @@ impl Signer {
         host: &str,
         name: &str,
     ) -> Result<Signer> {
-        let config = crate::aws::sdk_config(region, profile)?;
+        let config = crate::aws::config::sdk_config(region, profile)?;
         let region = config.region().map(|r| r.to_string()).ok_or_else(|| {
-            crate::error::usage(format!(
+            crate::base::error::usage(format!(
                 "the CodeCommit repository '{name}' needs an AWS region: use codecommit::REGION://{name}, --region or AWS_REGION"
             ))
         })?;
@@ -322,15 +322,15 @@ impl Signer {
 
     /// A fresh (username, password) for one connection.
     pub(crate) fn credentials(&self) -> Result<(String, Secret)> {
-        let creds = crate::aws::runtime()?
+        let creds = crate::aws::config::runtime()?
             .block_on(self.provider.provide_credentials())
             .context(
                 "no AWS credentials found (env, profile, web identity, container or instance role)",
             )?;
         if let Some(token) = creds.session_token() {
-            crate::secret::register(token);
+            crate::base::secret::register(token);
         }
-        crate::secret::register(creds.secret_access_key());
+        crate::base::secret::register(creds.secret_access_key());
         let (user, password) = sign(
             &Credentials {
                 access_key_id: creds.access_key_id(),
@@ -343,7 +343,7 @@ impl Signer {
             SystemTime::now(),
         );
         if creds.session_token().is_some() {
-            crate::secret::register(&user);
+            crate::base::secret::register(&user);
         }
         Ok((user, Secret::new(password)))
     }

@@ -22,11 +22,11 @@ use std::process::{Child, Command, ExitStatus};
 
 /// A command for `program` that inherits none of the run's secrets: every child this program
 /// starts is made here. What a child inherits, a local target's hooks see, and whatever else git
-/// starts (see [`crate::secret::child_may_inherit`]).
+/// starts (see [`crate::base::secret::child_may_inherit`]).
 pub(crate) fn command(program: &str) -> Command {
     let mut cmd = Command::new(program);
     for (name, value) in std::env::vars_os() {
-        if !crate::secret::child_may_inherit(&name, &value) {
+        if !crate::base::secret::child_may_inherit(&name, &value) {
             cmd.env_remove(&name);
         }
     }
