@@ -245,7 +245,7 @@ mod tests {
 
     #[test]
     fn a_source_without_side_band_or_with_sha256_ids_is_left_to_libgit2() {
-        let ad = |caps: &[&str]| crate::wire::Advertisement {
+        let ad = |caps: &[&str]| crate::protocol::advertisement::Advertisement {
             refs: Vec::new(),
             capabilities: caps.iter().map(|c| c.to_string()).collect(),
         };

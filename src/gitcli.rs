@@ -16,12 +16,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
+use crate::base::net_error::NetError;
 use crate::base::process_group::Group;
 use crate::base::progress::Progress;
 use crate::base::refname;
 use crate::base::transfer::{PushOutcome, RefOutcome, TransferStats, last_words, remote_messages};
 use crate::base::url::RemoteUrl;
-use crate::transport::error::NetError;
 
 /// `git --version` if a git binary is on PATH.
 pub(crate) fn version() -> Option<&'static str> {

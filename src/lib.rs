@@ -48,6 +48,7 @@ mod metrics;
 mod mirror;
 mod mirror_list;
 mod plan;
+mod protocol;
 mod push;
 mod receive_pack;
 mod relay;
@@ -62,6 +63,5 @@ mod ssh_transport;
 mod tcp;
 mod transport;
 mod upload_pack;
-mod wire;
 
 pub use app::main;

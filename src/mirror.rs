@@ -32,7 +32,6 @@ use crate::receive_pack;
 use crate::relay;
 use crate::report::{RefResult, Status, Summary};
 use crate::retry::Retry;
-use crate::wire;
 
 /// A finished run: its summary (always filled in as far as the run got) and its error, if any.
 pub(crate) struct Outcome {
@@ -261,7 +260,7 @@ struct Run<'a> {
     /// The target's receive-pack advertisement from the listing `seen_target` last came from,
     /// when our own client listed it (`Listed::ad`): the next push's first batch uses it
     /// instead of asking again.
-    listed: Option<wire::Advertisement>,
+    listed: Option<crate::protocol::advertisement::Advertisement>,
     /// The source's refs this tool cannot carry, as the last look saw them.
     unsupported: &'a mut Vec<Unsupported>,
     retry: Retry,
@@ -831,7 +830,7 @@ struct Listed {
     /// The branch the target's `HEAD` names, when asked for and said.
     head: Option<String>,
     /// The receive-pack advertisement, when our own client listed.
-    ad: Option<wire::Advertisement>,
+    ad: Option<crate::protocol::advertisement::Advertisement>,
 }
 
 /// List the target. Where our receive-pack client pushes over HTTP(S), it lists too: one GET
@@ -1111,9 +1110,9 @@ fn relay(
 fn relay_push(
     client: &receive_pack::Client,
     source: &mut relay::Source,
-    source_ad: &wire::Advertisement,
+    source_ad: &crate::protocol::advertisement::Advertisement,
     plan: &Plan,
-    mut listed: Option<wire::Advertisement>,
+    mut listed: Option<crate::protocol::advertisement::Advertisement>,
     cfg: &SyncConfig,
     summary: &mut Summary,
 ) -> Result<Vec<RefProblem>> {

@@ -415,7 +415,7 @@ pub(crate) fn execute(
     plan: &Plan,
     checked: Option<&Checked>,
     local_refs: usize,
-    mut listed: Option<crate::wire::Advertisement>,
+    mut listed: Option<crate::protocol::advertisement::Advertisement>,
     head: Option<&str>,
     summary: &mut Summary,
 ) -> Result<Vec<RefProblem>> {

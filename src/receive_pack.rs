@@ -29,6 +29,7 @@ use anyhow::{Context, Result, bail};
 use base64::Engine as _;
 use git2::{Oid, Repository};
 
+use crate::base::net_error::NetError;
 use crate::base::process_group::Group;
 use crate::base::progress::Progress;
 use crate::base::refname;
@@ -36,10 +37,9 @@ use crate::base::secret::Secret;
 use crate::base::transfer::{PushOutcome, RefOutcome, TransferStats, remote_messages};
 use crate::base::url::Scheme;
 use crate::plan::Change;
+use crate::protocol::pktline::PktReader;
 use crate::remote::{Login, Remote};
-use crate::transport::error::NetError;
 use crate::transport::http::{Http, Request};
-use crate::wire::{self, PktReader};
 use http::{HeaderValue, Method};
 
 /// Whether this client can push to `remote`.
@@ -188,7 +188,7 @@ impl<'a> Client<'a> {
     /// The target's receive-pack advertisement: over HTTP(S) one GET, credentials up front (so
     /// no 401 round trip); over git:// a connection that ends after it. Kept, it is the first
     /// push's advertisement too (see `push`).
-    pub(crate) fn list(&self) -> Result<wire::Advertisement> {
+    pub(crate) fn list(&self) -> Result<crate::protocol::advertisement::Advertisement> {
         self.listing("git-receive-pack")
     }
 
@@ -200,13 +200,13 @@ impl<'a> Client<'a> {
 
     /// The upload-pack advertisement: refs (tags peeled too) and where `HEAD` points, for an
     /// account that may only read.
-    pub(crate) fn upload_listing(&self) -> Result<wire::Advertisement> {
+    pub(crate) fn upload_listing(&self) -> Result<crate::protocol::advertisement::Advertisement> {
         self.listing("git-upload-pack")
     }
 
     /// `service`'s advertisement alone: over HTTP(S) one GET, credentials up front; over git://
     /// a connection that ends after it.
-    fn listing(&self, service: &str) -> Result<wire::Advertisement> {
+    fn listing(&self, service: &str) -> Result<crate::protocol::advertisement::Advertisement> {
         let listed = match self.scheme {
             Scheme::Git => self.advertisement_git(service).map(|(conn, ad)| {
                 let _ = flush_and_close(conn);
@@ -228,21 +228,29 @@ impl<'a> Client<'a> {
     }
 
     /// A git:// connection to `service`, its advertisement read.
-    pub(crate) fn advertisement_git(&self, service: &str) -> Result<(Conn, wire::Advertisement)> {
+    pub(crate) fn advertisement_git(
+        &self,
+        service: &str,
+    ) -> Result<(Conn, crate::protocol::advertisement::Advertisement)> {
         let url = self.remote.url.redacted();
         let mut conn = self.connect()?;
         let mut hello = Vec::new();
         let request = format!("{service} {}\0host={}\0", self.path, self.host_header());
-        wire::pkt(&mut hello, request.as_bytes())
+        crate::protocol::pktline::pkt(&mut hello, request.as_bytes())
             .with_context(|| format!("the path of {url} is too long for git://"))?;
         conn.write_all(&hello)
             .map_err(|e| io_error(e, url, self.timeout))?;
         let ad = {
-            // Buffered, as every advertisement is (see `wire::read_service_advertisement`).
+            // Buffered, as every advertisement is (see `crate::protocol::advertisement::read_service_advertisement`).
             let mut reader = PktReader::from_peer(BufReader::new(&mut conn), self.peer());
-            wire::read_service_advertisement(&mut reader, service, false, self.timeout)
-                .map_err(|e| timed(e, url, self.timeout))
-                .with_context(|| format!("cannot read the refs of {url}"))?
+            crate::protocol::advertisement::read_service_advertisement(
+                &mut reader,
+                service,
+                false,
+                self.timeout,
+            )
+            .map_err(|e| timed(e, url, self.timeout))
+            .with_context(|| format!("cannot read the refs of {url}"))?
         };
         Ok((conn, ad))
     }
@@ -252,7 +260,7 @@ impl<'a> Client<'a> {
         &self,
         service: &str,
         auth: Option<&Secret>,
-    ) -> Result<wire::Advertisement> {
+    ) -> Result<crate::protocol::advertisement::Advertisement> {
         let url = self.remote.url.redacted();
         let request = self.request(
             Method::GET,
@@ -263,7 +271,7 @@ impl<'a> Client<'a> {
         let answer = self.http()?.send(request, None)?.check_success()?;
         answer.check_type(&format!("application/x-{service}-advertisement"), "for Git")?;
         let mut body = answer.body;
-        wire::read_service_advertisement(
+        crate::protocol::advertisement::read_service_advertisement(
             &mut PktReader::from_peer(&mut body, self.peer()),
             service,
             true,
@@ -360,7 +368,7 @@ impl<'a> Client<'a> {
         changes: &[&Change],
         hold: BorrowedFd<'_>,
         progress: &mut Progress,
-        listed: Option<wire::Advertisement>,
+        listed: Option<crate::protocol::advertisement::Advertisement>,
         cut: Cut,
     ) -> Result<PushOutcome> {
         let mut packer = PackObjects {
@@ -379,7 +387,7 @@ impl<'a> Client<'a> {
         &self,
         changes: &[&Change],
         packer: &mut dyn Packer,
-        listed: Option<wire::Advertisement>,
+        listed: Option<crate::protocol::advertisement::Advertisement>,
     ) -> Result<PushOutcome> {
         let result = match self.scheme {
             Scheme::Git => self.push_git(changes, packer),
@@ -421,15 +429,18 @@ impl<'a> Client<'a> {
     fn report(
         &self,
         answer: &mut dyn Read,
-        ad: &wire::Advertisement,
+        ad: &crate::protocol::advertisement::Advertisement,
         changes: &[&Change],
         stats: TransferStats,
         stale: HashMap<String, RefOutcome>,
     ) -> Result<PushOutcome> {
         let url = self.remote.url.redacted();
-        let band = wire::read_answer(&mut PktReader::new(answer), ad.has("side-band-64k"))
-            .map_err(|e| timed(e, url, self.timeout))
-            .with_context(|| format!("cannot read the push report of {url}"))?;
+        let band = crate::protocol::side_band::read_answer(
+            &mut PktReader::new(answer),
+            ad.has("side-band-64k"),
+        )
+        .map_err(|e| timed(e, url, self.timeout))
+        .with_context(|| format!("cannot read the push report of {url}"))?;
         let mut done = outcome(changes, band, stats)?;
         done.refs.extend(stale);
         Ok(done)
@@ -439,7 +450,7 @@ impl<'a> Client<'a> {
         &self,
         changes: &[&Change],
         packer: &mut dyn Packer,
-        listed: Option<wire::Advertisement>,
+        listed: Option<crate::protocol::advertisement::Advertisement>,
     ) -> Result<PushOutcome> {
         let auth = self.authorization()?;
         let ad = match listed {
@@ -509,7 +520,7 @@ fn timed(err: anyhow::Error, url: &str, timeout: Duration) -> anyhow::Error {
 /// sending anything: the mirror reads it as a lost race and looks again.
 fn leased<'c>(
     changes: &[&'c Change],
-    ad: &wire::Advertisement,
+    ad: &crate::protocol::advertisement::Advertisement,
 ) -> (Vec<&'c Change>, HashMap<String, RefOutcome>) {
     let now: HashMap<&[u8], Oid> = ad.refs.iter().map(|(n, id)| (n.as_slice(), *id)).collect();
     let mut stale = HashMap::new();
@@ -537,7 +548,10 @@ fn stale_only(stale: HashMap<String, RefOutcome>) -> PushOutcome {
 
 /// The commands of one batch as pkt-lines and their flush. Each update's old id is the plan's
 /// (its lease): receive-pack refuses a ref whose value is not that one any more.
-fn commands(changes: &[&Change], ad: &wire::Advertisement) -> Result<Vec<u8>> {
+fn commands(
+    changes: &[&Change],
+    ad: &crate::protocol::advertisement::Advertisement,
+) -> Result<Vec<u8>> {
     if !ad.has("report-status") {
         bail!("the target does not offer report-status: it could not say which refs it took");
     }
@@ -570,9 +584,9 @@ fn commands(changes: &[&Change], ad: &wire::Advertisement) -> Result<Vec<u8>> {
             line.extend_from_slice(caps.as_bytes());
         }
         line.push(b'\n');
-        wire::pkt(&mut out, &line)?;
+        crate::protocol::pktline::pkt(&mut out, &line)?;
     }
-    wire::flush(&mut out);
+    crate::protocol::pktline::flush(&mut out);
     Ok(out)
 }
 
@@ -615,7 +629,11 @@ impl Cut {
     }
 
     /// The advertised ids `changes` are cut against, each once.
-    pub(crate) fn haves(&self, ad: &wire::Advertisement, changes: &[&Change]) -> Vec<Oid> {
+    pub(crate) fn haves(
+        &self,
+        ad: &crate::protocol::advertisement::Advertisement,
+        changes: &[&Change],
+    ) -> Vec<Oid> {
         self.pick(
             ad.refs.iter().map(|(name, id)| (name.as_slice(), *id)),
             changes.iter().filter_map(|c| c.old),
@@ -648,7 +666,12 @@ impl Cut {
 }
 
 /// The ids of `cut` that the cache has: what the pack need not carry.
-fn haves(repo: &Repository, ad: &wire::Advertisement, changes: &[&Change], cut: &Cut) -> Vec<Oid> {
+fn haves(
+    repo: &Repository,
+    ad: &crate::protocol::advertisement::Advertisement,
+    changes: &[&Change],
+    cut: &Cut,
+) -> Vec<Oid> {
     let Ok(odb) = repo.odb() else {
         return Vec::new();
     };
@@ -666,7 +689,7 @@ pub(crate) trait Packer {
     fn pack(
         &mut self,
         changes: &[&Change],
-        ad: &wire::Advertisement,
+        ad: &crate::protocol::advertisement::Advertisement,
         send: &mut dyn FnMut(&[u8]) -> Result<()>,
     ) -> Result<TransferStats>;
 }
@@ -683,7 +706,7 @@ impl Packer for PackObjects<'_, '_> {
     fn pack(
         &mut self,
         changes: &[&Change],
-        ad: &wire::Advertisement,
+        ad: &crate::protocol::advertisement::Advertisement,
         send: &mut dyn FnMut(&[u8]) -> Result<()>,
     ) -> Result<TransferStats> {
         send_pack(
@@ -702,7 +725,7 @@ impl Packer for PackObjects<'_, '_> {
 /// pack. The commands go in the pack's first piece: one write, one segment, one HTTP chunk.
 fn send_body(
     changes: &[&Change],
-    ad: &wire::Advertisement,
+    ad: &crate::protocol::advertisement::Advertisement,
     packer: &mut dyn Packer,
     send: &mut dyn FnMut(&[u8]) -> Result<()>,
 ) -> Result<TransferStats> {
@@ -796,9 +819,13 @@ fn send_pack(
 
 /// Each ref's result from the side-band answer. A ref the report does not name stays out of
 /// the map (the caller says "no result").
-fn outcome(changes: &[&Change], band: wire::SideBand, stats: TransferStats) -> Result<PushOutcome> {
+fn outcome(
+    changes: &[&Change],
+    band: crate::protocol::side_band::SideBand,
+    stats: TransferStats,
+) -> Result<PushOutcome> {
     let mut remote_lines = remote_messages(&String::from_utf8_lossy(&band.progress));
-    let report = wire::parse_report(&band.data)?;
+    let report = crate::protocol::report_status::parse_report(&band.data)?;
     if let Err(why) = &report.unpack {
         remote_lines.push(format!("unpack failed: {why}"));
     }
@@ -878,7 +905,7 @@ mod tests {
         assert_eq!(Cut::for_plan(NEAR_CUT_CHANGES, 1), Cut::Near);
         assert_eq!(Cut::for_plan(NEAR_CUT_CHANGES + 1, 1), Cut::Every);
         assert_eq!(Cut::for_plan(2, 2), Cut::Every);
-        let ad = wire::Advertisement {
+        let ad = crate::protocol::advertisement::Advertisement {
             refs: vec![
                 (b"refs/heads/main".to_vec(), id(1)),
                 (b"refs/tags/v1".to_vec(), id(2)),
@@ -926,8 +953,11 @@ mod tests {
         }
     }
 
-    fn advertisement(refs: &[(&[u8], Oid)], caps: &str) -> wire::Advertisement {
-        wire::Advertisement {
+    fn advertisement(
+        refs: &[(&[u8], Oid)],
+        caps: &str,
+    ) -> crate::protocol::advertisement::Advertisement {
+        crate::protocol::advertisement::Advertisement {
             refs: refs.iter().map(|(n, id)| (n.to_vec(), *id)).collect(),
             capabilities: caps.split(' ').map(str::to_string).collect(),
         }
@@ -961,7 +991,7 @@ mod tests {
         let bytes = commands(&[&update, &delete], &ad).unwrap();
         let mut reader = PktReader::new(&bytes[..]);
         let first = match reader.next().unwrap() {
-            Some(wire::Packet::Data(d)) => d,
+            Some(crate::protocol::pktline::Packet::Data(d)) => d,
             other => panic!("{other:?}"),
         };
         let mut want = format!("{} {} refs/heads/caf", id(1), id(2)).into_bytes();
@@ -977,11 +1007,14 @@ mod tests {
         assert_eq!(first, want);
         assert_eq!(
             reader.next().unwrap(),
-            Some(wire::Packet::Data(
+            Some(crate::protocol::pktline::Packet::Data(
                 format!("{} {} refs/tags/v1\n", id(3), Oid::ZERO_SHA1).into_bytes()
             ))
         );
-        assert_eq!(reader.next().unwrap(), Some(wire::Packet::Flush));
+        assert_eq!(
+            reader.next().unwrap(),
+            Some(crate::protocol::pktline::Packet::Flush)
+        );
         // A target that cannot delete refs is told so, not sent a deletion.
         let no_delete = advertisement(&[], "report-status");
         let err = commands(&[&delete], &no_delete).unwrap_err();

@@ -25,14 +25,14 @@ use anyhow::{Context, Result, bail};
 use git2::Oid;
 use sha1::{Digest, Sha1};
 
+use crate::base::net_error::NetError;
 use crate::base::transfer::TransferStats;
 use crate::base::url::Scheme;
 use crate::plan::Change;
+use crate::protocol::pktline::{Packet, PktReader};
 use crate::receive_pack::{Client, Conn, Cut, Packer};
 use crate::remote::{Login, Remote};
-use crate::transport::error::NetError;
 use crate::upload_pack::UploadPack;
-use crate::wire::{self, Packet, PktReader};
 
 /// How the source's upload-pack is reached.
 enum Transport<'a> {
@@ -115,7 +115,7 @@ impl<'a> Source<'a> {
 
     /// A fresh look at the source's upload-pack advertisement. A stateful transport keeps the
     /// connection for the next fetch.
-    pub(crate) fn advertise(&mut self) -> Result<wire::Advertisement> {
+    pub(crate) fn advertise(&mut self) -> Result<crate::protocol::advertisement::Advertisement> {
         self.close();
         match &self.transport {
             Transport::Http(client) => client
@@ -131,7 +131,12 @@ impl<'a> Source<'a> {
     }
 
     /// Open a stateful transport's connection and read its advertisement.
-    fn connect(&self) -> Result<(Box<dyn Duplex + 'a>, wire::Advertisement)> {
+    fn connect(
+        &self,
+    ) -> Result<(
+        Box<dyn Duplex + 'a>,
+        crate::protocol::advertisement::Advertisement,
+    )> {
         match &self.transport {
             Transport::Git(client) => {
                 let (conn, ad): (Conn, _) = client
@@ -141,7 +146,7 @@ impl<'a> Source<'a> {
             }
             Transport::Local(path) => {
                 let mut child = UploadPack::spawn(path, Some(self.hold))?;
-                let ad = wire::read_service_advertisement(
+                let ad = crate::protocol::advertisement::read_service_advertisement(
                     &mut PktReader::from_peer(BufReader::new(&mut child), self.peer),
                     "git-upload-pack",
                     false,
@@ -153,8 +158,8 @@ impl<'a> Source<'a> {
             Transport::Ssh(session, remote) => {
                 let command = crate::ssh_transport::git_command("git-upload-pack", &remote.url)?;
                 let mut channel = crate::ssh_transport::exec(session, remote, &command)?;
-                // Buffered, as every advertisement is (see `wire::read_service_advertisement`).
-                let ad = wire::read_service_advertisement(
+                // Buffered, as every advertisement is (see `crate::protocol::advertisement::read_service_advertisement`).
+                let ad = crate::protocol::advertisement::read_service_advertisement(
                     &mut PktReader::from_peer(BufReader::new(&mut channel), self.peer),
                     "git-upload-pack",
                     false,
@@ -217,7 +222,9 @@ impl Drop for Source<'_> {
 }
 
 /// Whether a source's advertisement lets the relay ask for a thin pack on side-band.
-pub(crate) fn source_can_relay(ad: &wire::Advertisement) -> Result<(), Declined> {
+pub(crate) fn source_can_relay(
+    ad: &crate::protocol::advertisement::Advertisement,
+) -> Result<(), Declined> {
     if !ad.has("thin-pack") {
         return Err("the source does not offer thin-pack".into());
     }
@@ -226,7 +233,9 @@ pub(crate) fn source_can_relay(ad: &wire::Advertisement) -> Result<(), Declined>
 
 /// Whether this client can fetch from a source that advertised `ad` at all (the warm fetch
 /// needs no more): it reads the pack on side-band and knows SHA-1 ids only.
-pub(crate) fn source_can_fetch(ad: &wire::Advertisement) -> Result<(), Declined> {
+pub(crate) fn source_can_fetch(
+    ad: &crate::protocol::advertisement::Advertisement,
+) -> Result<(), Declined> {
     if !ad.has("side-band-64k") {
         return Err("the source does not offer side-band-64k".into());
     }
@@ -254,7 +263,7 @@ impl Packer for Relay<'_, '_> {
     fn pack(
         &mut self,
         changes: &[&Change],
-        ad: &wire::Advertisement,
+        ad: &crate::protocol::advertisement::Advertisement,
         send: &mut dyn FnMut(&[u8]) -> Result<()>,
     ) -> Result<TransferStats> {
         // Every id the target advertises is an object it has (`.have` lines too): after an
@@ -325,17 +334,17 @@ fn request(wants: &[Oid], haves: &[Oid], ask: Ask) -> Result<Vec<u8>> {
         } else {
             format!("want {want}\n")
         };
-        wire::pkt(&mut out, line.as_bytes())?;
+        crate::protocol::pktline::pkt(&mut out, line.as_bytes())?;
     }
-    wire::flush(&mut out);
+    crate::protocol::pktline::flush(&mut out);
     for have in haves {
-        wire::pkt(&mut out, format!("have {have}\n").as_bytes())?;
+        crate::protocol::pktline::pkt(&mut out, format!("have {have}\n").as_bytes())?;
     }
-    wire::pkt(&mut out, b"done\n")?;
+    crate::protocol::pktline::pkt(&mut out, b"done\n")?;
     Ok(out)
 }
 
-/// Read upload-pack's answer: its acknowledgments, however many (`wire::read_acknowledgments`),
+/// Read upload-pack's answer: its acknowledgments, however many (`crate::protocol::negotiation::read_acknowledgments`),
 /// then the pack on side-band channel 1 (fed to `check`), its messages on 2, a fatal error on 3,
 /// to the closing flush.
 fn demultiplex(
@@ -344,7 +353,7 @@ fn demultiplex(
     send: &mut dyn FnMut(&[u8]) -> Result<()>,
 ) -> Result<()> {
     let mut reader = PktReader::from_peer(answer, "the source");
-    let mut next = wire::read_acknowledgments(&mut reader)?.first;
+    let mut next = crate::protocol::negotiation::read_acknowledgments(&mut reader)?.first;
     loop {
         let packet = match next.take() {
             Some(Packet::Data(packet)) => packet,

@@ -14,7 +14,7 @@ use anyhow::Result;
 use tracing::warn;
 
 use crate::base::duration;
-use crate::transport::error::{IsSpurious, NetError};
+use crate::base::net_error::{IsSpurious, NetError};
 
 /// How often a step is tried again, and how long to wait between attempts.
 #[derive(Debug, Clone, Copy)]

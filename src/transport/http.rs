@@ -35,7 +35,7 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use tokio::net::TcpStream;
 use tower_service::Service;
 
-use super::error::NetError;
+use crate::base::net_error::NetError;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 

@@ -1,4 +1,3 @@
 //! The ways to a remote: HTTP(S), and what they fail with.
 
-pub(crate) mod error;
 pub(crate) mod http;
