@@ -27,8 +27,9 @@ use crate::base::refname::RefMap;
 use crate::base::transfer::TransferStats;
 use crate::cache::Cache;
 use crate::libgit2::{self, Look, Session};
+use crate::protocol::negotiation::Ask;
 use crate::receive_pack::Cut;
-use crate::relay::{self, Ask, Declined};
+use crate::relay::{self, Declined};
 use crate::remote::Remote;
 
 /// `BACKLOG_MIRROR_LIBGIT2_FETCH=1` (or `true`): fetch into a warm cache through libgit2, should

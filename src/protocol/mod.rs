@@ -8,6 +8,7 @@
 
 pub(crate) mod advertisement;
 pub(crate) mod negotiation;
+pub(crate) mod pack;
 pub(crate) mod pktline;
 pub(crate) mod report_status;
 pub(crate) mod side_band;

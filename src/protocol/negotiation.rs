@@ -5,7 +5,9 @@ use std::io::Read;
 
 use anyhow::{Result, bail};
 
-use super::pktline::{Packet, PktReader, parse_id, shown, trim_lf};
+use git2::Oid;
+
+use super::pktline::{Packet, PktReader, flush, parse_id, pkt, shown, trim_lf};
 
 /// What upload-pack said of the haves before its pack (`pack-protocol`'s "Packfile
 /// Negotiation"), read whole whatever mode it answered in.
@@ -91,6 +93,51 @@ pub(crate) fn read_acknowledgments(reader: &mut PktReader<impl Read>) -> Result<
     )
 }
 
+/// What a fetch asks of the source's upload-pack besides objects.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Ask {
+    /// A thin pack: deltas against objects the haves reach, left out of the pack.
+    pub(crate) thin: bool,
+    pub(crate) ofs_delta: bool,
+    /// No progress messages on side-band channel 2.
+    pub(crate) quiet: bool,
+}
+
+/// A fetch's request to upload-pack: the wants (the first with the capabilities), a flush, every have,
+/// `done` (no negotiation rounds: the haves are all we know, and what the source does not know
+/// it ignores).
+pub(crate) fn fetch_request(wants: &[Oid], haves: &[Oid], ask: Ask) -> Result<Vec<u8>> {
+    let mut caps = String::from("side-band-64k");
+    if ask.thin {
+        caps.push_str(" thin-pack");
+    }
+    if ask.ofs_delta {
+        caps.push_str(" ofs-delta");
+    }
+    if ask.quiet {
+        caps.push_str(" no-progress");
+    }
+    caps.push_str(&format!(
+        " agent=backlog-mirror/{}",
+        env!("CARGO_PKG_VERSION")
+    ));
+    let mut out = Vec::new();
+    for (i, want) in wants.iter().enumerate() {
+        let line = if i == 0 {
+            format!("want {want} {caps}\n")
+        } else {
+            format!("want {want}\n")
+        };
+        pkt(&mut out, line.as_bytes())?;
+    }
+    flush(&mut out);
+    for have in haves {
+        pkt(&mut out, format!("have {have}\n").as_bytes())?;
+    }
+    pkt(&mut out, b"done\n")?;
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -169,5 +216,44 @@ mod tests {
         ] {
             assert!(acks(&bad).is_err(), "{:?}", String::from_utf8_lossy(&bad));
         }
+    }
+
+    #[test]
+    fn asks_once_with_the_capabilities_and_every_have() {
+        let a = Oid::from_bytes(&[1; 20]).unwrap();
+        let b = Oid::from_bytes(&[2; 20]).unwrap();
+        let ask = Ask {
+            thin: true,
+            ofs_delta: true,
+            quiet: true,
+        };
+        let bytes = fetch_request(&[a, b], &[b], ask).unwrap();
+        let first = match PktReader::new(&bytes[..]).next().unwrap() {
+            Some(Packet::Data(line)) => String::from_utf8(line).unwrap(),
+            other => panic!("{other:?}"),
+        };
+        assert!(
+            first.starts_with(&format!(
+                "want {a} side-band-64k thin-pack ofs-delta no-progress agent=backlog-mirror/"
+            )),
+            "{first}"
+        );
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(text.contains(&format!("0032want {b}\n0000")), "{text}");
+        assert!(
+            text.ends_with(&format!("0032have {b}\n0009done\n")),
+            "{text}"
+        );
+        let whole = Ask {
+            thin: false,
+            ofs_delta: false,
+            quiet: false,
+        };
+        let bytes = fetch_request(&[a], &[], whole).unwrap();
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(
+            text.contains(&format!("want {a} side-band-64k agent=")),
+            "a pack for the cache is thin only when asked: {text}"
+        );
     }
 }

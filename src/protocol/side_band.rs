@@ -6,6 +6,7 @@ use std::io::Read;
 use anyhow::{Result, bail};
 
 use super::pktline::{Packet, PktReader, flush, pkt};
+use crate::base::net_error::NetError;
 
 /// The longest push report read: 16 MiB, 4,000 refs' report is about 250 KiB.
 const MAX_REPORT: usize = 16 << 20;
@@ -19,42 +20,85 @@ pub(crate) struct SideBand {
     pub(crate) progress: Vec<u8>,
 }
 
-/// Demultiplex side-band-64k packets until the closing flush (or the end of the stream). Channel 3
-/// (the target's fatal error) ends it with that error.
-pub(crate) fn read_side_band(reader: &mut PktReader<impl Read>) -> Result<SideBand> {
-    let mut out = SideBand::default();
+/// How a side-band stream may end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ending {
+    /// At its flush, or where the stream ends (a push's report).
+    FlushOrEnd,
+    /// At its flush only: a stream that ends before it was cut (a pack).
+    Flush,
+}
+
+/// Demultiplex side-band-64k packets to their end (`ending`), `first` being the first when it
+/// was read already: channel 1's data to `data` as it comes, channel 2's messages kept (their
+/// latest 512 KiB at most) and returned, channel 3 (the peer's fatal error) an error quoting it.
+pub(crate) fn demultiplex(
+    reader: &mut PktReader<impl Read>,
+    mut first: Option<Packet>,
+    ending: Ending,
+    data: &mut dyn FnMut(&[u8]) -> Result<()>,
+) -> Result<Vec<u8>> {
+    let mut progress = Vec::new();
     loop {
-        let packet = match reader.next()? {
-            None | Some(Packet::Flush) => return Ok(out),
+        let packet = match first
+            .take()
+            .map_or_else(|| reader.next(), |p| Ok(Some(p)))?
+        {
+            Some(Packet::Flush) => return Ok(progress),
+            None if ending == Ending::FlushOrEnd => return Ok(progress),
+            None => {
+                return Err(NetError::Broken {
+                    url: reader.peer().to_string(),
+                    detail: "its answer ended without its flush (unexpected eof)".to_string(),
+                }
+                .into());
+            }
             Some(Packet::Data(p)) => p,
         };
         let Some((&band, rest)) = packet.split_first() else {
-            bail!("the target sent an empty side-band packet");
+            bail!("{} sent an empty side-band packet", reader.peer());
         };
         match band {
-            1 => {
-                out.data.extend_from_slice(rest);
-                // A report names each ref once (about 60 bytes each): a stream without end is
-                // not one, and must not fill memory.
-                if out.data.len() > MAX_REPORT {
-                    bail!("the target's push report goes on past {MAX_REPORT} bytes");
-                }
-            }
+            1 => data(rest)?,
             2 => {
-                out.progress.extend_from_slice(rest);
+                progress.extend_from_slice(rest);
                 // A server that talks without end cannot fill memory.
-                if out.progress.len() > 1 << 20 {
-                    let cut = out.progress.len() - (1 << 19);
-                    out.progress.drain(..cut);
+                if progress.len() > 1 << 20 {
+                    let cut = progress.len() - (1 << 19);
+                    progress.drain(..cut);
                 }
             }
             3 => bail!(
-                "the target reported a fatal error: {}",
+                "{} reported a fatal error: {}",
+                reader.peer(),
                 crate::base::text::clip(&String::from_utf8_lossy(rest), 300)
             ),
-            other => bail!("the target sent side-band channel {other}, which does not exist"),
+            other => bail!(
+                "{} sent side-band channel {other}, which does not exist",
+                reader.peer()
+            ),
         }
     }
+}
+
+/// A push's answer on side-band: the report on channel 1, to the closing flush (or the end of the
+/// stream), bounded; the target's messages on 2.
+pub(crate) fn read_side_band(reader: &mut PktReader<impl Read>) -> Result<SideBand> {
+    let mut report = Vec::new();
+    let peer = reader.peer();
+    let progress = demultiplex(reader, None, Ending::FlushOrEnd, &mut |piece| {
+        report.extend_from_slice(piece);
+        // A report names each ref once (about 60 bytes each): a stream without end is not
+        // one, and must not fill memory.
+        if report.len() > MAX_REPORT {
+            bail!("{peer}'s push report goes on past {MAX_REPORT} bytes");
+        }
+        Ok(())
+    })?;
+    Ok(SideBand {
+        data: report,
+        progress,
+    })
 }
 
 /// The answer to a push: demultiplexed when side-band-64k was asked for, else the report's
