@@ -141,6 +141,7 @@ fn sync(args: &SyncArgs, quiet: bool) -> i32 {
     let session = Session {
         auth,
         progress: cfg.progress,
+        ssh: Default::default(),
     };
     let outcome = mirror::sync(&cfg, &session);
     let code = outcome.exit_code();
@@ -170,6 +171,7 @@ fn run_one(cfg: &SyncConfig, secrets: &SecretReads) -> mirror::Outcome {
             let session = Session {
                 auth,
                 progress: cfg.progress,
+                ssh: Default::default(),
             };
             mirror::sync(cfg, &session)
         }

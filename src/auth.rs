@@ -68,9 +68,6 @@ pub(crate) struct Auth {
     /// with its own generic one, so the real reason is kept here for the error report. By end:
     /// the source's look and the target's listing run at once, on two threads.
     rejection: std::sync::Mutex<[Option<String>; 2]>,
-    /// The SSH connections made with these credentials, kept for the rest of the run (see
-    /// `ssh_transport`): they live and end with the credentials that opened them.
-    pub(crate) ssh_connections: std::sync::Arc<crate::ssh_transport::Pool>,
 }
 
 impl std::fmt::Debug for Auth {
@@ -98,7 +95,6 @@ impl Auth {
             source,
             target,
             rejection: std::sync::Mutex::new([None, None]),
-            ssh_connections: Default::default(),
         }
     }
 

@@ -35,7 +35,7 @@ use crate::remote::Remote;
 /// `BACKLOG_MIRROR_LIBGIT2_FETCH=1` (or `true`): fetch into a warm cache through libgit2, should
 /// a source ever answer this client in a way it does not expect.
 pub(crate) fn disabled() -> bool {
-    libgit2::hatch("BACKLOG_MIRROR_LIBGIT2_FETCH")
+    crate::base::hatch::is_set("BACKLOG_MIRROR_LIBGIT2_FETCH")
 }
 
 /// Look at `remote` and, when `wanted` says so, fetch what the cache (whose refs are `local`)

@@ -28,6 +28,9 @@ use crate::remote::Remote;
 pub(crate) struct Session {
     pub(crate) auth: Auth,
     pub(crate) progress: ProgressOptions,
+    /// The SSH connections made with `auth`, kept for the rest of the run (see
+    /// `ssh_transport`): they live and end with the credentials that opened them.
+    pub(crate) ssh: std::sync::Arc<crate::ssh_transport::Pool>,
 }
 
 /// Configure libgit2 once per process: no user or system git config (their `insteadOf`, proxies
@@ -97,13 +100,7 @@ fn configure(timeout: Duration) -> Result<()> {
 /// instead of `tcp`'s, should a libgit2 upgrade ever break the layout `tcp` relies on.
 #[cfg(target_os = "linux")]
 fn own_socket_disabled() -> bool {
-    hatch("BACKLOG_MIRROR_LIBGIT2_SOCKET")
-}
-
-/// Whether the escape hatch `var` (a `BACKLOG_MIRROR_LIBGIT2_*` variable, no flag) is set to `1`
-/// or `true`: one part of the run handed back to libgit2's own code.
-pub(crate) fn hatch(var: &str) -> bool {
-    std::env::var(var).is_ok_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true"))
+    crate::base::hatch::is_set("BACKLOG_MIRROR_LIBGIT2_SOCKET")
 }
 
 /// After a failed network operation, shut down the connections this thread opened (see `tcp`).
@@ -138,7 +135,7 @@ impl Session {
 
     /// As `list`, with the branch the remote's `HEAD` names (its default branch), if it says.
     pub(crate) fn list_with_head(&self, remote: &Remote) -> Result<(RefMap, Option<String>)> {
-        crate::ssh_transport::for_remote(&self.auth, remote, || {
+        crate::ssh_transport::for_remote(&self.auth, &self.ssh, remote, || {
             let url = &remote.url;
             let mut connection = git2::Remote::create_detached(fetch_location(url))
                 .with_context(|| format!("cannot use {} as a remote", url.redacted()))?;
@@ -186,7 +183,7 @@ impl Session {
         phase: &'static str,
         wanted: impl FnOnce(&RefMap) -> bool,
     ) -> Result<Look> {
-        crate::ssh_transport::for_remote(&self.auth, remote, || {
+        crate::ssh_transport::for_remote(&self.auth, &self.ssh, remote, || {
             let url = &remote.url;
             let mut anonymous = repo
                 .remote_anonymous(&fetch_location(url))
@@ -252,7 +249,7 @@ impl Session {
         specs: &[String],
         leases: std::collections::HashMap<String, Option<Oid>>,
     ) -> Result<PushOutcome> {
-        crate::ssh_transport::for_remote(&self.auth, remote, || {
+        crate::ssh_transport::for_remote(&self.auth, &self.ssh, remote, || {
             let url = &remote.url;
             let mut anonymous = repo
                 .remote_anonymous(url.as_git_url())

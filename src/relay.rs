@@ -158,7 +158,8 @@ impl<'a> Source<'a> {
             }
             Transport::Ssh(session, remote) => {
                 let command = crate::ssh_transport::git_command("git-upload-pack", &remote.url)?;
-                let mut channel = crate::ssh_transport::exec(session, remote, &command)?;
+                let mut channel =
+                    crate::ssh_transport::exec(&session.auth, &session.ssh, remote, &command)?;
                 // Buffered, as every advertisement is (see `crate::protocol::advertisement::read_service_advertisement`).
                 let ad = crate::protocol::advertisement::read_service_advertisement(
                     &mut PktReader::from_peer(BufReader::new(&mut channel), self.peer),

@@ -60,7 +60,7 @@ const DRAIN_LIMIT: usize = 1024 * 1024;
 
 /// Whether `BACKLOG_MIRROR_LIBGIT2_SSH=1` (or `true`) leaves SSH to libgit2's own transport.
 pub(crate) fn disabled() -> bool {
-    crate::libgit2::hatch("BACKLOG_MIRROR_LIBGIT2_SSH")
+    crate::base::hatch::is_set("BACKLOG_MIRROR_LIBGIT2_SSH")
 }
 
 /// Register the transport with libgit2 for `ssh://` (and so for `user@host:path`, which libgit2
@@ -75,6 +75,7 @@ pub(crate) fn register(timeout_ms: u32) -> Result<(), git2::Error> {
 #[derive(Clone, Copy)]
 struct Context {
     auth: *const Auth,
+    pool: *const Arc<Pool>,
     remote: *const Remote,
 }
 
@@ -84,14 +85,19 @@ thread_local! {
 
 /// Run `call` (a libgit2 operation on `remote`) with SSH connections made from `auth` and kept
 /// in its pool.
-pub(crate) fn for_remote<T>(auth: &Auth, remote: &Remote, call: impl FnOnce() -> T) -> T {
+pub(crate) fn for_remote<T>(
+    auth: &Auth,
+    pool: &Arc<Pool>,
+    remote: &Remote,
+    call: impl FnOnce() -> T,
+) -> T {
     struct Restore(Option<Context>);
     impl Drop for Restore {
         fn drop(&mut self) {
             CURRENT.set(self.0.take());
         }
     }
-    let _restore = Restore(CURRENT.replace(Some(Context { auth, remote })));
+    let _restore = Restore(CURRENT.replace(Some(Context { auth, pool, remote })));
     call()
 }
 
@@ -271,13 +277,14 @@ pub(crate) fn git_command(program: &str, url: &RemoteUrl) -> anyhow::Result<Stri
 /// up to 1 MiB) and hands the connection back to the run.
 /// Failures read as libgit2's do, through `Auth::explain`.
 pub(crate) fn exec(
-    session: &crate::libgit2::Session,
+    auth: &Auth,
+    pool: &Arc<Pool>,
     remote: &Remote,
     command: &str,
 ) -> anyhow::Result<Channel> {
     let at = Address::of(&remote.url).map_err(anyhow::Error::msg)?;
-    start(&session.auth, remote.end, &remote.url, &at, command)
-        .map_err(|e| session.auth.explain(remote, "cannot connect to", e))
+    start(auth, pool, remote.end, &remote.url, &at, command)
+        .map_err(|e| auth.explain(remote, "cannot connect to", e))
 }
 
 /// libgit2's SSH subtransport: a conversation is a channel from `start`.
@@ -308,11 +315,11 @@ impl SmartSubtransport for Ssh {
         // SAFETY: `for_remote` set these from references that outlive its call and clears them
         // when the call returns; libgit2 calls transports synchronously, on the calling thread,
         // so this runs inside that call.
-        let (auth, remote) = unsafe { (&*context.auth, &*context.remote) };
+        let (auth, pool, remote) = unsafe { (&*context.auth, &*context.pool, &*context.remote) };
         let url = RemoteUrl::parse(url).map_err(|why| git2::Error::from_str(&why))?;
         let at = Address::of(&url).map_err(|why| git2::Error::from_str(&why))?;
         let command = format!("{program} {}", sq_quote(&at.path));
-        let channel = start(auth, remote.end, &url, &at, &command)?;
+        let channel = start(auth, pool, remote.end, &url, &at, &command)?;
         Ok(Box::new(channel))
     }
 
@@ -324,12 +331,12 @@ impl SmartSubtransport for Ssh {
 /// Run `command` on a channel of the pool's connection to `at`, or of a new one.
 fn start(
     auth: &Auth,
+    pool: &Arc<Pool>,
     end: End,
     url: &RemoteUrl,
     at: &Address,
     command: &str,
 ) -> Result<Channel, git2::Error> {
-    let pool = &auth.ssh_connections;
     let program = command.split(' ').next().unwrap_or(command);
     let what = format!("{program} on {}", at.key.host);
     if let Some(kept) = pool.take(&at.key) {
