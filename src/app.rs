@@ -13,20 +13,20 @@ use std::time::{Duration, Instant};
 use clap::{ArgMatches, CommandFactory, FromArgMatches};
 use tracing_subscriber::EnvFilter;
 
-use crate::auth::{Auth, SshKey};
 use crate::base::duration;
 use crate::base::error::{self, exit};
 use crate::base::progress::ProgressMode;
 use crate::base::secret::{self, Secret};
-use crate::cli::{Cli, Command, CredentialHelperArgs, SyncArgs};
-use crate::config::{SshConfig, SyncConfig};
-use crate::libgit2::{self, Session};
-use crate::metrics::{self, MetricsFormat};
-use crate::mirror;
-use crate::mirror_list;
-use crate::report::{ListSummary, Named, Status, Summary};
-use crate::secret_source::SecretSource;
-use crate::ssh;
+use crate::engine::libgit2::{self, Session};
+use crate::report::metrics::{self, MetricsFormat};
+use crate::report::summary::{ListSummary, Named, Status, Summary};
+use crate::settings::config::{SshConfig, SyncConfig};
+use crate::settings::flags::{Cli, Command, CredentialHelperArgs, SyncArgs};
+use crate::settings::mirror_list;
+use crate::sync::run;
+use crate::transport::auth::{Auth, SshKey};
+use crate::transport::known_hosts;
+use crate::transport::secret_source::SecretSource;
 
 /// The program: parse, set up logging, run, map the outcome to an exit code.
 pub fn main() -> ExitCode {
@@ -143,7 +143,7 @@ fn sync(args: &SyncArgs, quiet: bool) -> i32 {
         progress: cfg.progress,
         ssh: Default::default(),
     };
-    let outcome = mirror::sync(&cfg, &session);
+    let outcome = run::sync(&cfg, &session);
     let code = outcome.exit_code();
     emit_metrics(args, &cfg.mirror_name, &outcome.summary);
     if cfg.json {
@@ -165,7 +165,7 @@ fn sync(args: &SyncArgs, quiet: bool) -> i32 {
 
 /// One mirror of a list, its secrets read first: a secret that cannot be read fails this
 /// mirror only.
-fn run_one(cfg: &SyncConfig, secrets: &SecretReads) -> mirror::Outcome {
+fn run_one(cfg: &SyncConfig, secrets: &SecretReads) -> run::Outcome {
     match build_auth(cfg, secrets) {
         Ok(auth) => {
             let session = Session {
@@ -173,15 +173,15 @@ fn run_one(cfg: &SyncConfig, secrets: &SecretReads) -> mirror::Outcome {
                 progress: cfg.progress,
                 ssh: Default::default(),
             };
-            mirror::sync(cfg, &session)
+            run::sync(cfg, &session)
         }
         Err(err) => failed(cfg, err),
     }
 }
 
 /// The outcome of a mirror that failed before or outside its sync.
-fn failed(cfg: &SyncConfig, err: anyhow::Error) -> mirror::Outcome {
-    mirror::Outcome {
+fn failed(cfg: &SyncConfig, err: anyhow::Error) -> run::Outcome {
+    run::Outcome {
         summary: failed_summary(cfg, &err),
         error: Some(err),
     }
@@ -372,7 +372,7 @@ fn build_auth(cfg: &SyncConfig, secrets: &SecretReads) -> anyhow::Result<Auth> {
     let ssh_key = match key {
         Some(source) => {
             let raw = secrets.read(source, region)?;
-            let key = ssh::normalize_private_key(raw.expose())
+            let key = known_hosts::normalize_private_key(raw.expose())
                 .map_err(|why| error::usage(format!("{}: {why}", source.flag())))?;
             // A file written by `echo` or a pasted variable ends in a newline that is not part
             // of the passphrase; spaces may be, so only line endings go.
@@ -381,7 +381,7 @@ fn build_auth(cfg: &SyncConfig, secrets: &SecretReads) -> anyhow::Result<Auth> {
                 .map(|p| secrets.read(p, region))
                 .transpose()?
                 .map(|p| Secret::new(p.expose().trim_end_matches(['\r', '\n']).to_string()));
-            if ssh::key_is_encrypted(&key) && passphrase.is_none() {
+            if known_hosts::key_is_encrypted(&key) && passphrase.is_none() {
                 return Err(error::usage(format!(
                     "{}: the key is encrypted; give its passphrase with --ssh-passphrase-ssm, -env or -file",
                     source.flag()

@@ -32,36 +32,13 @@
 //!   of concurrent mirrors interleave on stderr.
 
 mod app;
-mod auth;
 mod aws;
 mod base;
-mod cache;
-mod cli;
-mod config;
-mod default_branch;
-mod fetch;
-mod git2_bytes;
-mod gitcli;
-mod lfs;
-mod libgit2;
-mod metrics;
-mod mirror;
-mod mirror_list;
-mod plan;
+mod engine;
 mod protocol;
-mod push;
-mod receive_pack;
-mod relay;
-mod remote;
 mod report;
-mod retry;
-mod secret_source;
-mod select;
-mod ssh;
-mod ssh_transport;
-#[cfg(target_os = "linux")]
-mod tcp;
+mod settings;
+mod sync;
 mod transport;
-mod upload_pack;
 
 pub use app::main;

@@ -220,7 +220,7 @@ mod tests {
         assert_eq!(ad.refs[1].0, b"refs/heads/a..b");
         assert!(ad.refs[1].1.is_zero());
         // And a listing sorts it, and a valid name with no object, into what is not carried.
-        let listing = crate::libgit2::advertised(&[
+        let listing = crate::engine::libgit2::advertised(&[
             ad.refs[0].clone(),
             ad.refs[1].clone(),
             (b"refs/heads/fine".to_vec(), ad.refs[1].1),
@@ -459,7 +459,7 @@ mod tests {
         assert!(started.elapsed() < timeout * 3, "{:?}", started.elapsed());
         assert!(trickle.at < stream.len(), "read it all: {err:#}");
         assert!(format!("{err:#}").contains("--network-timeout"), "{err:#}");
-        assert!(crate::retry::is_transient(&err), "{err:#}");
+        assert!(crate::transport::retry::is_transient(&err), "{err:#}");
         // The same listing at the same pace, with time enough, is read whole.
         let mut trickle = Trickle {
             data: stream.clone(),

@@ -827,7 +827,7 @@ mod tests {
         }
         many.push_str("\r\n");
         let err = answered(many.as_bytes()).unwrap_err();
-        assert!(!crate::retry::is_transient(&err), "{err:#}");
+        assert!(!crate::transport::retry::is_transient(&err), "{err:#}");
         assert!(
             format!("{err:#}").contains("cannot read as HTTP"),
             "{err:#}"
@@ -847,7 +847,7 @@ mod tests {
         let took = started.elapsed();
         assert!(took < Duration::from_secs(5), "took {took:?}: {err:#}");
         assert!(format!("{err:#}").contains("--network-timeout"), "{err:#}");
-        assert!(crate::retry::is_transient(&err), "{err:#}");
+        assert!(crate::transport::retry::is_transient(&err), "{err:#}");
     }
 
     #[test]
@@ -877,9 +877,9 @@ mod tests {
         );
         let err =
             answered(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 3\r\n\r\nbad").unwrap_err();
-        assert!(crate::retry::is_transient(&err), "{err:#}");
+        assert!(crate::transport::retry::is_transient(&err), "{err:#}");
         let err = answered(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n").unwrap_err();
-        assert!(!crate::retry::is_transient(&err), "{err:#}");
+        assert!(!crate::transport::retry::is_transient(&err), "{err:#}");
     }
 
     /// A self-signed certificate for `name`, as `openssl req -x509` makes one (it marks itself

@@ -17,14 +17,14 @@ use crate::base::progress::{Progress, ProgressOptions};
 use crate::base::refname::RefMap;
 use crate::base::transfer::{PushOutcome, RefOutcome};
 use crate::base::url::Scheme;
-use crate::cache::Cache;
-use crate::gitcli;
-use crate::libgit2::Session;
-use crate::plan::{Action, Change, Plan};
-use crate::receive_pack::Cut;
-use crate::remote::Remote;
-use crate::report::{RefResult, Summary};
-use crate::retry::{self, Retry};
+use crate::engine::cache::Cache;
+use crate::engine::git_cli;
+use crate::engine::libgit2::Session;
+use crate::engine::plan::{Action, Change, Plan};
+use crate::engine::receive_pack::Cut;
+use crate::report::summary::{RefResult, Summary};
+use crate::transport::remote::Remote;
+use crate::transport::retry::{self, Retry};
 
 /// Who builds and sends packs, as the user chose.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -240,7 +240,8 @@ pub(crate) fn by_wire(chosen: PushEngine, target: &Remote) -> bool {
 /// user did not ask for another engine. The relay needs no git (its pack comes from the
 /// source), unlike the wire engine's own pushes.
 pub(crate) fn may_relay(chosen: PushEngine, target: &Remote) -> bool {
-    matches!(chosen, PushEngine::Auto | PushEngine::Wire) && crate::receive_pack::serves(target)
+    matches!(chosen, PushEngine::Auto | PushEngine::Wire)
+        && crate::engine::receive_pack::serves(target)
 }
 
 fn choose_engine(chosen: PushEngine, target: &Remote) -> Engine {
@@ -256,7 +257,7 @@ fn choose_engine(chosen: PushEngine, target: &Remote) -> Engine {
         }
         return Engine::Git;
     }
-    let wire_serves = crate::receive_pack::serves(target) && gitcli::version().is_some();
+    let wire_serves = crate::engine::receive_pack::serves(target) && git_cli::version().is_some();
     match chosen {
         PushEngine::Libgit2 => Engine::Libgit2,
         PushEngine::Git => Engine::Git,
@@ -277,7 +278,7 @@ fn choose_engine(chosen: PushEngine, target: &Remote) -> Engine {
             // libgit2's push walks the whole history behind every ref the target advertises.
             // But git never gets a credential on its command line and an SSH key may exist only
             // in memory, so those stay with libgit2.
-            if target.git_cannot_push().is_none() && gitcli::version().is_some() {
+            if target.git_cannot_push().is_none() && git_cli::version().is_some() {
                 Engine::Git
             } else {
                 Engine::Libgit2
@@ -454,11 +455,11 @@ pub(crate) fn execute(
         Vec::new()
     };
     let login = match target.end {
-        crate::remote::End::Source => &session.auth.source,
-        crate::remote::End::Target => &session.auth.target,
+        crate::transport::remote::End::Source => &session.auth.source,
+        crate::transport::remote::End::Target => &session.auth.target,
     };
     let wire = if used(Engine::Wire) {
-        Some(crate::receive_pack::Client::new(
+        Some(crate::engine::receive_pack::Client::new(
             target,
             login,
             options.network_timeout,
@@ -505,7 +506,7 @@ pub(crate) fn execute(
                     ),
                     None => Err(anyhow::anyhow!("a wire batch without its client")),
                 },
-                Engine::Git => gitcli::push(
+                Engine::Git => git_cli::push(
                     repo.path(),
                     &target.url,
                     &pending

@@ -37,11 +37,11 @@ use git2::transport::{Service, SmartSubtransport, SmartSubtransportStream, Trans
 use git2::{ErrorClass, ErrorCode};
 use tracing::{debug, warn};
 
-use crate::auth::Auth;
 use crate::base::secret::Secret;
 use crate::base::url::{RemoteUrl, Scheme};
-use crate::remote::{End, Remote};
-use crate::ssh::{PresentedKey, Verdict};
+use crate::transport::auth::Auth;
+use crate::transport::known_hosts::{PresentedKey, Verdict};
+use crate::transport::remote::{End, Remote};
 
 /// libssh2's error codes this module tells apart (`libssh2.h`).
 const LIBSSH2_ERROR_TIMEOUT: i32 = -9;
@@ -164,12 +164,12 @@ impl Connection {
     /// this thread uses it.
     fn lend(&self) {
         #[cfg(target_os = "linux")]
-        crate::tcp::track(std::os::fd::AsRawFd::as_raw_fd(&self.socket));
+        crate::transport::socket::track(std::os::fd::AsRawFd::as_raw_fd(&self.socket));
     }
 
     fn give_back(&self) {
         #[cfg(target_os = "linux")]
-        crate::tcp::untrack(std::os::fd::AsRawFd::as_raw_fd(&self.socket));
+        crate::transport::socket::untrack(std::os::fd::AsRawFd::as_raw_fd(&self.socket));
     }
 }
 
@@ -393,15 +393,16 @@ fn ssh_failure(what: &str, e: &ssh2::Error) -> git2::Error {
 fn tcp_connect(key: &Key, timeout_ms: u32) -> Result<TcpStream, git2::Error> {
     let ms = i32::try_from(timeout_ms).unwrap_or(i32::MAX);
     #[cfg(target_os = "linux")]
-    let connected =
-        crate::tcp::connect_to(&key.host, key.port, ms, ms).map_err(|(code, message)| {
+    let connected = crate::transport::socket::connect_to(&key.host, key.port, ms, ms).map_err(
+        |(code, message)| {
             let code = if code == libgit2_sys::GIT_TIMEOUT {
                 ErrorCode::Timeout
             } else {
                 ErrorCode::GenericError
             };
             git2::Error::new(code, ErrorClass::Net, message)
-        });
+        },
+    );
     #[cfg(not(target_os = "linux"))]
     let connected = {
         let limit = (ms > 0).then(|| std::time::Duration::from_millis(ms as u64));

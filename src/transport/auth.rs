@@ -13,8 +13,8 @@ use tracing::warn;
 
 use crate::base::secret::Secret;
 use crate::base::url::{RemoteUrl, Scheme};
-use crate::remote::{End, Login, Remote};
-use crate::ssh::{HostKeyPolicy, PresentedKey, Verdict};
+use crate::transport::known_hosts::{HostKeyPolicy, PresentedKey, Verdict};
+use crate::transport::remote::{End, Login, Remote};
 
 /// Why credentials for `url` must not answer libgit2's request for `asked`, the URL it is
 /// actually talking to: an HTTP(S) server redirected it to another origin (scheme, host, port).

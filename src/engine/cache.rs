@@ -19,7 +19,7 @@ use crate::base::duration;
 use crate::base::error::{Error, usage};
 use crate::base::refname::{self, RefMap};
 use crate::base::url::RemoteUrl;
-use crate::git2_bytes;
+use crate::engine::libgit2_push;
 
 /// A file in the mirror's git dir that says the directory is ours to repair or delete.
 const MARKER: &str = "backlog-mirror-cache";
@@ -184,15 +184,17 @@ impl Cache {
         let mut done = Vec::new();
         let failed = |ok: bool| if ok { "" } else { " (failed)" };
         if packs > MAX_PACKS {
-            let Some(ok) =
-                crate::gitcli::run_local(&self.path, &["repack", "-a", "-d", "-q"], self.lock())
-            else {
+            let Some(ok) = crate::engine::git_cli::run_local(
+                &self.path,
+                &["repack", "-a", "-d", "-q"],
+                self.lock(),
+            ) else {
                 return Ok(());
             };
             done.push(format!("repacked {packs} packs{}", failed(ok)));
         }
         if loose_refs > MAX_LOOSE_REFS {
-            let Some(ok) = crate::gitcli::run_local(
+            let Some(ok) = crate::engine::git_cli::run_local(
                 &self.path,
                 &["pack-refs", "--all", "--prune"],
                 self.lock(),
@@ -236,13 +238,13 @@ fn update_refs(repo: &git2::Repository, wanted: &RefMap, prune: bool) -> Result<
     let current = local_refs(repo)?;
     if prune {
         for name in current.keys().filter(|n| !wanted.contains_key(*n)) {
-            git2_bytes::delete_ref(repo, name)
+            libgit2_push::delete_ref(repo, name)
                 .with_context(|| format!("cannot delete {}", refname::shown(name)))?;
         }
     }
     for (name, &id) in wanted {
         if current.get(name) != Some(&id) {
-            git2_bytes::set_ref(repo, name, id, "backlog-mirror: fetch")
+            libgit2_push::set_ref(repo, name, id, "backlog-mirror: fetch")
                 .with_context(|| format!("cannot update {}", refname::shown(name)))?;
         }
     }

@@ -11,7 +11,7 @@ use serde::Serialize;
 use crate::base::error::RefProblem;
 use crate::base::progress::human_bytes;
 use crate::base::transfer::TransferStats;
-use crate::plan::{Action, Change};
+use crate::engine::plan::{Action, Change};
 
 pub(crate) const SCHEMA_VERSION: u32 = 1;
 
@@ -154,7 +154,7 @@ pub(crate) struct Summary {
     pub(crate) lease_retries: u32,
     /// The default branch: the source's, the target's after the run, and whether it moved; null
     /// when the run did not get as far as in sync.
-    pub(crate) default_branch: Option<crate::default_branch::DefaultBranchReport>,
+    pub(crate) default_branch: Option<crate::sync::default_branch::DefaultBranchReport>,
     /// Pushed refs whose commit uses Git LFS (`filter=lfs` in its root `.gitattributes`): the
     /// target holds their pointers, not their content.
     pub(crate) lfs_refs: usize,

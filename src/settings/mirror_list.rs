@@ -23,7 +23,7 @@ use clap::{ArgAction, ArgMatches, Args, Command, FromArgMatches};
 use toml::de::{DeTable, DeValue};
 
 use crate::base::error::usage;
-use crate::cli::SyncArgs;
+use crate::settings::flags::SyncArgs;
 
 /// Keys that describe one run of the program, not a mirror: refused in the file.
 const PER_RUN: &[&str] = &[

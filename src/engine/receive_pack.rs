@@ -36,10 +36,10 @@ use crate::base::refname;
 use crate::base::secret::Secret;
 use crate::base::transfer::{PushOutcome, RefOutcome, TransferStats, remote_messages};
 use crate::base::url::Scheme;
-use crate::plan::Change;
+use crate::engine::plan::Change;
 use crate::protocol::pktline::PktReader;
-use crate::remote::{Login, Remote};
 use crate::transport::http::{Http, Request};
+use crate::transport::remote::{Login, Remote};
 use http::{HeaderValue, Method};
 
 /// Whether this client can push to `remote`.
@@ -222,8 +222,8 @@ impl<'a> Client<'a> {
     /// Which end this is, as messages name it.
     fn peer(&self) -> &'static str {
         match self.remote.end {
-            crate::remote::End::Source => "the source",
-            crate::remote::End::Target => "the target",
+            crate::transport::remote::End::Source => "the source",
+            crate::transport::remote::End::Target => "the target",
         }
     }
 
@@ -761,7 +761,7 @@ fn send_pack(
         revs.push_str(&format!("^{id}\n"));
     }
     let mut group = Group::spawn(
-        crate::gitcli::isolated(git_dir)
+        crate::engine::git_cli::isolated(git_dir)
             .args(["pack-objects", "--revs", "--thin", "--stdout", "-q"])
             .args(ofs_delta.then_some("--delta-base-offset"))
             .stdin(Stdio::piped())
@@ -897,7 +897,7 @@ impl Write for Conn {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::Action;
+    use crate::engine::plan::Action;
 
     #[test]
     fn a_few_changes_are_cut_near_and_a_large_or_batched_plan_against_every_id() {

@@ -25,12 +25,12 @@ use git2::Oid;
 use crate::base::progress::Progress;
 use crate::base::refname::RefMap;
 use crate::base::transfer::TransferStats;
-use crate::cache::Cache;
-use crate::libgit2::{self, Look, Session};
+use crate::engine::cache::Cache;
+use crate::engine::libgit2::{self, Look, Session};
+use crate::engine::receive_pack::Cut;
+use crate::engine::relay::{self, Declined};
 use crate::protocol::negotiation::Ask;
-use crate::receive_pack::Cut;
-use crate::relay::{self, Declined};
-use crate::remote::Remote;
+use crate::transport::remote::Remote;
 
 /// `BACKLOG_MIRROR_LIBGIT2_FETCH=1` (or `true`): fetch into a warm cache through libgit2, should
 /// a source ever answer this client in a way it does not expect.

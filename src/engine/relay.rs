@@ -26,14 +26,14 @@ use git2::Oid;
 
 use crate::base::transfer::TransferStats;
 use crate::base::url::Scheme;
-use crate::plan::Change;
+use crate::engine::plan::Change;
+use crate::engine::receive_pack::{Client, Conn, Cut, Packer};
 use crate::protocol::negotiation::{Ask, fetch_request, read_acknowledgments};
 use crate::protocol::pack::{PackCheck, empty_pack};
 use crate::protocol::pktline::PktReader;
 use crate::protocol::side_band::{Ending, demultiplex};
-use crate::receive_pack::{Client, Conn, Cut, Packer};
-use crate::remote::{Login, Remote};
-use crate::upload_pack::UploadPack;
+use crate::transport::local::UploadPack;
+use crate::transport::remote::{Login, Remote};
 
 /// How the source's upload-pack is reached.
 enum Transport<'a> {
@@ -47,7 +47,7 @@ enum Transport<'a> {
     Local(PathBuf),
     /// SSH: `git-upload-pack '<path>'` on a channel of the run's connection to the host (the
     /// one the catch-up look and any fallback reuse), one channel per fetch.
-    Ssh(&'a crate::libgit2::Session, &'a Remote),
+    Ssh(&'a crate::engine::libgit2::Session, &'a Remote),
 }
 
 /// A two-way byte stream to a stateful upload-pack.
@@ -76,27 +76,27 @@ impl<'a> Source<'a> {
     /// mirror's lock) through their group's guard.
     pub(crate) fn new(
         remote: &'a Remote,
-        session: &'a crate::libgit2::Session,
+        session: &'a crate::engine::libgit2::Session,
         timeout: Duration,
         hold: std::os::fd::BorrowedFd<'a>,
     ) -> Result<Source<'a>, Declined> {
         let login: &'a Login = match remote.end {
-            crate::remote::End::Source => &session.auth.source,
-            crate::remote::End::Target => &session.auth.target,
+            crate::transport::remote::End::Source => &session.auth.source,
+            crate::transport::remote::End::Target => &session.auth.target,
         };
         let client = || Client::new(remote, login, timeout).map_err(|e| format!("{e:#}"));
         let transport = match remote.url.scheme() {
             Scheme::Git => Transport::Git(client()?),
             Scheme::Http | Scheme::Https => Transport::Http(client()?),
             Scheme::Local => match remote.url.local_path() {
-                Some(path) if crate::gitcli::version().is_some() => {
+                Some(path) if crate::engine::git_cli::version().is_some() => {
                     Transport::Local(path.to_path_buf())
                 }
                 _ => {
                     return Err("a local source is read through git, which is not installed".into());
                 }
             },
-            Scheme::Ssh if crate::ssh_transport::disabled() => {
+            Scheme::Ssh if crate::transport::ssh::disabled() => {
                 return Err("BACKLOG_MIRROR_LIBGIT2_SSH is set: SSH goes through libgit2".into());
             }
             Scheme::Ssh => Transport::Ssh(session, remote),
@@ -107,8 +107,8 @@ impl<'a> Source<'a> {
             hold,
             url: remote.url.redacted().to_string(),
             peer: match remote.end {
-                crate::remote::End::Source => "the source",
-                crate::remote::End::Target => "the target",
+                crate::transport::remote::End::Source => "the source",
+                crate::transport::remote::End::Target => "the target",
             },
             timeout,
         })
@@ -157,9 +157,9 @@ impl<'a> Source<'a> {
                 Ok((Box::new(child), ad))
             }
             Transport::Ssh(session, remote) => {
-                let command = crate::ssh_transport::git_command("git-upload-pack", &remote.url)?;
+                let command = crate::transport::ssh::git_command("git-upload-pack", &remote.url)?;
                 let mut channel =
-                    crate::ssh_transport::exec(&session.auth, &session.ssh, remote, &command)?;
+                    crate::transport::ssh::exec(&session.auth, &session.ssh, remote, &command)?;
                 // Buffered, as every advertisement is (see `crate::protocol::advertisement::read_service_advertisement`).
                 let ad = crate::protocol::advertisement::read_service_advertisement(
                     &mut PktReader::from_peer(BufReader::new(&mut channel), self.peer),

@@ -24,7 +24,7 @@ use std::collections::HashSet;
 
 use git2::{ObjectType, Oid, Repository};
 
-use crate::plan::Plan;
+use crate::engine::plan::Plan;
 
 /// What a run does when pushed branches use LFS.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]

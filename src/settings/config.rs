@@ -11,14 +11,14 @@ use crate::aws::codecommit::{self, CodeCommit};
 use crate::base::error::usage;
 use crate::base::progress::{ProgressMode, ProgressOptions};
 use crate::base::url::{RemoteUrl, Scheme};
-use crate::cli::SyncArgs;
-use crate::lfs::LfsPolicy;
-use crate::plan::DeleteGuard;
-use crate::push::{PushEngine, PushOptions};
-use crate::remote::{Access, End, Remote};
-use crate::secret_source::SecretSource;
-use crate::select::RefFilter;
-use crate::ssh::{HostKeyPolicy, parse_fingerprint};
+use crate::engine::plan::DeleteGuard;
+use crate::engine::push::{PushEngine, PushOptions};
+use crate::settings::flags::SyncArgs;
+use crate::settings::ref_filter::RefFilter;
+use crate::sync::lfs::LfsPolicy;
+use crate::transport::known_hosts::{HostKeyPolicy, parse_fingerprint};
+use crate::transport::remote::{Access, End, Remote};
+use crate::transport::secret_source::SecretSource;
 
 /// One mirror's settings, checked.
 #[derive(Debug, Clone)]
@@ -91,7 +91,7 @@ impl SyncConfig {
             None => default_cache_dir()?,
         };
         check_cache_dir(&cache_dir)?;
-        if push_engine == PushEngine::Git && crate::gitcli::version().is_none() {
+        if push_engine == PushEngine::Git && crate::engine::git_cli::version().is_none() {
             return Err(usage(
                 "--push-engine git needs the git CLI on PATH; install git or use --push-engine auto",
             ));
@@ -249,7 +249,7 @@ fn check_local(flag: &str, url: &RemoteUrl, is_source: bool) -> anyhow::Result<(
 /// A local target is pushed through git's receive-pack, which runs its hooks and applies its
 /// `receive.deny*` settings; libgit2 would write its refs directly and skip both.
 fn check_local_target_engine(target: &RemoteUrl) -> anyhow::Result<()> {
-    if target.scheme() == Scheme::Local && crate::gitcli::version().is_none() {
+    if target.scheme() == Scheme::Local && crate::engine::git_cli::version().is_none() {
         return Err(usage(format!(
             "--target '{}' is a local repository, and pushing to one needs the git CLI (its \
              receive-pack runs the target's hooks and receive.deny* settings); install git or \
@@ -595,7 +595,7 @@ fn target_remote(args: &SyncArgs) -> anyhow::Result<(RemoteUrl, Option<CodeCommi
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cli::{Cli, Command};
+    use crate::settings::flags::{Cli, Command};
     use clap::Parser;
 
     fn args(extra: &[&str]) -> SyncArgs {

@@ -20,18 +20,18 @@ use crate::aws::control_plane::ControlPlane;
 use crate::base::error::{self, Error, RefProblem};
 use crate::base::refname::RefMap;
 use crate::base::url::Scheme;
-use crate::cache::{Cache, Lock};
-use crate::config::SyncConfig;
-use crate::default_branch::{self, DefaultBranch};
-use crate::fetch;
-use crate::lfs::{self, LfsPolicy};
-use crate::libgit2::{self, Look, Session, Unsupported};
-use crate::plan::{Action, Change, Plan};
-use crate::push;
-use crate::receive_pack;
-use crate::relay;
-use crate::report::{RefResult, Status, Summary};
-use crate::retry::Retry;
+use crate::engine::cache::{Cache, Lock};
+use crate::engine::fetch;
+use crate::engine::libgit2::{self, Look, Session, Unsupported};
+use crate::engine::plan::{Action, Change, Plan};
+use crate::engine::push;
+use crate::engine::receive_pack;
+use crate::engine::relay;
+use crate::report::summary::{RefResult, Status, Summary};
+use crate::settings::config::SyncConfig;
+use crate::sync::default_branch::{self, DefaultBranch};
+use crate::sync::lfs::{self, LfsPolicy};
+use crate::transport::retry::Retry;
 
 /// A finished run: its summary (always filled in as far as the run got) and its error, if any.
 pub(crate) struct Outcome {
@@ -865,7 +865,7 @@ fn list_target(
             ad: Some(ad),
         });
     }
-    if http && !crate::fetch::disabled() {
+    if http && !crate::engine::fetch::disabled() {
         // The upload-pack advertisement: read access is enough, and it names HEAD's branch.
         let client =
             receive_pack::Client::new(target, &session.auth.target, cfg.push.network_timeout)?;

@@ -12,7 +12,7 @@ use anyhow::{Context, Result};
 use crate::aws::codecommit::{CodeCommit, Signer};
 use crate::base::secret::Secret;
 use crate::base::url::{RemoteUrl, Scheme};
-use crate::secret_source::SecretSource;
+use crate::transport::secret_source::SecretSource;
 
 /// Which end of the mirror a remote is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

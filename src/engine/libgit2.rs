@@ -15,13 +15,13 @@ use git2::{AutotagOption, Direction, FetchOptions, Oid, PushOptions, RemoteCallb
 
 use tracing::{debug, warn};
 
-use crate::auth::Auth;
 use crate::base::progress::{Progress, ProgressOptions};
 use crate::base::refname::{self, RefMap};
 use crate::base::transfer::{PushOutcome, TransferStats, last_words, remote_messages};
 use crate::base::url::RemoteUrl;
-use crate::git2_bytes;
-use crate::remote::Remote;
+use crate::engine::libgit2_push;
+use crate::transport::auth::Auth;
+use crate::transport::remote::Remote;
 
 /// What every transfer of a run needs besides the remote.
 #[derive(Debug)]
@@ -30,7 +30,7 @@ pub(crate) struct Session {
     pub(crate) progress: ProgressOptions,
     /// The SSH connections made with `auth`, kept for the rest of the run (see
     /// `ssh_transport`): they live and end with the credentials that opened them.
-    pub(crate) ssh: std::sync::Arc<crate::ssh_transport::Pool>,
+    pub(crate) ssh: std::sync::Arc<crate::transport::ssh::Pool>,
 }
 
 /// Configure libgit2 once per process: no user or system git config (their `insteadOf`, proxies
@@ -85,14 +85,14 @@ fn configure(timeout: Duration) -> Result<()> {
     if own_socket_disabled() {
         debug!("libgit2 connects with its own socket (BACKLOG_MIRROR_LIBGIT2_SOCKET)");
     } else {
-        crate::tcp::register(millis, millis)?;
+        crate::transport::socket::register(millis, millis)?;
     }
-    if crate::ssh_transport::disabled() {
+    if crate::transport::ssh::disabled() {
         debug!("SSH goes through libgit2's own transport (BACKLOG_MIRROR_LIBGIT2_SSH)");
     } else {
-        crate::ssh_transport::register(u32::try_from(millis).unwrap_or(0))?;
+        crate::transport::ssh::register(u32::try_from(millis).unwrap_or(0))?;
     }
-    crate::upload_pack::register()?;
+    crate::transport::local::register()?;
     Ok(())
 }
 
@@ -106,7 +106,7 @@ fn own_socket_disabled() -> bool {
 /// After a failed network operation, shut down the connections this thread opened (see `tcp`).
 fn cut_connections_of_this_thread() {
     #[cfg(target_os = "linux")]
-    crate::tcp::cut_connections_of_this_thread();
+    crate::transport::socket::cut_connections_of_this_thread();
 }
 
 impl Session {
@@ -135,7 +135,7 @@ impl Session {
 
     /// As `list`, with the branch the remote's `HEAD` names (its default branch), if it says.
     pub(crate) fn list_with_head(&self, remote: &Remote) -> Result<(RefMap, Option<String>)> {
-        crate::ssh_transport::for_remote(&self.auth, &self.ssh, remote, || {
+        crate::transport::ssh::for_remote(&self.auth, &self.ssh, remote, || {
             let url = &remote.url;
             let mut connection = git2::Remote::create_detached(fetch_location(url))
                 .with_context(|| format!("cannot use {} as a remote", url.redacted()))?;
@@ -159,7 +159,7 @@ impl Session {
                 Some(proxy()),
             )
             .map_err(|e| self.failed(remote, "cannot connect to", e))?;
-        let heads = git2_bytes::remote_heads(connection.remote())
+        let heads = libgit2_push::remote_heads(connection.remote())
             .with_context(|| format!("cannot list the refs of {}", url.redacted()))?;
         let mut listing = advertised(&heads);
         // The `symref=HEAD:...` the remote advertised; none for an empty or detached HEAD.
@@ -183,7 +183,7 @@ impl Session {
         phase: &'static str,
         wanted: impl FnOnce(&RefMap) -> bool,
     ) -> Result<Look> {
-        crate::ssh_transport::for_remote(&self.auth, &self.ssh, remote, || {
+        crate::transport::ssh::for_remote(&self.auth, &self.ssh, remote, || {
             let url = &remote.url;
             let mut anonymous = repo
                 .remote_anonymous(&fetch_location(url))
@@ -241,7 +241,7 @@ impl Session {
     }
 
     /// Push `specs` (`+src:dst` or `:dst`) in one connection, each ref under its lease in
-    /// `leases` (see `git2_bytes::push`). Returns each ref's outcome as the target reported it.
+    /// `leases` (see `libgit2_push::push`). Returns each ref's outcome as the target reported it.
     pub(crate) fn push(
         &self,
         repo: &git2::Repository,
@@ -249,7 +249,7 @@ impl Session {
         specs: &[String],
         leases: std::collections::HashMap<String, Option<Oid>>,
     ) -> Result<PushOutcome> {
-        crate::ssh_transport::for_remote(&self.auth, &self.ssh, remote, || {
+        crate::transport::ssh::for_remote(&self.auth, &self.ssh, remote, || {
             let url = &remote.url;
             let mut anonymous = repo
                 .remote_anonymous(url.as_git_url())
@@ -276,7 +276,7 @@ impl Session {
                 .remote_callbacks(callbacks)
                 .proxy_options(proxy())
                 .packbuilder_parallelism(0);
-            let pushed = git2_bytes::push(&mut anonymous, specs, leases, &options);
+            let pushed = libgit2_push::push(&mut anonymous, specs, leases, &options);
             if pushed.is_err() {
                 cut_connections_of_this_thread();
             }
@@ -311,7 +311,7 @@ impl Session {
 /// installed (see `upload_pack`), anything else as it is.
 fn fetch_location(url: &RemoteUrl) -> String {
     url.local_path()
-        .and_then(crate::upload_pack::url)
+        .and_then(crate::transport::local::url)
         .unwrap_or_else(|| url.as_git_url().to_string())
 }
 

@@ -15,9 +15,9 @@ use clap::{Args, Parser, Subcommand};
 use crate::aws::credential_helper::Operation;
 use crate::base::duration;
 use crate::base::progress::ProgressMode;
-use crate::lfs::LfsPolicy;
-use crate::metrics::{MetricsFormat, parse_namespace};
-use crate::push::PushEngine;
+use crate::engine::push::PushEngine;
+use crate::report::metrics::{MetricsFormat, parse_namespace};
+use crate::sync::lfs::LfsPolicy;
 
 pub(crate) const EXIT_CODES: &str = "\
 Exit codes:
