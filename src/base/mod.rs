@@ -4,6 +4,7 @@
 
 pub(crate) mod duration;
 pub(crate) mod error;
+pub(crate) mod git;
 pub(crate) mod hatch;
 pub(crate) mod net_error;
 pub(crate) mod process_group;

@@ -397,3 +397,29 @@ fn proxy<'a>() -> git2::ProxyOptions<'a> {
     proxy.auto();
     proxy
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_listing_sorts_out_a_broken_ref_and_a_name_with_no_object() {
+        let id = |hex: &str| Oid::from_str(hex).unwrap();
+        let one = id("1111111111111111111111111111111111111111");
+        let listing = advertised(&[
+            (b"refs/heads/main".to_vec(), one),
+            (b"refs/heads/a..b".to_vec(), Oid::zero()),
+            (b"refs/heads/fine".to_vec(), Oid::zero()),
+        ]);
+        assert_eq!(listing.refs.len(), 1);
+        let why: Vec<(&str, &str)> = listing
+            .unsupported
+            .iter()
+            .map(|u| (u.name.as_str(), u.why.as_str()))
+            .collect();
+        assert_eq!(why.len(), 2, "{why:?}");
+        assert!(why[0].1.contains("'..'"), "{why:?}");
+        assert_eq!(why[1].0, "refs/heads/fine");
+        assert!(why[1].1.contains("no object"), "{why:?}");
+    }
+}

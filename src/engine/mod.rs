@@ -10,4 +10,5 @@ pub(crate) mod libgit2_push;
 pub(crate) mod plan;
 pub(crate) mod push;
 pub(crate) mod receive_pack;
+pub(crate) mod ref_filter;
 pub(crate) mod relay;

@@ -9,7 +9,7 @@ use tracing::warn;
 
 use crate::base::error::Refusal;
 use crate::base::refname::RefMap;
-use crate::settings::ref_filter::RefFilter;
+use crate::engine::ref_filter::RefFilter;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]

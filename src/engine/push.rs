@@ -257,7 +257,8 @@ fn choose_engine(chosen: PushEngine, target: &Remote) -> Engine {
         }
         return Engine::Git;
     }
-    let wire_serves = crate::engine::receive_pack::serves(target) && git_cli::version().is_some();
+    let wire_serves =
+        crate::engine::receive_pack::serves(target) && crate::base::git::version().is_some();
     match chosen {
         PushEngine::Libgit2 => Engine::Libgit2,
         PushEngine::Git => Engine::Git,
@@ -278,7 +279,7 @@ fn choose_engine(chosen: PushEngine, target: &Remote) -> Engine {
             // libgit2's push walks the whole history behind every ref the target advertises.
             // But git never gets a credential on its command line and an SSH key may exist only
             // in memory, so those stay with libgit2.
-            if target.git_cannot_push().is_none() && git_cli::version().is_some() {
+            if target.git_cannot_push().is_none() && crate::base::git::version().is_some() {
                 Engine::Git
             } else {
                 Engine::Libgit2

@@ -761,7 +761,7 @@ fn send_pack(
         revs.push_str(&format!("^{id}\n"));
     }
     let mut group = Group::spawn(
-        crate::engine::git_cli::isolated(git_dir)
+        crate::base::git::isolated(git_dir)
             .args(["pack-objects", "--revs", "--thin", "--stdout", "-q"])
             .args(ofs_delta.then_some("--delta-base-offset"))
             .stdin(Stdio::piped())

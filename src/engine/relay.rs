@@ -89,7 +89,7 @@ impl<'a> Source<'a> {
             Scheme::Git => Transport::Git(client()?),
             Scheme::Http | Scheme::Https => Transport::Http(client()?),
             Scheme::Local => match remote.url.local_path() {
-                Some(path) if crate::engine::git_cli::version().is_some() => {
+                Some(path) if crate::base::git::version().is_some() => {
                     Transport::Local(path.to_path_buf())
                 }
                 _ => {

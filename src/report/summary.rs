@@ -154,7 +154,7 @@ pub(crate) struct Summary {
     pub(crate) lease_retries: u32,
     /// The default branch: the source's, the target's after the run, and whether it moved; null
     /// when the run did not get as far as in sync.
-    pub(crate) default_branch: Option<crate::sync::default_branch::DefaultBranchReport>,
+    pub(crate) default_branch: Option<DefaultBranchReport>,
     /// Pushed refs whose commit uses Git LFS (`filter=lfs` in its root `.gitattributes`): the
     /// target holds their pointers, not their content.
     pub(crate) lfs_refs: usize,
@@ -501,6 +501,19 @@ impl ListSummary {
             self.exit_code
         )
     }
+}
+
+/// What the summary says about the default branch.
+#[derive(Debug, Clone, Default, Serialize)]
+pub(crate) struct DefaultBranchReport {
+    /// The branch the source's `HEAD` names.
+    pub(crate) source: Option<String>,
+    /// The target's default branch after the run, when known.
+    pub(crate) target: Option<String>,
+    /// Whether this run moved it.
+    pub(crate) changed: bool,
+    /// Why it could not follow the source, when it could not.
+    pub(crate) warning: Option<String>,
 }
 
 #[cfg(test)]

@@ -13,9 +13,9 @@ use crate::base::progress::{ProgressMode, ProgressOptions};
 use crate::base::url::{RemoteUrl, Scheme};
 use crate::engine::plan::DeleteGuard;
 use crate::engine::push::{PushEngine, PushOptions};
+use crate::engine::ref_filter::RefFilter;
+use crate::settings::flags::LfsPolicy;
 use crate::settings::flags::SyncArgs;
-use crate::settings::ref_filter::RefFilter;
-use crate::sync::lfs::LfsPolicy;
 use crate::transport::known_hosts::{HostKeyPolicy, parse_fingerprint};
 use crate::transport::remote::{Access, End, Remote};
 use crate::transport::secret_source::SecretSource;
@@ -91,7 +91,7 @@ impl SyncConfig {
             None => default_cache_dir()?,
         };
         check_cache_dir(&cache_dir)?;
-        if push_engine == PushEngine::Git && crate::engine::git_cli::version().is_none() {
+        if push_engine == PushEngine::Git && crate::base::git::version().is_none() {
             return Err(usage(
                 "--push-engine git needs the git CLI on PATH; install git or use --push-engine auto",
             ));
@@ -249,7 +249,7 @@ fn check_local(flag: &str, url: &RemoteUrl, is_source: bool) -> anyhow::Result<(
 /// A local target is pushed through git's receive-pack, which runs its hooks and applies its
 /// `receive.deny*` settings; libgit2 would write its refs directly and skip both.
 fn check_local_target_engine(target: &RemoteUrl) -> anyhow::Result<()> {
-    if target.scheme() == Scheme::Local && crate::engine::git_cli::version().is_none() {
+    if target.scheme() == Scheme::Local && crate::base::git::version().is_none() {
         return Err(usage(format!(
             "--target '{}' is a local repository, and pushing to one needs the git CLI (its \
              receive-pack runs the target's hooks and receive.deny* settings); install git or \

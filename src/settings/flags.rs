@@ -17,7 +17,6 @@ use crate::base::duration;
 use crate::base::progress::ProgressMode;
 use crate::engine::push::PushEngine;
 use crate::report::metrics::{MetricsFormat, parse_namespace};
-use crate::sync::lfs::LfsPolicy;
 
 pub(crate) const EXIT_CODES: &str = "\
 Exit codes:
@@ -481,6 +480,16 @@ fn parse_batch_size(raw: &str) -> Result<usize, String> {
 /// `--retries`: 0 to 10 (each retry waits longer, up to 30 s).
 fn parse_retries(raw: &str) -> Result<u32, String> {
     parse_number(raw, 0, 10)
+}
+
+/// What a run does when pushed branches use LFS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub(crate) enum LfsPolicy {
+    /// Push, and say which refs hold LFS pointers.
+    #[default]
+    Warn,
+    /// Push nothing, exit 1.
+    Fail,
 }
 
 #[cfg(test)]

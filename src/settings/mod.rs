@@ -5,4 +5,3 @@
 pub(crate) mod config;
 pub(crate) mod flags;
 pub(crate) mod mirror_list;
-pub(crate) mod ref_filter;

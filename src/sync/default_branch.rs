@@ -20,11 +20,11 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use serde::Serialize;
 use tracing::{info, warn};
 
 use crate::aws::control_plane::ControlPlane;
 use crate::base::refname;
+use crate::report::summary::DefaultBranchReport;
 
 /// How the target's default branch is read and moved.
 pub(crate) enum Target {
@@ -44,19 +44,6 @@ pub(crate) struct DefaultBranch {
     pub(crate) unmanaged: Option<String>,
     /// This run moved it.
     moved: bool,
-}
-
-/// What the summary says about the default branch.
-#[derive(Debug, Clone, Default, Serialize)]
-pub(crate) struct DefaultBranchReport {
-    /// The branch the source's `HEAD` names.
-    pub(crate) source: Option<String>,
-    /// The target's default branch after the run, when known.
-    pub(crate) target: Option<String>,
-    /// Whether this run moved it.
-    pub(crate) changed: bool,
-    /// Why it could not follow the source, when it could not.
-    pub(crate) warning: Option<String>,
 }
 
 impl DefaultBranch {

@@ -26,16 +26,6 @@ use git2::{ObjectType, Oid, Repository};
 
 use crate::engine::plan::Plan;
 
-/// What a run does when pushed branches use LFS.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
-pub(crate) enum LfsPolicy {
-    /// Push, and say which refs hold LFS pointers.
-    #[default]
-    Warn,
-    /// Push nothing, exit 1.
-    Fail,
-}
-
 /// The refs of `plan` whose new value is a commit with `filter=lfs` in its root
 /// `.gitattributes`.
 pub(crate) fn refs_using_lfs(repo: &Repository, plan: &Plan) -> Vec<String> {

@@ -29,8 +29,9 @@ use crate::engine::receive_pack;
 use crate::engine::relay;
 use crate::report::summary::{RefResult, Status, Summary};
 use crate::settings::config::SyncConfig;
+use crate::settings::flags::LfsPolicy;
 use crate::sync::default_branch::{self, DefaultBranch};
-use crate::sync::lfs::{self, LfsPolicy};
+use crate::sync::lfs;
 use crate::transport::retry::Retry;
 
 /// A finished run: its summary (always filled in as far as the run got) and its error, if any.

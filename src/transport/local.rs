@@ -49,7 +49,7 @@ pub(crate) fn register() -> Result<(), git2::Error> {
 /// The location to give libgit2 to fetch from the local repository at `path` through `git
 /// upload-pack`, or `None` when there is no git to run.
 pub(crate) fn url(path: &Path) -> Option<String> {
-    crate::engine::git_cli::version()?;
+    crate::base::git::version()?;
     let absolute = std::path::absolute(path).ok()?;
     let file = ::url::Url::from_file_path(absolute).ok()?;
     Some(format!(
@@ -110,7 +110,7 @@ impl UploadPack {
     /// mirror's lock) until the group is dead, when given.
     pub(crate) fn spawn(path: &Path, hold: Option<BorrowedFd<'_>>) -> Result<UploadPack> {
         let mut group = Group::spawn_holding(
-            crate::engine::git_cli::upload_pack(path)
+            crate::base::git::upload_pack(path)
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped()),
