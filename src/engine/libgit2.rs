@@ -408,8 +408,8 @@ mod tests {
         let one = id("1111111111111111111111111111111111111111");
         let listing = advertised(&[
             (b"refs/heads/main".to_vec(), one),
-            (b"refs/heads/a..b".to_vec(), Oid::zero()),
-            (b"refs/heads/fine".to_vec(), Oid::zero()),
+            (b"refs/heads/a..b".to_vec(), Oid::ZERO_SHA1),
+            (b"refs/heads/fine".to_vec(), Oid::ZERO_SHA1),
         ]);
         assert_eq!(listing.refs.len(), 1);
         let why: Vec<(&str, &str)> = listing
