@@ -28,8 +28,9 @@ use crate::base::transfer::TransferStats;
 use crate::engine::cache::Cache;
 use crate::engine::libgit2::{self, Look, Session};
 use crate::engine::receive_pack::Cut;
-use crate::engine::relay::{self, Declined};
+use crate::engine::upload_pack::{self, UploadPackClient};
 use crate::protocol::negotiation::Ask;
+use crate::transport::Declined;
 use crate::transport::remote::Remote;
 
 /// `BACKLOG_MIRROR_LIBGIT2_FETCH=1` (or `true`): fetch into a warm cache through libgit2, should
@@ -48,12 +49,12 @@ pub(crate) fn look(
     timeout: Duration,
     wanted: impl FnOnce(&RefMap) -> bool,
 ) -> Result<Result<Look, Declined>> {
-    let mut source = match relay::Source::new(remote, session, timeout, cache.lock()) {
+    let mut source = match UploadPackClient::new(remote, session, timeout, cache.lock()) {
         Ok(source) => source,
         Err(why) => return Ok(Err(why)),
     };
     let ad = source.advertise()?;
-    if let Err(why) = relay::source_can_fetch(&ad) {
+    if let Err(why) = upload_pack::can_fetch(&ad) {
         return Ok(Err(why));
     }
     let listing = libgit2::advertised(&ad.refs);
@@ -140,7 +141,7 @@ fn ask(
 /// Fetch the pack of `wants` into the cache's objects (see the module's words on a refused
 /// pack).
 fn store(
-    source: &mut relay::Source,
+    source: &mut UploadPackClient,
     odb: &git2::Odb,
     wants: &[Oid],
     haves: &[Oid],
@@ -250,11 +251,11 @@ mod tests {
             refs: Vec::new(),
             capabilities: caps.iter().map(|c| c.to_string()).collect(),
         };
-        assert!(relay::source_can_fetch(&ad(&["side-band-64k", "thin-pack"])).is_ok());
-        let why = relay::source_can_fetch(&ad(&["side-band", "thin-pack"])).unwrap_err();
+        assert!(upload_pack::can_fetch(&ad(&["side-band-64k", "thin-pack"])).is_ok());
+        let why = upload_pack::can_fetch(&ad(&["side-band", "thin-pack"])).unwrap_err();
         assert!(why.contains("side-band-64k"), "{why}");
         let why =
-            relay::source_can_fetch(&ad(&["side-band-64k", "object-format=sha256"])).unwrap_err();
+            upload_pack::can_fetch(&ad(&["side-band-64k", "object-format=sha256"])).unwrap_err();
         assert!(why.contains("SHA-256"), "{why}");
     }
 

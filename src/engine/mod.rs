@@ -12,3 +12,4 @@ pub(crate) mod push;
 pub(crate) mod receive_pack;
 pub(crate) mod ref_filter;
 pub(crate) mod relay;
+pub(crate) mod upload_pack;

@@ -459,7 +459,7 @@ pub(crate) fn execute(
         crate::transport::remote::End::Source => &session.auth.source,
         crate::transport::remote::End::Target => &session.auth.target,
     };
-    let wire = if used(Engine::Wire) {
+    let mut wire = if used(Engine::Wire) {
         Some(crate::engine::receive_pack::Client::new(
             target,
             login,
@@ -494,7 +494,7 @@ pub(crate) fn execute(
                     &pending.iter().map(|c| c.refspec()).collect::<Vec<_>>(),
                     pending.iter().map(|c| (c.name.clone(), c.old)).collect(),
                 ),
-                Engine::Wire => match &wire {
+                Engine::Wire => match &mut wire {
                     Some(client) => client.push(
                         repo,
                         &pending,

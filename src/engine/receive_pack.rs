@@ -18,29 +18,28 @@
 //! given for one origin, and a push body cannot be replayed anyway.
 
 use std::collections::{HashMap, HashSet};
-use std::io::{BufReader, Read, Write};
-use std::net::{Shutdown, TcpStream, ToSocketAddrs};
+use std::io::{Read, Write};
 use std::os::fd::BorrowedFd;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use base64::Engine as _;
 use git2::{Oid, Repository};
 
-use crate::base::net_error::NetError;
 use crate::base::process_group::Group;
 use crate::base::progress::Progress;
 use crate::base::refname;
-use crate::base::secret::Secret;
 use crate::base::transfer::{PushOutcome, RefOutcome, TransferStats, remote_messages};
 use crate::base::url::Scheme;
 use crate::engine::plan::Change;
+use crate::protocol::advertisement::Advertisement;
 use crate::protocol::pktline::PktReader;
-use crate::transport::http::{Http, Request};
+use crate::protocol::side_band::read_answer;
+use crate::transport::git_daemon::GitDaemon;
 use crate::transport::remote::{Login, Remote};
-use http::{HeaderValue, Method};
+use crate::transport::smart_http::SmartHttp;
+use crate::transport::{Body, Connection, Service};
 
 /// Whether this client can push to `remote`.
 pub(crate) fn serves(remote: &Remote) -> bool {
@@ -50,310 +49,51 @@ pub(crate) fn serves(remote: &Remote) -> bool {
     )
 }
 
-/// Where and how to reach one target.
+/// A target's receive-pack, over HTTP(S) or git://.
 pub(crate) struct Client<'a> {
-    remote: &'a Remote,
-    login: &'a Login,
-    scheme: Scheme,
-    host: String,
-    port: u16,
-    /// The repository path, percent-encoded as written (HTTP) or decoded (git://).
-    path: String,
-    timeout: Duration,
+    conn: Box<dyn Connection + 'a>,
+    /// Whether each request stands alone (HTTP): a listing's advertisement then serves as the
+    /// push's own.
+    stateless: bool,
 }
 
 impl<'a> Client<'a> {
     pub(crate) fn new(remote: &'a Remote, login: &'a Login, timeout: Duration) -> Result<Self> {
-        let url = ::url::Url::parse(remote.url.as_git_url())
-            .with_context(|| format!("cannot read {} as a URL", remote.url.redacted()))?;
-        let scheme = remote.url.scheme();
-        let host = url
-            .host_str()
-            .with_context(|| format!("{} names no host", remote.url.redacted()))?
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_string();
-        let port = url.port_or_known_default().unwrap_or(match scheme {
-            Scheme::Git => 9418,
-            Scheme::Http => 80,
-            _ => 443,
-        });
-        let path = match scheme {
-            Scheme::Git => percent_encoding::percent_decode_str(url.path())
-                .decode_utf8()
-                .with_context(|| format!("{} has a path that is not UTF-8", remote.url))?
-                .into_owned(),
-            _ => url.path().trim_end_matches('/').to_string(),
-        };
-        Ok(Client {
-            remote,
-            login,
-            scheme,
-            host,
-            port,
-            path,
-            timeout,
-        })
-    }
-
-    /// `host[:port]` as the Host header and git://'s `host=` give it.
-    fn host_header(&self) -> String {
-        let host = if self.host.contains(':') {
-            format!("[{}]", self.host)
-        } else {
-            self.host.clone()
-        };
-        let default = match self.scheme {
-            Scheme::Git => 9418,
-            Scheme::Http => 80,
-            _ => 443,
-        };
-        if self.port == default {
-            host
-        } else {
-            format!("{host}:{}", self.port)
-        }
-    }
-
-    /// `Basic ...` for this target, made now (a CodeCommit signature is good for minutes).
-    pub(crate) fn authorization(&self) -> Result<Option<Secret>> {
-        let url = &self.remote.url;
-        let pair = match self.login {
-            Login::Signed(signer) => {
-                let (user, password) = signer.credentials().with_context(|| {
-                    format!("cannot sign CodeCommit credentials for {}", url.redacted())
-                })?;
-                Some(format!("{user}:{}", password.expose()))
-            }
-            Login::Password(password) => Some(format!(
-                "{}:{}",
-                url.user().unwrap_or("git"),
-                password.expose()
-            )),
-            Login::Url => url
-                .password()
-                .map(|p| format!("{}:{p}", url.user().unwrap_or(""))),
-        };
-        Ok(pair.map(|pair| {
-            let header = format!(
-                "Basic {}",
-                base64::engine::general_purpose::STANDARD.encode(pair.as_bytes())
-            );
-            drop(Secret::new(pair));
-            Secret::new(header)
-        }))
-    }
-
-    fn connect(&self) -> Result<Conn> {
-        let url = self.remote.url.redacted();
-        let addrs: Vec<_> = (self.host.as_str(), self.port)
-            .to_socket_addrs()
-            .map_err(|e| NetError::Resolve {
-                url: url.to_string(),
-                temporary: e.to_string().contains("Temporary failure"),
-                detail: e.to_string(),
-            })?
-            .collect();
-        let mut last = None;
-        let mut tcp = None;
-        for addr in addrs {
-            match TcpStream::connect_timeout(&addr, self.timeout) {
-                Ok(s) => {
-                    tcp = Some(s);
-                    break;
-                }
-                Err(e) => last = Some(e),
-            }
-        }
-        let tcp = match (tcp, last) {
-            (Some(tcp), _) => tcp,
-            (None, last) => {
-                return Err(NetError::Connect {
-                    url: url.to_string(),
-                    detail: last.map_or("the host has no address".to_string(), |e| e.to_string()),
-                }
-                .into());
-            }
-        };
-        tcp.set_nodelay(true)?;
-        tcp.set_read_timeout(Some(self.timeout))?;
-        tcp.set_write_timeout(Some(self.timeout))?;
-        Ok(Conn {
-            tcp,
-            url: url.to_string(),
-            timeout: self.timeout,
+        Ok(match remote.url.scheme() {
+            Scheme::Git => Client {
+                conn: Box::new(GitDaemon::new(remote, timeout)?),
+                stateless: false,
+            },
+            _ => Client {
+                conn: Box::new(SmartHttp::new(remote, login, timeout)?),
+                stateless: true,
+            },
         })
     }
 
     /// The target's receive-pack advertisement: over HTTP(S) one GET, credentials up front (so
     /// no 401 round trip); over git:// a connection that ends after it. Kept, it is the first
     /// push's advertisement too (see `push`).
-    pub(crate) fn list(&self) -> Result<crate::protocol::advertisement::Advertisement> {
-        self.listing("git-receive-pack")
+    pub(crate) fn list(&mut self) -> Result<Advertisement> {
+        self.listing(Service::ReceivePack)
     }
 
     /// The branch the target's `HEAD` names, from its upload-pack advertisement (receive-pack
-    /// does not say): one more request, credentials up front.
-    pub(crate) fn head(&self) -> Result<Option<String>> {
+    /// does not say).
+    pub(crate) fn head(&mut self) -> Result<Option<String>> {
         Ok(self.upload_listing()?.head())
     }
 
     /// The upload-pack advertisement: refs (tags peeled too) and where `HEAD` points, for an
     /// account that may only read.
-    pub(crate) fn upload_listing(&self) -> Result<crate::protocol::advertisement::Advertisement> {
-        self.listing("git-upload-pack")
+    pub(crate) fn upload_listing(&mut self) -> Result<Advertisement> {
+        self.listing(Service::UploadPack)
     }
 
-    /// `service`'s advertisement alone: over HTTP(S) one GET, credentials up front; over git://
-    /// a connection that ends after it.
-    fn listing(&self, service: &str) -> Result<crate::protocol::advertisement::Advertisement> {
-        let listed = match self.scheme {
-            Scheme::Git => self.advertisement_git(service).map(|(conn, ad)| {
-                let _ = flush_and_close(conn);
-                ad
-            }),
-            _ => self
-                .authorization()
-                .and_then(|auth| self.advertisement_http(service, auth.as_ref())),
-        };
-        listed.map_err(|e| self.in_words(e))
-    }
-
-    /// Which end this is, as messages name it.
-    fn peer(&self) -> &'static str {
-        match self.remote.end {
-            crate::transport::remote::End::Source => "the source",
-            crate::transport::remote::End::Target => "the target",
-        }
-    }
-
-    /// A git:// connection to `service`, its advertisement read.
-    pub(crate) fn advertisement_git(
-        &self,
-        service: &str,
-    ) -> Result<(Conn, crate::protocol::advertisement::Advertisement)> {
-        let url = self.remote.url.redacted();
-        let mut conn = self.connect()?;
-        let mut hello = Vec::new();
-        let request = format!("{service} {}\0host={}\0", self.path, self.host_header());
-        crate::protocol::pktline::pkt(&mut hello, request.as_bytes())
-            .with_context(|| format!("the path of {url} is too long for git://"))?;
-        conn.write_all(&hello)
-            .map_err(|e| io_error(e, url, self.timeout))?;
-        let ad = {
-            // Buffered, as every advertisement is (see `crate::protocol::advertisement::read_service_advertisement`).
-            let mut reader = PktReader::from_peer(BufReader::new(&mut conn), self.peer());
-            crate::protocol::advertisement::read_service_advertisement(
-                &mut reader,
-                service,
-                false,
-                self.timeout,
-            )
-            .map_err(|e| timed(e, url, self.timeout))
-            .with_context(|| format!("cannot read the refs of {url}"))?
-        };
-        Ok((conn, ad))
-    }
-
-    /// `GET info/refs?service=<service>` and its advertisement.
-    pub(crate) fn advertisement_http(
-        &self,
-        service: &str,
-        auth: Option<&Secret>,
-    ) -> Result<crate::protocol::advertisement::Advertisement> {
-        let url = self.remote.url.redacted();
-        let request = self.request(
-            Method::GET,
-            &format!("/info/refs?service={service}"),
-            auth,
-            &[],
-        )?;
-        let answer = self.http()?.send(request, None)?.check_success()?;
-        answer.check_type(&format!("application/x-{service}-advertisement"), "for Git")?;
-        let mut body = answer.body;
-        crate::protocol::advertisement::read_service_advertisement(
-            &mut PktReader::from_peer(&mut body, self.peer()),
-            service,
-            true,
-            self.timeout,
-        )
-        .with_context(|| format!("cannot read the refs of {url}"))
-    }
-
-    /// `POST git-upload-pack` with `body` (a fetch's wants, haves and `done`), the credentials
-    /// up front; returns the answer's body.
-    pub(crate) fn upload_pack_http(
-        &self,
-        auth: Option<&Secret>,
-        body: &[u8],
-    ) -> Result<Box<dyn Read>> {
-        let request = self.request(
-            Method::POST,
-            "/git-upload-pack",
-            auth,
-            &[
-                ("content-type", "application/x-git-upload-pack-request"),
-                ("accept", "application/x-git-upload-pack-result"),
-            ],
-        )?;
-        let answer = self
-            .http()?
-            .send(request, Some(body.to_vec()))?
-            .check_success()?;
-        answer.check_type("application/x-git-upload-pack-result", "for fetching")?;
-        Ok(Box::new(answer.body))
-    }
-
-    /// The process's HTTP client.
-    fn http(&self) -> Result<&'static Http> {
-        crate::transport::http::shared(self.timeout)
-    }
-
-    /// A request for `path_and_query` under the repository's URL. The credentials go in its
-    /// headers, never in a message.
-    fn request(
-        &self,
-        method: Method,
-        path_and_query: &str,
-        auth: Option<&Secret>,
-        extra: &[(&'static str, &str)],
-    ) -> Result<Request> {
-        let scheme = if self.scheme == Scheme::Https {
-            "https"
-        } else {
-            "http"
-        };
-        let uri: http::Uri = format!(
-            "{scheme}://{}{}{path_and_query}",
-            self.host_header(),
-            self.path
-        )
-        .parse()
-        .with_context(|| {
-            format!(
-                "cannot make a request URL of {}",
-                self.remote.url.redacted()
-            )
-        })?;
-        let mut headers = Vec::new();
-        if let Some(auth) = auth {
-            let mut value = HeaderValue::from_str(auth.expose())
-                .context("the credentials cannot go in an HTTP header")?;
-            value.set_sensitive(true);
-            headers.push((http::header::AUTHORIZATION, value));
-        }
-        for (name, value) in extra {
-            headers.push((
-                http::header::HeaderName::from_static(name),
-                HeaderValue::from_str(value)?,
-            ));
-        }
-        Ok(Request {
-            method,
-            uri,
-            headers,
-            shown: self.remote.url.redacted().to_string(),
-        })
+    fn listing(&mut self, service: Service) -> Result<Advertisement> {
+        let ad = self.conn.handshake(service);
+        self.conn.close();
+        ad
     }
 
     /// Push one batch of `changes` from the cache at `repo` (its git directory), the pack
@@ -363,12 +103,12 @@ impl<'a> Client<'a> {
     /// checks each command's old id, so a ref moved since is refused as a lost race). git://
     /// reads the advertisement its own connection opens with anyway.
     pub(crate) fn push(
-        &self,
+        &mut self,
         repo: &Repository,
         changes: &[&Change],
         hold: BorrowedFd<'_>,
         progress: &mut Progress,
-        listed: Option<crate::protocol::advertisement::Advertisement>,
+        listed: Option<Advertisement>,
         cut: Cut,
     ) -> Result<PushOutcome> {
         let mut packer = PackObjects {
@@ -384,134 +124,32 @@ impl<'a> Client<'a> {
 
     /// Push one batch of `changes`, the pack (when a command needs one) from `packer`.
     pub(crate) fn push_with(
-        &self,
+        &mut self,
         changes: &[&Change],
         packer: &mut dyn Packer,
-        listed: Option<crate::protocol::advertisement::Advertisement>,
+        listed: Option<Advertisement>,
     ) -> Result<PushOutcome> {
-        let result = match self.scheme {
-            Scheme::Git => self.push_git(changes, packer),
-            _ => self.push_http(changes, packer, listed),
+        let ad = match listed {
+            Some(ad) if self.stateless => ad,
+            _ => self.conn.handshake(Service::ReceivePack)?,
         };
-        result.map_err(|e| self.in_words(e))
-    }
-
-    /// An error with every copy of a credential scrubbed (they are registered secrets).
-    pub(crate) fn in_words(&self, err: anyhow::Error) -> anyhow::Error {
-        let text = crate::base::secret::redact_userinfo(&format!("{err:#}")).into_owned();
-        if text == format!("{err:#}") {
-            err
-        } else {
-            anyhow::anyhow!(text)
-        }
-    }
-
-    fn push_git(&self, changes: &[&Change], packer: &mut dyn Packer) -> Result<PushOutcome> {
-        let url = self.remote.url.redacted();
-        let (mut conn, ad) = self.advertisement_git("git-receive-pack")?;
         let (changes, stale) = leased(changes, &ad);
         if changes.is_empty() {
             // Nothing to ask: a flush ends the exchange.
-            let _ = conn.write_all(b"0000");
+            self.conn.close();
             return Ok(stale_only(stale));
         }
         let changes = &changes[..];
-        let stats = send_body(changes, &ad, packer, &mut |chunk| {
-            conn.write_all(chunk)
-                .map_err(|e| io_error(e, url, self.timeout))
-        })?;
-        // receive-pack reads the pack to its end; the half-close tells a proxy we are done.
-        let _ = conn.tcp.shutdown(Shutdown::Write);
-        self.report(&mut conn, &ad, changes, stats, stale)
-    }
-
-    /// The push report that ends an exchange, as per-ref outcomes (the locally stale ones added).
-    fn report(
-        &self,
-        answer: &mut dyn Read,
-        ad: &crate::protocol::advertisement::Advertisement,
-        changes: &[&Change],
-        stats: TransferStats,
-        stale: HashMap<String, RefOutcome>,
-    ) -> Result<PushOutcome> {
-        let url = self.remote.url.redacted();
-        let band = crate::protocol::side_band::read_answer(
-            &mut PktReader::new(answer),
-            ad.has("side-band-64k"),
-        )
-        .map_err(|e| timed(e, url, self.timeout))
-        .with_context(|| format!("cannot read the push report of {url}"))?;
+        let url = self.conn.url().to_string();
+        let (stats, mut answer) = self.conn.request(
+            Service::ReceivePack,
+            Body::Made(&mut |send| send_body(changes, &ad, packer, send)),
+        )?;
+        let band = read_answer(&mut PktReader::new(&mut answer), ad.has("side-band-64k"))
+            .with_context(|| format!("cannot read the push report of {url}"))?;
         let mut done = outcome(changes, band, stats)?;
         done.refs.extend(stale);
         Ok(done)
-    }
-
-    fn push_http(
-        &self,
-        changes: &[&Change],
-        packer: &mut dyn Packer,
-        listed: Option<crate::protocol::advertisement::Advertisement>,
-    ) -> Result<PushOutcome> {
-        let auth = self.authorization()?;
-        let ad = match listed {
-            Some(ad) => ad,
-            None => self.advertisement_http("git-receive-pack", auth.as_ref())?,
-        };
-        let (changes, stale) = leased(changes, &ad);
-        if changes.is_empty() {
-            return Ok(stale_only(stale));
-        }
-        let changes = &changes[..];
-        let request = self.request(
-            Method::POST,
-            "/git-receive-pack",
-            auth.as_ref(),
-            &[
-                ("content-type", "application/x-git-receive-pack-request"),
-                ("accept", "application/x-git-receive-pack-result"),
-            ],
-        )?;
-        // A body cut short (the pack could not be built, the connection broke) is never
-        // completed, so the server takes none of it.
-        let (stats, answer) = self
-            .http()?
-            .send_streaming(request, |send| send_body(changes, &ad, packer, send))?;
-        let answer = answer.check_success()?;
-        answer.check_type("application/x-git-receive-pack-result", "for pushing")?;
-        let mut body = answer.body;
-        self.report(&mut body, &ad, changes, stats, stale)
-    }
-}
-
-/// A write or read on a git:// connection that failed, in the kind the retry policy reads.
-fn io_error(err: std::io::Error, url: &str, timeout: Duration) -> anyhow::Error {
-    if let Some(ours) = err.get_ref().and_then(|e| e.downcast_ref::<NetError>()) {
-        return anyhow::anyhow!("{ours}").context(NetError::io(&err, url, timeout));
-    }
-    match err.kind() {
-        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
-            anyhow::Error::new(NetError::Stalled {
-                url: format!("the push to {url}"),
-                doing: "moved no data",
-                timeout,
-                why: "the target stopped reading or answering",
-            })
-        }
-        _ => anyhow::Error::new(NetError::io(&err, url, timeout)),
-    }
-}
-
-/// A read error from the pkt-line layer, with a timeout said as one.
-fn timed(err: anyhow::Error, url: &str, timeout: Duration) -> anyhow::Error {
-    match err
-        .chain()
-        .find_map(|c| c.downcast_ref::<std::io::Error>())
-        .map(std::io::Error::kind)
-    {
-        Some(std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
-            io_error(std::io::ErrorKind::TimedOut.into(), url, timeout)
-        }
-        _ => err,
     }
 }
 
@@ -850,48 +488,6 @@ fn outcome(
         stats,
         remote_lines,
     })
-}
-
-/// End a git:// exchange after its advertisement: a flush says "nothing to ask".
-fn flush_and_close(mut conn: Conn) -> std::io::Result<()> {
-    conn.write_all(b"0000")?;
-    conn.flush()
-}
-
-/// A git:// connection. A read or write that waits past the timeout fails as a stall
-/// (`NetError::Stalled`), not as the socket's "resource temporarily unavailable".
-pub(crate) struct Conn {
-    tcp: TcpStream,
-    url: String,
-    timeout: Duration,
-}
-
-impl Conn {
-    fn stalled(&self, err: std::io::Error) -> std::io::Error {
-        match err.kind() {
-            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                NetError::io(&err, &self.url, self.timeout),
-            ),
-            _ => err,
-        }
-    }
-}
-
-impl Read for Conn {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        self.tcp.read(buf).map_err(|e| self.stalled(e))
-    }
-}
-
-impl Write for Conn {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.tcp.write(buf).map_err(|e| self.stalled(e))
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.tcp.flush()
-    }
 }
 
 #[cfg(test)]

@@ -27,6 +27,7 @@ use crate::engine::plan::{Action, Change, Plan};
 use crate::engine::push;
 use crate::engine::receive_pack;
 use crate::engine::relay;
+use crate::engine::upload_pack::UploadPackClient;
 use crate::report::summary::{RefResult, Status, Summary};
 use crate::settings::config::SyncConfig;
 use crate::settings::flags::LfsPolicy;
@@ -854,7 +855,7 @@ fn list_target(
     let wire = relay || push::by_wire(cfg.push.engine, target);
     // A dry run pushes nothing, and may hold credentials that can only read.
     if http && !cfg.dry_run && wire {
-        let client =
+        let mut client =
             receive_pack::Client::new(target, &session.auth.target, cfg.push.network_timeout)?;
         let ad = client.list()?;
         let head = if head_wanted { client.head()? } else { None };
@@ -868,7 +869,7 @@ fn list_target(
     }
     if http && !crate::engine::fetch::disabled() {
         // The upload-pack advertisement: read access is enough, and it names HEAD's branch.
-        let client =
+        let mut client =
             receive_pack::Client::new(target, &session.auth.target, cfg.push.network_timeout)?;
         let ad = client.upload_listing()?;
         let listing = libgit2::advertised(&ad.refs);
@@ -931,11 +932,11 @@ fn relay(
     lock: &Lock,
 ) -> Result<Relayed> {
     let timeout = cfg.push.network_timeout;
-    let mut source = match relay::Source::new(&cfg.source, session, timeout, lock.fd()) {
+    let mut source = match UploadPackClient::new(&cfg.source, session, timeout, lock.fd()) {
         Ok(source) => source,
         Err(why) => return Ok(Relayed::Declined(why, None)),
     };
-    let client = receive_pack::Client::new(&cfg.target, &session.auth.target, timeout)?;
+    let mut client = receive_pack::Client::new(&cfg.target, &session.auth.target, timeout)?;
     let retry = Retry::new(cfg.retries);
     let head_wanted = default.known_by_listings();
     // An empty plan container: the plan compares ids, and no objects are here to tell a
@@ -986,7 +987,7 @@ fn relay(
             Ok(ad) => ad,
             Err(err) => return Ok(Relayed::Failed(error::one_line(&err))),
         };
-        if let Err(why) = relay::source_can_relay(&ad) {
+        if let Err(why) = crate::engine::upload_pack::can_relay(&ad) {
             return Ok(Relayed::Declined(why, Some(listed)));
         }
         let source_listing = libgit2::advertised(&ad.refs);
@@ -1052,7 +1053,15 @@ fn relay(
         let pushed = timed!(
             summary,
             push,
-            relay_push(&client, &mut source, &ad, &plan, listed.ad, cfg, summary)
+            relay_push(
+                &mut client,
+                &mut source,
+                &ad,
+                &plan,
+                listed.ad,
+                cfg,
+                summary
+            )
         );
         let rejected = match pushed {
             Ok(rejected) => rejected,
@@ -1109,8 +1118,8 @@ fn relay(
 /// the plan was made from, when there is one. Refusals come back as today's; a failed relay
 /// (a damaged pack, an unpack error) is an error.
 fn relay_push(
-    client: &receive_pack::Client,
-    source: &mut relay::Source,
+    client: &mut receive_pack::Client,
+    source: &mut UploadPackClient,
     source_ad: &crate::protocol::advertisement::Advertisement,
     plan: &Plan,
     mut listed: Option<crate::protocol::advertisement::Advertisement>,

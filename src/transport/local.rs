@@ -18,7 +18,7 @@
 //! cache in our own process, which ends with us. And either way, when git stops early, the first
 //! line of its stderr is the error (`git upload-pack: fatal: ...`), not a bare "early EOF".
 
-use std::io::{Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::os::fd::BorrowedFd;
 use std::path::{Path, PathBuf};
 use std::process::{ChildStdin, ChildStdout, Stdio};
@@ -27,7 +27,12 @@ use std::thread::JoinHandle;
 use anyhow::{Context, Result};
 use git2::transport::{Service, SmartSubtransport, SmartSubtransportStream, Transport};
 
+use super::remote::Remote;
+use super::{Body, Connection};
 use crate::base::process_group::Group;
+use crate::base::transfer::TransferStats;
+use crate::protocol::advertisement::{Advertisement, read_service_advertisement};
+use crate::protocol::pktline::PktReader;
 
 /// The URL scheme of the transport (never seen outside this process).
 const SCHEME: &str = "backlog-mirror-upload-pack";
@@ -185,6 +190,92 @@ impl Write for UploadPack {
 
     fn flush(&mut self) -> std::io::Result<()> {
         self.stdin.flush().map_err(|e| self.gone(e))
+    }
+}
+
+/// A local repository's upload-pack as a `Connection` (`git upload-pack` per conversation).
+/// Pushes to a local path go through `git push`, whose receive-pack runs the target's hooks in
+/// our child: this serves fetches only.
+pub(crate) struct Local<'a> {
+    path: PathBuf,
+    remote: &'a Remote,
+    hold: BorrowedFd<'a>,
+    timeout: std::time::Duration,
+    url: String,
+    open: Option<UploadPack>,
+}
+
+impl<'a> Local<'a> {
+    pub(crate) fn new(
+        path: &Path,
+        remote: &'a Remote,
+        hold: BorrowedFd<'a>,
+        timeout: std::time::Duration,
+    ) -> Local<'a> {
+        Local {
+            path: path.to_path_buf(),
+            remote,
+            hold,
+            timeout,
+            url: remote.url.redacted().to_string(),
+            open: None,
+        }
+    }
+
+    fn open(&self, service: super::Service) -> Result<(UploadPack, Advertisement)> {
+        if service != super::Service::UploadPack {
+            anyhow::bail!(
+                "{} is pushed to through git push, not over a pipe",
+                self.url
+            );
+        }
+        let mut child = UploadPack::spawn(&self.path, Some(self.hold))?;
+        let ad = read_service_advertisement(
+            &mut PktReader::from_peer(BufReader::new(&mut child), super::peer(self.remote)),
+            service.name(),
+            false,
+            self.timeout,
+        )
+        .with_context(|| format!("cannot read the refs of {}", self.url))?;
+        Ok((child, ad))
+    }
+}
+
+impl Connection for Local<'_> {
+    fn handshake(&mut self, service: super::Service) -> Result<Advertisement> {
+        self.close();
+        let (child, ad) = self.open(service)?;
+        self.open = Some(child);
+        Ok(ad)
+    }
+
+    fn request<'s>(
+        &'s mut self,
+        service: super::Service,
+        body: Body<'_>,
+    ) -> Result<(TransferStats, Box<dyn Read + 's>)> {
+        let mut child = match self.open.take() {
+            Some(child) => child,
+            None => self.open(service)?.0,
+        };
+        let stats = super::write_body(&mut child, body, &self.url)?;
+        Ok((stats, Box::new(child)))
+    }
+
+    fn close(&mut self) {
+        if let Some(mut child) = self.open.take() {
+            let _ = child.write_all(b"0000").and_then(|()| child.flush());
+        }
+    }
+
+    fn url(&self) -> &str {
+        &self.url
+    }
+}
+
+impl Drop for Local<'_> {
+    fn drop(&mut self) {
+        self.close();
     }
 }
 

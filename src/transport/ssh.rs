@@ -37,8 +37,13 @@ use git2::transport::{Service, SmartSubtransport, SmartSubtransportStream, Trans
 use git2::{ErrorClass, ErrorCode};
 use tracing::{debug, warn};
 
+use anyhow::Context as _;
+
 use crate::base::secret::Secret;
+use crate::base::transfer::TransferStats;
 use crate::base::url::{RemoteUrl, Scheme};
+use crate::protocol::advertisement::{Advertisement, read_service_advertisement};
+use crate::protocol::pktline::PktReader;
 use crate::transport::auth::Auth;
 use crate::transport::known_hosts::{PresentedKey, Verdict};
 use crate::transport::remote::{End, Remote};
@@ -789,6 +794,91 @@ impl Drop for Channel {
         } else {
             self.pool.put(connection);
         }
+    }
+}
+
+/// A remote's services over SSH as a `Connection`: `git-upload-pack '<path>'` (or
+/// receive-pack) on a channel of the run's connection to the host, one channel per
+/// conversation.
+pub(crate) struct SshService<'a> {
+    remote: &'a Remote,
+    auth: &'a Auth,
+    pool: &'a Arc<Pool>,
+    timeout: std::time::Duration,
+    url: String,
+    open: Option<Channel>,
+}
+
+impl<'a> SshService<'a> {
+    pub(crate) fn new(
+        remote: &'a Remote,
+        auth: &'a Auth,
+        pool: &'a Arc<Pool>,
+        timeout: std::time::Duration,
+    ) -> SshService<'a> {
+        SshService {
+            remote,
+            auth,
+            pool,
+            timeout,
+            url: remote.url.redacted().to_string(),
+            open: None,
+        }
+    }
+
+    fn open(&self, service: super::Service) -> anyhow::Result<(Channel, Advertisement)> {
+        let command = git_command(service.name(), &self.remote.url)?;
+        let mut channel = exec(self.auth, self.pool, self.remote, &command)?;
+        // Buffered, as every advertisement is (see `read_service_advertisement`).
+        let ad = read_service_advertisement(
+            &mut PktReader::from_peer(
+                std::io::BufReader::new(&mut channel),
+                super::peer(self.remote),
+            ),
+            service.name(),
+            false,
+            self.timeout,
+        )
+        .with_context(|| format!("cannot read the refs of {}", self.url))?;
+        Ok((channel, ad))
+    }
+}
+
+impl super::Connection for SshService<'_> {
+    fn handshake(&mut self, service: super::Service) -> anyhow::Result<Advertisement> {
+        self.close();
+        let (channel, ad) = self.open(service)?;
+        self.open = Some(channel);
+        Ok(ad)
+    }
+
+    fn request<'s>(
+        &'s mut self,
+        service: super::Service,
+        body: super::Body<'_>,
+    ) -> anyhow::Result<(TransferStats, Box<dyn Read + 's>)> {
+        let mut channel = match self.open.take() {
+            Some(channel) => channel,
+            None => self.open(service)?.0,
+        };
+        let stats = super::write_body(&mut channel, body, &self.url)?;
+        Ok((stats, Box::new(channel)))
+    }
+
+    fn close(&mut self) {
+        if let Some(mut channel) = self.open.take() {
+            let _ = channel.write_all(b"0000").and_then(|()| channel.flush());
+        }
+    }
+
+    fn url(&self) -> &str {
+        &self.url
+    }
+}
+
+impl Drop for SshService<'_> {
+    fn drop(&mut self) {
+        super::Connection::close(self);
     }
 }
 
