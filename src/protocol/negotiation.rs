@@ -7,6 +7,8 @@ use anyhow::{Result, bail};
 
 use git2::Oid;
 
+use crate::base::net_error::NetError;
+
 use super::pktline::{Packet, PktReader, flush, parse_id, pkt, shown, trim_lf};
 
 /// What upload-pack said of the haves before its pack (`pack-protocol`'s "Packfile
@@ -38,10 +40,13 @@ pub(crate) fn read_acknowledgments(reader: &mut PktReader<impl Read>) -> Result<
     let mut out = Acknowledgments::default();
     for _ in 0..MAX_ACKS {
         let line = match reader.next()? {
-            None => bail!(
-                "{}'s answer ended before its pack (unexpected eof)",
-                reader.peer()
-            ),
+            None => {
+                return Err(NetError::Broken {
+                    url: reader.peer().to_string(),
+                    detail: "its answer ended before its pack (unexpected eof)".to_string(),
+                }
+                .into());
+            }
             // Only after `shallow` lines does a v0 server flush here; the pack follows.
             Some(Packet::Flush) => continue,
             Some(Packet::Data(line)) => line,

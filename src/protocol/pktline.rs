@@ -185,12 +185,10 @@ impl<R: Read> PktReader<R> {
 
     /// The next packet; the end of the stream is an error here.
     pub(crate) fn expect(&mut self, what: &str) -> Result<Packet> {
-        self.next()?.with_context(|| {
-            format!(
-                "{}'s answer ended before {what} (unexpected eof)",
-                self.peer
-            )
-        })
+        match self.next()? {
+            Some(packet) => Ok(packet),
+            None => Err(self.cut_short(&format!("before {what}")).into()),
+        }
     }
 }
 

@@ -3,6 +3,7 @@
 use anyhow::{Result, bail};
 
 use super::pktline::{Packet, PktReader, shown, trim_lf};
+use crate::base::net_error::NetError;
 
 /// receive-pack's report: whether it unpacked the pack, then each ref's result.
 #[derive(Debug, PartialEq, Eq)]
@@ -39,7 +40,13 @@ pub(crate) fn parse_report(data: &[u8]) -> Result<Report> {
     loop {
         let line = match reader.next()? {
             Some(Packet::Flush) => break,
-            None => bail!("the target's push report ended without its flush (unexpected eof)"),
+            None => {
+                return Err(NetError::Broken {
+                    url: "the target".to_string(),
+                    detail: "its push report ended without its flush (unexpected eof)".to_string(),
+                }
+                .into());
+            }
             Some(Packet::Data(line)) => line,
         };
         let line = trim_lf(&line);

@@ -107,7 +107,9 @@ pub(crate) fn connect<'a>(
                 Box::new(local::Local::new(path, remote, hold, timeout))
             }
             _ => {
-                return Err("a local repository is read through git, which is not installed".into());
+                return Err(
+                    "a local repository is read through git, which is not installed".into(),
+                );
             }
         },
         Scheme::Ssh if ssh::disabled() => {
