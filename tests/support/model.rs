@@ -137,8 +137,8 @@ impl Edit {
             | Edit::HeadChange
             | Edit::TagOfTag
             | Edit::TagOfObject => 3,
-            Edit::MoveTag => 2,
-            Edit::DeleteNotes | Edit::Gc | Edit::MassDelete | Edit::Wipe => 1,
+            Edit::MoveTag | Edit::Gc | Edit::MassDelete => 2,
+            Edit::DeleteNotes | Edit::Wipe => 1,
             Edit::Nothing => 0,
         }
     }
@@ -162,6 +162,20 @@ impl Default for ModelOptions {
             commits: 12,
             extra_refs: 8,
             max_edits: 4,
+            wipe: true,
+        }
+    }
+}
+
+impl ModelOptions {
+    /// A size drawn from `seed`: from a couple of commits and no other ref to 40 commits and 30
+    /// refs, with up to 6 edits a round, so many seeds cover small and larger sources alike.
+    pub fn drawn(seed: u64) -> ModelOptions {
+        let mut rng = Rng::new(seed ^ 0x5EED_0F51_2300);
+        ModelOptions {
+            commits: 2 + rng.below(39),
+            extra_refs: rng.below(31),
+            max_edits: 2 + rng.below(5),
             wipe: true,
         }
     }
