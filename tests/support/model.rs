@@ -345,16 +345,8 @@ impl Model {
         if self.options.commits == 0 {
             return;
         }
-        let specs: Vec<(Vec<Parent>, String)> = (0..self.options.commits)
-            .map(|i| {
-                let parents = if i == 0 {
-                    vec![]
-                } else {
-                    vec![Parent::New(i - 1)]
-                };
-                (parents, format!("main {i}"))
-            })
-            .collect();
+        let messages = (0..self.options.commits).map(|i| format!("main {i}"));
+        let specs = chain(None, messages);
         let ids = self.make_commits(&specs);
         self.refs.insert(
             "refs/heads/main".into(),
@@ -479,16 +471,8 @@ impl Model {
             Edit::Commit => {
                 let branch = self.rng.pick(&branches).clone();
                 let n = 1 + self.rng.below(3);
-                let specs: Vec<(Vec<Parent>, String)> = (0..n)
-                    .map(|i| {
-                        let parent = if i == 0 {
-                            Parent::Id(self.refs[&branch].clone())
-                        } else {
-                            Parent::New(i - 1)
-                        };
-                        (vec![parent], format!("work on {branch}"))
-                    })
-                    .collect();
+                let messages = (0..n).map(|_| format!("work on {branch}"));
+                let specs = chain(Some(&self.refs[&branch]), messages);
                 let ids = self.make_commits(&specs);
                 let tip = ids.last().expect("commits").clone();
                 self.refs.insert(branch.clone(), tip.clone());
@@ -573,16 +557,8 @@ impl Model {
                     self.rng.pick(&heads).clone()
                 } else {
                     let n = 1 + self.rng.below(2);
-                    let specs: Vec<(Vec<Parent>, String)> = (0..n)
-                        .map(|i| {
-                            let parents = if i == 0 {
-                                vec![]
-                            } else {
-                                vec![Parent::New(i - 1)]
-                            };
-                            (parents, format!("unrelated history for {branch}"))
-                        })
-                        .collect();
+                    let messages = (0..n).map(|_| format!("unrelated history for {branch}"));
+                    let specs = chain(None, messages);
                     self.make_commits(&specs).last().expect("commits").clone()
                 };
                 self.refs.insert(branch.clone(), to.clone());
@@ -840,16 +816,7 @@ impl Model {
     /// 1-3 commits on top of `base` for the pull request `name`; the last one.
     fn side_commits(&mut self, base: &str, name: &str) -> String {
         let n = 1 + self.rng.below(3);
-        let specs: Vec<(Vec<Parent>, String)> = (0..n)
-            .map(|i| {
-                let parent = if i == 0 {
-                    Parent::Id(base.to_string())
-                } else {
-                    Parent::New(i - 1)
-                };
-                (vec![parent], format!("review for {name}"))
-            })
-            .collect();
+        let specs = chain(Some(base), (0..n).map(|_| format!("review for {name}")));
         self.make_commits(&specs).last().expect("commits").clone()
     }
 
@@ -1008,6 +975,21 @@ impl Model {
             "the source is not what the model made"
         );
     }
+}
+
+/// A line of commits, one a message, the first on `base` (or a root commit).
+fn chain(base: Option<&str>, messages: impl Iterator<Item = String>) -> Vec<(Vec<Parent>, String)> {
+    messages
+        .enumerate()
+        .map(|(i, message)| {
+            let parents = match (i, base) {
+                (0, None) => vec![],
+                (0, Some(base)) => vec![Parent::Id(base.to_string())],
+                _ => vec![Parent::New(i - 1)],
+            };
+            (parents, message)
+        })
+        .collect()
 }
 
 fn sentence(rng: &mut Rng) -> String {
