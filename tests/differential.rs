@@ -932,6 +932,8 @@ fn local_paths() {
                 .seeds(3),
             combo(File, File, Way::Seed, "auto").seeds(3),
             combo(Local, Local, Way::NoSeed, "auto").seeds(2),
+            // A local target is always pushed through git's receive-pack, whatever the flag.
+            combo(Local, Local, Way::Warm, "libgit2").seeds(2),
         ],
     );
 }
@@ -1011,7 +1013,7 @@ fn ssh() {
             combo(Local, Ssh, Way::Warm, "auto"),
             combo(Ssh, Git, Way::Relay, "auto"),
             combo(Ssh, Http, Way::Seed, "auto").libgit2_ssh(),
-            combo(Local, Ssh, Way::Seed, "auto"),
+            combo(Local, Ssh, Way::Seed, "libgit2"),
         ],
     );
 }
