@@ -102,6 +102,8 @@ struct Combo {
     /// Escape hatches: `BACKLOG_MIRROR_LIBGIT2_FETCH`, `BACKLOG_MIRROR_LIBGIT2_SSH`.
     libgit2_fetch: bool,
     libgit2_ssh: bool,
+    /// More `sync` arguments (`--batch-size 2`: many batches a run).
+    args: &'static [&'static str],
     /// Seeds a default run gives it.
     seeds: usize,
     /// Seeds every default run gives it besides: histories that found a bug once.
@@ -121,6 +123,7 @@ fn combo(source: Transport, target: Transport, way: Way, engine: &'static str) -
         engine,
         libgit2_fetch: false,
         libgit2_ssh: false,
+        args: &[],
         seeds: 2,
         regressions: &[],
         rounds: 4,
@@ -132,6 +135,11 @@ fn combo(source: Transport, target: Transport, way: Way, engine: &'static str) -
 impl Combo {
     fn libgit2_fetch(mut self) -> Combo {
         self.libgit2_fetch = true;
+        self
+    }
+
+    fn args(mut self, args: &'static [&'static str]) -> Combo {
+        self.args = args;
         self
     }
 
@@ -181,6 +189,9 @@ impl Combo {
         if self.libgit2_ssh {
             name.push_str("-libgit2ssh");
         }
+        for arg in self.args {
+            name.push_str(&format!("-{}", arg.trim_start_matches('-')));
+        }
         name
     }
 
@@ -198,6 +209,9 @@ impl Combo {
         }
         if self.libgit2_ssh {
             text.push_str(", BACKLOG_MIRROR_LIBGIT2_SSH=1");
+        }
+        if !self.args.is_empty() {
+            text.push_str(&format!(", {}", self.args.join(" ")));
         }
         text
     }
@@ -605,6 +619,7 @@ impl<'a> Trial<'a> {
         if combo.libgit2_fetch {
             cmd.env("BACKLOG_MIRROR_LIBGIT2_FETCH", "1");
         }
+        cmd.args(combo.args);
         if combo.libgit2_ssh {
             cmd.env("BACKLOG_MIRROR_LIBGIT2_SSH", "1");
         }
@@ -966,6 +981,8 @@ fn network_targets_warm() {
             combo(Local, Http, Way::Warm, "git"),
             combo(Local, Http, Way::Warm, "libgit2"),
             combo(Git, Http, Way::Warm, "wire"),
+            combo(Local, Http, Way::Warm, "auto").args(&["--batch-size", "2"]),
+            combo(Local, Git, Way::Warm, "git").args(&["--batch-size", "3"]),
         ],
     );
 }
@@ -982,6 +999,7 @@ fn relay() {
             combo(Http, Http, Way::Relay, "auto"),
             combo(Http, Git, Way::Relay, "wire"),
             combo(Git, Http, Way::Relay, "auto"),
+            combo(Http, Git, Way::Relay, "auto").args(&["--batch-size", "2"]),
         ],
     );
 }
@@ -1089,7 +1107,6 @@ fn every_edit_kind_occurs() {
 fn on_every_path(options: ModelOptions, script: &[&[Edit]]) -> Vec<Combo> {
     [
         combo(Local, Local, Way::Warm, "auto"),
-        combo(Http, Git, Way::Warm, "auto"),
         combo(Git, Http, Way::Relay, "auto"),
         combo(Git, Local, Way::Seed, "auto"),
         combo(Local, CodeCommit, Way::Warm, "auto"),
