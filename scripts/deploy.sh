@@ -17,6 +17,7 @@
 #   --template FILE            template (default: cloudformation/backlog-mirror.yaml)
 #   --env-file FILE            read options from FILE: KEY=VALUE lines, KEY being an option's
 #                              variable below (BACKLOG_MIRROR_...); '#' comments, blank lines
+#   --verify-timeout SECONDS   how long --verify waits for builds, metrics and alarms (1200)
 #
 # The binary (default: scripts/dist.sh builds it for --architecture, and it is uploaded to the
 # stack's artifact bucket at bin/<sha256>/backlog-mirror-<rust target>; its SHA-256 is passed
@@ -89,7 +90,6 @@
 #                              alarm's metric has data and that the secret is in no stack
 #                              answer; one line per check (ok, FAILED, unconfirmed) on stdout.
 #                              Exit 0 all confirmed, 1 a check failed, 3 some unconfirmed
-#   --verify-timeout SECONDS   how long --verify waits for builds, metrics and alarms (1200)
 #   --show-webhook-url         print the webhook URL, read from API Gateway (apigateway:GET)
 #   --delete                   empty every bucket of the stack (all versions), delete the stack
 #   --render-only FILE         write the rendered template to FILE ('-': stdout) and stop; no
@@ -784,14 +784,16 @@ test_invoke() {
   INV_LOG="${out#*$'\t'}"
 }
 
-# started WHAT: the verdict on the API's answer to the last test_invoke; prints the build id.
+# started WHAT: the verdict on the API's answer to the last test_invoke; STARTED is the build's
+# id, empty when none started.
 started() {
+  STARTED=""
   if [ "$INV_STATUS" = 200 ] && [[ "$INV_BODY" =~ \"started\":\ *true ]] &&
     [[ "$INV_BODY" =~ \"build\":\ *\"([^\"]+)\" ]]; then
-    verdict ok "the webhook answered 200 to $1: $INV_BODY" >&3
-    printf '%s' "${BASH_REMATCH[1]}"
+    STARTED="${BASH_REMATCH[1]}"
+    verdict ok "the webhook answered 200 to $1: $INV_BODY"
   else
-    verdict FAILED "the webhook answered $INV_STATUS to $1 (want 200 and a build): $INV_BODY" >&3
+    verdict FAILED "the webhook answered $INV_STATUS to $1 (want 200 and a build): $INV_BODY"
   fi
 }
 
@@ -825,6 +827,21 @@ wait_build() {
     sleep "$V_POLL"
   done
   printf '%s' "$s"
+}
+
+# judge_build ID WHAT WANT WHY: wait for the build of WHAT, and the verdict on its ending WANT.
+judge_build() {
+  local status
+  status="$(wait_build "$1")"
+  if [ "$status" = "$3" ]; then
+    verdict ok "build $1 of $2 $3$4"
+  elif [ "$status" = IN_PROGRESS ]; then
+    verdict unconfirmed "build $1 of $2 still runs after $(opt_or VERIFY_TIMEOUT 1200) s"
+  elif [ "$3" = SUCCEEDED ]; then
+    verdict FAILED "build $1 of $2 ended $status: $(failed_phase "$1")"
+  else
+    verdict FAILED "build $1 of $2 ended $status, not $3"
+  fi
 }
 
 # failed_phase ID: "PHASE: message" of the build's failed phase.
@@ -871,7 +888,7 @@ has_data() {
 }
 
 verify() {
-  local list_sha mirror payload body build probe status pending alarm leaked call out
+  local list_sha payload build probe pending alarm leaked call out
   V_START="$(date +%s)"
   V_DEADLINE=$((V_START + $(opt_or VERIFY_TIMEOUT 1200)))
   V_POLL=$(($(opt_or VERIFY_TIMEOUT 1200) / 10))
@@ -886,7 +903,6 @@ verify() {
     "s3://$(stack_output ArtifactBucketName)/config/$list_sha/mirrors.toml" "$WORK/mirrors.toml" >/dev/null
   V_MIRROR="$(first_mirror "$WORK/mirrors.toml")"
   [ -n "$V_MIRROR" ] || fail "cannot read a mirror's name in the stack's list (config/$list_sha/mirrors.toml)"
-  exec 3>&1
 
   # 1. Backlog's push for the first mirror, as Backlog sends it: one form field, payload, holding
   # the JSON, under a Content-Type with a charset (a repository's own URL when the name is not
@@ -899,7 +915,8 @@ verify() {
     say "posting to $V_MIRROR's own webhook URL through test-invoke-method (it starts a build)"
     test_invoke "$(stack_resource WebhookRepositoryResource)" "/$V_SECRET/$V_MIRROR" "payload=%7B%7D"
   fi
-  build="$(started "Backlog's push of $V_MIRROR")"
+  started "Backlog's push of $V_MIRROR"
+  build="$STARTED"
   routed "$V_MIRROR"
 
   # 2. With alarms, a build that must fail: a name no list holds (exit 2, nothing touched). It
@@ -908,26 +925,17 @@ verify() {
   if [ -n "$(stack_output AlertTopicArn)" ]; then
     say "posting a name not in the list, to fail one build on purpose (the failing alarm emails once, then clears)"
     test_invoke "$(stack_resource WebhookRepositoryResource)" "/$V_SECRET/backlog-mirror-verify/not-in-the-list" "payload=%7B%7D"
-    probe="$(started "a name not in the list")"
+    started "a name not in the list"
+    probe="$STARTED"
   fi
 
   if [ -n "$build" ]; then
-    status="$(wait_build "$build")"
-    case "$status" in
-    SUCCEEDED) verdict ok "build $build of $V_MIRROR SUCCEEDED: the compute ran the buildspec (bash, its cache block), the binary and the list, and the mirror is in sync" ;;
-    IN_PROGRESS) verdict unconfirmed "build $build of $V_MIRROR still runs after $(opt_or VERIFY_TIMEOUT 1200) s" ;;
-    *) verdict FAILED "build $build of $V_MIRROR ended $status: $(failed_phase "$build")" ;;
-    esac
+    judge_build "$build" "$V_MIRROR" SUCCEEDED \
+      ": the compute ran the buildspec (bash, its cache block), the binary and the list, and the mirror is in sync"
     log_tail "$build"
   fi
-  if [ -n "$probe" ]; then
-    status="$(wait_build "$probe")"
-    case "$status" in
-    FAILED) verdict ok "build $probe of a name not in the list FAILED, as it must (exit 2, nothing touched)" ;;
-    IN_PROGRESS) verdict unconfirmed "build $probe of a name not in the list still runs after $(opt_or VERIFY_TIMEOUT 1200) s" ;;
-    *) verdict FAILED "build $probe of a name not in the list ended $status, not FAILED" ;;
-    esac
-  fi
+  [ -z "$probe" ] || judge_build "$probe" "a name not in the list" FAILED ", as it must (exit 2, nothing touched)"
+
 
   # 3. Each alarm's metric has data (CodeBuild publishes a few minutes after a build ends).
   for alarm in $(aws_or_fail "listing the resources of $STACK_NAME" cloudformation list-stack-resources \

@@ -881,9 +881,10 @@ fn alerts_are_alarm_state_changes_never_one_email_per_build() {
             )
         })
         .collect();
+    let states = |changes: &[(u64, &'static str)]| changes.iter().map(|c| c.1).collect::<Vec<_>>();
     let changes = alarm_changes(&failing, &builds, 10 * 60 * MIN);
     assert_eq!(
-        changes.iter().map(|c| c.1).collect::<Vec<_>>(),
+        states(&changes),
         ["ALARM", "OK"],
         "24 failed builds in a row: {changes:?}"
     );
@@ -901,11 +902,7 @@ fn alerts_are_alarm_state_changes_never_one_email_per_build() {
         .map(|m| (m * MIN, 1.0))
         .collect();
     let changes = alarm_changes(&failing, &hourly, 10 * 60 * MIN);
-    assert_eq!(
-        changes.iter().map(|c| c.1).collect::<Vec<_>>(),
-        ["ALARM", "OK"],
-        "{changes:?}"
-    );
+    assert_eq!(states(&changes), ["ALARM", "OK"], "{changes:?}");
 }
 
 #[test]

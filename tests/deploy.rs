@@ -311,6 +311,19 @@ fn deployment_id(rendered: &str) -> String {
     ids[0].clone()
 }
 
+fn assert_cfn_lint(template: &Path) {
+    let lint = Command::new("cfn-lint")
+        .arg(template)
+        .output()
+        .expect("cfn-lint is not installed: run ./scripts/test.sh");
+    assert!(
+        lint.status.success(),
+        "{} fails cfn-lint:\n{}",
+        template.display(),
+        String::from_utf8_lossy(&lint.stdout)
+    );
+}
+
 fn render(fx: &Fixture, extra: &[&str]) -> (PathBuf, String) {
     let out_path = fx.sb.join(&format!(
         "rendered-{}.yaml",
@@ -361,15 +374,7 @@ fn a_changed_allowed_source_ips_gives_a_new_deployment() {
         original,
         "rendering changed more than the deployment's logical id"
     );
-    let lint = Command::new("cfn-lint")
-        .arg(&path)
-        .output()
-        .expect("cfn-lint is not installed: run ./scripts/test.sh");
-    assert!(
-        lint.status.success(),
-        "the rendered template fails cfn-lint:\n{}",
-        String::from_utf8_lossy(&lint.stdout)
-    );
+    assert_cfn_lint(&path);
 
     // Deployed: the new id replaces the old deployment resource.
     fx.deploy_url(&base_args());
@@ -722,15 +727,7 @@ fn a_create_stopped_at_the_upload_leaves_nothing_that_could_start_a_build() {
         .expect("a YAML template")
         .to_string();
     std::fs::write(&first, &body).expect("template");
-    let lint = Command::new("cfn-lint")
-        .arg(&first)
-        .output()
-        .expect("cfn-lint is not installed: run ./scripts/test.sh");
-    assert!(
-        lint.status.success(),
-        "{}",
-        String::from_utf8_lossy(&lint.stdout)
-    );
+    assert_cfn_lint(&first);
     let (first, whole) = (
         crate::support::stack::load(&first),
         crate::support::stack::template(),
@@ -851,6 +848,13 @@ fn verify_checks_api_builds_alarm_metrics_and_secret_and_says_what_it_could_not_
         "the webhook secret shows in no CloudFormation answer",
     );
     assert_eq!(quiet.stdout.lines().count(), 4, "{}", quiet.stdout);
+    assert!(
+        quiet
+            .stderr
+            .contains("verify: 4 confirmed, 0 failed, 0 unconfirmed"),
+        "{}",
+        quiet.stderr
+    );
 
     // With alerts: a build that must fail, each alarm's metric, the subscription.
     fx.deploy_update(&with(base_args(), &["--alert-email", "ops@example.com"]));
@@ -879,6 +883,12 @@ fn verify_checks_api_builds_alarm_metrics_and_secret_and_says_what_it_could_not_
         "alarm backlog-mirror-mirror-failing did not go to ALARM",
     );
     line(&out, "ok", "the alert email subscription is confirmed");
+    assert!(
+        out.stderr
+            .contains("verify: 6 confirmed, 1 failed, 3 unconfirmed"),
+        "{}",
+        out.stderr
+    );
     // What CodeBuild was asked: the mirror, then a name no list holds, as the one override each.
     let build_of = |l: &str| l.split_whitespace().nth(2).unwrap().to_string();
     let synced = build_of(&line(&out, "ok", "of PROJ/app SUCCEEDED"));

@@ -151,21 +151,12 @@ class Placeholder(CloudFormationModel):
         return None
 
 
-class CloudWatchAlarm(CloudFormationModel):
-    __module__ = "moto.cloudwatch.cfn_alarm"
+class NamedWithArn:
+    """A model whose physical id is its name and whose one attribute is its Arn."""
 
-    def __init__(self, name, account_id, region_name):
+    def __init__(self, name, arn):
         self.name = name
-        self.account_id = account_id
-        self.region_name = region_name
-
-    @staticmethod
-    def cloudformation_name_type():
-        return "AlarmName"
-
-    @staticmethod
-    def cloudformation_type():
-        return "AWS::CloudWatch::Alarm"
+        self.arn = arn
 
     @classmethod
     def has_cfn_attr(cls, attr):
@@ -176,7 +167,22 @@ class CloudWatchAlarm(CloudFormationModel):
         return self.name
 
     def get_cfn_attribute(self, attribute_name):
-        return f"arn:aws:cloudwatch:{self.region_name}:{self.account_id}:alarm:{self.name}"
+        return self.arn
+
+
+class CloudWatchAlarm(NamedWithArn, CloudFormationModel):
+    __module__ = "moto.cloudwatch.cfn_alarm"
+
+    def __init__(self, name, account_id, region_name):
+        super().__init__(name, f"arn:aws:cloudwatch:{region_name}:{account_id}:alarm:{name}")
+
+    @staticmethod
+    def cloudformation_name_type():
+        return "AlarmName"
+
+    @staticmethod
+    def cloudformation_type():
+        return "AWS::CloudWatch::Alarm"
 
     @staticmethod
     def _put(name, properties, account_id, region_name):
@@ -254,12 +260,8 @@ class CloudWatchAlarm(CloudFormationModel):
         cloudwatch_models.cloudwatch_backends[account_id][region_name].delete_alarms([self.name])
 
 
-class CodeBuildProject(CloudFormationModel):
+class CodeBuildProject(NamedWithArn, CloudFormationModel):
     __module__ = "moto.codebuild.cfn_project"
-
-    def __init__(self, name, arn):
-        self.name = name
-        self.arn = arn
 
     @staticmethod
     def cloudformation_name_type():
@@ -268,17 +270,6 @@ class CodeBuildProject(CloudFormationModel):
     @staticmethod
     def cloudformation_type():
         return "AWS::CodeBuild::Project"
-
-    @classmethod
-    def has_cfn_attr(cls, attr):
-        return attr == "Arn"
-
-    @property
-    def physical_resource_id(self):
-        return self.name
-
-    def get_cfn_attribute(self, attribute_name):
-        return self.arn
 
     @staticmethod
     def _put(name, properties, account_id, region_name):
