@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Deploy backlog-mirror on AWS: build the binary, create or update the CloudFormation stack of a
-# Backlog space, upload the binary and the mirror list into the stack's bucket, and print the
-# webhook URL to register in Backlog.
+# Deploy backlog-mirror on AWS: build the binary, upload it, the mirror list and the template
+# into the stack's bucket, create or update the CloudFormation stack of a Backlog space, and
+# print the webhook URL to register in Backlog when it is new. See docs/deploy.md.
 #
 #   scripts/deploy.sh [OPTIONS]                   create the stack, or update it
 #   scripts/deploy.sh --rotate-webhook-secret     the same, with a new webhook secret (new URL)
+#   scripts/deploy.sh --verify                    check the deployed stack on AWS, end to end
+#   scripts/deploy.sh --show-webhook-url          print the webhook URL (it holds the secret)
 #   scripts/deploy.sh --delete                    empty the stack's buckets, delete the stack
 #   scripts/deploy.sh --render-only FILE          write the template as it would be deployed
 #
@@ -15,6 +17,7 @@
 #   --template FILE            template (default: cloudformation/backlog-mirror.yaml)
 #   --env-file FILE            read options from FILE: KEY=VALUE lines, KEY being an option's
 #                              variable below (BACKLOG_MIRROR_...); '#' comments, blank lines
+#   --verify-timeout SECONDS   how long --verify waits for builds, metrics and alarms (1200)
 #
 # The binary (default: scripts/dist.sh builds it for --architecture, and it is uploaded to the
 # stack's artifact bucket at bin/<sha256>/backlog-mirror-<rust target>; its SHA-256 is passed
@@ -50,8 +53,9 @@
 #   --ssh-key-ssm NAME         SshKeyParameterName: the SecureString holding the deploy key
 #   --ssh-key-kms-key-arn ARN  SshKeyKmsKeyArn: the customer-managed key encrypting it, if any
 #   --codecommit-prefix PREFIX CodeCommitRepositoryPrefix: the build may create, pull from and
-#                              push to only CodeCommit repositories whose names start with it
-#                              ('' for any repository, the template's default: a warning)
+#                              force-push to only CodeCommit repositories whose names start
+#                              with it. Required for a new stack; '' grants every repository
+#                              of the account and region, and is said so
 #   --build-concurrency N      BuildConcurrency: builds that may run at once (1-100)
 #   --sync-jobs N              SyncJobs: mirrors one build syncs at once (1-16)
 #   --architecture ARCH        Architecture: arm64 or x86_64 (a new stack: arm64)
@@ -65,17 +69,28 @@
 #   --throttle-rate-limit N    ThrottleRateLimit: webhook requests per second
 #   --throttle-burst-limit N   ThrottleBurstLimit
 #   --build-timeout-minutes N  BuildTimeoutMinutes
-#   --schedule EXPR            ScheduleExpression: safety-net build schedule ('' turns it off)
-#   --alert-email ADDRESS      AlertEmail: notified of failed builds and of failing or stale
-#                              mirrors ('' for none)
-#   --stale-after-hours N      StaleAfterHours: alarm when a mirror's syncs have all failed for
-#                              N hours in a row (1-3)
+#   --schedule EXPR            ScheduleExpression: the build of every mirror that catches what a
+#                              refused webhook left (default rate(10 minutes); '' turns it off)
+#   --alert-email ADDRESS      AlertEmail: told when builds start failing and when they recover,
+#                              and when no build ran for 3 hours ('' for none)
+#   --mirror-metrics MODE      MirrorMetrics: none, or emf for per-mirror CloudWatch metrics
+#                              (billed per mirror) and, with alerts, a per-mirror stale alarm
+#   --stale-after-hours N      StaleAfterHours: with emf, alarm when a mirror's syncs have all
+#                              failed for N hours in a row (1-3)
 #   --log-retention-days N     LogRetentionDays
 #   --parameter KEY=VALUE      any other template parameter (repeatable)
 #
 # Actions (flags only, never read from the environment or an env file):
 #   --rotate-webhook-secret    generate a new webhook secret (WebhookSecret); the old URL stops
 #                              working
+#   --verify                   against the deployed stack: post Backlog's request shape through
+#                              API Gateway's test-invoke-method (starting a build of the list's
+#                              first mirror and, with alerts, one of a name the list lacks,
+#                              which fails and alerts once), wait for both builds, check each
+#                              alarm's metric has data and that the secret is in no stack
+#                              answer; one line per check (ok, FAILED, unconfirmed) on stdout.
+#                              Exit 0 all confirmed, 1 a check failed, 3 some unconfirmed
+#   --show-webhook-url         print the webhook URL, read from API Gateway (apigateway:GET)
 #   --delete                   empty every bucket of the stack (all versions), delete the stack
 #   --render-only FILE         write the rendered template to FILE ('-': stdout) and stop; no
 #                              AWS call (the deployment id is computed with an empty secret)
@@ -88,22 +103,28 @@
 # --endpoint-url: for testing against moto or LocalStack, never needed on AWS).
 #
 # The webhook secret (48 hex digits, the URL's last path segment) is generated when the stack is
-# created and kept by CloudFormation; later runs do not pass it, so it changes only with
-# --rotate-webhook-secret. It is printed only inside the webhook URL.
+# created and kept by CloudFormation as a NoEcho parameter, in no output; later runs do not pass
+# it, so it changes only with --rotate-webhook-secret. The URL is printed once, when the secret
+# is new; --show-webhook-url reads it back from API Gateway, where it is the API's path.
 #
-# A second run with the same arguments changes nothing: the binary and the mirror list are
-# uploaded only when their content-addressed keys are missing (or hold other content), and
+# Order: a new stack is first created holding its bucket alone; the binary, the list and the
+# template are uploaded to it, and only then does the stack become the whole template (read
+# from the bucket: no TemplateBody size limit), so no build can start on a missing object. An
+# update uploads first too, then changes the stack.
+#
+# A second run with the same arguments changes nothing: the binary, the list and the template
+# are uploaded only when their content-addressed keys are missing (or hold other content), and
 # CloudFormation's change set comes back empty, which is reported and not executed. A changed
 # list is a new object and a new MirrorListSha256, so the stack is updated.
 #
-# Output: the webhook URL on stdout; progress on stderr. Exit codes: 0 done, 1 an AWS or build
-# step failed, 2 bad usage (one line naming the flag; nothing was changed).
+# Output: the webhook URL on stdout when it is new (--verify: its checks); progress on stderr.
+# Exit codes: 0 done, 1 an AWS or build step failed, 2 bad usage (one line naming the flag;
+# nothing was changed).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 readonly ROOT
 readonly PROG=scripts/deploy.sh
-readonly MAX_TEMPLATE_BODY=51200
 
 usage() { sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"; }
 say() { printf '==> %s\n' "$*" >&2; }
@@ -153,7 +174,9 @@ THROTTLE_BURST_LIMIT ThrottleBurstLimit
 BUILD_TIMEOUT_MINUTES BuildTimeoutMinutes
 SCHEDULE ScheduleExpression
 ALERT_EMAIL AlertEmail
+MIRROR_METRICS MirrorMetrics
 BINARY_URL BinaryUrl
+VERIFY_TIMEOUT -
 "
 # Parameters the script sets itself; --parameter may not.
 readonly MANAGED_PARAMETERS=" WebhookSecret BinarySha256 BinaryUrl Architecture ProjectName AllowedSourceIps MirrorListSha256 "
@@ -188,6 +211,8 @@ opt_or() {
 
 ROTATE=0
 DELETE=0
+VERIFY=0
+SHOW_URL=0
 RENDER_ONLY=""
 ENV_FILE=""
 EXTRA_PARAMETERS=()
@@ -209,9 +234,14 @@ while [ "$#" -gt 0 ]; do
     usage
     exit 0
     ;;
-  --rotate-webhook-secret | --delete)
+  --rotate-webhook-secret | --delete | --verify | --show-webhook-url)
     [ "$value_given" = 0 ] || usage_error "$arg takes no value"
-    if [ "$arg" = --delete ]; then DELETE=1; else ROTATE=1; fi
+    case "$arg" in
+    --delete) DELETE=1 ;;
+    --verify) VERIFY=1 ;;
+    --show-webhook-url) SHOW_URL=1 ;;
+    *) ROTATE=1 ;;
+    esac
     shift
     continue
     ;;
@@ -322,11 +352,18 @@ check CODECOMMIT_PREFIX '^[0-9A-Za-z._-]{0,99}$' 'the start of CodeCommit reposi
 check BUILD_CONCURRENCY '^([1-9][0-9]?|100)$' 'a number of builds from 1 to 100'
 check SYNC_JOBS '^([1-9]|1[0-6])$' 'a number of mirrors from 1 to 16'
 check STALE_AFTER_HOURS '^[1-3]$' '1, 2 or 3 (CloudWatch evaluates the alarms on the latest 3 hours only)'
+check MIRROR_METRICS '^(none|emf)$' 'none or emf'
+check VERIFY_TIMEOUT '^[1-9][0-9]{0,4}$' 'a number of seconds from 1 to 99999'
 
 # ---------------------------------------------------------------------------------------------
 # The mirror list: a file, or one mirror written from the single-repository flags.
 
 readonly MIRROR_NAME='^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$'
+# What a shell reads of a TOML list: table headers, and simple key = "..." lines.
+readonly ANY_HEADER='^[[:space:]]*\['
+readonly MIRROR_HEADER='^[[:space:]]*\[\[[[:space:]]*mirror[[:space:]]*\]\][[:space:]]*(#.*)?$'
+readonly NAME_KEY='^[[:space:]]*(name|"name"|'"'name'"')[[:space:]]*='
+readonly SIMPLE_VALUE='^[^=]*=[[:space:]]*("([^"\\]*)"|'"'([^']*)'"')[[:space:]]*(#.*)?$'
 LIST_FROM_FLAGS=0
 if has BACKLOG_PROJECT || has BACKLOG_REPO || has CODECOMMIT_REPO; then LIST_FROM_FLAGS=1; fi
 
@@ -335,9 +372,6 @@ if has BACKLOG_PROJECT || has BACKLOG_REPO || has CODECOMMIT_REPO; then LIST_FRO
 # one in the file the names are not required). The binary checks the whole file at build time.
 check_mirror_list() {
   local file="$1" size lineno=0 line header=0 named=0 mirrors=0 multiline=0 name names=$'\n' earlier
-  local any_header='^[[:space:]]*\[' mirror_header='^[[:space:]]*\[\[[[:space:]]*mirror[[:space:]]*\]\][[:space:]]*(#.*)?$'
-  local name_key='^[[:space:]]*(name|"name"|'"'name'"')[[:space:]]*='
-  local simple_value='^[^=]*=[[:space:]]*("([^"\\]*)"|'"'([^']*)'"')[[:space:]]*(#.*)?$'
   if ! [ -f "$file" ] || ! [ -r "$file" ]; then usage_error "--mirror-list: cannot read $file"; fi
   size="$(wc -c <"$file" | tr -d ' ')"
   [ "$size" -le 1048576 ] || usage_error "--mirror-list: $file has $size bytes; a mirror list is a text file of at most 1 MiB"
@@ -350,19 +384,19 @@ check_mirror_list() {
   while IFS= read -r line || [ -n "$line" ]; do
     lineno=$((lineno + 1))
     line="${line%$'\r'}"
-    if [[ "$line" =~ $any_header ]]; then
+    if [[ "$line" =~ $ANY_HEADER ]]; then
       if [ "$header" -gt 0 ] && [ "$named" = 0 ] && [ "$multiline" = 0 ]; then
         usage_error "--mirror-list: $file line $header: a [[mirror]] table without a name (name = \"PROJECT/repo\")"
       fi
       header=0
-      if [[ "$line" =~ $mirror_header ]]; then
+      if [[ "$line" =~ $MIRROR_HEADER ]]; then
         header=$lineno
         named=0
         mirrors=$((mirrors + 1))
       fi
-    elif [ "$header" -gt 0 ] && [[ "$line" =~ $name_key ]]; then
+    elif [ "$header" -gt 0 ] && [[ "$line" =~ $NAME_KEY ]]; then
       named=1
-      [[ "$line" =~ $simple_value ]] || continue
+      [[ "$line" =~ $SIMPLE_VALUE ]] || continue
       name="${BASH_REMATCH[2]}${BASH_REMATCH[3]}"
       if ! [[ "$name" =~ $MIRROR_NAME ]] || [ "${#name}" -gt 100 ]; then
         usage_error "--mirror-list: $file line $lineno: '$name' is not a mirror name (PROJECT/repo: letters, digits, '.', '_', '-'; at most 100)"
@@ -420,12 +454,15 @@ for entry in ${EXTRA_PARAMETERS[@]+"${EXTRA_PARAMETERS[@]}"}; do
   fi
 done
 
-[ "$DELETE" = 0 ] || { [ "$ROTATE" = 0 ] && [ -z "$RENDER_ONLY" ]; } ||
-  usage_error "--delete cannot be combined with --rotate-webhook-secret or --render-only"
+actions=0
+for action in "$DELETE" "$ROTATE" "$VERIFY" "$SHOW_URL"; do actions=$((actions + action)); done
+[ -z "$RENDER_ONLY" ] || actions=$((actions + 1))
+[ "$actions" -le 1 ] ||
+  usage_error "--delete, --rotate-webhook-secret, --verify, --show-webhook-url and --render-only are separate actions: give one"
 
 STACK_NAME="$(opt_or STACK_NAME backlog-mirror)"
 TEMPLATE="$(opt_or TEMPLATE "$ROOT/cloudformation/backlog-mirror.yaml")"
-if [ "$DELETE" = 0 ]; then
+if [ "$DELETE" = 0 ] && [ "$VERIFY" = 0 ] && [ "$SHOW_URL" = 0 ]; then
   if ! [ -f "$TEMPLATE" ] || ! [ -r "$TEMPLATE" ]; then usage_error "--template: cannot read $TEMPLATE"; fi
   grep -Eq '^  WebhookDeployment:' "$TEMPLATE" ||
     usage_error "--template: $TEMPLATE has no WebhookDeployment resource to render"
@@ -561,7 +598,8 @@ stack_output() {
 # The stack's current parameters, as cur_<Key> variables.
 load_current_parameters() {
   local key value
-  while IFS=$'\t' read -r key value; do
+  # (The last line has no newline: aws_or_fail prints what the CLI printed, trimmed.)
+  while IFS=$'\t' read -r key value || [ -n "$key" ]; do
     [[ "$key" =~ ^[A-Za-z0-9]+$ ]] || continue
     printf -v "cur_$key" '%s' "$value"
     printf -v "curhas_$key" '%s' 1
@@ -575,6 +613,31 @@ cur() {
 curhas() {
   local v="curhas_$1"
   [ "${!v:-}" = 1 ]
+}
+
+# stack_resource LOGICAL_ID: its physical id, empty when the stack has no such resource.
+stack_resource() {
+  local v
+  v="$(aws_or_fail "listing the resources of $STACK_NAME" cloudformation list-stack-resources \
+    --stack-name "$STACK_NAME" \
+    --query "StackResourceSummaries[?LogicalResourceId=='$1' && ResourceStatus!='DELETE_COMPLETE'].PhysicalResourceId | [0]" \
+    --output text)"
+  [ "$v" = None ] && v=""
+  printf '%s' "$v"
+}
+
+# The webhook secret of a complete stack: the path part of WebhookResource. DescribeStacks does
+# not show it (NoEcho, in no output); apigateway:GET on the API does, since it is the API's path.
+read_secret() {
+  local api resource secret
+  api="$(stack_resource WebhookApi)"
+  resource="$(stack_resource WebhookResource)"
+  [ -n "$api" ] && [ -n "$resource" ] || fail "stack $STACK_NAME has no webhook API"
+  secret="$(aws_or_fail "reading the webhook secret (apigateway:GET on API $api)" apigateway get-resource \
+    --rest-api-id "$api" --resource-id "$resource" --query pathPart --output text)"
+  [[ "$secret" =~ ^[0-9A-Za-z_-]{32,}$ ]] ||
+    fail "the webhook resource of stack $STACK_NAME is not a secret path: run again with --rotate-webhook-secret"
+  printf '%s' "$secret"
 }
 
 # Every S3 bucket of the stack (the artifact bucket, and a cache bucket if the template has one).
@@ -641,22 +704,312 @@ if ! account="$(aws_ sts get-caller-identity --query Account --output text 2>"$W
   fi
   fail "checking the AWS credentials: $(grep -v '^[[:space:]]*$' "$WORK/stderr" | tail -n1)"
 fi
+# FULL: the stack is the whole template. BOOTSTRAP: it holds its bucket alone (a create that
+# stopped before the whole template, or whose first update was rolled back). NONE: no stack.
 status="$(stack_status)"
 case "$status" in
-NONE | REVIEW_IN_PROGRESS) CREATING=1 ;;
-CREATE_COMPLETE | UPDATE_COMPLETE | UPDATE_ROLLBACK_COMPLETE | IMPORT_COMPLETE | IMPORT_ROLLBACK_COMPLETE) CREATING=0 ;;
+NONE | REVIEW_IN_PROGRESS) STATE=NONE ;;
+CREATE_COMPLETE | UPDATE_COMPLETE | UPDATE_ROLLBACK_COMPLETE | IMPORT_COMPLETE | IMPORT_ROLLBACK_COMPLETE)
+  if [ -n "$(stack_resource WebhookResource)" ]; then STATE=FULL; else STATE=BOOTSTRAP; fi
+  ;;
 ROLLBACK_COMPLETE | ROLLBACK_FAILED | CREATE_FAILED | DELETE_FAILED)
   fail "stack $STACK_NAME is $status after a failed create or delete: see aws cloudformation describe-stack-events --stack-name $STACK_NAME, then remove it with $PROG --delete --stack-name $STACK_NAME"
   ;;
 *) fail "stack $STACK_NAME is busy ($status): wait until it is done (aws cloudformation describe-stacks --stack-name $STACK_NAME), then run again" ;;
 esac
 
+# ---------------------------------------------------------------------------------------------
+# --verify: what the tests of this repository cannot answer without AWS, asked of AWS once.
+
+V_OK=0
+V_FAILED=0
+V_UNCONFIRMED=0
+# verdict ok|FAILED|unconfirmed TEXT: one line on stdout per check.
+verdict() {
+  printf '%-11s %s\n' "$1" "$2"
+  case "$1" in
+  ok) V_OK=$((V_OK + 1)) ;;
+  FAILED) V_FAILED=$((V_FAILED + 1)) ;;
+  *) V_UNCONFIRMED=$((V_UNCONFIRMED + 1)) ;;
+  esac
+}
+
+# urlencode TEXT: as a form field value (RFC 3986 unreserved characters kept).
+urlencode() {
+  local LC_ALL=C text="$1" out="" c i
+  for ((i = 0; i < ${#text}; i++)); do
+    c="${text:i:1}"
+    case "$c" in
+    [A-Za-z0-9._~-]) out+="$c" ;;
+    *) out+="$(printf '%%%02X' "'$c")" ;;
+    esac
+  done
+  printf '%s' "$out"
+}
+
+# first_mirror FILE: the name of the list's first [[mirror]] table, if written simply.
+first_mirror() {
+  local line in_mirror=0
+  while IFS= read -r line || [ -n "$line" ]; do
+    line="${line%$'\r'}"
+    if [[ "$line" =~ $ANY_HEADER ]]; then
+      in_mirror=0
+      if [[ "$line" =~ $MIRROR_HEADER ]]; then in_mirror=1; fi
+    elif [ "$in_mirror" = 1 ] && [[ "$line" =~ $NAME_KEY ]] && [[ "$line" =~ $SIMPLE_VALUE ]]; then
+      printf '%s' "${BASH_REMATCH[2]}${BASH_REMATCH[3]}"
+      return 0
+    fi
+  done <"$1"
+}
+
+# test_invoke RESOURCE PATH BODY: API Gateway's test-invoke-method of POST on RESOURCE with
+# Backlog's headers, which calls the integration for real (StartBuild). Sets INV_STATUS,
+# INV_BODY and INV_LOG (the execution log).
+test_invoke() {
+  local out
+  local args=(apigateway test-invoke-method --rest-api-id "$V_API" --resource-id "$1" --http-method POST
+    --headers '{"Content-Type": "application/x-www-form-urlencoded; charset=UTF-8", "User-Agent": "Backlog Webhook"}'
+    --body "$3" --query '[to_string(status), body, log]' --output text)
+  [ -z "$2" ] || args+=(--path-with-query-string "$2")
+  if ! out="$(aws_ "${args[@]}" 2>"$WORK/stderr")"; then
+    INV_STATUS=error
+    INV_BODY="$(grep -v '^[[:space:]]*$' "$WORK/stderr" | tail -n1)"
+    INV_LOG=""
+    return 0
+  fi
+  INV_STATUS="${out%%$'\t'*}"
+  out="${out#*$'\t'}"
+  INV_BODY="${out%%$'\t'*}"
+  INV_BODY="${INV_BODY%$'\n'}"
+  INV_LOG="${out#*$'\t'}"
+}
+
+# started WHAT: the verdict on the API's answer to the last test_invoke; STARTED is the build's
+# id, empty when none started.
+started() {
+  STARTED=""
+  if [ "$INV_STATUS" = 200 ] && [[ "$INV_BODY" =~ \"started\":\ *true ]] &&
+    [[ "$INV_BODY" =~ \"build\":\ *\"([^\"]+)\" ]]; then
+    STARTED="${BASH_REMATCH[1]}"
+    verdict ok "the webhook answered 200 to $1: $INV_BODY"
+  else
+    verdict FAILED "the webhook answered $INV_STATUS to $1 (want 200 and a build): $INV_BODY"
+  fi
+}
+
+# routed NAME: does the request CodeBuild received (test-invoke's log, from the mapped body to
+# the endpoint's answer) name mirror NAME?
+routed() {
+  local mapped
+  if [[ "$INV_LOG" != *"Endpoint request body after transformations:"* ]]; then
+    verdict unconfirmed "which mirror the request named: the execution log shows no request body after transformations"
+    return 0
+  fi
+  mapped="${INV_LOG#*Endpoint request body after transformations:}"
+  mapped="${mapped%%Sending request*}"
+  mapped="${mapped%%Endpoint response*}"
+  mapped="$(printf '%s' "$mapped" | tr -s '\n\r\t' '   ')"
+  mapped="${mapped//\\\//\/}"
+  if [[ "$mapped" == *'"BACKLOG_MIRROR_REPO"'* ]] && [[ "$mapped" == *"\"value\": \"$1\""* ]]; then
+    verdict ok "API Gateway took the form template for 'application/x-www-form-urlencoded; charset=UTF-8' and named mirror $1 in StartBuild"
+  else
+    verdict FAILED "the StartBuild request does not name mirror $1:$mapped"
+  fi
+}
+
+# wait_build ID: its status once it ended, or IN_PROGRESS at the deadline.
+wait_build() {
+  local s
+  while :; do
+    s="$(aws_or_fail "reading build $1" codebuild batch-get-builds --ids "$1" \
+      --query 'builds[0].buildStatus' --output text)"
+    if [ "$s" != IN_PROGRESS ] || [ "$(date +%s)" -ge "$V_DEADLINE" ]; then break; fi
+    sleep "$V_POLL"
+  done
+  printf '%s' "$s"
+}
+
+# judge_build ID WHAT WANT WHY: wait for the build of WHAT, and the verdict on its ending WANT.
+judge_build() {
+  local status
+  status="$(wait_build "$1")"
+  if [ "$status" = "$3" ]; then
+    verdict ok "build $1 of $2 $3$4"
+  elif [ "$status" = IN_PROGRESS ]; then
+    verdict unconfirmed "build $1 of $2 still runs after $(opt_or VERIFY_TIMEOUT 1200) s"
+  elif [ "$3" = SUCCEEDED ]; then
+    verdict FAILED "build $1 of $2 ended $status: $(failed_phase "$1")"
+  else
+    verdict FAILED "build $1 of $2 ended $status, not $3"
+  fi
+}
+
+# failed_phase ID: "PHASE: message" of the build's failed phase.
+failed_phase() {
+  aws_ codebuild batch-get-builds --ids "$1" --output text \
+    --query "builds[0].phases[?phaseStatus=='FAILED'] | [0].[phaseType, contexts[0].message]" 2>/dev/null |
+    tr '\t\n' '  ' || true
+}
+
+# log_tail ID: the last lines of the build's log, on stderr (for the reader, not a check).
+log_tail() {
+  local group stream logs
+  logs="$(aws_ codebuild batch-get-builds --ids "$1" --output text \
+    --query 'builds[0].logs.[groupName, streamName]' 2>/dev/null || true)"
+  read -r group stream <<<"$logs"
+  if [ -z "$group" ] || [ "$group" = None ] || [ -z "$stream" ] || [ "$stream" = None ]; then
+    say "build $1 names no log stream"
+    return 0
+  fi
+  say "the last lines of build $1 ($group $stream):"
+  aws_ logs get-log-events --log-group-name "$group" --log-stream-name "$stream" --limit 15 \
+    --query 'events[].message' --output text 2>/dev/null | tr '\t' '\n' | sed 's/^/  | /' >&2 || true
+}
+
+# has_data ALARM: does the metric the alarm watches have data since the verification began?
+has_data() {
+  local namespace metric dimension value count described
+  described="$(aws_or_fail "reading alarm $1" cloudwatch describe-alarms --alarm-names "$1" --output text \
+    --query 'MetricAlarms[0].[MetricName, Namespace, Dimensions[0].Name, Dimensions[0].Value]')"
+  read -r metric namespace dimension value <<<"$described"
+  if [ "$metric" = None ]; then
+    # A Metrics Insights alarm (MirrorMetrics emf): the mirror's metric, extracted from the log.
+    count="$(aws_or_fail "listing metrics" cloudwatch list-metrics --namespace "BacklogMirror/$V_PROJECT" \
+      --metric-name Succeeded --dimensions "Name=Mirror,Value=$V_MIRROR" --query 'length(Metrics)' --output text)"
+    V_WATCHED="BacklogMirror/$V_PROJECT Succeeded (Mirror=$V_MIRROR)"
+  else
+    count="$(aws_or_fail "reading metric $metric" cloudwatch get-metric-statistics --namespace "$namespace" \
+      --metric-name "$metric" --dimensions "Name=$dimension,Value=$value" --statistics Sum --period 60 \
+      --start-time "$((V_START - 900))" --end-time "$(($(date +%s) + 300))" \
+      --query 'length(Datapoints)' --output text)"
+    V_WATCHED="$namespace $metric ($dimension=$value)"
+  fi
+  [ "${count:-0}" != None ] && [ "${count:-0}" -gt 0 ]
+}
+
+verify() {
+  local list_sha payload build probe pending alarm leaked call out
+  V_START="$(date +%s)"
+  V_DEADLINE=$((V_START + $(opt_or VERIFY_TIMEOUT 1200)))
+  V_POLL=$(($(opt_or VERIFY_TIMEOUT 1200) / 10))
+  [ "$V_POLL" -le 15 ] || V_POLL=15
+  [ "$V_POLL" -ge 1 ] || V_POLL=1
+  load_current_parameters
+  V_PROJECT="$(stack_output ProjectName)"
+  V_API="$(stack_resource WebhookApi)"
+  V_SECRET="$(read_secret)"
+  list_sha="$(cur MirrorListSha256)"
+  aws_or_fail "copying the stack's mirror list" s3 cp --only-show-errors \
+    "s3://$(stack_output ArtifactBucketName)/config/$list_sha/mirrors.toml" "$WORK/mirrors.toml" >/dev/null
+  V_MIRROR="$(first_mirror "$WORK/mirrors.toml")"
+  [ -n "$V_MIRROR" ] || fail "cannot read a mirror's name in the stack's list (config/$list_sha/mirrors.toml)"
+
+  # 1. Backlog's push for the first mirror, as Backlog sends it: one form field, payload, holding
+  # the JSON, under a Content-Type with a charset (a repository's own URL when the name is not
+  # PROJECT/repo).
+  if [[ "$V_MIRROR" =~ ^([A-Za-z0-9_]+)/([A-Za-z0-9._-]+)$ ]]; then
+    payload="{\"before\": \"$(printf '0%.0s' {1..40})\", \"after\": \"$(printf '0%.0s' {1..40})\", \"ref\": \"refs/heads/main\", \"repository\": {\"url\": \"https://$(cur BacklogSpaceKey).$(cur BacklogDomain)/git/$V_MIRROR\", \"name\": \"${BASH_REMATCH[2]}\", \"description\": \"\"}, \"revisions\": []}"
+    say "posting Backlog's push of $V_MIRROR through test-invoke-method (it starts a build)"
+    test_invoke "$(stack_resource WebhookResource)" "" "payload=$(urlencode "$payload")"
+  else
+    say "posting to $V_MIRROR's own webhook URL through test-invoke-method (it starts a build)"
+    test_invoke "$(stack_resource WebhookRepositoryResource)" "/$V_SECRET/$V_MIRROR" "payload=%7B%7D"
+  fi
+  started "Backlog's push of $V_MIRROR"
+  build="$STARTED"
+  routed "$V_MIRROR"
+
+  # 2. With alarms, a build that must fail: a name no list holds (exit 2, nothing touched). It
+  # gives FailedBuilds a datapoint and the failing alarm a reason to email once.
+  probe=""
+  if [ -n "$(stack_output AlertTopicArn)" ]; then
+    say "posting a name not in the list, to fail one build on purpose (the failing alarm emails once, then clears)"
+    test_invoke "$(stack_resource WebhookRepositoryResource)" "/$V_SECRET/backlog-mirror-verify/not-in-the-list" "payload=%7B%7D"
+    started "a name not in the list"
+    probe="$STARTED"
+  fi
+
+  if [ -n "$build" ]; then
+    judge_build "$build" "$V_MIRROR" SUCCEEDED \
+      ": the compute ran the buildspec (bash, its cache block), the binary and the list, and the mirror is in sync"
+    log_tail "$build"
+  fi
+  [ -z "$probe" ] || judge_build "$probe" "a name not in the list" FAILED ", as it must (exit 2, nothing touched)"
+
+
+  # 3. Each alarm's metric has data (CodeBuild publishes a few minutes after a build ends).
+  for alarm in $(aws_or_fail "listing the resources of $STACK_NAME" cloudformation list-stack-resources \
+    --stack-name "$STACK_NAME" --output text \
+    --query "StackResourceSummaries[?ResourceType=='AWS::CloudWatch::Alarm'].PhysicalResourceId"); do
+    until has_data "$alarm" || [ "$(date +%s)" -ge "$V_DEADLINE" ]; do sleep "$V_POLL"; done
+    if has_data "$alarm"; then
+      verdict ok "alarm $alarm: its metric $V_WATCHED has data"
+    else
+      verdict unconfirmed "alarm $alarm: its metric $V_WATCHED has no data after $(opt_or VERIFY_TIMEOUT 1200) s"
+    fi
+    if [ -n "$probe" ] && [[ "$alarm" == *-mirror-failing ]]; then
+      until [ "$(aws_ cloudwatch describe-alarms --alarm-names "$alarm" --query 'MetricAlarms[0].StateValue' \
+        --output text 2>/dev/null)" = ALARM ] || [ "$(date +%s)" -ge "$V_DEADLINE" ]; do sleep "$V_POLL"; done
+      if [ "$(aws_ cloudwatch describe-alarms --alarm-names "$alarm" --query 'MetricAlarms[0].StateValue' \
+        --output text 2>/dev/null)" = ALARM ]; then
+        verdict ok "alarm $alarm went to ALARM after the failed build: the topic sent its email"
+      else
+        verdict unconfirmed "alarm $alarm did not go to ALARM after the failed build within $(opt_or VERIFY_TIMEOUT 1200) s"
+      fi
+    fi
+  done
+  if [ -n "$(stack_output AlertTopicArn)" ]; then
+    pending="$(aws_or_fail "listing the alert subscriptions" sns list-subscriptions-by-topic \
+      --topic-arn "$(stack_output AlertTopicArn)" --query 'Subscriptions[].SubscriptionArn' --output text)"
+    if [[ "$pending" == *PendingConfirmation* ]]; then
+      verdict unconfirmed "the alert email is not confirmed: no alert arrives until the link SNS sent is followed"
+    else
+      verdict ok "the alert email subscription is confirmed"
+    fi
+  fi
+
+  # 4. The secret is in no answer of CloudFormation's (NoEcho, no output).
+  leaked=""
+  for call in describe-stacks describe-stack-events get-template; do
+    out="$(aws_or_fail "reading stack $STACK_NAME" cloudformation "$call" --stack-name "$STACK_NAME" --output json)"
+    [[ "$out" != *"$V_SECRET"* ]] || leaked+=" $call"
+  done
+  if [ -z "$leaked" ]; then
+    verdict ok "the webhook secret shows in no CloudFormation answer (describe-stacks, describe-stack-events, get-template)"
+  else
+    verdict FAILED "the webhook secret shows in cloudformation$leaked"
+  fi
+
+  say "verify: $V_OK confirmed, $V_FAILED failed, $V_UNCONFIRMED unconfirmed"
+  [ "$V_FAILED" = 0 ] || exit 1
+  [ "$V_UNCONFIRMED" = 0 ] || exit 3
+  exit 0
+}
+
+if [ "$SHOW_URL" = 1 ] || [ "$VERIFY" = 1 ]; then
+  [ "$STATE" = FULL ] || fail "stack $STACK_NAME is not deployed ($status): run $PROG first"
+  ENDPOINT="$(stack_output WebhookEndpoint)"
+  [ -n "$ENDPOINT" ] || fail "stack $STACK_NAME has no WebhookEndpoint output: update it with $PROG first"
+  if [ "$SHOW_URL" = 1 ]; then
+    printf '%s%s\n' "$ENDPOINT" "$(read_secret)"
+    exit 0
+  fi
+  verify
+fi
+
+# ---------------------------------------------------------------------------------------------
+# Create or update.
+
+CREATING=0
+[ "$STATE" = FULL ] || CREATING=1
 if [ "$CREATING" = 1 ]; then
   for required in BACKLOG_SPACE HOST_KEY_FINGERPRINT; do
     if [ -z "$(opt "$required")" ]; then
       usage_error "$(flag_of "$required") is required to create stack $STACK_NAME"
     fi
   done
+  has CODECOMMIT_PREFIX ||
+    usage_error "--codecommit-prefix is required to create stack $STACK_NAME: the start of the names of the CodeCommit repositories the build may create and force-push to ('' for every repository of the account)"
   PROJECT_NAME="$(opt_or PROJECT_NAME backlog-mirror)"
   ALLOWED_SOURCE_IPS="$(opt ALLOWED_SOURCE_IPS)"
   ARCHITECTURE="$(opt_or ARCHITECTURE arm64)"
@@ -676,13 +1029,7 @@ if [ "$CREATING" = 1 ] || [ "$ROTATE" = 1 ]; then
   [[ "$WEBHOOK_SECRET" =~ ^[0-9a-f]{48}$ ]] || fail "could not read 24 random bytes from /dev/urandom"
   PASS_SECRET=1
 else
-  WEBHOOK_SECRET="$(cur WebhookSecret)"
-  if ! [[ "$WEBHOOK_SECRET" =~ ^[0-9A-Za-z_-]+$ ]]; then
-    url="$(stack_output WebhookURL)"
-    WEBHOOK_SECRET="${url##*/}"
-  fi
-  [[ "$WEBHOOK_SECRET" =~ ^[0-9A-Za-z_-]+$ ]] ||
-    fail "cannot read the webhook secret of stack $STACK_NAME: run again with --rotate-webhook-secret"
+  WEBHOOK_SECRET="$(read_secret)"
   PASS_SECRET=0
 fi
 
@@ -762,12 +1109,13 @@ BINARY_KEY="bin/$BINARY_SHA256/backlog-mirror-$RUST_TARGET"
 
 # Every flag is checked by now: what follows is progress, not usage.
 [ -z "$LIST_SHA256" ] || say "mirror list $LIST_WHAT (sha256 $LIST_SHA256)"
-if [ "$CREATING" = 1 ] && [ -z "$(opt CODECOMMIT_PREFIX)" ]; then
-  say "warning: no --codecommit-prefix: the build may create, pull from and push to every CodeCommit repository of the account in this region"
+if [ -z "$(opt_or CODECOMMIT_PREFIX "$(cur CodeCommitRepositoryPrefix)")" ]; then
+  say "warning: --codecommit-prefix '': the build may create, pull from and force-push to every CodeCommit repository of account $account in this region"
 fi
 
 render "$WORK/template.yaml" "$WEBHOOK_SECRET" "$ALLOWED_SOURCE_IPS" "$PROJECT_NAME"
-template_size="$(wc -c <"$WORK/template.yaml" | tr -d ' ')"
+TEMPLATE_SHA256="$(sha256_of_stdin <"$WORK/template.yaml")"
+TEMPLATE_KEY="templates/$TEMPLATE_SHA256/backlog-mirror.yaml"
 
 # put_object BUCKET KEY FILE SHA256 WHAT: put FILE at its content-addressed KEY, unless an object
 # there carries that checksum already.
@@ -787,11 +1135,10 @@ put_object() {
   [ "$size" = "$(wc -c <"$file" | tr -d ' ')" ] || fail "the uploaded $what has $size bytes, not the file's"
 }
 
-# upload BUCKET: the binary (unless the build downloads it) and the mirror list (unless the stack
-# keeps its own).
+# upload BUCKET: the binary (unless the build downloads it), the mirror list (unless the stack
+# keeps its own) and the template the stack is changed to.
 upload() {
   local kept
-  [ -n "$1" ] || fail "stack $STACK_NAME has no ArtifactBucketName output to upload to"
   if [ "$UPLOAD" = 1 ]; then put_object "$1" "$BINARY_KEY" "$BINARY" "$BINARY_SHA256" binary; fi
   if [ -n "$LIST_SHA256" ]; then
     put_object "$1" "$LIST_KEY" "$LIST_FILE" "$LIST_SHA256" "mirror list"
@@ -801,81 +1148,141 @@ upload() {
     aws_ s3api head-object --bucket "$1" --key "$kept" >/dev/null 2>&1 ||
       fail "the stack's mirror list s3://$1/$kept is gone: deploy the list again with --mirror-list FILE"
   fi
+  put_object "$1" "$TEMPLATE_KEY" "$WORK/template.yaml" "$TEMPLATE_SHA256" template
 }
 
-# The parameters passed: the ones given, plus those the script decides. Those not passed keep
-# the stack's value (aws cloudformation deploy sends UsePreviousValue) or take the default.
+# The parameters passed: those given and those the script decides; the others keep the stack's
+# value (UsePreviousValue) or, new to the stack, take the template's default.
 json_string() {
   local s="$1"
   s="${s//\\/\\\\}"
   s="${s//\"/\\\"}"
   printf '"%s"' "$s"
 }
+OVERRIDDEN=" "
+override() {
+  printf -v "ov_$1" '%s' "$2"
+  OVERRIDDEN+="$1 "
+}
+override ProjectName "$PROJECT_NAME"
+override AllowedSourceIps "$ALLOWED_SOURCE_IPS"
+override Architecture "$ARCHITECTURE"
+override BinarySha256 "$BINARY_SHA256"
+override BinaryUrl "$BINARY_URL"
+if [ "$PASS_SECRET" = 1 ]; then override WebhookSecret "$WEBHOOK_SECRET"; fi
+if [ -n "$LIST_SHA256" ]; then override MirrorListSha256 "$LIST_SHA256"; fi
+for suffix in $(printf '%s\n' "$VALUE_OPTIONS" | awk 'NF { print $1 }'); do
+  param="$(param_of "$suffix")"
+  if [ "$param" = - ] || ! has "$suffix"; then continue; fi
+  [[ "$MANAGED_PARAMETERS" == *" $param "* ]] && continue
+  override "$param" "$(opt "$suffix")"
+done
+if has PRIVATE_SUBNET_IDS; then
+  override PrivateSubnetId1 "$(opt PRIVATE_SUBNET_IDS | cut -d, -f1)"
+  override PrivateSubnetId2 "$(opt PRIVATE_SUBNET_IDS | cut -d, -f2)"
+fi
+for entry in ${EXTRA_PARAMETERS[@]+"${EXTRA_PARAMETERS[@]}"}; do
+  override "${entry%%=*}" "${entry#*=}"
+done
 {
   printf '['
-  printf '%s' "$(json_string "ProjectName=$PROJECT_NAME")"
-  printf ',%s' "$(json_string "AllowedSourceIps=$ALLOWED_SOURCE_IPS")"
-  printf ',%s' "$(json_string "Architecture=$ARCHITECTURE")"
-  printf ',%s' "$(json_string "BinarySha256=$BINARY_SHA256")"
-  printf ',%s' "$(json_string "BinaryUrl=$BINARY_URL")"
-  [ "$PASS_SECRET" = 1 ] && printf ',%s' "$(json_string "WebhookSecret=$WEBHOOK_SECRET")"
-  [ -n "$LIST_SHA256" ] && printf ',%s' "$(json_string "MirrorListSha256=$LIST_SHA256")"
-  for suffix in $(printf '%s\n' "$VALUE_OPTIONS" | awk 'NF { print $1 }'); do
-    param="$(param_of "$suffix")"
-    if [ "$param" = - ] || ! has "$suffix"; then continue; fi
-    [[ "$MANAGED_PARAMETERS" == *" $param "* ]] && continue
-    printf ',%s' "$(json_string "$param=$(opt "$suffix")")"
-  done
-  if has PRIVATE_SUBNET_IDS; then
-    printf ',%s' "$(json_string "PrivateSubnetId1=$(opt PRIVATE_SUBNET_IDS | cut -d, -f1)")"
-    printf ',%s' "$(json_string "PrivateSubnetId2=$(opt PRIVATE_SUBNET_IDS | cut -d, -f2)")"
-  fi
-  for entry in ${EXTRA_PARAMETERS[@]+"${EXTRA_PARAMETERS[@]}"}; do
-    printf ',%s' "$(json_string "$entry")"
+  separator=""
+  for key in $(awk '/^Parameters:/ { p = 1; next } p && /^[^ #]/ { p = 0 }
+      p && /^  [A-Za-z0-9]+:/ { sub(/^  /, ""); sub(/:.*/, ""); print }' "$WORK/template.yaml"); do
+    if [[ "$OVERRIDDEN" == *" $key "* ]]; then
+      value="ov_$key"
+      printf '%s{"ParameterKey": "%s", "ParameterValue": %s}' "$separator" "$key" "$(json_string "${!value}")"
+    elif [ "$CREATING" = 0 ] && curhas "$key"; then
+      printf '%s{"ParameterKey": "%s", "UsePreviousValue": true}' "$separator" "$key"
+    else
+      continue
+    fi
+    separator=", "
   done
   printf ']\n'
 } >"$WORK/parameters.json"
 
-DEPLOY_ARGS=(cloudformation deploy --stack-name "$STACK_NAME" --template-file "$WORK/template.yaml"
-  --capabilities CAPABILITY_NAMED_IAM --no-fail-on-empty-changeset
-  --parameter-overrides "file://$WORK/parameters.json")
-
-# deploy: create or update through a change set; an empty one is reported and not executed.
-deploy() {
-  if ! aws_ "${DEPLOY_ARGS[@]}" "$@" >"$WORK/deploy.out" 2>&1; then
-    grep -v '^[[:space:]]*$' "$WORK/deploy.out" >&2 || true
-    fail "deploying stack $STACK_NAME failed: see aws cloudformation describe-stack-events --stack-name $STACK_NAME"
-  fi
-  if grep -q 'No changes to deploy' "$WORK/deploy.out"; then
-    say "stack $STACK_NAME is up to date: no change set executed"
-  else
-    say "stack $STACK_NAME deployed"
-  fi
+# bootstrap_template OUT: a new stack's first version, the artifact bucket and its policy as the
+# template defines them (so that the whole template, its first update, leaves them as they are)
+# and the output naming the bucket. Nothing in it can start a build.
+bootstrap_template() {
+  {
+    printf 'AWSTemplateFormatVersion: "2010-09-09"\n'
+    printf 'Description: backlog-mirror, being created by scripts/deploy.sh (its bucket first, for the uploads)\n'
+    printf 'Resources:\n'
+    awk '/^Resources:/ { r = 1; next } r && /^[^ #]/ { r = 0 }
+      r && /^  [A-Za-z0-9]+:/ { keep = ($1 == "ArtifactBucket:" || $1 == "ArtifactBucketPolicy:") }
+      r && keep' "$TEMPLATE"
+    printf 'Outputs:\n  ArtifactBucketName:\n    Value: !Ref ArtifactBucket\n'
+  } >"$1"
 }
 
+# change_set TYPE TEMPLATE-ARGS...: create a change set and wait for it, then execute it and wait
+# for the stack, unless it is empty (reported). CHANGED says which.
+change_set() {
+  local type="$1" name reason waiter
+  shift
+  name="deploy-$(date -u +%Y%m%dT%H%M%S)-$$"
+  aws_or_fail "creating a change set of stack $STACK_NAME" cloudformation create-change-set \
+    --stack-name "$STACK_NAME" --change-set-name "$name" --change-set-type "$type" \
+    --capabilities CAPABILITY_IAM CAPABILITY_NAMED_IAM "$@" >/dev/null
+  if ! aws_ cloudformation wait change-set-create-complete --stack-name "$STACK_NAME" \
+    --change-set-name "$name" 2>"$WORK/stderr"; then
+    reason="$(aws_ cloudformation describe-change-set --stack-name "$STACK_NAME" --change-set-name "$name" \
+      --query StatusReason --output text 2>/dev/null || true)"
+    case "$reason" in
+    *"didn't contain changes"* | *"No updates are to be performed"*)
+      aws_ cloudformation delete-change-set --stack-name "$STACK_NAME" --change-set-name "$name" >/dev/null 2>&1 || true
+      say "stack $STACK_NAME is up to date: no change set executed"
+      CHANGED=0
+      return 0
+      ;;
+    esac
+    fail "the change set of stack $STACK_NAME failed: ${reason:-$(grep -v '^[[:space:]]*$' "$WORK/stderr" | tail -n1)}"
+  fi
+  aws_or_fail "executing the change set of stack $STACK_NAME" cloudformation execute-change-set \
+    --stack-name "$STACK_NAME" --change-set-name "$name" >/dev/null
+  waiter=stack-update-complete
+  [ "$type" = UPDATE ] || waiter=stack-create-complete
+  aws_ cloudformation wait "$waiter" --stack-name "$STACK_NAME" 2>"$WORK/stderr" ||
+    fail "deploying stack $STACK_NAME failed ($(stack_status)): see aws cloudformation describe-stack-events --stack-name $STACK_NAME"
+  CHANGED=1
+}
+
+if [ "$STATE" = NONE ]; then
+  say "creating stack $STACK_NAME in account $account: its bucket first"
+  bootstrap_template "$WORK/bootstrap.yaml"
+  change_set CREATE --template-body "file://$WORK/bootstrap.yaml"
+fi
+BUCKET="$(stack_output ArtifactBucketName)"
+[ -n "$BUCKET" ] || fail "stack $STACK_NAME has no ArtifactBucketName output to upload to"
+upload "$BUCKET"
+
+# The template, read by CloudFormation from the bucket (up to 1 MB; a TemplateBody takes 51,200
+# bytes): its regional virtual-hosted URL, region and partition from the stack's id.
+stack_id="$(aws_or_fail "reading stack $STACK_NAME" cloudformation describe-stacks \
+  --stack-name "$STACK_NAME" --query 'Stacks[0].StackId' --output text)"
+IFS=: read -r _ partition _ region _ <<<"$stack_id"
+suffix=amazonaws.com
+[ "$partition" != aws-cn ] || suffix=amazonaws.com.cn
 if [ "$CREATING" = 1 ]; then
-  say "creating stack $STACK_NAME in account $account"
-  [ "$template_size" -le "$MAX_TEMPLATE_BODY" ] ||
-    fail "the rendered template has $template_size bytes; a stack is created from at most $MAX_TEMPLATE_BODY (CloudFormation's TemplateBody limit)"
-  deploy
-  upload "$(stack_output ArtifactBucketName)"
+  say "making stack $STACK_NAME the whole template: the build, the webhook API, the schedule"
 else
   say "updating stack $STACK_NAME in account $account"
-  BUCKET="$(stack_output ArtifactBucketName)"
-  upload "$BUCKET"
-  if [ "$template_size" -gt "$MAX_TEMPLATE_BODY" ]; then
-    [ -n "$BUCKET" ] || fail "the rendered template has $template_size bytes and there is no bucket to pass it through"
-    deploy --s3-bucket "$BUCKET" --s3-prefix templates
-  else
-    deploy
-  fi
 fi
+change_set UPDATE --template-url "https://$BUCKET.s3.$region.$suffix/$TEMPLATE_KEY" \
+  --parameters "file://$WORK/parameters.json"
+[ "$CHANGED" = 0 ] || say "stack $STACK_NAME deployed"
 
-URL="$(stack_output WebhookURL)"
-[ -n "$URL" ] || fail "stack $STACK_NAME has no WebhookURL output"
-if [ "$PASS_SECRET" = 1 ] && [ "$CREATING" = 0 ]; then
-  say "the webhook secret was rotated: register the new URL in Backlog; the old one now gets 403"
-else
-  say "webhook URL (Backlog: Project settings > Git > the repository > Webhook):"
+ENDPOINT="$(stack_output WebhookEndpoint)"
+[ -n "$ENDPOINT" ] || fail "stack $STACK_NAME has no WebhookEndpoint output"
+if [ "$PASS_SECRET" = 0 ]; then
+  say "the webhook URL is unchanged: $ENDPOINT<secret> ($PROG --show-webhook-url prints it)"
+  exit 0
 fi
-printf '%s\n' "$URL"
+if [ "$CREATING" = 1 ]; then
+  say "webhook URL, printed this once ($PROG --show-webhook-url reads it back; register it in Backlog: Project settings > Git > the repository > Webhook):"
+else
+  say "the webhook secret was rotated: register the new URL in Backlog; the old one now gets 403. The new URL, printed this once:"
+fi
+printf '%s%s\n' "$ENDPOINT" "$WEBHOOK_SECRET"

@@ -8,8 +8,8 @@
 //! The sync reads its SSH key from Parameter Store (moto) under the name the stack gives it, pulls
 //! from OpenSSH's sshd and pushes to the CodeCommit stand-in, which verifies SigV4. The mirrors
 //! are the list's (MANY-CONTRACT.md): every mirror without an override, the one the webhook's
-//! BACKLOG_MIRROR_REPO names with one, exit 2 touching nothing for a name the list lacks, and one
-//! CloudWatch embedded-metric-format line per mirror synced.
+//! BACKLOG_MIRROR_REPO names with one, exit 2 touching nothing for a name the list lacks, and, with
+//! the stack's MirrorMetrics emf, one CloudWatch embedded-metric-format line per mirror synced.
 
 use crate::support::stack;
 
@@ -270,11 +270,13 @@ fn the_buildspec_copies_the_pinned_binary_from_s3_and_mirrors_with_the_stacks_ke
             ("BinarySha256", &sha),
             ("BacklogHostKeyFingerprint", &fingerprints),
             ("MirrorListSha256", &list_sha),
+            ("MirrorMetrics", "emf"),
         ],
     )
     .with_physical("ArtifactBucket", BUCKET)
     .build_env();
     assert_eq!(project["BACKLOG_MIRROR_SSH_KEY_SSM"], KEY_PARAMETER);
+    assert_eq!(project["BACKLOG_MIRROR_METRICS"], "emf");
     assert_eq!(project["MIRROR_BIN_TARGET"], TARGET);
     assert_eq!(project["MIRROR_LIST_BUCKET"], BUCKET);
 

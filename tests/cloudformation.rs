@@ -33,7 +33,8 @@ const MODES: &[(&str, &str)] = &[
     ("EC2", "EFS"),
 ];
 
-/// What turns every optional part on (alerts, KMS grant, IP allow list, schedule).
+/// What turns every optional part on (alerts, KMS grant, IP allow list, schedule, per-mirror
+/// metrics).
 const EVERYTHING: &[(&str, &str)] = &[
     ("AlertEmail", "ops@example.com"),
     (
@@ -41,6 +42,7 @@ const EVERYTHING: &[(&str, &str)] = &[
         "arn:aws:kms:ap-northeast-1:123456789012:key/11111111-2222-3333-4444-555555555555",
     ),
     ("AllowedSourceIps", "203.0.113.0/24,198.51.100.7/32"),
+    ("MirrorMetrics", "emf"),
 ];
 
 fn efs_network() -> Vec<(&'static str, &'static str)> {
@@ -415,12 +417,10 @@ fn the_webhook_starts_exactly_this_project_through_an_aws_integration() {
         t["Resources"]["WebhookResource"]["Properties"]["PathPart"],
         json!({"Ref": "WebhookSecret"})
     );
-    assert!(
-        s.eval(&t["Outputs"]["WebhookURL"]["Value"])
-            .unwrap()
-            .as_str()
-            .unwrap()
-            .ends_with("/prod/0123456789abcdef0123456789abcdef0123456789abcdef")
+    assert_eq!(
+        s.eval(&t["Outputs"]["WebhookEndpoint"]["Value"]).unwrap(),
+        "https://<WebhookApi>.execute-api.ap-northeast-1.amazonaws.com/prod/",
+        "the deploy command appends the secret it made"
     );
     assert!(
         t["Parameters"]["WebhookSecret"]["MinLength"]
@@ -458,8 +458,8 @@ fn the_build_role_reaches_the_prefixed_repositories_one_parameter_the_binary_and
     };
     assert_eq!(
         by_sid("MirrorRepositories")["Resource"],
-        "arn:aws:codecommit:ap-northeast-1:123456789012:*",
-        "CodeCommitRepositoryPrefix's default is every repository (tests/many_stack.rs: a prefix)"
+        "arn:aws:codecommit:ap-northeast-1:123456789012:backlog-*",
+        "the repositories under CodeCommitRepositoryPrefix (tests/many_stack.rs)"
     );
     assert_eq!(
         by_sid("SshKey"),
@@ -599,7 +599,10 @@ fn the_artifact_bucket_is_private_encrypted_versioned_and_keeps_pinned_binaries(
     let rules = b["LifecycleConfiguration"]["Rules"].as_array().unwrap();
     for r in rules {
         if r.get("ExpirationInDays").is_some() {
-            assert_eq!(r["Prefix"], "cache/", "only the cache expires: {r}");
+            assert!(
+                r["Prefix"] == "cache/" || r["Prefix"] == "templates/",
+                "a pinned binary or list expires: {r}"
+            );
         }
     }
     assert!(
@@ -743,34 +746,92 @@ fn every_change_to_the_api_makes_a_new_deployment_the_stage_serves() {
     );
 }
 
-/// Alerts: a topic EventBridge can publish to (no AWS managed key), a policy admitting only the
-/// rule, and a rule for every way a build can end badly whose message names the repository, the
-/// build and where to look. moto runs the rule's own pattern and input transformer (its
-/// EventBridge delivers to SQS, not SNS, so a queue stands where the topic is).
+/// A number an evaluated property holds, whether a number or (from a parameter) a string.
+fn num(v: &Value) -> f64 {
+    v.as_f64()
+        .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+        .unwrap_or_else(|| panic!("not a number: {v}"))
+}
+
+/// The state changes of a standard alarm over `seconds`, evaluated every minute as CloudWatch
+/// documents it (user guide, "Evaluating an alarm"): the alarm's N most recent periods, each
+/// the Sum of the datapoints in it (a period without one is missing data, good or bad as
+/// TreatMissingData says); ALARM when M of them breach, else OK. Each change is one
+/// notification (AlarmActions, OKActions).
+fn alarm_changes(alarm: &Value, points: &[(u64, f64)], seconds: u64) -> Vec<(u64, &'static str)> {
+    let period = num(&alarm["Period"]) as u64;
+    let n = num(&alarm["EvaluationPeriods"]) as u64;
+    let m = num(&alarm["DatapointsToAlarm"]) as usize;
+    let threshold = num(&alarm["Threshold"]);
+    let missing_breaches = alarm["TreatMissingData"] == "breaching";
+    let breaches = |sum: f64| match alarm["ComparisonOperator"].as_str().unwrap() {
+        "GreaterThanOrEqualToThreshold" => sum >= threshold,
+        "LessThanThreshold" => sum < threshold,
+        other => panic!("{other}"),
+    };
+    let (mut state, mut changes) = ("OK", Vec::new());
+    for now in (60..=seconds).step_by(60) {
+        let breaching = (0..n)
+            .filter(|k| {
+                let (from, to) = (
+                    now.saturating_sub((k + 1) * period),
+                    now.saturating_sub(k * period),
+                );
+                let values: Vec<f64> = points
+                    .iter()
+                    .filter(|(at, _)| (from..to).contains(at))
+                    .map(|(_, v)| *v)
+                    .collect();
+                if values.is_empty() {
+                    missing_breaches
+                } else {
+                    breaches(values.iter().sum())
+                }
+            })
+            .count();
+        let next = if breaching >= m { "ALARM" } else { "OK" };
+        if next != state {
+            changes.push((now, next));
+            state = next;
+        }
+    }
+    changes
+}
+
+/// Alerts are alarm state changes, never one email per build: nothing but this stack's alarms may
+/// publish to the topic (no EventBridge rule does), each alarm tells when it goes to ALARM and
+/// when it is OK again, and a mirror failing on every build for hours is one alarm, under the
+/// 10-minute schedule and under an hourly one with its jitter. Nothing local evaluates alarms
+/// (moto stores them), so the documented evaluation runs here over the FailedBuilds CodeBuild
+/// would publish.
 #[test]
-fn failed_builds_reach_the_alert_topic_with_repository_build_and_links() {
+fn alerts_are_alarm_state_changes_never_one_email_per_build() {
     let t = stack::template();
-    let s = Stack::new(&t, &[("AlertEmail", "ops@example.com")]);
+    let s = Stack::new(&t, &[("AlertEmail", "ops@example.com")])
+        .with_physical("MirrorProject", "backlog-mirror");
     let topic = s.properties("AlertTopic");
     assert!(
         topic.get("KmsMasterKeyId").is_none(),
-        "EventBridge cannot publish under alias/aws/sns"
+        "CloudWatch cannot publish under alias/aws/sns"
     );
     assert_eq!(
         topic["Subscription"],
         json!([{"Protocol": "email", "Endpoint": "ops@example.com"}])
     );
-    let policy = s.properties("AlertTopicPolicy");
+    assert!(!Stack::new(&t, &[]).exists("AlertTopic"));
+    for (name, r) in t["Resources"].as_object().unwrap() {
+        if r["Type"] == "AWS::Events::Rule" && s.exists(name) {
+            for target in s.properties(name)["Targets"].as_array().unwrap() {
+                assert_ne!(
+                    target["Arn"], "<AlertTopic>",
+                    "{name} publishes every build it matches"
+                );
+            }
+        }
+    }
     assert_eq!(
-        policy["PolicyDocument"]["Statement"],
+        s.properties("AlertTopicPolicy")["PolicyDocument"]["Statement"],
         json!([{
-            "Sid": "FailedBuildRuleOnly",
-            "Effect": "Allow",
-            "Principal": {"Service": "events.amazonaws.com"},
-            "Action": "sns:Publish",
-            "Resource": "<AlertTopic>",
-            "Condition": {"ArnEquals": {"aws:SourceArn": "<FailedBuildRule.Arn>"}}
-        }, {
             "Sid": "MirrorAlarmsOnly",
             "Effect": "Allow",
             "Principal": {"Service": "cloudwatch.amazonaws.com"},
@@ -782,91 +843,66 @@ fn failed_builds_reach_the_alert_topic_with_repository_build_and_links() {
             }
         }])
     );
-    assert!(!Stack::new(&t, &[]).exists("AlertTopic"));
-    let rule = s
-        .with_physical("MirrorProject", "backlog-mirror")
-        .properties("FailedBuildRule");
-    assert_eq!(rule["Targets"][0]["Arn"], "<AlertTopic>");
-    let pattern = &rule["EventPattern"];
-    assert_eq!(
-        pattern["detail"]["build-status"],
-        json!(["FAILED", "FAULT", "STOPPED", "TIMED_OUT"])
+    let everything = Stack::new(
+        &t,
+        &[("AlertEmail", "ops@example.com"), ("MirrorMetrics", "emf")],
     );
-
-    let moto = crate::support::ssm::Moto::start(None);
-    let event = |status: &str, project: &str| {
-        json!({
-            "build-status": status,
-            "project-name": project,
-            "build-id": format!("arn:aws:codebuild:ap-northeast-1:123456789012:build/{project}:0b5f1a3c-{status}"),
-            "current-phase": "BUILD",
-            "current-phase-context": "[COMMAND_EXECUTION_ERROR: Error while executing command: $MIRROR_BIN_DIR/backlog-mirror sync. Reason: exit status 1]",
-            "version": "1",
-            "additional-information": {"logs": {
-                "group-name": "/aws/codebuild/backlog-mirror",
-                "stream-name": "0b5f1a3c",
-                "deep-link": format!("https://console.aws.amazon.com/cloudwatch/home?region=ap-northeast-1#logEvent:group=/aws/codebuild/{project};stream=0b5f1a3c-{status}")
-            }}
-        })
-        .to_string()
-    };
-    let sent = [
-        ("FAILED", "backlog-mirror"),
-        ("FAULT", "backlog-mirror"),
-        ("STOPPED", "backlog-mirror"),
-        ("TIMED_OUT", "backlog-mirror"),
-        ("SUCCEEDED", "backlog-mirror"),
-        ("IN_PROGRESS", "backlog-mirror"),
-        ("FAILED", "another-project"),
-    ];
-    let entries: Vec<Value> = sent
-        .iter()
-        .map(|(st, p)| {
-            json!({"Source": "aws.codebuild", "DetailType": "CodeBuild Build State Change", "Detail": event(st, p)})
-        })
-        .collect();
-    let script = format!(
-        "events = boto3.client('events', **kw)\n\
-         sqs = boto3.client('sqs', **kw)\n\
-         q = sqs.create_queue(QueueName='alerts')['QueueUrl']\n\
-         arn = sqs.get_queue_attributes(QueueUrl=q, AttributeNames=['QueueArn'])['Attributes']['QueueArn']\n\
-         events.put_rule(Name='failed', EventPattern=json.dumps({pattern}), State='ENABLED')\n\
-         target = {target}\n\
-         target['Arn'] = arn\n\
-         events.put_targets(Rule='failed', Targets=[target])\n\
-         assert events.put_events(Entries={entries})['FailedEntryCount'] == 0\n\
-         got = []\n\
-         while True:\n\
-         \x20   batch = sqs.receive_message(QueueUrl=q, MaxNumberOfMessages=10).get('Messages', [])\n\
-         \x20   if not batch: break\n\
-         \x20   got += [json.loads(m['Body']) for m in batch]\n\
-         print(json.dumps(got))",
-        pattern = pattern,
-        target = rule["Targets"][0],
-        entries = Value::Array(entries),
-    );
-    let got: Vec<String> = serde_json::from_str(&moto.boto(&script)).unwrap();
-    assert_eq!(got.len(), 4, "{got:#?}");
-    for status in ["FAILED", "FAULT", "STOPPED", "TIMED_OUT"] {
-        let message = got
-            .iter()
-            .find(|m| m.contains(&format!("ended {status} ")))
-            .unwrap_or_else(|| panic!("no alert for {status}: {got:#?}"));
-        for part in [
-            "Backlog space example-space.backlog.jp",
-            "a line for each mirror",
-            &format!("build/backlog-mirror:0b5f1a3c-{status}"),
-            "exit status 1",
-            &format!("stream=0b5f1a3c-{status}"),
-            "https://ap-northeast-1.console.aws.amazon.com/codesuite/codebuild/123456789012/projects/backlog-mirror/history?region=ap-northeast-1",
-        ] {
+    for (name, r) in t["Resources"].as_object().unwrap() {
+        if r["Type"] == "AWS::CloudWatch::Alarm" {
+            let a = everything.properties(name);
+            assert_eq!(a["AlarmActions"], json!(["<AlertTopic>"]), "{name}");
+            assert_eq!(
+                a["OKActions"], a["AlarmActions"],
+                "{name} never says it cleared"
+            );
             assert!(
-                message.contains(part),
-                "{status} alert lacks {part}: {message}"
+                a["AlarmName"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("backlog-mirror-mirror"),
+                "the topic's policy does not admit {name}"
             );
         }
     }
-    assert!(!got.iter().any(|m| m.contains("another-project")));
+
+    let failing = s.properties("MirrorFailingAlarm");
+    const MIN: u64 = 60;
+    // The 10-minute schedule: every build fails from 0:30 to 4:30, then every build succeeds.
+    let builds: Vec<(u64, f64)> = (1..60)
+        .map(|i| i * 10 * MIN)
+        .map(|at| {
+            (
+                at,
+                if (30 * MIN..270 * MIN).contains(&at) {
+                    1.0
+                } else {
+                    0.0
+                },
+            )
+        })
+        .collect();
+    let states = |changes: &[(u64, &'static str)]| changes.iter().map(|c| c.1).collect::<Vec<_>>();
+    let changes = alarm_changes(&failing, &builds, 10 * 60 * MIN);
+    assert_eq!(
+        states(&changes),
+        ["ALARM", "OK"],
+        "24 failed builds in a row: {changes:?}"
+    );
+    assert!(
+        changes[0].0 <= 30 * MIN + 15 * MIN,
+        "ALARM comes late: {changes:?}"
+    );
+    assert!(
+        (260 * MIN + 2 * 60 * MIN..=260 * MIN + 2 * 60 * MIN + 15 * MIN).contains(&changes[1].0),
+        "OK two hours after the last failure: {changes:?}"
+    );
+    // An hourly schedule, a few minutes early or late each time, failing for 5 hours.
+    let hourly: Vec<(u64, f64)> = [61, 118, 183, 239, 302]
+        .iter()
+        .map(|m| (m * MIN, 1.0))
+        .collect();
+    let changes = alarm_changes(&failing, &hourly, 10 * 60 * MIN);
+    assert_eq!(states(&changes), ["ALARM", "OK"], "{changes:?}");
 }
 
 #[test]
@@ -881,11 +917,31 @@ fn the_outputs_are_the_contracts() {
     assert_eq!(
         outputs,
         BTreeSet::from([
-            "WebhookURL",
+            "WebhookEndpoint",
             "ProjectName",
             "ArtifactBucketName",
             "AlertTopicArn"
         ])
+    );
+    // The secret is in no output, and DescribeStacks shows its parameter as ****; API Gateway's
+    // GET of the API's resources shows it, as the path it is (docs/deploy.md: who can read it).
+    let s = Stack::new(&t, &[]);
+    for (name, output) in t["Outputs"].as_object().unwrap() {
+        if output.get("Condition").is_none() {
+            let value = s.eval(&output["Value"]).unwrap().to_string();
+            assert!(
+                !value.contains("0123456789abcdef0123456789abcdef"),
+                "output {name} shows the webhook secret: {value}"
+            );
+        }
+    }
+    assert_eq!(t["Parameters"]["WebhookSecret"]["NoEcho"], true);
+    // What the build may force-push to is chosen for every stack: no default.
+    assert!(
+        t["Parameters"]["CodeCommitRepositoryPrefix"]
+            .get("Default")
+            .is_none(),
+        "CodeCommitRepositoryPrefix defaults to every repository"
     );
     assert_eq!(t["Outputs"]["AlertTopicArn"]["Condition"], "HasAlerts");
     for name in [
@@ -900,6 +956,7 @@ fn the_outputs_are_the_contracts() {
         "CodeCommitRepositoryPrefix",
         "BuildConcurrency",
         "StaleAfterHours",
+        "MirrorMetrics",
         "WebhookSecret",
         "ThrottleRateLimit",
         "ThrottleBurstLimit",

@@ -1,14 +1,17 @@
 //! scripts/deploy.sh, run for real: the AWS CLI v2 against moto's server on 127.0.0.1, deploying
 //! the real template (cloudformation/backlog-mirror.yaml).
 //!
-//! What moto covers: CloudFormation's change sets (create, update, and the empty one the second
-//! identical run gets), stack parameters and outputs, the S3 artifact bucket (versioned; the
-//! upload, its content and its versions), IAM roles, the API Gateway REST API with its resource,
-//! method and deployments (so a new deployment logical id really replaces the old resource),
-//! log groups and EventBridge rules, STS, and deleting the stack. What it does not: the resource
-//! types it does not model are created as inert placeholders (`moto_cfn.py` prints them; the
-//! tests print the list), moto validates almost no resource properties (cfn-lint does, in
-//! tests/cloudformation.rs), and nothing runs a build or serves the webhook.
+//! What moto covers: CloudFormation's change sets (create, update from a template in S3, and the
+//! empty one the second identical run gets), stack parameters (NoEcho shown as `****`) and
+//! outputs, the S3 artifact bucket (versioned; the uploads, their content and versions), IAM
+//! roles, the API Gateway REST API with its resource, method and deployments (so a new
+//! deployment logical id really replaces the old resource), log groups, EventBridge rules,
+//! CodeBuild projects and builds, CloudWatch alarms and metrics, SNS, STS, and deleting the
+//! stack. What it does not: the resource types it does not model are created as inert
+//! placeholders (`moto_cfn.py` prints them; the tests print the list), moto validates almost no
+//! resource properties (cfn-lint does, in tests/cloudformation.rs), its CodeBuild runs nothing
+//! (every build SUCCEEDED), its alarms are never evaluated, and API Gateway's test-invoke-method
+//! runs the stack's mapping through the emulation of tests/apigateway.rs (moto_cfn.py).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -41,8 +44,15 @@ fn base_args() -> Vec<String> {
             "app",
             "--codecommit-repo",
             "app",
+            "--codecommit-prefix",
+            "app",
         ],
     )
+}
+
+fn without(args: Vec<String>, flag: &str) -> Vec<String> {
+    let at = args.iter().position(|a| a == flag).expect("flag");
+    args[..at].iter().chain(&args[at + 2..]).cloned().collect()
 }
 
 fn with(mut args: Vec<String>, more: &[&str]) -> Vec<String> {
@@ -82,8 +92,10 @@ fn assert_webhook_url(url: &str) -> &str {
     secret
 }
 
+/// The secret is printed once, inside the URL, and is in no stack parameter or output (it is
+/// NoEcho): `--show-webhook-url` reads it back from API Gateway, where it is the API's path.
 #[test]
-fn first_deploy_creates_the_stack_and_uploads_the_binary_and_a_second_run_changes_nothing() {
+fn first_deploy_prints_the_url_once_uploads_first_and_a_second_run_changes_nothing() {
     let fx = fixture();
     // Most parameters from an env file, one overridden by a flag: flags win.
     let env_file = fx.sb.join("prod.env");
@@ -97,6 +109,7 @@ fn first_deploy_creates_the_stack_and_uploads_the_binary_and_a_second_run_change
              BACKLOG_MIRROR_BACKLOG_PROJECT=PROJ\n\
              BACKLOG_MIRROR_BACKLOG_REPO=from-the-file\n\
              BACKLOG_MIRROR_CODECOMMIT_REPO=app\n\
+             BACKLOG_MIRROR_CODECOMMIT_PREFIX=app\n\
              BACKLOG_MIRROR_HOST_KEY_FINGERPRINT=\"{FINGERPRINT}\"\n\
              \n\
              BACKLOG_MIRROR_ARCHITECTURE=x86_64\n"
@@ -117,8 +130,9 @@ fn first_deploy_creates_the_stack_and_uploads_the_binary_and_a_second_run_change
 
     let (url, first) = fx.deploy_url(&args);
     let secret = assert_webhook_url(&url).to_string();
+    // Created holding its bucket, then updated to the whole template.
     let stack = fx.stack();
-    assert_eq!(stack["StackStatus"], "CREATE_COMPLETE", "{stack}");
+    assert_eq!(stack["StackStatus"], "UPDATE_COMPLETE", "{stack}");
     // The list of one mirror written from the flags (the flag's repository, not the file's).
     let list = fx.sb.join("mirrors.toml");
     fx.aws(&[
@@ -137,8 +151,17 @@ fn first_deploy_creates_the_stack_and_uploads_the_binary_and_a_second_run_change
     );
     assert_eq!(fx.parameter("BacklogSpaceKey"), "myspace");
     assert_eq!(fx.parameter("Architecture"), "x86_64");
-    assert_eq!(fx.parameter("WebhookSecret"), secret);
-    assert_eq!(fx.output("WebhookURL"), url);
+    assert_eq!(
+        fx.parameter("WebhookSecret"),
+        "****",
+        "the secret is echoed"
+    );
+    assert_eq!(format!("{}{secret}", fx.output("WebhookEndpoint")), url);
+    let described = fx.stack().to_string();
+    assert!(
+        !described.contains(&secret),
+        "DescribeStacks shows the secret: {described}"
+    );
 
     // The binary, content-addressed, pinned by the stack.
     let sha = sha256_of(Path::new(BINARY));
@@ -161,10 +184,15 @@ fn first_deploy_creates_the_stack_and_uploads_the_binary_and_a_second_run_change
         "the uploaded object is not the binary"
     );
     let (versions, _) = fx.versions(&bucket);
+    let mut keys: Vec<&str> = versions
+        .iter()
+        .map(|(k, _)| k.split('/').next().unwrap())
+        .collect();
+    keys.sort();
     assert_eq!(
-        versions.len(),
-        2,
-        "the binary and the mirror list: {versions:?}"
+        keys,
+        ["bin", "config", "templates"],
+        "the binary, the mirror list and the template: {versions:?}"
     );
     assert!(
         first.stderr.contains("uploading the binary"),
@@ -172,10 +200,10 @@ fn first_deploy_creates_the_stack_and_uploads_the_binary_and_a_second_run_change
         first.stderr
     );
 
-    // Again, same arguments: no change set executed, no upload, the same URL.
+    // Again, same arguments: no change set executed, no upload, the same URL, not printed.
     let events = fx.event_count();
-    let (again, second) = fx.deploy_url(&args);
-    assert_eq!(again, url);
+    let second = fx.deploy_update(&args);
+    assert_eq!(fx.show_url(), url);
     assert!(
         second.stderr.contains("no change set executed"),
         "{}",
@@ -196,8 +224,8 @@ fn first_deploy_creates_the_stack_and_uploads_the_binary_and_a_second_run_change
     // A first run stopped between the create and the upload: the next run uploads, and still
     // changes nothing else.
     fx.aws(&["s3api", "delete-object", "--bucket", &bucket, "--key", &key]);
-    let (again, third) = fx.deploy_url(&args);
-    assert_eq!(again, url);
+    let third = fx.deploy_update(&args);
+    assert_eq!(fx.show_url(), url);
     assert!(
         third.stderr.contains("uploading the binary"),
         "{}",
@@ -213,6 +241,7 @@ fn first_deploy_creates_the_stack_and_uploads_the_binary_and_a_second_run_change
         "AWS::S3::Bucket",
         "AWS::ApiGateway::RestApi",
         "AWS::ApiGateway::Deployment",
+        "AWS::CodeBuild::Project",
     ]);
 }
 
@@ -224,7 +253,7 @@ fn the_webhook_url_is_kept_across_updates_and_changes_only_with_rotate_webhook_s
 
     // A real update that does not touch the secret (and turns the alerts on: resources whose
     // condition was false are created).
-    let (updated, out) = fx.deploy_url(&with(
+    let out = fx.deploy_update(&with(
         base_args(),
         &[
             "--throttle-rate-limit",
@@ -241,7 +270,7 @@ fn the_webhook_url_is_kept_across_updates_and_changes_only_with_rotate_webhook_s
     assert_eq!(fx.parameter("ThrottleRateLimit"), "2");
     assert_eq!(fx.parameter("AlertEmail"), "ops@example.com");
     assert!(fx.output("AlertTopicArn").starts_with("arn:aws:sns:"));
-    assert_eq!(updated, url, "an update changed the webhook URL");
+    assert_eq!(fx.show_url(), url, "an update changed the webhook URL");
 
     let (rotated, out) = fx.deploy_url(&with(base_args(), &["--rotate-webhook-secret"]));
     let new_secret = assert_webhook_url(&rotated).to_string();
@@ -253,10 +282,14 @@ fn the_webhook_url_is_kept_across_updates_and_changes_only_with_rotate_webhook_s
     );
     assert!(out.stderr.contains("rotated"), "{}", out.stderr);
     assert!(!out.stderr.contains(&old_secret), "{}", out.stderr);
-    assert_eq!(fx.parameter("WebhookSecret"), new_secret);
+    assert_eq!(fx.parameter("WebhookSecret"), "****");
 
-    let (kept, _) = fx.deploy_url(&base_args());
-    assert_eq!(kept, rotated, "a plain run changed the rotated secret");
+    fx.deploy_update(&base_args());
+    assert_eq!(
+        fx.show_url(),
+        rotated,
+        "a plain run changed the rotated secret"
+    );
 }
 
 /// The deployment logical id a rendered template uses (every occurrence must agree).
@@ -276,6 +309,19 @@ fn deployment_id(rendered: &str) -> String {
         ids[0]
     );
     ids[0].clone()
+}
+
+fn assert_cfn_lint(template: &Path) {
+    let lint = Command::new("cfn-lint")
+        .arg(template)
+        .output()
+        .expect("cfn-lint is not installed: run ./scripts/test.sh");
+    assert!(
+        lint.status.success(),
+        "{} fails cfn-lint:\n{}",
+        template.display(),
+        String::from_utf8_lossy(&lint.stdout)
+    );
 }
 
 fn render(fx: &Fixture, extra: &[&str]) -> (PathBuf, String) {
@@ -328,21 +374,13 @@ fn a_changed_allowed_source_ips_gives_a_new_deployment() {
         original,
         "rendering changed more than the deployment's logical id"
     );
-    let lint = Command::new("cfn-lint")
-        .arg(&path)
-        .output()
-        .expect("cfn-lint is not installed: run ./scripts/test.sh");
-    assert!(
-        lint.status.success(),
-        "the rendered template fails cfn-lint:\n{}",
-        String::from_utf8_lossy(&lint.stdout)
-    );
+    assert_cfn_lint(&path);
 
     // Deployed: the new id replaces the old deployment resource.
     fx.deploy_url(&base_args());
     let before = fx.deployment_ids();
     assert_eq!(before.len(), 1, "{before:?}");
-    fx.deploy_url(&with(
+    fx.deploy_update(&with(
         base_args(),
         &["--allowed-source-ips", "203.0.113.0/24"],
     ));
@@ -351,7 +389,7 @@ fn a_changed_allowed_source_ips_gives_a_new_deployment() {
     assert_ne!(after, before, "the deployment was not replaced");
     assert_eq!(fx.parameter("AllowedSourceIps"), "203.0.113.0/24");
     // And it stays: the next run with the same list keeps it.
-    fx.deploy_url(&with(
+    fx.deploy_update(&with(
         base_args(),
         &["--allowed-source-ips", "203.0.113.0/24"],
     ));
@@ -364,7 +402,7 @@ fn delete_empties_every_version_and_leaves_no_stack_and_no_objects() {
     fx.deploy_url(&base_args());
     // A second binary, and what a build's S3 cache leaves in a versioned bucket: an overwritten
     // object and a delete marker.
-    fx.deploy_url(&with(base_args(), &["--binary", OTHER_BINARY]));
+    fx.deploy_update(&with(base_args(), &["--binary", OTHER_BINARY]));
     let bucket = fx.output("ArtifactBucketName");
     let blob = fx.sb.join("blob");
     std::fs::write(&blob, "cache").expect("blob");
@@ -391,8 +429,8 @@ fn delete_empties_every_version_and_leaves_no_stack_and_no_objects() {
     let (versions, markers) = fx.versions(&bucket);
     assert_eq!(
         (versions.len(), markers),
-        (5, 1),
-        "two binaries, the mirror list, the cache object twice: {versions:?}"
+        (6, 1),
+        "two binaries, the mirror list, the template, the cache object twice: {versions:?}"
     );
 
     let out = fx.deploy(&[
@@ -440,14 +478,7 @@ fn bad_input_is_exit_2_with_one_line_naming_the_flag_and_creates_nothing() {
     .expect("env");
     let unknown_env = fx.sb.join("unknown.env");
     std::fs::write(&unknown_env, "BACKLOG_MIRROR_BACKLOG_SPAEC=myspace\n").expect("env");
-    let without_repo: Vec<String> = {
-        let args = base_args();
-        let at = args
-            .iter()
-            .position(|a| a == "--codecommit-repo")
-            .expect("flag");
-        args[..at].iter().chain(&args[at + 2..]).cloned().collect()
-    };
+    let without_repo = without(base_args(), "--codecommit-repo");
     let cases: Vec<(Vec<String>, &str)> = vec![
         (
             with(base_args(), &["--no-such-flag", "x"]),
@@ -498,6 +529,17 @@ fn bad_input_is_exit_2_with_one_line_naming_the_flag_and_creates_nothing() {
         ),
         (with(base_args(), &["--backlog-space"]), "--backlog-space"),
         (without_repo, "--codecommit-repo"),
+        (
+            with(base_args(), &["--mirror-metrics", "all"]),
+            "--mirror-metrics",
+        ),
+        (with(base_args(), &["--verify", "--delete"]), "--verify"),
+        // What the build may force-push to is chosen, never defaulted: every repository only
+        // when '' is given (tests/deploy_mirror_list.rs).
+        (
+            without(base_args(), "--codecommit-prefix"),
+            "--codecommit-prefix is required to create stack mirror-test",
+        ),
     ];
     for (args, flag) in cases {
         let out = fx.deploy(&args);
@@ -513,12 +555,7 @@ fn bad_input_is_exit_2_with_one_line_naming_the_flag_and_creates_nothing() {
     }
 
     // No region anywhere (HOME holds no AWS configuration).
-    let without_region: Vec<String> = {
-        let args = base_args();
-        let at = args.iter().position(|a| a == "--region").expect("flag");
-        args[..at].iter().chain(&args[at + 2..]).cloned().collect()
-    };
-    let out = fx.deploy(&without_region);
+    let out = fx.deploy(&without(base_args(), "--region"));
     assert_eq!(out.code, 2, "{}", out.stderr);
     assert!(out.only_error().contains("--region"), "{}", out.stderr);
 
@@ -584,7 +621,7 @@ fn help_documents_every_flag_and_every_template_parameter() {
 }
 
 #[test]
-fn the_readme_deploy_section_uses_only_flags_and_variables_the_script_has() {
+fn the_deploy_guide_uses_only_flags_and_variables_the_script_has() {
     let mut cmd = Command::new("bash");
     isolate(&mut cmd);
     let help = run(cmd.args([SCRIPT, "--help"])).stdout;
@@ -592,13 +629,8 @@ fn the_readme_deploy_section_uses_only_flags_and_variables_the_script_has() {
         help.lines()
             .any(|l| l.strip_prefix("  ").and_then(|l| l.split(' ').next()) == Some(flag))
     };
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
-        .expect("README.md");
-    let section = readme
-        .split("\n## Deploy on AWS\n")
-        .nth(1)
-        .and_then(|rest| rest.split("\n## ").next())
-        .expect("a Deploy on AWS section");
+    let section = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/deploy.md"))
+        .expect("docs/deploy.md");
     let mut checked = 0;
     for block in section.split("```").skip(1).step_by(2) {
         let joined = block.replace("\\\n", " ");
@@ -606,8 +638,8 @@ fn the_readme_deploy_section_uses_only_flags_and_variables_the_script_has() {
             if let Some(args) = line.strip_prefix("scripts/deploy.sh") {
                 for flag in args.split_whitespace().filter(|a| a.starts_with("--")) {
                     assert!(
-                        flag_listed(flag),
-                        "README runs deploy.sh with {flag}, not in --help"
+                        flag_listed(flag.split('=').next().unwrap()),
+                        "docs/deploy.md runs deploy.sh with {flag}, not in --help"
                     );
                     checked += 1;
                 }
@@ -618,7 +650,7 @@ fn the_readme_deploy_section_uses_only_flags_and_variables_the_script_has() {
                 let flag = format!("--{}", option.to_lowercase().replace('_', "-"));
                 assert!(
                     flag_listed(&flag),
-                    "README sets {key}, but {flag} is not in --help"
+                    "docs/deploy.md sets {key}, but {flag} is not in --help"
                 );
                 checked += 1;
             }
@@ -626,6 +658,284 @@ fn the_readme_deploy_section_uses_only_flags_and_variables_the_script_has() {
     }
     assert!(
         checked > 10,
-        "found only {checked} flags in the README's deploy commands"
+        "found only {checked} flags in docs/deploy.md's deploy commands"
     );
+}
+
+/// A new stack is its bucket alone until the binary, the list and the template are in it: a
+/// create stopped at the upload leaves nothing that could start a build (no project, no
+/// schedule, no API), and the next run finishes it. The first version's bucket is the
+/// template's, so the whole template leaves it as it is.
+#[test]
+fn a_create_stopped_at_the_upload_leaves_nothing_that_could_start_a_build() {
+    let fx = fixture();
+    // The AWS CLI, with every upload failing as a lost connection would make it fail.
+    let wrapper = fx.sb.join("aws-without-uploads");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nfor a in \"$@\"; do\n  if [ \"$a\" = cp ]; then echo 'upload failed: Connection reset by peer' >&2; exit 1; fi\ndone\nexec {} \"$@\"\n",
+            fx.aws
+        ),
+    )
+    .expect("wrapper");
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .expect("chmod");
+    let mut cmd = fx.deploy_cmd(&base_args());
+    cmd.env("BACKLOG_MIRROR_AWS_CLI", &wrapper);
+    let out = run(&mut cmd);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("uploading the binary") && out.stderr.contains("Connection reset"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stdout.is_empty(), "{}", out.stdout);
+
+    let resources = fx.aws(&[
+        "cloudformation",
+        "list-stack-resources",
+        "--stack-name",
+        STACK,
+    ]);
+    let mut logical: Vec<&str> = resources["StackResourceSummaries"]
+        .as_array()
+        .expect("resources")
+        .iter()
+        .map(|r| r["LogicalResourceId"].as_str().unwrap())
+        .collect();
+    logical.sort();
+    assert_eq!(logical, ["ArtifactBucket", "ArtifactBucketPolicy"]);
+    for (call, field) in [
+        (["codebuild", "list-projects"], "projects"),
+        (["events", "list-rules"], "Rules"),
+        (["apigateway", "get-rest-apis"], "items"),
+    ] {
+        let listed = fx.aws(&call);
+        assert_eq!(
+            listed[field].as_array().map_or(0, Vec::len),
+            0,
+            "{call:?}: {listed}"
+        );
+    }
+    let first = fx.sb.join("first-version.yaml");
+    let body = fx.aws(&["cloudformation", "get-template", "--stack-name", STACK])["TemplateBody"]
+        .as_str()
+        .expect("a YAML template")
+        .to_string();
+    std::fs::write(&first, &body).expect("template");
+    assert_cfn_lint(&first);
+    let (first, whole) = (
+        crate::support::stack::load(&first),
+        crate::support::stack::template(),
+    );
+    for resource in ["ArtifactBucket", "ArtifactBucketPolicy"] {
+        assert_eq!(
+            first["Resources"][resource], whole["Resources"][resource],
+            "the first version's {resource} differs from the template's"
+        );
+    }
+
+    // The next run uploads and finishes the create.
+    let (url, out) = fx.deploy_url(&base_args());
+    assert_webhook_url(&url);
+    assert!(
+        out.stderr.contains("uploading the binary"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        fx.aws(&["events", "list-rules"])["Rules"]
+            .as_array()
+            .map_or(0, Vec::len),
+        1,
+        "the schedule"
+    );
+}
+
+/// CloudFormation reads the template from the stack's bucket (a TemplateURL takes 1 MB; a
+/// TemplateBody 51,200 bytes), so a template past 51,200 bytes is created and updated like any
+/// other.
+#[test]
+fn a_template_past_the_51200_byte_body_limit_is_created_and_updated_through_the_bucket() {
+    let fx = fixture();
+    let mut text = std::fs::read_to_string(TEMPLATE).expect("template");
+    while text.len() <= 60_000 {
+        text.push_str(
+            "# A comment that stands for the next feature's resources and their reasons.\n",
+        );
+    }
+    let big = fx.sb.join("big.yaml");
+    std::fs::write(&big, &text).expect("big template");
+    let args = with(base_args(), &["--template", &big.to_string_lossy()]);
+    fx.deploy_url(&args);
+    let deployed =
+        fx.aws(&["cloudformation", "get-template", "--stack-name", STACK])["TemplateBody"]
+            .as_str()
+            .expect("a YAML template")
+            .len();
+    assert!(deployed > 60_000, "{deployed} bytes deployed");
+    let templates: Vec<String> = fx
+        .versions(&fx.bucket())
+        .0
+        .into_iter()
+        .map(|(k, _)| k)
+        .filter(|k| k.starts_with("templates/"))
+        .collect();
+    assert_eq!(templates.len(), 1, "{templates:?}");
+    fx.deploy_update(&with(args, &["--throttle-rate-limit", "2"]));
+    assert_eq!(fx.parameter("ThrottleRateLimit"), "2");
+}
+
+/// `--verify` with moto standing for AWS: Backlog's request shape through test-invoke-method
+/// (moto_cfn.py runs the stack's own mapping as API Gateway would, then StartBuild of moto's
+/// CodeBuild), the builds it started, each alarm's metric, the alert subscription, the secret in
+/// no stack answer; one line per check. What moto cannot answer shows as AWS would show its
+/// failure: its CodeBuild ends every build SUCCEEDED, so the build that must fail is reported
+/// FAILED, and its alarms are never evaluated (unconfirmed).
+#[test]
+fn verify_checks_api_builds_alarm_metrics_and_secret_and_says_what_it_could_not_confirm() {
+    let fx = fixture();
+    fx.deploy_url(&base_args());
+    let verify = || {
+        let out = fx.deploy(
+            &[
+                "--verify",
+                "--verify-timeout",
+                "2",
+                "--stack-name",
+                STACK,
+                "--region",
+                REGION,
+            ]
+            .map(String::from),
+        );
+        let secret = fx.show_url().rsplit('/').next().unwrap().to_string();
+        assert!(
+            !out.stdout.contains(&secret) && !out.stderr.contains(&secret),
+            "--verify printed the secret"
+        );
+        out
+    };
+    let line = |out: &Run, verdict: &str, text: &str| -> String {
+        out.stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("{verdict:<11} ")) && l.contains(text))
+            .unwrap_or_else(|| panic!("no '{verdict}' line with '{text}':\n{}", out.stdout))
+            .to_string()
+    };
+
+    // Without alerts: the API, the routing, the build and the secret, all confirmed.
+    let quiet = verify();
+    assert_eq!(quiet.code, 0, "{}\n{}", quiet.stdout, quiet.stderr);
+    line(
+        &quiet,
+        "ok",
+        "the webhook answered 200 to Backlog's push of PROJ/app",
+    );
+    line(
+        &quiet,
+        "ok",
+        "took the form template for 'application/x-www-form-urlencoded; charset=UTF-8' and named mirror PROJ/app",
+    );
+    line(&quiet, "ok", "of PROJ/app SUCCEEDED");
+    line(
+        &quiet,
+        "ok",
+        "the webhook secret shows in no CloudFormation answer",
+    );
+    assert_eq!(quiet.stdout.lines().count(), 4, "{}", quiet.stdout);
+    assert!(
+        quiet
+            .stderr
+            .contains("verify: 4 confirmed, 0 failed, 0 unconfirmed"),
+        "{}",
+        quiet.stderr
+    );
+
+    // With alerts: a build that must fail, each alarm's metric, the subscription.
+    fx.deploy_update(&with(base_args(), &["--alert-email", "ops@example.com"]));
+    let out = verify();
+    assert_eq!(out.code, 1, "{}\n{}", out.stdout, out.stderr);
+    let probe = line(
+        &out,
+        "FAILED",
+        "of a name not in the list ended SUCCEEDED, not FAILED",
+    );
+    for (alarm, metric) in [
+        ("backlog-mirror-mirror-failing", "FailedBuilds"),
+        ("backlog-mirror-mirrors-silent", "Builds"),
+    ] {
+        line(
+            &out,
+            "unconfirmed",
+            &format!(
+                "alarm {alarm}: its metric AWS/CodeBuild {metric} (ProjectName=backlog-mirror) has no data"
+            ),
+        );
+    }
+    line(
+        &out,
+        "unconfirmed",
+        "alarm backlog-mirror-mirror-failing did not go to ALARM",
+    );
+    line(&out, "ok", "the alert email subscription is confirmed");
+    assert!(
+        out.stderr
+            .contains("verify: 6 confirmed, 1 failed, 3 unconfirmed"),
+        "{}",
+        out.stderr
+    );
+    // What CodeBuild was asked: the mirror, then a name no list holds, as the one override each.
+    let build_of = |l: &str| l.split_whitespace().nth(2).unwrap().to_string();
+    let synced = build_of(&line(&out, "ok", "of PROJ/app SUCCEEDED"));
+    for (build, name) in [
+        (synced, "PROJ/app"),
+        (build_of(&probe), "backlog-mirror-verify/not-in-the-list"),
+    ] {
+        let got = fx.aws(&["codebuild", "batch-get-builds", "--ids", &build]);
+        assert_eq!(
+            got["builds"][0]["environment"]["environmentVariables"],
+            serde_json::json!([{"name": "BACKLOG_MIRROR_REPO", "value": name, "type": "PLAINTEXT"}]),
+            "{got}"
+        );
+    }
+
+    // CodeBuild's metrics, as it publishes them for those builds: now they have data.
+    for (metric, value) in [
+        ("Builds", "2"),
+        ("FailedBuilds", "1"),
+        ("SucceededBuilds", "1"),
+    ] {
+        fx.aws(&[
+            "cloudwatch",
+            "put-metric-data",
+            "--namespace",
+            "AWS/CodeBuild",
+            "--metric-name",
+            metric,
+            "--dimensions",
+            "ProjectName=backlog-mirror",
+            "--value",
+            value,
+            "--unit",
+            "Count",
+        ]);
+    }
+    let out = verify();
+    for (alarm, metric) in [
+        ("backlog-mirror-mirror-failing", "FailedBuilds"),
+        ("backlog-mirror-mirrors-silent", "Builds"),
+    ] {
+        line(
+            &out,
+            "ok",
+            &format!(
+                "alarm {alarm}: its metric AWS/CodeBuild {metric} (ProjectName=backlog-mirror) has data"
+            ),
+        );
+    }
 }

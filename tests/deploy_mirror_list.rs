@@ -70,6 +70,8 @@ fn a_mirror_list_is_uploaded_pinned_kept_and_replaced() {
         "2",
         "--stale-after-hours",
         "2",
+        "--mirror-metrics",
+        "emf",
     ];
     let mut with_list: Vec<&str> = vec!["--mirror-list", &first];
     with_list.extend(settings);
@@ -79,11 +81,7 @@ fn a_mirror_list_is_uploaded_pinned_kept_and_replaced() {
         "{}",
         out.stderr
     );
-    assert!(
-        !out.stderr.contains("warning: no --codecommit-prefix"),
-        "{}",
-        out.stderr
-    );
+    assert!(!out.stderr.contains("warning:"), "{}", out.stderr);
     let first_sha = sha256_hex(&std::fs::read(&first).unwrap());
     assert_eq!(fx.parameter("MirrorListSha256"), first_sha);
     assert_eq!(pinned_list(&fx), std::fs::read_to_string(&first).unwrap());
@@ -92,6 +90,7 @@ fn a_mirror_list_is_uploaded_pinned_kept_and_replaced() {
         ("BuildConcurrency", "5"),
         ("SyncJobs", "2"),
         ("StaleAfterHours", "2"),
+        ("MirrorMetrics", "emf"),
     ] {
         assert_eq!(fx.parameter(key), value, "{key}");
     }
@@ -126,9 +125,11 @@ fn a_mirror_list_is_uploaded_pinned_kept_and_replaced() {
         )),
         "{policy}"
     );
-    // The alarms, in moto's CloudWatch (stored, not evaluated), into the alert topic.
+    // The alarms, in moto's CloudWatch (stored, not evaluated), into the alert topic: CodeBuild's
+    // own metrics for the project, and with emf the per-mirror one.
     let alarms = fx.aws(&["cloudwatch", "describe-alarms"]);
-    let alarms: Vec<&Value> = alarms["MetricAlarms"].as_array().unwrap().iter().collect();
+    let mut alarms: Vec<&Value> = alarms["MetricAlarms"].as_array().unwrap().iter().collect();
+    alarms.sort_by_key(|a| a["AlarmName"].as_str().unwrap().to_string());
     let names: Vec<&str> = alarms
         .iter()
         .map(|a| a["AlarmName"].as_str().unwrap())
@@ -147,13 +148,22 @@ fn a_mirror_list_is_uploaded_pinned_kept_and_replaced() {
             actions.contains(":sns:") && actions.contains("backlog-mirror-failures"),
             "{a}"
         );
-        assert!(
-            a["Metrics"][0]["Expression"]
-                .as_str()
-                .unwrap()
-                .contains("SCHEMA(\"BacklogMirror/backlog-mirror\", Mirror)")
+        assert_eq!(a["OKActions"], a["AlarmActions"], "{a}");
+    }
+    for a in [alarms[0], alarms[2]] {
+        assert_eq!(a["Namespace"], "AWS/CodeBuild", "{a}");
+        assert_eq!(
+            a["Dimensions"],
+            serde_json::json!([{"Name": "ProjectName", "Value": "backlog-mirror"}]),
+            "{a}"
         );
     }
+    assert!(
+        alarms[1]["Metrics"][0]["Expression"]
+            .as_str()
+            .unwrap()
+            .contains("SCHEMA(\"BacklogMirror/backlog-mirror\", Mirror)")
+    );
     assert_eq!(alarms[1]["EvaluationPeriods"], 2);
 
     // Again: nothing uploaded, nothing changed.
@@ -232,6 +242,8 @@ fn a_mirror_list_is_uploaded_pinned_kept_and_replaced() {
     fx.report_placeholders(&["AWS::CloudWatch::Alarm"]);
 }
 
+/// The single-repository flags write a list of one mirror. With `--codecommit-prefix ''` the
+/// build role may force-push to every repository: given, never defaulted, and said so.
 #[test]
 fn single_repository_flags_write_a_list_of_one_mirror() {
     let fx = fixture();
@@ -245,6 +257,8 @@ fn single_repository_flags_write_a_list_of_one_mirror() {
             repo,
             "--backlog-domain",
             "backlog.com",
+            "--codecommit-prefix",
+            "",
         ])
     };
     let out = fx.deploy_ok(&one("app-mirror"));
@@ -254,10 +268,13 @@ fn single_repository_flags_write_a_list_of_one_mirror() {
         out.stderr
     );
     assert!(
-        out.stderr.contains("warning: no --codecommit-prefix"),
-        "an empty prefix must be pointed out:\n{}",
+        out.stderr.contains(
+            "warning: --codecommit-prefix '': the build may create, pull from and force-push to every CodeCommit repository of account 123456789012"
+        ),
+        "an empty prefix must say what it grants:\n{}",
         out.stderr
     );
+    assert_eq!(fx.parameter("CodeCommitRepositoryPrefix"), "");
     assert_eq!(
         pinned_list(&fx),
         "# The mirror list of one repository, written by scripts/deploy.sh from --backlog-project,\n\

@@ -15,6 +15,7 @@ mod create_target;
 mod default_branch;
 mod deploy;
 mod deploy_mirror_list;
+mod differential;
 mod dist;
 mod faults;
 mod generator;

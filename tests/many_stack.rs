@@ -1,14 +1,17 @@
 //! One stack per Backlog space: the mirror list it pins, the CodeCommit prefix its build role is
-//! held to, builds side by side, a schedule that syncs every mirror, and per-mirror freshness
-//! alarms built on the metrics the binary prints (MANY-CONTRACT.md).
+//! held to, builds side by side, a schedule that syncs every mirror, alarms on the metrics
+//! CodeBuild publishes for the project, and, opted in, per-mirror alarms on the metrics the
+//! binary prints (MANY-CONTRACT.md); what monitoring costs.
 //!
-//! What is and is not covered here. The alarm definitions are checked against what the contract
-//! says the binary prints and against the documented limits of Metrics Insights alarms, validated
-//! with botocore's model of PutMetricAlarm (the API's own shape), and put into moto's CloudWatch,
-//! which stores them; nothing here can evaluate a Metrics Insights query or an alarm, so whether
-//! CloudWatch turns a failing mirror into an alert is left to the first real deployment (the
-//! README's verification step). cfn-lint and checkov run over the whole template in
-//! tests/cloudformation.rs; tests/deploy_mirror_list.rs deploys the alarms through moto.
+//! What is and is not covered here. The alarm definitions are checked against the metrics
+//! CodeBuild documents, against what the contract says the binary prints and against the
+//! documented limits of Metrics Insights alarms, validated with botocore's model of
+//! PutMetricAlarm (the API's own shape), and put into moto's CloudWatch, which stores them and
+//! answers for their series; nothing here evaluates an alarm (tests/cloudformation.rs runs the
+//! documented evaluation over a timeline), so that CloudWatch alerts is left to the first real
+//! deployment (`scripts/deploy.sh --verify`, tests/deploy.rs). cfn-lint and checkov run over the
+//! whole template in tests/cloudformation.rs; tests/deploy_mirror_list.rs deploys the alarms
+//! through moto.
 
 use crate::support::stack;
 
@@ -44,11 +47,18 @@ fn the_build_role_may_create_and_push_only_under_the_codecommit_prefix() {
         })]
     );
     let p = &t["Parameters"]["CodeCommitRepositoryPrefix"];
-    assert_eq!(
-        p["Default"], "",
-        "the contract: empty allows any repository"
+    assert!(
+        p.get("Default").is_none(),
+        "a stack must choose its prefix; '' (every repository) only when given"
     );
     assert_eq!(p["AllowedPattern"], "^[0-9A-Za-z._-]{0,99}$");
+    let every = Stack::new(&t, &[("CodeCommitRepositoryPrefix", "")]);
+    assert!(
+        every
+            .statements("BuildRole")
+            .iter()
+            .any(|st| st["Resource"] == "arn:aws:codecommit:ap-northeast-1:123456789012:*")
+    );
     // The list, like the binary, is read from the stack's bucket and nowhere else.
     let s3: Vec<Value> = s
         .statements("BuildRole")
@@ -120,7 +130,13 @@ fn the_project_runs_the_pinned_list_in_parallel_builds() {
             "{name} would name one repository for every build"
         );
     }
-    assert_eq!(spec["BACKLOG_MIRROR_METRICS"], "emf");
+    // No custom metric unless the stack asks for it (MirrorMetrics), the buildspec alone neither.
+    assert_eq!(spec["BACKLOG_MIRROR_METRICS"], "none");
+    assert_eq!(defaults.build_env()["BACKLOG_MIRROR_METRICS"], "none");
+    assert_eq!(
+        Stack::new(&t, &[("MirrorMetrics", "emf")]).build_env()["BACKLOG_MIRROR_METRICS"],
+        "emf"
+    );
     assert_eq!(
         spec["BACKLOG_MIRROR_CONFIG"],
         "/tmp/backlog-mirror-list/mirrors.toml"
@@ -143,26 +159,49 @@ fn the_project_runs_the_pinned_list_in_parallel_builds() {
     assert!(copy < check && check < place && place < build);
 }
 
-/// The hourly schedule starts the project with no input, so no BACKLOG_MIRROR_REPO: every mirror.
+/// The schedule starts the project with no input, so no BACKLOG_MIRROR_REPO: every mirror.
 #[test]
 fn the_schedule_syncs_every_mirror() {
     let t = stack::template();
     let s = Stack::new(&t, &[]);
     let rule = s.properties("SafetyNetSchedule");
-    assert_eq!(rule["ScheduleExpression"], "rate(1 hour)");
     let target = rule["Targets"][0].as_object().unwrap();
-    let keys: Vec<&str> = target.keys().map(String::as_str).collect();
-    assert_eq!(
-        keys,
-        ["Arn", "Id", "RoleArn"],
-        "the scheduled build must carry no input"
+    for input in ["Input", "InputPath", "InputTransformer"] {
+        assert!(
+            !target.contains_key(input),
+            "the scheduled build must carry no input: {target:?}"
+        );
+    }
+    assert_eq!(target["Arn"], "<MirrorProject.Arn>");
+}
+
+/// Backlog does not retry a webhook, so a push refused with 429 or 502 waits for the next
+/// scheduled build of every mirror: one is due within 10 minutes of any moment, and a refused
+/// scheduled start may be retried only until the next one is due. (A higher default
+/// BuildConcurrency would refuse less, but bounds nothing: docs/deploy.md has the figures.)
+#[test]
+fn a_refused_webhook_is_picked_up_by_a_scheduled_build_within_10_minutes() {
+    let t = stack::template();
+    let s = Stack::new(&t, &[]);
+    let rule = s.properties("SafetyNetSchedule");
+    let expression = rule["ScheduleExpression"].as_str().unwrap();
+    let minutes: u64 = expression
+        .strip_prefix("rate(")
+        .and_then(|r| r.strip_suffix(" minutes)"))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("not rate(N minutes): {expression}"));
+    assert!(minutes <= 10, "{expression}");
+    let retry = &rule["Targets"][0]["RetryPolicy"];
+    assert!(
+        retry["MaximumEventAgeInSeconds"].as_u64().unwrap() < minutes * 60,
+        "{retry}"
     );
 }
 
-/// What the binary prints per mirror (MANY-CONTRACT.md, "Metrics"), as CloudWatch's embedded
-/// metric format specifies it: the metadata the alarms' queries must match.
-/// The stack names its namespace after the project (BACKLOG_MIRROR_METRICS_NAMESPACE) so two
-/// stacks in one account and region keep their mirrors apart; the default project name here.
+/// What the binary prints per mirror with MirrorMetrics emf (MANY-CONTRACT.md, "Metrics"), as
+/// CloudWatch's embedded metric format specifies it: the metadata the per-mirror alarm's query
+/// must match. The stack names its namespace after the project (BACKLOG_MIRROR_METRICS_NAMESPACE)
+/// so two stacks in one account and region keep their mirrors apart; the default project here.
 const NAMESPACE: &str = "BacklogMirror/backlog-mirror";
 const DIMENSION: &str = "Mirror";
 const METRICS: [&str; 4] = ["Succeeded", "Rounds", "RefsChanged", "Seconds"];
@@ -170,7 +209,7 @@ const METRICS: [&str; 4] = ["Succeeded", "Rounds", "RefsChanged", "Seconds"];
 /// (logical id, evaluated properties) of the alarms a stack with these parameters creates.
 fn alarms(values: &[(&str, &str)]) -> Vec<(String, Value)> {
     let t = stack::template();
-    let s = Stack::new(&t, values);
+    let s = Stack::new(&t, values).with_physical("MirrorProject", "backlog-mirror");
     t["Resources"]
         .as_object()
         .unwrap()
@@ -182,165 +221,276 @@ fn alarms(values: &[(&str, &str)]) -> Vec<(String, Value)> {
 }
 
 const ALERTS: (&str, &str) = ("AlertEmail", "ops@example.com");
+const EMF: (&str, &str) = ("MirrorMetrics", "emf");
 
+/// What CodeBuild publishes for every project, free (user guide, "Monitoring AWS CodeBuild":
+/// namespace AWS/CodeBuild, dimension ProjectName, statistic Sum).
+const CODEBUILD_METRICS: [&str; 3] = ["Builds", "FailedBuilds", "SucceededBuilds"];
+
+/// Failure and silence alarms rest on CodeBuild's own metrics for the project, which exist
+/// whatever the build prints; nothing else is needed for them (no EMF, no custom metric). moto
+/// stores each alarm (botocore's PutMetricAlarm model accepts it) and, given the datapoint
+/// CodeBuild publishes, the alarm's own statistic over its own series finds it.
 #[test]
-fn freshness_alarms_watch_each_mirror_within_what_metrics_insights_evaluates() {
+fn failure_and_silence_alarms_read_the_metrics_codebuild_publishes_for_the_project() {
     assert!(alarms(&[]).is_empty(), "alarms without anyone to tell");
-    let without_schedule = alarms(&[ALERTS, ("ScheduleExpression", "")]);
-    let names: Vec<&str> = without_schedule.iter().map(|(n, _)| n.as_str()).collect();
+    let all: BTreeMap<String, Value> = alarms(&[ALERTS]).into_iter().collect();
     assert_eq!(
-        names,
-        ["MirrorFailingAlarm", "MirrorStaleAlarm"],
+        all.keys().collect::<Vec<_>>(),
+        ["MirrorFailingAlarm", "MirrorsSilentAlarm"],
+        "without MirrorMetrics emf, no alarm reads a metric the build prints"
+    );
+    let without_schedule: Vec<String> = alarms(&[ALERTS, ("ScheduleExpression", "")])
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    assert_eq!(
+        without_schedule,
+        ["MirrorFailingAlarm"],
         "without the schedule a silent hour is normal"
     );
-
-    let t = stack::template();
-    assert_eq!(t["Parameters"]["StaleAfterHours"]["Default"], 3);
-    assert_eq!(t["Parameters"]["StaleAfterHours"]["MaxValue"], 3);
-    for hours in ["1", "2", "3"] {
-        let all: BTreeMap<String, Value> = alarms(&[ALERTS, ("StaleAfterHours", hours)])
-            .into_iter()
-            .collect();
-        assert_eq!(all.len(), 3);
-        for (name, a) in &all {
-            let query = &a["Metrics"][0];
-            assert_eq!(a["Metrics"].as_array().unwrap().len(), 1, "{name}");
-            let expression = query["Expression"].as_str().unwrap();
-            let period: u64 = query["Period"].as_u64().unwrap();
-            let evaluation: u64 = a["EvaluationPeriods"]
-                .to_string()
-                .trim_matches('"')
-                .parse()
-                .unwrap();
-            let datapoints: u64 = a["DatapointsToAlarm"]
-                .to_string()
-                .trim_matches('"')
-                .parse()
-                .unwrap();
-            // "Only the latest 3 hours of data can be used for evaluating the alarm's conditions".
-            assert!(
-                period * evaluation <= 3 * 3600,
-                "{name} looks back past 3 hours"
-            );
-            assert_eq!(datapoints, evaluation, "{name}: every period must breach");
-            assert_eq!(query["ReturnData"], true);
-            assert!(
-                expression.contains(&format!("FROM SCHEMA(\"{NAMESPACE}\", {DIMENSION})")),
-                "{name} queries something the binary does not print: {expression}"
-            );
-            assert!(expression.contains("(Succeeded)"), "{expression}");
-            assert!(METRICS.iter().any(|m| expression.contains(m)));
-            assert_eq!(a["AlarmActions"], json!(["<AlertTopic>"]));
-            assert_eq!(a["ActionsEnabled"], true);
-            assert_eq!(a["ComparisonOperator"], "LessThanThreshold");
-            assert_eq!(a["Threshold"], 1);
-            // The topic's policy admits this stack's alarms by name.
-            let alarm_name = a["AlarmName"].as_str().unwrap();
-            assert!(
-                alarm_name.starts_with("backlog-mirror-mirror"),
-                "{alarm_name}"
-            );
-        }
-        let failing = &all["MirrorFailingAlarm"];
+    for (name, metric) in [
+        ("MirrorFailingAlarm", "FailedBuilds"),
+        ("MirrorsSilentAlarm", "Builds"),
+    ] {
+        let a = &all[name];
+        assert!(CODEBUILD_METRICS.contains(&metric));
+        assert_eq!(a["Namespace"], "AWS/CodeBuild", "{name}");
+        assert_eq!(a["MetricName"], metric, "{name}");
         assert_eq!(
-            failing["Metrics"][0]["Expression"],
-            "SELECT MIN(Succeeded) FROM SCHEMA(\"BacklogMirror/backlog-mirror\", Mirror) GROUP BY Mirror ORDER BY MIN() ASC"
+            a["Dimensions"],
+            json!([{"Name": "ProjectName", "Value": "backlog-mirror"}]),
+            "{name} must name the project (Ref of a CodeBuild project is its name)"
         );
-        assert_eq!(failing["TreatMissingData"], "notBreaching");
-        let stale = &all["MirrorStaleAlarm"];
-        assert_eq!(
-            stale["Metrics"][0]["Expression"],
-            "SELECT MAX(Succeeded) FROM SCHEMA(\"BacklogMirror/backlog-mirror\", Mirror) GROUP BY Mirror ORDER BY MAX() ASC"
+        assert_eq!(a["Statistic"], "Sum", "{name}");
+        assert!(
+            a.get("Metrics").is_none(),
+            "{name} is a Metrics Insights alarm"
         );
-        assert_eq!(stale["Metrics"][0]["Period"], 3600);
-        assert_eq!(
-            stale["EvaluationPeriods"], hours,
-            "StaleAfterHours hourly periods"
-        );
-        assert_eq!(stale["TreatMissingData"], "notBreaching");
-        let silent = &all["MirrorsSilentAlarm"];
-        assert_eq!(
-            silent["Metrics"][0]["Expression"],
-            "SELECT COUNT(Succeeded) FROM SCHEMA(\"BacklogMirror/backlog-mirror\", Mirror)",
-            "one series over every mirror: missing means no sync at all"
-        );
-        assert_eq!(silent["TreatMissingData"], "breaching");
-        assert_eq!(silent["EvaluationPeriods"], 3);
-        // Per mirror: GROUP BY and ORDER BY make each mirror a contributor.
-        for a in [failing, stale] {
-            let e = a["Metrics"][0]["Expression"].as_str().unwrap();
-            assert!(e.contains(&format!("GROUP BY {DIMENSION} ORDER BY")), "{e}");
-        }
     }
-    let policy = Stack::new(&t, &[ALERTS]).properties("AlertTopicPolicy");
-    let admitted = &policy["PolicyDocument"]["Statement"][1];
     assert_eq!(
-        admitted["Principal"],
-        json!({"Service": "cloudwatch.amazonaws.com"})
+        all["MirrorFailingAlarm"]["ComparisonOperator"],
+        "GreaterThanOrEqualToThreshold"
     );
     assert_eq!(
-        admitted["Condition"]["ArnLike"]["aws:SourceArn"],
-        "arn:aws:cloudwatch:ap-northeast-1:123456789012:alarm:backlog-mirror-mirror*"
+        all["MirrorFailingAlarm"]["TreatMissingData"],
+        "notBreaching"
+    );
+    let silent = &all["MirrorsSilentAlarm"];
+    assert_eq!(silent["TreatMissingData"], "breaching");
+    assert_eq!(
+        (
+            &silent["Period"],
+            &silent["EvaluationPeriods"],
+            &silent["DatapointsToAlarm"]
+        ),
+        (&json!(3600), &json!(3), &json!(3)),
+        "3 of 3 hours, so the hour in progress cannot alarm alone"
+    );
+
+    let requests = put_metric_alarm_requests(&all);
+    let moto = crate::support::ssm::Moto::start(None);
+    let script = format!(
+        "import botocore.validate, datetime\n\
+         cw = boto3.client('cloudwatch', **kw)\n\
+         shape = cw.meta.service_model.operation_model('PutMetricAlarm').input_shape\n\
+         now = datetime.datetime.now(datetime.timezone.utc)\n\
+         for r in json.loads({requests:?}):\n\
+         \x20   report = botocore.validate.ParamValidator().validate(r, shape)\n\
+         \x20   assert not report.has_errors(), report.generate_report()\n\
+         \x20   cw.put_metric_alarm(**r)\n\
+         dims = [{{'Name': 'ProjectName', 'Value': 'backlog-mirror'}}]\n\
+         for m in {metrics:?}:\n\
+         \x20   cw.put_metric_data(Namespace='AWS/CodeBuild', MetricData=[{{'MetricName': m, 'Dimensions': dims, 'Value': 1, 'Unit': 'Count'}}])\n\
+         found = {{}}\n\
+         for a in cw.describe_alarms()['MetricAlarms']:\n\
+         \x20   got = cw.get_metric_statistics(Namespace=a['Namespace'], MetricName=a['MetricName'], Dimensions=a['Dimensions'], Statistics=[a['Statistic']], Period=a['Period'], StartTime=now - datetime.timedelta(hours=1), EndTime=now + datetime.timedelta(hours=1))\n\
+         \x20   watchers = cw.describe_alarms_for_metric(Namespace=a['Namespace'], MetricName=a['MetricName'], Dimensions=a['Dimensions'])['MetricAlarms']\n\
+         \x20   found[a['AlarmName']] = [len(got['Datapoints']), [w['AlarmName'] for w in watchers]]\n\
+         print(json.dumps(found))",
+        requests = Value::Array(requests).to_string(),
+        metrics = CODEBUILD_METRICS,
+    );
+    let found: Value = serde_json::from_str(&moto.boto(&script)).unwrap();
+    assert_eq!(
+        found,
+        json!({
+            "backlog-mirror-mirror-failing": [1, ["backlog-mirror-mirror-failing"]],
+            "backlog-mirror-mirrors-silent": [1, ["backlog-mirror-mirrors-silent"]],
+        })
     );
 }
 
-/// Each alarm, as CloudFormation would pass it to PutMetricAlarm, is a valid request for
-/// CloudWatch's API model (botocore's), and moto's CloudWatch takes it and gives it back with its
-/// query intact. Neither evaluates the query.
-#[test]
-fn the_alarms_are_valid_put_metric_alarm_requests_and_moto_stores_them() {
-    let all = alarms(&[ALERTS, ("StaleAfterHours", "2")]);
-    let requests: Vec<Value> = all
-        .iter()
-        .map(|(_, a)| {
+/// Each alarm as CloudFormation passes it to PutMetricAlarm (numbers as numbers, the topic as an
+/// ARN).
+fn put_metric_alarm_requests(all: &BTreeMap<String, Value>) -> Vec<Value> {
+    all.values()
+        .map(|a| {
             let mut r = a.clone();
             let o = r.as_object_mut().unwrap();
-            for key in ["EvaluationPeriods", "DatapointsToAlarm"] {
-                let n: u64 = o[key].to_string().trim_matches('"').parse().unwrap();
-                o.insert(key.to_string(), json!(n));
+            for key in ["EvaluationPeriods", "DatapointsToAlarm", "Period"] {
+                if let Some(v) = o.get(key) {
+                    let n: u64 = v.to_string().trim_matches('"').parse().unwrap();
+                    o.insert(key.to_string(), json!(n));
+                }
             }
-            o.insert(
-                "AlarmActions".into(),
-                json!(["arn:aws:sns:ap-northeast-1:123456789012:backlog-mirror-failures"]),
-            );
+            let topic = json!(["arn:aws:sns:ap-northeast-1:123456789012:backlog-mirror-failures"]);
+            o.insert("AlarmActions".into(), topic.clone());
+            o.insert("OKActions".into(), topic);
             r
         })
+        .collect()
+}
+
+/// With MirrorMetrics emf the binary prints its per-mirror metrics, and with alerts a Metrics
+/// Insights alarm watches each mirror within what such an alarm evaluates (its latest 3 hours,
+/// "Limits that apply to alarms based on Metrics Insights queries"), validated and stored like
+/// the others. Nothing here evaluates its query: docs/deploy.md and `--verify` say how the first
+/// deployment checks that CloudWatch extracts the metrics at all.
+#[test]
+fn with_mirror_metrics_a_stale_alarm_watches_each_mirror_within_3_hours() {
+    let t = stack::template();
+    assert_eq!(t["Parameters"]["MirrorMetrics"]["Default"], "none");
+    assert_eq!(t["Parameters"]["StaleAfterHours"]["Default"], 3);
+    assert_eq!(t["Parameters"]["StaleAfterHours"]["MaxValue"], 3);
+    for hours in ["1", "2", "3"] {
+        let all: BTreeMap<String, Value> = alarms(&[ALERTS, EMF, ("StaleAfterHours", hours)])
+            .into_iter()
+            .collect();
+        assert_eq!(all.len(), 3);
+        let stale = &all["MirrorStaleAlarm"];
+        let query = &stale["Metrics"][0];
+        assert_eq!(stale["Metrics"].as_array().unwrap().len(), 1);
+        let expression = query["Expression"].as_str().unwrap();
+        assert_eq!(
+            expression,
+            format!(
+                "SELECT MAX(Succeeded) FROM SCHEMA(\"{NAMESPACE}\", {DIMENSION}) GROUP BY {DIMENSION} ORDER BY MAX() ASC"
+            )
+        );
+        assert!(METRICS.iter().any(|m| expression.contains(m)));
+        let period = query["Period"].as_u64().unwrap();
+        let evaluation: u64 = stale["EvaluationPeriods"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(evaluation.to_string(), hours);
+        assert!(period * evaluation <= 3 * 3600, "looks back past 3 hours");
+        assert_eq!(stale["DatapointsToAlarm"], stale["EvaluationPeriods"]);
+        assert_eq!(stale["TreatMissingData"], "notBreaching");
+        assert_eq!(query["ReturnData"], true);
+    }
+    let all: BTreeMap<String, Value> = alarms(&[ALERTS, EMF, ("StaleAfterHours", "2")])
+        .into_iter()
         .collect();
+    let requests = put_metric_alarm_requests(&all);
     let moto = crate::support::ssm::Moto::start(None);
     let script = format!(
         "import botocore.validate\n\
          cw = boto3.client('cloudwatch', **kw)\n\
          shape = cw.meta.service_model.operation_model('PutMetricAlarm').input_shape\n\
-         requests = json.loads({requests:?})\n\
-         for r in requests:\n\
+         for r in json.loads({requests:?}):\n\
          \x20   report = botocore.validate.ParamValidator().validate(r, shape)\n\
          \x20   assert not report.has_errors(), report.generate_report()\n\
          \x20   cw.put_metric_alarm(**r)\n\
-         got = cw.describe_alarms()['MetricAlarms']\n\
-         print(json.dumps({{a['AlarmName']: [a['Metrics'][0]['Expression'], a['EvaluationPeriods'], a['TreatMissingData']] for a in got}}))",
-        requests = Value::Array(requests.clone()).to_string(),
+         a = cw.describe_alarms(AlarmNames=['backlog-mirror-mirror-stale'])['MetricAlarms'][0]\n\
+         print(json.dumps([a['Metrics'][0]['Expression'], a['EvaluationPeriods']]))",
+        requests = Value::Array(requests).to_string(),
     );
     let stored: Value = serde_json::from_str(&moto.boto(&script)).unwrap();
-    for r in &requests {
-        let name = r["AlarmName"].as_str().unwrap();
-        assert_eq!(
-            stored[name],
-            json!([
-                r["Metrics"][0]["Expression"],
-                r["EvaluationPeriods"],
-                r["TreatMissingData"]
-            ]),
-            "{name}"
-        );
-    }
+    assert_eq!(
+        stored,
+        json!([all["MirrorStaleAlarm"]["Metrics"][0]["Expression"], 2])
+    );
 }
 
-/// The deploy command creates a stack from the template as its body, which CloudFormation takes
-/// up to 51,200 bytes (a larger one needs a bucket, which a first create does not have yet).
+/// CloudWatch's prices (us-east-1; "Amazon CloudWatch pricing", as read for docs/deploy.md): a
+/// custom metric USD 0.30 a month (the first 10,000), an alarm USD 0.10 a month per metric it
+/// reads, a Metrics Insights alarm reading one per mirror; AWS/ metrics are free.
+fn monthly_monitoring_usd(values: &[(&str, &str)], mirrors: u32) -> f64 {
+    let t = stack::template();
+    let s = Stack::new(&t, values);
+    // The project's environment wins over the buildspec's default.
+    let spec: BTreeMap<String, String> =
+        serde_json::from_value(stack::buildspec()["env"]["variables"].clone()).unwrap();
+    let printed = s
+        .build_env()
+        .get("BACKLOG_MIRROR_METRICS")
+        .cloned()
+        .unwrap_or_else(|| spec["BACKLOG_MIRROR_METRICS"].clone());
+    let custom = if printed == "emf" {
+        METRICS.len() as f64 * f64::from(mirrors)
+    } else {
+        0.0
+    };
+    let alarm_metrics: f64 = alarms(values)
+        .iter()
+        .map(|(_, a)| {
+            if a.get("Metrics").is_some() {
+                f64::from(mirrors)
+            } else {
+                1.0
+            }
+        })
+        .sum();
+    custom * 0.30 + alarm_metrics * 0.10
+}
+
+/// The standing cost of monitoring 20 mirrors stays under USD 2 a month, alerts on or off; the
+/// per-mirror metrics are the team's choice, at their price (docs/deploy.md, the cost table).
 #[test]
-fn the_rendered_template_fits_a_first_create() {
-    let text = std::fs::read_to_string(stack::TEMPLATE).unwrap();
-    let rendered = stack::render(&text, &"s".repeat(48), "203.0.113.0/24", "backlog-mirror");
-    eprintln!("rendered template: {} of 51,200 bytes", rendered.len());
-    assert!(rendered.len() <= 51_200, "{} bytes", rendered.len());
+fn monitoring_20_mirrors_stands_under_2_usd_a_month() {
+    let with_alerts = monthly_monitoring_usd(&[ALERTS], 20);
+    let without = monthly_monitoring_usd(&[], 20);
+    eprintln!(
+        "monitoring 20 mirrors: USD {with_alerts:.2} a month with alerts, {without:.2} without"
+    );
+    assert!(with_alerts < 2.0, "USD {with_alerts:.2} a month");
+    assert_eq!(without, 0.0, "metrics nobody reads");
+    let opted_in = monthly_monitoring_usd(&[ALERTS, EMF], 20);
+    assert!(
+        (opted_in - (20.0 * 4.0 * 0.30 + 0.20 + 20.0 * 0.10)).abs() < 1e-9,
+        "USD {opted_in:.2}"
+    );
+}
+
+/// One namespace per stack, `BacklogMirror/<ProjectName>`, in the project's environment, the
+/// per-mirror alarm's query, and every statement of docs/deploy.md.
+#[test]
+fn the_docs_and_the_stack_agree_on_one_metrics_namespace_per_stack() {
+    let t = stack::template();
+    for project in ["backlog-mirror", "mirrors-b"] {
+        let s = Stack::new(&t, &[("ProjectName", project), ALERTS, EMF]);
+        let namespace = format!("BacklogMirror/{project}");
+        assert_eq!(s.build_env()["BACKLOG_MIRROR_METRICS_NAMESPACE"], namespace);
+        assert!(
+            s.properties("MirrorStaleAlarm")["Metrics"][0]["Expression"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("SCHEMA(\"{namespace}\", Mirror)"))
+        );
+    }
+    let docs = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/deploy.md"))
+        .expect("docs/deploy.md");
+    let named: Vec<&str> = docs
+        .match_indices("BacklogMirror/")
+        .map(|(at, _)| {
+            docs[at..]
+                .split(|c: char| c.is_whitespace() || "`\"',;)".contains(c))
+                .next()
+                .unwrap()
+        })
+        .collect();
+    assert!(!named.is_empty(), "docs/deploy.md names no namespace");
+    for n in named {
+        assert!(
+            n == "BacklogMirror/<ProjectName>" || n == NAMESPACE,
+            "docs/deploy.md names {n}, not the stack's BacklogMirror/<ProjectName>"
+        );
+    }
+    assert!(
+        !docs.contains("same namespace"),
+        "docs/deploy.md says two stacks share a namespace"
+    );
 }

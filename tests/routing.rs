@@ -175,6 +175,48 @@ fn backlogs_push_names_its_repository_and_the_build_syncs_that_mirror() {
     assert_eq!(got[6], syncs("MY_PROJ2/web.site-v2_x"));
 }
 
+/// Backlog may give repository.url with a trailing `.git`; the list's names have none, so the
+/// mapping drops it (a name the list lacks would fail the build and alert on every push). Only
+/// a whole `.git` at the end goes: a name that merely contains it keeps it.
+#[test]
+fn a_repository_url_ending_in_dot_git_names_the_mirror_without_it() {
+    let with_git = payload("https://example-space.backlog.jp/git/PROJ/app.git").to_string();
+    let got = start_builds(
+        "WebhookMethod",
+        &[
+            post(FORM, form(&with_git)),
+            post(JSON, with_git.clone()),
+            post(JSON, with_git.replace('/', "\\/")),
+            post(FORM, form(&with_git.replace('/', "\\/"))),
+            post(
+                JSON,
+                payload("https://example-space.backlog.jp/git/PROJ/app.git/").to_string(),
+            ),
+            // And without it, as before.
+            post(FORM, form(&payload(BACKLOG_URL).to_string())),
+            post(
+                JSON,
+                payload("https://s.backlog.jp/git/PROJ/app.github.io.git").to_string(),
+            ),
+            post(
+                JSON,
+                payload("https://s.backlog.jp/git/PROJ/app.gitx").to_string(),
+            ),
+            post(
+                JSON,
+                payload("https://s.backlog.jp/git/PROJ/.git").to_string(),
+            ),
+        ],
+    );
+    for got in &got[..6] {
+        assert_eq!(got, &syncs("PROJ/app"));
+    }
+    assert_eq!(got[6], syncs("PROJ/app.github.io"));
+    assert_eq!(got[7], syncs("PROJ/app.gitx"));
+    // Nothing but the suffix is no name the list can have; it is kept, and the build refuses it.
+    assert_eq!(got[8], syncs("PROJ/.git"));
+}
+
 /// `.../prod/<secret>/PROJ/app`: the path names the mirror, whatever the body says; anything in
 /// it reaches the build as one string, cut to 101 characters (the build refuses a name that is
 /// not in its list, and no name of a list is longer than 100).

@@ -42,7 +42,7 @@ pub fn args(stack: &str, more: &[&str]) -> Vec<String> {
 pub struct Fixture {
     pub sb: Sandbox,
     pub moto: MotoCfn,
-    aws: String,
+    pub aws: String,
     stack: &'static str,
 }
 
@@ -83,7 +83,8 @@ impl Fixture {
         out
     }
 
-    /// Deploy and return the webhook URL, the one line on stdout.
+    /// Deploy a new webhook URL (a create, or a rotation) and return it: the one line on stdout,
+    /// printed this once.
     pub fn deploy_url(&self, args: &[String]) -> (String, Run) {
         let out = self.deploy_ok(args);
         let lines: Vec<&str> = out.stdout.lines().collect();
@@ -100,7 +101,35 @@ impl Fixture {
             "the webhook secret was printed outside the URL:\n{}",
             out.stderr
         );
+        assert_eq!(url, self.show_url(), "--show-webhook-url reads another URL");
         (url, out)
+    }
+
+    /// Deploy a change that keeps the webhook URL: nothing on stdout, the secret nowhere.
+    pub fn deploy_update(&self, args: &[String]) -> Run {
+        let out = self.deploy_ok(args);
+        assert_eq!(out.stdout, "", "an update printed on stdout");
+        let url = self.show_url();
+        let secret = url.rsplit('/').next().unwrap_or_default();
+        assert!(
+            !out.stderr.contains(secret),
+            "an update printed the webhook secret:\n{}",
+            out.stderr
+        );
+        out
+    }
+
+    /// `--show-webhook-url`: the URL, read back from API Gateway.
+    pub fn show_url(&self) -> String {
+        let out = self.deploy(&[
+            "--show-webhook-url".into(),
+            "--stack-name".into(),
+            self.stack.into(),
+            "--region".into(),
+            REGION.into(),
+        ]);
+        assert_eq!(out.code, 0, "--show-webhook-url failed:\n{}", out.stderr);
+        out.stdout.trim_end().to_string()
     }
 
     /// The AWS CLI against moto; JSON output parsed.

@@ -8,6 +8,7 @@ pub mod codecommit;
 pub mod deploy;
 pub mod fault_proxy;
 mod git_servers;
+pub mod model;
 pub mod moto;
 pub mod proxy;
 pub mod redirect;

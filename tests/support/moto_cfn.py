@@ -43,12 +43,34 @@ cloudformation/backlog-mirror.yaml as it is:
    `{"Fn::Condition": Name}`, which moto's condition parser does not know, so the condition is
    false; CloudFormation reads it as `{"Condition": Name}` (user guide, "Condition functions").
    Here it is read that way.
+12. AWS::CodeBuild::Project is not modelled. Here it is put into moto's CodeBuild as
+   CreateProject would put it, so StartBuild and BatchGetBuilds find it (moto's CodeBuild runs
+   nothing: every build it reports has SUCCEEDED).
+13. API Gateway's TestInvokeMethod is not implemented, and moto keeps no mapping template of a
+   method CloudFormation made. Here the method's Integration and MethodResponses, as the stack
+   gave them, are kept, and TestInvokeMethod runs them through apigw_render.py (the emulation of
+   API Gateway's mapping the other tests use): the request mapping, then StartBuild of moto's
+   CodeBuild with the rendered body (its environment variable overrides recorded on the build,
+   as BatchGetBuilds shows them on AWS), then the integration responses. Its log has the lines
+   AWS's execution log has for the request body before and after the mapping.
+14. AWS::ApiGateway::Resource cannot be updated (7 keeps it as it was). Here a changed PathPart
+   (a rotated webhook secret) is applied to the resource, as CloudFormation's update changes the
+   API's path; its methods stay.
 
 Usage: python3 moto_cfn.py [moto_server arguments]
 """
 
+import datetime
+import json
+import os
 import sys
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import apigw_render  # noqa: E402
+import moto.apigateway.models as apigateway_models  # noqa: E402
+import moto.apigateway.responses as apigateway_responses  # noqa: E402
+import moto.codebuild.models as codebuild_models  # noqa: E402
 import moto.cloudformation.models as models
 import moto.cloudformation.utils as cfn_utils
 import moto.cloudwatch.models as cloudwatch_models
@@ -129,21 +151,12 @@ class Placeholder(CloudFormationModel):
         return None
 
 
-class CloudWatchAlarm(CloudFormationModel):
-    __module__ = "moto.cloudwatch.cfn_alarm"
+class NamedWithArn:
+    """A model whose physical id is its name and whose one attribute is its Arn."""
 
-    def __init__(self, name, account_id, region_name):
+    def __init__(self, name, arn):
         self.name = name
-        self.account_id = account_id
-        self.region_name = region_name
-
-    @staticmethod
-    def cloudformation_name_type():
-        return "AlarmName"
-
-    @staticmethod
-    def cloudformation_type():
-        return "AWS::CloudWatch::Alarm"
+        self.arn = arn
 
     @classmethod
     def has_cfn_attr(cls, attr):
@@ -154,7 +167,22 @@ class CloudWatchAlarm(CloudFormationModel):
         return self.name
 
     def get_cfn_attribute(self, attribute_name):
-        return f"arn:aws:cloudwatch:{self.region_name}:{self.account_id}:alarm:{self.name}"
+        return self.arn
+
+
+class CloudWatchAlarm(NamedWithArn, CloudFormationModel):
+    __module__ = "moto.cloudwatch.cfn_alarm"
+
+    def __init__(self, name, account_id, region_name):
+        super().__init__(name, f"arn:aws:cloudwatch:{region_name}:{account_id}:alarm:{name}")
+
+    @staticmethod
+    def cloudformation_name_type():
+        return "AlarmName"
+
+    @staticmethod
+    def cloudformation_type():
+        return "AWS::CloudWatch::Alarm"
 
     @staticmethod
     def _put(name, properties, account_id, region_name):
@@ -230,6 +258,169 @@ class CloudWatchAlarm(CloudFormationModel):
 
     def delete(self, account_id, region_name):
         cloudwatch_models.cloudwatch_backends[account_id][region_name].delete_alarms([self.name])
+
+
+class CodeBuildProject(NamedWithArn, CloudFormationModel):
+    __module__ = "moto.codebuild.cfn_project"
+
+    @staticmethod
+    def cloudformation_name_type():
+        return "Name"
+
+    @staticmethod
+    def cloudformation_type():
+        return "AWS::CodeBuild::Project"
+
+    @staticmethod
+    def _put(name, properties, account_id, region_name):
+        backend = codebuild_models.codebuild_backends[account_id][region_name]
+        environment = properties.get("Environment", {})
+        backend.create_project(
+            project_name=name,
+            description=properties.get("Description"),
+            project_source={"type": properties.get("Source", {}).get("Type", "NO_SOURCE")},
+            artifacts={"type": properties.get("Artifacts", {}).get("Type", "NO_ARTIFACTS")},
+            environment={
+                "type": environment.get("Type"),
+                "image": environment.get("Image"),
+                "computeType": environment.get("ComputeType"),
+                "environmentVariables": [
+                    {"name": v["Name"], "value": v["Value"], "type": v.get("Type", "PLAINTEXT")}
+                    for v in environment.get("EnvironmentVariables", [])
+                ],
+            },
+            service_role=properties.get("ServiceRole", "some_role"),
+            tags=None,
+            cache=None,
+            timeout=None,
+            queued_timeout=None,
+            source_version=None,
+            logs_config=None,
+            vpc_config=None,
+        )
+        return backend.codebuild_projects[name].arn
+
+    @classmethod
+    def create_from_cloudformation_json(
+        cls, resource_name, cloudformation_json, account_id, region_name, **kwargs
+    ):
+        properties = cloudformation_json.get("Properties", {})
+        name = properties.get("Name", resource_name)
+        return cls(name, cls._put(name, properties, account_id, region_name))
+
+    @classmethod
+    def update_from_cloudformation_json(
+        cls, original_resource, new_resource_name, cloudformation_json, account_id, region_name
+    ):
+        properties = cloudformation_json.get("Properties", {})
+        name = properties.get("Name", original_resource.name)
+        backend = codebuild_models.codebuild_backends[account_id][region_name]
+        if name != original_resource.name:
+            backend.delete_project(original_resource.name)
+        return cls(name, cls._put(name, properties, account_id, region_name))
+
+    @classmethod
+    def delete_from_cloudformation_json(
+        cls, resource_name, cloudformation_json, account_id, region_name
+    ):
+        codebuild_models.codebuild_backends[account_id][region_name].delete_project(resource_name)
+
+    def delete(self, account_id, region_name):
+        codebuild_models.codebuild_backends[account_id][region_name].delete_project(self.name)
+
+
+_create_method = apigateway_models.Method.create_from_cloudformation_json.__func__
+
+
+def create_method(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs):
+    method = _create_method(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs)
+    method.cfn_properties = cloudformation_json["Properties"]
+    return method
+
+
+def update_api_resource(cls, original_resource, new_resource_name, cloudformation_json, account_id, region_name):
+    original_resource.path_part = cloudformation_json["Properties"]["PathPart"]
+    return original_resource
+
+
+def path_parameters(template, path):
+    """The path parameters of PATH for the resource path TEMPLATE (`{name}`, greedy `{name+}`)."""
+    wanted, given, params = template.strip("/").split("/"), path.strip("/").split("/"), {}
+    for i, part in enumerate(wanted):
+        if part.startswith("{") and part.endswith("+}"):
+            params[part[1:-2]] = "/".join(given[i:])
+            return params
+        if i >= len(given):
+            return params
+        if part.startswith("{") and part.endswith("}"):
+            params[part[1:-1]] = given[i]
+    return params
+
+
+def start_build(request_body, account_id, region_name):
+    """StartBuild of moto's CodeBuild as an AWS-service integration calls it: (status, body)."""
+    try:
+        request = json.loads(request_body)
+    except ValueError as err:
+        return 400, json.dumps({"__type": "SerializationException", "message": str(err)})
+    backend = codebuild_models.codebuild_backends[account_id][region_name]
+    project = request.get("projectName")
+    if project not in backend.codebuild_projects:
+        return 400, json.dumps({"__type": "ResourceNotFoundException", "message": f"Project cannot be found: {project}"})
+    build = backend.start_build(project)
+    build["environment"] = dict(build.get("environment", {}))
+    build["environment"]["environmentVariables"] = request.get("environmentVariablesOverride", [])
+    return 200, json.dumps({"build": build}, default=str)
+
+
+def test_invoke_method(self):
+    parts = self.path.split("/")
+    api_id, resource_id, verb = parts[2], parts[4], parts[6]
+    backend = apigateway_models.apigateway_backends[self.current_account][self.region]
+    method = backend.get_method(api_id, resource_id, verb)
+    properties = getattr(method, "cfn_properties", None)
+    if properties is None:
+        return 400, {}, json.dumps({"message": "only methods a stack created can be test-invoked here"})
+    given = json.loads(self.body) if self.body else {}
+    template = backend.get_resource(api_id, resource_id).get_path()
+    path = (given.get("pathWithQueryString") or template).split("?", 1)[0]
+    request = {
+        "method": verb,
+        "headers": given.get("headers") or {},
+        "body": given.get("body") or "",
+        "path": path_parameters(template, path),
+    }
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%a %b %d %H:%M:%S UTC %Y")
+    log = [f"Execution log for request test-request", f"{now} : Method request body before transformations: {request['body']}"]
+    integration = properties["Integration"]
+    mapped = apigw_render.run({"mode": "request", "integration": integration, "request": request})
+    if "error" in mapped:
+        log.append(f"{now} : Execution failed due to configuration error: {mapped['error']}")
+        answer = {"status": 500, "body": json.dumps({"message": "Internal server error"})}
+    elif mapped["status"] != 200:
+        answer = mapped
+    else:
+        log.append(f"{now} : Endpoint request body after transformations: {mapped['body']}")
+        status, body = start_build(mapped["body"], self.current_account, self.region)
+        log.append(f"{now} : Endpoint response body before transformations: {body}")
+        answer = apigw_render.run({
+            "mode": "response",
+            "integration": integration,
+            "method_responses": [r["StatusCode"] for r in properties.get("MethodResponses", [])],
+            "request": request,
+            "backend": {"status": status, "body": body},
+        })
+        if "error" in answer:
+            log.append(f"{now} : Execution failed due to configuration error: {answer['error']}")
+            answer = {"status": 500, "body": json.dumps({"message": "Internal server error"})}
+    log.append(f"{now} : Method completed with status: {answer['status']}")
+    return json.dumps({
+        "status": answer["status"],
+        "body": answer["body"],
+        "headers": {"Content-Type": "application/json"},
+        "log": "\n".join(log) + "\n",
+        "latency": 1,
+    })
 
 
 _yaml_tag_constructor = cfn_utils.yaml_tag_constructor
@@ -360,6 +551,9 @@ def create_bucket(cls, resource_name, cloudformation_json, account_id, region_na
 
 
 parsing.resource_class_from_type = resource_class_from_type
+apigateway_models.Method.create_from_cloudformation_json = classmethod(create_method)
+apigateway_models.Resource.update_from_cloudformation_json = classmethod(update_api_resource)
+apigateway_responses.APIGatewayResponse.test_invoke_method = test_invoke_method
 models.yaml_tag_constructor = yaml_tag_constructor
 responses.yaml_tag_constructor = yaml_tag_constructor
 s3_models.FakeBucket.create_from_cloudformation_json = classmethod(create_bucket)

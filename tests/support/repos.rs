@@ -237,6 +237,39 @@ fn commit_and_push(
     id
 }
 
+/// Run git in `dir` with `input` on its stdin; panics with its stderr on failure; returns
+/// trimmed stdout.
+pub fn git_input(dir: &Path, args: &[&str], input: &[u8]) -> String {
+    let mut child = git_cmd(dir)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("git {args:?}: {e}"));
+    let mut stdin = child.stdin.take().expect("stdin");
+    let input = input.to_vec();
+    // Fed from a thread: git may answer before it has read everything.
+    let feeder = std::thread::spawn(move || stdin.write_all(&input));
+    let out = child.wait_with_output().expect("git");
+    let fed = feeder.join().expect("feeder");
+    assert!(
+        out.status.success() && fed.is_ok(),
+        "git {args:?} in {}: {}",
+        dir.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// The branch `HEAD` names (`refs/heads/...`), whether or not it exists; `None` when `HEAD` is
+/// not a symbolic ref.
+pub fn head_ref(repo: &Path) -> Option<String> {
+    git_ok(repo, &["symbolic-ref", "-q", "HEAD"])
+        .ok()
+        .filter(|name| !name.is_empty())
+}
+
 pub fn update_ref(repo: &Path, name: &str, id: &str) {
     git(repo, &["update-ref", name, id]);
 }
@@ -289,6 +322,17 @@ pub fn assert_mirror(source: &Path, target: &Path) {
 pub fn fsck(repo: &Path) {
     if let Err(e) = git_ok(repo, &["fsck", "--no-dangling", "--no-progress"]) {
         panic!("git fsck of {} failed:\n{e}", repo.display());
+    }
+}
+
+/// `git fsck --strict` must be clean: every object well-formed by git's strictest rules, every
+/// ref's history complete (dangling objects are fine).
+pub fn fsck_strict(repo: &Path) {
+    if let Err(e) = git_ok(
+        repo,
+        &["fsck", "--strict", "--no-dangling", "--no-progress"],
+    ) {
+        panic!("git fsck --strict of {} failed:\n{e}", repo.display());
     }
 }
 

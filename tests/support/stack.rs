@@ -42,6 +42,7 @@ pub const DEPLOYMENT: &str = "WebhookDeployment";
 /// Values every stack needs (the parameters without defaults), valid for their patterns.
 pub const REQUIRED: &[(&str, &str)] = &[
     ("BacklogSpaceKey", "example-space"),
+    ("CodeCommitRepositoryPrefix", "backlog-"),
     (
         "BacklogHostKeyFingerprint",
         "SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
