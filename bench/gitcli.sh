@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Side C of the benchmark: plain git, the floor issue 12 holds backlog-mirror to. The same
+# Side C of the benchmark: plain git, the floor backlog-mirror is held to. The same
 # commands as the article (`git clone --mirror` or `git fetch --prune`, then `git push --mirror`)
 # without its per-build set-up (ssh-agent, ssh-keyscan, git-remote-codecommit's Python): the key
 # and known_hosts come as files, and git signs for CodeCommit through a credential helper, the

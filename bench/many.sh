@@ -11,7 +11,7 @@
 #
 # Each repository is generated with git (a few commits, branches and tags); the first run fills
 # every target and cache, the later (measured) runs find nothing to do. Prints wall time and
-# memory against the targets of issue 11 (< 3 s, < 200 MB in total):
+# memory against the many-mirror targets (< 3 s, < 200 MB in total):
 # - wall time and the binary's own peak RSS, from GNU time (its %M is the largest single
 #   process of the run, which is the binary);
 # - the peak of the whole process tree (the binary and its git children at once), from a second

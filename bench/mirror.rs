@@ -1,4 +1,4 @@
-//! The benchmark behind the README's figures: `backlog-mirror sync` (B) against the reference
+//! The benchmark behind docs/benchmark.md's figures: `backlog-mirror sync` (B) against the reference
 //! article's build phase as shell (A, `article.sh`) and against plain git (C, `gitcli.sh`: `git
 //! clone --mirror` or `git fetch --prune`, then `git push --mirror`), side by side in one run.
 //!
@@ -15,7 +15,7 @@
 //! URL (B's `sync --dry-run` into an empty cache, against `git clone --mirror --no-local`), what a
 //! person trying the tool against a repository on disk meets first.
 //!
-//! Run through `bench/run.sh`, which installs what this needs; see the README's "Benchmark".
+//! Run through `bench/run.sh`, which installs what this needs; see docs/benchmark.md.
 
 // The benchmark uses part of the suite's support; the rest is dead code here.
 #[allow(dead_code, unused_imports)]
@@ -95,7 +95,7 @@ enum Shape {
 impl Size {
     fn shape(self, refs: usize) -> Shape {
         if self == Size::Pulls {
-            // The real history issue 12 measured: about 25k commits, 162k objects, 85 MiB
+            // A real history of this shape: about 25k commits, 162k objects, 85 MiB
             // packed, 7,007 refs of which 6,736 pull-request heads. Here: main plus 149
             // branches, 120 tags and 6,730 pull requests make 7,000 refs.
             return Shape::Pulls(ShapedSpec {

@@ -176,7 +176,7 @@ impl Row {
 /// One target of a benchmark issue, checked.
 #[derive(Debug, Clone, Serialize)]
 pub struct Target {
-    /// Which list the target comes from: "issue 12" (against plain git), or "article" (the
+    /// Which list the target comes from: "plain git" (against plain git), or "article" (the
     /// first benchmark's, against the article's steps).
     pub list: String,
     pub dataset: String,
@@ -546,7 +546,7 @@ fn article_targets(datasets: &[DatasetInfo], rows: &[Row]) -> Vec<Target> {
 
 /// Issue 12's targets: B against plain git (C), with CodeCommit's 4,000-update limit on B only.
 fn issue12_targets(datasets: &[DatasetInfo], rows: &[Row]) -> Vec<Target> {
-    const LIST: &str = "issue 12";
+    const LIST: &str = "plain git";
     let mut out = Vec::new();
     for d in datasets {
         let name = d.name.as_str();

@@ -125,7 +125,7 @@ fn every_bad_input_gets_one_line_its_exit_code_and_no_change() {
             mentions: "/nonexistent/repo.git",
         },
         Case {
-            // Not bad usage (issue 11): the run says how to create it, or --create-target does.
+            // Not bad usage: the run says how to create it, or --create-target does.
             name: "target path missing",
             args: with(&src, "/nonexistent/target.git", &[]),
             env: vec![],

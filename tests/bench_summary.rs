@@ -1,4 +1,4 @@
-//! The bench's verdicts on issue 12's targets (`bench/summary.rs`), checked on samples made up
+//! The bench's verdicts on the targets against plain git (`bench/summary.rs`), checked on samples made up
 //! here. The bench is a `harness = false` target that `cargo test` never runs, and a real run
 //! takes hours on a quiet machine, so without this its met/missed lines were only read by eye.
 //! Pure logic, no binary to drive: the summary and the sample types it reads are compiled in as
@@ -21,7 +21,7 @@ mod summary;
 use samples::{Sample, Scenario, Size, Tool};
 use summary::{DatasetInfo, Machine, Report};
 
-const ISSUE12: &str = "issue 12";
+const PLAIN_GIT: &str = "plain git";
 const INITIAL_TIME: &str = "initial mirror time";
 const INITIAL_BYTES: &str = "initial mirror bytes sent to the target";
 const INITIAL_MEMORY: &str = "initial mirror peak memory";
@@ -135,7 +135,7 @@ fn verdict(report: &Report, dataset: &str, what: &str) -> Option<bool> {
     let found: Vec<_> = report
         .targets
         .iter()
-        .filter(|t| t.list == ISSUE12 && t.dataset == dataset && t.what == what)
+        .filter(|t| t.list == PLAIN_GIT && t.dataset == dataset && t.what == what)
         .collect();
     assert_eq!(found.len(), 1, "{dataset} {what}: {found:?}");
     found[0].met
@@ -145,7 +145,7 @@ fn measured(report: &Report, dataset: &str, what: &str) -> String {
     report
         .targets
         .iter()
-        .find(|t| t.list == ISSUE12 && t.dataset == dataset && t.what == what)
+        .find(|t| t.list == PLAIN_GIT && t.dataset == dataset && t.what == what)
         .map(|t| t.measured.clone())
         .unwrap_or_else(|| panic!("no target {what} on {dataset}"))
 }
@@ -155,7 +155,9 @@ fn others<'r>(report: &'r Report, dataset: &str, except: &[&str]) -> Vec<(&'r st
     report
         .targets
         .iter()
-        .filter(|t| t.list == ISSUE12 && t.dataset == dataset && !except.contains(&t.what.as_str()))
+        .filter(|t| {
+            t.list == PLAIN_GIT && t.dataset == dataset && !except.contains(&t.what.as_str())
+        })
         .map(|t| (t.what.as_str(), t.met))
         .collect()
 }
@@ -313,7 +315,7 @@ fn each_verdict_names_its_figure_and_goal() {
         let target = report
             .targets
             .iter()
-            .find(|t| t.list == ISSUE12 && t.what == what)
+            .find(|t| t.list == PLAIN_GIT && t.what == what)
             .unwrap_or_else(|| panic!("no target {what}"));
         assert_eq!(
             (target.measured.as_str(), target.goal.as_str()),
@@ -571,7 +573,7 @@ fn results_json_and_the_printed_summary_hold_each_verdict() {
 
     let json = serde_json::to_value(&report).expect("serialise");
     let targets = json["targets"].as_array().expect("a targets array");
-    let issue12: Vec<_> = targets.iter().filter(|t| t["list"] == ISSUE12).collect();
+    let issue12: Vec<_> = targets.iter().filter(|t| t["list"] == PLAIN_GIT).collect();
     assert_eq!(issue12.len(), EVERY_DATASET.len(), "{issue12:#?}");
     for target in &issue12 {
         for key in ["dataset", "what", "goal", "measured"] {
@@ -595,11 +597,11 @@ fn results_json_and_the_printed_summary_hold_each_verdict() {
 
     let table = report.table();
     for line in [
-        "- [met] (issue 12) small-10refs initial mirror time: B/C = 0.50 (goal B/C <= 1.0)",
-        "- [MISSED] (issue 12) small-10refs no-op sync time: B/C = 0.51 (goal B/C <= 0.5)",
-        "- [n/a] (issue 12) small-10refs file:// first fetch: not measured: a side failed or did \
+        "- [met] (plain git) small-10refs initial mirror time: B/C = 0.50 (goal B/C <= 1.0)",
+        "- [MISSED] (plain git) small-10refs no-op sync time: B/C = 0.51 (goal B/C <= 0.5)",
+        "- [n/a] (plain git) small-10refs file:// first fetch: not measured: a side failed or did \
          not run (goal B/C <= 1.1 (C: git clone --mirror --no-local))",
-        "- [met] (issue 12) small-10refs stateless incremental peak memory: 50 MiB (goal < 150 \
+        "- [met] (plain git) small-10refs stateless incremental peak memory: 50 MiB (goal < 150 \
          MiB (held on large))",
     ] {
         assert!(

@@ -1,4 +1,4 @@
-//! The benchmark's hosted-project dataset has the shape issue 12 describes, and the same spec
+//! The benchmark's hosted-project dataset has the shape of a hosted project's, and the same spec
 //! always gives the same repository: pull-request heads on side commits that no branch or tag
 //! contains, some of them stacked on others, branches of which some have commits of their own.
 

@@ -1,19 +1,20 @@
-//! The fetch into a cache that already holds a mirror, through our own upload-pack client.
+//! The fetch into the cache (and the seed of a new cache from the target), through our own
+//! upload-pack client.
 //!
-//! libgit2's fetch negotiates from every ref the cache holds: on a mirror of 7,000 pull-request
-//! heads a one-commit sync walked and sent all of them as haves and stat'ed each ref twice while
-//! updating, and that was most of what kept an incremental sync above plain git's. A mirror
-//! knows better what it holds: its refs are the source's last state. So the source is asked in
-//! one request, with the cache's branches and tags and the old ids of the refs that moved as
-//! haves (`Cut::Near`, as the relay cuts; every ref for a change of many refs), and the pack it
-//! answers is stored through libgit2's indexer, which completes a thin pack from the cache's
-//! own objects. The refs are recorded by the caller, as after every fetch (`Cache::record`).
+//! libgit2's fetch negotiates from every ref the cache holds and stats each ref twice while
+//! updating; on a mirror of thousands of pull-request heads that is most of an incremental
+//! sync. A mirror knows better what it holds: its refs are the source's last state. So the
+//! source is asked in one request, with the cache's branches and tags and the old ids of the
+//! refs that moved as haves (`Cut::Near`, as the relay cuts; every ref for a change of many
+//! refs; none for an empty cache), and the pack it answers is stored through libgit2's indexer,
+//! which completes a thin pack from the cache's own objects. The refs are recorded by the
+//! caller, as after every fetch (`Cache::record`).
 //!
 //! A pack the indexer refuses is read on to its end: when its checksum holds, the pack was
 //! sound and the fault is the cache's (the caller's repair rebuilds it); when it does not, the
-//! pack was damaged on the way, a network failure like any other (retried). A source this client
-//! cannot serve (no side-band, SHA-256, SSH through libgit2) leaves the fetch to libgit2, as
-//! does `BACKLOG_MIRROR_LIBGIT2_FETCH=1`.
+//! pack was damaged on the way, a network failure like any other (retried). A remote this
+//! client cannot serve (no side-band, SHA-256, SSH through libgit2) leaves the fetch to
+//! libgit2, as does `BACKLOG_MIRROR_LIBGIT2_FETCH=1`.
 
 use std::cell::RefCell;
 use std::io::Write;

@@ -1,21 +1,16 @@
-//! Our own receive-pack client for HTTP(S) and git:// targets, its pack made by
-//! `git pack-objects` in the cache.
+//! Our own receive-pack client for HTTP(S) and git:// targets, over `transport::Connection`.
 //!
 //! `git push` over HTTPS hands send-pack one refspec per ref, and send-pack matches each against
-//! every local and every remote ref: with thousands of refs that is most of a mirror's time
-//! (issue 12: 13 s of CPU for 7,000 refs, 22 s for 10,000). libgit2's push rebuilds every delta
-//! and re-sends trees and blobs the target already holds behind its tips. Here each batch is one
-//! request: the commands, each with the plan's old id as its lease (receive-pack refuses a ref
-//! that moved since, which the mirror's look-again loop reads as a lost race), then the pack
-//! `pack-objects --revs --thin` makes for the batch's new tips minus everything the target
-//! advertises that the cache has; so no object goes twice, and stored deltas are reused.
+//! every local and every remote ref: with thousands of refs that is most of a mirror's time.
+//! libgit2's push rebuilds every delta and re-sends trees and blobs the target already holds
+//! behind its tips. Here each batch is one request: the commands, each with the plan's old id as
+//! its lease (receive-pack refuses a ref that moved since, which the run's look-again loop reads
+//! as a lost race), then the pack (`engine::pack`: `pack-objects --revs --thin` for the batch's
+//! new tips minus what the target advertises and the cache has, or the relay's); so no object
+//! goes twice, and stored deltas are reused.
 //!
 //! Local-path targets keep `git receive-pack` through git push (their hooks run in our child),
-//! and SSH targets keep libgit2 (our key and host-key policy live there): this speaks only
-//! HTTP(S) and git://. Credentials go with the first request (CodeCommit's SigV4 password is
-//! computed up front), never after a 401. TLS trusts the system's roots, `SSL_CERT_FILE` and
-//! `SSL_CERT_DIR` included, as OpenSSL under libgit2 does. A redirect is refused: credentials are
-//! given for one origin, and a push body cannot be replayed anyway.
+//! and SSH targets keep libgit2 (our key and host-key policy live there).
 
 use std::collections::{HashMap, HashSet};
 use std::io::{Read, Write};

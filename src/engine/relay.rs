@@ -1,10 +1,9 @@
 //! The stateless sync's relay: the source's thin pack of exactly what the target lacks, streamed
 //! into the target's receive-pack, with no cache in between.
 //!
-//! A run with no cache on disk (CodeBuild's `CacheMode None`, every Lambda run) used to clone the
-//! whole target first so the source would send only the difference: on a 1 GiB repository 50 s
-//! and 1 GB of memory for a change of a few commits. The source can be told what the target has
-//! instead: every target tip goes to its upload-pack as a `have`, the changed source tips as
+//! A run with no cache on disk (CodeBuild's `CacheMode None`, every Lambda run) would otherwise
+//! clone the whole target first so the source sends only the difference: time and memory that
+//! follow the repository, not the change. The source can be told what the target has instead: every target tip goes to its upload-pack as a `have`, the changed source tips as
 //! `want`s, and the thin pack it answers is handed, as it arrives, to receive-pack as the push's
 //! pack (receive-pack completes thin packs against what it holds, and checks connectivity before
 //! it moves a ref, so a source that sends too little or the wrong thing moves nothing). A `have`
@@ -15,7 +14,7 @@
 //! last 20 bytes are held back until the checksum is known good, so a damaged pack never reaches
 //! receive-pack whole and moves no ref. Anything off (a source that cannot send thin packs or
 //! side-band, a checksum mismatch, an unpack error) fails the relay, and the run falls back to the
-//! cache (`mirror`).
+//! cache (`sync::run`).
 
 use anyhow::Result;
 use git2::Oid;

@@ -91,7 +91,7 @@ pub(crate) struct Transfer {
 }
 
 /// What the fetches from the source brought, and whose client fetched last: `wire` (our own,
-/// into a cache that holds a mirror: see `fetch`) or `libgit2`.
+/// see `engine::fetch`) or `libgit2`.
 #[derive(Debug, Default, Clone, Serialize)]
 pub(crate) struct FetchStats {
     pub(crate) objects: usize,
