@@ -13,33 +13,6 @@ use serde_json::json;
 
 use crate::report::summary::{Status, Summary};
 
-/// `--metrics`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub(crate) enum MetricsFormat {
-    /// One embedded-metric-format JSON line per mirror.
-    Emf,
-    /// No metrics.
-    None,
-}
-
-/// `--metrics-namespace`: what CloudWatch accepts as a namespace (1 to 255 printable ASCII
-/// characters, no leading ':'), and not `AWS/...`, which is reserved for AWS's own services.
-pub(crate) fn parse_namespace(raw: &str) -> Result<String, String> {
-    let printable = raw.chars().all(|c| c.is_ascii_graphic() || c == ' ');
-    if raw.is_empty() || raw.len() > 255 || !printable || raw.starts_with(':') {
-        return Err(format!(
-            "'{raw}' is not a CloudWatch namespace: give 1 to 255 printable ASCII characters, \
-             e.g. BacklogMirror/prod"
-        ));
-    }
-    if raw.starts_with("AWS/") {
-        return Err(format!(
-            "'{raw}' starts with AWS/, which CloudWatch keeps for AWS services"
-        ));
-    }
-    Ok(raw.to_string())
-}
-
 /// The EMF document for one mirror's run, as one line. `Mirror` is the cache name (the list's
 /// `name`, or for a single mirror `--mirror-name` or the name derived from the source URL): it
 /// is stable across runs and carries no credential.
@@ -80,19 +53,4 @@ pub(crate) fn emf_line(namespace: &str, mirror: &str, summary: &Summary) -> Stri
         "Seconds": (summary.seconds.total * 1000.0).round() / 1000.0,
     })
     .to_string()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn namespaces_cloudwatch_refuses_are_refused() {
-        assert!(parse_namespace("BacklogMirror/prod-1").is_ok());
-        assert!(parse_namespace("").is_err());
-        assert!(parse_namespace(":x").is_err());
-        assert!(parse_namespace("AWS/CodeBuild").is_err());
-        assert!(parse_namespace("a\nb").is_err());
-        assert!(parse_namespace(&"n".repeat(256)).is_err());
-    }
 }

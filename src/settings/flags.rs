@@ -16,7 +16,6 @@ use crate::aws::credential_helper::Operation;
 use crate::base::duration;
 use crate::base::progress::ProgressMode;
 use crate::engine::push::PushEngine;
-use crate::report::metrics::{MetricsFormat, parse_namespace};
 
 pub(crate) const EXIT_CODES: &str = "\
 Exit codes:
@@ -492,6 +491,33 @@ pub(crate) enum LfsPolicy {
     Fail,
 }
 
+/// `--metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum MetricsFormat {
+    /// One embedded-metric-format JSON line per mirror.
+    Emf,
+    /// No metrics.
+    None,
+}
+
+/// `--metrics-namespace`: what CloudWatch accepts as a namespace (1 to 255 printable ASCII
+/// characters, no leading ':'), and not `AWS/...`, which is reserved for AWS's own services.
+pub(crate) fn parse_namespace(raw: &str) -> Result<String, String> {
+    let printable = raw.chars().all(|c| c.is_ascii_graphic() || c == ' ');
+    if raw.is_empty() || raw.len() > 255 || !printable || raw.starts_with(':') {
+        return Err(format!(
+            "'{raw}' is not a CloudWatch namespace: give 1 to 255 printable ASCII characters, \
+             e.g. BacklogMirror/prod"
+        ));
+    }
+    if raw.starts_with("AWS/") {
+        return Err(format!(
+            "'{raw}' starts with AWS/, which CloudWatch keeps for AWS services"
+        ));
+    }
+    Ok(raw.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -511,5 +537,15 @@ mod tests {
         assert!(parse_max_rounds("4294967296").is_err());
         assert_eq!(parse_retries("10").unwrap(), 10);
         assert!(parse_retries("11").unwrap_err().contains("0 to 10"));
+    }
+
+    #[test]
+    fn namespaces_cloudwatch_refuses_are_refused() {
+        assert!(parse_namespace("BacklogMirror/prod-1").is_ok());
+        assert!(parse_namespace("").is_err());
+        assert!(parse_namespace(":x").is_err());
+        assert!(parse_namespace("AWS/CodeBuild").is_err());
+        assert!(parse_namespace("a\nb").is_err());
+        assert!(parse_namespace(&"n".repeat(256)).is_err());
     }
 }
