@@ -28,7 +28,7 @@ use crate::base::refname::RefMap;
 use crate::base::transfer::TransferStats;
 use crate::engine::cache::Cache;
 use crate::engine::libgit2::{self, Look, Session};
-use crate::engine::receive_pack::Cut;
+use crate::engine::pack::Cut;
 use crate::engine::upload_pack::{self, UploadPackClient};
 use crate::protocol::negotiation::Ask;
 use crate::transport::Declined;

@@ -7,6 +7,7 @@ pub(crate) mod fetch;
 pub(crate) mod git_cli;
 pub(crate) mod libgit2;
 pub(crate) mod libgit2_push;
+pub(crate) mod pack;
 pub(crate) mod plan;
 pub(crate) mod push;
 pub(crate) mod receive_pack;

@@ -20,8 +20,8 @@ use anyhow::Result;
 use git2::Oid;
 
 use crate::base::transfer::TransferStats;
+use crate::engine::pack::{Cut, Packer};
 use crate::engine::plan::Change;
-use crate::engine::receive_pack::{Cut, Packer};
 use crate::engine::upload_pack::UploadPackClient;
 use crate::protocol::advertisement::Advertisement;
 use crate::protocol::negotiation::Ask;

@@ -1136,7 +1136,7 @@ fn relay_push(
         batches.len()
     );
     let mut packer = relay::Relay {
-        cut: receive_pack::Cut::for_plan(plan.changes.len(), batches.len()),
+        cut: crate::engine::pack::Cut::for_plan(plan.changes.len(), batches.len()),
         source,
         source_ofs_delta: source_ad.has("ofs-delta"),
         source_quiet: source_ad.has("no-progress"),
