@@ -1236,14 +1236,14 @@ fn a_source_that_becomes_empty() {
     );
 }
 
-/// With every ref deleted at the source, `--allow-mass-delete` should empty the target, as the
-/// delete guard's own message says it does; a local target refuses to delete its current
-/// branch, and the source has no branch left for its `HEAD` to move to.
+/// With every ref deleted at the source, the delete guard refuses; `--allow-mass-delete` then
+/// deletes every ref of the target but the branch its `HEAD` names, which no Git server deletes
+/// for a push (the source has no branch left to move `HEAD` to first), and the run says so:
+/// exit 1 naming that branch, as the guard's message warns.
 #[test]
-#[ignore = "product bug: --allow-mass-delete cannot empty a local target (deletion of the current branch prohibited)"]
-fn an_emptied_source_empties_a_local_target() {
+fn an_emptied_source_leaves_the_targets_current_branch_and_says_so() {
     let sb = Sandbox::new();
-    let pair = sb.pair("srv", &["topic"]);
+    let pair = sb.pair("srv", &["topic", "other"]);
     let (source, target) = (path_str(&pair.source), path_str(&pair.target));
     let first = run(&mut sb.sync(&source, &target));
     assert_eq!(first.code, 0, "{}", first.stderr);
@@ -1255,11 +1255,22 @@ fn an_emptied_source_empties_a_local_target() {
     assert!(
         refused
             .only_error()
-            .contains("--allow-mass-delete if emptying the target is intended"),
+            .contains("the branch the target's HEAD names stays"),
         "{}",
         refused.stderr
     );
+    assert_eq!(
+        refs(&pair.target).len(),
+        3,
+        "a refused run changed the target"
+    );
     let out = run(sb.sync(&source, &target).arg("--allow-mass-delete"));
-    assert_eq!(out.code, 0, "{}", out.stderr);
-    assert!(refs(&pair.target).is_empty(), "{:?}", refs(&pair.target));
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.only_error().contains("refs/heads/main") && out.only_error().contains("current branch"),
+        "{}",
+        out.stderr
+    );
+    let left: Vec<String> = refs(&pair.target).into_keys().collect();
+    assert_eq!(left, ["refs/heads/main"], "every other ref is deleted");
 }

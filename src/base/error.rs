@@ -58,9 +58,10 @@ impl std::fmt::Display for Refusal {
         match self {
             Refusal::SourceEmpty => write!(
                 f,
-                "delete guard: the source lists no refs at all, so mirroring it would empty the \
-                 target; check the source URL and credentials, or pass --allow-mass-delete if \
-                 emptying the target is intended"
+                "delete guard: the source lists no refs at all, so mirroring it would delete \
+                 every ref of the target; check the source URL and credentials, or pass \
+                 --allow-mass-delete to delete them (the branch the target's HEAD names stays: \
+                 no Git server deletes its current branch for a push)"
             ),
             Refusal::TooManyDeletes { planned, limit } => write!(
                 f,
