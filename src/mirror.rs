@@ -487,7 +487,7 @@ impl Run<'_> {
             if !unsettled {
                 self.cache.clear_push_mark()?;
             }
-            return Err(Error::Rejected(rejected).into());
+            return Err(self.default.refused(rejected));
         }
         self.cache.clear_push_mark()?;
         Ok(Pushed::Done)
@@ -1214,7 +1214,7 @@ fn prepare_target(cfg: &SyncConfig) -> Result<DefaultBranch> {
             })?;
             info!("created the target {} (--create-target)", path.display());
         }
-        return Ok(DefaultBranch::new(Target::Local(path), None));
+        return Ok(DefaultBranch::local(path));
     }
     let Some(repo) = cfg.target.codecommit() else {
         return Ok(DefaultBranch::new(Target::Other, None));

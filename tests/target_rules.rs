@@ -187,3 +187,65 @@ fn a_full_disk_on_the_target_is_reported_in_its_own_words() {
         "{error}"
     );
 }
+
+/// A target with a work tree: its `HEAD` is the branch checked out there, which git's
+/// receive-pack refuses to delete or update by default (`receive.denyDeleteCurrent`,
+/// `receive.denyCurrentBranch`). The run leaves it to those rules: it never points `HEAD`
+/// elsewhere to get a deletion through, says which ref and what to do, and with
+/// `receive.denyCurrentBranch=updateInstead` the branch is updated along with its files.
+#[test]
+fn a_non_bare_targets_checked_out_branch_is_left_to_its_own_rules() {
+    let sb = Sandbox::new();
+    let Pair { work, source, .. } = sb.pair("srv", &[]);
+    let target = WorkRepo::init(&sb.join("wt"));
+    git(&target.path, &["checkout", "-q", "-b", "work"]);
+    let kept = target.commit("mine.txt", "the target's own work", "on the target");
+    let tgt = path_str(&target.path);
+
+    let out = run(sb.sync(&path_str(&source), &tgt).arg("--json"));
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert_eq!(git(&target.path, &["symbolic-ref", "HEAD"]), "refs/heads/work");
+    assert_eq!(git(&target.path, &["rev-parse", "refs/heads/work"]), kept);
+    assert_eq!(git(&target.path, &["status", "--porcelain"]), "");
+    // Everything else landed.
+    assert_eq!(
+        git(&target.path, &["rev-parse", "refs/heads/main"]),
+        git(&source, &["rev-parse", "refs/heads/main"])
+    );
+    let error = out.only_error();
+    assert!(
+        error.contains("refs/heads/work is the branch checked out in the work tree")
+            && error.contains("git init --bare"),
+        "{error}"
+    );
+    assert_eq!(out.json()["exit_code"], 1);
+
+    // The source has the branch too, rewritten: updateInstead lets the target take it, files
+    // and all; its HEAD stays the branch it checked out.
+    work.checkout("main");
+    git(&work.path, &["checkout", "-q", "-b", "work"]);
+    let theirs = work.commit("mine.txt", "the source's version", "from the source");
+    work.push_mirror(&source);
+    git(
+        &target.path,
+        &["config", "receive.denyCurrentBranch", "updateInstead"],
+    );
+    let out = run(sb.sync(&path_str(&source), &tgt).arg("--json"));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_mirror(&source, &target.path.join(".git"));
+    assert_eq!(git(&target.path, &["symbolic-ref", "HEAD"]), "refs/heads/work");
+    assert_eq!(git(&target.path, &["rev-parse", "HEAD"]), theirs);
+    assert_eq!(
+        std::fs::read_to_string(target.path.join("mine.txt")).unwrap(),
+        "the source's version"
+    );
+    assert_eq!(git(&target.path, &["status", "--porcelain"]), "");
+    let report = &out.json()["default_branch"];
+    assert_eq!(report["changed"], false);
+    assert!(
+        report["warning"]
+            .as_str()
+            .is_some_and(|w| w.contains("not a bare repository")),
+        "{report}"
+    );
+}
