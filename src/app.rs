@@ -124,7 +124,8 @@ fn sync(args: &SyncArgs, quiet: bool) -> i32 {
             "--repo (or BACKLOG_MIRROR_REPO) selects mirrors of a list: give --config FILE too",
         ));
     }
-    let cfg = match SyncConfig::from_args(args) {
+    let checked = SyncConfig::from_args(args).and_then(|cfg| cfg.check_cache_place().map(|()| cfg));
+    let cfg = match checked {
         Ok(cfg) => cfg,
         Err(err) => return report_error(&err),
     };
@@ -230,6 +231,9 @@ fn sync_list(file: &Path, args: &SyncArgs, explicit: &ArgMatches, quiet: bool) -
         match SyncConfig::from_args(&listed.args) {
             Ok(mut cfg) => {
                 cfg.mirror_name = listed.name.clone();
+                if let Err(err) = cfg.check_cache_place() {
+                    return report_error(&listed.locate(&list.file, err));
+                }
                 // A bar redrawn in place cannot be shared by mirrors running at once.
                 if args.jobs > 1 && selected.len() > 1 && cfg.progress.mode == ProgressMode::Auto {
                     cfg.progress.mode = ProgressMode::Plain;

@@ -18,7 +18,7 @@ use crate::remote::{Access, End, Remote};
 use crate::secret_source::SecretSource;
 use crate::select::RefFilter;
 use crate::ssh::{HostKeyPolicy, parse_fingerprint};
-use crate::url::{RemoteUrl, Scheme};
+use crate::url::{RemoteUrl, Scheme, resolved_path};
 
 /// One mirror's settings, checked.
 #[derive(Debug, Clone)]
@@ -166,6 +166,30 @@ impl SyncConfig {
 
     pub(crate) fn network_timeout(&self) -> Duration {
         self.push.network_timeout
+    }
+
+    /// The mirror's place in the cache directory, once its name is final (a list names it
+    /// after `from_args`):
+    /// it must hold nothing but a mirror, and it and a local target must not be one inside the
+    /// other (the target would be opened, rebuilt or filled as the cache, or the cache made
+    /// inside the target). Checked before anything is created.
+    pub(crate) fn check_cache_place(&self) -> anyhow::Result<()> {
+        let mirror = self.mirror_path();
+        crate::cache::check_not_foreign(&mirror)?;
+        let Some(target) = self.target.url.local_path() else {
+            return Ok(());
+        };
+        let (target, mirror) = (resolved_path(target), resolved_path(&mirror));
+        if target.starts_with(&mirror) || mirror.starts_with(&target) {
+            return Err(usage(format!(
+                "--target '{}' and this mirror's cache {} are one inside the other; point \
+                 --target at a repository outside --cache-dir '{}'",
+                self.target.url.redacted(),
+                mirror.display(),
+                self.cache_dir.display()
+            )));
+        }
+        Ok(())
     }
 }
 

@@ -162,12 +162,13 @@ fn run(
     summary: &mut Summary,
     unsupported: &mut Vec<Unsupported>,
 ) -> Result<Status> {
-    let mut default = prepare_target(cfg)?;
+    let target = prepare_target(cfg)?;
     let lock = timed!(
         summary,
         lock,
         Lock::take(&cfg.mirror_path(), cfg.lock_timeout)?
     );
+    let mut default = target.create(cfg)?;
     let mut listed = None;
     match relay_declined(cfg, &lock) {
         Some(why) => debug!("no relay: {why}"),
@@ -1184,40 +1185,43 @@ fn differing_refs(target: &RefMap, wanted: &RefMap, cfg: &SyncConfig) -> usize {
     moved + target.keys().filter(|n| !wanted.contains_key(*n)).count()
 }
 
-/// Make sure the target exists (creating it with `--create-target`) and learn how its default
-/// branch is read and moved. Runs before anything else: a missing target is exit 1 naming the
-/// command that creates it, before even the cache is touched.
-fn prepare_target(cfg: &SyncConfig) -> Result<DefaultBranch> {
+/// The target as the run found it: ready, with how its default branch is read and moved, or
+/// missing and to be created (`--create-target`).
+enum Prepared {
+    Ready(DefaultBranch),
+    MissingLocal(std::path::PathBuf),
+    MissingCodeCommit(ControlPlane),
+}
+
+/// Make sure the target exists and learn how its default branch is read and moved. Runs before
+/// anything else: a missing target is exit 1 naming the command that creates it, before even
+/// the cache is touched. One to create is created by `Prepared::create` once the cache lock
+/// is held, so that every check that can fail as bad usage (exit 2: nothing touched) comes
+/// before it.
+fn prepare_target(cfg: &SyncConfig) -> Result<Prepared> {
     use default_branch::Target;
+    let dry_run = if cfg.dry_run {
+        " (a dry run creates nothing)"
+    } else {
+        ""
+    };
     if let Some(path) = cfg.target.url.local_path() {
         let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
-        if !path.exists() {
-            if !cfg.create_target || cfg.dry_run {
-                bail!(
-                    "the target {} does not exist; to create it, run: git init --bare {} (or \
-                     pass --create-target){}",
-                    path.display(),
-                    shell_word(&path.display().to_string()),
-                    if cfg.dry_run {
-                        " (a dry run creates nothing)"
-                    } else {
-                        ""
-                    }
-                );
-            }
-            git2::Repository::init_bare(&path).map_err(|e| {
-                anyhow::anyhow!(
-                    "cannot create the target {}: {}",
-                    path.display(),
-                    e.message()
-                )
-            })?;
-            info!("created the target {} (--create-target)", path.display());
+        if path.exists() {
+            return Ok(Prepared::Ready(DefaultBranch::local(path)));
         }
-        return Ok(DefaultBranch::local(path));
+        if !cfg.create_target || cfg.dry_run {
+            bail!(
+                "the target {} does not exist; to create it, run: git init --bare {} (or pass \
+                 --create-target){dry_run}",
+                path.display(),
+                shell_word(&path.display().to_string()),
+            );
+        }
+        return Ok(Prepared::MissingLocal(path));
     }
     let Some(repo) = cfg.target.codecommit() else {
-        return Ok(DefaultBranch::new(Target::Other, None));
+        return Ok(Prepared::Ready(DefaultBranch::new(Target::Other, None)));
     };
     let api_overridden = ["AWS_ENDPOINT_URL_CODECOMMIT", "AWS_ENDPOINT_URL"]
         .iter()
@@ -1225,43 +1229,62 @@ fn prepare_target(cfg: &SyncConfig) -> Result<DefaultBranch> {
     if !crate::codecommit::is_aws_host(&repo.host) && !api_overridden {
         // The Git endpoint is overridden and the API's is not: the API the SDK would call is
         // not the one that serves this repository.
-        return Ok(DefaultBranch::unmanaged(format!(
+        return Ok(Prepared::Ready(DefaultBranch::unmanaged(format!(
             "the CodeCommit Git endpoint is overridden ({}) and the API endpoint is not \
              (AWS_ENDPOINT_URL_CODECOMMIT): default branch and --create-target not handled",
             repo.host
-        )));
+        ))));
     }
     let api = ControlPlane::new(repo)?;
     match api.get() {
         Ok(Some(meta)) => {
             let known = meta.default_branch.map(|b| format!("refs/heads/{b}"));
-            Ok(DefaultBranch::new(Target::CodeCommit(api), known))
+            Ok(Prepared::Ready(DefaultBranch::new(
+                Target::CodeCommit(api),
+                known,
+            )))
         }
-        Ok(None) if cfg.create_target && !cfg.dry_run => {
-            let description = source_description(cfg);
-            api.create(description.as_deref())?;
-            info!(
-                "created the CodeCommit repository '{}' in {} (--create-target)",
-                api.name, api.region
-            );
-            Ok(DefaultBranch::new(Target::CodeCommit(api), None))
-        }
+        Ok(None) if cfg.create_target && !cfg.dry_run => Ok(Prepared::MissingCodeCommit(api)),
         Ok(None) => bail!(
             "the CodeCommit repository '{}' does not exist in {}; to create it, run: {} (or pass \
-             --create-target){}",
+             --create-target){dry_run}",
             api.name,
             api.region,
             api.create_command(),
-            if cfg.dry_run {
-                " (a dry run creates nothing)"
-            } else {
-                ""
-            }
         ),
         Err(err) => {
             let why = error::one_line(&err);
             warn!("{why}: the target's default branch is not managed in this run");
-            Ok(DefaultBranch::unmanaged(why))
+            Ok(Prepared::Ready(DefaultBranch::unmanaged(why)))
+        }
+    }
+}
+
+impl Prepared {
+    /// The target, created when it was missing.
+    fn create(self, cfg: &SyncConfig) -> Result<DefaultBranch> {
+        use default_branch::Target;
+        match self {
+            Prepared::Ready(default) => Ok(default),
+            Prepared::MissingLocal(path) => {
+                git2::Repository::init_bare(&path).map_err(|e| {
+                    anyhow::anyhow!(
+                        "cannot create the target {}: {}",
+                        path.display(),
+                        e.message()
+                    )
+                })?;
+                info!("created the target {} (--create-target)", path.display());
+                Ok(DefaultBranch::local(path))
+            }
+            Prepared::MissingCodeCommit(api) => {
+                api.create(source_description(cfg).as_deref())?;
+                info!(
+                    "created the CodeCommit repository '{}' in {} (--create-target)",
+                    api.name, api.region
+                );
+                Ok(DefaultBranch::new(Target::CodeCommit(api), None))
+            }
         }
     }
 }

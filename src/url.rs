@@ -322,6 +322,32 @@ fn file_url(path: &Path) -> String {
         .map_or_else(|| path.display().to_string(), |u| u.to_string())
 }
 
+/// `path` as one place on this machine: absolute, its longest existing part canonicalised
+/// (symbolic links, `.`, `..`), the rest with `.` and `..` resolved as written. Two spellings of
+/// one directory, existing or yet to be made, give the same path.
+pub(crate) fn resolved_path(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let parts: Vec<Component<'_>> = absolute.components().collect();
+    for kept in (1..=parts.len()).rev() {
+        let head: PathBuf = parts[..kept].iter().collect();
+        let Ok(mut out) = head.canonicalize() else {
+            continue;
+        };
+        for part in &parts[kept..] {
+            match part {
+                Component::ParentDir => {
+                    out.pop();
+                }
+                Component::Normal(name) => out.push(name),
+                _ => {}
+            }
+        }
+        return out;
+    }
+    absolute
+}
+
 fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, b| {
         (hash ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)

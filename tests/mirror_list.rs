@@ -562,6 +562,14 @@ fn mistakes_in_the_list_name_file_line_and_key_and_touch_nothing() {
             ":8: mirror 'b', key 'target': the same target as mirror 'a'",
         ),
         (
+            "a target that is the mirror's own cache",
+            format!(
+                "[[mirror]]\nname = \"a\"\nsource = \"{s}\"\ntarget = \"{}\"\n",
+                path_str(&sb.cache_dir().join("a.git"))
+            ),
+            ":4: mirror 'a', key 'target': --target",
+        ),
+        (
             "clap's own flag",
             format!("{good}help = true\n"),
             ":5: unknown key 'help'",

@@ -204,7 +204,10 @@ fn a_non_bare_targets_checked_out_branch_is_left_to_its_own_rules() {
 
     let out = run(sb.sync(&path_str(&source), &tgt).arg("--json"));
     assert_eq!(out.code, 1, "{}", out.stderr);
-    assert_eq!(git(&target.path, &["symbolic-ref", "HEAD"]), "refs/heads/work");
+    assert_eq!(
+        git(&target.path, &["symbolic-ref", "HEAD"]),
+        "refs/heads/work"
+    );
     assert_eq!(git(&target.path, &["rev-parse", "refs/heads/work"]), kept);
     assert_eq!(git(&target.path, &["status", "--porcelain"]), "");
     // Everything else landed.
@@ -233,7 +236,10 @@ fn a_non_bare_targets_checked_out_branch_is_left_to_its_own_rules() {
     let out = run(sb.sync(&path_str(&source), &tgt).arg("--json"));
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_mirror(&source, &target.path.join(".git"));
-    assert_eq!(git(&target.path, &["symbolic-ref", "HEAD"]), "refs/heads/work");
+    assert_eq!(
+        git(&target.path, &["symbolic-ref", "HEAD"]),
+        "refs/heads/work"
+    );
     assert_eq!(git(&target.path, &["rev-parse", "HEAD"]), theirs);
     assert_eq!(
         std::fs::read_to_string(target.path.join("mine.txt")).unwrap(),
