@@ -775,22 +775,34 @@ impl Run<'_> {
         }
     }
 
-    /// Fill the new, empty cache from the target's refs.
+    /// Fill the new, empty cache from the target's refs. Once the target's listing shows refs
+    /// and before its objects are fetched, the source is listed: a source that is missing,
+    /// unreachable or refuses the run's credentials fails the run there, before the whole
+    /// target is fetched into the cache for nothing, and an empty one (which the delete guard
+    /// stops) is not seeded for. An empty target costs no listing more.
     fn seed(&mut self) -> Result<()> {
-        let (cfg, session, cache) = (self.cfg, self.session, &self.cache);
+        let (cfg, session, cache, retry) = (self.cfg, self.session, &self.cache, self.retry);
+        let source_looked = std::cell::RefCell::new(None);
         let (seed, retried) = timed!(
             self.summary,
             seed,
             self.retry.run("seeding from the target", || {
                 let decide = |refs: &RefMap| {
-                    if !refs.is_empty() {
+                    if refs.is_empty() {
+                        return false;
+                    }
+                    let (listed, retried) =
+                        retry.run("looking at the source", || session.list(&cfg.source));
+                    let source_has_refs = listed.as_ref().is_ok_and(|l| !l.is_empty());
+                    *source_looked.borrow_mut() = Some((listed, retried));
+                    if source_has_refs {
                         info!(
                             "seeding the new cache from the target's {} refs, so the source sends \
                              only what the target lacks",
                             refs.len()
                         );
                     }
-                    !refs.is_empty()
+                    source_has_refs
                 };
                 let ours = if fetch::disabled() {
                     Err("BACKLOG_MIRROR_LIBGIT2_FETCH is set".into())
@@ -813,6 +825,10 @@ impl Run<'_> {
             })
         );
         self.summary.retries += retried;
+        if let Some((listed, retried)) = source_looked.into_inner() {
+            self.summary.retries += retried;
+            listed?;
+        }
         let seed = seed?;
         self.default.advertised(seed.head.clone());
         libgit2::leave_alone(&cfg.target.url, &seed.unsupported);
