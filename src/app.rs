@@ -244,27 +244,9 @@ fn sync_list(file: &Path, args: &SyncArgs, explicit: &ArgMatches, quiet: bool) -
             Err(err) => return report_error(&listed.locate(&list.file, err)),
         }
     }
-    // Two mirrors pushing into one target would delete each other's refs, round after round.
-    let mut targets: Vec<(String, &str)> = Vec::new();
-    for (cfg, listed) in configs.iter().zip(&selected) {
-        let place = match cfg.target.url.local_path().map(Path::canonicalize) {
-            Some(Ok(path)) => path.display().to_string(),
-            _ => cfg.target.url.without_credentials(),
-        };
-        if let Some((_, other)) = targets.iter().find(|(t, _)| *t == place) {
-            return report_error(&error::usage(format!(
-                "{}:{}: mirror '{}', key 'target': the same target as mirror '{other}'; each \
-                 mirror needs its own target",
-                list.file,
-                listed.line_of(if listed.args.target.is_some() {
-                    "target"
-                } else {
-                    "codecommit-repo"
-                }),
-                listed.name
-            )));
-        }
-        targets.push((place, &listed.name));
+    let targets: Vec<_> = configs.iter().map(|cfg| &cfg.target).collect();
+    if let Err(err) = list.check_targets(&selected, &targets) {
+        return report_error(&err);
     }
     // libgit2's SSH transport reads its timeout from a global: one value for the whole process.
     if let Some((first, cfg, listed)) = configs.first().and_then(|first| {

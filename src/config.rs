@@ -284,14 +284,9 @@ fn check_local_target_engine(target: &RemoteUrl) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Whether two remotes are one repository however written (see `RemoteUrl::place`).
 fn same_place(a: &RemoteUrl, b: &RemoteUrl) -> bool {
-    match (a.local_path(), b.local_path()) {
-        (Some(pa), Some(pb)) => match (pa.canonicalize(), pb.canonicalize()) {
-            (Ok(ca), Ok(cb)) => ca == cb,
-            _ => false,
-        },
-        _ => a.scheme() != Scheme::Local && a.without_credentials() == b.without_credentials(),
-    }
+    a.place() == b.place()
 }
 
 fn check_mirror_name(name: &str) -> anyhow::Result<String> {
