@@ -313,13 +313,30 @@ impl Run<'_> {
     /// does not depend on the source: the two round trips overlap. The source's error, if both
     /// fail, is the one reported.
     fn first_look(&mut self) -> Result<Look> {
-        let (cfg, session, retry) = (self.cfg, self.session, self.retry);
-        let overlap = !self.cache.created;
         let head_wanted = self.default.known_by_listings();
+        let (look, listed) = self.look_listing(!self.cache.created, head_wanted)?;
+        if listed.is_some() {
+            self.seen_target = listed;
+        }
+        if self.cache.interrupted_push {
+            info!(
+                "an earlier run's push to the target did not finish; the target may still change \
+                 under this run, so it is listed again after this run's push"
+            );
+        }
+        Ok(look)
+    }
+
+    /// Look at the source and, when `list`, list the target meanwhile on another thread: the
+    /// two round trips do not depend on each other. The source's error, if both fail, is the one
+    /// reported. The listing's advertisement is kept for the next push (`listed`), and the
+    /// target's `HEAD` read when `head_wanted` (see `list_target`).
+    fn look_listing(&mut self, list: bool, head_wanted: bool) -> Result<(Look, Option<RefMap>)> {
+        let (cfg, session, retry) = (self.cfg, self.session, self.retry);
         // The listing's log lines carry the mirror's name, as this thread's do.
         let span = tracing::Span::current();
         let (look, listing) = std::thread::scope(|scope| {
-            let listing = overlap.then(|| {
+            let listing = list.then(|| {
                 scope.spawn(|| {
                     let _mirror = span.enter();
                     let start = Instant::now();
@@ -338,20 +355,15 @@ impl Run<'_> {
                 self.summary.seconds.plan += seconds;
                 self.summary.retries += retried;
                 let listed = refs?;
-                self.default.advertised(listed.head);
-                self.seen_target = Some(listed.refs);
+                if head_wanted {
+                    self.default.advertised(listed.head);
+                }
                 self.listed = listed.ad;
+                Ok((look, Some(listed.refs)))
             }
             Some(Err(panic)) => std::panic::resume_unwind(panic),
-            None => {}
+            None => Ok((look, None)),
         }
-        if self.cache.interrupted_push {
-            info!(
-                "an earlier run's push to the target did not finish; the target may still change \
-                 under this run, so it is listed again after this run's push"
-            );
-        }
-        Ok(look)
     }
 
     /// One round from `look`: plan, guard, push, catch up.
@@ -390,10 +402,15 @@ impl Run<'_> {
                 Pushed::Lease => return Ok(Next::Lease(self.look()?)),
             }
         }
-        let next = self.catch_up()?;
+        let (next, after) = self.catch_up(!planned.plan.is_empty())?;
         if next.refs == planned.wanted {
+            if let Some(after) = &after {
+                not_as_reported(after, &planned.wanted, self.cfg)?;
+            }
             return Ok(Next::Done(Status::InSync));
         }
+        // The listing after this push is the next round's.
+        self.seen_target = after;
         Ok(Next::Round(next))
     }
 
@@ -631,6 +648,8 @@ impl Run<'_> {
         self.summary.forget_rejected(rejected);
         if differ == 0 {
             self.cache.clear_push_mark()?;
+            // The check after the push (`catch_up`) is this listing.
+            self.seen_target = Some(after);
             return Ok(Pushed::Done);
         }
         self.settle_attempts += 1;
@@ -676,9 +695,14 @@ impl Run<'_> {
 
     /// Catch-up: a push to the source during this run may have had its own webhook build
     /// refused (CodeBuild's concurrency limit is 1); mirror it now rather than wait. When the
-    /// source moved, this look already fetches the next round's objects.
-    fn catch_up(&mut self) -> Result<Look> {
-        self.look()
+    /// source moved, this look already fetches the next round's objects. After a push
+    /// (`pushed`) the target is listed meanwhile, to check it holds what it reported applied
+    /// (`not_as_reported`); a settle that followed the push has listed it already.
+    fn catch_up(&mut self, pushed: bool) -> Result<(Look, Option<RefMap>)> {
+        let settled = self.seen_target.take();
+        // A push does not move the target's HEAD: it is not asked for again.
+        let (look, listed) = self.look_listing(pushed && settled.is_none(), false)?;
+        Ok((look, listed.or(settled)))
     }
 
     /// The target's refs: those already seen, or a fresh listing.
@@ -960,12 +984,16 @@ fn relay(
     let scratch = tempfile::tempdir().context("cannot make a scratch directory")?;
     let empty = git2::Repository::init_bare(scratch.path())?;
     let mut round = 1;
-    let mut next_look = None;
+    // What the last push was to leave on the target: the next look at the source and listing
+    // of the target are the catch-up and the check of the push.
+    let mut left: Option<RefMap> = None;
     loop {
         summary.rounds = round;
         // The target's listing and the source's advertisement do not depend on each other:
         // their round trips overlap, as a run's first look does.
         let span = tracing::Span::current();
+        // A push does not move the target's HEAD: the check after one does not ask for it.
+        let head_wanted = head_wanted && left.is_none();
         let (listed, looked) = std::thread::scope(|scope| {
             let listing = scope.spawn(|| {
                 let _mirror = span.enter();
@@ -976,10 +1004,7 @@ fn relay(
                 (listed, retried, start.elapsed().as_secs_f64())
             });
             let start = Instant::now();
-            let looked = match next_look.take() {
-                Some(ad) => (Ok(ad), 0),
-                None => retry.run("looking at the source", || source.advertise()),
-            };
+            let looked = retry.run("looking at the source", || source.advertise());
             (listing.join(), (looked, start.elapsed().as_secs_f64()))
         });
         let (listed, retried, seconds) = match listed {
@@ -992,7 +1017,9 @@ fn relay(
         summary.seconds.fetch += seconds;
         summary.retries += retried;
         let listed = listed?;
-        default.advertised(listed.head.clone());
+        if head_wanted {
+            default.advertised(listed.head.clone());
+        }
         if listed.refs.is_empty() && summary.refs.pushed() == 0 {
             return Ok(Relayed::Declined(
                 "the target is empty: a first mirror fills the cache".into(),
@@ -1001,6 +1028,7 @@ fn relay(
         }
         let ad = match looked {
             Ok(ad) => ad,
+            Err(err) if left.is_some() => return Err(err),
             Err(err) => return Ok(Relayed::Failed(error::one_line(&err))),
         };
         if let Err(why) = relay::source_can_relay(&ad) {
@@ -1011,6 +1039,30 @@ fn relay(
         let wanted = source_listing.refs;
         let source_head = ad.head();
         let filter = &cfg.filter;
+        let in_sync = |default: &mut DefaultBranch, summary: &mut Summary| {
+            let head = source_head.as_deref();
+            let on_target = head.is_some_and(|h| wanted.contains_key(h) && filter.selects(h));
+            summary.default_branch = Some(default.follow(head, on_target));
+            Relayed::Done(Status::InSync)
+        };
+        // Catch-up, as through the cache: a push to the source during this run may have had
+        // its own build refused.
+        if let Some(left) = left.take() {
+            if left == wanted {
+                not_as_reported(&listed.refs, &wanted, cfg)?;
+                return Ok(in_sync(default, summary));
+            }
+            if round >= cfg.max_rounds {
+                bail!(
+                    "the source kept changing for {} rounds; the target holds the state of the \
+                     last round. Run sync again or raise --max-rounds",
+                    cfg.max_rounds
+                );
+            }
+            info!("the source changed during round {round}: catching up");
+            round += 1;
+            summary.rounds = round;
+        }
         let on_target = listed.refs.keys().filter(|n| filter.selects(n)).count();
         if wanted.is_empty() && on_target == 0 {
             if !cfg.dry_run {
@@ -1041,12 +1093,6 @@ fn relay(
             }
             return Ok(Relayed::Done(Status::DryRun));
         }
-        let in_sync = |default: &mut DefaultBranch, summary: &mut Summary| {
-            let head = source_head.as_deref();
-            let on_target = head.is_some_and(|h| wanted.contains_key(h) && filter.selects(h));
-            summary.default_branch = Some(default.follow(head, on_target));
-            Relayed::Done(Status::InSync)
-        };
         if plan.is_empty() {
             debug!("the target already matches: no push");
             // After a lost race, this listing is the check a push left unsettled calls for.
@@ -1096,28 +1142,7 @@ fn relay(
             )));
         }
         lock.clear_push_mark()?;
-        // Catch-up, as through the cache: a push to the source during this run may have had
-        // its own build refused.
-        let (looked, retried) = timed!(
-            summary,
-            fetch,
-            retry.run("looking at the source", || source.advertise())
-        );
-        summary.retries += retried;
-        let next = looked?;
-        if libgit2::advertised(&next.refs).refs == wanted {
-            return Ok(in_sync(default, summary));
-        }
-        if round >= cfg.max_rounds {
-            bail!(
-                "the source kept changing for {} rounds; the target holds the state of the last \
-                 round. Run sync again or raise --max-rounds",
-                cfg.max_rounds
-            );
-        }
-        info!("the source changed during round {round}: catching up");
-        round += 1;
-        next_look = Some(next);
+        left = Some(wanted);
     }
 }
 
@@ -1185,20 +1210,65 @@ fn lost_a_race(reason: &str) -> bool {
     .any(|p| reason.contains(p))
 }
 
-/// How many selected refs of `target` differ from the cache's `wanted` (missing, extra or moved).
+/// The selected refs where `target` differs from `wanted` (missing, extra or moved): each
+/// name with the target's id and the wanted one.
+fn differences(
+    target: &RefMap,
+    wanted: &RefMap,
+    cfg: &SyncConfig,
+) -> Vec<(String, Option<git2::Oid>, Option<git2::Oid>)> {
+    let names: std::collections::BTreeSet<&String> = target.keys().chain(wanted.keys()).collect();
+    names
+        .into_iter()
+        .filter(|n| cfg.filter.selects(n))
+        .map(|n| (n.clone(), target.get(n).copied(), wanted.get(n).copied()))
+        .filter(|(_, has, wants)| has != wants)
+        .collect()
+}
+
+/// How many selected refs of `target` differ from the cache's `wanted`.
 fn differing_refs(target: &RefMap, wanted: &RefMap, cfg: &SyncConfig) -> usize {
-    let selected = |refs: &RefMap| -> RefMap {
-        refs.iter()
-            .filter(|(n, _)| cfg.filter.selects(n))
-            .map(|(n, id)| (n.clone(), *id))
-            .collect()
+    differences(target, wanted, cfg).len()
+}
+
+/// The check of a push the target reported applied, when the source has not moved since:
+/// `target`, listed after the push, must be `wanted`. git trusts a receive-pack's report; so
+/// does the push, but exit 0 says the target equals the source, so a target that reports
+/// updates it did not make (a hook that moves a ref back after the report is written, a server
+/// that answers `ok` and drops the command) fails the run, naming each ref with both ids.
+fn not_as_reported(target: &RefMap, wanted: &RefMap, cfg: &SyncConfig) -> Result<()> {
+    let differ = differences(target, wanted, cfg);
+    if differ.is_empty() {
+        return Ok(());
+    }
+    let short = |id: Option<git2::Oid>| {
+        id.map_or_else(
+            || "nothing".to_string(),
+            |id| id.to_string()[..10].to_string(),
+        )
     };
-    let (target, wanted) = (selected(target), selected(wanted));
-    let moved = wanted
+    let mut named: Vec<String> = differ
         .iter()
-        .filter(|(n, id)| target.get(*n) != Some(id))
-        .count();
-    moved + target.keys().filter(|n| !wanted.contains_key(*n)).count()
+        .take(5)
+        .map(|(name, has, wants)| {
+            format!(
+                "{} (holds {}, pushed {})",
+                crate::refname::shown(name),
+                short(*has),
+                short(*wants)
+            )
+        })
+        .collect();
+    if differ.len() > named.len() {
+        named.push(format!("and {} more", differ.len() - named.len()));
+    }
+    bail!(
+        "the target reported this run's push applied, but its listing after the push differs \
+         in {} ref(s): {}; something on the target undid or dropped the updates (a hook, the \
+         server) or another writer pushed since: look at the target, then run sync again",
+        differ.len(),
+        named.join(", ")
+    )
 }
 
 /// The target as the run found it: ready, with how its default branch is read and moved, or

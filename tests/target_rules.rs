@@ -255,3 +255,72 @@ fn a_non_bare_targets_checked_out_branch_is_left_to_its_own_rules() {
         "{report}"
     );
 }
+
+/// A target that answers `ok` and keeps something else: a real receive-pack whose post-receive
+/// hook moves each updated ref back (it runs after the report is written). git trusts the
+/// report; the run lists the target after its push and fails, naming the ref, through the
+/// cache (a local path, git://) and through the stateless relay (HTTP).
+#[test]
+fn a_target_that_undoes_what_it_reported_fails_the_run() {
+    let undo = "#!/bin/sh\nwhile read old new name; do\n  if [ \"$old\" = \
+                0000000000000000000000000000000000000000 ]; then git update-ref -d \"$name\"; \
+                else git update-ref \"$name\" \"$old\"; fi\ndone\n";
+    let sb = Sandbox::new();
+    let Pair { work, source, .. } = sb.pair("srv", &["dev"]);
+    let served = sb.join("served");
+    let daemon = GitDaemon::start(&served);
+    let http = HttpGit::start(&served);
+    let targets = [
+        ("local", init_bare(&served.join("local.git")), None),
+        (
+            "git://",
+            init_bare(&served.join("daemon.git")),
+            Some(daemon.url("daemon.git")),
+        ),
+        (
+            "relay",
+            init_bare(&served.join("http.git")),
+            Some(http.url("http.git")),
+        ),
+    ];
+    let src = path_str(&source);
+    let mut runs = Vec::new();
+    for (label, bare, url) in &targets {
+        git(bare, &["config", "http.receivepack", "true"]);
+        let tgt = url.clone().unwrap_or_else(|| path_str(bare));
+        let run_sb = Sandbox::new();
+        let first = run(&mut run_sb.sync(&src, &tgt));
+        assert_eq!(first.code, 0, "{label}: {}", first.stderr);
+        install_hook(bare, "post-receive", undo);
+        runs.push((label, bare, tgt, run_sb));
+    }
+    work.commit("b.txt", "two", "second");
+    work.branch("new");
+    work.push_mirror(&source);
+    for (label, bare, tgt, mut run_sb) in runs {
+        if *label == "relay" {
+            // No cache on disk: the run relays.
+            run_sb = Sandbox::new();
+        }
+        let before = refs(bare);
+        let out = run(run_sb.sync(&src, &tgt).arg("--json"));
+        assert_eq!(out.code, 1, "{label}: {}", out.stderr);
+        assert_eq!(
+            refs(bare),
+            before,
+            "{label}: the hook did not undo the push"
+        );
+        let error = out.only_error();
+        assert!(
+            error.contains("reported this run's push applied")
+                && error.contains("differs in 2 ref(s)")
+                && error.contains("refs/heads/main (holds ")
+                && error.contains("refs/heads/new (holds nothing"),
+            "{label}: {error}"
+        );
+        let report = out.json();
+        assert_eq!(report["status"], "failed", "{label}");
+        let engine = &report["transfer"]["push"]["engine"];
+        assert_eq!(engine == "relay", *label == "relay", "{label}: {report}");
+    }
+}
