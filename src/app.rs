@@ -124,7 +124,8 @@ fn sync(args: &SyncArgs, quiet: bool) -> i32 {
             "--repo (or BACKLOG_MIRROR_REPO) selects mirrors of a list: give --config FILE too",
         ));
     }
-    let cfg = match SyncConfig::from_args(args) {
+    let checked = SyncConfig::from_args(args).and_then(|cfg| cfg.check_cache_place().map(|()| cfg));
+    let cfg = match checked {
         Ok(cfg) => cfg,
         Err(err) => return report_error(&err),
     };
@@ -232,6 +233,9 @@ fn sync_list(file: &Path, args: &SyncArgs, explicit: &ArgMatches, quiet: bool) -
         match SyncConfig::from_args(&listed.args) {
             Ok(mut cfg) => {
                 cfg.mirror_name = listed.name.clone();
+                if let Err(err) = cfg.check_cache_place() {
+                    return report_error(&listed.locate(&list.file, err));
+                }
                 // A bar redrawn in place cannot be shared by mirrors running at once.
                 if args.jobs > 1 && selected.len() > 1 && cfg.progress.mode == ProgressMode::Auto {
                     cfg.progress.mode = ProgressMode::Plain;
@@ -242,27 +246,9 @@ fn sync_list(file: &Path, args: &SyncArgs, explicit: &ArgMatches, quiet: bool) -
             Err(err) => return report_error(&listed.locate(&list.file, err)),
         }
     }
-    // Two mirrors pushing into one target would delete each other's refs, round after round.
-    let mut targets: Vec<(String, &str)> = Vec::new();
-    for (cfg, listed) in configs.iter().zip(&selected) {
-        let place = match cfg.target.url.local_path().map(Path::canonicalize) {
-            Some(Ok(path)) => path.display().to_string(),
-            _ => cfg.target.url.without_credentials(),
-        };
-        if let Some((_, other)) = targets.iter().find(|(t, _)| *t == place) {
-            return report_error(&error::usage(format!(
-                "{}:{}: mirror '{}', key 'target': the same target as mirror '{other}'; each \
-                 mirror needs its own target",
-                list.file,
-                listed.line_of(if listed.args.target.is_some() {
-                    "target"
-                } else {
-                    "codecommit-repo"
-                }),
-                listed.name
-            )));
-        }
-        targets.push((place, &listed.name));
+    let targets: Vec<_> = configs.iter().map(|cfg| &cfg.target).collect();
+    if let Err(err) = list.check_targets(&selected, &targets) {
+        return report_error(&err);
     }
     // libgit2's SSH transport reads its timeout from a global: one value for the whole process.
     if let Some((first, cfg, listed)) = configs.first().and_then(|first| {

@@ -205,3 +205,56 @@ fn the_control_plane_refuses_a_wrong_signature_and_the_run_names_the_permission(
     assert_eq!(bad.len(), 1, "{bad:?}");
     assert_eq!(bad[0]["why"], "signature mismatch");
 }
+
+/// Every check that can fail as bad usage (exit 2, "nothing was touched") comes before the
+/// target is created: a target that is, or holds, the mirror's own cache, a foreign directory
+/// where the cache goes, a cache directory that cannot be made.
+#[test]
+fn usage_mistakes_with_create_target_create_nothing() {
+    let sb = Sandbox::new();
+    let pair = sb.pair("srv", &[]);
+    let src = path_str(&pair.source);
+    let root = sb.join("places");
+    std::fs::create_dir_all(root.join("foreign/app.git")).unwrap();
+    std::fs::write(root.join("foreign/app.git/notes.txt"), "someone's").unwrap();
+    std::os::unix::fs::symlink(sb.join("nowhere/deep"), root.join("dangling")).unwrap();
+    let cases = [
+        (
+            "the target is the mirror's cache",
+            root.join("cache/app.git"),
+            root.join("cache"),
+            "one inside the other",
+        ),
+        (
+            "the cache would be made inside the target",
+            root.join("t.git"),
+            root.join("t.git/cache"),
+            "one inside the other",
+        ),
+        (
+            "a foreign directory where the mirror goes",
+            root.join("t.git"),
+            root.join("foreign"),
+            "exists but was not made by backlog-mirror",
+        ),
+        (
+            "a cache directory that cannot be made",
+            root.join("t.git"),
+            root.join("dangling"),
+            "--cache-dir",
+        ),
+    ];
+    for (label, target, cache, want) in cases {
+        let out = run(bin()
+            .env("HOME", sb.home())
+            .args(["sync", "--source", &src, "--target"])
+            .arg(&target)
+            .arg("--cache-dir")
+            .arg(&cache)
+            .args(["--mirror-name", "app", "--create-target"]));
+        assert_eq!(out.code, 2, "{label}: {}", out.stderr);
+        assert!(out.only_error().contains(want), "{label}: {}", out.stderr);
+        assert!(!target.exists(), "{label}: the target was created");
+    }
+    assert!(!root.join("cache").exists());
+}

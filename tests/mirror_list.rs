@@ -559,7 +559,15 @@ fn mistakes_in_the_list_name_file_line_and_key_and_touch_nothing() {
                 "{good}{}",
                 entry("b", &b).replace(&path_str(&b.target), &format!("{t}/"))
             ),
-            ":8: mirror 'b', key 'target': the same target as mirror 'a'",
+            "is the same target as mirror 'a' (line 4:",
+        ),
+        (
+            "a target that is the mirror's own cache",
+            format!(
+                "[[mirror]]\nname = \"a\"\nsource = \"{s}\"\ntarget = \"{}\"\n",
+                path_str(&sb.cache_dir().join("a.git"))
+            ),
+            ":4: mirror 'a', key 'target': --target",
         ),
         (
             "clap's own flag",
@@ -707,4 +715,59 @@ fn a_shared_parameter_store_key_is_read_once_per_run() {
         assert_mirror(&r.source, &r.target);
     }
     assert_no_secret(&out, &[key.private_text.lines().nth(1).unwrap()]);
+}
+
+/// Two mirrors of a list with one target, spelled two ways, are refused before anything runs
+/// (exit 2, naming both): each would delete the other's refs, and the target would end as
+/// whichever ran last.
+#[test]
+fn two_spellings_of_one_target_are_refused_naming_both_mirrors() {
+    let sb = Sandbox::new();
+    let (a, b) = (repo(&sb, "a"), repo(&sb, "b"));
+    let served = sb.join("http");
+    let dup = init_bare(&served.join("dup.git"));
+    git(&dup, &["config", "http.receivepack", "true"]);
+    let http = HttpGit::start(&served);
+    let url = http.url("dup.git");
+    let port = url
+        .trim_start_matches("http://127.0.0.1:")
+        .trim_end_matches("/dup.git");
+    let path = path_str(&a.target);
+    let pairs = [
+        (url.clone(), format!("{url}/")),
+        (url.clone(), url.trim_end_matches(".git").to_string()),
+        (url.clone(), format!("http://localhost:{port}/dup.git")),
+        (url.clone(), format!("http://user:pw@[::1]:{port}/dup.git")),
+        (url.clone(), url.replace("/dup.git", "/x/../%64up.git")),
+        (path.clone(), format!("file://{path}")),
+        (
+            "codecommit::us-east-1://app".to_string(),
+            "https://git-codecommit.us-east-1.amazonaws.com/v1/repos/app".to_string(),
+        ),
+    ];
+    for (first, second) in pairs {
+        let text = format!(
+            "[[mirror]]\nname = \"a\"\nsource = \"{}\"\ntarget = \"{first}\"\n\n\
+             [[mirror]]\nname = \"b\"\nsource = \"{}\"\ntarget = \"{second}\"\n",
+            path_str(&a.source),
+            path_str(&b.source)
+        );
+        let list = write_list(&sb, &text);
+        let out = run(&mut list_sync(&sb, &list));
+        let label = format!("{first} and {second}");
+        assert_eq!(out.code, 2, "{label}: {}", out.stderr);
+        let error = out.only_error();
+        assert!(
+            error.contains("mirrors.toml:9: mirror 'b', key 'target'")
+                && error.contains("same target as mirror 'a' (line 4"),
+            "{label}: {error}"
+        );
+        assert!(!error.contains("pw"), "{error}");
+        assert!(refs(&dup).is_empty(), "{label}: the target was pushed to");
+        assert!(
+            refs(&a.target).is_empty(),
+            "{label}: the target was pushed to"
+        );
+        assert!(!sb.cache_dir().exists(), "{label}: the cache dir was made");
+    }
 }

@@ -382,13 +382,14 @@ fn a_relay_from_a_password_source_into_codecommit_shows_no_secret() {
             "a credential header leaked:\n{text}"
         );
     }
-    // The listing, the push: each carried its signature up front, none was challenged.
+    // The listing, the push, the listing that checks it: each carried its signature up front,
+    // none was challenged.
     let git_requests: Vec<_> = server
         .requests()
         .into_iter()
         .filter(|r| r["path"].as_str().is_some_and(|p| p.contains("/v1/repos/")))
         .collect();
-    assert_eq!(git_requests.len(), 2, "{git_requests:?}");
+    assert_eq!(git_requests.len(), 3, "{git_requests:?}");
     assert!(
         git_requests.iter().all(|r| r["status"] == 200),
         "{git_requests:?}"

@@ -267,3 +267,60 @@ fn large_plans_are_pushed_in_batches_on_fresh_connections() {
         .count();
     assert_eq!(posts, 3);
 }
+
+/// A source that does not exist (a typo in the URL, a repository renamed) is found before the
+/// target is fetched to seed a new cache: the run fails on it having taken nothing from the
+/// target, whether it went straight to the cache (a local target) or tried the relay first (an
+/// HTTP target).
+#[test]
+fn a_missing_source_fails_before_anything_is_seeded_from_the_target() {
+    let sb = Sandbox::new();
+    let pair = sb.pair("srv", &["dev"]);
+    let filled = sb.join("http/target.git");
+    git(
+        &sb.join("srv"),
+        &[
+            "clone",
+            "-q",
+            "--mirror",
+            &path_str(&pair.source),
+            &path_str(&filled),
+        ],
+    );
+    git(&filled, &["config", "http.receivepack", "true"]);
+    let daemon = GitDaemon::start(&sb.join("srv"));
+    let http = HttpGit::start(&sb.join("http"));
+    let missing = daemon.url("no-such-repository.git");
+    git(
+        &pair.work.path,
+        &["push", "-q", "--mirror", &path_str(&pair.target)],
+    );
+    for (label, target) in [
+        ("local target", path_str(&pair.target)),
+        ("HTTP target", http.url("target.git")),
+    ] {
+        let run_sb = Sandbox::new();
+        let out = run(run_sb.sync(&missing, &target).arg("--json"));
+        assert_eq!(out.code, 1, "{label}: {}", out.stderr);
+        assert!(
+            out.only_error().contains("no-such-repository"),
+            "{label}: {}",
+            out.stderr
+        );
+        let report = out.json();
+        assert_eq!(report["seeded"], false, "{label}: {report}");
+        assert_eq!(report["transfer"]["seed"]["bytes"], 0, "{label}: {report}");
+    }
+    // The relay reads the HTTP target's HEAD from an upload-pack advertisement; a seed would
+    // POST to upload-pack for the pack.
+    let fetched: Vec<_> = http
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "POST" && r.service() == Some("git-upload-pack"))
+        .map(|r| r.path)
+        .collect();
+    assert!(
+        fetched.is_empty(),
+        "the HTTP target was fetched from: {fetched:?}"
+    );
+}

@@ -413,8 +413,9 @@ fn an_ssh_target_is_pushed_over_the_runs_connection() {
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_mirror(&fx.source, &fx.target);
     // Source and target live on one host for one user: one connection serves the look, the
-    // target's listing, the push and the catch-up.
-    assert_eq!(fx.sshd.connections() - before, 1);
+    // target's listing and the push; the catch-up look and the listing that checks the push
+    // overlap, on a connection each.
+    assert!(fx.sshd.connections() - before <= 2);
     push_a_commit(&fx.source, &fx.sb.join("work2"), "b.txt", "second");
     let before = fx.sshd.connections();
     let out = sync(&[]);

@@ -187,3 +187,140 @@ fn a_full_disk_on_the_target_is_reported_in_its_own_words() {
         "{error}"
     );
 }
+
+/// A target with a work tree: its `HEAD` is the branch checked out there, which git's
+/// receive-pack refuses to delete or update by default (`receive.denyDeleteCurrent`,
+/// `receive.denyCurrentBranch`). The run leaves it to those rules: it never points `HEAD`
+/// elsewhere to get a deletion through, says which ref and what to do, and with
+/// `receive.denyCurrentBranch=updateInstead` the branch is updated along with its files.
+#[test]
+fn a_non_bare_targets_checked_out_branch_is_left_to_its_own_rules() {
+    let sb = Sandbox::new();
+    let Pair { work, source, .. } = sb.pair("srv", &[]);
+    let target = WorkRepo::init(&sb.join("wt"));
+    git(&target.path, &["checkout", "-q", "-b", "work"]);
+    let kept = target.commit("mine.txt", "the target's own work", "on the target");
+    let tgt = path_str(&target.path);
+
+    let out = run(sb.sync(&path_str(&source), &tgt).arg("--json"));
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert_eq!(
+        git(&target.path, &["symbolic-ref", "HEAD"]),
+        "refs/heads/work"
+    );
+    assert_eq!(git(&target.path, &["rev-parse", "refs/heads/work"]), kept);
+    assert_eq!(git(&target.path, &["status", "--porcelain"]), "");
+    // Everything else landed.
+    assert_eq!(
+        git(&target.path, &["rev-parse", "refs/heads/main"]),
+        git(&source, &["rev-parse", "refs/heads/main"])
+    );
+    let error = out.only_error();
+    assert!(
+        error.contains("refs/heads/work is the branch checked out in the work tree")
+            && error.contains("git init --bare"),
+        "{error}"
+    );
+    assert_eq!(out.json()["exit_code"], 1);
+
+    // The source has the branch too, rewritten: updateInstead lets the target take it, files
+    // and all; its HEAD stays the branch it checked out.
+    work.checkout("main");
+    git(&work.path, &["checkout", "-q", "-b", "work"]);
+    let theirs = work.commit("mine.txt", "the source's version", "from the source");
+    work.push_mirror(&source);
+    git(
+        &target.path,
+        &["config", "receive.denyCurrentBranch", "updateInstead"],
+    );
+    let out = run(sb.sync(&path_str(&source), &tgt).arg("--json"));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_mirror(&source, &target.path.join(".git"));
+    assert_eq!(
+        git(&target.path, &["symbolic-ref", "HEAD"]),
+        "refs/heads/work"
+    );
+    assert_eq!(git(&target.path, &["rev-parse", "HEAD"]), theirs);
+    assert_eq!(
+        std::fs::read_to_string(target.path.join("mine.txt")).unwrap(),
+        "the source's version"
+    );
+    assert_eq!(git(&target.path, &["status", "--porcelain"]), "");
+    let report = &out.json()["default_branch"];
+    assert_eq!(report["changed"], false);
+    assert!(
+        report["warning"]
+            .as_str()
+            .is_some_and(|w| w.contains("not a bare repository")),
+        "{report}"
+    );
+}
+
+/// A target that answers `ok` and keeps something else: a real receive-pack whose post-receive
+/// hook moves each updated ref back (it runs after the report is written). git trusts the
+/// report; the run lists the target after its push and fails, naming the ref, through the
+/// cache (a local path, git://) and through the stateless relay (HTTP).
+#[test]
+fn a_target_that_undoes_what_it_reported_fails_the_run() {
+    let undo = "#!/bin/sh\nwhile read old new name; do\n  if [ \"$old\" = \
+                0000000000000000000000000000000000000000 ]; then git update-ref -d \"$name\"; \
+                else git update-ref \"$name\" \"$old\"; fi\ndone\n";
+    let sb = Sandbox::new();
+    let Pair { work, source, .. } = sb.pair("srv", &["dev"]);
+    let served = sb.join("served");
+    let daemon = GitDaemon::start(&served);
+    let http = HttpGit::start(&served);
+    let targets = [
+        ("local", init_bare(&served.join("local.git")), None),
+        (
+            "git://",
+            init_bare(&served.join("daemon.git")),
+            Some(daemon.url("daemon.git")),
+        ),
+        (
+            "relay",
+            init_bare(&served.join("http.git")),
+            Some(http.url("http.git")),
+        ),
+    ];
+    let src = path_str(&source);
+    let mut runs = Vec::new();
+    for (label, bare, url) in &targets {
+        git(bare, &["config", "http.receivepack", "true"]);
+        let tgt = url.clone().unwrap_or_else(|| path_str(bare));
+        let run_sb = Sandbox::new();
+        let first = run(&mut run_sb.sync(&src, &tgt));
+        assert_eq!(first.code, 0, "{label}: {}", first.stderr);
+        install_hook(bare, "post-receive", undo);
+        runs.push((label, bare, tgt, run_sb));
+    }
+    work.commit("b.txt", "two", "second");
+    work.branch("new");
+    work.push_mirror(&source);
+    for (label, bare, tgt, mut run_sb) in runs {
+        if *label == "relay" {
+            // No cache on disk: the run relays.
+            run_sb = Sandbox::new();
+        }
+        let before = refs(bare);
+        let out = run(run_sb.sync(&src, &tgt).arg("--json"));
+        assert_eq!(out.code, 1, "{label}: {}", out.stderr);
+        assert_eq!(
+            refs(bare),
+            before,
+            "{label}: the hook did not undo the push"
+        );
+        let error = out.only_error();
+        assert!(
+            error.contains("reported this run's push applied")
+                && error.contains("differs in 2 ref(s)")
+                && error.contains("refs/heads/main (holds ")
+                && error.contains("refs/heads/new (holds nothing"),
+            "{label}: {error}"
+        );
+        let report = out.json();
+        assert_eq!(report["status"], "failed", "{label}");
+        let engine = &report["transfer"]["push"]["engine"];
+        assert_eq!(engine == "relay", *label == "relay", "{label}: {report}");
+    }
+}

@@ -266,10 +266,11 @@ fn an_http_password_goes_up_front_and_never_shows() {
     assert_mirror(&source, &target);
     assert_eq!(out.json()["transfer"]["push"]["engine"], "wire");
     assert_no_secret(&out, &[&password]);
-    // One listing and one push, the password on each first request: no 401 round trip.
+    // One listing, one push and the listing that checks it, the password on each first
+    // request: no 401 round trip.
     assert_eq!(
         http.count_service("git-receive-pack"),
-        2,
+        3,
         "{:?}",
         http.requests()
     );
@@ -285,7 +286,7 @@ fn git_requests(server: &CodeCommitServer) -> Vec<serde_json::Value> {
 }
 
 #[test]
-fn a_one_commit_incremental_makes_gits_two_requests_to_codecommit() {
+fn a_one_commit_incremental_to_codecommit_lists_pushes_and_checks_in_three_requests() {
     let sb = Sandbox::new();
     let pair = sb.pair("srv", &["dev"]);
     let root = sb.join("codecommit");
@@ -315,7 +316,8 @@ fn a_one_commit_incremental_makes_gits_two_requests_to_codecommit() {
     assert_eq!(out.json()["transfer"]["push"]["engine"], "wire");
     let requests = git_requests(&server)[before..].to_vec();
     // The listing is the push's advertisement: one GET (signed up front, no 401), one POST
-    // (was 4: libgit2's listing drew a 401, then the push asked for the advertisement again).
+    // (was 4: libgit2's listing drew a 401, then the push asked for the advertisement again),
+    // and one GET after it, the check that the target holds what it reported applied.
     let shape: Vec<(String, String, u64)> = requests
         .iter()
         .map(|r| {
@@ -330,13 +332,15 @@ fn a_one_commit_incremental_makes_gits_two_requests_to_codecommit() {
             )
         })
         .collect();
-    assert_eq!(shape.len(), 2, "{shape:?}");
-    assert!(
-        shape[0].0 == "GET"
-            && shape[0].1.ends_with("/info/refs?service=git-receive-pack")
-            && shape[0].2 == 200,
-        "{shape:?}"
-    );
+    assert_eq!(shape.len(), 3, "{shape:?}");
+    for get in [&shape[0], &shape[2]] {
+        assert!(
+            get.0 == "GET"
+                && get.1.ends_with("/info/refs?service=git-receive-pack")
+                && get.2 == 200,
+            "{shape:?}"
+        );
+    }
     assert!(
         shape[1].0 == "POST" && shape[1].1.ends_with("/git-receive-pack?") && shape[1].2 == 200,
         "{shape:?}"
@@ -344,7 +348,7 @@ fn a_one_commit_incremental_makes_gits_two_requests_to_codecommit() {
 }
 
 #[test]
-fn a_one_commit_incremental_to_smart_http_lists_once_and_asks_head_once() {
+fn a_one_commit_incremental_to_smart_http_asks_head_once_and_lists_again_to_check() {
     let sb = Sandbox::new();
     let pair = sb.pair("srv", &["dev"]);
     let password = format!("{CANARY}-count-password");
@@ -377,14 +381,15 @@ fn a_one_commit_incremental_to_smart_http_lists_once_and_asks_head_once() {
         .map(|r| (r.method.as_str(), r.service()))
         .collect();
     // The receive-pack listing (the push's advertisement), upload-pack's for where HEAD points
-    // (receive-pack does not say), the push, each with the password up front (was 4: libgit2's
-    // listing drew a 401 first).
+    // (receive-pack does not say), the push, and the listing that checks it, each with the
+    // password up front (was 4: libgit2's listing drew a 401 first).
     assert_eq!(
         services,
         vec![
             ("GET", Some("git-receive-pack")),
             ("GET", Some("git-upload-pack")),
             ("POST", Some("git-receive-pack")),
+            ("GET", Some("git-receive-pack")),
         ],
         "{requests:?}"
     );

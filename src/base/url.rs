@@ -276,6 +276,74 @@ impl RemoteUrl {
         }
     }
 
+    /// This remote's place: one string for every spelling of one repository, to tell two
+    /// mirrors pushing into the same target (or a source that is its own target). Userinfo is
+    /// not part of it; scheme and host are compared without case, default ports dropped, `http`
+    /// and `https` taken for one server, `localhost`, `127.0.0.1` and `[::1]` for one host, the
+    /// path percent-decoded with `.`, `..`, repeated and trailing slashes and a `.git` suffix
+    /// resolved away (git daemon and most hosts serve `x` and `x.git` as one); an scp-like path
+    /// is relative to the home directory as `ssh://host/~/path` is. A local path is the git
+    /// directory it opens (`wt` and `wt/.git` are one), canonicalised.
+    pub(crate) fn place(&self) -> String {
+        let Some(host) = &self.host else {
+            let path = Path::new(&self.path);
+            let opened = git2::Repository::open_ext(
+                path,
+                git2::RepositoryOpenFlags::NO_SEARCH,
+                std::iter::empty::<&std::ffi::OsStr>(),
+            );
+            let dir = opened.map_or_else(|_| path.to_path_buf(), |repo| repo.path().to_path_buf());
+            return format!("file://{}", resolved_path(&dir).display());
+        };
+        let (scheme, default_port) = match self.scheme {
+            Scheme::Http | Scheme::Https => {
+                ("http", if self.scheme == Scheme::Http { 80 } else { 443 })
+            }
+            Scheme::Git => ("git", 9418),
+            Scheme::Ssh | Scheme::Local => ("ssh", 22),
+        };
+        let host = host.trim_end_matches('.').to_ascii_lowercase();
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        let host = match bare.parse::<std::net::IpAddr>() {
+            Ok(ip) if ip.is_loopback() => "localhost".to_string(),
+            Ok(std::net::IpAddr::V6(ip)) => format!("[{ip}]"),
+            Ok(ip) => ip.to_string(),
+            Err(_) => host,
+        };
+        let port = match self.port.filter(|p| *p != default_port) {
+            Some(port) => format!(":{port}"),
+            None => String::new(),
+        };
+        let decoded = percent_decode(&self.path);
+        // `host:path` and `ssh://host/~/path` both start at the home directory.
+        let home = self.scheme == Scheme::Ssh
+            && (!self.url.contains("://") && !decoded.starts_with('/')
+                || decoded.starts_with("/~"));
+        let mut parts: Vec<&str> = Vec::new();
+        for part in decoded.split('/') {
+            match part {
+                "" | "." => {}
+                ".." => {
+                    parts.pop();
+                }
+                _ => parts.push(part),
+            }
+        }
+        if home && !parts.first().is_some_and(|p| p.starts_with('~')) {
+            parts.insert(0, "~");
+        }
+        if parts.last() == Some(&".git") && parts.len() > 1 {
+            parts.pop();
+        }
+        let last = parts.pop().unwrap_or_default();
+        let last = last
+            .strip_suffix(".git")
+            .filter(|l| !l.is_empty())
+            .unwrap_or(last);
+        parts.push(last);
+        format!("{scheme}://{host}{port}/{}", parts.join("/"))
+    }
+
     /// A stable, file-name-safe name for this remote's cache entry: the repository's base name
     /// (readable in `ls`) plus a hash of the whole location (so two `app.git` from different hosts
     /// never share a cache).
@@ -320,6 +388,32 @@ fn file_url(path: &Path) -> String {
         .ok()
         .and_then(|p| ::url::Url::from_file_path(p).ok())
         .map_or_else(|| path.display().to_string(), |u| u.to_string())
+}
+
+/// `path` as one place on this machine: absolute, its longest existing part canonicalised
+/// (symbolic links, `.`, `..`), the rest with `.` and `..` resolved as written. Two spellings of
+/// one directory, existing or yet to be made, give the same path.
+pub(crate) fn resolved_path(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let parts: Vec<Component<'_>> = absolute.components().collect();
+    for kept in (1..=parts.len()).rev() {
+        let head: PathBuf = parts[..kept].iter().collect();
+        let Ok(mut out) = head.canonicalize() else {
+            continue;
+        };
+        for part in &parts[kept..] {
+            match part {
+                Component::ParentDir => {
+                    out.pop();
+                }
+                Component::Normal(name) => out.push(name),
+                _ => {}
+            }
+        }
+        return out;
+    }
+    absolute
 }
 
 fn fnv1a(bytes: &[u8]) -> u64 {
@@ -402,6 +496,100 @@ mod tests {
             assert!(!shown.contains("bob"), "{shown}");
         }
         assert!(url.as_git_url().contains("bob"));
+    }
+
+    #[test]
+    fn every_spelling_of_one_repository_has_one_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        git2::Repository::init_bare(root.join("bare.git")).unwrap();
+        git2::Repository::init(root.join("wt")).unwrap();
+        std::os::unix::fs::symlink(root.join("bare.git"), root.join("link.git")).unwrap();
+        let r = root.display();
+        let same: &[(&str, String)] = &[
+            ("trailing slash", "http://h/dup.git/".into()),
+            ("no .git", "http://h/dup".into()),
+            ("https", "https://h/dup.git".into()),
+            ("default port", "http://h:80/dup.git".into()),
+            ("scheme and host case", "HTTP://H/dup.git".into()),
+            ("userinfo", "http://bob:pw@h/dup.git".into()),
+            ("percent-encoding", "http://h/%64up.git".into()),
+            ("dot segments", "http://h/x/../dup.git".into()),
+            ("repeated slashes", "http://h//dup.git".into()),
+            ("x/.git", "http://h/dup/.git".into()),
+            ("host's trailing dot", "http://h./dup.git".into()),
+        ];
+        let base = RemoteUrl::parse("http://h/dup.git").unwrap().place();
+        for (label, raw) in same {
+            let place = RemoteUrl::parse(raw).unwrap().place();
+            assert_eq!(place, base, "{label}: {raw}");
+        }
+        let groups: &[&[String]] = &[
+            &[
+                "http://localhost:8080/x.git".into(),
+                "http://127.0.0.1:8080/x".into(),
+                "http://[::1]:8080/x.git/".into(),
+                "http://[0:0:0:0:0:0:0:1]:8080/x.git".into(),
+            ],
+            &[
+                "git://Example.COM/x.git".into(),
+                "git://example.com:9418/x".into(),
+            ],
+            &[
+                "ssh://git@host/~/app.git".into(),
+                "git@host:app.git".into(),
+                "other@host:app".into(),
+                "ssh://host:22/~/app".into(),
+            ],
+            &[
+                "ssh://git@host/srv/app.git".into(),
+                "host:/srv/app.git".into(),
+                "ssh+git://host/srv/app".into(),
+            ],
+            &[
+                format!("{r}/bare.git"),
+                format!("{r}/bare.git/"),
+                format!("file://{r}/bare.git"),
+                format!("{r}/wt/../bare.git"),
+                format!("{r}/link.git"),
+            ],
+            &[format!("{r}/wt"), format!("{r}/wt/.git")],
+            &[format!("{r}/new/x.git"), format!("{r}/new/./x.git/")],
+        ];
+        let mut seen = Vec::new();
+        for group in groups {
+            let places: Vec<String> = group
+                .iter()
+                .map(|raw| RemoteUrl::parse(raw).unwrap().place())
+                .collect();
+            assert!(
+                places.iter().all(|p| *p == places[0]),
+                "{group:?}: {places:?}"
+            );
+            assert!(
+                !seen.contains(&places[0]),
+                "{group:?} is another group's place"
+            );
+            seen.push(places[0].clone());
+        }
+        let distinct = [
+            "http://h/dup.git",
+            "http://h:8080/dup.git",
+            "http://h/Dup.git",
+            "http://h/other/dup.git",
+            "http://other/dup.git",
+            "git://h/dup.git",
+            "ssh://h/dup.git",
+            "ssh://h/~/dup.git",
+            "http://127.0.0.2/dup.git",
+        ];
+        let places: Vec<String> = distinct
+            .iter()
+            .map(|raw| RemoteUrl::parse(raw).unwrap().place())
+            .collect();
+        for (i, place) in places.iter().enumerate() {
+            assert!(!places[..i].contains(place), "{}: {place}", distinct[i]);
+        }
     }
 
     #[test]

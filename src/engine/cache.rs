@@ -517,21 +517,30 @@ fn acquire_lock(path: &Path, timeout: Duration) -> Result<File> {
     }
 }
 
+/// A mirror's path must hold nothing backlog-mirror did not make (an empty directory is
+/// nothing). Checked with the configuration, before anything is created, and again on opening.
+pub(crate) fn check_not_foreign(path: &Path) -> Result<()> {
+    let empty = || {
+        fs::read_dir(path)
+            .map(|mut d| d.next().is_none())
+            .unwrap_or(false)
+    };
+    if path.exists() && !path.join(MARKER).is_file() && !empty() {
+        return Err(usage(format!(
+            "{} exists but was not made by backlog-mirror; remove it or choose another \
+             --mirror-name or --cache-dir",
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
 fn open_or_create(path: &Path) -> Result<(Repository, bool)> {
     if !path.exists() {
         return Ok((create(path)?, true));
     }
     if !path.join(MARKER).is_file() {
-        let empty = fs::read_dir(path)
-            .map(|mut d| d.next().is_none())
-            .unwrap_or(false);
-        if !empty {
-            return Err(usage(format!(
-                "{} exists but was not made by backlog-mirror; remove it or choose another \
-                 --mirror-name or --cache-dir",
-                path.display()
-            )));
-        }
+        check_not_foreign(path)?;
         fs::remove_dir(path).with_context(|| format!("cannot remove {}", path.display()))?;
         return Ok((create(path)?, true));
     }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use crate::aws::codecommit::{self, CodeCommit};
 use crate::base::error::usage;
 use crate::base::progress::{ProgressMode, ProgressOptions};
-use crate::base::url::{RemoteUrl, Scheme};
+use crate::base::url::{RemoteUrl, Scheme, resolved_path};
 use crate::engine::plan::DeleteGuard;
 use crate::engine::push::{PushEngine, PushOptions};
 use crate::engine::ref_filter::RefFilter;
@@ -167,6 +167,30 @@ impl SyncConfig {
     pub(crate) fn network_timeout(&self) -> Duration {
         self.push.network_timeout
     }
+
+    /// The mirror's place in the cache directory, once its name is final (a list names it
+    /// after `from_args`):
+    /// it must hold nothing but a mirror, and it and a local target must not be one inside the
+    /// other (the target would be opened, rebuilt or filled as the cache, or the cache made
+    /// inside the target). Checked before anything is created.
+    pub(crate) fn check_cache_place(&self) -> anyhow::Result<()> {
+        let mirror = self.mirror_path();
+        crate::engine::cache::check_not_foreign(&mirror)?;
+        let Some(target) = self.target.url.local_path() else {
+            return Ok(());
+        };
+        let (target, mirror) = (resolved_path(target), resolved_path(&mirror));
+        if target.starts_with(&mirror) || mirror.starts_with(&target) {
+            return Err(usage(format!(
+                "--target '{}' and this mirror's cache {} are one inside the other; point \
+                 --target at a repository outside --cache-dir '{}'",
+                self.target.url.redacted(),
+                mirror.display(),
+                self.cache_dir.display()
+            )));
+        }
+        Ok(())
+    }
 }
 
 /// CodeCommit refuses a push of more ref updates than this; also `--batch-size`'s default.
@@ -260,14 +284,9 @@ fn check_local_target_engine(target: &RemoteUrl) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Whether two remotes are one repository however written (see `RemoteUrl::place`).
 fn same_place(a: &RemoteUrl, b: &RemoteUrl) -> bool {
-    match (a.local_path(), b.local_path()) {
-        (Some(pa), Some(pb)) => match (pa.canonicalize(), pb.canonicalize()) {
-            (Ok(ca), Ok(cb)) => ca == cb,
-            _ => false,
-        },
-        _ => a.scheme() != Scheme::Local && a.without_credentials() == b.without_credentials(),
-    }
+    a.place() == b.place()
 }
 
 fn check_mirror_name(name: &str) -> anyhow::Result<String> {

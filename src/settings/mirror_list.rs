@@ -24,6 +24,7 @@ use toml::de::{DeTable, DeValue};
 
 use crate::base::error::usage;
 use crate::settings::flags::SyncArgs;
+use crate::transport::remote::Remote;
 
 /// Keys that describe one run of the program, not a mirror: refused in the file.
 const PER_RUN: &[&str] = &[
@@ -640,6 +641,60 @@ impl MirrorList {
             .iter()
             .filter(|m| names.iter().any(|n| m.is(n)))
             .collect())
+    }
+}
+
+impl MirrorList {
+    /// Two mirrors pushing into one target would delete each other's refs, round after round,
+    /// and the target would end as whichever ran last: refused, however the two spell it
+    /// (`RemoteUrl::place`; a CodeCommit repository is its name in its region). `targets` are
+    /// the `selected` mirrors' targets, in order.
+    pub(crate) fn check_targets(
+        &self,
+        selected: &[&Listed],
+        targets: &[&Remote],
+    ) -> anyhow::Result<()> {
+        let key = |listed: &Listed| {
+            if listed.args.target.is_some() {
+                "target"
+            } else {
+                "codecommit-repo"
+            }
+        };
+        for (i, (listed, target)) in selected.iter().zip(targets).enumerate() {
+            let earlier = selected[..i].iter().zip(targets);
+            let Some((other, other_target)) =
+                earlier.into_iter().find(|(_, t)| one_target(t, target))
+            else {
+                continue;
+            };
+            return Err(usage(format!(
+                "{}:{}: mirror '{}', key '{}': {} is the same target as mirror '{}' (line {}: {}); \
+                 each mirror needs its own target",
+                self.file,
+                listed.line_of(key(listed)),
+                listed.name,
+                key(listed),
+                target.url.redacted(),
+                other.name,
+                other.line_of(key(other)),
+                other_target.url.redacted()
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Whether two targets are one repository: one CodeCommit repository name in one region
+/// (unless two different AWS profiles name it: two accounts), or one place however written.
+fn one_target(a: &Remote, b: &Remote) -> bool {
+    match (a.codecommit(), b.codecommit()) {
+        (Some(x), Some(y)) => {
+            x.name == y.name
+                && x.region == y.region
+                && (x.profile.is_none() || y.profile.is_none() || x.profile == y.profile)
+        }
+        _ => a.url.place() == b.url.place(),
     }
 }
 

@@ -5,11 +5,18 @@
 //! pushed), and a clone of the mirror checks out another branch than a clone of the source. How
 //! to move it depends on the target:
 //!
-//! - a local path: `HEAD` is written directly, as `git symbolic-ref HEAD refs/heads/X` would. This
-//!   bypasses receive-pack, which pushes to a local target otherwise always go through (so its
-//!   hooks and `receive.deny*` apply), and that is fine: receive-pack has no way to change `HEAD`
-//!   at all, git runs no hook for a symbolic ref, and the file is replaced atomically through a
-//!   lock file, so a concurrent push or reader sees the old or the new value, never a torn one;
+//! - a local bare repository: `HEAD` is written directly, as `git symbolic-ref HEAD refs/heads/X`
+//!   would. This bypasses receive-pack, which pushes to a local target otherwise always go through
+//!   (so its hooks and `receive.deny*` apply), and that is fine: receive-pack has no way to change
+//!   `HEAD` at all, git runs no hook for a symbolic ref, and the file is replaced atomically
+//!   through a lock file, so a concurrent push or reader sees the old or the new value, never a
+//!   torn one;
+//! - a local repository with a work tree: its `HEAD` is not a default branch but the branch
+//!   checked out there, which its index and files match. Writing it would switch the work tree's
+//!   branch under its files, and moving it away first would let a deletion through that
+//!   `receive.denyDeleteCurrent` refuses; so it is never written, and updates to that branch are
+//!   left to receive-pack and the target's `receive.denyCurrentBranch` (refused by default,
+//!   applied to the files with `updateInstead`), a refusal naming the branch and what to do;
 //! - CodeCommit: `UpdateDefaultBranch` (see `control_plane`);
 //! - any other remote: nothing can be done through Git; a difference between the `HEAD` it
 //!   advertises and the source's is reported as a warning in the summary.
@@ -42,6 +49,8 @@ pub(crate) struct DefaultBranch {
     known: Option<String>,
     /// Why the default branch is not managed on this target, when it is not.
     pub(crate) unmanaged: Option<String>,
+    /// A local target with a work tree, whose `HEAD` is its checked-out branch.
+    worktree: bool,
     /// This run moved it.
     moved: bool,
 }
@@ -52,7 +61,27 @@ impl DefaultBranch {
             target,
             known,
             unmanaged: None,
+            worktree: false,
             moved: false,
+        }
+    }
+
+    /// A local target at `path` (absolute). One with a work tree keeps its `HEAD`: see the
+    /// module's documentation.
+    pub(crate) fn local(path: PathBuf) -> DefaultBranch {
+        let worktree = git2::Repository::open(&path).is_ok_and(|repo| !repo.is_bare());
+        let unmanaged = worktree.then(|| {
+            format!(
+                "the target {} is not a bare repository: its HEAD is the branch checked out in \
+                 its work tree, which this run never moves; mirror into a bare repository (git \
+                 init --bare) for the default branch to follow the source",
+                path.display()
+            )
+        });
+        DefaultBranch {
+            unmanaged,
+            worktree,
+            ..DefaultBranch::new(Target::Local(path), None)
         }
     }
 
@@ -62,6 +91,7 @@ impl DefaultBranch {
             target: Target::Other,
             known: None,
             unmanaged: Some(why),
+            worktree: false,
             moved: false,
         }
     }
@@ -89,7 +119,26 @@ impl DefaultBranch {
 
     /// Whether this target's default branch can be moved by this run.
     pub(crate) fn movable(&self) -> bool {
-        !self.known_by_listings()
+        !self.known_by_listings() && self.unmanaged.is_none()
+    }
+
+    /// Refs the target refused, with what to do when one is the branch checked out in a local
+    /// target's work tree (which receive-pack refuses to update or delete unless the target's
+    /// configuration says otherwise).
+    pub(crate) fn refused(&self, rejected: Vec<crate::base::error::RefProblem>) -> anyhow::Error {
+        let checked_out = self.worktree.then(|| self.current()).flatten();
+        let hit = checked_out.filter(|branch| rejected.iter().any(|r| &r.name == branch));
+        let err = anyhow::Error::from(crate::base::error::Error::Rejected(rejected));
+        match (hit, &self.target) {
+            (Some(branch), Target::Local(path)) => err.context(format!(
+                "{} is the branch checked out in the work tree of the target {}, which refuses \
+                 to update or delete it (receive.denyCurrentBranch, receive.denyDeleteCurrent); \
+                 mirror into a bare repository (git init --bare)",
+                refname::shown(&branch),
+                path.display()
+            )),
+            _ => err,
+        }
     }
 
     /// Make `branch` (a full ref name the target holds) the target's default branch; returns
@@ -97,6 +146,9 @@ impl DefaultBranch {
     pub(crate) fn set(&mut self, branch: &str) -> Result<bool> {
         if self.current().as_deref() == Some(branch) {
             return Ok(false);
+        }
+        if let Some(why) = &self.unmanaged {
+            anyhow::bail!("{why}");
         }
         match &self.target {
             Target::Local(path) => {

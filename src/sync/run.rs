@@ -163,12 +163,13 @@ fn run(
     summary: &mut Summary,
     unsupported: &mut Vec<Unsupported>,
 ) -> Result<Status> {
-    let mut default = prepare_target(cfg)?;
+    let target = prepare_target(cfg)?;
     let lock = timed!(
         summary,
         lock,
         Lock::take(&cfg.mirror_path(), cfg.lock_timeout)?
     );
+    let mut default = target.create(cfg)?;
     let mut listed = None;
     match relay_declined(cfg, &lock) {
         Some(why) => debug!("no relay: {why}"),
@@ -313,13 +314,30 @@ impl Run<'_> {
     /// does not depend on the source: the two round trips overlap. The source's error, if both
     /// fail, is the one reported.
     fn first_look(&mut self) -> Result<Look> {
-        let (cfg, session, retry) = (self.cfg, self.session, self.retry);
-        let overlap = !self.cache.created;
         let head_wanted = self.default.known_by_listings();
+        let (look, listed) = self.look_listing(!self.cache.created, head_wanted)?;
+        if listed.is_some() {
+            self.seen_target = listed;
+        }
+        if self.cache.interrupted_push {
+            info!(
+                "an earlier run's push to the target did not finish; the target may still change \
+                 under this run, so it is listed again after this run's push"
+            );
+        }
+        Ok(look)
+    }
+
+    /// Look at the source and, when `list`, list the target meanwhile on another thread: the
+    /// two round trips do not depend on each other. The source's error, if both fail, is the one
+    /// reported. The listing's advertisement is kept for the next push (`listed`), and the
+    /// target's `HEAD` read when `head_wanted` (see `list_target`).
+    fn look_listing(&mut self, list: bool, head_wanted: bool) -> Result<(Look, Option<RefMap>)> {
+        let (cfg, session, retry) = (self.cfg, self.session, self.retry);
         // The listing's log lines carry the mirror's name, as this thread's do.
         let span = tracing::Span::current();
         let (look, listing) = std::thread::scope(|scope| {
-            let listing = overlap.then(|| {
+            let listing = list.then(|| {
                 scope.spawn(|| {
                     let _mirror = span.enter();
                     let start = Instant::now();
@@ -338,20 +356,15 @@ impl Run<'_> {
                 self.summary.seconds.plan += seconds;
                 self.summary.retries += retried;
                 let listed = refs?;
-                self.default.advertised(listed.head);
-                self.seen_target = Some(listed.refs);
+                if head_wanted {
+                    self.default.advertised(listed.head);
+                }
                 self.listed = listed.ad;
+                Ok((look, Some(listed.refs)))
             }
             Some(Err(panic)) => std::panic::resume_unwind(panic),
-            None => {}
+            None => Ok((look, None)),
         }
-        if self.cache.interrupted_push {
-            info!(
-                "an earlier run's push to the target did not finish; the target may still change \
-                 under this run, so it is listed again after this run's push"
-            );
-        }
-        Ok(look)
     }
 
     /// One round from `look`: plan, guard, push, catch up.
@@ -390,10 +403,15 @@ impl Run<'_> {
                 Pushed::Lease => return Ok(Next::Lease(self.look()?)),
             }
         }
-        let next = self.catch_up()?;
+        let (next, after) = self.catch_up(!planned.plan.is_empty())?;
         if next.refs == planned.wanted {
+            if let Some(after) = &after {
+                not_as_reported(after, &planned.wanted, self.cfg)?;
+            }
             return Ok(Next::Done(Status::InSync));
         }
+        // The listing after this push is the next round's.
+        self.seen_target = after;
         Ok(Next::Round(next))
     }
 
@@ -488,7 +506,7 @@ impl Run<'_> {
             if !unsettled {
                 self.cache.clear_push_mark()?;
             }
-            return Err(Error::Rejected(rejected).into());
+            return Err(self.default.refused(rejected));
         }
         self.cache.clear_push_mark()?;
         Ok(Pushed::Done)
@@ -631,6 +649,8 @@ impl Run<'_> {
         self.summary.forget_rejected(rejected);
         if differ == 0 {
             self.cache.clear_push_mark()?;
+            // The check after the push (`catch_up`) is this listing.
+            self.seen_target = Some(after);
             return Ok(Pushed::Done);
         }
         self.settle_attempts += 1;
@@ -676,9 +696,14 @@ impl Run<'_> {
 
     /// Catch-up: a push to the source during this run may have had its own webhook build
     /// refused (CodeBuild's concurrency limit is 1); mirror it now rather than wait. When the
-    /// source moved, this look already fetches the next round's objects.
-    fn catch_up(&mut self) -> Result<Look> {
-        self.look()
+    /// source moved, this look already fetches the next round's objects. After a push
+    /// (`pushed`) the target is listed meanwhile, to check it holds what it reported applied
+    /// (`not_as_reported`); a settle that followed the push has listed it already.
+    fn catch_up(&mut self, pushed: bool) -> Result<(Look, Option<RefMap>)> {
+        let settled = self.seen_target.take();
+        // A push does not move the target's HEAD: it is not asked for again.
+        let (look, listed) = self.look_listing(pushed && settled.is_none(), false)?;
+        Ok((look, listed.or(settled)))
     }
 
     /// The target's refs: those already seen, or a fresh listing.
@@ -775,22 +800,34 @@ impl Run<'_> {
         }
     }
 
-    /// Fill the new, empty cache from the target's refs.
+    /// Fill the new, empty cache from the target's refs. Once the target's listing shows refs
+    /// and before its objects are fetched, the source is listed: a source that is missing,
+    /// unreachable or refuses the run's credentials fails the run there, before the whole
+    /// target is fetched into the cache for nothing, and an empty one (which the delete guard
+    /// stops) is not seeded for. An empty target costs no listing more.
     fn seed(&mut self) -> Result<()> {
-        let (cfg, session, cache) = (self.cfg, self.session, &self.cache);
+        let (cfg, session, cache, retry) = (self.cfg, self.session, &self.cache, self.retry);
+        let source_looked = std::cell::RefCell::new(None);
         let (seed, retried) = timed!(
             self.summary,
             seed,
             self.retry.run("seeding from the target", || {
                 let decide = |refs: &RefMap| {
-                    if !refs.is_empty() {
+                    if refs.is_empty() {
+                        return false;
+                    }
+                    let (listed, retried) =
+                        retry.run("looking at the source", || session.list(&cfg.source));
+                    let source_has_refs = listed.as_ref().is_ok_and(|l| !l.is_empty());
+                    *source_looked.borrow_mut() = Some((listed, retried));
+                    if source_has_refs {
                         info!(
                             "seeding the new cache from the target's {} refs, so the source sends \
                              only what the target lacks",
                             refs.len()
                         );
                     }
-                    !refs.is_empty()
+                    source_has_refs
                 };
                 let ours = if fetch::disabled() {
                     Err("BACKLOG_MIRROR_LIBGIT2_FETCH is set".into())
@@ -813,6 +850,10 @@ impl Run<'_> {
             })
         );
         self.summary.retries += retried;
+        if let Some((listed, retried)) = source_looked.into_inner() {
+            self.summary.retries += retried;
+            listed?;
+        }
         let seed = seed?;
         self.default.advertised(seed.head.clone());
         libgit2::leave_alone(&cfg.target.url, &seed.unsupported);
@@ -944,12 +985,16 @@ fn relay(
     let scratch = tempfile::tempdir().context("cannot make a scratch directory")?;
     let empty = git2::Repository::init_bare(scratch.path())?;
     let mut round = 1;
-    let mut next_look = None;
+    // What the last push was to leave on the target: the next look at the source and listing
+    // of the target are the catch-up and the check of the push.
+    let mut left: Option<RefMap> = None;
     loop {
         summary.rounds = round;
         // The target's listing and the source's advertisement do not depend on each other:
         // their round trips overlap, as a run's first look does.
         let span = tracing::Span::current();
+        // A push does not move the target's HEAD: the check after one does not ask for it.
+        let head_wanted = head_wanted && left.is_none();
         let (listed, looked) = std::thread::scope(|scope| {
             let listing = scope.spawn(|| {
                 let _mirror = span.enter();
@@ -960,10 +1005,7 @@ fn relay(
                 (listed, retried, start.elapsed().as_secs_f64())
             });
             let start = Instant::now();
-            let looked = match next_look.take() {
-                Some(ad) => (Ok(ad), 0),
-                None => retry.run("looking at the source", || source.advertise()),
-            };
+            let looked = retry.run("looking at the source", || source.advertise());
             (listing.join(), (looked, start.elapsed().as_secs_f64()))
         });
         let (listed, retried, seconds) = match listed {
@@ -976,7 +1018,9 @@ fn relay(
         summary.seconds.fetch += seconds;
         summary.retries += retried;
         let listed = listed?;
-        default.advertised(listed.head.clone());
+        if head_wanted {
+            default.advertised(listed.head.clone());
+        }
         if listed.refs.is_empty() && summary.refs.pushed() == 0 {
             return Ok(Relayed::Declined(
                 "the target is empty: a first mirror fills the cache".into(),
@@ -985,6 +1029,7 @@ fn relay(
         }
         let ad = match looked {
             Ok(ad) => ad,
+            Err(err) if left.is_some() => return Err(err),
             Err(err) => return Ok(Relayed::Failed(error::one_line(&err))),
         };
         if let Err(why) = crate::engine::upload_pack::can_relay(&ad) {
@@ -995,6 +1040,30 @@ fn relay(
         let wanted = source_listing.refs;
         let source_head = ad.head();
         let filter = &cfg.filter;
+        let in_sync = |default: &mut DefaultBranch, summary: &mut Summary| {
+            let head = source_head.as_deref();
+            let on_target = head.is_some_and(|h| wanted.contains_key(h) && filter.selects(h));
+            summary.default_branch = Some(default.follow(head, on_target));
+            Relayed::Done(Status::InSync)
+        };
+        // Catch-up, as through the cache: a push to the source during this run may have had
+        // its own build refused.
+        if let Some(left) = left.take() {
+            if left == wanted {
+                not_as_reported(&listed.refs, &wanted, cfg)?;
+                return Ok(in_sync(default, summary));
+            }
+            if round >= cfg.max_rounds {
+                bail!(
+                    "the source kept changing for {} rounds; the target holds the state of the \
+                     last round. Run sync again or raise --max-rounds",
+                    cfg.max_rounds
+                );
+            }
+            info!("the source changed during round {round}: catching up");
+            round += 1;
+            summary.rounds = round;
+        }
         let on_target = listed.refs.keys().filter(|n| filter.selects(n)).count();
         if wanted.is_empty() && on_target == 0 {
             if !cfg.dry_run {
@@ -1025,12 +1094,6 @@ fn relay(
             }
             return Ok(Relayed::Done(Status::DryRun));
         }
-        let in_sync = |default: &mut DefaultBranch, summary: &mut Summary| {
-            let head = source_head.as_deref();
-            let on_target = head.is_some_and(|h| wanted.contains_key(h) && filter.selects(h));
-            summary.default_branch = Some(default.follow(head, on_target));
-            Relayed::Done(Status::InSync)
-        };
         if plan.is_empty() {
             debug!("the target already matches: no push");
             // After a lost race, this listing is the check a push left unsettled calls for.
@@ -1088,28 +1151,7 @@ fn relay(
             )));
         }
         lock.clear_push_mark()?;
-        // Catch-up, as through the cache: a push to the source during this run may have had
-        // its own build refused.
-        let (looked, retried) = timed!(
-            summary,
-            fetch,
-            retry.run("looking at the source", || source.advertise())
-        );
-        summary.retries += retried;
-        let next = looked?;
-        if libgit2::advertised(&next.refs).refs == wanted {
-            return Ok(in_sync(default, summary));
-        }
-        if round >= cfg.max_rounds {
-            bail!(
-                "the source kept changing for {} rounds; the target holds the state of the last \
-                 round. Run sync again or raise --max-rounds",
-                cfg.max_rounds
-            );
-        }
-        info!("the source changed during round {round}: catching up");
-        round += 1;
-        next_look = Some(next);
+        left = Some(wanted);
     }
 }
 
@@ -1177,56 +1219,104 @@ fn lost_a_race(reason: &str) -> bool {
     .any(|p| reason.contains(p))
 }
 
-/// How many selected refs of `target` differ from the cache's `wanted` (missing, extra or moved).
-fn differing_refs(target: &RefMap, wanted: &RefMap, cfg: &SyncConfig) -> usize {
-    let selected = |refs: &RefMap| -> RefMap {
-        refs.iter()
-            .filter(|(n, _)| cfg.filter.selects(n))
-            .map(|(n, id)| (n.clone(), *id))
-            .collect()
-    };
-    let (target, wanted) = (selected(target), selected(wanted));
-    let moved = wanted
-        .iter()
-        .filter(|(n, id)| target.get(*n) != Some(id))
-        .count();
-    moved + target.keys().filter(|n| !wanted.contains_key(*n)).count()
+/// The selected refs where `target` differs from `wanted` (missing, extra or moved): each
+/// name with the target's id and the wanted one.
+fn differences(
+    target: &RefMap,
+    wanted: &RefMap,
+    cfg: &SyncConfig,
+) -> Vec<(String, Option<git2::Oid>, Option<git2::Oid>)> {
+    let names: std::collections::BTreeSet<&String> = target.keys().chain(wanted.keys()).collect();
+    names
+        .into_iter()
+        .filter(|n| cfg.filter.selects(n))
+        .map(|n| (n.clone(), target.get(n).copied(), wanted.get(n).copied()))
+        .filter(|(_, has, wants)| has != wants)
+        .collect()
 }
 
-/// Make sure the target exists (creating it with `--create-target`) and learn how its default
-/// branch is read and moved. Runs before anything else: a missing target is exit 1 naming the
-/// command that creates it, before even the cache is touched.
-fn prepare_target(cfg: &SyncConfig) -> Result<DefaultBranch> {
+/// How many selected refs of `target` differ from the cache's `wanted`.
+fn differing_refs(target: &RefMap, wanted: &RefMap, cfg: &SyncConfig) -> usize {
+    differences(target, wanted, cfg).len()
+}
+
+/// The check of a push the target reported applied, when the source has not moved since:
+/// `target`, listed after the push, must be `wanted`. git trusts a receive-pack's report; so
+/// does the push, but exit 0 says the target equals the source, so a target that reports
+/// updates it did not make (a hook that moves a ref back after the report is written, a server
+/// that answers `ok` and drops the command) fails the run, naming each ref with both ids.
+fn not_as_reported(target: &RefMap, wanted: &RefMap, cfg: &SyncConfig) -> Result<()> {
+    let differ = differences(target, wanted, cfg);
+    if differ.is_empty() {
+        return Ok(());
+    }
+    let short = |id: Option<git2::Oid>| {
+        id.map_or_else(
+            || "nothing".to_string(),
+            |id| id.to_string()[..10].to_string(),
+        )
+    };
+    let mut named: Vec<String> = differ
+        .iter()
+        .take(5)
+        .map(|(name, has, wants)| {
+            format!(
+                "{} (holds {}, pushed {})",
+                crate::base::refname::shown(name),
+                short(*has),
+                short(*wants)
+            )
+        })
+        .collect();
+    if differ.len() > named.len() {
+        named.push(format!("and {} more", differ.len() - named.len()));
+    }
+    bail!(
+        "the target reported this run's push applied, but its listing after the push differs \
+         in {} ref(s): {}; something on the target undid or dropped the updates (a hook, the \
+         server) or another writer pushed since: look at the target, then run sync again",
+        differ.len(),
+        named.join(", ")
+    )
+}
+
+/// The target as the run found it: ready, with how its default branch is read and moved, or
+/// missing and to be created (`--create-target`).
+enum Prepared {
+    Ready(DefaultBranch),
+    MissingLocal(std::path::PathBuf),
+    MissingCodeCommit(ControlPlane),
+}
+
+/// Make sure the target exists and learn how its default branch is read and moved. Runs before
+/// anything else: a missing target is exit 1 naming the command that creates it, before even
+/// the cache is touched. One to create is created by `Prepared::create` once the cache lock
+/// is held, so that every check that can fail as bad usage (exit 2: nothing touched) comes
+/// before it.
+fn prepare_target(cfg: &SyncConfig) -> Result<Prepared> {
     use default_branch::Target;
+    let dry_run = if cfg.dry_run {
+        " (a dry run creates nothing)"
+    } else {
+        ""
+    };
     if let Some(path) = cfg.target.url.local_path() {
         let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
-        if !path.exists() {
-            if !cfg.create_target || cfg.dry_run {
-                bail!(
-                    "the target {} does not exist; to create it, run: git init --bare {} (or \
-                     pass --create-target){}",
-                    path.display(),
-                    shell_word(&path.display().to_string()),
-                    if cfg.dry_run {
-                        " (a dry run creates nothing)"
-                    } else {
-                        ""
-                    }
-                );
-            }
-            git2::Repository::init_bare(&path).map_err(|e| {
-                anyhow::anyhow!(
-                    "cannot create the target {}: {}",
-                    path.display(),
-                    e.message()
-                )
-            })?;
-            info!("created the target {} (--create-target)", path.display());
+        if path.exists() {
+            return Ok(Prepared::Ready(DefaultBranch::local(path)));
         }
-        return Ok(DefaultBranch::new(Target::Local(path), None));
+        if !cfg.create_target || cfg.dry_run {
+            bail!(
+                "the target {} does not exist; to create it, run: git init --bare {} (or pass \
+                 --create-target){dry_run}",
+                path.display(),
+                shell_word(&path.display().to_string()),
+            );
+        }
+        return Ok(Prepared::MissingLocal(path));
     }
     let Some(repo) = cfg.target.codecommit() else {
-        return Ok(DefaultBranch::new(Target::Other, None));
+        return Ok(Prepared::Ready(DefaultBranch::new(Target::Other, None)));
     };
     let api_overridden = ["AWS_ENDPOINT_URL_CODECOMMIT", "AWS_ENDPOINT_URL"]
         .iter()
@@ -1234,43 +1324,62 @@ fn prepare_target(cfg: &SyncConfig) -> Result<DefaultBranch> {
     if !crate::aws::codecommit::is_aws_host(&repo.host) && !api_overridden {
         // The Git endpoint is overridden and the API's is not: the API the SDK would call is
         // not the one that serves this repository.
-        return Ok(DefaultBranch::unmanaged(format!(
+        return Ok(Prepared::Ready(DefaultBranch::unmanaged(format!(
             "the CodeCommit Git endpoint is overridden ({}) and the API endpoint is not \
              (AWS_ENDPOINT_URL_CODECOMMIT): default branch and --create-target not handled",
             repo.host
-        )));
+        ))));
     }
     let api = ControlPlane::new(repo)?;
     match api.get() {
         Ok(Some(meta)) => {
             let known = meta.default_branch.map(|b| format!("refs/heads/{b}"));
-            Ok(DefaultBranch::new(Target::CodeCommit(api), known))
+            Ok(Prepared::Ready(DefaultBranch::new(
+                Target::CodeCommit(api),
+                known,
+            )))
         }
-        Ok(None) if cfg.create_target && !cfg.dry_run => {
-            let description = source_description(cfg);
-            api.create(description.as_deref())?;
-            info!(
-                "created the CodeCommit repository '{}' in {} (--create-target)",
-                api.name, api.region
-            );
-            Ok(DefaultBranch::new(Target::CodeCommit(api), None))
-        }
+        Ok(None) if cfg.create_target && !cfg.dry_run => Ok(Prepared::MissingCodeCommit(api)),
         Ok(None) => bail!(
             "the CodeCommit repository '{}' does not exist in {}; to create it, run: {} (or pass \
-             --create-target){}",
+             --create-target){dry_run}",
             api.name,
             api.region,
             api.create_command(),
-            if cfg.dry_run {
-                " (a dry run creates nothing)"
-            } else {
-                ""
-            }
         ),
         Err(err) => {
             let why = error::one_line(&err);
             warn!("{why}: the target's default branch is not managed in this run");
-            Ok(DefaultBranch::unmanaged(why))
+            Ok(Prepared::Ready(DefaultBranch::unmanaged(why)))
+        }
+    }
+}
+
+impl Prepared {
+    /// The target, created when it was missing.
+    fn create(self, cfg: &SyncConfig) -> Result<DefaultBranch> {
+        use default_branch::Target;
+        match self {
+            Prepared::Ready(default) => Ok(default),
+            Prepared::MissingLocal(path) => {
+                git2::Repository::init_bare(&path).map_err(|e| {
+                    anyhow::anyhow!(
+                        "cannot create the target {}: {}",
+                        path.display(),
+                        e.message()
+                    )
+                })?;
+                info!("created the target {} (--create-target)", path.display());
+                Ok(DefaultBranch::local(path))
+            }
+            Prepared::MissingCodeCommit(api) => {
+                api.create(source_description(cfg).as_deref())?;
+                info!(
+                    "created the CodeCommit repository '{}' in {} (--create-target)",
+                    api.name, api.region
+                );
+                Ok(DefaultBranch::new(Target::CodeCommit(api), None))
+            }
         }
     }
 }
