@@ -15,14 +15,15 @@ use tracing::{debug, info};
 use crate::base::error::RefProblem;
 use crate::base::progress::{Progress, ProgressOptions};
 use crate::base::refname::RefMap;
-use crate::base::transfer::{PushOutcome, RefOutcome};
+use crate::base::transfer::{PushOutcome, RefOutcome, TransferStats};
 use crate::base::url::Scheme;
 use crate::engine::cache::Cache;
 use crate::engine::git_cli;
 use crate::engine::libgit2::Session;
 use crate::engine::pack::Cut;
 use crate::engine::plan::{Action, Change, Plan};
-use crate::report::summary::{RefResult, Summary};
+use crate::engine::receive_pack::Client;
+use crate::protocol::advertisement::Advertisement;
 use crate::transport::remote::Remote;
 use crate::transport::retry::{self, Retry};
 
@@ -55,7 +56,7 @@ pub(crate) struct PushOptions {
 }
 
 /// Who sends one batch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Engine {
     Libgit2,
     Git,
@@ -406,162 +407,271 @@ fn in_the_way(name: &str, names: &std::collections::BTreeSet<&str>) -> bool {
     has_below || has_above
 }
 
-/// Push `plan` to `target` in batches and record each ref's result in `summary`. Returns the
-/// refs the target rejected, with its reasons.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn execute(
-    session: &Session,
-    options: &PushOptions,
-    target: &Remote,
-    cache: &Cache,
-    plan: &Plan,
-    checked: Option<&Checked>,
-    local_refs: usize,
-    mut listed: Option<crate::protocol::advertisement::Advertisement>,
-    head: Option<&str>,
-    summary: &mut Summary,
-) -> Result<Vec<RefProblem>> {
-    let repo = &cache.repo;
-    let engine = choose_engine(options.engine, target);
-    let hybrid = options.engine == PushEngine::Auto && target.url.scheme() != Scheme::Local;
-    let batches = batches(
-        Some(repo),
-        plan,
-        engine,
-        hybrid,
-        options.batch_size,
-        local_refs,
-        head,
-    );
-    let used = |e: Engine| batches.iter().any(|(b, _)| *b == e);
-    let names = match (used(Engine::Git), used(Engine::Libgit2)) {
-        _ if used(Engine::Wire) => Engine::Wire.name(),
-        (true, true) => "git+libgit2",
-        (true, false) => Engine::Git.name(),
-        _ => Engine::Libgit2.name(),
-    };
-    summary.transfer.push.engine = Some(names);
-    let to_send = checked.map_or_else(String::new, |c| {
-        format!(" ({} commit(s) to send)", c.commits)
-    });
-    info!(
-        "pushing {} ref update(s) to {} in {} batch(es) via {names}{to_send}",
-        plan.changes.len(),
-        target.url,
-        batches.len(),
-    );
-    let git_env = if used(Engine::Git) {
-        target.git_env()?
-    } else {
-        Vec::new()
-    };
-    let login = match target.end {
-        crate::transport::remote::End::Source => &session.auth.source,
-        crate::transport::remote::End::Target => &session.auth.target,
-    };
-    let mut wire = if used(Engine::Wire) {
-        Some(crate::engine::receive_pack::Client::new(
-            target,
-            login,
-            options.network_timeout,
-        )?)
-    } else {
-        None
-    };
-    let mut cut = Cut::for_plan(plan.changes.len(), batches.len());
-    if let (Cut::Near, Some(tips)) = (&cut, checked.and_then(|c| c.boundary.clone())) {
-        cut = Cut::Boundary(tips);
-    }
-    let retry = Retry::new(options.retries);
-    let mut rejected = Vec::new();
-    for (index, (engine, batch)) in batches.iter().enumerate() {
-        debug!(
-            "push batch {}/{}: {} refs via {}",
-            index + 1,
-            batches.len(),
-            batch.len(),
-            engine.name()
-        );
-        let mut pending: Vec<&Change> = batch.clone();
-        let mut retried = 0;
-        let mut outcome = loop {
-            // Every update carries the value the plan saw as its lease: a ref another writer
-            // (a second sync of the same mirror) moved since is refused, never overwritten.
-            let pushed = match engine {
-                Engine::Libgit2 => session.push(
-                    repo,
-                    target,
-                    &pending.iter().map(|c| c.refspec()).collect::<Vec<_>>(),
-                    pending.iter().map(|c| (c.name.clone(), c.old)).collect(),
-                ),
-                Engine::Wire => match &mut wire {
-                    Some(client) => client.push(
-                        repo,
-                        &pending,
-                        cache.lock(),
-                        &mut Progress::new("push", options.progress),
-                        // The listing the plan was made from, once: a retry or a later batch
-                        // asks again (the target changed since).
-                        listed.take(),
-                        cut.clone(),
-                    ),
-                    None => Err(anyhow::anyhow!("a wire batch without its client")),
-                },
-                Engine::Git => git_cli::push(
-                    repo.path(),
-                    &target.url,
-                    &pending
-                        .iter()
-                        .map(|c| (c.leased_refspec(), c.lease()))
-                        .collect::<Vec<_>>(),
-                    &git_env,
-                    options.network_timeout,
-                    &mut Progress::new("push", options.progress),
-                    cache.lock(),
-                ),
-            };
-            let err = match pushed {
-                Ok(outcome) => break outcome,
-                Err(err) if retried < retry.retries && retry::is_transient(&err) => err,
-                Err(err) => return Err(err),
-            };
-            retried += 1;
-            summary.retries += 1;
-            retry.pause("the push", &err, retried);
-            // Updates the cut push delivered stay delivered: push only what the target still
-            // lacks (a deletion of a ref already gone would be refused). If even the listing
-            // fails, the next attempt pushes the whole batch again.
-            if let Ok(now) = session.list(target) {
-                let (landed, rest): (Vec<&Change>, Vec<&Change>) = pending
-                    .iter()
-                    .partition(|c| now.get(&c.name).copied() == c.new);
-                for change in landed {
-                    summary.record(change, RefResult::Ok, None);
-                }
-                pending = rest;
-            }
-            if pending.is_empty() {
-                break PushOutcome::default();
-            }
-        };
-        record_batch(&pending, &mut outcome, summary, &mut rejected);
-    }
-    Ok(rejected)
+/// What a push did, for the run to record: which engines pushed, how many batches and what
+/// they moved, the retries, and each change with the target's refusal in its own words.
+#[derive(Debug, Default)]
+pub(crate) struct Pushed {
+    pub(crate) engine: Option<&'static str>,
+    pub(crate) batches: usize,
+    pub(crate) stats: TransferStats,
+    pub(crate) retries: u32,
+    /// Each change pushed, and why the target refused it when it did.
+    pub(crate) results: Vec<(Change, Option<String>)>,
 }
 
-/// Count a pushed batch in `summary` and record each of its refs' results, a refused ref with
-/// the target's own words (and in `rejected`).
-pub(crate) fn record_batch(
-    batch: &[&Change],
-    outcome: &mut PushOutcome,
-    summary: &mut Summary,
-    rejected: &mut Vec<RefProblem>,
-) {
-    explain_rejections(&mut outcome.refs, &outcome.remote_lines);
-    summary.transfer.push.batches += 1;
-    summary.transfer.push.objects += outcome.stats.objects;
-    summary.transfer.push.bytes += outcome.stats.bytes;
-    record(batch, &outcome.refs, summary, rejected);
+impl Pushed {
+    /// The refs the target refused, with its reasons.
+    pub(crate) fn rejected(&self) -> Vec<RefProblem> {
+        self.results
+            .iter()
+            .filter_map(|(change, reason)| {
+                Some(RefProblem {
+                    name: change.name.clone(),
+                    reason: reason.clone()?,
+                })
+            })
+            .collect()
+    }
+
+    /// Count a pushed batch and take each of its refs' results, a refusal with the target's
+    /// own words.
+    pub(crate) fn add_batch(&mut self, batch: &[&Change], mut outcome: PushOutcome) {
+        explain_rejections(&mut outcome.refs, &outcome.remote_lines);
+        self.batches += 1;
+        self.stats.objects += outcome.stats.objects;
+        self.stats.bytes += outcome.stats.bytes;
+        for change in batch {
+            let reason = match outcome.refs.get(&change.name) {
+                Some(RefOutcome::Accepted) => None,
+                Some(RefOutcome::Rejected(reason)) => Some(reason.clone()),
+                None => Some("the target reported no result for this ref".to_string()),
+            };
+            self.results.push(((*change).clone(), reason));
+        }
+    }
+}
+
+/// What a push may use besides its plan.
+#[derive(Default)]
+pub(crate) struct Hints<'h> {
+    /// What the pre-push walk found (how many commits go, where they meet the target).
+    pub(crate) checked: Option<&'h Checked>,
+    /// How many refs the cache holds (git's refspec matching grows with them).
+    pub(crate) local_refs: usize,
+    /// The target's advertisement the plan was made from, when our client listed it.
+    pub(crate) listed: Option<Advertisement>,
+    /// The source's default branch, pushed first.
+    pub(crate) head: Option<&'h str>,
+}
+
+/// The push engines behind one interface: a plan in, per-ref results out, whichever of git,
+/// libgit2 and our receive-pack client each batch goes through.
+pub(crate) struct Pusher<'a> {
+    pub(crate) session: &'a Session,
+    pub(crate) options: &'a PushOptions,
+    pub(crate) target: &'a Remote,
+    pub(crate) cache: &'a Cache,
+}
+
+/// One way to push a batch.
+trait BatchPush {
+    /// Push `batch`, each update leased on the value the plan saw; `listed`, when given, is the
+    /// target's advertisement as last seen.
+    fn push(&mut self, batch: &[&Change], listed: Option<Advertisement>) -> Result<PushOutcome>;
+}
+
+/// libgit2's push.
+struct ByLibgit2<'a> {
+    session: &'a Session,
+    repo: &'a Repository,
+    target: &'a Remote,
+}
+
+impl BatchPush for ByLibgit2<'_> {
+    fn push(&mut self, batch: &[&Change], _: Option<Advertisement>) -> Result<PushOutcome> {
+        self.session.push(
+            self.repo,
+            self.target,
+            &batch.iter().map(|c| c.refspec()).collect::<Vec<_>>(),
+            batch.iter().map(|c| (c.name.clone(), c.old)).collect(),
+        )
+    }
+}
+
+/// `git push`, in the cache, holding its lock.
+struct ByGit<'a> {
+    cache: &'a Cache,
+    target: &'a Remote,
+    env: Vec<(String, String)>,
+    options: &'a PushOptions,
+}
+
+impl BatchPush for ByGit<'_> {
+    fn push(&mut self, batch: &[&Change], _: Option<Advertisement>) -> Result<PushOutcome> {
+        git_cli::push(
+            self.cache.repo.path(),
+            &self.target.url,
+            &batch
+                .iter()
+                .map(|c| (c.leased_refspec(), c.lease()))
+                .collect::<Vec<_>>(),
+            &self.env,
+            self.options.network_timeout,
+            &mut Progress::new("push", self.options.progress),
+            self.cache.lock(),
+        )
+    }
+}
+
+/// Our receive-pack client, the pack from `git pack-objects` in the cache.
+struct ByWire<'a> {
+    client: Client<'a>,
+    cache: &'a Cache,
+    options: &'a PushOptions,
+    cut: Cut,
+}
+
+impl BatchPush for ByWire<'_> {
+    fn push(&mut self, batch: &[&Change], listed: Option<Advertisement>) -> Result<PushOutcome> {
+        self.client.push(
+            &self.cache.repo,
+            batch,
+            self.cache.lock(),
+            &mut Progress::new("push", self.options.progress),
+            listed,
+            self.cut.clone(),
+        )
+    }
+}
+
+impl Pusher<'_> {
+    /// Push `plan` in batches, each one's results added to `pushed` as it lands (so what landed
+    /// before a failure is there to record).
+    pub(crate) fn push(&self, plan: &Plan, hints: Hints<'_>, pushed: &mut Pushed) -> Result<()> {
+        let Pusher {
+            session,
+            options,
+            target,
+            cache,
+        } = *self;
+        let engine = choose_engine(options.engine, target);
+        let hybrid = options.engine == PushEngine::Auto && target.url.scheme() != Scheme::Local;
+        let batches = batches(
+            Some(&cache.repo),
+            plan,
+            engine,
+            hybrid,
+            options.batch_size,
+            hints.local_refs,
+            hints.head,
+        );
+        let used = |e: Engine| batches.iter().any(|(b, _)| *b == e);
+        let names = match (used(Engine::Git), used(Engine::Libgit2)) {
+            _ if used(Engine::Wire) => Engine::Wire.name(),
+            (true, true) => "git+libgit2",
+            (true, false) => Engine::Git.name(),
+            _ => Engine::Libgit2.name(),
+        };
+        pushed.engine = Some(names);
+        let to_send = hints.checked.map_or_else(String::new, |c| {
+            format!(" ({} commit(s) to send)", c.commits)
+        });
+        info!(
+            "pushing {} ref update(s) to {} in {} batch(es) via {names}{to_send}",
+            plan.changes.len(),
+            target.url,
+            batches.len(),
+        );
+        let mut engines: HashMap<Engine, Box<dyn BatchPush + '_>> = HashMap::new();
+        if used(Engine::Libgit2) {
+            engines.insert(
+                Engine::Libgit2,
+                Box::new(ByLibgit2 {
+                    session,
+                    repo: &cache.repo,
+                    target,
+                }),
+            );
+        }
+        if used(Engine::Git) {
+            engines.insert(
+                Engine::Git,
+                Box::new(ByGit {
+                    cache,
+                    target,
+                    env: target.git_env()?,
+                    options,
+                }),
+            );
+        }
+        if used(Engine::Wire) {
+            let login = match target.end {
+                crate::transport::remote::End::Source => &session.auth.source,
+                crate::transport::remote::End::Target => &session.auth.target,
+            };
+            let mut cut = Cut::for_plan(plan.changes.len(), batches.len());
+            if let (Cut::Near, Some(tips)) = (&cut, hints.checked.and_then(|c| c.boundary.clone()))
+            {
+                cut = Cut::Boundary(tips);
+            }
+            engines.insert(
+                Engine::Wire,
+                Box::new(ByWire {
+                    client: Client::new(target, login, options.network_timeout)?,
+                    cache,
+                    options,
+                    cut,
+                }),
+            );
+        }
+        let mut listed = hints.listed;
+        let retry = Retry::new(options.retries);
+        for (index, (engine, batch)) in batches.iter().enumerate() {
+            debug!(
+                "push batch {}/{}: {} refs via {}",
+                index + 1,
+                batches.len(),
+                batch.len(),
+                engine.name()
+            );
+            let Some(by) = engines.get_mut(engine) else {
+                anyhow::bail!("a {} batch without its engine", engine.name());
+            };
+            let mut pending: Vec<&Change> = batch.clone();
+            let mut retried = 0;
+            let outcome = loop {
+                // Every update carries the value the plan saw as its lease: a ref another
+                // writer (a second sync of the same mirror) moved since is refused, never
+                // overwritten. The listing the plan was made from goes with the first attempt
+                // only: a retry or a later batch asks again (the target changed since).
+                let err = match by.push(&pending, listed.take()) {
+                    Ok(outcome) => break outcome,
+                    Err(err) if retried < retry.retries && retry::is_transient(&err) => err,
+                    Err(err) => return Err(err),
+                };
+                retried += 1;
+                pushed.retries += 1;
+                retry.pause("the push", &err, retried);
+                // Updates the cut push delivered stay delivered: push only what the target
+                // still lacks (a deletion of a ref already gone would be refused). If even the
+                // listing fails, the next attempt pushes the whole batch again.
+                if let Ok(now) = session.list(target) {
+                    let (landed, rest): (Vec<&Change>, Vec<&Change>) = pending
+                        .iter()
+                        .partition(|c| now.get(&c.name).copied() == c.new);
+                    for change in landed {
+                        pushed.results.push((change.clone(), None));
+                    }
+                    pending = rest;
+                }
+                if pending.is_empty() {
+                    break PushOutcome::default();
+                }
+            };
+            pushed.add_batch(&pending, outcome);
+        }
+        Ok(())
+    }
 }
 
 /// Give each rejected ref the target's own words after its terse status ("pre-receive hook
@@ -610,29 +720,6 @@ fn explain_rejections(refs: &mut HashMap<String, RefOutcome>, lines: &[String]) 
         if !new.is_empty() {
             *reason = format!("{reason}: {}", new.join("; "));
         }
-    }
-}
-
-fn record(
-    batch: &[&Change],
-    refs: &HashMap<String, RefOutcome>,
-    summary: &mut Summary,
-    rejected: &mut Vec<RefProblem>,
-) {
-    for change in batch {
-        let reason = match refs.get(&change.name) {
-            Some(RefOutcome::Accepted) => {
-                summary.record(change, RefResult::Ok, None);
-                continue;
-            }
-            Some(RefOutcome::Rejected(reason)) => reason.clone(),
-            None => "the target reported no result for this ref".to_string(),
-        };
-        rejected.push(RefProblem {
-            name: change.name.clone(),
-            reason: reason.clone(),
-        });
-        summary.record(change, RefResult::Rejected, Some(reason));
     }
 }
 

@@ -12,6 +12,7 @@ use crate::base::error::RefProblem;
 use crate::base::progress::human_bytes;
 use crate::base::transfer::TransferStats;
 use crate::engine::plan::{Action, Change};
+use crate::engine::push::Pushed;
 
 pub(crate) const SCHEMA_VERSION: u32 = 1;
 
@@ -202,6 +203,23 @@ impl Summary {
             *counter += 1;
         }
         self.changes.push(ChangeReport::new(change, result, reason));
+    }
+
+    /// Take what a push did: the engines, batches and bytes, the retries, each ref's result.
+    pub(crate) fn record_push(&mut self, pushed: &Pushed) {
+        if pushed.engine.is_some() {
+            self.transfer.push.engine = pushed.engine;
+        }
+        self.transfer.push.batches += pushed.batches;
+        self.transfer.push.objects += pushed.stats.objects;
+        self.transfer.push.bytes += pushed.stats.bytes;
+        self.retries += pushed.retries;
+        for (change, reason) in &pushed.results {
+            match reason {
+                None => self.record(change, RefResult::Ok, None),
+                Some(why) => self.record(change, RefResult::Rejected, Some(why.clone())),
+            }
+        }
     }
 
     /// Take back the rejections of `refs`: they are planned again (or turned out moot).

@@ -523,22 +523,23 @@ impl Run<'_> {
         if plan.is_empty() {
             return Ok(Vec::new());
         }
-        Ok(timed!(
-            self.summary,
-            push,
-            push::execute(
-                self.session,
-                &self.cfg.push,
-                &self.cfg.target,
-                &self.cache,
-                plan,
-                checked,
-                local_refs,
-                self.listed.take(),
-                head,
-                self.summary
-            )?
-        ))
+        let pusher = push::Pusher {
+            session: self.session,
+            options: &self.cfg.push,
+            target: &self.cfg.target,
+            cache: &self.cache,
+        };
+        let hints = push::Hints {
+            checked,
+            local_refs,
+            listed: self.listed.take(),
+            head,
+        };
+        let mut pushed = push::Pushed::default();
+        let result = timed!(self.summary, push, pusher.push(plan, hints, &mut pushed));
+        self.summary.record_push(&pushed);
+        result?;
+        Ok(pushed.rejected())
     }
 
     /// The plan split so the deletion of the target's default branch comes last, with the branch
@@ -1169,7 +1170,6 @@ fn relay_push(
     summary: &mut Summary,
 ) -> Result<Vec<RefProblem>> {
     let batches = push::wire_batches(plan, cfg.push.batch_size, source_ad.head().as_deref());
-    summary.transfer.push.engine = Some("relay");
     info!(
         "relaying {} ref update(s) from {} to {} in {} batch(es), no cache",
         plan.changes.len(),
@@ -1184,24 +1184,34 @@ fn relay_push(
         source_quiet: source_ad.has("no-progress"),
         relayed: Default::default(),
     };
-    let mut rejected = Vec::new();
-    for batch in &batches {
-        let pushed = client.push_with(batch, &mut packer, listed.take());
-        let report = summary.relay.get_or_insert_default();
-        report.objects = packer.relayed.objects;
-        report.bytes = packer.relayed.bytes;
-        let mut outcome = pushed?;
-        if let Some(why) = outcome.refs.values().find_map(|o| match o {
-            crate::base::transfer::RefOutcome::Rejected(r) if r.starts_with("unpacker error") => {
-                Some(r.clone())
+    let mut pushed = push::Pushed {
+        engine: Some("relay"),
+        ..Default::default()
+    };
+    let result = (|| {
+        for batch in &batches {
+            let outcome = client.push_with(batch, &mut packer, listed.take());
+            let report = summary.relay.get_or_insert_default();
+            report.objects = packer.relayed.objects;
+            report.bytes = packer.relayed.bytes;
+            let outcome = outcome?;
+            if let Some(why) = outcome.refs.values().find_map(|o| match o {
+                crate::base::transfer::RefOutcome::Rejected(r)
+                    if r.starts_with("unpacker error") =>
+                {
+                    Some(r.clone())
+                }
+                _ => None,
+            }) {
+                bail!("the target could not take the relayed pack: {why}");
             }
-            _ => None,
-        }) {
-            bail!("the target could not take the relayed pack: {why}");
+            pushed.add_batch(batch, outcome);
         }
-        push::record_batch(batch, &mut outcome, summary, &mut rejected);
-    }
-    Ok(rejected)
+        Ok(())
+    })();
+    summary.record_push(&pushed);
+    result?;
+    Ok(pushed.rejected())
 }
 
 /// Whether a ref update was refused because the ref moved under it (the old value it was sent
