@@ -70,6 +70,37 @@ pub(crate) fn escape(text: &str) -> std::borrow::Cow<'_, str> {
     std::borrow::Cow::Owned(out)
 }
 
+/// `word` as one shell word: as it is when it needs no quoting, else single-quoted.
+pub(crate) fn shell_word(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-+:@%,=".contains(c));
+    if plain {
+        word.to_string()
+    } else {
+        sq_quote(word)
+    }
+}
+
+/// `text` single-quoted for a POSIX shell exactly as git quotes it (`sq_quote_buf`): `'` and
+/// `!` closed, escaped and reopened.
+pub(crate) fn sq_quote(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('\'');
+    for c in text.chars() {
+        if matches!(c, '\'' | '!') {
+            out.push_str("'\\");
+            out.push(c);
+            out.push('\'');
+        } else {
+            out.push(c);
+        }
+    }
+    out.push('\'');
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

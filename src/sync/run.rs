@@ -13,26 +13,23 @@
 
 use std::time::Instant;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use tracing::{debug, info, warn};
 
-use crate::aws::control_plane::ControlPlane;
 use crate::base::error::{self, Error, RefProblem};
 use crate::base::refname::RefMap;
-use crate::base::url::Scheme;
 use crate::engine::cache::{Cache, Lock};
 use crate::engine::fetch;
 use crate::engine::libgit2::{self, Look, Session, Unsupported};
 use crate::engine::plan::{Action, Change, Plan};
 use crate::engine::push;
-use crate::engine::receive_pack;
-use crate::engine::relay;
-use crate::engine::upload_pack::UploadPackClient;
 use crate::report::summary::{RefResult, Status, Summary};
 use crate::settings::config::SyncConfig;
 use crate::settings::flags::LfsPolicy;
-use crate::sync::default_branch::{self, DefaultBranch};
+use crate::sync::default_branch::DefaultBranch;
 use crate::sync::lfs;
+use crate::sync::relay::{Relayed, relay, relay_declined};
+use crate::sync::target::{Listed, list_target, prepare_target};
 use crate::transport::retry::Retry;
 
 /// A finished run: its summary (always filled in as far as the run got) and its error, if any.
@@ -118,16 +115,6 @@ fn left_out(
     }
 }
 
-/// Time a step into one of the summary's phase counters.
-macro_rules! timed {
-    ($summary:expr, $phase:ident, $body:expr) => {{
-        let start = Instant::now();
-        let value = $body;
-        $summary.seconds.$phase += start.elapsed().as_secs_f64();
-        value
-    }};
-}
-
 /// Whether a failed fetch failed because of the cache itself rather than the network or remote.
 fn is_local_damage(err: &anyhow::Error) -> bool {
     use git2::ErrorClass;
@@ -155,7 +142,7 @@ const SETTLE_ATTEMPTS: u32 = 3;
 /// How many times a run looks again and plans anew because refs moved on the target under its
 /// plan (leases broken by another sync of the same mirror) before it gives up. Each retry
 /// follows a push by someone else, so two syncs racing settle in one or two.
-const LEASE_ATTEMPTS: u32 = 5;
+pub(super) const LEASE_ATTEMPTS: u32 = 5;
 
 fn run(
     cfg: &SyncConfig,
@@ -868,355 +855,9 @@ impl Run<'_> {
     }
 }
 
-/// The target's refs as one listing saw them, and what else that listing learned.
-struct Listed {
-    refs: RefMap,
-    /// The branch the target's `HEAD` names, when asked for and said.
-    head: Option<String>,
-    /// The receive-pack advertisement, when our own client listed.
-    ad: Option<crate::protocol::advertisement::Advertisement>,
-}
-
-/// List the target. Where our receive-pack client pushes over HTTP(S), it lists too: one GET
-/// of the receive-pack advertisement with the credentials up front, which the push then uses as
-/// its own (git's two requests per sync, not libgit2's 401 and 200 and the push's own GET).
-/// receive-pack does not say where `HEAD` points, so when that is wanted (`head_wanted`: a
-/// target whose default branch only its listings tell) the upload-pack advertisement is asked
-/// for it. Other HTTP(S) targets are listed by the same client's upload-pack advertisement
-/// (a dry run's credentials may only read); the rest by libgit2. Refs this tool cannot carry are sorted out
-/// alike either way (`libgit2::advertised`).
-/// `relay`: the relay pushes, whatever engine the cache would use.
-fn list_target(
-    cfg: &SyncConfig,
-    session: &Session,
-    head_wanted: bool,
-    relay: bool,
-) -> Result<Listed> {
-    let target = &cfg.target;
-    let http = matches!(target.url.scheme(), Scheme::Http | Scheme::Https);
-    let wire = relay || push::by_wire(cfg.push.engine, target);
-    // A dry run pushes nothing, and may hold credentials that can only read.
-    if http && !cfg.dry_run && wire {
-        let mut client =
-            receive_pack::Client::new(target, &session.auth.target, cfg.push.network_timeout)?;
-        let ad = client.list()?;
-        let head = if head_wanted { client.head()? } else { None };
-        let listing = libgit2::advertised(&ad.refs);
-        libgit2::leave_alone(&target.url, &listing.unsupported);
-        return Ok(Listed {
-            refs: listing.refs,
-            head,
-            ad: Some(ad),
-        });
-    }
-    if http && !crate::engine::fetch::disabled() {
-        // The upload-pack advertisement: read access is enough, and it names HEAD's branch.
-        let mut client =
-            receive_pack::Client::new(target, &session.auth.target, cfg.push.network_timeout)?;
-        let ad = client.upload_listing()?;
-        let listing = libgit2::advertised(&ad.refs);
-        libgit2::leave_alone(&target.url, &listing.unsupported);
-        return Ok(Listed {
-            refs: listing.refs,
-            head: ad.head(),
-            ad: None,
-        });
-    }
-    let (refs, head) = session.list_with_head(target)?;
-    Ok(Listed {
-        refs,
-        head,
-        ad: None,
-    })
-}
-
-/// What the relay led to.
-enum Relayed {
-    Done(Status),
-    /// The relay does not serve this run; nothing was pushed. The target's listing, when it got
-    /// that far.
-    Declined(String, Option<Listed>),
-    /// The relay failed part-way (what it pushed stays pushed); the cache takes over.
-    Failed(String),
-}
-
-/// Why a run does not try the stateless relay (`relay`), or `None` when it does: it needs no
-/// cache on disk (one that exists is fresher than any relay), the wire engine for the target,
-/// trees it never sees to be of no concern (`--lfs fail` reads them), and no earlier push still
-/// landing (the cache's settle handles that).
-fn relay_declined(cfg: &SyncConfig, lock: &Lock) -> Option<&'static str> {
-    if lock.mirror_exists() {
-        Some("a cache exists")
-    } else if !cfg.seed {
-        Some("--no-seed: the cache is filled from the source alone")
-    } else if cfg.lfs == LfsPolicy::Fail {
-        Some("--lfs fail reads the trees of what is pushed, which only a cache holds")
-    } else if !push::may_relay(cfg.push.engine, &cfg.target) {
-        Some("the relay pushes to HTTP(S) and git:// targets with --push-engine auto or wire")
-    } else if lock.interrupted_push() {
-        Some("an earlier run's push did not settle")
-    } else {
-        None
-    }
-}
-
-/// The stateless sync (see `relay`): with no cache on disk, plan from the target's listing and
-/// the source's advertisement, and push each batch with the pack the source's upload-pack
-/// makes of what the target lacks, relayed as it arrives. The same plan, filter, delete guard,
-/// dry run, leases, catch-up look and rounds as a run through the cache; a run this cannot
-/// serve, or a relay that fails, goes through the cache after it.
-fn relay(
-    cfg: &SyncConfig,
-    session: &Session,
-    summary: &mut Summary,
-    unsupported: &mut Vec<Unsupported>,
-    default: &mut DefaultBranch,
-    lock: &Lock,
-) -> Result<Relayed> {
-    let timeout = cfg.push.network_timeout;
-    let mut source = match UploadPackClient::new(&cfg.source, session, timeout, lock.fd()) {
-        Ok(source) => source,
-        Err(why) => return Ok(Relayed::Declined(why, None)),
-    };
-    let mut client = receive_pack::Client::new(&cfg.target, &session.auth.target, timeout)?;
-    let retry = Retry::new(cfg.retries);
-    let head_wanted = default.known_by_listings();
-    // An empty plan container: the plan compares ids, and no objects are here to tell a
-    // fast-forward from a forced update (each update is reported as forced).
-    let scratch = tempfile::tempdir().context("cannot make a scratch directory")?;
-    let empty = git2::Repository::init_bare(scratch.path())?;
-    let mut round = 1;
-    // What the last push was to leave on the target: the next look at the source and listing
-    // of the target are the catch-up and the check of the push.
-    let mut left: Option<RefMap> = None;
-    loop {
-        summary.rounds = round;
-        // The target's listing and the source's advertisement do not depend on each other:
-        // their round trips overlap, as a run's first look does.
-        let span = tracing::Span::current();
-        // A push does not move the target's HEAD: the check after one does not ask for it.
-        let head_wanted = head_wanted && left.is_none();
-        let (listed, looked) = std::thread::scope(|scope| {
-            let listing = scope.spawn(|| {
-                let _mirror = span.enter();
-                let start = Instant::now();
-                let (listed, retried) = retry.run("listing the target", || {
-                    list_target(cfg, session, head_wanted, true)
-                });
-                (listed, retried, start.elapsed().as_secs_f64())
-            });
-            let start = Instant::now();
-            let looked = retry.run("looking at the source", || source.advertise());
-            (listing.join(), (looked, start.elapsed().as_secs_f64()))
-        });
-        let (listed, retried, seconds) = match listed {
-            Ok(listed) => listed,
-            Err(panic) => std::panic::resume_unwind(panic),
-        };
-        summary.seconds.plan += seconds;
-        summary.retries += retried;
-        let ((looked, retried), seconds) = looked;
-        summary.seconds.fetch += seconds;
-        summary.retries += retried;
-        let listed = listed?;
-        if head_wanted {
-            default.advertised(listed.head.clone());
-        }
-        if listed.refs.is_empty() && summary.refs.pushed() == 0 {
-            return Ok(Relayed::Declined(
-                "the target is empty: a first mirror fills the cache".into(),
-                Some(listed),
-            ));
-        }
-        let ad = match looked {
-            Ok(ad) => ad,
-            Err(err) if left.is_some() => return Err(err),
-            Err(err) => return Ok(Relayed::Failed(error::one_line(&err))),
-        };
-        if let Err(why) = crate::engine::upload_pack::can_relay(&ad) {
-            return Ok(Relayed::Declined(why, Some(listed)));
-        }
-        let source_listing = libgit2::advertised(&ad.refs);
-        unsupported.clone_from(&source_listing.unsupported);
-        let wanted = source_listing.refs;
-        let source_head = ad.head();
-        let filter = &cfg.filter;
-        let in_sync = |default: &mut DefaultBranch, summary: &mut Summary| {
-            let head = source_head.as_deref();
-            let on_target = head.is_some_and(|h| wanted.contains_key(h) && filter.selects(h));
-            summary.default_branch = Some(default.follow(head, on_target));
-            Relayed::Done(Status::InSync)
-        };
-        // Catch-up, as through the cache: a push to the source during this run may have had
-        // its own build refused.
-        if let Some(left) = left.take() {
-            if left == wanted {
-                not_as_reported(&listed.refs, &wanted, cfg)?;
-                return Ok(in_sync(default, summary));
-            }
-            if round >= cfg.max_rounds {
-                bail!(
-                    "the source kept changing for {} rounds; the target holds the state of the \
-                     last round. Run sync again or raise --max-rounds",
-                    cfg.max_rounds
-                );
-            }
-            info!("the source changed during round {round}: catching up");
-            round += 1;
-            summary.rounds = round;
-        }
-        let on_target = listed.refs.keys().filter(|n| filter.selects(n)).count();
-        if wanted.is_empty() && on_target == 0 {
-            if !cfg.dry_run {
-                lock.clear_push_mark()?;
-            }
-            return Ok(Relayed::Done(if cfg.dry_run {
-                Status::DryRun
-            } else {
-                Status::InSync
-            }));
-        }
-        let plan = timed!(
-            summary,
-            plan,
-            Plan::new(&empty, &wanted, &listed.refs, filter)
-        );
-        summary.refs.unchanged = plan.unchanged;
-        cfg.guard
-            .check(wanted.is_empty(), plan.deletes(), on_target)
-            .map_err(|refusal| Error::DeleteGuard {
-                refusal,
-                round,
-                pushed: summary.refs.pushed(),
-            })?;
-        if cfg.dry_run {
-            for change in &plan.changes {
-                summary.record(change, RefResult::Planned, None);
-            }
-            return Ok(Relayed::Done(Status::DryRun));
-        }
-        if plan.is_empty() {
-            debug!("the target already matches: no push");
-            // After a lost race, this listing is the check a push left unsettled calls for.
-            lock.clear_push_mark()?;
-            return Ok(in_sync(default, summary));
-        }
-        let current = default.current();
-        if default.movable()
-            && plan
-                .changes
-                .iter()
-                .any(|c| c.action == Action::Delete && Some(&c.name) == current.as_ref())
-        {
-            return Ok(Relayed::Declined(
-                "the plan deletes the target's default branch, which is moved first".into(),
-                Some(listed),
-            ));
-        }
-        lock.mark_push(cfg.target.url.redacted())?;
-        let pushed = timed!(
-            summary,
-            push,
-            relay_push(
-                &mut client,
-                &mut source,
-                &ad,
-                &plan,
-                listed.ad,
-                cfg,
-                summary
-            )
-        );
-        let rejected = match pushed {
-            Ok(rejected) => rejected,
-            Err(err) => return Ok(Relayed::Failed(error::one_line(&err))),
-        };
-        if !rejected.is_empty() {
-            summary.forget_rejected(&rejected);
-            if rejected.iter().all(|r| lost_a_race(&r.reason))
-                && summary.lease_retries < LEASE_ATTEMPTS
-            {
-                summary.lease_retries += 1;
-                warn!(
-                    "{} ref(s) moved on the target since this run listed it; looking again",
-                    rejected.len()
-                );
-                continue;
-            }
-            let first = &rejected[0];
-            return Ok(Relayed::Failed(format!(
-                "the target refused {} ref(s), {} first: {}",
-                rejected.len(),
-                crate::base::refname::shown(&first.name),
-                first.reason
-            )));
-        }
-        lock.clear_push_mark()?;
-        left = Some(wanted);
-    }
-}
-
-/// Push `plan` in the wire engine's batches, each pack relayed from `source` (whose
-/// advertisement was `source_ad`); the first batch uses `listed`, the target's advertisement
-/// the plan was made from, when there is one. Refusals come back as today's; a failed relay
-/// (a damaged pack, an unpack error) is an error.
-fn relay_push(
-    client: &mut receive_pack::Client,
-    source: &mut UploadPackClient,
-    source_ad: &crate::protocol::advertisement::Advertisement,
-    plan: &Plan,
-    mut listed: Option<crate::protocol::advertisement::Advertisement>,
-    cfg: &SyncConfig,
-    summary: &mut Summary,
-) -> Result<Vec<RefProblem>> {
-    let batches = push::wire_batches(plan, cfg.push.batch_size, source_ad.head().as_deref());
-    info!(
-        "relaying {} ref update(s) from {} to {} in {} batch(es), no cache",
-        plan.changes.len(),
-        cfg.source.url,
-        cfg.target.url,
-        batches.len()
-    );
-    let mut packer = relay::Relay {
-        cut: crate::engine::pack::Cut::for_plan(plan.changes.len(), batches.len()),
-        source,
-        source_ofs_delta: source_ad.has("ofs-delta"),
-        source_quiet: source_ad.has("no-progress"),
-        relayed: Default::default(),
-    };
-    let mut pushed = push::Pushed {
-        engine: Some("relay"),
-        ..Default::default()
-    };
-    let result = (|| {
-        for batch in &batches {
-            let outcome = client.push_with(batch, &mut packer, listed.take());
-            let report = summary.relay.get_or_insert_default();
-            report.objects = packer.relayed.objects;
-            report.bytes = packer.relayed.bytes;
-            let outcome = outcome?;
-            if let Some(why) = outcome.refs.values().find_map(|o| match o {
-                crate::base::transfer::RefOutcome::Rejected(r)
-                    if r.starts_with("unpacker error") =>
-                {
-                    Some(r.clone())
-                }
-                _ => None,
-            }) {
-                bail!("the target could not take the relayed pack: {why}");
-            }
-            pushed.add_batch(batch, outcome);
-        }
-        Ok(())
-    })();
-    summary.record_push(&pushed);
-    result?;
-    Ok(pushed.rejected())
-}
-
 /// Whether a ref update was refused because the ref moved under it (the old value it was sent
 /// with no longer held), not by the target's policy.
-fn lost_a_race(reason: &str) -> bool {
+pub(super) fn lost_a_race(reason: &str) -> bool {
     [
         "but expected",
         "already exists",
@@ -1231,7 +872,7 @@ fn lost_a_race(reason: &str) -> bool {
 
 /// The selected refs where `target` differs from `wanted` (missing, extra or moved): each
 /// name with the target's id and the wanted one.
-fn differences(
+pub(super) fn differences(
     target: &RefMap,
     wanted: &RefMap,
     cfg: &SyncConfig,
@@ -1246,7 +887,7 @@ fn differences(
 }
 
 /// How many selected refs of `target` differ from the cache's `wanted`.
-fn differing_refs(target: &RefMap, wanted: &RefMap, cfg: &SyncConfig) -> usize {
+pub(super) fn differing_refs(target: &RefMap, wanted: &RefMap, cfg: &SyncConfig) -> usize {
     differences(target, wanted, cfg).len()
 }
 
@@ -1255,7 +896,7 @@ fn differing_refs(target: &RefMap, wanted: &RefMap, cfg: &SyncConfig) -> usize {
 /// does the push, but exit 0 says the target equals the source, so a target that reports
 /// updates it did not make (a hook that moves a ref back after the report is written, a server
 /// that answers `ok` and drops the command) fails the run, naming each ref with both ids.
-fn not_as_reported(target: &RefMap, wanted: &RefMap, cfg: &SyncConfig) -> Result<()> {
+pub(super) fn not_as_reported(target: &RefMap, wanted: &RefMap, cfg: &SyncConfig) -> Result<()> {
     let differ = differences(target, wanted, cfg);
     if differ.is_empty() {
         return Ok(());
@@ -1288,136 +929,4 @@ fn not_as_reported(target: &RefMap, wanted: &RefMap, cfg: &SyncConfig) -> Result
         differ.len(),
         named.join(", ")
     )
-}
-
-/// The target as the run found it: ready, with how its default branch is read and moved, or
-/// missing and to be created (`--create-target`).
-enum Prepared {
-    Ready(DefaultBranch),
-    MissingLocal(std::path::PathBuf),
-    MissingCodeCommit(ControlPlane),
-}
-
-/// Make sure the target exists and learn how its default branch is read and moved. Runs before
-/// anything else: a missing target is exit 1 naming the command that creates it, before even
-/// the cache is touched. One to create is created by `Prepared::create` once the cache lock
-/// is held, so that every check that can fail as bad usage (exit 2: nothing touched) comes
-/// before it.
-fn prepare_target(cfg: &SyncConfig) -> Result<Prepared> {
-    use default_branch::Target;
-    let dry_run = if cfg.dry_run {
-        " (a dry run creates nothing)"
-    } else {
-        ""
-    };
-    if let Some(path) = cfg.target.url.local_path() {
-        let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
-        if path.exists() {
-            return Ok(Prepared::Ready(DefaultBranch::local(path)));
-        }
-        if !cfg.create_target || cfg.dry_run {
-            bail!(
-                "the target {} does not exist; to create it, run: git init --bare {} (or pass \
-                 --create-target){dry_run}",
-                path.display(),
-                shell_word(&path.display().to_string()),
-            );
-        }
-        return Ok(Prepared::MissingLocal(path));
-    }
-    let Some(repo) = cfg.target.codecommit() else {
-        return Ok(Prepared::Ready(DefaultBranch::new(Target::Other, None)));
-    };
-    let api_overridden = ["AWS_ENDPOINT_URL_CODECOMMIT", "AWS_ENDPOINT_URL"]
-        .iter()
-        .any(|v| std::env::var(v).is_ok_and(|e| !e.trim().is_empty()));
-    if !crate::aws::codecommit::is_aws_host(&repo.host) && !api_overridden {
-        // The Git endpoint is overridden and the API's is not: the API the SDK would call is
-        // not the one that serves this repository.
-        return Ok(Prepared::Ready(DefaultBranch::unmanaged(format!(
-            "the CodeCommit Git endpoint is overridden ({}) and the API endpoint is not \
-             (AWS_ENDPOINT_URL_CODECOMMIT): default branch and --create-target not handled",
-            repo.host
-        ))));
-    }
-    let api = ControlPlane::new(repo)?;
-    match api.get() {
-        Ok(Some(meta)) => {
-            let known = meta.default_branch.map(|b| format!("refs/heads/{b}"));
-            Ok(Prepared::Ready(DefaultBranch::new(
-                Target::CodeCommit(api),
-                known,
-            )))
-        }
-        Ok(None) if cfg.create_target && !cfg.dry_run => Ok(Prepared::MissingCodeCommit(api)),
-        Ok(None) => bail!(
-            "the CodeCommit repository '{}' does not exist in {}; to create it, run: {} (or pass \
-             --create-target){dry_run}",
-            api.name,
-            api.region,
-            api.create_command(),
-        ),
-        Err(err) => {
-            let why = error::one_line(&err);
-            warn!("{why}: the target's default branch is not managed in this run");
-            Ok(Prepared::Ready(DefaultBranch::unmanaged(why)))
-        }
-    }
-}
-
-impl Prepared {
-    /// The target, created when it was missing.
-    fn create(self, cfg: &SyncConfig) -> Result<DefaultBranch> {
-        use default_branch::Target;
-        match self {
-            Prepared::Ready(default) => Ok(default),
-            Prepared::MissingLocal(path) => {
-                git2::Repository::init_bare(&path).map_err(|e| {
-                    anyhow::anyhow!(
-                        "cannot create the target {}: {}",
-                        path.display(),
-                        e.message()
-                    )
-                })?;
-                info!("created the target {} (--create-target)", path.display());
-                Ok(DefaultBranch::local(path))
-            }
-            Prepared::MissingCodeCommit(api) => {
-                api.create(source_description(cfg).as_deref())?;
-                info!(
-                    "created the CodeCommit repository '{}' in {} (--create-target)",
-                    api.name, api.region
-                );
-                Ok(DefaultBranch::new(Target::CodeCommit(api), None))
-            }
-        }
-    }
-}
-
-/// `word` as one shell word: as it is when it needs no quoting, else single-quoted.
-fn shell_word(word: &str) -> String {
-    let plain = !word.is_empty()
-        && word
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "/._-+:@%,=".contains(c));
-    if plain {
-        word.to_string()
-    } else {
-        format!("'{}'", word.replace('\'', "'\\''"))
-    }
-}
-
-/// The source's description, when it is a local repository that has one (gitweb's
-/// `description` file, unless git's placeholder): Backlog and other hosts do not say over Git.
-fn source_description(cfg: &SyncConfig) -> Option<String> {
-    let path = cfg.source.url.local_path()?;
-    let repo = git2::Repository::open(path).ok()?;
-    let text = std::fs::read_to_string(repo.path().join("description")).ok()?;
-    let text: String = text
-        .trim()
-        .chars()
-        .filter(|c| !c.is_control())
-        .take(1000)
-        .collect();
-    (!text.is_empty() && !text.starts_with("Unnamed repository")).then_some(text)
 }

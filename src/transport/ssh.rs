@@ -246,29 +246,14 @@ fn repository_path(url: &RemoteUrl) -> Result<String, String> {
     Ok(path)
 }
 
-/// `text` quoted for a POSIX shell as git quotes it (`sq_quote_buf`): inside single quotes,
-/// with `'` and `!` each closed out and backslash-escaped, so that no path can end the quotes.
-pub(crate) fn sq_quote(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 2);
-    out.push('\'');
-    for c in text.chars() {
-        if matches!(c, '\'' | '!') {
-            out.push_str("'\\");
-            out.push(c);
-            out.push('\'');
-        } else {
-            out.push(c);
-        }
-    }
-    out.push('\'');
-    out
-}
-
 /// The command that serves `program` (`git-upload-pack` or `git-receive-pack`) for the
 /// repository at `url`, quoted as git does: `git-upload-pack '/srv/repo.git'`.
 pub(crate) fn git_command(program: &str, url: &RemoteUrl) -> anyhow::Result<String> {
     let at = Address::of(url).map_err(anyhow::Error::msg)?;
-    Ok(format!("{program} {}", sq_quote(&at.path)))
+    Ok(format!(
+        "{program} {}",
+        crate::base::text::sq_quote(&at.path)
+    ))
 }
 
 /// Run `command` on `remote`'s SSH host, on the run's connection there (made, host key checked
@@ -323,7 +308,7 @@ impl SmartSubtransport for Ssh {
         let (auth, pool, remote) = unsafe { (&*context.auth, &*context.pool, &*context.remote) };
         let url = RemoteUrl::parse(url).map_err(|why| git2::Error::from_str(&why))?;
         let at = Address::of(&url).map_err(|why| git2::Error::from_str(&why))?;
-        let command = format!("{program} {}", sq_quote(&at.path));
+        let command = format!("{program} {}", crate::base::text::sq_quote(&at.path));
         let channel = start(auth, pool, remote.end, &url, &at, &command)?;
         Ok(Box::new(channel))
     }
@@ -896,13 +881,13 @@ mod tests {
             ("x';touch /tmp/p;'", "'x'\\'';touch /tmp/p;'\\'''"),
             ("$(id)`id`\"\\", "'$(id)`id`\"\\'"),
         ] {
-            assert_eq!(sq_quote(path), quoted, "{path}");
+            assert_eq!(crate::base::text::sq_quote(path), quoted, "{path}");
         }
         // The shell gives the program the path back, whatever it holds.
         for path in ["x';touch /tmp/p;'", "a!b'c\"d$e`f\\g h", "''!!"] {
             let out = std::process::Command::new("sh")
                 .arg("-c")
-                .arg(format!("printf %s {}", sq_quote(path)))
+                .arg(format!("printf %s {}", crate::base::text::sq_quote(path)))
                 .output()
                 .unwrap();
             assert_eq!(String::from_utf8_lossy(&out.stdout), path);
