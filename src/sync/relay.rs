@@ -6,8 +6,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use tracing::{debug, info, warn};
 
-use super::run::{LEASE_ATTEMPTS, lost_a_race, not_as_reported};
-use super::target::{Listed, list_target};
+use super::target::{LEASE_ATTEMPTS, Listed, list_target, lost_a_race, not_as_reported};
 use crate::base::error::{self, Error, RefProblem};
 use crate::base::refname::RefMap;
 use crate::engine::cache::Lock;

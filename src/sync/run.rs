@@ -29,7 +29,10 @@ use crate::settings::flags::LfsPolicy;
 use crate::sync::default_branch::DefaultBranch;
 use crate::sync::lfs;
 use crate::sync::relay::{Relayed, relay, relay_declined};
-use crate::sync::target::{Listed, list_target, prepare_target};
+use crate::sync::target::{
+    LEASE_ATTEMPTS, Listed, differing_refs, list_target, lost_a_race, not_as_reported,
+    prepare_target,
+};
 use crate::transport::retry::Retry;
 
 /// A finished run: its summary (always filled in as far as the run got) and its error, if any.
@@ -138,11 +141,6 @@ fn is_local_damage(err: &anyhow::Error) -> bool {
 /// How many times a run pushes again because the target changed after its push (an earlier,
 /// interrupted run's push landing late) before it gives up.
 const SETTLE_ATTEMPTS: u32 = 3;
-
-/// How many times a run looks again and plans anew because refs moved on the target under its
-/// plan (leases broken by another sync of the same mirror) before it gives up. Each retry
-/// follows a push by someone else, so two syncs racing settle in one or two.
-pub(super) const LEASE_ATTEMPTS: u32 = 5;
 
 fn run(
     cfg: &SyncConfig,
@@ -853,80 +851,4 @@ impl Run<'_> {
         self.listed = None;
         Ok(())
     }
-}
-
-/// Whether a ref update was refused because the ref moved under it (the old value it was sent
-/// with no longer held), not by the target's policy.
-pub(super) fn lost_a_race(reason: &str) -> bool {
-    [
-        "but expected",
-        "already exists",
-        "stale info",
-        "cannot lock ref",
-        "failed to lock",
-        "incorrect old value",
-    ]
-    .iter()
-    .any(|p| reason.contains(p))
-}
-
-/// The selected refs where `target` differs from `wanted` (missing, extra or moved): each
-/// name with the target's id and the wanted one.
-pub(super) fn differences(
-    target: &RefMap,
-    wanted: &RefMap,
-    cfg: &SyncConfig,
-) -> Vec<(String, Option<git2::Oid>, Option<git2::Oid>)> {
-    let names: std::collections::BTreeSet<&String> = target.keys().chain(wanted.keys()).collect();
-    names
-        .into_iter()
-        .filter(|n| cfg.filter.selects(n))
-        .map(|n| (n.clone(), target.get(n).copied(), wanted.get(n).copied()))
-        .filter(|(_, has, wants)| has != wants)
-        .collect()
-}
-
-/// How many selected refs of `target` differ from the cache's `wanted`.
-pub(super) fn differing_refs(target: &RefMap, wanted: &RefMap, cfg: &SyncConfig) -> usize {
-    differences(target, wanted, cfg).len()
-}
-
-/// The check of a push the target reported applied, when the source has not moved since:
-/// `target`, listed after the push, must be `wanted`. git trusts a receive-pack's report; so
-/// does the push, but exit 0 says the target equals the source, so a target that reports
-/// updates it did not make (a hook that moves a ref back after the report is written, a server
-/// that answers `ok` and drops the command) fails the run, naming each ref with both ids.
-pub(super) fn not_as_reported(target: &RefMap, wanted: &RefMap, cfg: &SyncConfig) -> Result<()> {
-    let differ = differences(target, wanted, cfg);
-    if differ.is_empty() {
-        return Ok(());
-    }
-    let short = |id: Option<git2::Oid>| {
-        id.map_or_else(
-            || "nothing".to_string(),
-            |id| id.to_string()[..10].to_string(),
-        )
-    };
-    let mut named: Vec<String> = differ
-        .iter()
-        .take(5)
-        .map(|(name, has, wants)| {
-            format!(
-                "{} (holds {}, pushed {})",
-                crate::base::refname::shown(name),
-                short(*has),
-                short(*wants)
-            )
-        })
-        .collect();
-    if differ.len() > named.len() {
-        named.push(format!("and {} more", differ.len() - named.len()));
-    }
-    bail!(
-        "the target reported this run's push applied, but its listing after the push differs \
-         in {} ref(s): {}; something on the target undid or dropped the updates (a hook, the \
-         server) or another writer pushed since: look at the target, then run sync again",
-        differ.len(),
-        named.join(", ")
-    )
 }
