@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
+use super::connection::{Body, Connection, Service, peer};
 use super::remote::Remote;
-use super::{Body, Connection, Service};
 use crate::base::net_error::NetError;
 use crate::base::transfer::TransferStats;
 use crate::protocol::advertisement::{Advertisement, read_service_advertisement};
@@ -120,8 +120,7 @@ impl<'a> GitDaemon<'a> {
             .map_err(|e| conn.failed(e, "took nothing"))?;
         let ad = {
             // Buffered, as every advertisement is (see `read_service_advertisement`).
-            let mut reader =
-                PktReader::from_peer(BufReader::new(&mut conn), super::peer(self.remote));
+            let mut reader = PktReader::from_peer(BufReader::new(&mut conn), peer(self.remote));
             read_service_advertisement(&mut reader, service.name(), false, self.timeout)
                 .with_context(|| format!("cannot read the refs of {url}"))?
         };

@@ -27,8 +27,8 @@ use std::thread::JoinHandle;
 use anyhow::{Context, Result};
 use git2::transport::{Service, SmartSubtransport, SmartSubtransportStream, Transport};
 
+use super::connection::{Body, Connection, peer};
 use super::remote::Remote;
-use super::{Body, Connection};
 use crate::base::process_group::Group;
 use crate::base::transfer::TransferStats;
 use crate::protocol::advertisement::{Advertisement, read_service_advertisement};
@@ -222,8 +222,8 @@ impl<'a> Local<'a> {
         }
     }
 
-    fn open(&self, service: super::Service) -> Result<(UploadPack, Advertisement)> {
-        if service != super::Service::UploadPack {
+    fn open(&self, service: super::connection::Service) -> Result<(UploadPack, Advertisement)> {
+        if service != super::connection::Service::UploadPack {
             anyhow::bail!(
                 "{} is pushed to through git push, not over a pipe",
                 self.url
@@ -231,7 +231,7 @@ impl<'a> Local<'a> {
         }
         let mut child = UploadPack::spawn(&self.path, Some(self.hold))?;
         let ad = read_service_advertisement(
-            &mut PktReader::from_peer(BufReader::new(&mut child), super::peer(self.remote)),
+            &mut PktReader::from_peer(BufReader::new(&mut child), peer(self.remote)),
             service.name(),
             false,
             self.timeout,
@@ -242,7 +242,7 @@ impl<'a> Local<'a> {
 }
 
 impl Connection for Local<'_> {
-    fn handshake(&mut self, service: super::Service) -> Result<Advertisement> {
+    fn handshake(&mut self, service: super::connection::Service) -> Result<Advertisement> {
         self.close();
         let (child, ad) = self.open(service)?;
         self.open = Some(child);
@@ -251,14 +251,14 @@ impl Connection for Local<'_> {
 
     fn request<'s>(
         &'s mut self,
-        service: super::Service,
+        service: super::connection::Service,
         body: Body<'_>,
     ) -> Result<(TransferStats, Box<dyn Read + 's>)> {
         let mut child = match self.open.take() {
             Some(child) => child,
             None => self.open(service)?.0,
         };
-        let stats = super::write_body(&mut child, body, &self.url)?;
+        let stats = super::connection::write_body(&mut child, body, &self.url)?;
         Ok((stats, Box::new(child)))
     }
 

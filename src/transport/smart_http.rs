@@ -12,9 +12,9 @@ use anyhow::{Context, Result};
 use base64::Engine as _;
 use http::{HeaderValue, Method};
 
+use super::connection::{Body, Connection, Service, peer};
 use super::http::{Http, Request};
 use super::remote::{Login, Remote};
-use super::{Body, Connection, Service};
 use crate::base::secret::Secret;
 use crate::base::transfer::TransferStats;
 use crate::base::url::Scheme;
@@ -135,7 +135,7 @@ impl Connection for SmartHttp<'_> {
         answer.check_type(&format!("application/x-{name}-advertisement"), "for Git")?;
         let mut body = answer.body;
         read_service_advertisement(
-            &mut PktReader::from_peer(&mut body, super::peer(self.remote)),
+            &mut PktReader::from_peer(&mut body, peer(self.remote)),
             name,
             true,
             self.timeout,

@@ -811,14 +811,17 @@ impl<'a> SshService<'a> {
         }
     }
 
-    fn open(&self, service: super::Service) -> anyhow::Result<(Channel, Advertisement)> {
+    fn open(
+        &self,
+        service: super::connection::Service,
+    ) -> anyhow::Result<(Channel, Advertisement)> {
         let command = git_command(service.name(), &self.remote.url)?;
         let mut channel = exec(self.auth, self.pool, self.remote, &command)?;
         // Buffered, as every advertisement is (see `read_service_advertisement`).
         let ad = read_service_advertisement(
             &mut PktReader::from_peer(
                 std::io::BufReader::new(&mut channel),
-                super::peer(self.remote),
+                super::connection::peer(self.remote),
             ),
             service.name(),
             false,
@@ -829,8 +832,8 @@ impl<'a> SshService<'a> {
     }
 }
 
-impl super::Connection for SshService<'_> {
-    fn handshake(&mut self, service: super::Service) -> anyhow::Result<Advertisement> {
+impl super::connection::Connection for SshService<'_> {
+    fn handshake(&mut self, service: super::connection::Service) -> anyhow::Result<Advertisement> {
         self.close();
         let (channel, ad) = self.open(service)?;
         self.open = Some(channel);
@@ -839,14 +842,14 @@ impl super::Connection for SshService<'_> {
 
     fn request<'s>(
         &'s mut self,
-        service: super::Service,
-        body: super::Body<'_>,
+        service: super::connection::Service,
+        body: super::connection::Body<'_>,
     ) -> anyhow::Result<(TransferStats, Box<dyn Read + 's>)> {
         let mut channel = match self.open.take() {
             Some(channel) => channel,
             None => self.open(service)?.0,
         };
-        let stats = super::write_body(&mut channel, body, &self.url)?;
+        let stats = super::connection::write_body(&mut channel, body, &self.url)?;
         Ok((stats, Box::new(channel)))
     }
 
@@ -863,7 +866,7 @@ impl super::Connection for SshService<'_> {
 
 impl Drop for SshService<'_> {
     fn drop(&mut self) {
-        super::Connection::close(self);
+        super::connection::Connection::close(self);
     }
 }
 
