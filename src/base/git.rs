@@ -46,7 +46,7 @@ pub(crate) fn isolated(git_dir: &Path) -> Command {
     cmd
 }
 
-/// `git upload-pack` serving the local repository at `path` (see `upload_pack`), a bare one or
+/// `git upload-pack` serving the local repository at `path` (see `transport::local`), a bare one or
 /// the `.git` of a working tree, as `git fetch` from a path does: the path after `--`, so it is
 /// never an option, and no `GIT_DIR`, which would name a working tree's top as the repository.
 pub(crate) fn upload_pack(path: &Path) -> Command {

@@ -1,6 +1,6 @@
 //! What can go wrong talking to a remote, as the callers that branch on it need it.
 //!
-//! The retry policy (`retry`) asks an error whether another attempt may succeed; it never reads
+//! The retry policy (`transport::retry`) asks an error whether another attempt may succeed; it never reads
 //! a message. Each transport turns what its library or peer said into one of these kinds where
 //! the failure happens, so rewording a message cannot change what is retried.
 
@@ -59,7 +59,7 @@ pub(crate) enum NetError {
     #[error("{0}")]
     Protocol(String),
     /// A git child (`git push`) failed; whether another attempt may pass was read from git's
-    /// own words where it ran (`gitcli`), the one place a child's text is all there is.
+    /// own words where it ran (`engine::git_cli`), the one place a child's text is all there is.
     #[error("{text}")]
     Git { text: String, spurious: bool },
 }

@@ -3,7 +3,7 @@
 //! Listing, fetching and small pushes are fast here and need no `git` binary. Each call opens its
 //! own conversation: libgit2 speaks protocol v0/v1, so every connect advertises all refs, and a
 //! listing is the cheapest way to learn whether there is anything to do at all. Over SSH the
-//! conversations of a run share one connection (`ssh_transport`), so each call names the mirror's
+//! conversations of a run share one connection (`transport::ssh`), so each call names the mirror's
 //! credentials and remote to it.
 
 use std::cell::RefCell;
@@ -29,7 +29,7 @@ pub(crate) struct Session {
     pub(crate) auth: Auth,
     pub(crate) progress: ProgressOptions,
     /// The SSH connections made with `auth`, kept for the rest of the run (see
-    /// `ssh_transport`): they live and end with the credentials that opened them.
+    /// `transport::ssh`): they live and end with the credentials that opened them.
     pub(crate) ssh: std::sync::Arc<crate::transport::ssh::Pool>,
 }
 
@@ -97,13 +97,13 @@ fn configure(timeout: Duration) -> Result<()> {
 }
 
 /// `BACKLOG_MIRROR_LIBGIT2_SOCKET=1` (or `true`): let libgit2 connect with its own socket
-/// instead of `tcp`'s, should a libgit2 upgrade ever break the layout `tcp` relies on.
+/// instead of `transport::socket`'s, should a libgit2 upgrade ever break the layout `transport::socket` relies on.
 #[cfg(target_os = "linux")]
 fn own_socket_disabled() -> bool {
     crate::base::hatch::is_set("BACKLOG_MIRROR_LIBGIT2_SOCKET")
 }
 
-/// After a failed network operation, shut down the connections this thread opened (see `tcp`).
+/// After a failed network operation, shut down the connections this thread opened (see `transport::socket`).
 fn cut_connections_of_this_thread() {
     #[cfg(target_os = "linux")]
     crate::transport::socket::cut_connections_of_this_thread();
@@ -308,7 +308,7 @@ impl Session {
 }
 
 /// Where libgit2 fetches `url` from: a local path through `git upload-pack` when git is
-/// installed (see `upload_pack`), anything else as it is.
+/// installed (see `transport::local`), anything else as it is.
 fn fetch_location(url: &RemoteUrl) -> String {
     url.local_path()
         .and_then(crate::transport::local::url)

@@ -383,7 +383,7 @@ fn flag_or_env(flag: &Option<String>, legacy_env: &str) -> Option<String> {
 
 /// `--backlog-space/-domain/-project/-repo` to `KEY@KEY.git.DOMAIN:/PROJECT/REPO.git`.
 /// An explicit `--source` wins over the reference buildspec's `BACKLOG_*` variables (they are
-/// defaults a project may carry); with our own `--backlog-*` flags it is a conflict `cli` refuses.
+/// defaults a project may carry); with our own `--backlog-*` flags it is a conflict `settings::flags` refuses.
 fn backlog_source(args: &SyncArgs) -> anyhow::Result<Option<String>> {
     if args.source.is_some() {
         return Ok(None);
@@ -512,7 +512,7 @@ fn ssh_config(
 }
 
 fn host_key_policy(args: &SyncArgs) -> anyhow::Result<HostKeyPolicy> {
-    // `cli` refuses --known-hosts with --host-key-fingerprint; --accept-new-host-key is checked
+    // `settings::flags` refuses --known-hosts with --host-key-fingerprint; --accept-new-host-key is checked
     // here, by its value: clap would count BACKLOG_MIRROR_ACCEPT_NEW_HOST_KEY=false as given.
     if args.accept_new_host_key
         && (args.known_hosts.is_some() || !args.host_key_fingerprint.is_empty())
@@ -552,7 +552,7 @@ fn host_key_policy(args: &SyncArgs) -> anyhow::Result<HostKeyPolicy> {
 /// The target, with CodeCommit's forms turned into the HTTPS URL that is actually contacted.
 fn target_remote(args: &SyncArgs) -> anyhow::Result<(RemoteUrl, Option<CodeCommit>)> {
     let shorthand = flag_or_env(&args.codecommit_repo, "CODECOMMIT_REPOSITORY_NAME");
-    // `--target` with `--codecommit-repo` is a conflict `cli` refuses; with the reference
+    // `--target` with `--codecommit-repo` is a conflict `settings::flags` refuses; with the reference
     // buildspec's CODECOMMIT_REPOSITORY_NAME, a default a project may carry, --target wins.
     let raw = match (&args.target, shorthand) {
         (Some(raw), _) => raw.clone(),

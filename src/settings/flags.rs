@@ -2,8 +2,8 @@
 //!
 //! Every flag reads `BACKLOG_MIRROR_<FLAG>` too, so a buildspec can stay a block of `env:` lines
 //! and one bare `backlog-mirror sync`. Parsing here is purely syntactic; what needs the file system
-//! or cross-flag checks lives in `config`, which turns these raw values into a validated
-//! `SyncConfig`. Settings that have a default are optional here and get it in `config`, so that
+//! or cross-flag checks lives in `settings::config`, which turns these raw values into a validated
+//! `SyncConfig`. Settings that have a default are optional here and get it in `settings::config`, so that
 //! values from several places (the command line, the environment, a mirror list) can be merged
 //! before they are checked.
 

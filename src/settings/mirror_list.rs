@@ -703,7 +703,7 @@ impl Listed {
         self.name == wanted || self.identity.as_deref() == Some(wanted)
     }
 
-    /// A problem with this mirror's settings found after the list was read (a value `config`
+    /// A problem with this mirror's settings found after the list was read (a value `settings::config`
     /// refused), placed at the key whose flag the message names, else at the mirror's name.
     pub(crate) fn locate(&self, file: &str, err: anyhow::Error) -> anyhow::Error {
         let message = crate::base::error::one_line(&err);

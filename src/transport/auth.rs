@@ -1,5 +1,5 @@
 //! Credentials and host-key checks handed to libgit2 when a remote asks for them (SSH asks
-//! `ssh_transport` instead, which uses the same key, policy and messages).
+//! `transport::ssh` instead, which uses the same key, policy and messages).
 //!
 //! libgit2 calls the credentials callback again after every refusal, forever; a wrong key must end
 //! in one clear error, not a hung build, so attempts are counted. Credentials are produced inside

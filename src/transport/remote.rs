@@ -3,7 +3,7 @@
 //!
 //! What a remote is decides several things far apart: the credentials libgit2 answers with, the
 //! environment of a `git push`, whether the git CLI may push there at all, the summary's URL.
-//! Deciding them here, from one value made in `config`, keeps a new kind of remote (a GitHub App
+//! Deciding them here, from one value made in `settings::config`, keeps a new kind of remote (a GitHub App
 //! token, a second CodeCommit form) one variant and its match arms, not a change in every module
 //! that pushes.
 

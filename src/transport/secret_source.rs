@@ -20,7 +20,7 @@ pub(crate) enum SecretSource {
 }
 
 impl SecretSource {
-    /// The source given for `what` (e.g. "ssh-key"), if any: `cli` lets at most one of the
+    /// The source given for `what` (e.g. "ssh-key"), if any: `settings::flags` lets at most one of the
     /// three flags through.
     pub(crate) fn given(
         what: &str,

@@ -98,7 +98,7 @@ pub(crate) fn cut_connections_of_this_thread() {
 }
 
 /// Count `fd` among this thread's connections until `untrack`, so that
-/// `cut_connections_of_this_thread` cuts it too: a connection `ssh_transport` lends to the
+/// `cut_connections_of_this_thread` cuts it too: a connection `transport::ssh` lends to the
 /// operation running on this thread.
 pub(crate) fn track(fd: RawFd) {
     open_sockets().push((fd, std::thread::current().id()));
@@ -230,7 +230,7 @@ fn open(host: &str, port: &str, connect_ms: c_int, io_ms: c_int) -> Result<RawFd
 }
 
 /// A TCP connection to `host:port`, set up as every connection of this tool is (see
-/// `configure`): for `ssh_transport`, which speaks SSH over it itself. The error is libgit2's
+/// `configure`): for `transport::ssh`, which speaks SSH over it itself. The error is libgit2's
 /// code for it (`GIT_TIMEOUT` for a connect timeout) and a message naming the host.
 pub(crate) fn connect_to(
     host: &str,

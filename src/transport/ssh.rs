@@ -11,9 +11,9 @@
 //! the connection the run already holds, and the connection goes back to the run's pool once the
 //! command has ended. Code that speaks git's protocol itself gets the same channels (`exec`).
 //!
-//! What a connection is made of stays this tool's own, as under libgit2: `tcp`'s socket (connect
+//! What a connection is made of stays this tool's own, as under libgit2: `transport::socket`'s socket (connect
 //! and I/O timeouts from `--network-timeout`, keepalive, cut by
-//! `tcp::cut_connections_of_this_thread` after a failure), `ssh`'s host key policy and
+//! `socket::cut_connections_of_this_thread` after a failure), `known_hosts`' host key policy and
 //! `auth`'s key or agent, with the same messages. libgit2 calls a transport without saying for
 //! which mirror, and several mirrors run on threads at once, each with its own credentials and
 //! pool: `libgit2::Session` names its `Auth` and the `Remote` for the length of each call
@@ -165,7 +165,7 @@ impl Connection {
         let _ = self.socket.shutdown(Shutdown::Both);
     }
 
-    /// Count the connection among this thread's (see `tcp::track`) while a conversation of
+    /// Count the connection among this thread's (see `socket::track`) while a conversation of
     /// this thread uses it.
     fn lend(&self) {
         #[cfg(target_os = "linux")]
