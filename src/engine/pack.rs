@@ -229,17 +229,7 @@ mod tests {
     }
 
     fn change(name: &str, old: Option<Oid>, new: Option<Oid>) -> Change {
-        let action = match (old, new) {
-            (None, _) => crate::engine::plan::Action::Create,
-            (_, None) => crate::engine::plan::Action::Delete,
-            _ => crate::engine::plan::Action::Force,
-        };
-        Change {
-            name: name.to_string(),
-            action,
-            old,
-            new,
-        }
+        Change::between(name, old, new)
     }
 
     #[test]

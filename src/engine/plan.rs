@@ -39,6 +39,25 @@ pub(crate) struct Change {
     pub(crate) new: Option<Oid>,
 }
 
+#[cfg(test)]
+impl Change {
+    /// A change from `old` to `new`, its action as a plan would name it without walking
+    /// history: a create, a delete, else a forced update.
+    pub(crate) fn between(name: &str, old: Option<Oid>, new: Option<Oid>) -> Change {
+        let action = match (old, new) {
+            (None, _) => Action::Create,
+            (_, None) => Action::Delete,
+            _ => Action::Force,
+        };
+        Change {
+            name: name.to_string(),
+            action,
+            old,
+            new,
+        }
+    }
+}
+
 impl Change {
     /// The refspec that carries this change with mirror semantics.
     pub(crate) fn refspec(&self) -> String {

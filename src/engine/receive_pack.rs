@@ -28,6 +28,7 @@ use crate::engine::plan::Change;
 use crate::protocol::advertisement::Advertisement;
 use crate::protocol::pktline::PktReader;
 use crate::protocol::side_band::read_answer;
+use crate::transport::connection::Stateful;
 use crate::transport::git_daemon::GitDaemon;
 use crate::transport::remote::{Login, Remote};
 use crate::transport::smart_http::SmartHttp;
@@ -53,7 +54,7 @@ impl<'a> Client<'a> {
     pub(crate) fn new(remote: &'a Remote, login: &'a Login, timeout: Duration) -> Result<Self> {
         Ok(match remote.url.scheme() {
             Scheme::Git => Client {
-                conn: Box::new(GitDaemon::new(remote, timeout)?),
+                conn: Box::new(Stateful::new(GitDaemon::new(remote, timeout)?)),
                 stateless: false,
             },
             _ => Client {
@@ -279,24 +280,13 @@ fn outcome(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::plan::Action;
 
     fn id(n: u8) -> Oid {
         Oid::from_bytes(&[n; 20]).unwrap()
     }
 
     fn change(name: &str, old: Option<Oid>, new: Option<Oid>) -> Change {
-        let action = match (old, new) {
-            (None, _) => Action::Create,
-            (_, None) => Action::Delete,
-            _ => Action::Force,
-        };
-        Change {
-            name: name.to_string(),
-            action,
-            old,
-            new,
-        }
+        Change::between(name, old, new)
     }
 
     fn advertisement(

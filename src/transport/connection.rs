@@ -1,7 +1,7 @@
 //! What every way to a Git service offers (`Connection`): a handshake that ends in the
 //! service's ref advertisement, and a request whose answer is read as a stream.
 
-use std::io::Read;
+use std::io::{Read, Write};
 
 use anyhow::Result;
 
@@ -91,5 +91,73 @@ pub(crate) fn peer(remote: &Remote) -> &'static str {
     match remote.end {
         End::Source => "the source",
         End::Target => "the target",
+    }
+}
+
+/// A way to a service over one stream per conversation (git://, an SSH channel, a local
+/// pipe): open it, read the advertisement, then ask on the same stream.
+pub(crate) trait Opener {
+    type Stream: Read + Write;
+
+    /// A new stream to `service`, its advertisement read.
+    fn open(&self, service: Service) -> Result<(Self::Stream, Advertisement)>;
+
+    /// The remote as messages name it.
+    fn url(&self) -> &str;
+
+    /// After a request's body went out whole: a receive-pack over TCP is told no more comes.
+    fn sent(&self, _stream: &mut Self::Stream, _service: Service) {}
+}
+
+/// A `Connection` over an `Opener`: the stream a handshake opened is kept for the next
+/// request, and ended with a flush when nothing is asked of it.
+pub(crate) struct Stateful<O: Opener> {
+    opener: O,
+    open: Option<O::Stream>,
+}
+
+impl<O: Opener> Stateful<O> {
+    pub(crate) fn new(opener: O) -> Stateful<O> {
+        Stateful { opener, open: None }
+    }
+}
+
+impl<O: Opener> Connection for Stateful<O> {
+    fn handshake(&mut self, service: Service) -> Result<Advertisement> {
+        self.close();
+        let (stream, ad) = self.opener.open(service)?;
+        self.open = Some(stream);
+        Ok(ad)
+    }
+
+    fn request<'s>(
+        &'s mut self,
+        service: Service,
+        body: Body<'_>,
+    ) -> Result<(TransferStats, Box<dyn Read + 's>)> {
+        let mut stream = match self.open.take() {
+            Some(stream) => stream,
+            None => self.opener.open(service)?.0,
+        };
+        let stats = write_body(&mut stream, body, self.opener.url())?;
+        self.opener.sent(&mut stream, service);
+        Ok((stats, Box::new(stream)))
+    }
+
+    fn close(&mut self) {
+        if let Some(mut stream) = self.open.take() {
+            // A flush tells the service there is nothing to ask.
+            let _ = stream.write_all(b"0000").and_then(|()| stream.flush());
+        }
+    }
+
+    fn url(&self) -> &str {
+        self.opener.url()
+    }
+}
+
+impl<O: Opener> Drop for Stateful<O> {
+    fn drop(&mut self) {
+        self.close();
     }
 }

@@ -7,10 +7,9 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
-use super::connection::{Body, Connection, Service, peer};
+use super::connection::{Opener, Service, peer};
 use super::remote::Remote;
 use crate::base::net_error::NetError;
-use crate::base::transfer::TransferStats;
 use crate::protocol::advertisement::{Advertisement, read_service_advertisement};
 use crate::protocol::pktline::{PktReader, pkt};
 
@@ -23,8 +22,6 @@ pub(crate) struct GitDaemon<'a> {
     path: String,
     timeout: Duration,
     url: String,
-    /// A connection whose advertisement was read and that was asked nothing yet.
-    open: Option<Conn>,
 }
 
 impl<'a> GitDaemon<'a> {
@@ -48,7 +45,6 @@ impl<'a> GitDaemon<'a> {
             path,
             timeout,
             url: remote.url.redacted().to_string(),
-            open: None,
         })
     }
 
@@ -104,7 +100,7 @@ impl<'a> GitDaemon<'a> {
     }
 
     /// A new connection to `service`, its advertisement read.
-    fn open(&self, service: Service) -> Result<(Conn, Advertisement)> {
+    fn open_stream(&self, service: Service) -> Result<(Conn, Advertisement)> {
         let url = &self.url;
         let mut conn = self.connect()?;
         let mut hello = Vec::new();
@@ -128,60 +124,22 @@ impl<'a> GitDaemon<'a> {
     }
 }
 
-impl Connection for GitDaemon<'_> {
-    fn handshake(&mut self, service: Service) -> Result<Advertisement> {
-        self.close();
-        let (conn, ad) = self.open(service)?;
-        self.open = Some(conn);
-        Ok(ad)
-    }
+impl Opener for GitDaemon<'_> {
+    type Stream = Conn;
 
-    fn request<'s>(
-        &'s mut self,
-        service: Service,
-        body: Body<'_>,
-    ) -> Result<(TransferStats, Box<dyn Read + 's>)> {
-        let mut conn = match self.open.take() {
-            Some(conn) => conn,
-            None => self.open(service)?.0,
-        };
-        let stats = match body {
-            Body::Whole(bytes) => {
-                conn.write_all(bytes)
-                    .map_err(|e| conn.failed(e, "took none of the request"))?;
-                TransferStats {
-                    objects: 0,
-                    bytes: bytes.len(),
-                }
-            }
-            Body::Made(produce) => produce(&mut |piece| {
-                conn.write_all(piece)
-                    .map_err(|e| conn.failed(e, "moved no data"))
-            })?,
-        };
-        conn.flush().map_err(|e| conn.failed(e, "moved no data"))?;
-        if service == Service::ReceivePack {
-            // receive-pack reads the pack to its end; the half-close tells a proxy we are done.
-            let _ = conn.tcp.shutdown(Shutdown::Write);
-        }
-        Ok((stats, Box::new(conn)))
-    }
-
-    fn close(&mut self) {
-        if let Some(mut conn) = self.open.take() {
-            // A flush tells the service there is nothing to ask.
-            let _ = conn.write_all(b"0000").and_then(|()| conn.flush());
-        }
+    fn open(&self, service: Service) -> Result<(Conn, Advertisement)> {
+        self.open_stream(service)
     }
 
     fn url(&self) -> &str {
         &self.url
     }
-}
 
-impl Drop for GitDaemon<'_> {
-    fn drop(&mut self) {
-        self.close();
+    fn sent(&self, conn: &mut Conn, service: Service) {
+        if service == Service::ReceivePack {
+            // receive-pack reads the pack to its end; the half-close tells a proxy we are done.
+            let _ = conn.tcp.shutdown(Shutdown::Write);
+        }
     }
 }
 

@@ -546,49 +546,25 @@ impl hyper::rt::Write for Stream {
 /// A failed request in the kind the retry policy branches on.
 fn request_error(err: &hyper_util::client::legacy::Error, url: &str) -> NetError {
     let detail = chain_text(err);
-    let io_kind = {
-        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
-        let mut kind = None;
-        while let Some(e) = source {
-            if let Some(io) = e.downcast_ref::<std::io::Error>() {
-                kind = Some(io.kind());
-                break;
-            }
-            source = e.source();
-        }
-        kind
+    // Each cause, and the error an I/O error carries inside (tokio-rustls wraps TLS failures so).
+    let causes = || {
+        std::iter::successors(Some(err as &(dyn std::error::Error + 'static)), |e| {
+            e.source()
+        })
+        .flat_map(|e| {
+            let inner = e
+                .downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+                .map(|inner| inner as &(dyn std::error::Error + 'static));
+            std::iter::once(e).chain(inner)
+        })
     };
-    let tls = {
-        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
-        let mut found = false;
-        while let Some(e) = source {
-            if e.downcast_ref::<rustls::Error>().is_some() {
-                found = true;
-            }
-            if let Some(io) = e.downcast_ref::<std::io::Error>()
-                && io
-                    .get_ref()
-                    .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some())
-            {
-                found = true;
-            }
-            source = e.source();
-        }
-        found
-    };
-    let unreadable = {
-        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
-        let mut found = false;
-        while let Some(e) = source {
-            if let Some(h) = e.downcast_ref::<hyper::Error>()
-                && (h.is_parse() || h.is_parse_status())
-            {
-                found = true;
-            }
-            source = e.source();
-        }
-        found
-    };
+    let io_kind = causes().find_map(|e| e.downcast_ref::<std::io::Error>().map(|io| io.kind()));
+    let tls = causes().any(|e| e.downcast_ref::<rustls::Error>().is_some());
+    let unreadable = causes().any(|e| {
+        e.downcast_ref::<hyper::Error>()
+            .is_some_and(|h| h.is_parse() || h.is_parse_status())
+    });
     if unreadable {
         return NetError::Protocol(format!(
             "{url} answered something this tool cannot read as HTTP/1.1 ({detail}): check the \

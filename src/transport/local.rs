@@ -27,10 +27,9 @@ use std::thread::JoinHandle;
 use anyhow::{Context, Result};
 use git2::transport::{Service, SmartSubtransport, SmartSubtransportStream, Transport};
 
-use super::connection::{Body, Connection, peer};
+use super::connection::{Opener, peer};
 use super::remote::Remote;
 use crate::base::process_group::Group;
-use crate::base::transfer::TransferStats;
 use crate::protocol::advertisement::{Advertisement, read_service_advertisement};
 use crate::protocol::pktline::PktReader;
 
@@ -202,7 +201,6 @@ pub(crate) struct Local<'a> {
     hold: BorrowedFd<'a>,
     timeout: std::time::Duration,
     url: String,
-    open: Option<UploadPack>,
 }
 
 impl<'a> Local<'a> {
@@ -218,11 +216,13 @@ impl<'a> Local<'a> {
             hold,
             timeout,
             url: remote.url.redacted().to_string(),
-            open: None,
         }
     }
 
-    fn open(&self, service: super::connection::Service) -> Result<(UploadPack, Advertisement)> {
+    fn open_stream(
+        &self,
+        service: super::connection::Service,
+    ) -> Result<(UploadPack, Advertisement)> {
         if service != super::connection::Service::UploadPack {
             anyhow::bail!(
                 "{} is pushed to through git push, not over a pipe",
@@ -241,41 +241,15 @@ impl<'a> Local<'a> {
     }
 }
 
-impl Connection for Local<'_> {
-    fn handshake(&mut self, service: super::connection::Service) -> Result<Advertisement> {
-        self.close();
-        let (child, ad) = self.open(service)?;
-        self.open = Some(child);
-        Ok(ad)
-    }
+impl Opener for Local<'_> {
+    type Stream = UploadPack;
 
-    fn request<'s>(
-        &'s mut self,
-        service: super::connection::Service,
-        body: Body<'_>,
-    ) -> Result<(TransferStats, Box<dyn Read + 's>)> {
-        let mut child = match self.open.take() {
-            Some(child) => child,
-            None => self.open(service)?.0,
-        };
-        let stats = super::connection::write_body(&mut child, body, &self.url)?;
-        Ok((stats, Box::new(child)))
-    }
-
-    fn close(&mut self) {
-        if let Some(mut child) = self.open.take() {
-            let _ = child.write_all(b"0000").and_then(|()| child.flush());
-        }
+    fn open(&self, service: super::connection::Service) -> Result<(UploadPack, Advertisement)> {
+        self.open_stream(service)
     }
 
     fn url(&self) -> &str {
         &self.url
-    }
-}
-
-impl Drop for Local<'_> {
-    fn drop(&mut self) {
-        self.close();
     }
 }
 

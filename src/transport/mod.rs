@@ -21,6 +21,7 @@ pub(crate) mod smart_http;
 pub(crate) mod socket;
 pub(crate) mod ssh;
 
+use connection::Stateful;
 pub(crate) use connection::{Body, Connection, Declined, Service, peer};
 
 use std::os::fd::BorrowedFd;
@@ -45,14 +46,16 @@ pub(crate) fn connect<'a>(
         End::Target => &auth.target,
     };
     Ok(match remote.url.scheme() {
-        Scheme::Git => Box::new(git_daemon::GitDaemon::new(remote, timeout).map_err(say)?),
+        Scheme::Git => Box::new(Stateful::new(
+            git_daemon::GitDaemon::new(remote, timeout).map_err(say)?,
+        )),
         Scheme::Http | Scheme::Https => {
             Box::new(smart_http::SmartHttp::new(remote, login, timeout).map_err(say)?)
         }
         Scheme::Local => match remote.url.local_path() {
-            Some(path) if crate::base::git::version().is_some() => {
-                Box::new(local::Local::new(path, remote, hold, timeout))
-            }
+            Some(path) if crate::base::git::version().is_some() => Box::new(Stateful::new(
+                local::Local::new(path, remote, hold, timeout),
+            )),
             _ => {
                 return Err(
                     "a local repository is read through git, which is not installed".into(),
@@ -62,7 +65,9 @@ pub(crate) fn connect<'a>(
         Scheme::Ssh if ssh::disabled() => {
             return Err("BACKLOG_MIRROR_LIBGIT2_SSH is set: SSH goes through libgit2".into());
         }
-        Scheme::Ssh => Box::new(ssh::SshService::new(remote, auth, ssh, timeout)),
+        Scheme::Ssh => Box::new(Stateful::new(ssh::SshService::new(
+            remote, auth, ssh, timeout,
+        ))),
     })
 }
 

@@ -40,7 +40,6 @@ use tracing::{debug, warn};
 use anyhow::Context as _;
 
 use crate::base::secret::Secret;
-use crate::base::transfer::TransferStats;
 use crate::base::url::{RemoteUrl, Scheme};
 use crate::protocol::advertisement::{Advertisement, read_service_advertisement};
 use crate::protocol::pktline::PktReader;
@@ -791,7 +790,6 @@ pub(crate) struct SshService<'a> {
     pool: &'a Arc<Pool>,
     timeout: std::time::Duration,
     url: String,
-    open: Option<Channel>,
 }
 
 impl<'a> SshService<'a> {
@@ -807,11 +805,10 @@ impl<'a> SshService<'a> {
             pool,
             timeout,
             url: remote.url.redacted().to_string(),
-            open: None,
         }
     }
 
-    fn open(
+    fn open_channel(
         &self,
         service: super::connection::Service,
     ) -> anyhow::Result<(Channel, Advertisement)> {
@@ -832,41 +829,18 @@ impl<'a> SshService<'a> {
     }
 }
 
-impl super::connection::Connection for SshService<'_> {
-    fn handshake(&mut self, service: super::connection::Service) -> anyhow::Result<Advertisement> {
-        self.close();
-        let (channel, ad) = self.open(service)?;
-        self.open = Some(channel);
-        Ok(ad)
-    }
+impl super::connection::Opener for SshService<'_> {
+    type Stream = Channel;
 
-    fn request<'s>(
-        &'s mut self,
+    fn open(
+        &self,
         service: super::connection::Service,
-        body: super::connection::Body<'_>,
-    ) -> anyhow::Result<(TransferStats, Box<dyn Read + 's>)> {
-        let mut channel = match self.open.take() {
-            Some(channel) => channel,
-            None => self.open(service)?.0,
-        };
-        let stats = super::connection::write_body(&mut channel, body, &self.url)?;
-        Ok((stats, Box::new(channel)))
-    }
-
-    fn close(&mut self) {
-        if let Some(mut channel) = self.open.take() {
-            let _ = channel.write_all(b"0000").and_then(|()| channel.flush());
-        }
+    ) -> anyhow::Result<(Channel, Advertisement)> {
+        self.open_channel(service)
     }
 
     fn url(&self) -> &str {
         &self.url
-    }
-}
-
-impl Drop for SshService<'_> {
-    fn drop(&mut self) {
-        super::connection::Connection::close(self);
     }
 }
 
