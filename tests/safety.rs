@@ -324,3 +324,27 @@ fn a_missing_source_fails_before_anything_is_seeded_from_the_target() {
         "the HTTP target was fetched from: {fetched:?}"
     );
 }
+
+/// Only CodeCommit limits a push (to 4,000 ref updates, `wire_push` covers its batches): a git
+/// server takes a plan of 4,100 refs in one push, one pack, by default.
+#[test]
+fn a_plan_past_codecommits_limit_goes_to_a_git_server_in_one_push() {
+    let sb = Sandbox::new();
+    let pair = sb.pair("srv", &[]);
+    let main = refs(&pair.source)["refs/heads/main"].clone();
+    let mut stdin = String::new();
+    for i in 0..4_100 {
+        stdin.push_str(&format!("create refs/heads/many/b{i} {main}\n"));
+    }
+    git_input(&pair.source, &["update-ref", "--stdin"], stdin.as_bytes());
+    let hook = counting_hook(&pair.target, "pre-receive");
+    let daemon = GitDaemon::start(&sb.join("srv"));
+    let out = run(sb
+        .sync(&path_str(&pair.source), &daemon.url("target.git"))
+        .arg("--json"));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_mirror(&pair.source, &pair.target);
+    let push = &out.json()["transfer"]["push"];
+    assert_eq!(push["batches"], 1, "{push}");
+    assert_eq!(hook.count(), 1);
+}

@@ -64,7 +64,7 @@ impl SyncConfig {
 
     pub(crate) fn from_args(args: &SyncArgs) -> anyhow::Result<SyncConfig> {
         let push_engine = args.push_engine.unwrap_or(PushEngine::Auto);
-        let batch_size = args.batch_size.unwrap_or(CODECOMMIT_MAX_REF_UPDATES);
+
         let retries = args.retries.unwrap_or(2);
         let source_raw = match backlog_source(args)? {
             Some(backlog) => Some(backlog),
@@ -96,6 +96,13 @@ impl SyncConfig {
                 "--push-engine git needs the git CLI on PATH; install git or use --push-engine auto",
             ));
         }
+        // Only CodeCommit limits one push (to 4,000 ref updates); any other target takes the plan
+        // in one push: one pack, one walk, each object sent once.
+        let batch_size = args.batch_size.unwrap_or(if codecommit.is_some() {
+            CODECOMMIT_MAX_REF_UPDATES
+        } else {
+            usize::MAX
+        });
         if codecommit.is_some() && batch_size > CODECOMMIT_MAX_REF_UPDATES {
             return Err(usage(format!(
                 "--batch-size {} is more than CodeCommit accepts in one push \

@@ -163,7 +163,8 @@ pub(crate) struct SyncArgs {
     )]
     pub(crate) exclude: Vec<String>,
 
-    /// Most ref updates in one push; larger plans are split (CodeCommit takes 4,000) [default: 4000].
+    /// Most ref updates in one push; larger plans are split [default: 4000 for CodeCommit, which
+    /// takes no more; else the whole plan in one push].
     #[arg(long, value_name = "N", value_parser = parse_batch_size, allow_negative_numbers = true,
           env = "BACKLOG_MIRROR_BATCH_SIZE")]
     pub(crate) batch_size: Option<usize>,
