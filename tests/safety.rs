@@ -348,3 +348,79 @@ fn a_plan_past_codecommits_limit_goes_to_a_git_server_in_one_push() {
     assert_eq!(push["batches"], 1, "{push}");
     assert_eq!(hook.count(), 1);
 }
+
+/// A target that takes no pack over a size (here receive.maxInputSize; elsewhere a proxy's body
+/// limit) gets a push too large for it in halves, smaller and smaller, until each fits: over a
+/// local path (the target answers "unpack failed") and over git:// (it cuts the connection), with
+/// each push engine. Before, every attempt sent the whole plan again and the run failed.
+#[test]
+fn a_push_the_target_will_not_take_whole_goes_in_halves_until_it_fits() {
+    let cases: [(&str, &str); 4] = [
+        ("path", "auto"),
+        ("git", "auto"),
+        ("git", "git"),
+        ("git", "libgit2"),
+    ];
+    for (via, engine) in cases {
+        let sb = Sandbox::new();
+        let source = init_bare(&sb.join("srv/source.git"));
+        for i in 0..6 {
+            incompressible_branch(&source, &format!("b{i}"), i + 1, 100_000);
+        }
+        let target = init_bare(&sb.join("srv/target.git"));
+        // Six branches of 100 kB each: the whole is refused, halves of three are not.
+        git(&target, &["config", "receive.maxInputSize", "350000"]);
+        let daemon;
+        let url = if via == "git" {
+            daemon = GitDaemon::start(&sb.join("srv"));
+            daemon.url("target.git")
+        } else {
+            path_str(&target)
+        };
+        let out = run(sb
+            .sync(&path_str(&source), &url)
+            .args(["--push-engine", engine, "--json"]));
+        assert_eq!(out.code, 0, "{via} {engine}: {}", out.stderr);
+        assert_mirror(&source, &target);
+        fsck(&target);
+        let push = &out.json()["transfer"]["push"];
+        assert!(push["halved"].as_u64() >= Some(1), "{via} {engine}: {push}");
+        assert!(
+            push["batches"].as_u64() >= Some(2),
+            "{via} {engine}: {push}"
+        );
+        assert!(
+            out.stderr
+                .contains("did not take a push of 6 ref update(s)"),
+            "{via} {engine}: {}",
+            out.stderr
+        );
+    }
+}
+
+/// Halving is for size: one ref alone that the target will not take is refused with the
+/// target's words, the rest of the plan still lands, and the run says so and fails.
+#[test]
+fn a_single_ref_over_the_targets_limit_is_refused_and_the_rest_lands() {
+    let sb = Sandbox::new();
+    let source = init_bare(&sb.join("srv/source.git"));
+    incompressible_branch(&source, "big", 1, 400_000);
+    for i in 0..3 {
+        incompressible_branch(&source, &format!("b{i}"), i + 2, 10_000);
+    }
+    let target = init_bare(&sb.join("srv/target.git"));
+    git(&target, &["config", "receive.maxInputSize", "200000"]);
+    let out = run(sb
+        .sync(&path_str(&source), &path_str(&target))
+        .arg("--json"));
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    let held = refs(&target);
+    assert!(!held.contains_key("refs/heads/big"), "{held:?}");
+    for i in 0..3 {
+        let name = format!("refs/heads/b{i}");
+        assert_eq!(held.get(&name), refs(&source).get(&name), "{name}");
+    }
+    assert!(out.stderr.contains("refs/heads/big"), "{}", out.stderr);
+    assert!(out.stderr.contains("unpack"), "{}", out.stderr);
+    fsck(&target);
+}

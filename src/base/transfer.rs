@@ -28,6 +28,10 @@ pub(crate) enum RefOutcome {
     Rejected(String),
 }
 
+/// receive-pack's status for each ref of a push whose pack it could not take (`ng <ref>
+/// unpacker error`).
+pub(crate) const UNPACKER_ERROR: &str = "unpacker error";
+
 /// What one push reported.
 #[derive(Debug, Default)]
 pub(crate) struct PushOutcome {
@@ -37,6 +41,10 @@ pub(crate) struct PushOutcome {
     pub(crate) stats: TransferStats,
     /// The target's own messages (hooks, errors), its progress lines removed.
     pub(crate) remote_lines: Vec<String>,
+    /// Why the target could not take the pack at all (receive-pack's `unpack <reason>`): no ref
+    /// of the push was updated, whatever each ref's line says. Set where the engine reads the
+    /// report, so that no caller has to recognise the words.
+    pub(crate) unpack_error: Option<String>,
 }
 
 /// The lines of a remote's sideband text (or of git's `remote: ` lines) that are messages, not

@@ -67,6 +67,7 @@ pub(crate) fn push(
     let mut stats = TransferStats::default();
     let mut messages = Vec::new();
     let mut said = String::new();
+    let mut unpack_error = None;
     let stderr = child.stderr.take().context("git push: no stderr")?;
     let (lines, received) = mpsc::channel();
     let stderr_reader = std::thread::spawn(move || {
@@ -105,6 +106,11 @@ pub(crate) fn push(
             };
             progress.update(done, total, bytes);
         } else if line.starts_with("remote:") || line.starts_with("error: remote unpack") {
+            // send-pack's own words (git runs with LC_ALL=C) when receive-pack's report began
+            // `unpack <reason>`, not `unpack ok`.
+            if let Some(why) = line.strip_prefix("error: remote unpack failed: ") {
+                unpack_error = Some(crate::base::text::clip(why.trim(), 200));
+            }
             said.push_str(&line);
             said.push('\n');
         } else if !line.trim().is_empty() && !is_progress_noise(&line) {
@@ -165,6 +171,7 @@ pub(crate) fn push(
         refs,
         stats,
         remote_lines,
+        unpack_error,
     })
 }
 

@@ -17,7 +17,9 @@ use tracing::{debug, warn};
 
 use crate::base::progress::{Progress, ProgressOptions};
 use crate::base::refname::{self, RefMap};
-use crate::base::transfer::{PushOutcome, TransferStats, last_words, remote_messages};
+use crate::base::transfer::{
+    PushOutcome, RefOutcome, TransferStats, UNPACKER_ERROR, last_words, remote_messages,
+};
 use crate::base::url::RemoteUrl;
 use crate::engine::libgit2_push;
 use crate::transport::auth::Auth;
@@ -287,6 +289,30 @@ impl Session {
             let remote_lines = remote_messages(&String::from_utf8_lossy(&said.into_inner()));
             let refs = match pushed {
                 Ok(refs) => refs,
+                // libgit2 ends a push whose report began `unpack <reason>` with this error,
+                // and names no ref: every ref of the push is refused by it.
+                Err(e)
+                    if e.class() == git2::ErrorClass::Net
+                        && e.message() == "unpacking the sent packfile failed on the remote" =>
+                {
+                    let refs = specs
+                        .iter()
+                        .filter_map(|spec| spec.rsplit_once(':'))
+                        .map(|(_, dst)| {
+                            (dst.to_string(), RefOutcome::Rejected(UNPACKER_ERROR.into()))
+                        })
+                        .collect();
+                    let why = remote_lines
+                        .last()
+                        .cloned()
+                        .unwrap_or_else(|| e.message().to_string());
+                    return Ok(PushOutcome {
+                        refs,
+                        stats: stats.into_inner(),
+                        remote_lines,
+                        unpack_error: Some(why),
+                    });
+                }
                 Err(e) => {
                     let err = self.auth.explain(remote, "cannot push to", e);
                     if remote_lines.is_empty() {
@@ -298,10 +324,18 @@ impl Session {
                     ));
                 }
             };
+            // receive-pack answers `ng <ref> unpacker error` for every ref when it could not
+            // take the pack; libgit2 hands each ref's status on as it came.
+            let unpack_error = (!refs.is_empty()
+                && refs
+                    .values()
+                    .all(|o| matches!(o, RefOutcome::Rejected(why) if why == UNPACKER_ERROR)))
+            .then(|| UNPACKER_ERROR.to_string());
             Ok(PushOutcome {
                 refs,
                 stats: stats.into_inner(),
                 remote_lines,
+                unpack_error,
             })
         })
     }

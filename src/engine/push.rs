@@ -5,14 +5,15 @@
 //! 4,000 ref updates; each batch opens a fresh connection so the target's advertisement (and so
 //! the set of objects it already has) is current.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
 use anyhow::Result;
 use git2::Repository;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use crate::base::error::RefProblem;
+use crate::base::net_error::{IsSpurious, NetError};
 use crate::base::progress::{Progress, ProgressOptions};
 use crate::base::refname::RefMap;
 use crate::base::transfer::{PushOutcome, RefOutcome, TransferStats};
@@ -415,6 +416,8 @@ pub(crate) struct Pushed {
     pub(crate) batches: usize,
     pub(crate) stats: TransferStats,
     pub(crate) retries: u32,
+    /// Pushes the target did not take whole, sent again in two halves.
+    pub(crate) halved: u32,
     /// Each change pushed, and why the target refused it when it did.
     pub(crate) results: Vec<(Change, Option<String>)>,
 }
@@ -478,6 +481,10 @@ trait BatchPush {
     /// Push `batch`, each update leased on the value the plan saw; `listed`, when given, is the
     /// target's advertisement as last seen.
     fn push(&mut self, batch: &[&Change], listed: Option<Advertisement>) -> Result<PushOutcome>;
+
+    /// The plan now goes in more batches than it was cut for: a later one builds on what an
+    /// earlier one left on the target.
+    fn rebatched(&mut self) {}
 }
 
 /// libgit2's push.
@@ -541,6 +548,10 @@ impl BatchPush for ByWire<'_> {
             listed,
             self.cut.clone(),
         )
+    }
+
+    fn rebatched(&mut self) {
+        self.cut = Cut::Every;
     }
 }
 
@@ -626,52 +637,174 @@ impl Pusher<'_> {
         }
         let mut listed = hints.listed;
         let retry = Retry::new(options.retries);
-        for (index, (engine, batch)) in batches.iter().enumerate() {
-            debug!(
-                "push batch {}/{}: {} refs via {}",
-                index + 1,
-                batches.len(),
-                batch.len(),
-                engine.name()
-            );
-            let Some(by) = engines.get_mut(engine) else {
+        let planned = batches.len();
+        let mut queue: VecDeque<(Engine, Vec<&Change>)> = batches.into();
+        // What the target took at most, once it has refused more: later batches stay under it.
+        let mut most = usize::MAX;
+        // Halving stops once one ref alone was refused whole: it was not the size.
+        let mut halving = true;
+        while let Some((engine, batch)) = queue.pop_front() {
+            let Some(by) = engines.get_mut(&engine) else {
                 anyhow::bail!("a {} batch without its engine", engine.name());
             };
-            let mut pending: Vec<&Change> = batch.clone();
+            if batch.len() > most {
+                let mut parts: Vec<_> = batch.chunks(most).map(|c| (engine, c.to_vec())).collect();
+                parts.reverse();
+                for part in parts {
+                    queue.push_front(part);
+                }
+                by.rebatched();
+                continue;
+            }
+            debug!(
+                "push batch {}: {} refs via {} ({} more to go)",
+                pushed.batches + 1,
+                batch.len(),
+                engine.name(),
+                queue.len(),
+            );
+            let mut pending: Vec<&Change> = batch;
             let mut retried = 0;
             let outcome = loop {
                 // Every update carries the value the plan saw as its lease: a ref another
                 // writer (a second sync of the same mirror) moved since is refused, never
                 // overwritten. The listing the plan was made from goes with the first attempt
                 // only: a retry or a later batch asks again (the target changed since).
-                let err = match by.push(&pending, listed.take()) {
-                    Ok(outcome) => break outcome,
-                    Err(err) if retried < retry.retries && retry::is_transient(&err) => err,
+                let refused = match by.push(&pending, listed.take()) {
+                    Ok(outcome) => match &outcome.unpack_error {
+                        Some(why) if halving && pending.len() > 1 => {
+                            format!("it could not take the pack ({why})")
+                        }
+                        Some(_) => {
+                            halving = false;
+                            break outcome;
+                        }
+                        None => break outcome,
+                    },
+                    // A 413 says "too large"; a cut may be the network's, so it is retried
+                    // whole first, unless this target already refused more than it takes.
+                    Err(err)
+                        if halving
+                            && pending.len() > 1
+                            && cut_short(&err)
+                            && (too_large(&err) || retried > 0 || most != usize::MAX) =>
+                    {
+                        format!("{err:#}")
+                    }
+                    Err(err) if retried < retry.retries && retry::is_transient(&err) => {
+                        retried += 1;
+                        pushed.retries += 1;
+                        retry.pause("the push", &err, retried);
+                        match still_to_push(session, target, &pending, pushed) {
+                            Some(rest) => pending = rest,
+                            None => {
+                                pending.clear();
+                                break PushOutcome::default();
+                            }
+                        }
+                        continue;
+                    }
                     Err(err) => return Err(err),
                 };
-                retried += 1;
-                pushed.retries += 1;
-                retry.pause("the push", &err, retried);
-                // Updates the cut push delivered stay delivered: push only what the target
-                // still lacks (a deletion of a ref already gone would be refused). If even the
-                // listing fails, the next attempt pushes the whole batch again.
-                if let Ok(now) = session.list(target) {
-                    let (landed, rest): (Vec<&Change>, Vec<&Change>) = pending
-                        .iter()
-                        .partition(|c| now.get(&c.name).copied() == c.new);
-                    for change in landed {
-                        pushed.results.push((change.clone(), None));
-                    }
-                    pending = rest;
-                }
-                if pending.is_empty() {
+                // A target that will not take this much at once (a pack over its size limit, a
+                // proxy's body limit): the refs it still lacks go again in two halves, and no
+                // later batch is larger than the half.
+                let Some(rest) = still_to_push(session, target, &pending, pushed) else {
+                    pending.clear();
                     break PushOutcome::default();
+                };
+                let half = rest.len().div_ceil(2);
+                warn!(
+                    "the target did not take a push of {} ref update(s): {}; pushing them in two \
+                     batches of at most {half}",
+                    pending.len(),
+                    crate::base::text::clip(&refused, 300)
+                );
+                pushed.halved += 1;
+                most = most.min(half);
+                by.rebatched();
+                for part in rest.chunks(half).rev() {
+                    queue.push_front((engine, part.to_vec()));
                 }
+                pending.clear();
+                break PushOutcome::default();
             };
+            if pending.is_empty() {
+                continue;
+            }
             pushed.add_batch(&pending, outcome);
+        }
+        if pushed.batches > planned {
+            info!(
+                "pushed in {} batches where {planned} were planned: the target limits one push",
+                pushed.batches
+            );
         }
         Ok(())
     }
+}
+
+/// The changes of `pending` the target still lacks, those it already holds recorded as pushed
+/// (a push cut short may have landed; a deletion of a ref already gone would be refused).
+/// All of them when the target cannot be listed; none (`None`) when every one landed.
+fn still_to_push<'c>(
+    session: &Session,
+    target: &Remote,
+    pending: &[&'c Change],
+    pushed: &mut Pushed,
+) -> Option<Vec<&'c Change>> {
+    let Ok(now) = session.list(target) else {
+        return Some(pending.to_vec());
+    };
+    let (landed, rest): (Vec<&Change>, Vec<&Change>) = pending
+        .iter()
+        .partition(|c| now.get(&c.name).copied() == c.new);
+    for change in landed {
+        pushed.results.push((change.clone(), None));
+    }
+    (!rest.is_empty()).then_some(rest)
+}
+
+/// Whether the target (or a proxy before it) said the push was too large: 413.
+fn too_large(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        matches!(
+            cause.downcast_ref::<NetError>(),
+            Some(NetError::HttpStatus { status: 413, .. })
+        )
+    })
+}
+
+/// Whether a push failed the way a push too large for the target fails: the target (or a proxy
+/// before it) answered 413, timed out or failed on it (408, 5xx: a gateway that gave up on a long
+/// upload), or cut the connection while the pack was on its way. A target that could not be
+/// reached at all, or stopped answering, says nothing about size.
+fn cut_short(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        if let Some(net) = cause.downcast_ref::<NetError>() {
+            return match net {
+                NetError::HttpStatus { status, .. } => matches!(status, 408 | 413 | 500..=599),
+                // A stall costs the network timeout each time: not worth halving for.
+                NetError::Resolve { .. } | NetError::Connect { .. } | NetError::Stalled { .. } => {
+                    false
+                }
+                other => other.is_spurious(),
+            };
+        }
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            return matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::ConnectionAborted
+                    | std::io::ErrorKind::BrokenPipe
+                    | std::io::ErrorKind::UnexpectedEof
+            );
+        }
+        if let Some(git) = cause.downcast_ref::<git2::Error>() {
+            return git.class() == git2::ErrorClass::Net && git.is_spurious();
+        }
+        false
+    })
 }
 
 /// Give each rejected ref the target's own words after its terse status ("pre-receive hook
@@ -856,6 +989,43 @@ mod tests {
             .push(change("refs/heads/main", Action::FastForward, broken));
         let err = check_connectivity(&repo, &bad, &target, None).unwrap_err();
         assert!(err.contains("has no tree"), "{err}");
+    }
+
+    #[test]
+    fn a_push_cut_short_or_refused_as_too_large_is_told_from_an_unreachable_target() {
+        use crate::base::net_error::NetError;
+        let status = |status| {
+            anyhow::Error::from(NetError::HttpStatus {
+                status,
+                text: format!("HTTP {status}"),
+            })
+        };
+        let broken = anyhow::Error::from(NetError::Broken {
+            url: "git://h/r".into(),
+            detail: "reset".into(),
+        })
+        .context("cannot read the push report");
+        let reset = anyhow::Error::from(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+        for short in [status(413), broken, reset, status(502)] {
+            assert!(cut_short(&short), "{short:#}");
+        }
+        assert!(too_large(&status(413).context("pushing")));
+        assert!(!too_large(&status(502)));
+        let stalled = anyhow::Error::from(NetError::Stalled {
+            url: "git://h/r".into(),
+            doing: "took nothing",
+            timeout: std::time::Duration::from_secs(1),
+            why: "stalled",
+        });
+        assert!(!cut_short(&stalled));
+        let refused = anyhow::Error::from(NetError::Connect {
+            url: "git://h/r".into(),
+            detail: "refused".into(),
+        });
+        let missing = anyhow::anyhow!("the target said: repository not found");
+        for lasting in [status(403), status(404), refused, missing] {
+            assert!(!cut_short(&lasting), "{lasting:#}");
+        }
     }
 
     #[test]

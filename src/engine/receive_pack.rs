@@ -21,7 +21,9 @@ use git2::{Oid, Repository};
 
 use crate::base::progress::Progress;
 use crate::base::refname;
-use crate::base::transfer::{PushOutcome, RefOutcome, TransferStats, remote_messages};
+use crate::base::transfer::{
+    PushOutcome, RefOutcome, TransferStats, UNPACKER_ERROR, remote_messages,
+};
 use crate::base::url::Scheme;
 use crate::engine::pack::{Cut, PackObjects, Packer};
 use crate::engine::plan::Change;
@@ -265,7 +267,7 @@ fn outcome(
         }
         let outcome = match (result, &report.unpack) {
             (None, Ok(())) => RefOutcome::Accepted,
-            (None, Err(why)) => RefOutcome::Rejected(format!("unpacker error: {why}")),
+            (None, Err(why)) => RefOutcome::Rejected(format!("{UNPACKER_ERROR}: {why}")),
             (Some(reason), _) => RefOutcome::Rejected(reason),
         };
         refs.insert(refname::escape(&name), outcome);
@@ -274,6 +276,7 @@ fn outcome(
         refs,
         stats,
         remote_lines,
+        unpack_error: report.unpack.err(),
     })
 }
 

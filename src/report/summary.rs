@@ -82,6 +82,8 @@ pub(crate) struct PushStats {
     pub(crate) bytes: usize,
     pub(crate) engine: Option<&'static str>,
     pub(crate) batches: usize,
+    /// Pushes the target did not take whole, sent again in two halves.
+    pub(crate) halved: u32,
 }
 
 #[derive(Debug, Default, Clone, Serialize)]
@@ -211,6 +213,7 @@ impl Summary {
             self.transfer.push.engine = pushed.engine;
         }
         self.transfer.push.batches += pushed.batches;
+        self.transfer.push.halved += pushed.halved;
         self.transfer.push.objects += pushed.stats.objects;
         self.transfer.push.bytes += pushed.stats.bytes;
         self.retries += pushed.retries;

@@ -9,6 +9,7 @@ use tracing::{debug, info, warn};
 use super::target::{LEASE_ATTEMPTS, Listed, list_target, lost_a_race, not_as_reported};
 use crate::base::error::{self, Error, RefProblem};
 use crate::base::refname::RefMap;
+use crate::base::transfer::UNPACKER_ERROR;
 use crate::engine::cache::Lock;
 use crate::engine::libgit2::{self, Session, Unsupported};
 use crate::engine::plan::{Action, Plan};
@@ -287,15 +288,8 @@ pub(super) fn relay_push(
             report.objects = packer.relayed.objects;
             report.bytes = packer.relayed.bytes;
             let outcome = outcome?;
-            if let Some(why) = outcome.refs.values().find_map(|o| match o {
-                crate::base::transfer::RefOutcome::Rejected(r)
-                    if r.starts_with("unpacker error") =>
-                {
-                    Some(r.clone())
-                }
-                _ => None,
-            }) {
-                bail!("the target could not take the relayed pack: {why}");
+            if let Some(why) = &outcome.unpack_error {
+                bail!("the target could not take the relayed pack: {UNPACKER_ERROR}: {why}");
             }
             pushed.add_batch(batch, outcome);
         }

@@ -763,3 +763,24 @@ pub fn counting_hook(bare: &Path, name: &str) -> HookCounter {
     );
     HookCounter { file }
 }
+
+/// A commit of its own (no parent) holding `bytes` of data no compressor shrinks, on `name`.
+pub fn incompressible_branch(repo: &Path, name: &str, seed: u64, bytes: usize) {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let data: Vec<u8> = (0..bytes)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect();
+    let blob = git_input(repo, &["hash-object", "-w", "--stdin"], &data);
+    let tree = git_input(
+        repo,
+        &["mktree"],
+        format!("100644 blob {}\tdata\n", blob.trim()).as_bytes(),
+    );
+    let commit = git(repo, &["commit-tree", tree.trim(), "-m", name]);
+    update_ref(repo, &format!("refs/heads/{name}"), commit.trim());
+}
