@@ -191,9 +191,8 @@ impl Discover {
                     .replace('-', "_")
             ),
         };
-        key.check_local().map_err(|e| {
-            lines.error_at(line, format!("[discover]: {}", error::one_line(&e)))
-        })?;
+        key.check_local()
+            .map_err(|e| lines.error_at(line, format!("[discover]: {}", error::one_line(&e))))?;
         let api = match strings.get("api-url") {
             Some((raw, at)) => api_url(raw).map_err(|why| {
                 lines.error_at(*at, format!("[discover] key 'api-url' '{raw}' {why}"))
@@ -301,9 +300,11 @@ fn api_url(raw: &str) -> Result<String, String> {
         "https" => {}
         "http" if loopback => {}
         "http" => {
-            return Err("is plain HTTP: the API key travels in its query string, so give an \
+            return Err(
+                "is plain HTTP: the API key travels in its query string, so give an \
                         https:// URL"
-                .to_string());
+                    .to_string(),
+            );
         }
         _ => return Err("is not an https:// URL".to_string()),
     }
@@ -311,8 +312,10 @@ fn api_url(raw: &str) -> Result<String, String> {
         return Err("holds credentials: the API key goes in backlog-api-key-*".to_string());
     }
     if url.query().is_some() || url.fragment().is_some() {
-        return Err("has a query or fragment: give the base URL, e.g. https://example.backlog.jp"
-            .to_string());
+        return Err(
+            "has a query or fragment: give the base URL, e.g. https://example.backlog.jp"
+                .to_string(),
+        );
     }
     Ok(url.as_str().trim_end_matches('/').to_string())
 }
@@ -345,9 +348,7 @@ fn space_api(base: &crate::settings::flags::SyncArgs) -> Result<String, String> 
 /// A project key as Backlog makes them (letters, digits, `_`): safe in a URL path and a file
 /// name.
 fn project_key_ok(key: &str) -> bool {
-    !key.is_empty()
-        && key.len() <= 64
-        && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+    !key.is_empty() && key.len() <= 64 && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// What discovery found, for the summary and its JSON.
@@ -438,7 +439,10 @@ impl Discovery {
             }
         }
         if let Some(error) = &self.error {
-            lines.push(format!("  discovery FAILED (exit {}): {error}", self.exit_code));
+            lines.push(format!(
+                "  discovery FAILED (exit {}): {error}",
+                self.exit_code
+            ));
         }
         lines
     }
@@ -447,7 +451,11 @@ impl Discovery {
 /// Ask the API what `d` covers and add each repository found to `list` as a discovered mirror;
 /// with `wanted` (`--repo`), only the projects those names need. A failure of the API is kept
 /// in the answer (the listed mirrors still run); an error is a mistake in the list's settings.
-pub(crate) fn run(d: &Discover, list: &mut MirrorList, wanted: &[String]) -> anyhow::Result<Discovery> {
+pub(crate) fn run(
+    d: &Discover,
+    list: &mut MirrorList,
+    wanted: &[String],
+) -> anyhow::Result<Discovery> {
     let wanted: Vec<&str> = wanted
         .iter()
         .map(|w| w.trim())
@@ -500,7 +508,10 @@ pub(crate) fn run(d: &Discover, list: &mut MirrorList, wanted: &[String]) -> any
             } else if !d.project_selected(&p.project_key) {
                 ("excluded", None)
             } else if p.archived && !d.archived {
-                ("archived", Some("archived; set archived = true to mirror it".to_string()))
+                (
+                    "archived",
+                    Some("archived; set archived = true to mirror it".to_string()),
+                )
             } else {
                 projects.push(p.project_key.clone());
                 ("included", None)
@@ -521,7 +532,10 @@ pub(crate) fn run(d: &Discover, list: &mut MirrorList, wanted: &[String]) -> any
             let selected = project_key_ok(project) && d.project_selected(project);
             if selected && d.repository_selected(repo) {
                 projects.push(project.to_string());
-            } else if !found.repositories.iter().any(|r| r.project == *project && r.name == *repo)
+            } else if !found
+                .repositories
+                .iter()
+                .any(|r| r.project == *project && r.name == *repo)
             {
                 found.repositories.push(RepositoryFound {
                     project: clip(project, 100),
@@ -538,9 +552,9 @@ pub(crate) fn run(d: &Discover, list: &mut MirrorList, wanted: &[String]) -> any
         let repos = match api.repositories(project) {
             Ok(repos) => repos,
             Err(err) => {
-                let not_found = err.downcast_ref::<ApiError>().is_some_and(|e| {
-                    matches!(e, ApiError::NotFound { .. })
-                });
+                let not_found = err
+                    .downcast_ref::<ApiError>()
+                    .is_some_and(|e| matches!(e, ApiError::NotFound { .. }));
                 let status = if not_found { "not_found" } else { "failed" };
                 // A project --repo names that does not exist is no failure of the API: the
                 // name matches nothing, which the selection reports.
@@ -631,22 +645,26 @@ fn classify(
         SourceUrl::Ssh => ("sshUrl", repo.ssh_url.as_deref()),
         SourceUrl::Https => ("httpUrl", repo.http_url.as_deref()),
     };
-    let usable = url.map(str::trim).filter(|u| !u.is_empty()).map(|u| {
-        match RemoteUrl::parse(u) {
+    let usable = url
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(|u| match RemoteUrl::parse(u) {
             Ok(parsed) if parsed.scheme() == Scheme::Local => {
                 Err("is a path on this machine, not a remote".to_string())
             }
             Ok(_) => Ok(u.to_string()),
             Err(why) => Err(why),
-        }
-    });
+        });
     let source = match usable {
         Some(Ok(source)) => source,
         Some(Err(why)) => {
             entry.status = "unusable";
             entry.reason = Some(format!(
                 "its {field} '{}' {why}",
-                clip(&crate::base::secret::redact_raw(url.unwrap_or_default()), 200)
+                clip(
+                    &crate::base::secret::redact_raw(url.unwrap_or_default()),
+                    200
+                )
             ));
             return Ok(entry);
         }

@@ -546,10 +546,14 @@ fn merge(
         Some(Value::Values(v)) => v.first().map(|s| s.to_string_lossy().into_owned()),
         _ => None,
     };
-    let identity = identity.or_else(|| match (string("backlog-project"), string("backlog-repo")) {
-        (Some(project), Some(repo)) => Some(format!("{project}/{}", repo.trim_end_matches(".git"))),
-        _ => string("source").as_deref().and_then(backlog_identity),
-    });
+    let identity = identity.or_else(
+        || match (string("backlog-project"), string("backlog-repo")) {
+            (Some(project), Some(repo)) => {
+                Some(format!("{project}/{}", repo.trim_end_matches(".git")))
+            }
+            _ => string("source").as_deref().and_then(backlog_identity),
+        },
+    );
     if !chosen.contains_key("target")
         && !chosen.contains_key("codecommit-repo")
         && let Some(prefix) = chosen.get(CODECOMMIT_PREFIX).cloned()

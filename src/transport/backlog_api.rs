@@ -24,6 +24,7 @@
 //! - The key goes in the `apiKey` query parameter (as the documentation's examples do), so the
 //!   request's URL is never shown: messages name the API's base URL and path only, and the key
 //!   is a registered secret, scrubbed from every output in any encoding.
+//!
 //! The documentation is silent on a 401 for a bad key (the status is what the service answers)
 //! and on answer sizes; an answer is read up to [`MAX_ANSWER`] bytes and refused beyond.
 
@@ -353,10 +354,7 @@ mod tests {
     #[test]
     fn an_error_answer_is_shown_escaped_and_bounded() {
         let body = br#"{"errors":[{"message":"Authentication failure.\u001b[31m","code":11,"moreInfo":""}]}"#;
-        assert_eq!(
-            said(body),
-            ": Authentication failure.\\u{1b}[31m (code 11)"
-        );
+        assert_eq!(said(body), ": Authentication failure.\\u{1b}[31m (code 11)");
         let long = "x".repeat(5000);
         assert!(said(long.as_bytes()).len() < 260);
         assert_eq!(said(b""), "");

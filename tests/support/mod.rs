@@ -4,6 +4,7 @@
 //! one is the program people run in production, started by the test and stopped on drop.
 
 pub mod apigw;
+pub mod backlog_api;
 pub mod codecommit;
 pub mod deploy;
 pub mod fault_proxy;
