@@ -224,7 +224,11 @@ fn sync_list(file: &Path, args: &SyncArgs, explicit: &ArgMatches, quiet: bool) -
         Ok(list) => list,
         Err(err) => return report_error(&err),
     };
-    let discovery = match list.discover.take() {
+    let discover = match discover::Discover::from_list(&mut list) {
+        Ok(discover) => discover,
+        Err(err) => return report_error(&err),
+    };
+    let discovery = match discover {
         None => None,
         Some(discover) => {
             if let Err(err) = init_network(discover.network_timeout) {

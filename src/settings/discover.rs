@@ -24,16 +24,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::Command;
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use serde::Serialize;
-use toml::de::{DeTable, DeValue};
 
 use crate::base::error;
 use crate::base::text::clip;
 use crate::base::url::{RemoteUrl, Scheme};
 use crate::settings::mirror_list::{
-    self, CODECOMMIT_PREFIX, DISCOVER_ONLY, Layer, Lines, MirrorList, Setting, Value,
+    self, CODECOMMIT_PREFIX, DISCOVER_ONLY, Layer, Lines, MirrorList, Raw, Setting, Value,
 };
 use crate::transport::backlog_api::{ApiError, BacklogApi};
 use crate::transport::secret_source::SecretSource;
@@ -94,34 +92,34 @@ impl Globs {
 }
 
 impl Discover {
-    /// Check `[discover]` (at `line`) against the layers it runs with: the API key's source
-    /// from the table or the command line (which wins), the space, region, timeout and cache
-    /// directory from `[defaults]` and the command line.
-    pub(super) fn from_table(
-        cmd: &Command,
-        lines: &Lines<'_>,
-        table: &DeTable<'_>,
-        line: usize,
-        defaults: &BTreeMap<String, Setting>,
-        explicit: &BTreeMap<String, Setting>,
-    ) -> anyhow::Result<Discover> {
+    /// The list's `[discover]` table, if it has one, checked against the layers it runs with:
+    /// the API key's source from the table or the command line (which wins), the space,
+    /// region, timeout and cache directory from `[defaults]` and the command line. Nothing is
+    /// asked of the network.
+    pub(crate) fn from_list(list: &mut MirrorList) -> anyhow::Result<Option<Discover>> {
+        let Some(table) = list.discover.take() else {
+            return Ok(None);
+        };
+        let cmd = mirror_list::sync_command();
+        let lines = Lines::new(&list.file, "");
+        let (defaults, explicit) = (&list.defaults, &list.explicit);
+        let line = table.line;
         let mut keys: BTreeMap<String, Setting> = BTreeMap::new();
         let mut strings: BTreeMap<&str, (String, usize)> = BTreeMap::new();
         let mut lists: BTreeMap<&str, (Vec<String>, usize)> = BTreeMap::new();
         let mut switches: BTreeMap<&str, bool> = BTreeMap::new();
-        for (key, value) in table {
-            let name: &str = key.get_ref();
-            let at = lines.line(key.span().start);
+        for (name, value, at) in &table.keys {
+            let (name, at) = (name.as_str(), *at);
             let wrong = |what: &str| lines.error_at(at, format!("[discover] key '{name}' {what}"));
             if let Some(known) = DISCOVER_ONLY.iter().find(|k| **k == name) {
-                let DeValue::String(text) = value.get_ref() else {
+                let Raw::Text(text) = value else {
                     return Err(wrong("must be a string"));
                 };
                 keys.insert(
                     known.to_string(),
                     Setting {
                         layer: Layer::Mirror,
-                        value: Value::Values(vec![text.as_ref().into()]),
+                        value: Value::Values(vec![text.into()]),
                         line: Some(at),
                     },
                 );
@@ -137,36 +135,29 @@ impl Discover {
                     ),
                 ));
             };
-            match (*known, value.get_ref()) {
-                ("archived" | "all-projects", DeValue::Boolean(b)) => {
+            match (*known, value) {
+                ("archived" | "all-projects", Raw::Switch(b)) => {
                     switches.insert(known, *b);
                 }
                 ("archived" | "all-projects", _) => return Err(wrong("must be true or false")),
-                ("api-url" | "source-url" | "target", DeValue::String(text)) => {
-                    strings.insert(known, (text.to_string(), at));
+                ("api-url" | "source-url" | "target", Raw::Text(text)) => {
+                    strings.insert(known, (text.clone(), at));
                 }
                 ("api-url" | "source-url" | "target", _) => return Err(wrong("must be a string")),
-                (_, DeValue::String(text)) => {
-                    lists.insert(known, (vec![text.to_string()], at));
+                (_, Raw::Text(text)) => {
+                    lists.insert(known, (vec![text.clone()], at));
                 }
-                (_, DeValue::Array(items)) => {
-                    let items = items
-                        .iter()
-                        .map(|v| match v.get_ref() {
-                            DeValue::String(text) => Ok(text.to_string()),
-                            _ => Err(wrong("must be a list of strings")),
-                        })
-                        .collect::<anyhow::Result<Vec<_>>>()?;
-                    lists.insert(known, (items, at));
+                (_, Raw::List(items)) => {
+                    lists.insert(known, (items.clone(), at));
                 }
                 _ => return Err(wrong("must be a string or a list of strings")),
             }
         }
         // The run's settings as any mirror gets them: [defaults], then the table's key source,
         // then the command line.
-        let mut chosen = mirror_list::choose(cmd, &[defaults, &keys, explicit]);
+        let mut chosen = mirror_list::choose(&cmd, &[defaults, &keys, explicit]);
         chosen.remove(CODECOMMIT_PREFIX);
-        let base = mirror_list::parse_args(cmd, lines, "[discover]", line, &chosen)?;
+        let base = mirror_list::parse_args(&cmd, &lines, "[discover]", line, &chosen)?;
         let key = SecretSource::given(
             "backlog-api-key",
             base.backlog_api_key_ssm.as_ref(),
@@ -241,7 +232,7 @@ impl Discover {
             build_globs(&patterns)
                 .map_err(|why| lines.error_at(at, format!("[discover] key '{key}': {why}")))
         };
-        Ok(Discover {
+        Ok(Some(Discover {
             line,
             key,
             key_named,
@@ -261,7 +252,7 @@ impl Discover {
                 Some(dir) => dir.clone(),
                 None => crate::settings::config::default_cache_dir()?,
             },
-        })
+        }))
     }
 
     fn project_selected(&self, key: &str) -> bool {

@@ -78,13 +78,56 @@ pub(crate) struct MirrorList {
     pub(crate) mirrors: Vec<Listed>,
     /// The flags naming one repository that the command line or environment gave.
     explicit_repository: Vec<String>,
-    /// The `[discover]` table, checked; taken by the run that discovers.
-    pub(crate) discover: Option<crate::settings::discover::Discover>,
+    /// The `[discover]` table as written; `settings::discover` checks and takes it.
+    pub(crate) discover: Option<DiscoverTable>,
     /// Whether the list has a `[discover]` table.
     discovers: bool,
-    /// The layers a discovered mirror is merged with.
-    defaults: BTreeMap<String, Setting>,
-    explicit: BTreeMap<String, Setting>,
+    /// The layers a discovered mirror is merged with (and discovery's own settings).
+    pub(super) defaults: BTreeMap<String, Setting>,
+    pub(super) explicit: BTreeMap<String, Setting>,
+}
+
+/// The `[discover]` table's keys, each with its value and line, unchecked: what they mean is
+/// `settings::discover`'s.
+#[derive(Debug)]
+pub(crate) struct DiscoverTable {
+    pub(super) line: usize,
+    pub(super) keys: Vec<(String, Raw, usize)>,
+}
+
+/// A value of `[discover]`.
+#[derive(Debug, Clone)]
+pub(super) enum Raw {
+    Switch(bool),
+    Text(String),
+    List(Vec<String>),
+    /// Anything else (a number, a table, a list of non-strings).
+    Other,
+}
+
+impl DiscoverTable {
+    fn new(table: &DeTable<'_>, line: usize, lines: &Lines<'_>) -> DiscoverTable {
+        let keys = table
+            .iter()
+            .map(|(key, value)| {
+                let raw = match value.get_ref() {
+                    DeValue::Boolean(b) => Raw::Switch(*b),
+                    DeValue::String(text) => Raw::Text(text.to_string()),
+                    DeValue::Array(items) => items
+                        .iter()
+                        .map(|v| match v.get_ref() {
+                            DeValue::String(text) => Some(text.to_string()),
+                            _ => None,
+                        })
+                        .collect::<Option<Vec<_>>>()
+                        .map_or(Raw::Other, Raw::List),
+                    _ => Raw::Other,
+                };
+                (key.get_ref().to_string(), raw, lines.line(key.span().start))
+            })
+            .collect();
+        DiscoverTable { line, keys }
+    }
 }
 
 /// Flags that name one repository: given on the command line (or by a left-over
@@ -198,13 +241,7 @@ pub(crate) fn load(path: &Path, explicit: &ArgMatches) -> anyhow::Result<MirrorL
     }
     let empty = DeTable::default();
     let defaults = layer(&cmd, &lines, defaults.unwrap_or(&empty), Layer::Defaults)?;
-    let discover = discover
-        .map(|(table, line)| {
-            crate::settings::discover::Discover::from_table(
-                &cmd, &lines, table, line, &defaults, &explicit,
-            )
-        })
-        .transpose()?;
+    let discover = discover.map(|(table, line)| DiscoverTable::new(table, line, &lines));
     let no_tables = Vec::new();
     let tables = match tables.filter(|a| !a.is_empty()) {
         Some(tables) => tables.iter().collect(),
@@ -930,14 +967,14 @@ impl Listed {
     }
 }
 
-/// Byte offsets to `FILE:LINE` messages.
+/// Byte offsets to `FILE:LINE` messages (`error_at` needs no text).
 pub(super) struct Lines<'a> {
     file: &'a str,
     text: &'a str,
 }
 
 impl<'a> Lines<'a> {
-    fn new(file: &'a str, text: &'a str) -> Self {
+    pub(super) fn new(file: &'a str, text: &'a str) -> Self {
         Lines { file, text }
     }
 
