@@ -410,7 +410,10 @@ fn a_refused_key_or_a_failing_api_names_the_key_source_and_never_shows_the_key()
             path_str(&listed_target)
         ),
     );
-    let echo = r#"{"errors":[{"message":"bad key in {url} \u001b[31m","code":11,"moreInfo":""}]}"#;
+    let echo =
+        r#"{"errors":[{"message":"bad key in {url} ({raw}) \u001b[31m","code":11,"moreInfo":""}]}"#;
+    // The key as the request's query carries it.
+    let encoded = key().replace('-', "%2D");
     for (status, code) in [(401, 1), (500, 1)] {
         space
             .api
@@ -438,7 +441,7 @@ fn a_refused_key_or_a_failing_api_names_the_key_source_and_never_shows_the_key()
             "{}",
             out.stderr
         );
-        assert_no_secret(&out, &[&key()]);
+        assert_no_secret(&out, &[&key(), &encoded]);
     }
     // A key given in the environment wins over the list's, and is named when refused.
     space.api.set(&space.space(&[], json!({})));

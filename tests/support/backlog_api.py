@@ -18,8 +18,9 @@ the file may ask for faults, each counted per request:
 - "reset_in": seconds: the Reset of those 429s (default 1),
 - "slow": seconds: sleep before every answer,
 - "huge": true: every 200 answer is 9 MiB of JSON,
-- "status": [code, body]: every request gets that status and body, where "{url}" in the body
-  becomes the request's path and query (apiKey included), as a careless server echoes it.
+- "status": [code, body]: every request gets that status and body, where "{raw}" in the body
+  becomes the request's path and query as sent and "{url}" the same decoded (apiKey included),
+  as a careless server echoes it.
 
 Every request's path and query (apiKey removed) is appended to --log, one line each, before it
 is answered. The first line on stdout is "READY <port>".
@@ -83,7 +84,9 @@ def main():
                 return self.answer(429, {"errors": [error]}, limits)
             if "status" in space:
                 code, body = space["status"]
-                return self.answer(code, body.replace("{url}", self.path).encode(), limits)
+                body = body.replace("{raw}", self.path)
+                body = body.replace("{url}", urllib.parse.unquote(self.path))
+                return self.answer(code, body.encode(), limits)
             if query.get("apiKey") != [space["key"]]:
                 error = {"message": "Authentication failure.", "code": 11, "moreInfo": ""}
                 return self.answer(401, {"errors": [error]}, limits)
