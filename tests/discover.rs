@@ -147,15 +147,6 @@ fn listed_repo(sb: &Sandbox, dir: &str) -> (PathBuf, PathBuf) {
     (source, init_bare(&sb.join(&format!("{dir}/target.git"))))
 }
 
-fn names(json: &Value) -> Vec<String> {
-    json["mirrors"]
-        .as_array()
-        .expect("mirrors")
-        .iter()
-        .map(|m| m["name"].as_str().expect("name").to_string())
-        .collect()
-}
-
 /// The discovery entry of repository `project/repo`.
 fn found<'a>(json: &'a Value, project: &str, repo: &str) -> &'a Value {
     json["discovery"]["repositories"]
@@ -164,15 +155,6 @@ fn found<'a>(json: &'a Value, project: &str, repo: &str) -> &'a Value {
         .iter()
         .find(|r| r["project"] == project && r["name"] == repo)
         .unwrap_or_else(|| panic!("no {project}/{repo} in {}", json["discovery"]))
-}
-
-fn mirror<'a>(json: &'a Value, name: &str) -> &'a Value {
-    json["mirrors"]
-        .as_array()
-        .expect("mirrors")
-        .iter()
-        .find(|m| m["name"] == name)
-        .unwrap_or_else(|| panic!("no mirror {name} in {json}"))
 }
 
 #[test]
@@ -202,7 +184,10 @@ fn the_scheduled_run_syncs_every_listed_and_discovered_mirror_after_a_dry_run_sh
     assert_eq!(dry.code, 0, "{}", dry.stderr);
     let json = dry.json();
     assert_eq!(json["status"], "dry_run");
-    assert_eq!(names(&json), ["other", "PROJ/app", "PROJ/lib", "TOOLS/cli"]);
+    assert_eq!(
+        list_names(&json),
+        ["other", "PROJ/app", "PROJ/lib", "TOOLS/cli"]
+    );
     let d = &json["discovery"];
     assert_eq!(d["scope"], "space");
     assert_eq!(d["api"], space.api.url());
@@ -234,7 +219,7 @@ fn the_scheduled_run_syncs_every_listed_and_discovered_mirror_after_a_dry_run_sh
         assert_eq!(entry["status"], "mirrored", "{entry}");
         assert_eq!(entry["mirror"], format!("{project}/{repo}"));
         assert_eq!(
-            mirror(&json, &format!("{project}/{repo}"))["refs"]["created"],
+            list_mirror(&json, &format!("{project}/{repo}"))["refs"]["created"],
             3
         );
         assert!(
@@ -294,7 +279,7 @@ fn repo_selects_a_repository_created_a_second_ago_asking_only_its_project() {
     let one = run(space.sync(&list).args(["--json", "--repo", "PROJ/new"]));
     assert_eq!(one.code, 0, "{}", one.stderr);
     let json = one.json();
-    assert_eq!(names(&json), ["PROJ/new"]);
+    assert_eq!(list_names(&json), ["PROJ/new"]);
     assert_eq!(json["discovery"]["scope"], "repo");
     assert_mirror(&space.source("PROJ", "new"), &space.target("PROJ", "new"));
     assert!(refs(&space.target("PROJ", "app")).is_empty());
@@ -347,11 +332,11 @@ fn the_list_wins_and_two_discovered_repositories_with_one_target_are_refused_nam
     assert_eq!(out.code, 2, "{}", out.stderr);
     let json = out.json();
     assert_eq!(
-        names(&json),
+        list_names(&json),
         ["ALPHA/lib", "ALPHA/app", "BETA/app", "BETA/svc"]
     );
     for name in ["ALPHA/app", "BETA/app"] {
-        let m = mirror(&json, name);
+        let m = list_mirror(&json, name);
         assert_eq!(m["exit_code"], 2, "{m}");
         let error = m["error"].as_str().unwrap();
         assert!(
@@ -367,7 +352,7 @@ fn the_list_wins_and_two_discovered_repositories_with_one_target_are_refused_nam
     assert_eq!(lib["status"], "listed", "{lib}");
     assert_mirror(&space.source("ALPHA", "lib"), &own);
     assert!(!space.sb.join("dst/flat/lib.git").exists());
-    assert_eq!(mirror(&json, "BETA/svc")["exit_code"], 0);
+    assert_eq!(list_mirror(&json, "BETA/svc")["exit_code"], 0);
     assert_mirror(
         &space.source("BETA", "svc"),
         &space.sb.join("dst/flat/svc.git"),
@@ -384,7 +369,7 @@ fn a_repository_gone_from_backlog_is_reported_and_its_cache_and_target_are_kept(
     let out = run(space.sync(&list).arg("--json"));
     assert_eq!(out.code, 0, "{}", out.stderr);
     let json = out.json();
-    assert_eq!(names(&json), ["PROJ/app"]);
+    assert_eq!(list_names(&json), ["PROJ/app"]);
     let gone = found(&json, "PROJ", "gone");
     assert_eq!(gone["status"], "vanished", "{gone}");
     assert_eq!(gone["mirror"], "PROJ/gone");
@@ -434,7 +419,7 @@ fn a_refused_key_or_a_failing_api_names_the_key_source_and_never_shows_the_key()
             );
         }
         // The listed mirror is synced all the same.
-        assert_eq!(mirror(&json, "other")["exit_code"], 0);
+        assert_eq!(list_mirror(&json, "other")["exit_code"], 0);
         assert_mirror(&listed_source, &listed_target);
         assert!(
             out.stderr.contains("discovery FAILED (exit 1)"),
@@ -532,7 +517,7 @@ fn hostile_names_and_urls_from_the_api_are_refused_and_shown_escaped() {
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(!out.stdout.contains('\u{1b}') && !out.stderr.contains('\u{1b}'));
     let json = out.json();
-    assert_eq!(names(&json), ["PROJ/app"]);
+    assert_eq!(list_names(&json), ["PROJ/app"]);
     let local = found(&json, "PROJ", "local");
     assert_eq!(local["status"], "unusable");
     assert!(
