@@ -598,3 +598,52 @@ fn mistakes_in_discover_are_exit_2_naming_the_line_before_the_api_is_asked() {
         assert_eq!(space.api.requests().len(), before);
     }
 }
+
+#[test]
+fn the_stack_s_variable_reads_the_key_from_parameter_store_and_wins_over_the_list() {
+    use crate::support::ssm::Moto;
+    let space = Space::new(&[("PROJ", "app", false)]);
+    let moto = Moto::start(None);
+    moto.put_secure_string("/backlog-mirror/api-key", &key());
+    // The list's own key source does not exist: the variable wins, so it is not even looked at.
+    let text = std::fs::read_to_string(space.list("", ""))
+        .unwrap()
+        .replace(&path_str(&space.key_file), "/nonexistent/backlog-api-key");
+    let list = space.sb.join("mirrors.toml");
+    std::fs::write(&list, text).unwrap();
+    let with_env = |cmd: &mut Command| {
+        cmd.env(
+            "BACKLOG_MIRROR_BACKLOG_API_KEY_SSM",
+            "/backlog-mirror/api-key",
+        );
+        for (k, v) in moto.env("testing", "testing") {
+            cmd.env(k, v);
+        }
+    };
+    let mut cmd = space.sync(&list);
+    with_env(&mut cmd);
+    let out = run(cmd.arg("--json"));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(list_names(&out.json()), ["PROJ/app"]);
+    assert_mirror(&space.source("PROJ", "app"), &space.target("PROJ", "app"));
+
+    // A list without [discover] runs as before with the variable set.
+    let (source, target) = listed_repo(&space.sb, "plain");
+    let plain = space.sb.join("plain.toml");
+    std::fs::write(
+        &plain,
+        format!(
+            "[[mirror]]\nname = \"plain\"\nsource = \"{}\"\ntarget = \"{}\"\n",
+            path_str(&source),
+            path_str(&target)
+        ),
+    )
+    .unwrap();
+    let before = space.api.requests().len();
+    let mut cmd = space.sync(&plain);
+    with_env(&mut cmd);
+    let out = run(&mut cmd);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_mirror(&source, &target);
+    assert_eq!(space.api.requests().len(), before);
+}
