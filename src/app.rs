@@ -23,7 +23,7 @@ use crate::report::summary::{ListSummary, Named, Status, Summary};
 use crate::settings::config::{SshConfig, SyncConfig};
 use crate::settings::flags::MetricsFormat;
 use crate::settings::flags::{Cli, Command, CredentialHelperArgs, SyncArgs};
-use crate::settings::mirror_list;
+use crate::settings::{discover, mirror_list};
 use crate::sync::run;
 use crate::transport::auth::{Auth, SshKey};
 use crate::transport::known_hosts;
@@ -220,13 +220,38 @@ fn emit_metrics(args: &SyncArgs, name: &str, summary: &Summary) {
 /// settings are checked before the first one runs; then one mirror's failure is its own.
 fn sync_list(file: &Path, args: &SyncArgs, explicit: &ArgMatches, quiet: bool) -> i32 {
     let started = Instant::now();
-    let list = match mirror_list::load(file, explicit) {
+    let mut list = match mirror_list::load(file, explicit) {
         Ok(list) => list,
         Err(err) => return report_error(&err),
     };
+    let discover = match discover::Discover::from_list(&mut list) {
+        Ok(discover) => discover,
+        Err(err) => return report_error(&err),
+    };
+    let discovery = match discover {
+        None => None,
+        Some(discover) => {
+            if let Err(err) = init_network(discover.network_timeout) {
+                return report_error(&err);
+            }
+            match discover::run(&discover, &mut list, &args.repo) {
+                Ok(found) => Some(found),
+                Err(err) => return report_error(&err),
+            }
+        }
+    };
     let selected = match list.select(&args.repo) {
         Ok(selected) => selected,
-        Err(err) => return report_error(&err),
+        Err(err) => {
+            // A name only discovery could answer, when discovery failed: that failure is why.
+            if let Some(found) = &discovery
+                && let Some(why) = &found.error
+            {
+                let _ = writeln!(std::io::stderr(), "error: {why}");
+                return found.exit_code;
+            }
+            return report_error(&err);
+        }
     };
     let mut configs = Vec::with_capacity(selected.len());
     for listed in &selected {
@@ -247,9 +272,10 @@ fn sync_list(file: &Path, args: &SyncArgs, explicit: &ArgMatches, quiet: bool) -
         }
     }
     let targets: Vec<_> = configs.iter().map(|cfg| &cfg.target).collect();
-    if let Err(err) = list.check_targets(&selected, &targets) {
-        return report_error(&err);
-    }
+    let refused = match list.check_targets(&selected, &targets) {
+        Ok(refused) => refused,
+        Err(err) => return report_error(&err),
+    };
     // libgit2's SSH transport reads its timeout from a global: one value for the whole process.
     if let Some((first, cfg, listed)) = configs.first().and_then(|first| {
         configs
@@ -288,6 +314,11 @@ fn sync_list(file: &Path, args: &SyncArgs, explicit: &ArgMatches, quiet: bool) -
                     let outcome = span.in_scope(|| {
                         // A bug in one mirror's sync (the hook has printed the panic) is that
                         // mirror's failure; its cache lock went with the unwinding.
+                        if let Some(why) = &refused[i] {
+                            let outcome = failed(cfg, error::usage(why.clone()));
+                            tracing::error!("{why}");
+                            return outcome;
+                        }
                         let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
                             run_one(cfg, &secrets)
                         }))
@@ -320,7 +351,14 @@ fn sync_list(file: &Path, args: &SyncArgs, explicit: &ArgMatches, quiet: bool) -
         .into_iter()
         .flatten()
         .collect();
-    let summary = ListSummary::new(named);
+    let mut summary = ListSummary::new(named);
+    if let Some(found) = &discovery {
+        summary = summary.with_discovery(
+            serde_json::to_value(found).unwrap_or_default(),
+            found.human(),
+            found.exit_code,
+        );
+    }
     if args.json {
         let _ = writeln!(
             std::io::stdout().lock(),

@@ -16,6 +16,7 @@ mod default_branch;
 mod deploy;
 mod deploy_mirror_list;
 mod differential;
+mod discover;
 mod dist;
 mod faults;
 mod generator;

@@ -52,24 +52,6 @@ fn list_sync(sb: &Sandbox, list: &Path) -> Command {
     cmd
 }
 
-fn names(json: &serde_json::Value) -> Vec<String> {
-    json["mirrors"]
-        .as_array()
-        .expect("mirrors")
-        .iter()
-        .map(|m| m["name"].as_str().expect("name").to_string())
-        .collect()
-}
-
-fn mirror<'a>(json: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
-    json["mirrors"]
-        .as_array()
-        .expect("mirrors")
-        .iter()
-        .find(|m| m["name"] == name)
-        .unwrap_or_else(|| panic!("no mirror {name} in {json}"))
-}
-
 #[test]
 fn a_list_of_three_is_synced_exactly_each_in_its_own_cache() {
     let sb = Sandbox::new();
@@ -84,10 +66,10 @@ fn a_list_of_three_is_synced_exactly_each_in_its_own_cache() {
     assert_eq!(json["schema"], 2);
     assert_eq!(json["status"], "in_sync");
     assert_eq!(json["exit_code"], 0);
-    assert_eq!(names(&json), ["PROJ/app", "b", "c.x"]);
+    assert_eq!(list_names(&json), ["PROJ/app", "b", "c.x"]);
     for (name, r) in [("PROJ/app", &a), ("b", &b), ("c.x", &c)] {
         assert_mirror(&r.source, &r.target);
-        let m = mirror(&json, name);
+        let m = list_mirror(&json, name);
         assert_eq!(m["schema"], 1, "{m}");
         assert_eq!(m["refs"]["created"], 3, "{m}");
         assert_eq!(m["source"], path_str(&r.source));
@@ -136,7 +118,7 @@ fn repo_selects_by_name_by_comma_list_and_by_backlog_project_and_repo() {
     );
     let one = run(list_sync(&sb, &list).args(["--json", "--repo", "b"]));
     assert_eq!(one.code, 0, "{}", one.stderr);
-    assert_eq!(names(&one.json()), ["b"]);
+    assert_eq!(list_names(&one.json()), ["b"]);
     assert_mirror(&b.source, &b.target);
     assert!(refs(&a.target).is_empty() && refs(&c.target).is_empty());
 
@@ -144,7 +126,7 @@ fn repo_selects_by_name_by_comma_list_and_by_backlog_project_and_repo() {
         .arg("--json")
         .env("BACKLOG_MIRROR_REPO", "c, a"));
     assert_eq!(two.code, 0, "{}", two.stderr);
-    assert_eq!(names(&two.json()), ["a", "c"]);
+    assert_eq!(list_names(&two.json()), ["a", "c"]);
     assert_mirror(&a.source, &a.target);
 
     // PROJ/app is the Backlog identity of 'remote': selecting it reaches that mirror's own
@@ -342,9 +324,9 @@ fn one_failing_mirror_does_not_stop_the_others_and_the_worst_code_wins() {
     let json = run1.json();
     assert_eq!(json["exit_code"], 3);
     assert_eq!(json["status"], "refused");
-    assert_eq!(mirror(&json, "emptied")["exit_code"], 3);
-    assert_eq!(mirror(&json, "unreachable")["exit_code"], 1);
-    assert_eq!(mirror(&json, "ok")["exit_code"], 0);
+    assert_eq!(list_mirror(&json, "emptied")["exit_code"], 3);
+    assert_eq!(list_mirror(&json, "unreachable")["exit_code"], 1);
+    assert_eq!(list_mirror(&json, "ok")["exit_code"], 0);
     assert_mirror(&ok.source, &ok.target);
     assert!(
         !refs(&emptied.target).is_empty(),
@@ -358,7 +340,7 @@ fn one_failing_mirror_does_not_stop_the_others_and_the_worst_code_wins() {
     let list = write_list(&sb, &[unreachable, entry("ok", &ok)].concat());
     let run2 = run(list_sync(&sb, &list).args(["--json", "--lock-timeout", "100ms"]));
     assert_eq!(run2.code, 1, "1 is worse than 4:\n{}", run2.stderr);
-    assert_eq!(mirror(&run2.json(), "ok")["exit_code"], 4);
+    assert_eq!(list_mirror(&run2.json(), "ok")["exit_code"], 4);
     assert!(run2.stderr.contains("ok") && run2.stderr.contains("FAILED (exit 4)"));
     let run3 =
         run(list_sync(&sb, &list).args(["--json", "--lock-timeout", "100ms", "--repo", "ok"]));
@@ -395,7 +377,7 @@ fn flags_win_over_mirror_keys_which_win_over_defaults() {
     let locked = run(list_sync(&sb, &list).arg("--json"));
     let json = locked.json();
     let error = |name: &str| {
-        mirror(&json, name)["error"]
+        list_mirror(&json, name)["error"]
             .as_str()
             .unwrap_or_default()
             .to_string()
@@ -413,7 +395,7 @@ fn flags_win_over_mirror_keys_which_win_over_defaults() {
     let flagged = run(list_sync(&sb, &list).args(["--json", "--lock-timeout", "350ms"]));
     let json = flagged.json();
     for name in ["a", "b"] {
-        let e = mirror(&json, name)["error"]
+        let e = list_mirror(&json, name)["error"]
             .as_str()
             .unwrap_or_default()
             .to_string();

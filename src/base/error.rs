@@ -14,6 +14,28 @@ pub(crate) mod exit {
     pub(crate) const LOCKED: i32 = 4;
 }
 
+/// Exit codes from least to most severe: a run of several parts (a list's mirrors, its
+/// discovery) exits with the most severe of theirs. 4 (another sync holds the mirror, and will
+/// bring it up to date) is the mildest failure; 2 (settings that failed a check made when
+/// their turn came, e.g. a secret) needs an edit but risks nothing; 1 (a target is left behind
+/// its source) is what the mirror exists to prevent; 3 (the delete guard stopped a mass
+/// delete) may be an accident at the source and needs a person before anything else.
+pub(crate) const SEVERITY: [i32; 5] = [
+    exit::OK,
+    exit::LOCKED,
+    exit::USAGE,
+    exit::FAILED,
+    exit::DELETE_GUARD,
+];
+
+/// Where `code` stands in [`SEVERITY`] (an unknown code above them all).
+pub(crate) fn severity(code: i32) -> usize {
+    SEVERITY
+        .iter()
+        .position(|c| *c == code)
+        .unwrap_or(SEVERITY.len())
+}
+
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum Error {
     /// Bad flag, value or environment: one line naming it and what to do.

@@ -408,28 +408,15 @@ pub(crate) struct ListSummary {
     pub(crate) status: Status,
     pub(crate) exit_code: i32,
     pub(crate) mirrors: Vec<Named>,
+    /// What the list's `[discover]` found (its own JSON), when it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) discovery: Option<serde_json::Value>,
+    /// Discovery's lines for the human summary, before the mirrors'.
+    #[serde(skip)]
+    discovery_lines: Vec<String>,
 }
 
-/// Exit codes from least to most severe: a list run exits with the most severe of its mirrors'.
-/// 4 (another sync holds the mirror, and will bring it up to date) is the mildest failure; 2
-/// (this mirror's settings failed a check made when its turn came, e.g. its secret) needs an
-/// edit but risks nothing; 1 (a target is left behind its source) is what the mirror exists to
-/// prevent; 3 (the delete guard stopped a mass delete) may be an accident at the source and
-/// needs a person before anything else.
-pub(crate) const SEVERITY: [i32; 5] = [
-    crate::base::error::exit::OK,
-    crate::base::error::exit::LOCKED,
-    crate::base::error::exit::USAGE,
-    crate::base::error::exit::FAILED,
-    crate::base::error::exit::DELETE_GUARD,
-];
-
-fn severity(code: i32) -> usize {
-    SEVERITY
-        .iter()
-        .position(|c| *c == code)
-        .unwrap_or(SEVERITY.len())
-}
+use crate::base::error::severity;
 
 impl ListSummary {
     pub(crate) fn new(mirrors: Vec<Named>) -> ListSummary {
@@ -448,7 +435,26 @@ impl ListSummary {
             status,
             exit_code,
             mirrors,
+            discovery: None,
+            discovery_lines: Vec::new(),
         }
+    }
+
+    /// Add what discovery found: its JSON, its lines, and its exit code, which counts as one
+    /// more mirror's would.
+    pub(crate) fn with_discovery(
+        mut self,
+        json: serde_json::Value,
+        lines: Vec<String>,
+        exit_code: i32,
+    ) -> ListSummary {
+        if severity(exit_code) > severity(self.exit_code) {
+            self.exit_code = exit_code;
+            self.status = Status::Failed;
+        }
+        self.discovery = Some(json);
+        self.discovery_lines = lines;
+        self
     }
 
     pub(crate) fn to_json(&self) -> String {
@@ -471,6 +477,9 @@ impl ListSummary {
             .max()
             .unwrap_or(0)
             .min(40);
+        for line in &self.discovery_lines {
+            writeln!(out, "{line}")?;
+        }
         for Named { name, summary: s } in &self.mirrors {
             let r = &s.refs;
             let head = match s.status {

@@ -313,7 +313,7 @@ fn check_mirror_name(name: &str) -> anyhow::Result<String> {
     }
 }
 
-fn default_cache_dir() -> anyhow::Result<PathBuf> {
+pub(crate) fn default_cache_dir() -> anyhow::Result<PathBuf> {
     let base = std::env::var_os("XDG_CACHE_HOME")
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
@@ -381,7 +381,7 @@ fn writable(dir: &Path) -> std::io::Result<()> {
 }
 
 /// The article's environment names, kept so an existing buildspec's `env:` block still works.
-fn flag_or_env(flag: &Option<String>, legacy_env: &str) -> Option<String> {
+pub(crate) fn flag_or_env(flag: &Option<String>, legacy_env: &str) -> Option<String> {
     flag.clone()
         .or_else(|| std::env::var(legacy_env).ok())
         .map(|v| v.trim().to_string())

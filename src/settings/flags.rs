@@ -220,6 +220,36 @@ pub(crate) struct SyncArgs {
     )]
     pub(crate) backlog_repo: Option<String>,
 
+    /// Backlog API key for [discover] in the mirror list, from this Parameter Store parameter.
+    #[arg(
+        group = "backlog-api-key",
+        long,
+        value_name = "NAME",
+        env = "BACKLOG_MIRROR_BACKLOG_API_KEY_SSM",
+        help_heading = "Backlog discovery"
+    )]
+    pub(crate) backlog_api_key_ssm: Option<String>,
+
+    /// Backlog API key for [discover], from this environment variable.
+    #[arg(
+        group = "backlog-api-key",
+        long,
+        value_name = "VAR",
+        env = "BACKLOG_MIRROR_BACKLOG_API_KEY_ENV",
+        help_heading = "Backlog discovery"
+    )]
+    pub(crate) backlog_api_key_env: Option<String>,
+
+    /// Backlog API key for [discover], from this file.
+    #[arg(
+        group = "backlog-api-key",
+        long,
+        value_name = "PATH",
+        env = "BACKLOG_MIRROR_BACKLOG_API_KEY_FILE",
+        help_heading = "Backlog discovery"
+    )]
+    pub(crate) backlog_api_key_file: Option<PathBuf>,
+
     /// SSH private key from this Parameter Store parameter (SecureString, read with decryption).
     #[arg(
         group = "ssh-key",

@@ -13,6 +13,11 @@
 //! excludes (a mirror's `source` drops the `backlog-*` keys of `[defaults]`), using the same
 //! exclusions clap enforces. Everything here is checked before any mirror runs: a bad list is
 //! exit 2 naming the file, the line and the key, and nothing is fetched or created.
+//!
+//! A `[discover]` table (`settings::discover`) adds the repositories Backlog's API lists: each
+//! becomes a mirror named `PROJECT/repo`, merged exactly as a listed one whose own layer is its
+//! `source` (and `target`, when `[discover]` gives a pattern), so `[defaults]` and the command
+//! line apply to it unchanged.
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -40,9 +45,16 @@ const PER_RUN: &[&str] = &[
     "mirror-name",
 ];
 
+/// Flags that belong in `[discover]`, not in `[defaults]` or a mirror.
+pub(super) const DISCOVER_ONLY: &[&str] = &[
+    "backlog-api-key-ssm",
+    "backlog-api-key-env",
+    "backlog-api-key-file",
+];
+
 /// Keys of the file that are not flags.
 const NAME: &str = "name";
-const CODECOMMIT_PREFIX: &str = "codecommit-prefix";
+pub(super) const CODECOMMIT_PREFIX: &str = "codecommit-prefix";
 
 /// One mirror of the list, its flags merged and parsed.
 #[derive(Debug)]
@@ -51,6 +63,8 @@ pub(crate) struct Listed {
     /// `PROJECT/repo` when the source is on Backlog.
     pub(crate) identity: Option<String>,
     pub(crate) args: SyncArgs,
+    /// Found by `[discover]`, not written in the list.
+    pub(crate) discovered: bool,
     /// Line of each key the file gave this mirror (its own or from `[defaults]`).
     key_lines: BTreeMap<String, usize>,
     /// Line of its `name`.
@@ -64,6 +78,56 @@ pub(crate) struct MirrorList {
     pub(crate) mirrors: Vec<Listed>,
     /// The flags naming one repository that the command line or environment gave.
     explicit_repository: Vec<String>,
+    /// The `[discover]` table as written; `settings::discover` checks and takes it.
+    pub(crate) discover: Option<DiscoverTable>,
+    /// Whether the list has a `[discover]` table.
+    discovers: bool,
+    /// The layers a discovered mirror is merged with (and discovery's own settings).
+    pub(super) defaults: BTreeMap<String, Setting>,
+    pub(super) explicit: BTreeMap<String, Setting>,
+}
+
+/// The `[discover]` table's keys, each with its value and line, unchecked: what they mean is
+/// `settings::discover`'s.
+#[derive(Debug)]
+pub(crate) struct DiscoverTable {
+    pub(super) line: usize,
+    pub(super) keys: Vec<(String, Raw, usize)>,
+}
+
+/// A value of `[discover]`.
+#[derive(Debug, Clone)]
+pub(super) enum Raw {
+    Switch(bool),
+    Text(String),
+    List(Vec<String>),
+    /// Anything else (a number, a table, a list of non-strings).
+    Other,
+}
+
+impl DiscoverTable {
+    fn new(table: &DeTable<'_>, line: usize, lines: &Lines<'_>) -> DiscoverTable {
+        let keys = table
+            .iter()
+            .map(|(key, value)| {
+                let raw = match value.get_ref() {
+                    DeValue::Boolean(b) => Raw::Switch(*b),
+                    DeValue::String(text) => Raw::Text(text.to_string()),
+                    DeValue::Array(items) => items
+                        .iter()
+                        .map(|v| match v.get_ref() {
+                            DeValue::String(text) => Some(text.to_string()),
+                            _ => None,
+                        })
+                        .collect::<Option<Vec<_>>>()
+                        .map_or(Raw::Other, Raw::List),
+                    _ => Raw::Other,
+                };
+                (key.get_ref().to_string(), raw, lines.line(key.span().start))
+            })
+            .collect();
+        DiscoverTable { line, keys }
+    }
 }
 
 /// Flags that name one repository: given on the command line (or by a left-over
@@ -78,29 +142,29 @@ const ONE_REPOSITORY: &[&str] = &[
 
 /// Where a layer's value came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Layer {
+pub(super) enum Layer {
     Defaults,
     Mirror,
     Explicit,
 }
 
 #[derive(Debug, Clone)]
-enum Value {
+pub(super) enum Value {
     Flag(bool),
     Values(Vec<OsString>),
 }
 
 #[derive(Debug, Clone)]
-struct Setting {
-    layer: Layer,
-    value: Value,
+pub(super) struct Setting {
+    pub(super) layer: Layer,
+    pub(super) value: Value,
     /// Where the file gave it (none for the command line).
-    line: Option<usize>,
+    pub(super) line: Option<usize>,
 }
 
 /// `sync`'s flags, as clap knows them (the same definition the command line is parsed with),
 /// without their variables: those were read with the command line, into the explicit layer.
-fn sync_command() -> Command {
+pub(super) fn sync_command() -> Command {
     let mut cmd = SyncArgs::augment_args(Command::new("sync"))
         .no_binary_name(true)
         .mut_args(|arg| arg.env(None));
@@ -138,10 +202,20 @@ pub(crate) fn load(path: &Path, explicit: &ArgMatches) -> anyhow::Result<MirrorL
 
     let mut defaults = None;
     let mut tables = None;
+    let mut discover = None;
     for (key, value) in root.get_ref() {
         match (key.get_ref().as_ref(), value.get_ref()) {
             ("defaults", DeValue::Table(table)) => defaults = Some(table),
             ("mirror", DeValue::Array(array)) => tables = Some(array),
+            ("discover", DeValue::Table(table)) => {
+                discover = Some((table, lines.line(key.span().start)));
+            }
+            ("discover", _) => {
+                return Err(lines.error(
+                    key.span().start,
+                    "'discover' must be a table: write [discover]",
+                ));
+            }
             ("defaults", _) => {
                 return Err(lines.error(
                     key.span().start,
@@ -157,20 +231,30 @@ pub(crate) fn load(path: &Path, explicit: &ArgMatches) -> anyhow::Result<MirrorL
             (other, _) => {
                 return Err(lines.error(
                     key.span().start,
-                    format!("unknown key '{other}': the list has [defaults] and [[mirror]] tables"),
+                    format!(
+                        "unknown key '{other}': the list has [defaults], [discover] and \
+                         [[mirror]] tables"
+                    ),
                 ));
             }
         }
     }
     let empty = DeTable::default();
     let defaults = layer(&cmd, &lines, defaults.unwrap_or(&empty), Layer::Defaults)?;
-    let Some(tables) = tables.filter(|a| !a.is_empty()) else {
-        return Err(usage(format!(
-            "{file}: no [[mirror]] table; add one per repository (name, source, target)"
-        )));
+    let discover = discover.map(|(table, line)| DiscoverTable::new(table, line, &lines));
+    let no_tables = Vec::new();
+    let tables = match tables.filter(|a| !a.is_empty()) {
+        Some(tables) => tables.iter().collect(),
+        None if discover.is_some() => no_tables,
+        None => {
+            return Err(usage(format!(
+                "{file}: no [[mirror]] table; add one per repository (name, source, target), \
+                 or a [discover] table"
+            )));
+        }
     };
     let mut mirrors: Vec<Listed> = Vec::new();
-    for item in tables.iter() {
+    for item in tables {
         let DeValue::Table(table) = item.get_ref() else {
             return Err(lines.error(
                 item.span().start,
@@ -189,7 +273,7 @@ pub(crate) fn load(path: &Path, explicit: &ArgMatches) -> anyhow::Result<MirrorL
             ));
         }
         let own = layer(&cmd, &lines, table, Layer::Mirror)?;
-        let listed = merge(&cmd, &lines, name, line, &defaults, &own, &explicit)?;
+        let listed = merge(&cmd, &lines, name, line, &defaults, &own, &explicit, None)?;
         mirrors.push(listed);
     }
     let explicit_repository = ONE_REPOSITORY
@@ -201,6 +285,10 @@ pub(crate) fn load(path: &Path, explicit: &ArgMatches) -> anyhow::Result<MirrorL
         file,
         mirrors,
         explicit_repository,
+        discovers: discover.is_some(),
+        discover,
+        defaults,
+        explicit,
     })
 }
 
@@ -219,7 +307,7 @@ fn register_inputs(table: &DeTable<'_>) {
 }
 
 /// Where a table's first key is.
-fn table_start(table: &DeTable<'_>) -> Option<usize> {
+pub(super) fn table_start(table: &DeTable<'_>) -> Option<usize> {
     table.keys().map(|k| k.span().start).min()
 }
 
@@ -273,7 +361,7 @@ pub(crate) fn valid_name(name: &str) -> bool {
 
 /// A table's keys as flag settings, each checked: a flag of `sync`, not a per-run one, of the
 /// type its flag takes.
-fn layer(
+pub(super) fn layer(
     cmd: &Command,
     lines: &Lines<'_>,
     table: &DeTable<'_>,
@@ -299,6 +387,15 @@ fn layer(
                 },
             );
             continue;
+        }
+        if DISCOVER_ONLY.contains(&key_name) && which != Layer::Explicit {
+            return Err(lines.error_at(
+                line,
+                format!(
+                    "key '{key_name}' belongs in the [discover] table (or give --{key_name} on \
+                     the command line): it is the key of the run's discovery, not of a mirror"
+                ),
+            ));
         }
         if PER_RUN.contains(&key_name) {
             return Err(lines.error_at(
@@ -387,7 +484,7 @@ fn scalar(value: &DeValue<'_>) -> Option<OsString> {
 ///
 /// A flag given in both the list and the environment takes the environment's value, as the
 /// contract says: a deployment overrides its list without editing it.
-fn explicit_layer(cmd: &Command, matches: &ArgMatches) -> BTreeMap<String, Setting> {
+pub(super) fn explicit_layer(cmd: &Command, matches: &ArgMatches) -> BTreeMap<String, Setting> {
     let mut out = BTreeMap::new();
     for arg in cmd.get_arguments() {
         let (Some(long), id) = (arg.get_long(), arg.get_id().as_str()) else {
@@ -443,7 +540,33 @@ fn excludes(cmd: &Command, a: &str, b: &str) -> bool {
     conflicts(arg_a, arg_b) || conflicts(arg_b, arg_a) || one_group
 }
 
-/// The mirror's flags from the three layers, parsed by `sync`'s own definition.
+/// The settings the layers give, each above the ones before: a key of a higher layer replaces
+/// the lower layers' keys it excludes.
+pub(super) fn choose(
+    cmd: &Command,
+    layers: &[&BTreeMap<String, Setting>],
+) -> BTreeMap<String, Setting> {
+    let mut chosen: BTreeMap<String, Setting> = BTreeMap::new();
+    for layer in layers {
+        for (key, setting) in *layer {
+            chosen.retain(|k, s| s.layer == setting.layer || !excludes(cmd, k, key));
+            chosen.insert(key.clone(), setting.clone());
+        }
+    }
+    chosen
+}
+
+/// Line of each chosen key the file gave.
+pub(super) fn key_lines(chosen: &BTreeMap<String, Setting>) -> BTreeMap<String, usize> {
+    chosen
+        .iter()
+        .filter_map(|(k, s)| s.line.map(|l| (k.clone(), l)))
+        .collect()
+}
+
+/// The mirror's flags from the three layers, parsed by `sync`'s own definition. `identity` is
+/// the mirror's Backlog `PROJECT/repo` when known otherwise than by its keys (a discovered one).
+#[allow(clippy::too_many_arguments)]
 fn merge(
     cmd: &Command,
     lines: &Lines<'_>,
@@ -452,27 +575,22 @@ fn merge(
     defaults: &BTreeMap<String, Setting>,
     own: &BTreeMap<String, Setting>,
     explicit: &BTreeMap<String, Setting>,
+    identity: Option<String>,
 ) -> anyhow::Result<Listed> {
-    let mut chosen: BTreeMap<String, Setting> = BTreeMap::new();
-    for layer in [defaults, own, explicit] {
-        for (key, setting) in layer {
-            chosen.retain(|k, s| s.layer == setting.layer || !excludes(cmd, k, key));
-            chosen.insert(key.clone(), setting.clone());
-        }
-    }
-    let key_lines: BTreeMap<String, usize> = chosen
-        .iter()
-        .filter_map(|(k, s)| s.line.map(|l| (k.clone(), l)))
-        .collect();
-    let here = |key: &str| key_lines.get(key).copied().unwrap_or(line);
+    let mut chosen = choose(cmd, &[defaults, own, explicit]);
+    let key_lines = key_lines(&chosen);
     let string = |key: &str| match chosen.get(key).map(|s| &s.value) {
         Some(Value::Values(v)) => v.first().map(|s| s.to_string_lossy().into_owned()),
         _ => None,
     };
-    let identity = match (string("backlog-project"), string("backlog-repo")) {
-        (Some(project), Some(repo)) => Some(format!("{project}/{}", repo.trim_end_matches(".git"))),
-        _ => string("source").as_deref().and_then(backlog_identity),
-    };
+    let identity = identity.or_else(
+        || match (string("backlog-project"), string("backlog-repo")) {
+            (Some(project), Some(repo)) => {
+                Some(format!("{project}/{}", repo.trim_end_matches(".git")))
+            }
+            _ => string("source").as_deref().and_then(backlog_identity),
+        },
+    );
     if !chosen.contains_key("target")
         && !chosen.contains_key("codecommit-repo")
         && let Some(prefix) = chosen.get(CODECOMMIT_PREFIX).cloned()
@@ -510,8 +628,29 @@ fn merge(
             ),
         ));
     }
+    let args = parse_args(cmd, lines, &format!("mirror '{name}'"), line, &chosen)?;
+    Ok(Listed {
+        name,
+        identity,
+        args,
+        discovered: false,
+        key_lines,
+        line,
+    })
+}
+
+/// `chosen` as `sync`'s flags, parsed by clap; an error names `what` and the key at fault.
+pub(super) fn parse_args(
+    cmd: &Command,
+    lines: &Lines<'_>,
+    what: &str,
+    line: usize,
+    chosen: &BTreeMap<String, Setting>,
+) -> anyhow::Result<SyncArgs> {
+    let key_lines = key_lines(chosen);
+    let here = |key: &str| key_lines.get(key).copied().unwrap_or(line);
     let mut argv: Vec<OsString> = Vec::new();
-    for (key, setting) in &chosen {
+    for (key, setting) in chosen {
         match &setting.value {
             Value::Flag(true) => argv.push(format!("--{key}").into()),
             Value::Flag(false) => {}
@@ -528,24 +667,15 @@ fn merge(
         .clone()
         .try_get_matches_from(argv)
         .and_then(|m| SyncArgs::from_arg_matches(&m));
-    let args = parsed.map_err(|err| {
+    parsed.map_err(|err| {
         let text = err.render().to_string();
         let first = text.lines().next().unwrap_or("invalid value");
         let first = first.strip_prefix("error: ").unwrap_or(first);
         let key = named_key(first, &key_lines);
         match key {
-            Some(key) => {
-                lines.error_at(here(&key), format!("mirror '{name}', key '{key}': {first}"))
-            }
-            None => lines.error_at(line, format!("mirror '{name}': {first}")),
+            Some(key) => lines.error_at(here(&key), format!("{what}, key '{key}': {first}")),
+            None => lines.error_at(line, format!("{what}: {first}")),
         }
-    })?;
-    Ok(Listed {
-        name,
-        identity,
-        args,
-        key_lines,
-        line,
     })
 }
 
@@ -591,6 +721,49 @@ fn backlog_identity(url: &str) -> Option<String> {
 }
 
 impl MirrorList {
+    /// The listed mirror named `wanted` (by name or Backlog `PROJECT/repo`), if any.
+    pub(crate) fn listed(&self, wanted: &str) -> Option<&Listed> {
+        self.mirrors.iter().find(|m| !m.discovered && m.is(wanted))
+    }
+
+    /// Add the discovered repository `project`/`repo` as a mirror of that name, whose own layer
+    /// is `source` (and `target`, when given), merged with `[defaults]` and the command line
+    /// exactly as a listed mirror. `line` is the `[discover]` table's.
+    pub(crate) fn add_discovered(
+        &mut self,
+        project: &str,
+        repo: &str,
+        source: &str,
+        target: Option<&str>,
+        line: usize,
+    ) -> anyhow::Result<()> {
+        let cmd = sync_command();
+        let lines = Lines::new(&self.file, "");
+        let setting = |value: &str| Setting {
+            layer: Layer::Mirror,
+            value: Value::Values(vec![OsString::from(value)]),
+            line: Some(line),
+        };
+        let mut own = BTreeMap::from([("source".to_string(), setting(source))]);
+        if let Some(target) = target {
+            own.insert("target".to_string(), setting(target));
+        }
+        let name = format!("{project}/{repo}");
+        let mut listed = merge(
+            &cmd,
+            &lines,
+            name.clone(),
+            line,
+            &self.defaults,
+            &own,
+            &self.explicit,
+            Some(name),
+        )?;
+        listed.discovered = true;
+        self.mirrors.push(listed);
+        Ok(())
+    }
+
     /// The mirrors `--repo` names (by name or Backlog `PROJECT/repo`); every one when none is
     /// named. A name that matches nothing is a usage error: a webhook for a repository missing
     /// from the list must not sync something else.
@@ -628,8 +801,14 @@ impl MirrorList {
                     .map(|m| m.name.as_str())
                     .collect();
                 let more = if self.mirrors.len() > 10 { ", ..." } else { "" };
+                let discovery = if self.discovers {
+                    ", and [discover] found no such repository on Backlog (or its filters leave \
+                     it out)"
+                } else {
+                    ""
+                };
                 return Err(usage(format!(
-                    "{}: --repo '{}' matches no mirror's name or Backlog PROJECT/repo (the list has {}{more}); add it to the list or fix the name",
+                    "{}: --repo '{}' matches no mirror's name or Backlog PROJECT/repo (the list has {}{more}{discovery}); add it to the list or fix the name",
                     self.file,
                     crate::base::text::clip(wanted, 200),
                     known.join(", ")
@@ -649,7 +828,61 @@ impl MirrorList {
     /// and the target would end as whichever ran last: refused, however the two spell it
     /// (`RemoteUrl::place`; a CodeCommit repository is its name in its region). `targets` are
     /// the `selected` mirrors' targets, in order.
+    ///
+    /// Two listed mirrors are a mistake in the file: the run is refused. A discovered mirror is
+    /// refused alone (its entry says why, exit 2), so that a repository added on Backlog cannot
+    /// stop every other mirror: a listed mirror keeps its target, and two discovered mirrors
+    /// with one target are both refused, since neither has a better claim. The answer holds one
+    /// refusal (or none) per selected mirror.
     pub(crate) fn check_targets(
+        &self,
+        selected: &[&Listed],
+        targets: &[&Remote],
+    ) -> anyhow::Result<Vec<Option<String>>> {
+        let mut refused: Vec<Option<String>> = vec![None; selected.len()];
+        let shown = |listed: &Listed| {
+            if listed.discovered {
+                format!("mirror '{}' (discovered)", listed.name)
+            } else {
+                format!("mirror '{}' (line {})", listed.name, listed.line)
+            }
+        };
+        for (i, (listed, target)) in selected.iter().zip(targets).enumerate() {
+            if !listed.discovered {
+                continue;
+            }
+            for (j, (other, other_target)) in selected.iter().zip(targets).enumerate() {
+                if i == j || !one_target(target, other_target) {
+                    continue;
+                }
+                let what_to_do = "give one of them a [[mirror]] table with its own target (or \
+                                  codecommit-repo), or leave one out with exclude-repositories in \
+                                  [discover]";
+                let why = if other.discovered {
+                    format!(
+                        "{} has the same target as {}: {}; neither is synced: {what_to_do}",
+                        shown(listed),
+                        shown(other),
+                        target.url.redacted()
+                    )
+                } else {
+                    format!(
+                        "{} has the same target as the listed {}: {}; it is not synced (the list \
+                         wins): {what_to_do}",
+                        shown(listed),
+                        shown(other),
+                        target.url.redacted()
+                    )
+                };
+                refused[i] = Some(why);
+                break;
+            }
+        }
+        self.check_listed_targets(selected, targets)?;
+        Ok(refused)
+    }
+
+    fn check_listed_targets(
         &self,
         selected: &[&Listed],
         targets: &[&Remote],
@@ -662,9 +895,13 @@ impl MirrorList {
             }
         };
         for (i, (listed, target)) in selected.iter().zip(targets).enumerate() {
+            if listed.discovered {
+                continue;
+            }
             let earlier = selected[..i].iter().zip(targets);
-            let Some((other, other_target)) =
-                earlier.into_iter().find(|(_, t)| one_target(t, target))
+            let Some((other, other_target)) = earlier
+                .into_iter()
+                .find(|(o, t)| !o.discovered && one_target(t, target))
             else {
                 continue;
             };
@@ -730,18 +967,22 @@ impl Listed {
     }
 }
 
-/// Byte offsets to `FILE:LINE` messages.
-struct Lines<'a> {
+/// Byte offsets to `FILE:LINE` messages (`error_at` needs no text).
+pub(super) struct Lines<'a> {
     file: &'a str,
     text: &'a str,
 }
 
 impl<'a> Lines<'a> {
-    fn new(file: &'a str, text: &'a str) -> Self {
+    pub(super) fn new(file: &'a str, text: &'a str) -> Self {
         Lines { file, text }
     }
 
-    fn line(&self, offset: usize) -> usize {
+    pub(super) fn file(&self) -> &str {
+        self.file
+    }
+
+    pub(super) fn line(&self, offset: usize) -> usize {
         let end = offset.min(self.text.len());
         self.text.as_bytes()[..end]
             .iter()
@@ -750,11 +991,11 @@ impl<'a> Lines<'a> {
             + 1
     }
 
-    fn error(&self, offset: usize, message: impl std::fmt::Display) -> anyhow::Error {
+    pub(super) fn error(&self, offset: usize, message: impl std::fmt::Display) -> anyhow::Error {
         self.error_at(self.line(offset), message)
     }
 
-    fn error_at(&self, line: usize, message: impl std::fmt::Display) -> anyhow::Error {
+    pub(super) fn error_at(&self, line: usize, message: impl std::fmt::Display) -> anyhow::Error {
         usage(format!("{}:{line}: {message}", self.file))
     }
 }

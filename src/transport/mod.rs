@@ -1,13 +1,14 @@
 //! The ways to a remote and who we are to it: HTTP(S) (with proxies), git://, SSH (our own
 //! transport, libgit2's too), a local `git upload-pack`, the socket libgit2 connects with; the
 //! credentials each end answers with, where secrets come from, and the retry policy of a
-//! network step.
+//! network step; and Backlog's REST API, which says what repositories a space has.
 //!
 //! Every way to a Git service offers the same two steps (`Connection`): a handshake that ends
 //! in the service's ref advertisement, and a request whose answer is read as a stream. The
 //! fetch, the relay and the wire push speak git's protocol over that, whatever carries it.
 
 pub(crate) mod auth;
+pub(crate) mod backlog_api;
 pub(crate) mod connection;
 pub(crate) mod git_daemon;
 pub(crate) mod http;

@@ -4,6 +4,7 @@
 //! one is the program people run in production, started by the test and stopped on drop.
 
 pub mod apigw;
+pub mod backlog_api;
 pub mod codecommit;
 pub mod deploy;
 pub mod fault_proxy;
@@ -74,6 +75,26 @@ pub fn assert_no_secret(run: &Run, also: &[&str]) {
             );
         }
     }
+}
+
+/// The names of a list run's mirrors in its JSON summary (`--config --json`), in order.
+pub fn list_names(json: &serde_json::Value) -> Vec<String> {
+    json["mirrors"]
+        .as_array()
+        .expect("mirrors")
+        .iter()
+        .map(|m| m["name"].as_str().expect("name").to_string())
+        .collect()
+}
+
+/// The summary of mirror `name` in a list run's JSON.
+pub fn list_mirror<'a>(json: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    json["mirrors"]
+        .as_array()
+        .expect("mirrors")
+        .iter()
+        .find(|m| m["name"] == name)
+        .unwrap_or_else(|| panic!("no mirror {name} in {json}"))
 }
 
 /// A finished process: exit code (-1 when killed by a signal) and its output.
