@@ -430,11 +430,13 @@ fn the_webhook_starts_exactly_this_project_through_an_aws_integration() {
     );
     let stage = s.properties("WebhookStage");
     assert_eq!(stage["MethodSettings"][0]["ThrottlingRateLimit"], "1");
-    // The API's role may start this project and nothing else.
+    // The API's role may start this project, or read it (the harmless call of a project webhook
+    // event that names no repository), and nothing else.
     let statements = &s.properties("ApiRole")["Policies"][0]["PolicyDocument"]["Statement"];
     assert_eq!(
         statements,
-        &json!([{"Effect": "Allow", "Action": "codebuild:StartBuild", "Resource": "<MirrorProject.Arn>"}])
+        &json!([{"Effect": "Allow", "Action": ["codebuild:StartBuild", "codebuild:BatchGetProjects"],
+                 "Resource": "<MirrorProject.Arn>"}])
     );
     let project = s.properties("MirrorProject");
     assert_eq!(
