@@ -35,9 +35,10 @@
 #   --mirror-list FILE         the list to deploy. Checked here only as far as a shell can
 #                              without parsing TOML: UTF-8 text, at least one [[mirror]] table
 #                              or a [discover] table (which needs --backlog-api-key-ssm), each
-#                              [[mirror]] with a name (PROJECT/repo) given once. The binary checks the
-#                              rest (every key, source, target, name) when a build starts; a bad
-#                              list fails that build (exit 2, nothing fetched) and sends the alert
+#                              [[mirror]] with a name (PROJECT/repo) given once. The binary
+#                              checks the rest (every key, source, target, name) when a build
+#                              starts; a bad list fails that build (exit 2, nothing fetched)
+#                              and sends the alert
 #   --backlog-project KEY      without --mirror-list: a list of one mirror, named PROJECT/repo,
 #   --backlog-repo NAME        from these three flags with --backlog-space and --backlog-domain
 #   --codecommit-repo NAME     (all three to create a stack; an existing stack keeps its list

@@ -790,6 +790,22 @@ fn a_template_past_the_51200_byte_body_limit_is_created_and_updated_through_the_
     assert_eq!(fx.parameter("ThrottleRateLimit"), "2");
 }
 
+/// `scripts/deploy.sh --verify` of the test stack, waiting 2 s at most.
+fn verify(fx: &Fixture) -> Run {
+    fx.deploy(
+        &[
+            "--verify",
+            "--verify-timeout",
+            "2",
+            "--stack-name",
+            STACK,
+            "--region",
+            REGION,
+        ]
+        .map(String::from),
+    )
+}
+
 /// `--verify` with moto standing for AWS: Backlog's request shape through test-invoke-method
 /// (moto_cfn.py runs the stack's own mapping as API Gateway would, then StartBuild of moto's
 /// CodeBuild), the builds it started, each alarm's metric, the alert subscription, the secret in
@@ -817,18 +833,7 @@ fn verify_checks_api_builds_alarm_metrics_and_secret_and_says_what_it_could_not_
     ]);
     fx.deploy_url(&with(base_args(), &["--backlog-api-key-ssm", key]));
     let verify = || {
-        let out = fx.deploy(
-            &[
-                "--verify",
-                "--verify-timeout",
-                "2",
-                "--stack-name",
-                STACK,
-                "--region",
-                REGION,
-            ]
-            .map(String::from),
-        );
+        let out = verify(&fx);
         let secret = fx.show_url().rsplit('/').next().unwrap().to_string();
         for hidden in [secret.as_str(), value] {
             assert!(
@@ -1033,20 +1038,6 @@ fn a_discovering_list_needs_the_api_key_which_reaches_the_build_and_verify_check
         "{variables}"
     );
 
-    let verify = || {
-        fx.deploy(
-            &[
-                "--verify",
-                "--verify-timeout",
-                "2",
-                "--stack-name",
-                STACK,
-                "--region",
-                REGION,
-            ]
-            .map(String::from),
-        )
-    };
     let has = |out: &Run, verdict: &str, text: &str| {
         assert!(
             out.stdout
@@ -1056,7 +1047,7 @@ fn a_discovering_list_needs_the_api_key_which_reaches_the_build_and_verify_check
             out.stdout
         );
     };
-    let out = verify();
+    let out = verify(&fx);
     assert_eq!(out.code, 1, "{}\n{}", out.stdout, out.stderr);
     has(&out, "unconfirmed", "the list has no [[mirror]] to name");
     has(

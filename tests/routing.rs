@@ -115,6 +115,15 @@ fn start_builds(method: &str, posts: &[Post]) -> Vec<Value> {
     got
 }
 
+/// Each post, at the webhook URL, renders to what it is paired with.
+fn assert_routes(cases: Vec<(Post, Value)>) {
+    let (posts, want): (Vec<Post>, Vec<Value>) = cases.into_iter().unzip();
+    let got = start_builds("WebhookMethod", &posts);
+    for ((got, want), p) in got.iter().zip(&want).zip(&posts) {
+        assert_eq!(got, want, "{} body {:.300}", p.content_type, p.body);
+    }
+}
+
 /// A request that starts no build (see `start_builds`).
 fn ignored() -> Value {
     json!("ignored: BatchGetProjects, no build")
@@ -426,11 +435,7 @@ fn hostile_payloads_name_at_most_one_well_formed_mirror() {
             syncs_every_mirror(),
         ),
     ];
-    let (posts, want): (Vec<Post>, Vec<Value>) = cases.into_iter().unzip();
-    let got = start_builds("WebhookMethod", &posts);
-    for ((got, want), p) in got.iter().zip(&want).zip(&posts) {
-        assert_eq!(got, want, "{} body {:.200}", p.content_type, p.body);
-    }
+    assert_routes(cases);
 }
 
 /// The template guards $util.urlDecode: unguarded, the same body fails the template, which on
@@ -843,11 +848,7 @@ fn hostile_project_webhooks_name_at_most_one_well_formed_mirror_and_never_every_
             ignored(),
         ),
     ];
-    let (posts, want): (Vec<Post>, Vec<Value>) = cases.into_iter().unzip();
-    let got = start_builds("WebhookMethod", &posts);
-    for ((got, want), p) in got.iter().zip(&want).zip(&posts) {
-        assert_eq!(got, want, "{} body {:.300}", p.content_type, p.body);
-    }
+    assert_routes(cases);
 }
 
 /// The emulation applies a request template's `$context.requestOverride.header` over the static
