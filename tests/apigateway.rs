@@ -248,7 +248,7 @@ fn a_started_build_answers_200_with_its_id() {
 /// counts the webhook as delivered, and no build starts.
 #[test]
 fn a_project_webhook_event_naming_no_repository_is_answered_200_and_starts_nothing() {
-    let (integration, _) = method("backlog-mirror");
+    let (integration, responses) = method("backlog-mirror");
     let comment = json!({
         "id": 3153, "type": 3,
         "project": {"id": 92, "projectKey": "PROJ", "name": "p", "archived": false},
@@ -257,15 +257,7 @@ fn a_project_webhook_event_naming_no_repository_is_answered_200_and_starts_nothi
         "notifications": [], "createdUser": {"id": 1, "name": "admin"},
         "created": "2013-12-27T07:50:44Z"
     });
-    let r = run(&[request_job(
-        &integration,
-        Some("application/json"),
-        &comment.to_string(),
-    )]);
-    assert_eq!(
-        r[0]["headers"]["X-Amz-Target"],
-        "CodeBuild_20161006.BatchGetProjects"
-    );
+
     // CodeBuild's answer to BatchGetProjects of the project (AWS JSON 1.1, 200).
     let projects = json!({
         "projects": [{
@@ -277,20 +269,26 @@ fn a_project_webhook_event_naming_no_repository_is_answered_200_and_starts_nothi
         }],
         "projectsNotFound": []
     });
-    let got = respond(&[(200, projects.to_string())]);
-    assert_eq!(got[0].0, 200);
-    assert_eq!(got[0].1["started"], false, "{}", got[0].1);
+    let r = run(&[
+        request_job(&integration, Some("application/json"), &comment.to_string()),
+        response_job(&integration, &responses, 200, &projects.to_string()),
+    ]);
+    assert_eq!(
+        r[0]["headers"]["X-Amz-Target"],
+        "CodeBuild_20161006.BatchGetProjects"
+    );
+    assert_eq!(r[1]["status"], 200, "{}", r[1]);
+    let answer: Value = serde_json::from_str(r[1]["body"].as_str().unwrap()).unwrap();
+    assert_eq!(answer["started"], false, "{answer}");
     assert!(
-        got[0].1["ignored"]
+        answer["ignored"]
             .as_str()
             .is_some_and(|s| s.contains("Git pushed")),
-        "{}",
-        got[0].1
+        "{answer}"
     );
     assert!(
-        !got[0].1.to_string().contains("ssh-key"),
-        "the project's settings are not answered: {}",
-        got[0].1
+        !answer.to_string().contains("ssh-key"),
+        "the project's settings are not answered: {answer}"
     );
 }
 
