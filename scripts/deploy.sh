@@ -33,10 +33,12 @@
 # before the stack points at it, and its SHA-256 is passed as MirrorListSha256, which the build
 # checks before the binary reads the list:
 #   --mirror-list FILE         the list to deploy. Checked here only as far as a shell can
-#                              without parsing TOML: UTF-8 text, at least one [[mirror]] table,
-#                              each with a name (PROJECT/repo) given once. The binary checks the
-#                              rest (every key, source, target, name) when a build starts; a bad
-#                              list fails that build (exit 2, nothing fetched) and sends the alert
+#                              without parsing TOML: UTF-8 text, at least one [[mirror]] table
+#                              or a [discover] table (which needs --backlog-api-key-ssm), each
+#                              [[mirror]] with a name (PROJECT/repo) given once. The binary
+#                              checks the rest (every key, source, target, name) when a build
+#                              starts; a bad list fails that build (exit 2, nothing fetched)
+#                              and sends the alert
 #   --backlog-project KEY      without --mirror-list: a list of one mirror, named PROJECT/repo,
 #   --backlog-repo NAME        from these three flags with --backlog-space and --backlog-domain
 #   --codecommit-repo NAME     (all three to create a stack; an existing stack keeps its list
@@ -52,6 +54,12 @@
 #                              separated; required for a new stack)
 #   --ssh-key-ssm NAME         SshKeyParameterName: the SecureString holding the deploy key
 #   --ssh-key-kms-key-arn ARN  SshKeyKmsKeyArn: the customer-managed key encrypting it, if any
+#   --backlog-api-key-ssm NAME BacklogApiKeyParameterName: the SecureString holding the Backlog
+#                              API key a [discover] table in the list uses ('' for none; the
+#                              build may read this parameter only)
+#   --backlog-api-key-kms-key-arn ARN
+#                              BacklogApiKeyKmsKeyArn: the customer-managed key encrypting it,
+#                              if any
 #   --codecommit-prefix PREFIX CodeCommitRepositoryPrefix: the build may create, pull from and
 #                              force-push to only CodeCommit repositories whose names start
 #                              with it. Required for a new stack; '' grants every repository
@@ -88,7 +96,10 @@
 #                              first mirror and, with alerts, one of a name the list lacks,
 #                              which fails and alerts once), wait for both builds, check each
 #                              alarm's metric has data and that the secret is in no stack
-#                              answer; one line per check (ok, FAILED, unconfirmed) on stdout.
+#                              answer; post a project webhook's issue event, which must start
+#                              no build; check the Backlog API key's parameter is a SecureString
+#                              the build can decrypt (its value is not read); one line per check
+#                              (ok, FAILED, unconfirmed) on stdout.
 #                              Exit 0 all confirmed, 1 a check failed, 3 some unconfirmed
 #   --show-webhook-url         print the webhook URL, read from API Gateway (apigateway:GET)
 #   --delete                   empty every bucket of the stack (all versions), delete the stack
@@ -157,6 +168,8 @@ MIRROR_LIST -
 HOST_KEY_FINGERPRINT BacklogHostKeyFingerprint
 SSH_KEY_SSM SshKeyParameterName
 SSH_KEY_KMS_KEY_ARN SshKeyKmsKeyArn
+BACKLOG_API_KEY_SSM BacklogApiKeyParameterName
+BACKLOG_API_KEY_KMS_KEY_ARN BacklogApiKeyKmsKeyArn
 CODECOMMIT_REPO -
 CODECOMMIT_PREFIX CodeCommitRepositoryPrefix
 BUILD_CONCURRENCY BuildConcurrency
@@ -334,6 +347,8 @@ check BACKLOG_REPO '^[0-9A-Za-z._-]+$' 'a Backlog repository name'
 check HOST_KEY_FINGERPRINT '^SHA256:[0-9A-Za-z+/]{43}=?(,SHA256:[0-9A-Za-z+/]{43}=?)*$' 'SHA256:<43 base64 characters> (as ssh-keygen -lf prints)'
 check SSH_KEY_SSM '^/[0-9A-Za-z_./-]+$' 'a Parameter Store name starting with /'
 check SSH_KEY_KMS_KEY_ARN '^(arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:key/[0-9a-zA-Z-]+)?$' 'a KMS key ARN (arn:aws:kms:REGION:ACCOUNT:key/ID) or empty'
+check BACKLOG_API_KEY_SSM '^(/[0-9A-Za-z_./-]+)?$' 'a Parameter Store name starting with /, or empty'
+check BACKLOG_API_KEY_KMS_KEY_ARN '^(arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:key/[0-9a-zA-Z-]+)?$' 'a KMS key ARN (arn:aws:kms:REGION:ACCOUNT:key/ID) or empty'
 check CODECOMMIT_REPO '^[0-9A-Za-z._-]{1,100}$' 'a CodeCommit repository name'
 check ARCHITECTURE '^(arm64|x86_64)$' 'arm64 or x86_64'
 check COMPUTE_MODE '^(Lambda|EC2)$' 'Lambda or EC2'
@@ -362,6 +377,7 @@ readonly MIRROR_NAME='^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$
 # What a shell reads of a TOML list: table headers, and simple key = "..." lines.
 readonly ANY_HEADER='^[[:space:]]*\['
 readonly MIRROR_HEADER='^[[:space:]]*\[\[[[:space:]]*mirror[[:space:]]*\]\][[:space:]]*(#.*)?$'
+readonly DISCOVER_HEADER='^[[:space:]]*\[[[:space:]]*discover[[:space:]]*\][[:space:]]*(#.*)?$'
 readonly NAME_KEY='^[[:space:]]*(name|"name"|'"'name'"')[[:space:]]*='
 readonly SIMPLE_VALUE='^[^=]*=[[:space:]]*("([^"\\]*)"|'"'([^']*)'"')[[:space:]]*(#.*)?$'
 LIST_FROM_FLAGS=0
@@ -370,6 +386,8 @@ if has BACKLOG_PROJECT || has BACKLOG_REPO || has CODECOMMIT_REPO; then LIST_FRO
 # check_mirror_list FILE: what a shell can check of a TOML mirror list without parsing TOML
 # (table headers and simple name = "..." lines; a multi-line string could hide either, so with
 # one in the file the names are not required). The binary checks the whole file at build time.
+# LIST_DISCOVERS is 1 when the list has a [discover] table.
+LIST_DISCOVERS=0
 check_mirror_list() {
   local file="$1" size lineno=0 line header=0 named=0 mirrors=0 multiline=0 name names=$'\n' earlier
   if ! [ -f "$file" ] || ! [ -r "$file" ]; then usage_error "--mirror-list: cannot read $file"; fi
@@ -389,6 +407,7 @@ check_mirror_list() {
         usage_error "--mirror-list: $file line $header: a [[mirror]] table without a name (name = \"PROJECT/repo\")"
       fi
       header=0
+      if [[ "$line" =~ $DISCOVER_HEADER ]]; then LIST_DISCOVERS=1; fi
       if [[ "$line" =~ $MIRROR_HEADER ]]; then
         header=$lineno
         named=0
@@ -411,7 +430,8 @@ check_mirror_list() {
   if [ "$header" -gt 0 ] && [ "$named" = 0 ] && [ "$multiline" = 0 ]; then
     usage_error "--mirror-list: $file line $header: a [[mirror]] table without a name (name = \"PROJECT/repo\")"
   fi
-  [ "$mirrors" -gt 0 ] || usage_error "--mirror-list: $file has no [[mirror]] table (see the README's mirror list)"
+  [ "$mirrors" -gt 0 ] || [ "$LIST_DISCOVERS" = 1 ] ||
+    usage_error "--mirror-list: $file has no [[mirror]] table and no [discover] table (see the README's mirror list)"
 }
 
 if has MIRROR_LIST; then
@@ -762,13 +782,13 @@ first_mirror() {
   done <"$1"
 }
 
-# test_invoke RESOURCE PATH BODY: API Gateway's test-invoke-method of POST on RESOURCE with
-# Backlog's headers, which calls the integration for real (StartBuild). Sets INV_STATUS,
-# INV_BODY and INV_LOG (the execution log).
+# test_invoke RESOURCE PATH BODY [CONTENT-TYPE]: API Gateway's test-invoke-method of POST on
+# RESOURCE with Backlog's headers (a repository webhook's form, unless a content type is given),
+# which calls the integration for real. Sets INV_STATUS, INV_BODY and INV_LOG (the execution log).
 test_invoke() {
-  local out
+  local out type="${4:-application/x-www-form-urlencoded; charset=UTF-8}"
   local args=(apigateway test-invoke-method --rest-api-id "$V_API" --resource-id "$1" --http-method POST
-    --headers '{"Content-Type": "application/x-www-form-urlencoded; charset=UTF-8", "User-Agent": "Backlog Webhook"}'
+    --headers "{\"Content-Type\": \"$type\", \"User-Agent\": \"Backlog Webhook\"}"
     --body "$3" --query '[to_string(status), body, log]' --output text)
   [ -z "$2" ] || args+=(--path-with-query-string "$2")
   if ! out="$(aws_ "${args[@]}" 2>"$WORK/stderr")"; then
@@ -866,6 +886,46 @@ log_tail() {
     --query 'events[].message' --output text 2>/dev/null | tr '\t' '\n' | sed 's/^/  | /' >&2 || true
 }
 
+# ignored WHAT: the verdict on the API's answer to the last test_invoke, a project webhook's event
+# that names no repository: 200, and no build (the template's BatchGetProjects, not StartBuild).
+ignored() {
+  if [ "$INV_STATUS" = 200 ] && [[ "$INV_BODY" =~ \"started\":\ *false ]] && [[ "$INV_BODY" == *'"ignored"'* ]]; then
+    verdict ok "the webhook answered 200 to $1 and started no build: $(printf '%s' "$INV_BODY" | tr -s '\n' ' ')"
+  else
+    verdict FAILED "the webhook answered $INV_STATUS to $1 (want 200 and no build): $INV_BODY"
+  fi
+}
+
+# api_key_readable NAME KMS-ARN: the verdict on the Backlog API key's parameter, from its
+# description (its value is not read): a SecureString the build can decrypt.
+api_key_readable() {
+  local described type key arn
+  if ! described="$(aws_ ssm describe-parameters --parameter-filters "Key=Name,Values=$1" \
+    --query 'Parameters[0].[Type, KeyId]' --output text 2>"$WORK/stderr")"; then
+    verdict unconfirmed "the Backlog API key's parameter $1: $(grep -v '^[[:space:]]*$' "$WORK/stderr" | tail -n1)"
+    return 0
+  fi
+  read -r type key <<<"$described"
+  if [ "$type" = None ] || [ -z "$type" ]; then
+    verdict FAILED "the Backlog API key's parameter $1 does not exist: put the key there as a SecureString (docs/deploy.md, A whole Backlog space)"
+  elif [ "$type" != SecureString ]; then
+    verdict FAILED "the Backlog API key's parameter $1 is a $type, not a SecureString"
+  elif [ -z "$key" ] || [ "$key" = None ] || [ "$key" = alias/aws/ssm ]; then
+    verdict ok "the Backlog API key's parameter $1 is a SecureString under the default aws/ssm key"
+  elif [ -z "$2" ]; then
+    verdict FAILED "the Backlog API key's parameter $1 is encrypted with $key, which the build may not use: give --backlog-api-key-kms-key-arn"
+  else
+    arn="$(aws_ kms describe-key --key-id "$key" --query KeyMetadata.Arn --output text 2>/dev/null || true)"
+    if [ "$arn" = "$2" ]; then
+      verdict ok "the Backlog API key's parameter $1 is a SecureString under $2, which the build may decrypt"
+    elif [ -z "$arn" ]; then
+      verdict unconfirmed "the Backlog API key's parameter $1 is encrypted with $key, which could not be described (kms:DescribeKey) to compare with $2"
+    else
+      verdict FAILED "the Backlog API key's parameter $1 is encrypted with $arn, not BacklogApiKeyKmsKeyArn $2"
+    fi
+  fi
+}
+
 # has_data ALARM: does the metric the alarm watches have data since the verification began?
 has_data() {
   local namespace metric dimension value count described
@@ -902,12 +962,16 @@ verify() {
   aws_or_fail "copying the stack's mirror list" s3 cp --only-show-errors \
     "s3://$(stack_output ArtifactBucketName)/config/$list_sha/mirrors.toml" "$WORK/mirrors.toml" >/dev/null
   V_MIRROR="$(first_mirror "$WORK/mirrors.toml")"
-  [ -n "$V_MIRROR" ] || fail "cannot read a mirror's name in the stack's list (config/$list_sha/mirrors.toml)"
+  [ -n "$V_MIRROR" ] || grep -Eq "$DISCOVER_HEADER" "$WORK/mirrors.toml" ||
+    fail "cannot read a mirror's name in the stack's list (config/$list_sha/mirrors.toml)"
 
   # 1. Backlog's push for the first mirror, as Backlog sends it: one form field, payload, holding
   # the JSON, under a Content-Type with a charset (a repository's own URL when the name is not
-  # PROJECT/repo).
-  if [[ "$V_MIRROR" =~ ^([A-Za-z0-9_]+)/([A-Za-z0-9._-]+)$ ]]; then
+  # PROJECT/repo). A list that only discovers names none to push.
+  build=""
+  if [ -z "$V_MIRROR" ]; then
+    verdict unconfirmed "a push starting a build: the list has no [[mirror]] to name (it discovers its repositories); the schedule's builds show whether they sync"
+  elif [[ "$V_MIRROR" =~ ^([A-Za-z0-9_]+)/([A-Za-z0-9._-]+)$ ]]; then
     payload="{\"before\": \"$(printf '0%.0s' {1..40})\", \"after\": \"$(printf '0%.0s' {1..40})\", \"ref\": \"refs/heads/main\", \"repository\": {\"url\": \"https://$(cur BacklogSpaceKey).$(cur BacklogDomain)/git/$V_MIRROR\", \"name\": \"${BASH_REMATCH[2]}\", \"description\": \"\"}, \"revisions\": []}"
     say "posting Backlog's push of $V_MIRROR through test-invoke-method (it starts a build)"
     test_invoke "$(stack_resource WebhookResource)" "" "payload=$(urlencode "$payload")"
@@ -915,11 +979,26 @@ verify() {
     say "posting to $V_MIRROR's own webhook URL through test-invoke-method (it starts a build)"
     test_invoke "$(stack_resource WebhookRepositoryResource)" "/$V_SECRET/$V_MIRROR" "payload=%7B%7D"
   fi
-  started "Backlog's push of $V_MIRROR"
-  build="$STARTED"
-  routed "$V_MIRROR"
+  if [ -n "$V_MIRROR" ]; then
+    started "Backlog's push of $V_MIRROR"
+    build="$STARTED"
+    routed "$V_MIRROR"
+  fi
 
-  # 2. With alarms, a build that must fail: a name no list holds (exit 2, nothing touched). It
+  # 2. A project webhook's event about no repository (an issue updated, type 2), as Backlog posts
+  # it (JSON): API Gateway must call BatchGetProjects for StartBuild (the template's override of
+  # X-Amz-Target, which no test here can run on AWS) and answer 200 without a build.
+  say "posting a project webhook's issue event through test-invoke-method (it must start no build)"
+  test_invoke "$(stack_resource WebhookResource)" "" \
+    '{"id": 1, "project": {"id": 1, "projectKey": "VERIFY", "name": "backlog-mirror --verify"}, "type": 2, "content": {"id": 1, "key_id": 1, "summary": "backlog-mirror --verify", "description": "", "changes": []}, "notifications": [], "createdUser": {"id": 1, "name": "backlog-mirror"}, "created": "2026-01-01T00:00:00Z"}' \
+    application/json
+  ignored "a project webhook's issue event"
+
+  # 3. Discovery's API key, when the stack has one.
+  [ -z "$(cur BacklogApiKeyParameterName)" ] ||
+    api_key_readable "$(cur BacklogApiKeyParameterName)" "$(cur BacklogApiKeyKmsKeyArn)"
+
+  # 4. With alarms, a build that must fail: a name no list holds (exit 2, nothing touched). It
   # gives FailedBuilds a datapoint and the failing alarm a reason to email once.
   probe=""
   if [ -n "$(stack_output AlertTopicArn)" ]; then
@@ -937,7 +1016,7 @@ verify() {
   [ -z "$probe" ] || judge_build "$probe" "a name not in the list" FAILED ", as it must (exit 2, nothing touched)"
 
 
-  # 3. Each alarm's metric has data (CodeBuild publishes a few minutes after a build ends).
+  # 5. Each alarm's metric has data (CodeBuild publishes a few minutes after a build ends).
   for alarm in $(aws_or_fail "listing the resources of $STACK_NAME" cloudformation list-stack-resources \
     --stack-name "$STACK_NAME" --output text \
     --query "StackResourceSummaries[?ResourceType=='AWS::CloudWatch::Alarm'].PhysicalResourceId"); do
@@ -968,7 +1047,7 @@ verify() {
     fi
   fi
 
-  # 4. The secret is in no answer of CloudFormation's (NoEcho, no output).
+  # 6. The secret is in no answer of CloudFormation's (NoEcho, no output).
   leaked=""
   for call in describe-stacks describe-stack-events get-template; do
     out="$(aws_or_fail "reading stack $STACK_NAME" cloudformation "$call" --stack-name "$STACK_NAME" --output json)"
@@ -1071,6 +1150,10 @@ elif [ "$LIST_FROM_FLAGS" = 1 ] || [ "$CREATING" = 1 ] || ! curhas MirrorListSha
       "$list_name" "$list_project" "$list_repo" "$list_target"
   } >"$LIST_FILE"
   LIST_WHAT="of one mirror, $list_name"
+fi
+# A list that discovers asks Backlog's API with the key the build may read: the stack's.
+if [ "$LIST_DISCOVERS" = 1 ] && [ -z "$(opt_or BACKLOG_API_KEY_SSM "$(cur BacklogApiKeyParameterName)")" ]; then
+  usage_error "--backlog-api-key-ssm: $LIST_FILE has a [discover] table, which needs the Backlog API key: give the Parameter Store SecureString holding it (the build may read only that parameter)"
 fi
 LIST_SHA256=""
 if [ -n "$LIST_FILE" ]; then

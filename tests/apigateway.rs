@@ -133,7 +133,7 @@ fn the_rendered_request_is_a_valid_start_build() {
     )]);
     let body = r[0]["body"].as_str().unwrap();
     let body: Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"));
-    apigw::assert_valid_start_builds(&[body]);
+    apigw::assert_valid_inputs("StartBuild", &[body]);
 }
 
 /// JSON, garbage and hostile bodies that name no repository change nothing: no field of the body
@@ -240,6 +240,55 @@ fn a_started_build_answers_200_with_its_id() {
             200,
             json!({"started": true, "build": "backlog-mirror:7f0c1e2a-3b4d-4c5e-8f90-a1b2c3d4e5f6"})
         )
+    );
+}
+
+/// A project webhook event that names no repository (an issue comment, here) makes the harmless
+/// read instead of StartBuild (tests/routing.rs), whose answer is a 200 that says so: Backlog
+/// counts the webhook as delivered, and no build starts.
+#[test]
+fn a_project_webhook_event_naming_no_repository_is_answered_200_and_starts_nothing() {
+    let (integration, responses) = method("backlog-mirror");
+    let comment = json!({
+        "id": 3153, "type": 3,
+        "project": {"id": 92, "projectKey": "PROJ", "name": "p", "archived": false},
+        "content": {"id": 4809, "key_id": 121, "summary": "s", "description": "",
+                    "comment": {"id": 7237, "content": "see PROJ/app"}, "changes": []},
+        "notifications": [], "createdUser": {"id": 1, "name": "admin"},
+        "created": "2013-12-27T07:50:44Z"
+    });
+
+    // CodeBuild's answer to BatchGetProjects of the project (AWS JSON 1.1, 200).
+    let projects = json!({
+        "projects": [{
+            "name": "backlog-mirror",
+            "arn": "arn:aws:codebuild:ap-northeast-1:123456789012:project/backlog-mirror",
+            "environment": {"type": "ARM_LAMBDA_CONTAINER", "environmentVariables": [
+                {"name": "BACKLOG_MIRROR_SSH_KEY_SSM", "value": "/backlog-mirror/ssh-key", "type": "PLAINTEXT"}
+            ]}
+        }],
+        "projectsNotFound": []
+    });
+    let r = run(&[
+        request_job(&integration, Some("application/json"), &comment.to_string()),
+        response_job(&integration, &responses, 200, &projects.to_string()),
+    ]);
+    assert_eq!(
+        r[0]["headers"]["X-Amz-Target"],
+        "CodeBuild_20161006.BatchGetProjects"
+    );
+    assert_eq!(r[1]["status"], 200, "{}", r[1]);
+    let answer: Value = serde_json::from_str(r[1]["body"].as_str().unwrap()).unwrap();
+    assert_eq!(answer["started"], false, "{answer}");
+    assert!(
+        answer["ignored"]
+            .as_str()
+            .is_some_and(|s| s.contains("Git pushed")),
+        "{answer}"
+    );
+    assert!(
+        !answer.to_string().contains("ssh-key"),
+        "the project's settings are not answered: {answer}"
     );
 }
 

@@ -33,8 +33,8 @@ const MODES: &[(&str, &str)] = &[
     ("EC2", "EFS"),
 ];
 
-/// What turns every optional part on (alerts, KMS grant, IP allow list, schedule, per-mirror
-/// metrics).
+/// What turns every optional part on (alerts, KMS grants, IP allow list, schedule, per-mirror
+/// metrics, discovery's API key).
 const EVERYTHING: &[(&str, &str)] = &[
     ("AlertEmail", "ops@example.com"),
     (
@@ -43,6 +43,11 @@ const EVERYTHING: &[(&str, &str)] = &[
     ),
     ("AllowedSourceIps", "203.0.113.0/24,198.51.100.7/32"),
     ("MirrorMetrics", "emf"),
+    ("BacklogApiKeyParameterName", "/backlog-mirror/api-key"),
+    (
+        "BacklogApiKeyKmsKeyArn",
+        "arn:aws:kms:ap-northeast-1:123456789012:key/99999999-2222-3333-4444-555555555555",
+    ),
 ];
 
 fn efs_network() -> Vec<(&'static str, &'static str)> {
@@ -430,11 +435,13 @@ fn the_webhook_starts_exactly_this_project_through_an_aws_integration() {
     );
     let stage = s.properties("WebhookStage");
     assert_eq!(stage["MethodSettings"][0]["ThrottlingRateLimit"], "1");
-    // The API's role may start this project and nothing else.
+    // The API's role may start this project, or read it (the harmless call of a project webhook
+    // event that names no repository), and nothing else.
     let statements = &s.properties("ApiRole")["Policies"][0]["PolicyDocument"]["Statement"];
     assert_eq!(
         statements,
-        &json!([{"Effect": "Allow", "Action": "codebuild:StartBuild", "Resource": "<MirrorProject.Arn>"}])
+        &json!([{"Effect": "Allow", "Action": ["codebuild:StartBuild", "codebuild:BatchGetProjects"],
+                 "Resource": "<MirrorProject.Arn>"}])
     );
     let project = s.properties("MirrorProject");
     assert_eq!(
@@ -509,6 +516,73 @@ fn a_customer_managed_key_for_the_ssh_key_is_granted_through_ssm_only() {
         pattern.starts_with("^(") && pattern.ends_with(")?$"),
         "empty must stay allowed: {pattern}"
     );
+}
+
+/// Discovery's Backlog API key: with BacklogApiKeyParameterName the build gets its name (and
+/// nothing else new) and may read that one parameter, and decrypt with its customer-managed key
+/// through Parameter Store only; without it, neither the variable nor any grant.
+#[test]
+fn the_backlog_api_key_is_readable_only_when_given_and_named_to_the_build() {
+    let t = stack::template();
+    let key = "arn:aws:kms:ap-northeast-1:123456789012:key/99999999-2222-3333-4444-555555555555";
+    let api = |s: &Stack| -> Vec<Value> {
+        s.statements("BuildRole")
+            .into_iter()
+            .filter(|st| st.to_string().contains("BacklogApiKey"))
+            .collect()
+    };
+    let none = Stack::new(&t, &[("BacklogApiKeyKmsKeyArn", key)]);
+    assert_eq!(api(&none), Vec::<Value>::new());
+    assert!(
+        !none
+            .build_env()
+            .contains_key("BACKLOG_MIRROR_BACKLOG_API_KEY_SSM")
+    );
+
+    let given = Stack::new(
+        &t,
+        &[
+            ("BacklogApiKeyParameterName", "/teams/backlog/api-key"),
+            ("BacklogApiKeyKmsKeyArn", key),
+        ],
+    );
+    assert_eq!(
+        api(&given),
+        vec![
+            json!({"Sid": "BacklogApiKey", "Effect": "Allow", "Action": "ssm:GetParameters",
+                   "Resource": "arn:aws:ssm:ap-northeast-1:123456789012:parameter/teams/backlog/api-key"}),
+            json!({"Sid": "DecryptBacklogApiKeyThroughSsm", "Effect": "Allow", "Action": "kms:Decrypt",
+                   "Resource": key,
+                   "Condition": {"StringEquals": {"kms:ViaService": "ssm.ap-northeast-1.amazonaws.com"}}}),
+        ]
+    );
+    let mut env = given.build_env();
+    assert_eq!(
+        env.remove("BACKLOG_MIRROR_BACKLOG_API_KEY_SSM").as_deref(),
+        Some("/teams/backlog/api-key")
+    );
+    assert_eq!(
+        env,
+        none.build_env(),
+        "the key adds its variable and nothing else"
+    );
+    // The default aws/ssm key needs no grant.
+    let plain = Stack::new(&t, &[("BacklogApiKeyParameterName", "/k")]);
+    assert_eq!(api(&plain).len(), 1);
+    assert!(
+        !plain
+            .statements("BuildRole")
+            .iter()
+            .any(|st| st.to_string().contains("kms:"))
+    );
+    for name in ["BacklogApiKeyParameterName", "BacklogApiKeyKmsKeyArn"] {
+        assert_eq!(t["Parameters"][name]["Default"], "", "{name}");
+        let pattern = t["Parameters"][name]["AllowedPattern"].as_str().unwrap();
+        assert!(
+            pattern.starts_with("^(") && pattern.ends_with(")?$"),
+            "{pattern}"
+        );
+    }
 }
 
 /// The buildspec has no parameter-store block naming a path: the binary reads the parameter the
@@ -952,6 +1026,8 @@ fn the_outputs_are_the_contracts() {
         "MirrorListSha256",
         "SshKeyParameterName",
         "SshKeyKmsKeyArn",
+        "BacklogApiKeyParameterName",
+        "BacklogApiKeyKmsKeyArn",
         "BacklogHostKeyFingerprint",
         "CodeCommitRepositoryPrefix",
         "BuildConcurrency",

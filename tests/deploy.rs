@@ -790,6 +790,22 @@ fn a_template_past_the_51200_byte_body_limit_is_created_and_updated_through_the_
     assert_eq!(fx.parameter("ThrottleRateLimit"), "2");
 }
 
+/// `scripts/deploy.sh --verify` of the test stack, waiting 2 s at most.
+fn verify(fx: &Fixture) -> Run {
+    fx.deploy(
+        &[
+            "--verify",
+            "--verify-timeout",
+            "2",
+            "--stack-name",
+            STACK,
+            "--region",
+            REGION,
+        ]
+        .map(String::from),
+    )
+}
+
 /// `--verify` with moto standing for AWS: Backlog's request shape through test-invoke-method
 /// (moto_cfn.py runs the stack's own mapping as API Gateway would, then StartBuild of moto's
 /// CodeBuild), the builds it started, each alarm's metric, the alert subscription, the secret in
@@ -799,25 +815,32 @@ fn a_template_past_the_51200_byte_body_limit_is_created_and_updated_through_the_
 #[test]
 fn verify_checks_api_builds_alarm_metrics_and_secret_and_says_what_it_could_not_confirm() {
     let fx = fixture();
-    fx.deploy_url(&base_args());
+    // Discovery's API key, in Parameter Store as a SecureString: --verify describes it, and
+    // never reads or shows its value.
+    let (key, value) = (
+        "/backlog-mirror/api-key",
+        "backlog-api-key-0123456789abcdef",
+    );
+    fx.aws(&[
+        "ssm",
+        "put-parameter",
+        "--name",
+        key,
+        "--type",
+        "SecureString",
+        "--value",
+        value,
+    ]);
+    fx.deploy_url(&with(base_args(), &["--backlog-api-key-ssm", key]));
     let verify = || {
-        let out = fx.deploy(
-            &[
-                "--verify",
-                "--verify-timeout",
-                "2",
-                "--stack-name",
-                STACK,
-                "--region",
-                REGION,
-            ]
-            .map(String::from),
-        );
+        let out = verify(&fx);
         let secret = fx.show_url().rsplit('/').next().unwrap().to_string();
-        assert!(
-            !out.stdout.contains(&secret) && !out.stderr.contains(&secret),
-            "--verify printed the secret"
-        );
+        for hidden in [secret.as_str(), value] {
+            assert!(
+                !out.stdout.contains(hidden) && !out.stderr.contains(hidden),
+                "--verify printed a secret"
+            );
+        }
         out
     };
     let line = |out: &Run, verdict: &str, text: &str| -> String {
@@ -845,13 +868,23 @@ fn verify_checks_api_builds_alarm_metrics_and_secret_and_says_what_it_could_not_
     line(
         &quiet,
         "ok",
+        "the webhook answered 200 to a project webhook's issue event and started no build",
+    );
+    line(
+        &quiet,
+        "ok",
+        &format!("parameter {key} is a SecureString under the default aws/ssm key"),
+    );
+    line(
+        &quiet,
+        "ok",
         "the webhook secret shows in no CloudFormation answer",
     );
-    assert_eq!(quiet.stdout.lines().count(), 4, "{}", quiet.stdout);
+    assert_eq!(quiet.stdout.lines().count(), 6, "{}", quiet.stdout);
     assert!(
         quiet
             .stderr
-            .contains("verify: 4 confirmed, 0 failed, 0 unconfirmed"),
+            .contains("verify: 6 confirmed, 0 failed, 0 unconfirmed"),
         "{}",
         quiet.stderr
     );
@@ -885,7 +918,7 @@ fn verify_checks_api_builds_alarm_metrics_and_secret_and_says_what_it_could_not_
     line(&out, "ok", "the alert email subscription is confirmed");
     assert!(
         out.stderr
-            .contains("verify: 6 confirmed, 1 failed, 3 unconfirmed"),
+            .contains("verify: 8 confirmed, 1 failed, 3 unconfirmed"),
         "{}",
         out.stderr
     );
@@ -938,4 +971,100 @@ fn verify_checks_api_builds_alarm_metrics_and_secret_and_says_what_it_could_not_
             ),
         );
     }
+}
+
+/// A list that discovers its repositories ([discover]) needs the Backlog API key's parameter,
+/// the one the build may read: refused without it (exit 2, nothing created); given, its name
+/// reaches the build, and --verify says the parameter is missing, that a project webhook's issue
+/// event starts no build, and that no [[mirror]] names a push to post (a parameter that is
+/// there: verify_checks_api_builds_alarm_metrics_and_secret_and_says_what_it_could_not_confirm).
+#[test]
+fn a_discovering_list_needs_the_api_key_which_reaches_the_build_and_verify_checks() {
+    let fx = fixture();
+    let list = fx.sb.join("space.toml");
+    std::fs::write(
+        &list,
+        "[defaults]\nbacklog-space = \"myspace\"\ncodecommit-prefix = \"app-\"\n\
+         create-target = true\n\n[discover]\nprojects = [\"*\"]\n",
+    )
+    .expect("list");
+    let args = deploy::args(
+        STACK,
+        &[
+            "--mirror-list",
+            &list.to_string_lossy(),
+            "--codecommit-prefix",
+            "app-",
+        ],
+    );
+    for (more, names) in [
+        (&[][..], "--backlog-api-key-ssm"),
+        (
+            &["--backlog-api-key-ssm", "api-key"][..],
+            "--backlog-api-key-ssm",
+        ),
+        (
+            &[
+                "--backlog-api-key-ssm",
+                "/k",
+                "--backlog-api-key-kms-key-arn",
+                "key",
+            ][..],
+            "--backlog-api-key-kms-key-arn",
+        ),
+    ] {
+        let out = fx.deploy(&with(args.clone(), more));
+        assert_eq!(out.code, 2, "{more:?}: {}", out.stderr);
+        assert!(out.only_error().contains(names), "{}", out.stderr);
+    }
+    fx.assert_nothing_created();
+
+    const KEY: &str = "/backlog-mirror/api-key";
+    fx.deploy_url(&with(args, &["--backlog-api-key-ssm", KEY]));
+    assert_eq!(fx.parameter("BacklogApiKeyParameterName"), KEY);
+    let project = fx.aws(&[
+        "codebuild",
+        "batch-get-projects",
+        "--names",
+        "backlog-mirror",
+    ]);
+    let variables = &project["projects"][0]["environment"]["environmentVariables"];
+    assert!(
+        variables
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|v| v["name"] == "BACKLOG_MIRROR_BACKLOG_API_KEY_SSM" && v["value"] == KEY),
+        "{variables}"
+    );
+
+    let has = |out: &Run, verdict: &str, text: &str| {
+        assert!(
+            out.stdout
+                .lines()
+                .any(|l| l.starts_with(&format!("{verdict:<11} ")) && l.contains(text)),
+            "no '{verdict}' line with '{text}':\n{}",
+            out.stdout
+        );
+    };
+    let out = verify(&fx);
+    assert_eq!(out.code, 1, "{}\n{}", out.stdout, out.stderr);
+    has(&out, "unconfirmed", "the list has no [[mirror]] to name");
+    has(
+        &out,
+        "ok",
+        "the webhook answered 200 to a project webhook's issue event and started no build",
+    );
+    has(&out, "FAILED", &format!("parameter {KEY} does not exist"));
+    let builds = fx.aws(&[
+        "codebuild",
+        "list-builds-for-project",
+        "--project-name",
+        "backlog-mirror",
+    ]);
+    assert_eq!(
+        builds["ids"],
+        serde_json::json!([]),
+        "a build started: {builds}"
+    );
 }

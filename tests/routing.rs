@@ -65,13 +65,18 @@ impl Post {
     }
 }
 
-/// The StartBuild bodies the posts render to, each checked: StartBuild is called with the two
-/// static headers, the body is JSON, its keys are projectName and at most the one override, and
-/// botocore's StartBuild model accepts it.
+const START_BUILD: &str = "CodeBuild_20161006.StartBuild";
+const BATCH_GET_PROJECTS: &str = "CodeBuild_20161006.BatchGetProjects";
+
+/// What each post renders to, checked: StartBuild's body (JSON, its keys projectName and at most
+/// the one override), or `ignored()` for the harmless read that starts nothing (BatchGetProjects
+/// of this project alone, X-Amz-Target overridden). Always the two static-shaped headers, and
+/// each body accepted by botocore's model of its operation.
 fn start_builds(method: &str, posts: &[Post]) -> Vec<Value> {
     let integration = integration(method);
     let jobs: Vec<Value> = posts.iter().map(|p| p.job(&integration)).collect();
-    let bodies: Vec<Value> = apigw::render(&jobs)
+    let (mut started, mut reads) = (Vec::new(), Vec::new());
+    let got: Vec<Value> = apigw::render(&jobs)
         .into_iter()
         .zip(posts)
         .map(|(r, p)| {
@@ -82,24 +87,49 @@ fn start_builds(method: &str, posts: &[Post]) -> Vec<Value> {
                 p.body
             );
             assert_eq!(r["status"], 200, "{r}");
+            let target = r["headers"]["X-Amz-Target"].as_str().unwrap_or_default();
             assert_eq!(
                 r["headers"],
-                json!({"X-Amz-Target": "CodeBuild_20161006.StartBuild",
-                       "Content-Type": "application/x-amz-json-1.1"})
+                json!({"X-Amz-Target": target, "Content-Type": "application/x-amz-json-1.1"})
             );
             let text = r["body"].as_str().unwrap();
             let body: Value = serde_json::from_str(text)
                 .unwrap_or_else(|e| panic!("not JSON ({e}): {text:.300}"));
+            if target == BATCH_GET_PROJECTS {
+                assert_eq!(body, json!({"names": [PROJECT]}), "{:.200}", p.body);
+                reads.push(body);
+                return ignored();
+            }
+            assert_eq!(target, START_BUILD, "{:.200}", p.body);
             let keys: Vec<&String> = body.as_object().unwrap().keys().collect();
             assert!(
                 keys == ["environmentVariablesOverride", "projectName"] || keys == ["projectName"],
                 "keys {keys:?} in {text:.300}"
             );
+            started.push(body.clone());
             body
         })
         .collect();
-    apigw::assert_valid_start_builds(&bodies);
-    bodies
+    for (operation, bodies) in [("StartBuild", started), ("BatchGetProjects", reads)] {
+        if !bodies.is_empty() {
+            apigw::assert_valid_inputs(operation, &bodies);
+        }
+    }
+    got
+}
+
+/// Each post, at the webhook URL, renders to what it is paired with.
+fn assert_routes(cases: Vec<(Post, Value)>) {
+    let (posts, want): (Vec<Post>, Vec<Value>) = cases.into_iter().unzip();
+    let got = start_builds("WebhookMethod", &posts);
+    for ((got, want), p) in got.iter().zip(&want).zip(&posts) {
+        assert_eq!(got, want, "{} body {:.300}", p.content_type, p.body);
+    }
+}
+
+/// A request that starts no build (see `start_builds`).
+fn ignored() -> Value {
+    json!("ignored: BatchGetProjects, no build")
 }
 
 fn syncs(name: &str) -> Value {
@@ -408,11 +438,7 @@ fn hostile_payloads_name_at_most_one_well_formed_mirror() {
             syncs_every_mirror(),
         ),
     ];
-    let (posts, want): (Vec<Post>, Vec<Value>) = cases.into_iter().unzip();
-    let got = start_builds("WebhookMethod", &posts);
-    for ((got, want), p) in got.iter().zip(&want).zip(&posts) {
-        assert_eq!(got, want, "{} body {:.200}", p.content_type, p.body);
-    }
+    assert_routes(cases);
 }
 
 /// The template guards $util.urlDecode: unguarded, the same body fails the template, which on
@@ -548,4 +574,308 @@ fn the_emulated_strings_behave_as_java_strings() {
             ),
         }
     }
+}
+
+/// A project webhook's body (Backlog's help, "Webhook": the "Get Recent Updates" activity of the
+/// API v2, developer.nulab.com): `type` the activity type, `project` with `projectKey`, and
+/// `content` by type (nulab/backlog4j's activity contents). Keys come out sorted (serde_json),
+/// which is not Backlog's order: nothing relies on the order.
+fn activity(kind: u64, project: &str, content: Value) -> Value {
+    json!({
+        "id": 3153,
+        "project": {
+            "id": 92, "projectKey": project, "name": "Subtasking", "chartEnabled": true,
+            "subtaskingEnabled": true, "textFormattingRule": "backlog", "archived": false,
+            "displayOrder": 3, "useDevAttributes": true
+        },
+        "type": kind,
+        "content": content,
+        "notifications": [],
+        "createdUser": {
+            "id": 1, "userId": "admin", "name": "開発 者", "roleType": 1, "lang": "ja",
+            "nulabAccount": {"nulabId": "Prm9ZD9DQD5snNWcSYSwZiQoA9WFBUEa2ySznrSnSQRhdC2X8G",
+                             "name": "admin", "uniqueId": "admin"},
+            "mailAddress": "eguchi@nulab.example", "lastLoginTime": "2022-09-01T06:35:39Z"
+        },
+        "created": "2013-12-27T07:50:44Z"
+    })
+}
+
+/// `content` of "Git pushed" (type 12) to a repository.
+fn pushed(repo: &str, comment: &str) -> Value {
+    json!({
+        "change_type": "update",
+        "ref": "refs/heads/main",
+        "revision_type": "commit",
+        "repository": {"id": 5, "name": repo, "description": "Kanji と \"quotes\" & <tags>"},
+        "revisions": [{"rev": "1f2e3d4c5b6a79880a9b8c7d6e5f4a3b2c1d0e9f", "comment": comment}],
+        "revision_count": 1
+    })
+}
+
+/// A commit message that looks like the structure a project webhook is read from.
+const LOOK_ALIKE: &str = "Fix it's \"quoting\" \\ {\"type\": 13, \"project\": {\"projectKey\": \"EVIL\"}, \
+     \"content\": {\"repository\": {\"name\": \"evil\"}}} $context.requestOverride #set($x = 1)";
+
+/// The activity types that are not about a repository's refs (Backlog API v2 "Get Recent
+/// Updates", type 1-26; 12 Git pushed and 13 Git repository created are), each with a content of
+/// its shape; the pull request ones carry `repository` too.
+fn other_events() -> Vec<Value> {
+    (1..=26)
+        .filter(|t| *t != 12 && *t != 13)
+        .map(|t| {
+            let content = match t {
+                18..=21 => json!({
+                    "id": 2, "number": 3, "summary": "Merge feature", "description": "",
+                    "comment": {"id": 7, "content": "LGTM"}, "changes": [],
+                    "repository": {"id": 5, "name": "app", "description": ""},
+                    "issue": {"id": 4809, "key_id": 121, "summary": "x", "description": ""}
+                }),
+                15 | 16 => json!({
+                    "users": [{"id": 2, "userId": "dev", "name": "dev", "roleType": 2}],
+                    "group_project_activities": [{"id": 1, "type": 25}], "comment": ""
+                }),
+                _ => json!({
+                    "id": 4809, "key_id": 121, "summary": "Git pushed to PROJ/app",
+                    "description": "", "comment": {"id": 7237, "content": LOOK_ALIKE},
+                    "changes": [{"field": "status", "new_value": "4", "old_value": "1",
+                                 "type": "standard"}]
+                }),
+            };
+            activity(t, "PROJ", content)
+        })
+        .collect()
+}
+
+/// "Git pushed" and "Git repository created" name PROJECTKEY/repository, as JSON (what Backlog
+/// sends) or form-encoded, pretty or compact, in any key order; the repository URL's path still
+/// wins below the secret.
+#[test]
+fn a_project_webhook_of_a_push_or_a_new_repository_syncs_that_repository() {
+    let push = activity(12, "PROJ", pushed("app", LOOK_ALIKE));
+    let created = activity(
+        13,
+        "PROJ",
+        json!({"repository": {"id": 6, "name": "new-repo", "description": null}}),
+    );
+    // Backlog's own order and spacing (id, project, type, content, ...).
+    let backlog_order = r#"{"id":1,"project":{"id":9,"projectKey":"PROJ","name":"p","archived":false},"type":12,"content":{"change_type":"create","ref":"refs/heads/topic","revision_type":"commit","repository":{"id":5,"name":"app","description":"a {brace}"},"revisions":[],"revision_count":0},"notifications":[],"createdUser":{"id":1,"name":"a"},"created":"2026-11-25T01:00:00Z"}"#;
+    let posts = vec![
+        post(JSON, push.to_string()),
+        post(JSON, serde_json::to_string_pretty(&push).unwrap()),
+        post(FORM, form(&push.to_string())),
+        post(JSON, push.to_string().replace('/', "\\/")),
+        post(JSON, backlog_order),
+        post(
+            JSON,
+            "{ \"type\" :\r\n 12 , \"project\" : { \"projectKey\" : \"PROJ\" } , \"content\" : { \"repository\" : {\t\"name\" : \"app\" } } }",
+        ),
+        post(JSON, created.to_string()),
+        post(FORM, form(&created.to_string())),
+        post(
+            JSON,
+            activity(12, "MY_PROJ2", pushed("web.site-v2_x", "m")).to_string(),
+        ),
+    ];
+    let got = start_builds("WebhookMethod", &posts);
+    for got in &got[..6] {
+        assert_eq!(got, &syncs("PROJ/app"));
+    }
+    assert_eq!(got[6], syncs("PROJ/new-repo"));
+    assert_eq!(got[7], syncs("PROJ/new-repo"));
+    assert_eq!(got[8], syncs("MY_PROJ2/web.site-v2_x"));
+    let got = start_builds(
+        "WebhookRepositoryMethod",
+        &[
+            post(JSON, push.to_string()).at("PROJ/app"),
+            post(JSON, push.to_string()).at("OTHER/lib"),
+        ],
+    );
+    assert_eq!(got, vec![syncs("PROJ/app"), syncs("OTHER/lib")]);
+}
+
+/// Every other event a project webhook can send starts no build (a harmless read, answered 200:
+/// tests/apigateway.rs), at the webhook URL and at a repository's own URL alike; so do a push or
+/// a new repository that name no repository. Never every mirror.
+#[test]
+fn other_project_webhook_events_start_no_build() {
+    let mut posts: Vec<Post> = Vec::new();
+    for event in other_events() {
+        posts.push(post(JSON, event.to_string()));
+        posts.push(post(FORM, form(&event.to_string())));
+    }
+    let without = |kind: u64, content: Value| activity(kind, "PROJ", content).to_string();
+    for body in [
+        without(12, json!({"ref": "refs/heads/main", "revisions": []})),
+        without(13, json!({})),
+        without(12, json!({"repository": {"id": 5, "description": ""}})),
+        // No project.
+        json!({"type": 13, "content": {"repository": {"name": "app"}}}).to_string(),
+        // A name no mirror can have (over 100 characters).
+        activity(12, "PROJ", pushed(&"a".repeat(96), "m")).to_string(),
+        // Just the type.
+        r#"{"type": 12}"#.to_string(),
+    ] {
+        posts.push(post(JSON, body));
+    }
+    let count = posts.len();
+    let got = start_builds("WebhookMethod", &posts);
+    assert_eq!(got, vec![ignored(); count]);
+    let below: Vec<Post> = other_events()
+        .iter()
+        .map(|e| post(JSON, e.to_string()).at("PROJ/app"))
+        .collect();
+    let got = start_builds("WebhookRepositoryMethod", &below);
+    assert_eq!(got, vec![ignored(); below.len()]);
+    // One character less than too long still names it.
+    let longest = activity(12, "PROJ", pushed(&"a".repeat(95), "m")).to_string();
+    let got = start_builds("WebhookMethod", &[post(JSON, longest)]);
+    assert_eq!(got, vec![syncs(&format!("PROJ/{}", "a".repeat(95)))]);
+}
+
+/// What a project webhook's body may not do: name anything but one well-formed PROJECTKEY/name
+/// of one push or new repository, add a key or an override, or fall back to every mirror.
+#[test]
+fn hostile_project_webhooks_name_at_most_one_well_formed_mirror_and_never_every_mirror() {
+    let push_of = |repo: &str| activity(12, "PROJ", pushed(repo, "m")).to_string();
+    let mut second_repository = activity(12, "PROJ", pushed("app", "m"));
+    second_repository["project"]["repository"] = json!({"id": 1, "name": "other"});
+    let mut second_key = activity(12, "PROJ", pushed("app", "m"));
+    second_key["content"]["project"] = json!({"projectKey": "OTHER"});
+    let mut issue_with_repository_url = activity(2, "PROJ", json!({"id": 1, "summary": "s"}));
+    issue_with_repository_url["repository"] = json!({"url": BACKLOG_URL, "name": "app"});
+    let mut nested_push = activity(3, "PROJ", json!({"id": 1}));
+    nested_push["content"]["activity"] = activity(12, "PROJ", pushed("app", "m"));
+    let mut pull_request_with_push_type = other_events()
+        .into_iter()
+        .find(|e| e["type"] == 18)
+        .unwrap();
+    pull_request_with_push_type["content"]["changes"] = json!([{"type": 12}]);
+    let mut untyped_push = activity(12, "PROJ", pushed("app", "m"));
+    untyped_push.as_object_mut().unwrap().remove("type");
+    let huge_comment = "x\"\\{}".repeat(200_000);
+    let cases: Vec<(Post, Value)> = vec![
+        // Quotes closing the name and opening a second override; backslashes.
+        (
+            post(
+                JSON,
+                push_of(r#"app"},{"name":"BACKLOG_MIRROR_TARGET","value":"https://evil.example/x"#),
+            ),
+            ignored(),
+        ),
+        (post(JSON, push_of("app\\evil")), ignored()),
+        (
+            post(JSON, push_of("app\nBACKLOG_MIRROR_TARGET=x")),
+            ignored(),
+        ),
+        (post(JSON, push_of("#set($name = 'x')")), ignored()),
+        (post(JSON, push_of("$context.stage")), ignored()),
+        (post(FORM, form(&push_of("%2e%2e"))), ignored()),
+        // Unicode: not the plain name, so none.
+        (post(JSON, push_of("レポ")), ignored()),
+        (
+            post(
+                JSON,
+                r#"{"type": 12, "project": {"projectKey": "\u0050ROJ"}, "content": {"repository": {"name": "app"}}}"#,
+            ),
+            ignored(),
+        ),
+        // The type as something else than the number 12 or 13.
+        (
+            post(
+                JSON,
+                push_of("app").replace("\"type\":12", "\"type\":\"12\""),
+            ),
+            ignored(),
+        ),
+        (
+            post(JSON, push_of("app").replace("\"type\":12", "\"type\":120")),
+            ignored(),
+        ),
+        (
+            post(JSON, push_of("app").replace("\"type\":12", "\"type\":-12")),
+            ignored(),
+        ),
+        (
+            post(
+                JSON,
+                push_of("app").replace("\"type\":12", "\"type\":1.2e1"),
+            ),
+            ignored(),
+        ),
+        // Nested look-alikes: a push inside another event, a second repository or project key.
+        (post(JSON, nested_push.to_string()), ignored()),
+        (
+            post(JSON, pull_request_with_push_type.to_string()),
+            ignored(),
+        ),
+        // A project webhook's body without its type is still one: no repository webhook fallback.
+        (post(JSON, untyped_push.to_string()), ignored()),
+        (post(JSON, second_repository.to_string()), ignored()),
+        (post(JSON, second_key.to_string()), ignored()),
+        // An issue event carrying a repository webhook's repository.url: still ignored.
+        (post(JSON, issue_with_repository_url.to_string()), ignored()),
+        (
+            post(FORM, form(&issue_with_repository_url.to_string())),
+            ignored(),
+        ),
+        // Huge bodies: a megabyte of quotes, backslashes and braces in a commit message.
+        (
+            post(
+                JSON,
+                activity(12, "PROJ", pushed("app", &huge_comment)).to_string(),
+            ),
+            syncs("PROJ/app"),
+        ),
+        (
+            post(
+                FORM,
+                form(&activity(5, "PROJ", json!({"content": huge_comment})).to_string()),
+            ),
+            ignored(),
+        ),
+        // Form-encoded with garbage around the payload.
+        (
+            post(
+                FORM,
+                format!("x=%ZZ&{}&y=%E3%81%&z=%", form(&push_of("app"))),
+            ),
+            syncs("PROJ/app"),
+        ),
+        // VTL in the body is data.
+        (
+            post(
+                JSON,
+                "{\"type\": 2, \"projectKey\": \"#set($ignore = false)\"}".to_string(),
+            ),
+            ignored(),
+        ),
+    ];
+    assert_routes(cases);
+}
+
+/// The emulation applies a request template's `$context.requestOverride.header` over the static
+/// request parameters, and fails a second assignment as API Gateway does (a 5XX).
+#[test]
+fn a_request_override_replaces_a_static_header_and_only_once() {
+    let raw = |template: &str| {
+        json!({"PassthroughBehavior": "NEVER",
+               "RequestParameters": {"integration.request.header.X-Amz-Target": "'A.Start'"},
+               "RequestTemplates": {JSON: template}})
+    };
+    let set = "#set($context.requestOverride.header.X-Amz-Target = 'A.Read')";
+    let results = apigw::render(&[
+        post(JSON, "").job(&raw("{}")),
+        post(JSON, "").job(&raw(&format!("{set}{{}}"))),
+        post(JSON, "").job(&raw(&format!("{set}{set}{{}}"))),
+    ]);
+    assert_eq!(results[0]["headers"], json!({"X-Amz-Target": "A.Start"}));
+    assert_eq!(results[1]["headers"], json!({"X-Amz-Target": "A.Read"}));
+    assert!(
+        results[2]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("set twice")),
+        "{}",
+        results[2]
+    );
 }

@@ -1,5 +1,5 @@
 //! The driver of apigw_render.py (API Gateway's mapping templates in airspeed-ext, LocalStack's
-//! Velocity engine) and of botocore's StartBuild model, shared by the modules that run the
+//! Velocity engine) and of botocore's models of CodeBuild's inputs, shared by the modules that run the
 //! webhook's wiring (tests/apigateway.rs, tests/routing.rs) so that both run it the same way.
 
 use std::io::Write;
@@ -33,17 +33,18 @@ pub fn render(jobs: &[Value]) -> Vec<Value> {
     serde_json::from_slice(&out.stdout).expect("results")
 }
 
-/// Check each body against botocore's model of CodeBuild's StartBuild input.
-pub fn assert_valid_start_builds(bodies: &[Value]) {
+/// Check each body against botocore's model of the input of CodeBuild's `operation`.
+pub fn assert_valid_inputs(operation: &str, bodies: &[Value]) {
     let out = Command::new("python3")
         .args([
             "-c",
             "import json, sys, botocore.session, botocore.validate\n\
              model = botocore.session.get_session().get_service_model('codebuild')\n\
-             shape = model.operation_model('StartBuild').input_shape\n\
+             shape = model.operation_model(sys.argv[1]).input_shape\n\
              for body in json.load(sys.stdin):\n\
              \x20   report = botocore.validate.ParamValidator().validate(body, shape)\n\
              \x20   assert not report.has_errors(), report.generate_report()",
+            operation,
         ])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -60,7 +61,7 @@ pub fn assert_valid_start_builds(bodies: &[Value]) {
         .expect("python3 with botocore");
     assert!(
         out.status.success(),
-        "StartBuild's model rejects a rendered body: {}",
+        "{operation}'s model rejects a rendered body: {}",
         String::from_utf8_lossy(&out.stderr)
     );
 }

@@ -19,7 +19,14 @@ differences, each closer to AWS's documentation:
     these methods onto Python's str with Python's semantics;
   - $util.urlDecode fails on a % not followed by two hex digits, as java.net.URLDecoder does
     (LocalStack's does not), and decodes bytes that are not UTF-8 to U+FFFD;
-  - $input.params() holds the request's path and query string parameters, given in the job.
+  - $input.params() holds the request's path and query string parameters, given in the job;
+  - a request template's $context.requestOverride.header.<name> replaces that header of the
+    integration request, static parameters included, and may be set once: a second assignment
+    fails the call, as it is a 5xx on AWS (developer guide, "Override your API's request and
+    response parameters and status codes": overrides apply "after standard API Gateway mappings
+    have been applied", "Overrides are final", set more than once "API Gateway returns a 5XX
+    response"); LocalStack merges the override over the mapped parameters the same way
+    (handlers/integration_request.py) but lets a second assignment win.
 
 Reads a job (or a list of jobs) as JSON on stdin and writes the result (or the list) on stdout.
 
@@ -139,6 +146,15 @@ class TemplateFailure(Exception):
     pass
 
 
+class Overrides(dict):
+    """$context.requestOverride.header and its kin: each name may be assigned once."""
+
+    def __setitem__(self, key, value):
+        if key in self:
+            raise TemplateFailure("the override %s is set twice, a 5XX on API Gateway" % key)
+        dict.__setitem__(self, key, value)
+
+
 # Regular-expression constructs that java.util.regex and Python's re read differently (or that
 # only one of them has); the templates must not use them, since this engine could not tell.
 _UNPORTABLE = re.compile(r"\\[swdbSWDBzZpPhHRXGQE]|[*+?}]\+|\(\?[^:=!<si)]|\(\?[si]+[^si:)]|\(\?<[^=!]")
@@ -225,8 +241,8 @@ def context_for(request):
         "apiId": "a1b2c3d4e5",
         "accountId": "123456789012",
         "identity": {"sourceIp": "203.0.113.10", "userAgent": header(request.get("headers", {}), "User-Agent") or ""},
-        "requestOverride": {"header": {}, "path": {}, "querystring": {}},
-        "responseOverride": {"status": 0, "header": {}},
+        "requestOverride": {"header": Overrides(), "path": Overrides(), "querystring": Overrides()},
+        "responseOverride": {"status": 0, "header": Overrides()},
     }
 
 
@@ -261,8 +277,9 @@ def integration_request(integration, request):
         if behavior == "NEVER" or (behavior == "WHEN_NO_TEMPLATES" and templates):
             return {"status": 415, "body": json.dumps({"message": "Unsupported Media Type"})}
         body = request.get("body", "")
-    else:
-        body = render(template, request.get("body", ""), request, context_for(request))
+    context = context_for(request)
+    if template is not None:
+        body = render(template, request.get("body", ""), request, context)
     headers = {}
     for key, source in (integration.get("RequestParameters") or {}).items():
         prefix = "integration.request.header."
@@ -271,6 +288,10 @@ def integration_request(integration, request):
         if not (source.startswith("'") and source.endswith("'")):
             raise TemplateFailure("only static values are emulated: %s = %s" % (key, source))
         headers[key[len(prefix):]] = source[1:-1]
+    for name, value in context["requestOverride"]["header"].items():
+        for old in [k for k in headers if k.lower() == name.lower()]:
+            del headers[old]
+        headers[name] = str(value)
     return {"status": 200, "headers": headers, "body": body}
 
 

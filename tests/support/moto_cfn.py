@@ -49,10 +49,11 @@ cloudformation/backlog-mirror.yaml as it is:
 13. API Gateway's TestInvokeMethod is not implemented, and moto keeps no mapping template of a
    method CloudFormation made. Here the method's Integration and MethodResponses, as the stack
    gave them, are kept, and TestInvokeMethod runs them through apigw_render.py (the emulation of
-   API Gateway's mapping the other tests use): the request mapping, then StartBuild of moto's
-   CodeBuild with the rendered body (its environment variable overrides recorded on the build,
-   as BatchGetBuilds shows them on AWS), then the integration responses. Its log has the lines
-   AWS's execution log has for the request body before and after the mapping.
+   API Gateway's mapping the other tests use): the request mapping, then the action its
+   X-Amz-Target names (StartBuild or BatchGetProjects) of moto's CodeBuild with the rendered
+   body (a build's environment variable overrides recorded on it, as BatchGetBuilds shows them
+   on AWS), then the integration responses. Its log has the lines AWS's execution log has for
+   the request headers and body after the mapping and the body before it.
 14. AWS::ApiGateway::Resource cannot be updated (7 keeps it as it was). Here a changed PathPart
    (a rotated webhook secret) is applied to the resource, as CloudFormation's update changes the
    API's path; its methods stay.
@@ -373,6 +374,21 @@ def start_build(request_body, account_id, region_name):
     return 200, json.dumps({"build": build}, default=str)
 
 
+def codebuild_call(target, request_body, account_id, region_name):
+    """The CodeBuild action the integration request names in X-Amz-Target: (status, body)."""
+    if target == "CodeBuild_20161006.StartBuild":
+        return start_build(request_body, account_id, region_name)
+    if target == "CodeBuild_20161006.BatchGetProjects":
+        backend = codebuild_models.codebuild_backends[account_id][region_name]
+        names = json.loads(request_body).get("names", [])
+        found = backend.batch_get_projects(names)
+        known = {p["name"] for p in found}
+        return 200, json.dumps(
+            {"projects": found, "projectsNotFound": [n for n in names if n not in known]}, default=str
+        )
+    return 400, json.dumps({"__type": "UnknownOperationException", "message": str(target)})
+
+
 def test_invoke_method(self):
     parts = self.path.split("/")
     api_id, resource_id, verb = parts[2], parts[4], parts[6]
@@ -400,8 +416,12 @@ def test_invoke_method(self):
     elif mapped["status"] != 200:
         answer = mapped
     else:
+        headers = ", ".join(f"{k}={v}" for k, v in mapped["headers"].items())
+        log.append(f"{now} : Endpoint request headers: {{{headers}}}")
         log.append(f"{now} : Endpoint request body after transformations: {mapped['body']}")
-        status, body = start_build(mapped["body"], self.current_account, self.region)
+        status, body = codebuild_call(
+            mapped["headers"].get("X-Amz-Target"), mapped["body"], self.current_account, self.region
+        )
         log.append(f"{now} : Endpoint response body before transformations: {body}")
         answer = apigw_render.run({
             "mode": "response",
