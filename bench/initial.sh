@@ -49,15 +49,23 @@ run_side() {
       --cache-dir "$work/cache" >"$work/summary.json"
   else
     /usr/bin/time -f '%e %M' -o "$work/time" sh -c \
-      'git clone --quiet --mirror "$1" "$2" && git -C "$2" push --quiet --mirror "$3"' \
-      sh "$url/source.git" "$work/clone.git" "$url/target-$side.git"
+      'a=$(date +%s.%N); git clone --quiet --mirror "$1" "$2"; b=$(date +%s.%N)
+       git -C "$2" push --quiet --mirror "$3"; c=$(date +%s.%N)
+       awk -v a="$a" -v b="$b" -v c="$c" "BEGIN { printf \"clone %.2f push %.2f\\n\", b - a, c - b }" >"$4"' \
+      sh "$url/source.git" "$work/clone.git" "$url/target-$side.git" "$work/phases"
   fi
   read -r seconds rss <"$work/time"
   [[ $(git -C "$target" for-each-ref | wc -l) == "$refs" ]] || { echo "$side: the target lacks refs" >&2; exit 1; }
-  echo "$side $seconds $rss $(pack_bytes "$target")" | tee -a "$work/rows"
+  local phases
+  if [[ $side == B ]]; then
+    phases=$(python3 -c 'import json, sys; s = json.load(open(sys.argv[1]))["seconds"]; print("fetch %.2f push %.2f" % (s["fetch"], s["push"]))' "$work/summary.json")
+  else
+    phases=$(cat "$work/phases")
+  fi
+  echo "$side $seconds $rss $(pack_bytes "$target") $phases" | tee -a "$work/rows"
 }
 
-printf '%-4s %8s %10s %14s\n' side seconds rss_kib target_bytes
+printf '%-4s %8s %10s %14s %s\n' side seconds rss_kib target_bytes phases
 for round in $(seq "$rounds"); do
   if (( round % 2 )); then run_side B; run_side C; else run_side C; run_side B; fi
 done
