@@ -840,6 +840,14 @@ impl MirrorList {
         targets: &[&Remote],
     ) -> anyhow::Result<Vec<Option<String>>> {
         let mut refused: Vec<Option<String>> = vec![None; selected.len()];
+        // Each target's place once (a local path is opened to find it): the pairs below are
+        // many, the targets few.
+        let places: Vec<String> = targets.iter().map(|t| t.url.place()).collect();
+        let targets: Vec<(&Remote, &str)> = targets
+            .iter()
+            .zip(&places)
+            .map(|(t, p)| (*t, p.as_str()))
+            .collect();
         let shown = |listed: &Listed| {
             if listed.discovered {
                 format!("mirror '{}' (discovered)", listed.name)
@@ -847,12 +855,12 @@ impl MirrorList {
                 format!("mirror '{}' (line {})", listed.name, listed.line)
             }
         };
-        for (i, (listed, target)) in selected.iter().zip(targets).enumerate() {
+        for (i, (listed, target)) in selected.iter().zip(&targets).enumerate() {
             if !listed.discovered {
                 continue;
             }
-            for (j, (other, other_target)) in selected.iter().zip(targets).enumerate() {
-                if i == j || !one_target(target, other_target) {
+            for (j, (other, other_target)) in selected.iter().zip(&targets).enumerate() {
+                if i == j || !one_target(*target, *other_target) {
                     continue;
                 }
                 let what_to_do = "give one of them a [[mirror]] table with its own target (or \
@@ -863,7 +871,7 @@ impl MirrorList {
                         "{} has the same target as {}: {}; neither is synced: {what_to_do}",
                         shown(listed),
                         shown(other),
-                        target.url.redacted()
+                        target.0.url.redacted()
                     )
                 } else {
                     format!(
@@ -871,21 +879,21 @@ impl MirrorList {
                          wins): {what_to_do}",
                         shown(listed),
                         shown(other),
-                        target.url.redacted()
+                        target.0.url.redacted()
                     )
                 };
                 refused[i] = Some(why);
                 break;
             }
         }
-        self.check_listed_targets(selected, targets)?;
+        self.check_listed_targets(selected, &targets)?;
         Ok(refused)
     }
 
     fn check_listed_targets(
         &self,
         selected: &[&Listed],
-        targets: &[&Remote],
+        targets: &[(&Remote, &str)],
     ) -> anyhow::Result<()> {
         let key = |listed: &Listed| {
             if listed.args.target.is_some() {
@@ -901,7 +909,7 @@ impl MirrorList {
             let earlier = selected[..i].iter().zip(targets);
             let Some((other, other_target)) = earlier
                 .into_iter()
-                .find(|(o, t)| !o.discovered && one_target(t, target))
+                .find(|(o, t)| !o.discovered && one_target(**t, *target))
             else {
                 continue;
             };
@@ -912,10 +920,10 @@ impl MirrorList {
                 listed.line_of(key(listed)),
                 listed.name,
                 key(listed),
-                target.url.redacted(),
+                target.0.url.redacted(),
                 other.name,
                 other.line_of(key(other)),
-                other_target.url.redacted()
+                other_target.0.url.redacted()
             )));
         }
         Ok(())
@@ -923,15 +931,16 @@ impl MirrorList {
 }
 
 /// Whether two targets are one repository: one CodeCommit repository name in one region
-/// (unless two different AWS profiles name it: two accounts), or one place however written.
-fn one_target(a: &Remote, b: &Remote) -> bool {
+/// (unless two different AWS profiles name it: two accounts), or one place however written
+/// (each remote comes with its `RemoteUrl::place`).
+fn one_target((a, a_place): (&Remote, &str), (b, b_place): (&Remote, &str)) -> bool {
     match (a.codecommit(), b.codecommit()) {
         (Some(x), Some(y)) => {
             x.name == y.name
                 && x.region == y.region
                 && (x.profile.is_none() || y.profile.is_none() || x.profile == y.profile)
         }
-        _ => a.url.place() == b.url.place(),
+        _ => a_place == b_place,
     }
 }
 
