@@ -250,7 +250,7 @@ impl Report {
             }
         }
         let mut targets = article_targets(&datasets, &rows);
-        targets.extend(issue12_targets(&datasets, &rows));
+        targets.extend(plain_git_targets(&datasets, &rows));
         Report {
             machine,
             rounds,
@@ -544,8 +544,8 @@ fn article_targets(datasets: &[DatasetInfo], rows: &[Row]) -> Vec<Target> {
     out
 }
 
-/// Issue 12's targets: B against plain git (C), with CodeCommit's 4,000-update limit on B only.
-fn issue12_targets(datasets: &[DatasetInfo], rows: &[Row]) -> Vec<Target> {
+/// The targets against plain git: B against C, with CodeCommit's 4,000-update limit on B only.
+fn plain_git_targets(datasets: &[DatasetInfo], rows: &[Row]) -> Vec<Target> {
     const LIST: &str = "plain git";
     let mut out = Vec::new();
     for d in datasets {

@@ -33,7 +33,7 @@ const STATELESS_TIME: &str = "stateless incremental time against a warm cache's"
 const STATELESS_MEMORY: &str = "stateless incremental peak memory";
 const AGAINST_10_REFS: &str = "initial mirror against the 10-ref repository";
 
-/// Issue 12's targets on every dataset; a 10,000-ref dataset has `AGAINST_10_REFS` as well.
+/// The targets against plain git on every dataset; a 10,000-ref dataset has `AGAINST_10_REFS` as well.
 const EVERY_DATASET: [&str; 9] = [
     INITIAL_TIME,
     INITIAL_BYTES,
@@ -130,7 +130,7 @@ fn small(samples: Vec<Sample>) -> Report {
     report(vec![dataset("small-10refs", Size::Small, 10)], samples)
 }
 
-/// Issue 12's verdict on `what` for `dataset`; the report must hold it exactly once.
+/// The plain-git verdict on `what` for `dataset`; the report must hold it exactly once.
 fn verdict(report: &Report, dataset: &str, what: &str) -> Option<bool> {
     let found: Vec<_> = report
         .targets
@@ -204,7 +204,7 @@ struct Limit {
     strict: bool,
 }
 
-/// Issue 12's limits, as B's figure on each against `comfortable`'s others.
+/// The limits against plain git, as B's figure on each against `comfortable`'s others.
 fn limits() -> [Limit; 9] {
     use Figure::*;
     use Scenario::*;
@@ -573,9 +573,9 @@ fn results_json_and_the_printed_summary_hold_each_verdict() {
 
     let json = serde_json::to_value(&report).expect("serialise");
     let targets = json["targets"].as_array().expect("a targets array");
-    let issue12: Vec<_> = targets.iter().filter(|t| t["list"] == PLAIN_GIT).collect();
-    assert_eq!(issue12.len(), EVERY_DATASET.len(), "{issue12:#?}");
-    for target in &issue12 {
+    let against_git: Vec<_> = targets.iter().filter(|t| t["list"] == PLAIN_GIT).collect();
+    assert_eq!(against_git.len(), EVERY_DATASET.len(), "{against_git:#?}");
+    for target in &against_git {
         for key in ["dataset", "what", "goal", "measured"] {
             assert!(target[key].is_string(), "{key} in {target}");
         }
