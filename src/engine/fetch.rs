@@ -194,10 +194,7 @@ impl std::error::Error for CacheRefused {}
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn id(n: u8) -> Oid {
-        Oid::from_bytes(&[n; 20]).unwrap()
-    }
+    use crate::protocol::testing::id;
 
     fn refs(list: &[(&str, u8)]) -> RefMap {
         list.iter().map(|(n, i)| (n.to_string(), id(*i))).collect()

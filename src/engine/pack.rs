@@ -223,14 +223,7 @@ fn send_pack(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn id(n: u8) -> Oid {
-        Oid::from_bytes(&[n; 20]).unwrap()
-    }
-
-    fn change(name: &str, old: Option<Oid>, new: Option<Oid>) -> Change {
-        Change::between(name, old, new)
-    }
+    use crate::protocol::testing::id;
 
     #[test]
     fn a_few_changes_are_cut_near_and_a_large_or_batched_plan_against_every_id() {
@@ -249,8 +242,8 @@ mod tests {
             ],
             capabilities: vec![],
         };
-        let moved = change("refs/pull/2/head", Some(id(4)), Some(id(9)));
-        let created = change("refs/pull/7/head", None, Some(id(8)));
+        let moved = Change::between("refs/pull/2/head", Some(id(4)), Some(id(9)));
+        let created = Change::between("refs/pull/7/head", None, Some(id(8)));
         let changes = [&moved, &created];
         // Branches, tags and `.have`s, the changed refs' old ids; each once.
         assert_eq!(

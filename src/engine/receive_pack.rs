@@ -283,14 +283,7 @@ fn outcome(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn id(n: u8) -> Oid {
-        Oid::from_bytes(&[n; 20]).unwrap()
-    }
-
-    fn change(name: &str, old: Option<Oid>, new: Option<Oid>) -> Change {
-        Change::between(name, old, new)
-    }
+    use crate::protocol::testing::id;
 
     fn advertisement(
         refs: &[(&[u8], Oid)],
@@ -308,10 +301,10 @@ mod tests {
             &[(b"refs/heads/a", id(1)), (b"refs/heads/moved", id(9))],
             "report-status delete-refs",
         );
-        let a = change("refs/heads/a", Some(id(1)), Some(id(2)));
-        let moved = change("refs/heads/moved", Some(id(1)), Some(id(2)));
-        let created_meanwhile = change("refs/heads/moved", None, Some(id(2)));
-        let new = change("refs/heads/new", None, Some(id(3)));
+        let a = Change::between("refs/heads/a", Some(id(1)), Some(id(2)));
+        let moved = Change::between("refs/heads/moved", Some(id(1)), Some(id(2)));
+        let created_meanwhile = Change::between("refs/heads/moved", None, Some(id(2)));
+        let new = Change::between("refs/heads/new", None, Some(id(3)));
         let (held, stale) = leased(&[&a, &moved, &new], &ad);
         assert_eq!(held.len(), 2);
         assert_eq!(
@@ -325,8 +318,8 @@ mod tests {
     #[test]
     fn commands_carry_the_leases_and_the_capabilities_once() {
         let ad = advertisement(&[], "report-status side-band-64k delete-refs quiet");
-        let update = change("refs/heads/caf\\xe9", Some(id(1)), Some(id(2)));
-        let delete = change("refs/tags/v1", Some(id(3)), None);
+        let update = Change::between("refs/heads/caf\\xe9", Some(id(1)), Some(id(2)));
+        let delete = Change::between("refs/tags/v1", Some(id(3)), None);
         let bytes = commands(&[&update, &delete], &ad).unwrap();
         let mut reader = PktReader::new(&bytes[..]);
         let first = match reader.next().unwrap() {

@@ -16,4 +16,4 @@ pub(crate) mod side_band;
 #[cfg(test)]
 mod properties;
 #[cfg(test)]
-mod testing;
+pub(crate) mod testing;

@@ -1,4 +1,5 @@
-//! What the protocol's tests share: packets made from lines, and ids.
+//! What the protocol's tests (and the engine's, above them) share: packets made from lines, and
+//! ids.
 
 #![cfg(test)]
 
@@ -13,6 +14,11 @@ pub(crate) fn packets(lines: &[Option<&[u8]>]) -> Vec<u8> {
         }
     }
     out
+}
+
+/// The id whose 20 bytes are all `n`.
+pub(crate) fn id(n: u8) -> git2::Oid {
+    git2::Oid::from_bytes(&[n; 20]).expect("20 bytes")
 }
 
 pub(crate) const T: std::time::Duration = std::time::Duration::from_secs(60);
