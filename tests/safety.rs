@@ -424,3 +424,26 @@ fn a_single_ref_over_the_targets_limit_is_refused_and_the_rest_lands() {
     assert!(out.stderr.contains("unpack"), "{}", out.stderr);
     fsck(&target);
 }
+
+/// Once the target has refused a batch, later batches of the plan are cut to the size it took
+/// before they are sent, not refused one by one: eight 100 kB branches in batches of four to a
+/// target that takes 350 kB make one refusal and four pushes of two.
+#[test]
+fn later_batches_stay_under_the_size_the_target_took() {
+    let sb = Sandbox::new();
+    let source = init_bare(&sb.join("srv/source.git"));
+    for i in 0..8 {
+        incompressible_branch(&source, &format!("b{i}"), i + 1, 100_000);
+    }
+    let target = init_bare(&sb.join("srv/target.git"));
+    git(&target, &["config", "receive.maxInputSize", "350000"]);
+    let out =
+        run(sb
+            .sync(&path_str(&source), &path_str(&target))
+            .args(["--batch-size", "4", "--json"]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_mirror(&source, &target);
+    let push = &out.json()["transfer"]["push"];
+    assert_eq!(push["halved"], 1, "{push}");
+    assert_eq!(push["batches"], 4, "{push}");
+}

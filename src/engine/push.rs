@@ -648,11 +648,7 @@ impl Pusher<'_> {
                 anyhow::bail!("a {} batch without its engine", engine.name());
             };
             if batch.len() > most {
-                let mut parts: Vec<_> = batch.chunks(most).map(|c| (engine, c.to_vec())).collect();
-                parts.reverse();
-                for part in parts {
-                    queue.push_front(part);
-                }
+                requeue(&mut queue, engine, &batch, most);
                 by.rebatched();
                 continue;
             }
@@ -723,9 +719,7 @@ impl Pusher<'_> {
                 pushed.halved += 1;
                 most = most.min(half);
                 by.rebatched();
-                for part in rest.chunks(half).rev() {
-                    queue.push_front((engine, part.to_vec()));
-                }
+                requeue(&mut queue, engine, &rest, half);
                 pending.clear();
                 break PushOutcome::default();
             };
@@ -741,6 +735,18 @@ impl Pusher<'_> {
             );
         }
         Ok(())
+    }
+}
+
+/// Put `refs` back at the front of the queue, in their order, as batches of at most `size`.
+fn requeue<'c>(
+    queue: &mut VecDeque<(Engine, Vec<&'c Change>)>,
+    engine: Engine,
+    refs: &[&'c Change],
+    size: usize,
+) {
+    for part in refs.chunks(size).rev() {
+        queue.push_front((engine, part.to_vec()));
     }
 }
 
