@@ -381,6 +381,20 @@ fn a_repository_gone_from_backlog_is_reported_and_its_cache_and_target_are_kept(
     );
     assert!(space.sb.cache_dir().join("PROJ/gone.git/HEAD").is_file());
     assert_mirror(&space.source("PROJ", "gone"), &space.target("PROJ", "gone"));
+
+    // Directories planted in the cache that no mirror could have made (a name with a terminal
+    // escape, a hidden one) are not mirrors that vanished: never reported, never printed.
+    for planted in ["PROJ/\u{1b}[2Jevil.git", "PROJ/.hidden.git"] {
+        let dir = space.sb.cache_dir().join(planted);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("HEAD"), "ref: refs/heads/main\n").unwrap();
+    }
+    let again = run(space.sync(&list).arg("--json"));
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    assert!(!again.stderr.contains('\u{1b}'), "{}", again.stderr);
+    assert!(!again.stdout.contains("evil") && !again.stdout.contains("hidden"));
+    assert!(!again.stderr.contains("evil") && !again.stderr.contains("hidden"));
+    assert_eq!(found(&again.json(), "PROJ", "gone")["status"], "vanished");
 }
 
 #[test]

@@ -696,7 +696,9 @@ fn vanished(d: &Discover, list: &MirrorList, unknown: &BTreeSet<String>, found: 
                 continue;
             };
             let mirror = format!("{key}/{name}");
-            if !repo.path().join("HEAD").is_file()
+            // Only what a mirror could have made: anything else planted there is no mirror.
+            if !mirror_list::valid_name(&mirror)
+                || !repo.path().join("HEAD").is_file()
                 || !d.repository_selected(name)
                 || list.mirrors.iter().any(|m| m.name == mirror)
             {
