@@ -32,7 +32,9 @@ fn stale_files(cache_dir: &Path) -> usize {
     while let Some(dir) = stack.pop() {
         for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            if entry.path().is_dir() {
+            if entry.path().is_dir() && name.starts_with('.') && name.contains(".git.new-") {
+                count += 1;
+            } else if entry.path().is_dir() {
                 stack.push(entry.path());
             } else if name.ends_with(".lock") && !name.ends_with("backlog-mirror-lock")
                 || name.starts_with("pack_git2_")
@@ -62,8 +64,9 @@ enum KillAt {
     MidPush,
 }
 
-/// Kill a sync at `at`, then prove the next run repairs and finishes.
-fn kill_then_recover(label: &str, extra: &[&str], at: KillAt) {
+/// Kill a sync at `at`, then prove the next run repairs and finishes. How many stale files and
+/// half-made mirrors the kill left.
+fn kill_then_recover(label: &str, extra: &[&str], at: KillAt) -> usize {
     let sb = Sandbox::new();
     let source = big_source(&sb);
     let target = init_bare(&sb.join("srv/target.git"));
@@ -132,13 +135,16 @@ fn kill_then_recover(label: &str, extra: &[&str], at: KillAt) {
         .find(|p| p.extension().is_some_and(|e| e == "git"))
         .expect("a mirror in the cache dir");
     fsck(&cache);
+    leftovers
 }
 
+/// `--no-seed` where the kill is to land in the fetch into the cache or a push from it: with it,
+/// a first mirror fills the cache before it pushes (without it, one relays: see below).
 #[test]
 fn killed_as_the_fetch_starts() {
     kill_then_recover(
         "fetch start",
-        &[],
+        &["--no-seed"],
         KillAt::Line(|l| l.contains("fetching from")),
     );
 }
@@ -147,7 +153,7 @@ fn killed_as_the_fetch_starts() {
 fn killed_in_the_middle_of_the_fetch() {
     kill_then_recover(
         "mid fetch",
-        &[],
+        &["--no-seed"],
         KillAt::Line(|l| l.starts_with("fetch:") && !l.contains("(0/")),
     );
 }
@@ -170,8 +176,20 @@ fn killed_in_the_middle_of_a_git_push() {
 fn killed_in_the_middle_of_a_wire_push() {
     kill_then_recover(
         "mid push (wire)",
-        &["--push-engine", "wire"],
+        &["--push-engine", "wire", "--no-seed"],
         KillAt::MidPush,
+    );
+}
+
+/// A first mirror relays the source's pack to the target and stores it as the new cache at once:
+/// killed half-way, it leaves a half-made mirror beside the cache's place (counted by
+/// `stale_files`), which the next run removes before it starts again.
+#[test]
+fn killed_in_the_middle_of_a_first_mirror_relay() {
+    let left = kill_then_recover("mid relay (first mirror)", &[], KillAt::MidPush);
+    assert!(
+        left > 0,
+        "the kill left no half-made mirror: it missed the relay"
     );
 }
 

@@ -40,7 +40,8 @@ fn stateless(sb: &Sandbox, source: &str, target: &str, extra: &[&str]) -> Run {
         .arg(&cache)
         .args(extra));
     let packs = packs_under(&cache);
-    if out.json()["relay"]["relayed"] == true {
+    let relay = &out.json()["relay"];
+    if relay["relayed"] == true && relay["cached"] == false {
         assert!(packs.is_empty(), "a relay left packs behind: {packs:?}");
     }
     out
@@ -98,8 +99,9 @@ fn a_stateless_incremental_relays_over_git_http_and_a_local_path_and_never_seeds
         let first = stateless(&sb, &src, &tgt, &[]);
         assert_eq!(first.code, 0, "{transport}: {}", first.stderr);
         assert_mirror(&source, &target);
-        // An empty target is a first mirror: it goes through the cache.
-        assert_eq!(first.json()["relay"]["relayed"], false, "{}", first.stdout);
+        // An empty target is a first mirror: relayed, its pack kept as the cache.
+        assert_eq!(first.json()["relay"]["relayed"], true, "{}", first.stdout);
+        assert_eq!(first.json()["relay"]["cached"], true, "{}", first.stdout);
 
         change_source(&sb, &source, "w1");
         let out = stateless(&sb, &src, &tgt, &[]);
@@ -118,6 +120,121 @@ fn a_stateless_incremental_relays_over_git_http_and_a_local_path_and_never_seeds
         assert_eq!(json["refs"]["created"], 1, "{json}");
         assert_eq!(json["refs"]["deleted"], 1, "{json}");
         assert_eq!(json["status"], "in_sync", "{json}");
+    }
+}
+
+/// The bare mirror a sync keeps in `cache_dir`.
+fn cache_mirror(cache_dir: &Path) -> PathBuf {
+    std::fs::read_dir(cache_dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "git"))
+        .expect("a mirror in the cache directory")
+}
+
+#[test]
+fn a_first_mirror_relays_one_pack_and_keeps_it_as_the_cache() {
+    for transport in ["git", "http"] {
+        let sb = Sandbox::new();
+        let source = source_repo(&sb);
+        let target = init_bare(&sb.join("srv/target.git"));
+        let server = GitServer::start(transport, &sb.join("srv"));
+        let (src, tgt) = (server.url("source.git"), server.url("target.git"));
+        let first = run(sb.sync(&src, &tgt).arg("--json"));
+        assert_eq!(first.code, 0, "{transport}: {}", first.stderr);
+        assert_mirror(&source, &target);
+        fsck(&target);
+        let json = first.json();
+        assert_eq!(json["relay"]["relayed"], true, "{transport}: {json}");
+        assert_eq!(json["relay"]["cached"], true, "{transport}: {json}");
+        assert_eq!(json["relay"]["fallback"], serde_json::Value::Null, "{json}");
+        assert_eq!(json["transfer"]["push"]["engine"], "relay", "{json}");
+        assert_eq!(json["transfer"]["push"]["batches"], 1, "{json}");
+        // One pack from the source, into the target and the cache at once: each object once.
+        let objects = reachable_objects(&source);
+        assert_eq!(json["relay"]["objects"], objects, "{transport}: {json}");
+        assert_eq!(json["transfer"]["fetch"]["objects"], objects, "{json}");
+        assert_eq!(json["transfer"]["push"]["objects"], objects, "{json}");
+        let cache = cache_mirror(&sb.cache_dir());
+        assert_mirror(&source, &cache);
+        fsck(&cache);
+        assert!(
+            names_in(&sb.cache_dir())
+                .iter()
+                .all(|n| !n.contains(".new-")),
+            "a half-made mirror is left: {:?}",
+            names_in(&sb.cache_dir())
+        );
+
+        // The next run is warm: the source sends the change alone, and the cache pushes it.
+        change_source(&sb, &source, "w1");
+        let next = run(sb.sync(&src, &tgt).arg("--json"));
+        assert_eq!(next.code, 0, "{transport}: {}", next.stderr);
+        assert_mirror(&source, &target);
+        assert_mirror(&source, &cache);
+        let json = next.json();
+        assert_eq!(json["relay"], serde_json::Value::Null, "{json}");
+        assert_eq!(
+            json["transfer"]["fetch"]["objects"], 3,
+            "{transport}: {json}"
+        );
+        assert_eq!(json["transfer"]["push"]["engine"], "wire", "{json}");
+    }
+}
+
+/// The names in a directory.
+fn names_in(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+#[test]
+fn a_first_mirror_of_more_than_one_pack_fills_the_cache_first() {
+    let sb = Sandbox::new();
+    let source = source_repo(&sb);
+    let server = GitServer::start("git", &sb.join("srv"));
+    let src = server.url("source.git");
+    // A filter that leaves refs out (the cache holds every ref), a plan in batches (each
+    // pack would hold only its batch), a dry run (which changes nothing): the cache's way.
+    for (name, extra, why) in [
+        (
+            "filtered",
+            &["--exclude", "refs/pull/*"][..],
+            "the filter leaves refs out",
+        ),
+        (
+            "batched",
+            &["--batch-size", "5"][..],
+            "takes the plan in batches",
+        ),
+        ("dry", &["--dry-run"][..], "dry run"),
+    ] {
+        let target = init_bare(&sb.join(&format!("srv/{name}.git")));
+        let cache = sb.join(&format!("cache-{name}"));
+        let out = run(bin()
+            .env("HOME", sb.home())
+            .args(["sync", "--json", "--source", &src, "--target"])
+            .arg(server.url(&format!("{name}.git")))
+            .arg("--cache-dir")
+            .arg(&cache)
+            .args(extra));
+        assert_eq!(out.code, 0, "{name}: {}", out.stderr);
+        let json = out.json();
+        assert_eq!(json["relay"]["relayed"], false, "{name}: {json}");
+        let fallback = json["relay"]["fallback"].as_str().unwrap_or_default();
+        assert!(fallback.contains(why), "{name}: {json}");
+        if name != "dry" {
+            assert_eq!(json["transfer"]["push"]["engine"], "wire", "{name}: {json}");
+            assert!(!git(&target, &["for-each-ref"]).is_empty(), "{name}");
+            if name == "batched" {
+                assert_mirror(&source, &target);
+            }
+            fsck(&target);
+        }
     }
 }
 

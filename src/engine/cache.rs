@@ -138,6 +138,45 @@ impl Lock {
     }
 }
 
+/// A mirror being made beside its place while a first mirror's pack is relayed to the target
+/// (`sync::relay`): the pack goes into it as it passes, and once it is stored and the refs are
+/// written the mirror is moved into place whole. Dropped unfinished, it leaves nothing behind.
+pub(crate) struct NewMirror {
+    temp: tempfile::TempDir,
+    path: PathBuf,
+}
+
+impl Lock {
+    /// Start the mirror this lock guards, beside its place (it must not exist yet).
+    pub(crate) fn new_mirror(&self) -> Result<NewMirror> {
+        Ok(NewMirror {
+            temp: init_beside(&self.path)?,
+            path: self.path.clone(),
+        })
+    }
+}
+
+impl NewMirror {
+    /// Where the new mirror is being made.
+    pub(crate) fn dir(&self) -> &Path {
+        self.temp.path()
+    }
+
+    /// Record `refs` (every object they need already stored) and move the mirror into place.
+    pub(crate) fn finish(self, refs: &RefMap) -> Result<()> {
+        {
+            let repo = Repository::open_bare(self.temp.path())
+                .with_context(|| format!("cannot open {}", self.temp.path().display()))?;
+            write_packed_refs(&repo, refs).context("cannot record the refs of the new cache")?;
+        }
+        let made = self.temp.keep();
+        fs::rename(&made, &self.path).with_context(|| {
+            let _ = fs::remove_dir_all(&made);
+            format!("cannot move the new mirror into {}", self.path.display())
+        })
+    }
+}
+
 fn lock_path(path: &Path) -> PathBuf {
     let mut name = path.file_name().unwrap_or_default().to_os_string();
     name.push(".backlog-mirror-lock");
@@ -592,9 +631,39 @@ fn remove_entry(path: &Path) -> Result<()> {
 /// Make a new bare mirror in a temporary directory beside `path` and rename it into place, so a
 /// run killed half-way never leaves a half-made mirror under the real name.
 fn create(path: &Path) -> Result<Repository> {
+    let temp = init_beside(path)?;
+    let made = temp.keep();
+    fs::rename(&made, path)
+        .with_context(|| format!("cannot move the new mirror into {}", path.display()))?;
+    Repository::open_bare(path).with_context(|| format!("cannot open {}", path.display()))
+}
+
+/// The prefix of the temporary directories a new mirror of `path` is made in: named for the
+/// mirror, so the run holding its lock knows any it finds to be left by a killed run.
+fn new_prefix(path: &Path) -> String {
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    format!(".{name}.new-")
+}
+
+/// A new, empty bare mirror of `path`, in a temporary directory beside it (removed on drop).
+/// Those a killed run left for the same mirror are removed first: the caller holds its lock.
+fn init_beside(path: &Path) -> Result<tempfile::TempDir> {
     let parent = path.parent().unwrap_or(Path::new("."));
+    let prefix = new_prefix(path);
+    for entry in fs::read_dir(parent).into_iter().flatten().flatten() {
+        if entry.file_name().to_string_lossy().starts_with(&prefix) {
+            let stale = entry.path();
+            fs::remove_dir_all(&stale).with_context(|| {
+                format!("cannot remove {}, left by a killed run", stale.display())
+            })?;
+            info!(
+                "repaired cache {}: removed a half-made mirror left by an interrupted run",
+                path.display()
+            );
+        }
+    }
     let temp = tempfile::Builder::new()
-        .prefix(".new-mirror-")
+        .prefix(&prefix)
         .tempdir_in(parent)
         .with_context(|| format!("cannot create a directory in {}", parent.display()))?;
     {
@@ -614,10 +683,7 @@ fn create(path: &Path) -> Result<Repository> {
         fs::write(temp.path().join(MARKER), "managed by backlog-mirror\n")
             .context("cannot mark the new mirror")?;
     }
-    let made = temp.keep();
-    fs::rename(&made, path)
-        .with_context(|| format!("cannot move the new mirror into {}", path.display()))?;
-    Repository::open_bare(path).with_context(|| format!("cannot open {}", path.display()))
+    Ok(temp)
 }
 
 /// Remove what a killed git or libgit2 leaves behind. Only safe under our exclusive lock.

@@ -173,6 +173,97 @@ fn store(
     Ok(stats)
 }
 
+/// A pack stored into a repository on a thread of its own as its pieces are handed over: the
+/// first mirror's pack, relayed to the target and kept as the new cache at once
+/// (`engine::relay`), indexed beside the relay rather than in its way. At most `QUEUED` pieces
+/// wait (up to 4 MiB with side-band-64k): a slower disk slows the relay, never fills memory.
+pub(crate) struct PackSink {
+    queue: Option<std::sync::mpsc::SyncSender<Piece>>,
+    worker: Option<std::thread::JoinHandle<Result<()>>>,
+}
+
+enum Piece {
+    Data(Vec<u8>),
+    /// The pack was handed over whole: store it.
+    End,
+}
+
+const QUEUED: usize = 64;
+
+impl PackSink {
+    /// Start storing a pack into the bare repository at `dir`.
+    pub(crate) fn start(dir: &std::path::Path) -> Result<PackSink> {
+        let repo = git2::Repository::open_bare(dir)
+            .with_context(|| format!("cannot open {}", dir.display()))?;
+        let (queue, pieces) = std::sync::mpsc::sync_channel(QUEUED);
+        let worker = std::thread::Builder::new()
+            .name("cache-pack".into())
+            .spawn(move || -> Result<()> {
+                let odb = repo.odb().context("cannot read the new cache's objects")?;
+                let mut writer = odb
+                    .packwriter()
+                    .context("cannot start a pack in the cache")?;
+                for piece in pieces {
+                    match piece {
+                        Piece::Data(data) => {
+                            if writer.write_all(&data).is_err() {
+                                return Err(CacheRefused(git2::Error::last_error(-1)).into());
+                            }
+                        }
+                        Piece::End => {
+                            writer.commit().map_err(CacheRefused)?;
+                            return Ok(());
+                        }
+                    }
+                }
+                anyhow::bail!("the pack was cut short before its end")
+            })
+            .context("cannot start a thread to store the pack")?;
+        Ok(PackSink {
+            queue: Some(queue),
+            worker: Some(worker),
+        })
+    }
+
+    /// Hand over the pack's next piece. A store that has failed takes no more (`finish` says
+    /// why); the relay goes on.
+    pub(crate) fn write(&mut self, data: &[u8]) {
+        if let Some(queue) = &self.queue
+            && queue.send(Piece::Data(data.to_vec())).is_err()
+        {
+            self.queue = None;
+        }
+    }
+
+    /// The pack was handed over whole: wait until it is stored, or say why it was not.
+    pub(crate) fn finish(mut self) -> Result<()> {
+        if let Some(queue) = self.queue.take() {
+            // A worker that already failed has dropped its end: its error is the answer.
+            let _ = queue.send(Piece::End);
+        }
+        self.join()
+    }
+
+    fn join(&mut self) -> Result<()> {
+        match self.worker.take().map(std::thread::JoinHandle::join) {
+            Some(Ok(stored)) => stored,
+            Some(Err(panic)) => std::panic::resume_unwind(panic),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for PackSink {
+    /// Unfinished: the worker stores nothing and is waited for, so the directory it writes in
+    /// outlives it.
+    fn drop(&mut self) {
+        self.queue = None;
+        if !std::thread::panicking() {
+            let _ = self.join();
+        }
+    }
+}
+
 /// The source's pack arrived whole (its checksum held), and the cache could not store it: the
 /// fault is the cache's (a base object of a thin pack unreadable, a full disk), which the
 /// caller's repair rebuilds once.

@@ -15,11 +15,16 @@
 //! receive-pack whole and moves no ref. Anything off (a source that cannot send thin packs or
 //! side-band, a checksum mismatch, an unpack error) fails the relay, and the run falls back to the
 //! cache (`sync::run`).
+//!
+//! A first mirror (an empty target, no cache) relays too, when its plan goes in one batch: the
+//! pack then holds every object the source has, and a copy of it is stored as the new cache as
+//! it passes (`keep`). Fetch and push overlap, where a clone and a push take turns.
 
 use anyhow::Result;
 use git2::Oid;
 
 use crate::base::transfer::TransferStats;
+use crate::engine::fetch::PackSink;
 use crate::engine::pack::{Cut, Packer};
 use crate::engine::plan::Change;
 use crate::engine::upload_pack::UploadPackClient;
@@ -39,6 +44,9 @@ pub(crate) struct Relay<'s, 'a> {
     pub(crate) source_quiet: bool,
     /// What all batches relayed so far.
     pub(crate) relayed: TransferStats,
+    /// Where a copy of the relayed pack goes, when the run keeps it as the new cache (a first
+    /// mirror, one batch: the pack then holds everything the source has).
+    pub(crate) keep: Option<PackSink>,
 }
 
 impl Packer for Relay<'_, '_> {
@@ -73,7 +81,13 @@ impl Packer for Relay<'_, '_> {
                 ofs_delta: self.source_ofs_delta && ad.has("ofs-delta"),
                 quiet: self.source_quiet,
             };
-            self.source.fetch_pack(&wants, &haves, ask, send)?
+            match &mut self.keep {
+                Some(keep) => self.source.fetch_pack(&wants, &haves, ask, &mut |data| {
+                    keep.write(data);
+                    send(data)
+                })?,
+                None => self.source.fetch_pack(&wants, &haves, ask, send)?,
+            }
         };
         self.relayed.objects += stats.objects;
         self.relayed.bytes += stats.bytes;

@@ -127,6 +127,8 @@ pub(crate) struct RelayReport {
     pub(crate) relayed: bool,
     /// Why the run went the cache's way instead (or after a part was relayed), when it did.
     pub(crate) fallback: Option<String>,
+    /// A first mirror: the relayed pack was also kept as the new cache.
+    pub(crate) cached: bool,
     /// Objects and bytes of the packs relayed (their headers' counts, the bytes streamed).
     pub(crate) objects: usize,
     pub(crate) bytes: usize,
@@ -342,9 +344,14 @@ impl Summary {
             match (&relay.fallback, relay.relayed) {
                 (None, true) => writeln!(
                     out,
-                    "  relayed {} objects ({}) from the source to the target, no cache",
+                    "  relayed {} objects ({}) from the source to the target, {}",
                     relay.objects,
-                    human_bytes(relay.bytes as u64)
+                    human_bytes(relay.bytes as u64),
+                    if relay.cached {
+                        "and kept them as the cache"
+                    } else {
+                        "no cache"
+                    }
                 )?,
                 (Some(why), _) => writeln!(
                     out,

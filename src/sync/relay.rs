@@ -9,8 +9,10 @@ use tracing::{debug, info, warn};
 use super::target::{LEASE_ATTEMPTS, Listed, list_target, lost_a_race, not_as_reported};
 use crate::base::error::{self, Error, RefProblem};
 use crate::base::refname::RefMap;
+use crate::base::transfer::TransferStats;
 use crate::base::transfer::UNPACKER_ERROR;
-use crate::engine::cache::Lock;
+use crate::engine::cache::{Lock, NewMirror};
+use crate::engine::fetch::PackSink;
 use crate::engine::libgit2::{self, Session, Unsupported};
 use crate::engine::plan::{Action, Plan};
 use crate::engine::push;
@@ -115,12 +117,12 @@ pub(super) fn relay(
         if head_wanted {
             default.advertised(listed.head.clone());
         }
-        if listed.refs.is_empty() && summary.refs.pushed() == 0 {
-            return Ok(Relayed::Declined(
-                "the target is empty: a first mirror fills the cache".into(),
-                Some(listed),
-            ));
-        }
+        // A first mirror: the relayed pack is kept as the new cache, or the cache is filled
+        // first (see `first_mirror_declined`).
+        let first = listed.refs.is_empty()
+            && summary.refs.pushed() == 0
+            && left.is_none()
+            && !lock.mirror_exists();
         let ad = match looked {
             Ok(ad) => ad,
             Err(err) if left.is_some() => return Err(err),
@@ -174,6 +176,11 @@ pub(super) fn relay(
             plan,
             Plan::new(&empty, &wanted, &listed.refs, filter)
         );
+        if first
+            && let Some(why) = first_mirror_declined(cfg, &plan, &wanted, source_head.as_deref())
+        {
+            return Ok(Relayed::Declined(why.into(), Some(listed)));
+        }
         summary.refs.unchanged = plan.unchanged;
         cfg.guard
             .check(wanted.is_empty(), plan.deletes(), on_target)
@@ -207,6 +214,17 @@ pub(super) fn relay(
             ));
         }
         lock.mark_push(cfg.target.url.redacted())?;
+        let new_mirror = if first {
+            let mirror = lock.new_mirror()?;
+            let sink = PackSink::start(mirror.dir())?;
+            Some((mirror, sink))
+        } else {
+            None
+        };
+        let (new_mirror, mut keep) = match new_mirror {
+            Some((mirror, sink)) => (Some(mirror), Some(sink)),
+            None => (None, None),
+        };
         let pushed = timed!(
             summary,
             push,
@@ -217,9 +235,13 @@ pub(super) fn relay(
                 &plan,
                 listed.ad,
                 cfg,
-                summary
+                summary,
+                &mut keep
             )
         );
+        if let (Some(mirror), Some(sink)) = (new_mirror, keep) {
+            keep_as_cache(mirror, sink, &wanted, summary);
+        }
         let rejected = match pushed {
             Ok(rejected) => rejected,
             Err(err) => return Ok(Relayed::Failed(error::one_line(&err))),
@@ -249,10 +271,60 @@ pub(super) fn relay(
     }
 }
 
+/// Why a first mirror (an empty target, no cache) is not relayed, or `None` when it is, its pack
+/// kept as the new cache: that pack must hold everything a fetch into the cache would, so the
+/// plan must take every ref the source has, in one batch (a target that batches, CodeCommit,
+/// gets the cache's pushes, each object once). A dry run changes nothing, not even the cache.
+fn first_mirror_declined(
+    cfg: &SyncConfig,
+    plan: &Plan,
+    wanted: &RefMap,
+    head: Option<&str>,
+) -> Option<&'static str> {
+    if cfg.dry_run {
+        Some("the target is empty: a first mirror's dry run fills the cache")
+    } else if !wanted.keys().all(|name| cfg.filter.selects(name)) {
+        Some("the target is empty and the filter leaves refs out: a first mirror fills the cache")
+    } else if push::wire_batches(plan, cfg.push.batch_size, head).len() > 1 {
+        Some("the target is empty and takes the plan in batches: a first mirror fills the cache")
+    } else {
+        None
+    }
+}
+
+/// Keep the pack a first mirror relayed (`sink`, filled as it passed) as the new cache, its refs
+/// the source's `wanted`, when the whole pack arrived, whatever the target made of it (a target
+/// that refused it is pushed to from this cache next, with nothing fetched again). A cache that
+/// cannot be kept is only a warning: the target is as pushed, and the next run relays.
+fn keep_as_cache(mirror: NewMirror, sink: PackSink, wanted: &RefMap, summary: &mut Summary) {
+    let start = Instant::now();
+    let kept = sink.finish().and_then(|()| mirror.finish(wanted));
+    summary.seconds.fetch += start.elapsed().as_secs_f64();
+    let report = summary.relay.get_or_insert_default();
+    match kept {
+        Ok(()) => {
+            report.cached = true;
+            let stats = TransferStats {
+                objects: report.objects,
+                bytes: report.bytes,
+            };
+            summary.transfer.fetch.add(stats, "wire");
+            debug!("the relayed pack is the new cache");
+        }
+        Err(err) => warn!(
+            "the relayed pack could not be kept as the cache ({}): the next run relays without \
+             one",
+            error::one_line(&err)
+        ),
+    }
+}
+
 /// Push `plan` in the wire engine's batches, each pack relayed from `source` (whose
 /// advertisement was `source_ad`); the first batch uses `listed`, the target's advertisement
-/// the plan was made from, when there is one. Refusals come back as today's; a failed relay
-/// (a damaged pack, an unpack error) is an error.
+/// the plan was made from, when there is one. `keep`, when given, gets a copy of the pack (one
+/// batch) and is handed back. Refusals come back as today's; a failed relay (a damaged pack, an
+/// unpack error) is an error.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn relay_push(
     client: &mut receive_pack::Client,
     source: &mut UploadPackClient,
@@ -261,6 +333,7 @@ pub(super) fn relay_push(
     mut listed: Option<crate::protocol::advertisement::Advertisement>,
     cfg: &SyncConfig,
     summary: &mut Summary,
+    keep: &mut Option<PackSink>,
 ) -> Result<Vec<RefProblem>> {
     let batches = push::wire_batches(plan, cfg.push.batch_size, source_ad.head().as_deref());
     info!(
@@ -276,6 +349,7 @@ pub(super) fn relay_push(
         source_ofs_delta: source_ad.has("ofs-delta"),
         source_quiet: source_ad.has("no-progress"),
         relayed: Default::default(),
+        keep: keep.take(),
     };
     let mut pushed = push::Pushed {
         engine: Some("relay"),
@@ -295,6 +369,7 @@ pub(super) fn relay_push(
         }
         Ok(())
     })();
+    *keep = packer.keep.take();
     summary.record_push(&pushed);
     result?;
     Ok(pushed.rejected())

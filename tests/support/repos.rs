@@ -319,6 +319,13 @@ pub fn assert_mirror(source: &Path, target: &Path) {
 }
 
 /// `git fsck` must be clean (dangling objects are fine: they are what a killed push leaves).
+/// Every object reachable from the repository's refs.
+pub fn reachable_objects(repo: &Path) -> usize {
+    git(repo, &["rev-list", "--objects", "--all"])
+        .lines()
+        .count()
+}
+
 pub fn fsck(repo: &Path) {
     if let Err(e) = git_ok(repo, &["fsck", "--no-dangling", "--no-progress"]) {
         panic!("git fsck of {} failed:\n{e}", repo.display());
