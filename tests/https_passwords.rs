@@ -74,8 +74,8 @@ fn credentials_in_the_url_work_and_are_redacted_everywhere() {
     let report = out.json();
     assert_eq!(report["source"], http.url("source.git"));
     // git would need the password handed to it: auto keeps this push in-process, through our
-    // own receive-pack client.
-    assert_eq!(report["transfer"]["push"]["engine"], "wire");
+    // own receive-pack client (a first mirror relays the source's pack through it).
+    assert_eq!(report["transfer"]["push"]["engine"], "relay");
 }
 
 #[test]

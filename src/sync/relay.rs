@@ -162,6 +162,14 @@ pub(super) fn relay(
         }
         let on_target = listed.refs.keys().filter(|n| filter.selects(n)).count();
         if wanted.is_empty() && on_target == 0 {
+            if first {
+                // Nothing to relay, and the next run is to find a cache as after any first
+                // mirror: the cache's way makes an empty one.
+                return Ok(Relayed::Declined(
+                    "the source and the target are empty: the cache starts empty".into(),
+                    Some(listed),
+                ));
+            }
             if !cfg.dry_run {
                 lock.clear_push_mark()?;
             }
@@ -337,11 +345,16 @@ pub(super) fn relay_push(
 ) -> Result<Vec<RefProblem>> {
     let batches = push::wire_batches(plan, cfg.push.batch_size, source_ad.head().as_deref());
     info!(
-        "relaying {} ref update(s) from {} to {} in {} batch(es), no cache",
+        "relaying {} ref update(s) from {} to {} in {} batch(es), {}",
         plan.changes.len(),
         cfg.source.url,
         cfg.target.url,
-        batches.len()
+        batches.len(),
+        if keep.is_some() {
+            "keeping the pack as the new cache"
+        } else {
+            "no cache"
+        }
     );
     let mut packer = relay::Relay {
         cut: crate::engine::pack::Cut::for_plan(plan.changes.len(), batches.len()),
