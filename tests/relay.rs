@@ -183,6 +183,43 @@ fn a_first_mirror_relays_one_pack_and_keeps_it_as_the_cache() {
     }
 }
 
+/// A target that refuses the first mirror's relayed pack (a real hook, once) gets the cache's
+/// push next, from the pack the relay kept: the source is asked once.
+#[test]
+fn a_first_mirror_the_target_refuses_is_pushed_from_the_kept_pack_without_fetching_again() {
+    let sb = Sandbox::new();
+    let source = source_repo(&sb);
+    let target = init_bare(&sb.join("srv/target.git"));
+    install_hook(
+        &target,
+        "pre-receive",
+        "#!/bin/sh\nif [ -f refuse-once ]; then rm refuse-once; echo 'not this time' >&2; \
+         exit 1; fi\nexit 0\n",
+    );
+    std::fs::write(target.join("refuse-once"), "").unwrap();
+    let server = GitServer::start("git", &sb.join("srv"));
+    let out = run(sb
+        .sync(&server.url("source.git"), &server.url("target.git"))
+        .arg("--json"));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_mirror(&source, &target);
+    fsck(&target);
+    let json = out.json();
+    assert_eq!(json["relay"]["relayed"], false, "{json}");
+    assert_eq!(json["relay"]["cached"], true, "{json}");
+    let why = json["relay"]["fallback"].as_str().unwrap_or_default();
+    assert!(why.contains("pre-receive hook declined"), "{json}");
+    assert_eq!(json["seeded"], false, "{json}");
+    // The relay's pack, kept: the cache's way found its refs current and fetched nothing.
+    let objects = reachable_objects(&source);
+    assert_eq!(json["transfer"]["fetch"]["objects"], objects, "{json}");
+    assert_eq!(json["transfer"]["push"]["engine"], "wire", "{json}");
+    assert!(!target.join("refuse-once").exists());
+    let cache = cache_mirror(&sb.cache_dir());
+    assert_mirror(&source, &cache);
+    fsck(&cache);
+}
+
 /// The names in a directory.
 fn names_in(dir: &Path) -> Vec<String> {
     std::fs::read_dir(dir)

@@ -653,7 +653,12 @@ fn init_beside(path: &Path) -> Result<tempfile::TempDir> {
     for entry in fs::read_dir(parent).into_iter().flatten().flatten() {
         if entry.file_name().to_string_lossy().starts_with(&prefix) {
             let stale = entry.path();
-            fs::remove_dir_all(&stale).with_context(|| {
+            // A link or a file of that name goes itself: nothing is followed out of the cache.
+            let removed = match entry.file_type() {
+                Ok(kind) if kind.is_dir() => fs::remove_dir_all(&stale),
+                _ => fs::remove_file(&stale),
+            };
+            removed.with_context(|| {
                 format!("cannot remove {}, left by a killed run", stale.display())
             })?;
             info!(
@@ -747,6 +752,43 @@ fn is_stale(path: &Path, name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_new_mirror_removes_what_a_killed_one_left_and_follows_no_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.git");
+        let outside = dir.path().join("outside");
+        fs::create_dir(&outside).unwrap();
+        fs::write(outside.join("keep"), "mine").unwrap();
+        let left = dir.path().join(".m.git.new-AbC123");
+        fs::create_dir_all(left.join("objects/pack")).unwrap();
+        fs::write(left.join("objects/pack/pack_git2_1"), "half").unwrap();
+        std::os::unix::fs::symlink(&outside, dir.path().join(".m.git.new-link")).unwrap();
+        fs::write(dir.path().join(".m.git.new-file"), "planted").unwrap();
+        // Another mirror's half-made directory is not this run's to touch.
+        let other = dir.path().join(".n.git.new-XyZ");
+        fs::create_dir(&other).unwrap();
+        let lock = Lock::take(&path, Duration::from_secs(1)).unwrap();
+        let mirror = lock.new_mirror().unwrap();
+        let names: Vec<String> = fs::read_dir(dir.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(".m.git.new-"))
+            .collect();
+        assert_eq!(names.len(), 1, "{names:?}");
+        assert!(mirror.dir().starts_with(dir.path()));
+        assert_eq!(fs::read_to_string(outside.join("keep")).unwrap(), "mine");
+        assert!(other.exists());
+        assert!(!path.exists(), "an unfinished mirror is not in place");
+        mirror.finish(&RefMap::new()).unwrap();
+        assert!(path.join(MARKER).is_file());
+        let cache = Cache::open_locked(lock).unwrap();
+        assert!(
+            !cache.created,
+            "the finished mirror is opened, not made again"
+        );
+    }
 
     #[test]
     fn creates_marks_and_reopens() {
