@@ -645,13 +645,25 @@ fn new_prefix(path: &Path) -> String {
     format!(".{name}.new-")
 }
 
+/// The random part of a half-made mirror's name.
+const NEW_SUFFIX: usize = 6;
+
+/// Whether `name` is a half-made mirror of the mirror whose prefix is `prefix`: that prefix and
+/// a random suffix, nothing more (`.a.git.new-x.git.new-AbC123` is a mirror named
+/// `a.git.new-x`'s, not `a`'s).
+fn is_new_of(name: &str, prefix: &str) -> bool {
+    name.strip_prefix(prefix).is_some_and(|rest| {
+        rest.len() == NEW_SUFFIX && rest.bytes().all(|b| b.is_ascii_alphanumeric())
+    })
+}
+
 /// A new, empty bare mirror of `path`, in a temporary directory beside it (removed on drop).
 /// Those a killed run left for the same mirror are removed first: the caller holds its lock.
 fn init_beside(path: &Path) -> Result<tempfile::TempDir> {
     let parent = path.parent().unwrap_or(Path::new("."));
     let prefix = new_prefix(path);
     for entry in fs::read_dir(parent).into_iter().flatten().flatten() {
-        if entry.file_name().to_string_lossy().starts_with(&prefix) {
+        if is_new_of(&entry.file_name().to_string_lossy(), &prefix) {
             let stale = entry.path();
             // A link or a file of that name goes itself: nothing is followed out of the cache.
             let removed = match entry.file_type() {
@@ -669,6 +681,7 @@ fn init_beside(path: &Path) -> Result<tempfile::TempDir> {
     }
     let temp = tempfile::Builder::new()
         .prefix(&prefix)
+        .rand_bytes(NEW_SUFFIX)
         .tempdir_in(parent)
         .with_context(|| format!("cannot create a directory in {}", parent.display()))?;
     {
@@ -763,11 +776,14 @@ mod tests {
         let left = dir.path().join(".m.git.new-AbC123");
         fs::create_dir_all(left.join("objects/pack")).unwrap();
         fs::write(left.join("objects/pack/pack_git2_1"), "half").unwrap();
-        std::os::unix::fs::symlink(&outside, dir.path().join(".m.git.new-link")).unwrap();
-        fs::write(dir.path().join(".m.git.new-file"), "planted").unwrap();
-        // Another mirror's half-made directory is not this run's to touch.
-        let other = dir.path().join(".n.git.new-XyZ");
+        std::os::unix::fs::symlink(&outside, dir.path().join(".m.git.new-link01")).unwrap();
+        fs::write(dir.path().join(".m.git.new-file01"), "planted").unwrap();
+        // Other mirrors' half-made directories are not this run's to touch, even one whose
+        // mirror's name starts as this one's does.
+        let other = dir.path().join(".n.git.new-XyZ123");
         fs::create_dir(&other).unwrap();
+        let longer = dir.path().join(".m.git.new-x.git.new-XyZ123");
+        fs::create_dir(&longer).unwrap();
         let lock = Lock::take(&path, Duration::from_secs(1)).unwrap();
         let mirror = lock.new_mirror().unwrap();
         let names: Vec<String> = fs::read_dir(dir.path())
@@ -776,7 +792,8 @@ mod tests {
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .filter(|n| n.starts_with(".m.git.new-"))
             .collect();
-        assert_eq!(names.len(), 1, "{names:?}");
+        assert_eq!(names.len(), 2, "{names:?}");
+        assert!(longer.exists());
         assert!(mirror.dir().starts_with(dir.path()));
         assert_eq!(fs::read_to_string(outside.join("keep")).unwrap(), "mine");
         assert!(other.exists());

@@ -190,6 +190,13 @@ enum Piece {
 
 const QUEUED: usize = 64;
 
+fn refused(err: git2::Error) -> anyhow::Error {
+    anyhow::anyhow!(
+        "the new cache could not store the relayed pack: {}",
+        err.message()
+    )
+}
+
 impl PackSink {
     /// Start storing a pack into the bare repository at `dir`.
     pub(crate) fn start(dir: &std::path::Path) -> Result<PackSink> {
@@ -207,11 +214,11 @@ impl PackSink {
                     match piece {
                         Piece::Data(data) => {
                             if writer.write_all(&data).is_err() {
-                                return Err(CacheRefused(git2::Error::last_error(-1)).into());
+                                return Err(refused(git2::Error::last_error(-1)));
                             }
                         }
                         Piece::End => {
-                            writer.commit().map_err(CacheRefused)?;
+                            writer.commit().map_err(refused)?;
                             return Ok(());
                         }
                     }
@@ -289,6 +296,75 @@ mod tests {
 
     fn refs(list: &[(&str, u8)]) -> RefMap {
         list.iter().map(|(n, i)| (n.to_string(), id(*i))).collect()
+    }
+
+    /// A bare repository with one commit, and the pack of that commit.
+    fn packed_commit() -> (tempfile::TempDir, Vec<u8>, Oid) {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = git2::Repository::init_bare(dir.path()).unwrap();
+        let blob = repo.blob(b"kept by the sink\n").unwrap();
+        let mut tree = repo.treebuilder(None).unwrap();
+        tree.insert("a.txt", blob, 0o100644).unwrap();
+        let tree = repo.find_tree(tree.write().unwrap()).unwrap();
+        let sig = git2::Signature::now("t", "t@example.com").unwrap();
+        let commit = repo.commit(None, &sig, &sig, "one", &tree, &[]).unwrap();
+        let mut builder = repo.packbuilder().unwrap();
+        builder.insert_commit(commit).unwrap();
+        let mut buf = git2::Buf::new();
+        builder.write_buf(&mut buf).unwrap();
+        (dir, buf.to_vec(), commit)
+    }
+
+    fn packs_in(repo: &std::path::Path) -> usize {
+        std::fs::read_dir(repo.join("objects/pack"))
+            .unwrap()
+            .flatten()
+            .filter(|e| e.path().extension().is_some_and(|x| x == "pack"))
+            .count()
+    }
+
+    #[test]
+    fn a_sink_stores_a_whole_pack_handed_over_in_pieces() {
+        let (_source, pack, commit) = packed_commit();
+        let target = tempfile::tempdir().unwrap();
+        git2::Repository::init_bare(target.path()).unwrap();
+        let mut sink = PackSink::start(target.path()).unwrap();
+        for piece in pack.chunks(7) {
+            sink.write(piece);
+        }
+        sink.finish().unwrap();
+        let repo = git2::Repository::open_bare(target.path()).unwrap();
+        assert!(repo.find_commit(commit).is_ok());
+        assert_eq!(packs_in(target.path()), 1);
+    }
+
+    #[test]
+    fn a_sink_cut_short_or_fed_garbage_stores_nothing_and_never_blocks() {
+        let (_source, pack, _) = packed_commit();
+        let target = tempfile::tempdir().unwrap();
+        git2::Repository::init_bare(target.path()).unwrap();
+        // Dropped before the end (the relay failed): nothing stored.
+        let mut sink = PackSink::start(target.path()).unwrap();
+        sink.write(&pack[..pack.len() / 2]);
+        drop(sink);
+        assert_eq!(packs_in(target.path()), 0);
+        // Finished on half a pack: the indexer refuses it.
+        let mut sink = PackSink::start(target.path()).unwrap();
+        sink.write(&pack[..pack.len() / 2]);
+        assert!(sink.finish().is_err());
+        assert_eq!(packs_in(target.path()), 0);
+        // Garbage: the store fails early, and far more pieces than the queue holds still go
+        // by without blocking the relay.
+        let mut sink = PackSink::start(target.path()).unwrap();
+        for _ in 0..QUEUED * 4 {
+            sink.write(b"this is not a pack, not at all");
+        }
+        let err = sink.finish().unwrap_err();
+        assert!(
+            format!("{err:#}").contains("could not store the relayed pack"),
+            "{err:#}"
+        );
+        assert_eq!(packs_in(target.path()), 0);
     }
 
     #[test]
