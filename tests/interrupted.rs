@@ -128,13 +128,7 @@ fn kill_then_recover(label: &str, extra: &[&str], at: KillAt) -> usize {
     );
     assert_mirror(&source, &target);
     fsck(&target);
-    let cache = std::fs::read_dir(sb.cache_dir())
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| p.extension().is_some_and(|e| e == "git"))
-        .expect("a mirror in the cache dir");
-    fsck(&cache);
+    fsck(&mirror_in(&sb.cache_dir()));
     leftovers
 }
 
@@ -191,15 +185,6 @@ fn killed_in_the_middle_of_a_first_mirror_relay() {
         left > 0,
         "the kill left no half-made mirror: it missed the relay"
     );
-}
-
-fn mirror_in(cache_dir: &Path) -> PathBuf {
-    std::fs::read_dir(cache_dir)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| p.extension().is_some_and(|e| e == "git"))
-        .expect("a mirror in the cache dir")
 }
 
 /// Damage that no killed run leaves but disks and people do: the cache is rebuilt, with one

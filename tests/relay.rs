@@ -123,16 +123,6 @@ fn a_stateless_incremental_relays_over_git_http_and_a_local_path_and_never_seeds
     }
 }
 
-/// The bare mirror a sync keeps in `cache_dir`.
-fn cache_mirror(cache_dir: &Path) -> PathBuf {
-    std::fs::read_dir(cache_dir)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| p.extension().is_some_and(|e| e == "git"))
-        .expect("a mirror in the cache directory")
-}
-
 #[test]
 fn a_first_mirror_relays_one_pack_and_keeps_it_as_the_cache() {
     for transport in ["git", "http"] {
@@ -156,7 +146,7 @@ fn a_first_mirror_relays_one_pack_and_keeps_it_as_the_cache() {
         assert_eq!(json["relay"]["objects"], objects, "{transport}: {json}");
         assert_eq!(json["transfer"]["fetch"]["objects"], objects, "{json}");
         assert_eq!(json["transfer"]["push"]["objects"], objects, "{json}");
-        let cache = cache_mirror(&sb.cache_dir());
+        let cache = mirror_in(&sb.cache_dir());
         assert_mirror(&source, &cache);
         fsck(&cache);
         assert!(
@@ -215,7 +205,7 @@ fn a_first_mirror_the_target_refuses_is_pushed_from_the_kept_pack_without_fetchi
     assert_eq!(json["transfer"]["fetch"]["objects"], objects, "{json}");
     assert_eq!(json["transfer"]["push"]["engine"], "wire", "{json}");
     assert!(!target.join("refuse-once").exists());
-    let cache = cache_mirror(&sb.cache_dir());
+    let cache = mirror_in(&sb.cache_dir());
     assert_mirror(&source, &cache);
     fsck(&cache);
 }

@@ -319,6 +319,21 @@ pub fn assert_mirror(source: &Path, target: &Path) {
 }
 
 /// `git fsck` must be clean (dangling objects are fine: they are what a killed push leaves).
+/// The bare mirror a sync keeps in `cache_dir` (its only one).
+pub fn mirror_in(cache_dir: &Path) -> PathBuf {
+    std::fs::read_dir(cache_dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.extension().is_some_and(|e| e == "git")
+                && !p
+                    .file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+        })
+        .expect("a mirror in the cache directory")
+}
+
 /// Every object reachable from the repository's refs.
 pub fn reachable_objects(repo: &Path) -> usize {
     git(repo, &["rev-list", "--objects", "--all"])
