@@ -224,7 +224,7 @@ pub(super) fn relay(
         lock.mark_push(cfg.target.url.redacted())?;
         let new_mirror = if first {
             let mirror = lock.new_mirror()?;
-            let sink = PackSink::start(mirror.dir())?;
+            let sink = PackSink::start(mirror.dir(), lock.fd())?;
             Some((mirror, sink))
         } else {
             None
