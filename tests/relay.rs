@@ -613,6 +613,22 @@ fn the_relay_needs_no_git_installed() {
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_mirror(&m.source, &m.target);
     assert_eq!(out.json()["relay"]["relayed"], true, "{}", out.stdout);
+
+    // A first mirror too: libgit2's indexer keeps the relayed pack as the cache.
+    let fresh = init_bare(&m.sb.join("srv/fresh.git"));
+    let cache = m.sb.join("cache-no-git-first");
+    let out = run(bin()
+        .env("HOME", m.sb.home())
+        .env("PATH", &no_git)
+        .args(["sync", "--json", "--source", &m.server.url("source.git")])
+        .args(["--target", &m.server.url("fresh.git"), "--cache-dir"])
+        .arg(&cache));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_mirror(&m.source, &fresh);
+    assert_eq!(out.json()["relay"]["cached"], true, "{}", out.stdout);
+    let kept = mirror_in(&cache);
+    assert_mirror(&m.source, &kept);
+    fsck(&kept);
 }
 
 #[test]
