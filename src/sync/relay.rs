@@ -14,7 +14,7 @@ use crate::base::transfer::UNPACKER_ERROR;
 use crate::engine::cache::{Lock, NewMirror};
 use crate::engine::fetch::PackSink;
 use crate::engine::libgit2::{self, Session, Unsupported};
-use crate::engine::plan::{Action, Plan};
+use crate::engine::plan::{Action, Change, Plan};
 use crate::engine::push;
 use crate::engine::receive_pack;
 use crate::engine::relay;
@@ -184,9 +184,8 @@ pub(super) fn relay(
             plan,
             Plan::new(&empty, &wanted, &listed.refs, filter)
         );
-        if first
-            && let Some(why) = first_mirror_declined(cfg, &plan, &wanted, source_head.as_deref())
-        {
+        let batches = push::wire_batches(&plan, cfg.push.batch_size, source_head.as_deref());
+        if first && let Some(why) = first_mirror_declined(cfg, batches.len(), &wanted) {
             return Ok(Relayed::Declined(why.into(), Some(listed)));
         }
         summary.refs.unchanged = plan.unchanged;
@@ -222,16 +221,12 @@ pub(super) fn relay(
             ));
         }
         lock.mark_push(cfg.target.url.redacted())?;
-        let new_mirror = if first {
+        let (new_mirror, mut keep) = if first {
             let mirror = lock.new_mirror()?;
             let sink = PackSink::start(mirror.dir(), lock.fd())?;
-            Some((mirror, sink))
+            (Some(mirror), Some(sink))
         } else {
-            None
-        };
-        let (new_mirror, mut keep) = match new_mirror {
-            Some((mirror, sink)) => (Some(mirror), Some(sink)),
-            None => (None, None),
+            (None, None)
         };
         let pushed = timed!(
             summary,
@@ -240,7 +235,8 @@ pub(super) fn relay(
                 &mut client,
                 &mut source,
                 &ad,
-                &plan,
+                &batches,
+                plan.changes.len(),
                 listed.ad,
                 cfg,
                 summary,
@@ -285,15 +281,14 @@ pub(super) fn relay(
 /// gets the cache's pushes, each object once). A dry run changes nothing, not even the cache.
 fn first_mirror_declined(
     cfg: &SyncConfig,
-    plan: &Plan,
+    batches: usize,
     wanted: &RefMap,
-    head: Option<&str>,
 ) -> Option<&'static str> {
     if cfg.dry_run {
         Some("the target is empty: a first mirror's dry run fills the cache")
     } else if !wanted.keys().all(|name| cfg.filter.selects(name)) {
         Some("the target is empty and the filter leaves refs out: a first mirror fills the cache")
-    } else if push::wire_batches(plan, cfg.push.batch_size, head).len() > 1 {
+    } else if batches > 1 {
         Some("the target is empty and takes the plan in batches: a first mirror fills the cache")
     } else {
         None
@@ -327,8 +322,8 @@ fn keep_as_cache(mirror: NewMirror, sink: PackSink, wanted: &RefMap, summary: &m
     }
 }
 
-/// Push `plan` in the wire engine's batches, each pack relayed from `source` (whose
-/// advertisement was `source_ad`); the first batch uses `listed`, the target's advertisement
+/// Push a plan of `changes` updates in the wire engine's `batches` (`push::wire_batches`), each
+/// pack relayed from `source` (whose advertisement was `source_ad`); the first batch uses `listed`, the target's advertisement
 /// the plan was made from, when there is one. `keep`, when given, gets a copy of the pack (one
 /// batch) and is handed back. Refusals come back as today's; a failed relay (a damaged pack, an
 /// unpack error) is an error.
@@ -337,16 +332,16 @@ pub(super) fn relay_push(
     client: &mut receive_pack::Client,
     source: &mut UploadPackClient,
     source_ad: &crate::protocol::advertisement::Advertisement,
-    plan: &Plan,
+    batches: &[Vec<&Change>],
+    changes: usize,
     mut listed: Option<crate::protocol::advertisement::Advertisement>,
     cfg: &SyncConfig,
     summary: &mut Summary,
     keep: &mut Option<PackSink>,
 ) -> Result<Vec<RefProblem>> {
-    let batches = push::wire_batches(plan, cfg.push.batch_size, source_ad.head().as_deref());
     info!(
         "relaying {} ref update(s) from {} to {} in {} batch(es), {}",
-        plan.changes.len(),
+        changes,
         cfg.source.url,
         cfg.target.url,
         batches.len(),
@@ -357,7 +352,7 @@ pub(super) fn relay_push(
         }
     );
     let mut packer = relay::Relay {
-        cut: crate::engine::pack::Cut::for_plan(plan.changes.len(), batches.len()),
+        cut: crate::engine::pack::Cut::for_plan(changes, batches.len()),
         source,
         source_ofs_delta: source_ad.has("ofs-delta"),
         source_quiet: source_ad.has("no-progress"),
@@ -369,7 +364,7 @@ pub(super) fn relay_push(
         ..Default::default()
     };
     let result = (|| {
-        for batch in &batches {
+        for batch in batches {
             let outcome = client.push_with(batch, &mut packer, listed.take());
             let report = summary.relay.get_or_insert_default();
             report.objects = packer.relayed.objects;
