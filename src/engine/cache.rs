@@ -170,10 +170,13 @@ impl NewMirror {
             write_packed_refs(&repo, refs).context("cannot record the refs of the new cache")?;
         }
         let made = self.temp.keep();
-        fs::rename(&made, &self.path).with_context(|| {
+        if let Err(err) = fs::rename(&made, &self.path) {
             let _ = fs::remove_dir_all(&made);
-            format!("cannot move the new mirror into {}", self.path.display())
-        })
+            return Err(err).with_context(|| {
+                format!("cannot move the new mirror into {}", self.path.display())
+            });
+        }
+        Ok(())
     }
 }
 

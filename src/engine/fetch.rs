@@ -352,14 +352,16 @@ fn by_git(
         return Ok(());
     }
     let said = String::from_utf8_lossy(&said);
-    let first = said.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
-    if ended || !first.is_empty() {
-        anyhow::bail!(
+    match said.lines().map(str::trim).find(|l| !l.is_empty()) {
+        Some(line) => anyhow::bail!(
             "the new cache could not store the relayed pack: git index-pack: {}",
-            crate::base::text::clip(&crate::base::text::escape(first.trim()), 300)
-        )
+            crate::base::text::clip(&crate::base::text::escape(line), 300)
+        ),
+        None if ended => {
+            anyhow::bail!("the new cache could not store the relayed pack: git index-pack {status}")
+        }
+        None => anyhow::bail!("the pack was cut short before its end"),
     }
-    anyhow::bail!("the pack was cut short before its end")
 }
 
 impl Drop for PackSink {
