@@ -210,6 +210,66 @@ fn a_first_mirror_the_target_refuses_is_pushed_from_the_kept_pack_without_fetchi
     fsck(&cache);
 }
 
+/// A cache directory too small for the first mirror's copy (a 128 KiB tmpfs, in a mount
+/// namespace of the run's own): the target is mirrored all the same, the run says the copy could
+/// not be kept, and leaves no half-made mirror behind.
+#[test]
+fn a_full_disk_under_the_cache_costs_the_copy_not_the_mirror() {
+    let sb = Sandbox::new();
+    let source = init_bare(&sb.join("srv/source.git"));
+    for i in 0..3 {
+        incompressible_branch(&source, &format!("b{i}"), i + 1, 100_000);
+    }
+    let target = init_bare(&sb.join("srv/target.git"));
+    let server = GitServer::start("git", &sb.join("srv"));
+    let cache = sb.join("tiny-cache");
+    std::fs::create_dir_all(&cache).unwrap();
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let root = unsafe { libc::geteuid() } == 0;
+    let mut cmd = std::process::Command::new("unshare");
+    cmd.args(if root {
+        &[][..]
+    } else {
+        &["--map-root-user"][..]
+    })
+    .args(["--mount", "sh", "-c"])
+    .arg(
+        "mount -t tmpfs -o size=128k tmpfs \"$1\" || exit 99; d=$1; shift; \"$@\"; code=$?; \
+             echo \"left in the cache: $(ls -A \"$d\" | tr '\\n' ' ')\" >&2; exit $code",
+    )
+    .arg("sh")
+    .arg(&cache)
+    .arg(env!("CARGO_BIN_EXE_backlog-mirror"))
+    .env("HOME", sb.home())
+    .args(["sync", "--json", "--source", &server.url("source.git")])
+    .args(["--target", &server.url("target.git"), "--cache-dir"])
+    .arg(&cache);
+    let out = run(&mut cmd);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_mirror(&source, &target);
+    fsck(&target);
+    let json = out.json();
+    assert_eq!(json["relay"]["relayed"], true, "{json}");
+    assert_eq!(json["relay"]["cached"], false, "{json}");
+    assert!(
+        out.stderr.contains("could not be kept as the cache")
+            && out.stderr.contains("No space left on device"),
+        "{}",
+        out.stderr
+    );
+    // Listed from inside the namespace, before the tmpfs went with it: the lock, nothing else.
+    let left = out
+        .stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("left in the cache: "))
+        .expect("the listing of the cache");
+    let left: Vec<&str> = left.split_whitespace().collect();
+    assert!(
+        left.len() == 1 && left[0].ends_with(".git.backlog-mirror-lock"),
+        "{left:?}"
+    );
+}
+
 /// The names in a directory.
 fn names_in(dir: &Path) -> Vec<String> {
     std::fs::read_dir(dir)
